@@ -1,0 +1,225 @@
+"""List datasets: contiguous arrays plus per-query offsets, and collation into padded batches.
+
+A :class:`ListDataset` holds all rows of all queries in flat arrays (``features [N, F]``,
+``labels [N]``) and ``offsets [Q + 1]`` such that query ``q`` owns rows
+``offsets[q]:offsets[q + 1]``. Item ``q`` of the dataset is that query's list.
+
+:func:`collate_lists` pads a list of items into a :class:`~ltr.types.ListBatch` with a boolean mask
+(``True`` = real candidate). Evaluation always sees whole lists. For training only,
+:class:`SampledLists` caps very long lists by sampling: a list longer than ``max_list_length``
+is replaced by a uniformly random subset of that size (without replacement, original order kept),
+drawn from a generator seeded by ``(seed, epoch, query index)``, so runs are reproducible and do
+not depend on data-loader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ltr.data.parquet import default_feature_names, query_starts, read_parquet
+from ltr.data.stats import DataStats
+from ltr.data.svmlight import RowChunk, concat_chunks, read_svmlight
+from ltr.errors import DataFormatError
+from ltr.types import ListBatch
+
+
+@dataclass(frozen=True)
+class ListExample:
+    """One query's candidate list.
+
+    Attributes:
+        features: ``[n, F]`` float32.
+        labels: ``[n]`` float32.
+        index: position of the query in its dataset.
+        rows: ``[n]`` int64 row numbers of the candidates in the dataset's flat arrays.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    index: int
+    rows: np.ndarray
+
+
+class ListDataset(Dataset):
+    """Ranking data as flat arrays plus per-query offsets.
+
+    Args:
+        features: ``[N, F]`` float32 candidate features, rows of a query contiguous.
+        labels: ``[N]`` float32 relevance grades.
+        offsets: ``[Q + 1]`` int64 row offsets, ``offsets[0] = 0``, ``offsets[-1] = N``.
+        qids: ``[Q]`` query ids.
+        doc_ids: optional ``[N]`` document ids.
+        feature_names: names of the F features (default ``f1..fF``).
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        offsets: np.ndarray,
+        qids: Sequence[str] | np.ndarray,
+        doc_ids: np.ndarray | None = None,
+        feature_names: list[str] | None = None,
+    ):
+        self.features = np.ascontiguousarray(features, dtype=np.float32)
+        self.labels = np.ascontiguousarray(labels, dtype=np.float32)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.qids = np.asarray(qids, dtype=object)
+        self.doc_ids = doc_ids if doc_ids is not None else np.full(len(labels), None, dtype=object)
+        n = self.features.shape[0]
+        if self.features.ndim != 2:
+            raise DataFormatError(f"features must be [rows, features], got {self.features.shape}")
+        if self.labels.shape != (n,):
+            raise DataFormatError(f"{self.labels.shape[0]} labels for {n} feature rows")
+        if self.offsets[0] != 0 or self.offsets[-1] != n or np.any(np.diff(self.offsets) <= 0):
+            raise DataFormatError("offsets must start at 0, end at the row count and increase")
+        if len(self.qids) != len(self.offsets) - 1:
+            raise DataFormatError(f"{len(self.qids)} query ids for {len(self.offsets) - 1} queries")
+        self.feature_names = feature_names or default_feature_names(self.features.shape[1])
+
+    @classmethod
+    def from_chunk(cls, chunk: RowChunk, feature_names: list[str] | None = None) -> ListDataset:
+        """Build from rows whose queries are contiguous."""
+        if len(chunk) == 0:
+            raise DataFormatError("the data holds no rows")
+        starts = query_starts(chunk.qids)
+        qids = chunk.qids[starts]
+        if len(set(qids)) != len(qids):
+            raise DataFormatError("rows of a query must be contiguous; a query id appears twice")
+        offsets = np.append(starts, len(chunk)).astype(np.int64)
+        return cls(chunk.features, chunk.labels, offsets, qids, chunk.doc_ids, feature_names)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> ListExample:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return ListExample(
+            self.features[start:end],
+            self.labels[start:end],
+            int(index),
+            np.arange(start, end, dtype=np.int64),
+        )
+
+    @property
+    def num_features(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def list_lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def query_of_row(self) -> np.ndarray:
+        """``[N]`` index of the query each row belongs to."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.list_lengths)
+
+    def stats(self) -> dict[str, object]:
+        """Counts a user wants to see after loading or converting data."""
+        return DataStats().update(self.labels, self.features, self.offsets).summary()
+
+
+class SampledLists(Dataset):
+    """Training view of a :class:`ListDataset` that caps list length by seeded sampling.
+
+    Call :meth:`set_epoch` at the start of every epoch to draw new subsets.
+    """
+
+    def __init__(self, dataset: ListDataset, max_list_length: int | None, seed: int = 0):
+        if max_list_length is not None and max_list_length < 1:
+            raise ValueError(f"max_list_length must be at least 1, got {max_list_length}")
+        self.dataset = dataset
+        self.max_list_length = max_list_length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> ListExample:
+        item = self.dataset[index]
+        cap = self.max_list_length
+        if cap is None or len(item.labels) <= cap:
+            return item
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        keep = np.sort(rng.choice(len(item.labels), size=cap, replace=False))
+        return ListExample(item.features[keep], item.labels[keep], item.index, item.rows[keep])
+
+
+def collate_lists(items: Sequence[ListExample]) -> ListBatch:
+    """Pad candidate lists into a :class:`ListBatch` (padded slots: zeros, mask ``False``)."""
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    width = items[0].features.shape[1]
+    longest = max(len(it.labels) for it in items)
+    features = np.zeros((len(items), longest, width), dtype=np.float32)
+    labels = np.zeros((len(items), longest), dtype=np.float32)
+    mask = np.zeros((len(items), longest), dtype=bool)
+    for b, it in enumerate(items):
+        n = len(it.labels)
+        features[b, :n] = it.features
+        labels[b, :n] = it.labels
+        mask[b, :n] = True
+    return ListBatch(
+        features=torch.from_numpy(features),  # (B, L, F)
+        labels=torch.from_numpy(labels),  # (B, L)
+        mask=torch.from_numpy(mask),  # (B, L)
+        query_index=torch.tensor([it.index for it in items], dtype=torch.int64),
+    )
+
+
+def load_dataset(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    group_file: str | Path | None = None,
+    num_features: int | None = None,
+) -> ListDataset:
+    """Load one or more LETOR/SVMlight (plain, .xz, .gz) or ltr Parquet files as one dataset.
+
+    Several files are concatenated in order (e.g. the three training partitions of a fold); a
+    query id may not occur in two of them.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    if not paths:
+        raise ValueError("no data file given")
+    chunks: list[RowChunk] = []
+    names: list[str] | None = None
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such data file: {path}")
+        if path.suffix == ".parquet":
+            chunk, file_names = read_parquet(path)
+            if names is not None and file_names != names:
+                raise DataFormatError(f"{path}: its feature names differ from the other files'")
+            names = file_names
+        else:
+            chunk = read_svmlight(path, num_features=num_features, group_file=group_file)
+        chunks.append(chunk)
+    if num_features is None and len({c.features.shape[1] for c in chunks}) > 1:
+        # Sparse files may stop at different largest indices: widen to the largest.
+        width = max(c.features.shape[1] for c in chunks)
+        chunks = [_widen(c, width) for c in chunks]
+    return ListDataset.from_chunk(concat_chunks(chunks), names)
+
+
+def _widen(chunk: RowChunk, width: int) -> RowChunk:
+    extra = width - chunk.features.shape[1]
+    if extra == 0:
+        return chunk
+    features = np.pad(chunk.features, ((0, 0), (0, extra)))
+    return RowChunk(chunk.qids, chunk.doc_ids, chunk.labels, features)

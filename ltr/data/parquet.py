@@ -1,0 +1,236 @@
+"""Parquet storage for ranking data: one explicit schema, queries never split across row groups.
+
+Schema (``ltr.data.parquet.schema(F)``)::
+
+    qid       string                         not null   query id
+    doc_id    string                                    document id (null when the source has none)
+    label     float                          not null   graded relevance
+    features  fixed_size_list<float>[F]      not null   dense features (NaN = missing)
+
+Schema metadata records the format version, the feature count and the feature names. Other
+columns may be present in files written by other tools; readers ignore them.
+
+Each query's rows are contiguous and never straddle two row groups, so a row group can be scored
+on its own. Files are written under a temporary name and renamed when complete: a crash never
+leaves a truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ltr.data.svmlight import RowChunk
+from ltr.errors import DataFormatError
+
+FORMAT_VERSION = "1"
+DEFAULT_ROW_GROUP_ROWS = 65_536
+META_NUM_FEATURES = b"ltr.num_features"
+META_FEATURE_NAMES = b"ltr.feature_names"
+META_VERSION = b"ltr.format_version"
+
+
+def default_feature_names(num_features: int) -> list[str]:
+    """LETOR-style names ``f1 .. fF`` (1-based, matching SVMlight indices)."""
+    return [f"f{i}" for i in range(1, num_features + 1)]
+
+
+def schema(num_features: int, feature_names: list[str] | None = None) -> pa.Schema:
+    """The Parquet schema for ``num_features`` dense features."""
+    names = feature_names or default_feature_names(num_features)
+    if len(names) != num_features:
+        raise ValueError(f"{len(names)} feature names for {num_features} features")
+    return pa.schema(
+        [
+            pa.field("qid", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=True),
+            pa.field("label", pa.float32(), nullable=False),
+            pa.field("features", pa.list_(pa.float32(), num_features), nullable=False),
+        ],
+        metadata={
+            META_VERSION: FORMAT_VERSION.encode(),
+            META_NUM_FEATURES: str(num_features).encode(),
+            META_FEATURE_NAMES: json.dumps(names).encode(),
+        },
+    )
+
+
+def chunk_to_table(chunk: RowChunk, file_schema: pa.Schema) -> pa.Table:
+    """Convert a :class:`RowChunk` to an Arrow table with the given schema."""
+    n, width = chunk.features.shape
+    features = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.ascontiguousarray(chunk.features, dtype=np.float32).reshape(-1)), width
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array(chunk.qids.astype(str) if n else [], type=pa.string()),
+            pa.array(list(chunk.doc_ids), type=pa.string()),
+            pa.array(chunk.labels, type=pa.float32()),
+            features,
+        ],
+        schema=file_schema,
+    )
+
+
+class ParquetListWriter:
+    """Write whole queries to Parquet, cutting row groups only at query boundaries.
+
+    Use as a context manager; the file appears under its final name only after a clean exit.
+
+    Args:
+        path: output file.
+        num_features: dense width F.
+        feature_names: optional names (default ``f1..fF``).
+        row_group_rows: target rows per row group; a single query larger than this gets a row
+            group of its own.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        num_features: int,
+        *,
+        feature_names: list[str] | None = None,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    ):
+        self.path = Path(path)
+        self.schema = schema(num_features, feature_names)
+        self.row_group_rows = row_group_rows
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._last_qid: str | None = None
+        self._seen: set[str] = set()
+        self.rows_written = 0
+        self.queries_written = 0
+
+    def __enter__(self) -> ParquetListWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        return self
+
+    def write(self, chunk: RowChunk) -> None:
+        """Append a chunk of whole queries (queries must not repeat across chunks)."""
+        if self._writer is None:
+            raise RuntimeError("use ParquetListWriter as a context manager")
+        if len(chunk) == 0:
+            return
+        starts = query_starts(chunk.qids)
+        for q in chunk.qids[starts]:
+            if q in self._seen:
+                raise DataFormatError(
+                    f"query {q!r} appears in two places of the input; rows of a query must be "
+                    "contiguous"
+                )
+            self._seen.add(q)
+        self.queries_written += len(starts)
+        table = chunk_to_table(chunk, self.schema)
+        # Cut the table at query boundaries into pieces of about row_group_rows rows.
+        bounds = np.append(starts, len(chunk))
+        begin = 0
+        for end in bounds[1:]:
+            if self._pending_rows + (end - begin) >= self.row_group_rows and end > begin:
+                self._pending.append(table.slice(begin, end - begin))
+                self._pending_rows += end - begin
+                self._flush()
+                begin = end
+        if begin < len(chunk):
+            self._pending.append(table.slice(begin))
+            self._pending_rows += len(chunk) - begin
+
+    def _flush(self) -> None:
+        if self._pending_rows and self._writer is not None:
+            self._writer.write_table(
+                pa.concat_tables(self._pending), row_group_size=self._pending_rows
+            )
+            self.rows_written += self._pending_rows
+        self._pending, self._pending_rows = [], 0
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._flush()
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
+
+
+def query_starts(qids: np.ndarray) -> np.ndarray:
+    """Indices where a new query begins in a row-ordered array of query ids."""
+    if len(qids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.ones(len(qids), dtype=bool)
+    change[1:] = qids[1:] != qids[:-1]
+    return np.flatnonzero(change)
+
+
+def feature_names_of(file_schema: pa.Schema) -> list[str]:
+    """Feature names recorded in a file's schema (``f1..fF`` when absent)."""
+    meta = file_schema.metadata or {}
+    if META_FEATURE_NAMES in meta:
+        return list(json.loads(meta[META_FEATURE_NAMES]))
+    return default_feature_names(features_width(file_schema))
+
+
+def features_width(file_schema: pa.Schema) -> int:
+    """Width F of the ``features`` column; raises if the file does not follow the schema."""
+    try:
+        field = file_schema.field("features")
+    except KeyError:
+        raise DataFormatError(
+            "the Parquet file has no 'features' column (expected the ltr schema: qid, doc_id, "
+            "label, features; convert LETOR files with `ltr convert`)"
+        ) from None
+    if not pa.types.is_fixed_size_list(field.type):
+        raise DataFormatError(
+            f"column 'features' must be a fixed-size list of floats, got {field.type}"
+        )
+    for required in ("qid", "label"):
+        if file_schema.get_field_index(required) < 0:
+            raise DataFormatError(f"the Parquet file has no {required!r} column")
+    return int(field.type.list_size)
+
+
+def table_to_chunk(table: pa.Table) -> RowChunk:
+    """Convert an Arrow table in the ltr schema to a :class:`RowChunk`."""
+    width = features_width(table.schema)
+    feats = table.column("features").combine_chunks()
+    values = feats.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    doc = (
+        table.column("doc_id").to_numpy(zero_copy_only=False)
+        if table.schema.get_field_index("doc_id") >= 0
+        else np.full(table.num_rows, None, dtype=object)
+    )
+    return RowChunk(
+        qids=table.column("qid").cast(pa.string()).to_numpy(zero_copy_only=False).astype(object),
+        doc_ids=doc.astype(object),
+        labels=table.column("label").to_numpy(zero_copy_only=False).astype(np.float32),
+        features=values.reshape(-1, width),
+    )
+
+
+def iter_parquet(path: str | Path, *, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Stream a Parquet file one row group at a time."""
+    file = pq.ParquetFile(path)
+    for i in range(file.num_row_groups):
+        yield file.read_row_group(i, columns=columns)
+
+
+def read_parquet(path: str | Path) -> tuple[RowChunk, list[str]]:
+    """Read a whole ltr Parquet file: rows and feature names."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such data file: {path}")
+    table = pq.read_table(path)
+    return table_to_chunk(table), feature_names_of(table.schema)

@@ -1,0 +1,27 @@
+"""Errors a user can cause. The CLI prints these as one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class LtrError(Exception):
+    """Base class for errors caused by input or configuration, not by a bug."""
+
+
+class DataFormatError(LtrError, ValueError):
+    """An input file or table is malformed. The message names the file, the place and the fault."""
+
+
+class ConfigError(LtrError, ValueError):
+    """A configuration value or command-line option is invalid."""
+
+
+class RegistryError(LtrError, KeyError):
+    """An unknown name was asked of a registry (losses, models, metrics)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> RegistryError:
+    """Build the error for an unknown registry name, listing the valid ones."""
+    return RegistryError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
