@@ -1,0 +1,23 @@
+"""Neural building blocks shared by the rankers and the language models."""
+
+from ltr.nn.attention import MultiHeadAttention, attention_mask
+from ltr.nn.blocks import ACTIVATIONS, IMSAB, MAB, MSAB, FeedForward, make_activation
+from ltr.nn.positional import (
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "IMSAB",
+    "MAB",
+    "MSAB",
+    "FeedForward",
+    "LearnedPositionalEncoding",
+    "MultiHeadAttention",
+    "SinusoidalPositionalEncoding",
+    "attention_mask",
+    "make_activation",
+    "sinusoidal_table",
+]
