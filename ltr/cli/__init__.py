@@ -16,6 +16,8 @@ from ltr.errors import LtrError
 # name of the sub-command -> module under ltr.cli that registers it (order = order in --help)
 COMMANDS: dict[str, str] = {
     "demo": "ltr.cli.demo",
+    "train": "ltr.cli.train",
+    "evaluate": "ltr.cli.evaluate",
     "convert": "ltr.cli.convert",
 }
 

@@ -1,0 +1,180 @@
+"""The model artifact: one directory from training to production, and the one loader for it.
+
+Layout of an artifact directory::
+
+    ltr_model.json   manifest: architecture, its config, feature schema, normaliser, training info
+    model.pt         state dict of the RankingModel (normaliser statistics included)
+    model.onnx       optional, written by ``ltr export`` after a parity check
+
+Every consumer (``ltr evaluate``, the gRPC server, batch scoring, reports) loads models through
+:func:`load_model`, which accepts a local directory or an MLflow URI (``runs:/<id>/model``,
+``models:/<name>@<alias>``, ``models:/<name>/<version>``). So the model that was evaluated is the
+model that is served.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ltr import __version__
+from ltr.errors import LtrError
+
+MANIFEST = "ltr_model.json"
+WEIGHTS = "model.pt"
+ONNX = "model.onnx"
+FORMAT = "ltr-model"
+FORMAT_VERSION = 1
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+
+
+class ArtifactError(LtrError):
+    """A model artifact is missing, incomplete or of an unknown format."""
+
+
+@dataclass
+class Manifest:
+    """What a model artifact says about itself.
+
+    Attributes:
+        architecture: registry name of the scorer (``setrank``, ``mlp``).
+        model_config: the scorer's resolved config (``num_features`` included).
+        feature_names: names of the F input features, in order.
+        normalizer: ``{"enabled": bool, "log1p": bool}``.
+        training: free-form facts about training (loss, data, metrics, run id).
+        name / version: registry name and version, when loaded from a registry.
+    """
+
+    architecture: str
+    model_config: dict[str, Any]
+    feature_names: list[str]
+    normalizer: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "log1p": True})
+    training: dict[str, Any] = field(default_factory=dict)
+    ltr_version: str = __version__
+    name: str | None = None
+    version: str | None = None
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": self.architecture,
+            "model_config": self.model_config,
+            "feature_names": self.feature_names,
+            "normalizer": self.normalizer,
+            "training": self.training,
+            "ltr_version": self.ltr_version,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: Path) -> Manifest:
+        if data.get("format") != FORMAT:
+            raise ArtifactError(f"{where} is not an ltr model manifest")
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise ArtifactError(
+                f"{where} was written by a newer ltr (format {data['format_version']}); upgrade ltr"
+            )
+        return cls(
+            architecture=data["architecture"],
+            model_config=data["model_config"],
+            feature_names=list(data["feature_names"]),
+            normalizer=data.get("normalizer", {"enabled": False}),
+            training=data.get("training", {}),
+            ltr_version=data.get("ltr_version", "unknown"),
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference (eval mode, CPU) with its manifest and source."""
+
+    model: torch.nn.Module
+    manifest: Manifest
+    path: Path
+    source: str
+
+    @property
+    def onnx_path(self) -> Path | None:
+        p = self.path / ONNX
+        return p if p.exists() else None
+
+
+def build_model(manifest: Manifest) -> torch.nn.Module:
+    """Construct an (untrained) RankingModel from a manifest."""
+    from ltr.data.normalize import FeatureNormalizer
+    from ltr.models import RankingModel, build_scorer
+
+    scorer = build_scorer(manifest.architecture, dict(manifest.model_config))
+    normalizer = None
+    if manifest.normalizer.get("enabled", False):
+        normalizer = FeatureNormalizer(
+            manifest.num_features, log1p=bool(manifest.normalizer.get("log1p", True))
+        )
+    return RankingModel(scorer, normalizer)
+
+
+def save_model(model: torch.nn.Module, manifest: Manifest, directory: str | Path) -> Path:
+    """Write ``model`` and its manifest to ``directory`` (created; files replaced atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp_weights = directory / f".{WEIGHTS}.tmp"
+    torch.save(model.state_dict(), tmp_weights)
+    tmp_weights.replace(directory / WEIGHTS)
+    tmp_manifest = directory / f".{MANIFEST}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
+    tmp_manifest.replace(directory / MANIFEST)
+    return directory
+
+
+def is_mlflow_uri(source: str) -> bool:
+    return source.startswith(MLFLOW_SCHEMES)
+
+
+def resolve_artifact_dir(source: str | Path) -> tuple[Path, dict[str, str]]:
+    """Local directory holding the artifact for ``source``, and registry facts if any."""
+    text = str(source)
+    info: dict[str, str] = {}
+    if is_mlflow_uri(text):
+        from ltr.tracking import download_model
+
+        local, info = download_model(text)
+    else:
+        local = Path(text)
+    if not local.exists():
+        raise ArtifactError(f"no model at {text}: the path does not exist")
+    if (local / MANIFEST).exists():
+        return local, info
+    # An MLflow pyfunc model directory keeps the ltr artifact in a folder under artifacts/.
+    for candidate in sorted(local.glob(f"artifacts/*/{MANIFEST}")):
+        return candidate.parent, info
+    raise ArtifactError(
+        f"{text} holds no ltr model (no {MANIFEST}); pass a directory written by `ltr train` "
+        "or an MLflow model URI"
+    )
+
+
+def load_model(source: str | Path) -> LoadedModel:
+    """Load a model artifact from a directory or an MLflow URI, ready for inference."""
+    path, info = resolve_artifact_dir(source)
+    manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()), path)
+    manifest.name = info.get("name") or manifest.training.get("registered_model")
+    manifest.version = info.get("version") or manifest.training.get("run_id")
+    weights = path / WEIGHTS
+    if not weights.exists():
+        raise ArtifactError(f"{path} has a manifest but no {WEIGHTS}")
+    model = build_model(manifest)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{weights} does not match its manifest: {exc}") from None
+    model.eval()
+    return LoadedModel(model=model, manifest=manifest, path=path, source=str(source))

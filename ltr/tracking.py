@@ -1,0 +1,283 @@
+"""MLflow tracking: the only module in ltr that imports mlflow.
+
+Default (nothing configured): an embedded store, ``sqlite:///<cwd>/mlflow.db`` for runs and the
+model registry, with artifacts under ``<cwd>/mlartifacts``. Set ``MLFLOW_TRACKING_URI`` (or
+``tracking.tracking_uri`` in a config) to use a real ``mlflow server`` instead.
+
+Open the UI on the embedded store with::
+
+    mlflow ui --backend-store-uri sqlite:///mlflow.db
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from ltr import __version__
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+PYFUNC_ARTIFACT_KEY = "ltr_model"
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """``explicit``, else ``$MLFLOW_TRACKING_URI``, else the embedded SQLite store in the cwd."""
+    if explicit:
+        return explicit
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def _configure(tracking_uri: str | None = None) -> None:
+    """Quiet mlflow's logging and point it at the resolved tracking URI.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment; that is
+    undone here so the URI resolved for one call cannot leak into the next (or into children).
+    """
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+@dataclass
+class LoggedModel:
+    """Where a trained model went."""
+
+    run_id: str
+    run_uri: str
+    """``runs:/<run_id>/model``."""
+    model_uri: str
+    """MLflow's own URI for the logged model."""
+    registered_name: str | None = None
+    registered_version: str | None = None
+    alias_uri: str | None = None
+    """``models:/<name>@<alias>`` when an alias was set."""
+
+
+class RunTracker:
+    """One MLflow run: parameters, metrics, artifacts and the model.
+
+    Created by :func:`start_run`; tests read back what was logged through the MLflow client.
+    """
+
+    def __init__(self, run) -> None:
+        self.run = run
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Log the resolved config as ``config.yaml`` and its flattened entries as parameters."""
+        mlflow.log_dict(dict(config), "config.yaml")
+        flat = _flatten(config)
+        params = {k: _param_value(v) for k, v in flat.items()}
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 parameters
+            mlflow.log_params(dict(items[i : i + 100]))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        clean = {_metric_key(k): float(v) for k, v in metrics.items() if np.isfinite(float(v))}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, directory: str | Path, artifact_path: str | None = None) -> None:
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        mlflow.set_tags(dict(tags))
+
+    def log_model(
+        self,
+        artifact_dir: str | Path,
+        *,
+        feature_names: list[str],
+        registered_name: str | None = None,
+        alias: str | None = None,
+    ) -> LoggedModel:
+        """Log an ltr artifact directory as an MLflow pyfunc model with a signature.
+
+        The pyfunc model takes a DataFrame with a ``qid`` column and one column per feature and
+        returns one score per row (lists are scored whole, grouped by ``qid``). When
+        ``registered_name`` is given the model is registered and ``alias`` points at the new
+        version.
+        """
+        from mlflow.models import infer_signature
+
+        example = pd.DataFrame({"qid": ["q1", "q1"]})
+        for name in feature_names:
+            example[name] = np.zeros(2, dtype=np.float64)
+        signature = infer_signature(example, pd.DataFrame({"score": np.zeros(2)}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # advice to log models as code
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=LtrPyfuncModel(),
+                artifacts={PYFUNC_ARTIFACT_KEY: str(artifact_dir)},
+                signature=signature,
+                pip_requirements=[f"ltr=={__version__}", "torch", "pandas"],
+                registered_model_name=registered_name,
+            )
+        logged = LoggedModel(
+            run_id=self.run_id,
+            run_uri=f"runs:/{self.run_id}/model",
+            model_uri=info.model_uri,
+            registered_name=registered_name,
+        )
+        if registered_name:
+            version = str(info.registered_model_version)
+            logged.registered_version = version
+            if alias:
+                client = mlflow.MlflowClient()
+                client.set_registered_model_alias(registered_name, alias, version)
+                logged.alias_uri = f"models:/{registered_name}@{alias}"
+        return logged
+
+
+@contextmanager
+def start_run(
+    *,
+    experiment: str,
+    run_name: str | None = None,
+    tracking_uri: str | None = None,
+    nested: bool = False,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[RunTracker]:
+    """Start (and end) an MLflow run in ``experiment``, creating the experiment if needed.
+
+    With a local SQLite store (the embedded default), a new experiment keeps its artifacts in
+    ``mlartifacts/`` beside the database file.
+    A run that raises is marked FAILED.
+    """
+    _configure(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        location = None
+        if uri.startswith("sqlite:///"):  # a local store keeps artifacts beside its database
+            location = (Path(uri[len("sqlite:///") :]).parent / DEFAULT_ARTIFACTS).as_uri()
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    else:
+        experiment_id = found.experiment_id
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, nested=nested, tags=dict(tags or {})
+    ) as run:
+        yield RunTracker(run)
+
+
+def mark_failed() -> None:
+    """End the active run with status FAILED (a training run that raised)."""
+    mlflow.end_run(status="FAILED")
+
+
+def download_model(uri: str, tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
+    """Download an MLflow model URI to a local folder; return it with registry facts.
+
+    For ``models:/name@alias`` and ``models:/name/version`` the facts hold ``name`` and
+    ``version`` so that servers and reports can say which version they use.
+    """
+    _configure(tracking_uri)
+    info: dict[str, str] = {}
+    if uri.startswith("models:/"):
+        info.update(_registry_facts(uri))
+    target = Path(tempfile.mkdtemp(prefix="ltr-model-"))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    except Exception as exc:  # MLflow raises several exception types for a missing model
+        shutil.rmtree(target, ignore_errors=True)
+        from ltr.artifact import ArtifactError
+
+        raise ArtifactError(f"cannot download model {uri}: {exc}") from None
+    return local, info
+
+
+def _registry_facts(uri: str) -> dict[str, str]:
+    rest = uri[len("models:/") :]
+    client = mlflow.MlflowClient()
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, _, version = rest.partition("/")
+        mv = client.get_model_version(name, version)
+    return {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id or ""}
+
+
+def resolve_alias(name: str, alias: str, tracking_uri: str | None = None) -> str:
+    """Current version number behind ``models:/name@alias`` (for servers that poll)."""
+    _configure(tracking_uri)
+    return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+
+
+def get_run(run_id: str, tracking_uri: str | None = None):
+    """The MLflow run object (params, metrics, tags) for ``run_id``."""
+    _configure(tracking_uri)
+    return mlflow.MlflowClient().get_run(run_id)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def _metric_key(name: str) -> str:
+    # MLflow metric names allow letters, digits and _ - . : / and space; '@' and '=' are not.
+    return name.replace("@", "_at_").replace("=", "")
+
+
+class LtrPyfuncModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc wrapper: ``DataFrame(qid, <features>) -> DataFrame(score)``.
+
+    Lets ``mlflow.pyfunc.load_model(uri).predict(df)`` score lists with the same loader and
+    model as every other ltr entry point.
+    """
+
+    def load_context(self, context) -> None:
+        from ltr.artifact import load_model
+
+        self.loaded = load_model(context.artifacts[PYFUNC_ARTIFACT_KEY])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        from ltr.inference import score_frame
+
+        return pd.DataFrame({"score": score_frame(self.loaded, model_input)})

@@ -1,0 +1,161 @@
+"""Training configuration: the dataclasses that ``configs/*.yaml`` mirror.
+
+``ltr train --config configs/setrank_msab.yaml --model.num_blocks 4 --trainer.max_epochs 50``
+loads the YAML, applies the dotted overrides and validates the result here. The resolved config
+(every default filled in) is logged with the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ltr.config import apply_overrides, from_dict, load_yaml
+from ltr.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how lists are batched."""
+
+    train: list[str] = field(default_factory=list)
+    """Training files (LETOR/SVMlight or ltr Parquet), concatenated in order."""
+    valid: list[str] = field(default_factory=list)
+    """Validation files: early stopping and checkpoint selection."""
+    test: list[str] = field(default_factory=list)
+    """Test files: evaluated once after training (optional)."""
+    letor_root: str | None = None
+    """A folder with LETOR partitions S1..S5; used with ``fold`` when train/valid/test are empty.
+    Relative paths are resolved against the current directory, then the repository root."""
+    fold: int = 1
+    """LETOR fold 1..5 (Fold1 = train S1-S3, valid S4, test S5)."""
+    batch_size: int = 32
+    """Lists per training batch."""
+    eval_batch_size: int = 128
+    """Lists per validation/test batch."""
+    max_list_length: int | None = None
+    """Training only: longer lists are replaced by a seeded random subset of this size."""
+    num_workers: int = 0
+    """DataLoader worker processes (0 = load in the main process)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError("data.batch_size and data.eval_batch_size must be at least 1")
+        if not 1 <= self.fold <= 5:
+            raise ConfigError(f"data.fold must be between 1 and 5, got {self.fold}")
+        if self.max_list_length is not None and self.max_list_length < 2:
+            raise ConfigError("data.max_list_length must be at least 2 (or null for no cap)")
+
+
+@dataclass
+class NormalizerConfig:
+    """Feature normalisation inside the model (see :mod:`ltr.data.normalize`)."""
+
+    enabled: bool = True
+    log1p: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and an optional cosine decay."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 50
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.05
+    """The cosine schedule decays to ``lr * min_lr_ratio`` at ``trainer.max_epochs``."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("optim.warmup_steps must be >= 0 and optim.min_lr_ratio in [0, 1]")
+
+
+@dataclass
+class TrainerConfig:
+    """Options passed to ``lightning.Trainer`` (plus early stopping and seeding)."""
+
+    max_epochs: int = 100
+    accelerator: str = "auto"
+    """``auto`` picks a GPU when one is present, else the CPU."""
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    """e.g. ``ddp`` for distributed data parallel (CPU processes or GPUs, one or more nodes)."""
+    num_nodes: int = 1
+    precision: str = "auto"
+    """``auto`` = bf16 mixed precision on a GPU that supports it, 32-bit on CPU."""
+    gradient_clip_val: float | None = 1.0
+    early_stopping_patience: int | None = 20
+    """Epochs without improvement of the monitored metric before stopping (null = never)."""
+    monitor: str = "ndcg@10"
+    """Validation metric for early stopping and checkpoint selection."""
+    seed: int = 42
+    deterministic: bool = True
+    progress_bar: bool = True
+    log_every_n_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1:
+            raise ConfigError(f"trainer.max_epochs must be at least 1, got {self.max_epochs}")
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking. With no ``tracking_uri`` and no ``MLFLOW_TRACKING_URI`` runs go to
+    ``./mlflow.db`` (SQLite) with artifacts under ``./mlartifacts``."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "ltr"
+    run_name: str | None = None
+    registered_model: str | None = "ltr-ranker"
+    """Name in the model registry (null = log the model without registering it)."""
+    alias: str | None = "candidate"
+    """Alias given to the new registered version, e.g. ``models:/ltr-ranker@candidate``."""
+
+
+@dataclass
+class EvalConfig:
+    """Validation and test evaluation."""
+
+    metrics: list[str] = field(
+        default_factory=lambda: ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr", "err@10"]
+    )
+    empty: Literal["one", "zero", "drop"] = "one"
+    """Convention for lists with no relevant item during validation (reports show all three)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``ltr train`` needs."""
+
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "setrank"})
+    """``name`` picks the architecture (see ``ltr.models.MODELS``); other keys are its config."""
+    loss: Any = "neural_ndcg"
+    """A loss name or ``{name: weight | {weight: w, <params>}}`` (see ``ltr.losses.build_loss``)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs/train"
+    """Checkpoints and the exported model artifact go here."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, dict) or "name" not in self.model:
+            raise ConfigError("model must be a mapping with a 'name' (e.g. setrank or mlp)")
+        if not isinstance(self.loss, str | dict):
+            raise ConfigError("loss must be a name or a mapping of names to weights")
+
+
+def load_train_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Load a YAML config (or the defaults), apply dotted overrides, validate."""
+    data = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or {})
+    return from_dict(TrainConfig, data)

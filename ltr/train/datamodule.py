@@ -1,0 +1,103 @@
+"""The DataModule: list datasets from LETOR or Parquet files, batched with padding and masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ltr.data.dataset import ListDataset, SampledLists, collate_lists, load_dataset
+from ltr.data.folds import letor_fold
+from ltr.errors import ConfigError
+from ltr.train.config import DataConfig
+from ltr.types import ListBatch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A data path as given, or relative to the repository root (bundled data)."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    candidate = REPO_ROOT / p
+    return candidate if candidate.exists() else p
+
+
+def split_files(config: DataConfig) -> dict[str, list[Path]]:
+    """Files of each split, from explicit lists or from ``letor_root`` + ``fold``."""
+    if config.train:
+        return {
+            "train": [resolve_data_path(p) for p in config.train],
+            "valid": [resolve_data_path(p) for p in config.valid],
+            "test": [resolve_data_path(p) for p in config.test],
+        }
+    if config.letor_root is None:
+        raise ConfigError("no training data: set data.train (files) or data.letor_root + data.fold")
+    fold = letor_fold(resolve_data_path(config.letor_root), config.fold)
+    return {"train": list(fold.train), "valid": list(fold.valid), "test": list(fold.test)}
+
+
+class ListDataModule(L.LightningDataModule):
+    """Loads the splits once (eagerly) and serves padded list batches.
+
+    Training batches are shuffled and, with ``max_list_length``, long lists are sampled down
+    (seeded, new subsets every epoch); validation and test batches always hold whole lists.
+    """
+
+    def __init__(self, config: DataConfig, *, seed: int = 0):
+        super().__init__()
+        self.config = config
+        files = split_files(config)
+        self.files = files
+        self.train_set: ListDataset = load_dataset(files["train"])
+        width = self.train_set.num_features
+        self.valid_set = (
+            load_dataset(files["valid"], num_features=width) if files["valid"] else None
+        )
+        self.test_set = load_dataset(files["test"], num_features=width) if files["test"] else None
+        for name, ds in (("valid", self.valid_set), ("test", self.test_set)):
+            if ds is not None and ds.num_features != width:
+                raise ConfigError(
+                    f"{name} data has {ds.num_features} features but training data has {width}"
+                )
+        self.train_view = SampledLists(self.train_set, config.max_list_length, seed=seed)
+
+    @staticmethod
+    def _load(paths: list[Path], width: int) -> ListDataset | None:
+        return load_dataset(paths, num_features=width) if paths else None
+
+    def transfer_batch_to_device(self, batch: ListBatch, device: torch.device, dataloader_idx: int):
+        return batch.to(device)  # ListBatch is a frozen dataclass: move it as a whole
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train_view.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_view,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            collate_fn=collate_lists,
+            num_workers=self.config.num_workers,
+            persistent_workers=self.config.num_workers > 0,
+        )
+
+    def _eval_loader(self, dataset: ListDataset | None) -> DataLoader | list:
+        if dataset is None:
+            return []
+        return DataLoader(
+            dataset,
+            batch_size=self.config.eval_batch_size,
+            shuffle=False,
+            collate_fn=collate_lists,
+            num_workers=self.config.num_workers,
+        )
+
+    def val_dataloader(self):
+        return self._eval_loader(self.valid_set)
+
+    def test_dataloader(self):
+        return self._eval_loader(self.test_set)

@@ -1,0 +1,133 @@
+"""The LightningModule: combines a model, a loss and validation metrics, nothing else."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from ltr.metrics import evaluate_batch
+from ltr.train.config import OptimConfig
+from ltr.types import ListBatch, LossFn
+
+
+class RankingModule(L.LightningModule):
+    """Trains ``model`` with ``loss_fn``; validates with ranking metrics over whole lists.
+
+    Logged per epoch: ``train/loss`` (mean over the epoch's steps), ``val/loss`` and
+    ``val/<metric>`` for every validation metric (lists with no relevant item follow ``empty``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        optim: OptimConfig,
+        *,
+        metrics: Sequence[str],
+        empty: str = "one",
+        monitor: str = "ndcg@10",
+        max_grade: float = 2.0,
+        total_steps: int | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optim = optim
+        self.metric_names = list(metrics)
+        self.empty = empty
+        self.monitor = monitor
+        self.max_grade = max_grade
+        self.total_steps = total_steps
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        # MeanMetric keys cannot hold '@' or '.', so index them by position.
+        self.val_metrics = nn.ModuleList(MeanMetric() for _ in self.metric_names)
+        self.epoch_log: dict[str, float] = {}
+
+    def forward(self, batch: ListBatch) -> Tensor:
+        return self.model(batch.features, batch.mask, batch.initial_rank, batch.context)  # (B, L)
+
+    def training_step(self, batch: ListBatch, batch_idx: int) -> Tensor:
+        scores = self(batch)
+        loss = self.loss_fn(scores.float(), batch.labels, mask=batch.mask)
+        self.train_loss.update(loss.detach(), weight=batch.batch_size)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=batch.batch_size)
+        return loss
+
+    def validation_step(self, batch: ListBatch, batch_idx: int) -> None:
+        scores = self(batch).float()
+        loss = self.loss_fn(scores, batch.labels, mask=batch.mask)
+        self.val_loss.update(loss, weight=batch.batch_size)
+        values = evaluate_batch(
+            scores,
+            batch.labels,
+            mask=batch.mask,
+            metrics=self.metric_names,
+            empty=self.empty,
+            max_grade=self.max_grade,
+            reduction="none",
+        )
+        for meter, name in zip(self.val_metrics, self.metric_names, strict=True):
+            per_list = values[name]
+            kept = per_list[~torch.isnan(per_list)]  # dropped lists (empty="drop") and padding
+            if kept.numel():
+                meter.update(kept)
+
+    def on_validation_epoch_end(self) -> None:
+        log: dict[str, float] = {"val/loss": float(self.val_loss.compute())}
+        self.val_loss.reset()
+        for meter, name in zip(self.val_metrics, self.metric_names, strict=True):
+            log[f"val/{name}"] = float(meter.compute()) if meter.update_count else math.nan
+            meter.reset()
+        if self.trainer.sanity_checking:
+            return
+        if self.train_loss.update_count:
+            log["train/loss"] = float(self.train_loss.compute())
+            self.train_loss.reset()
+        for key, value in log.items():
+            self.log(key, value, prog_bar=key == f"val/{self.monitor}", sync_dist=False)
+        self.epoch_log = log
+
+    def on_train_epoch_end(self) -> None:
+        # Without validation data the epoch's loss is reported here instead.
+        if self.train_loss.update_count:
+            value = float(self.train_loss.compute())
+            self.train_loss.reset()
+            self.log("train/loss", value)
+            self.epoch_log = {"train/loss": value}
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.optim.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.optim.lr,
+        )
+        warmup, total = self.optim.warmup_steps, self.total_steps
+        floor = self.optim.min_lr_ratio
+        cosine = self.optim.schedule == "cosine" and total is not None and total > warmup
+
+        def factor(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,285 @@
+"""``train(config)``: data, model, loss and Lightning Trainer wired together, tracked in MLflow.
+
+Steps: seed everything; load the splits; fit the feature normaliser on the training rows; build
+the scorer from the model registry; train with early stopping and best-checkpoint selection on
+the validation metric; reload the best weights; evaluate valid and test sets on the offline path
+(whole lists, all three empty-list conventions); save the artifact; log it to MLflow as a
+registered model with an alias. In distributed runs only global rank 0 talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from ltr.artifact import Manifest, save_model
+from ltr.config import to_dict
+from ltr.data.dataset import ListDataset
+from ltr.data.normalize import FeatureNormalizer
+from ltr.errors import ConfigError
+from ltr.inference import score_lists
+from ltr.losses import build_loss
+from ltr.metrics import evaluate_all_conventions
+from ltr.models import RankingModel, build_scorer
+from ltr.train.config import TrainConfig
+from ltr.train.datamodule import ListDataModule
+from ltr.train.module import RankingModule
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    artifact_dir: Path
+    best_epoch: int | None
+    epochs: int
+    seconds: float
+    valid_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    run_id: str | None = None
+    run_uri: str | None = None
+    registered_name: str | None = None
+    registered_version: str | None = None
+    alias_uri: str | None = None
+    resolved_config: dict[str, Any] = field(default_factory=dict)
+
+
+class _EpochSetter(Callback):
+    """Draws new list subsets every epoch (training lists capped by sampling)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.datamodule.set_epoch(trainer.current_epoch)
+
+
+class _Tracking(Callback):
+    """Opens the MLflow run on global rank 0 and logs every epoch's metrics (step = epoch)."""
+
+    def __init__(self, config: TrainConfig, resolved: dict[str, Any]):
+        self.config = config
+        self.resolved = resolved
+        self.stack = ExitStack()
+        self.tracker = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.tracker is None and trainer.is_global_zero and self.config.tracking.enabled:
+            from ltr.tracking import start_run
+
+            cfg = self.config.tracking
+            self.tracker = self.stack.enter_context(
+                start_run(
+                    experiment=cfg.experiment,
+                    run_name=cfg.run_name,
+                    tracking_uri=cfg.tracking_uri,
+                )
+            )
+            self.tracker.log_config(self.resolved)
+            self.tracker.log_params(
+                {"world_size": trainer.world_size, "precision": trainer.precision}
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.tracker is not None and getattr(pl_module, "epoch_log", None):
+            self.tracker.log_metrics(pl_module.epoch_log, step=trainer.current_epoch)
+
+    def close(self, failed: bool = False) -> None:
+        if failed and self.tracker is not None:
+            from ltr.tracking import mark_failed
+
+            mark_failed()
+        self.stack.close()
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` = bf16 mixed precision on a CUDA GPU that supports it, else 32-bit."""
+    if precision != "auto":
+        return precision
+    use_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if use_gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingModel:
+    """Scorer from the registry, normaliser fitted on the training rows."""
+    params = {k: v for k, v in config.model.items() if k != "name"}
+    given = params.get("num_features")
+    if given is not None and given != train_set.num_features:
+        raise ConfigError(
+            f"model.num_features is {given} but the training data has {train_set.num_features}"
+        )
+    params["num_features"] = train_set.num_features
+    scorer = build_scorer(config.model["name"], params)
+    normalizer = None
+    if config.normalizer.enabled:
+        normalizer = FeatureNormalizer(train_set.num_features, log1p=config.normalizer.log1p)
+        normalizer.fit(train_set.features)
+    return RankingModel(scorer, normalizer)
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+
+
+def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
+    """Train, evaluate, save and log a ranking model as described by ``config``."""
+    started = time.perf_counter()
+    _quiet_lightning()
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = ListDataModule(config.data, seed=config.trainer.seed)
+    model = build_ranking_model(config, datamodule.train_set)
+    loss_fn = build_loss(config.loss)
+    resolved = to_dict(config)
+    resolved["model"] = {"name": config.model["name"], **_scorer_config(model)}
+
+    steps_per_epoch = math.ceil(len(datamodule.train_set) / config.data.batch_size)
+    max_grade = float(max(2.0, datamodule.train_set.labels.max()))
+    module = RankingModule(
+        model,
+        loss_fn,
+        config.optim,
+        metrics=config.eval.metrics,
+        empty=config.eval.empty,
+        monitor=config.trainer.monitor,
+        max_grade=max_grade,
+        total_steps=steps_per_epoch * config.trainer.max_epochs,
+    )
+    if config.trainer.monitor not in config.eval.metrics:
+        raise ConfigError(
+            f"trainer.monitor {config.trainer.monitor!r} must be one of eval.metrics "
+            f"{config.eval.metrics}"
+        )
+    output = Path(config.output_dir)
+    has_valid = datamodule.valid_set is not None
+    monitor = f"val/{config.trainer.monitor}"
+    checkpoint = ModelCheckpoint(
+        dirpath=output / "checkpoints",
+        filename="best",
+        monitor=monitor if has_valid else None,
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    tracking = _Tracking(config, resolved)
+    callbacks: list[Callback] = [_EpochSetter(), checkpoint, tracking]
+    if has_valid and config.trainer.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStopping(monitor, mode="max", patience=config.trainer.early_stopping_patience)
+        )
+    tc = config.trainer
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        strategy=tc.strategy,
+        num_nodes=tc.num_nodes,
+        precision=resolve_precision(tc.precision, tc.accelerator),
+        gradient_clip_val=tc.gradient_clip_val,
+        deterministic=tc.deterministic,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=tc.progress_bar and verbose,
+        enable_model_summary=verbose,
+        log_every_n_steps=tc.log_every_n_steps,
+        num_sanity_val_steps=0,
+        default_root_dir=str(output),
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        if not trainer.is_global_zero:
+            return TrainResult(output / "model", None, trainer.current_epoch, 0.0)
+        best_epoch = _load_best(module, checkpoint)
+        model.eval()
+        result = TrainResult(
+            artifact_dir=output / "model",
+            best_epoch=best_epoch,
+            epochs=trainer.current_epoch,
+            seconds=time.perf_counter() - started,
+            resolved_config=resolved,
+        )
+        for name, ds in (("valid", datamodule.valid_set), ("test", datamodule.test_set)):
+            if ds is not None:
+                scores = score_lists(model, ds, batch_size=config.data.eval_batch_size)
+                metrics = evaluate_all_conventions(
+                    scores.astype("float64"),
+                    ds.labels,
+                    ds.offsets,
+                    metrics=config.eval.metrics,
+                    max_grade=max_grade,
+                )
+                setattr(result, f"{name}_metrics", metrics)
+        manifest = Manifest(
+            architecture=config.model["name"],
+            model_config=_scorer_config(model),
+            feature_names=list(datamodule.train_set.feature_names),
+            normalizer={"enabled": config.normalizer.enabled, "log1p": config.normalizer.log1p},
+            training={
+                "loss": config.loss,
+                "data": {k: [str(p) for p in v] for k, v in datamodule.files.items()},
+                "best_epoch": best_epoch,
+                "test_metrics": result.test_metrics,
+                "max_grade": max_grade,
+            },
+        )
+        if tracking.tracker is not None:
+            manifest.training["run_id"] = tracking.tracker.run_id
+            manifest.training["registered_model"] = config.tracking.registered_model
+        save_model(model, manifest, result.artifact_dir)
+        if tracking.tracker is not None:
+            _log_final(tracking.tracker, result, manifest, config)
+        tracking.close()
+        result.seconds = time.perf_counter() - started
+        return result
+    except BaseException:
+        tracking.close(failed=True)
+        raise
+
+
+def _scorer_config(model: RankingModel) -> dict[str, Any]:
+    import dataclasses
+
+    cfg = getattr(model.scorer, "config", None)
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
+
+
+def _load_best(module: RankingModule, checkpoint: ModelCheckpoint) -> int | None:
+    """Reload the best checkpoint's weights into the module; return its epoch."""
+    path = checkpoint.best_model_path
+    if not path or not os.path.exists(path):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    module.load_state_dict(state["state_dict"])
+    return int(state.get("epoch", -1))
+
+
+def _log_final(tracker, result: TrainResult, manifest: Manifest, config: TrainConfig) -> None:
+    final: dict[str, float] = {}
+    for split, conventions in (("valid", result.valid_metrics), ("test", result.test_metrics)):
+        for convention, values in conventions.items():
+            for metric, value in values.items():
+                final[f"{split}/{convention}/{metric}"] = value
+    tracker.log_metrics(final)
+    if result.best_epoch is not None:
+        tracker.log_params({"best_epoch": result.best_epoch})
+    logged = tracker.log_model(
+        result.artifact_dir,
+        feature_names=manifest.feature_names,
+        registered_name=config.tracking.registered_model,
+        alias=config.tracking.alias,
+    )
+    result.run_id = logged.run_id
+    result.run_uri = logged.run_uri
+    result.registered_name = logged.registered_name
+    result.registered_version = logged.registered_version
+    result.alias_uri = logged.alias_uri

@@ -1,0 +1,160 @@
+"""``ltr evaluate`` against LightGBM's own NDCG and an unbatched model forward."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+import torch
+
+from ltr.artifact import Manifest, save_model
+from ltr.cli import main
+from ltr.data import FeatureNormalizer, load_dataset
+from ltr.models import RankingModel, build_scorer
+
+
+@pytest.fixture(scope="module")
+def s1(mq2008_dir):
+    return load_dataset(mq2008_dir / "S1.txt.xz")
+
+
+@pytest.fixture(scope="module")
+def s5(mq2008_dir):
+    return load_dataset(mq2008_dir / "S5.txt.xz")
+
+
+def _run_json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_external_scores_match_lightgbm_ndcg(s1, s5, mq2008_dir, tmp_path, capsys):
+    train = lgb.Dataset(s1.features, s1.labels, group=s1.list_lengths)
+    valid = lgb.Dataset(s5.features, s5.labels, group=s5.list_lengths, reference=train)
+    recorded: dict = {}
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [1, 3, 5, 10],
+        "num_leaves": 7,
+        "learning_rate": 0.1,
+        "num_threads": 2,
+        "verbose": -1,
+        "seed": 1,
+    }
+    booster = lgb.train(
+        params, train, 8, valid_sets=[valid], callbacks=[lgb.record_evaluation(recorded)]
+    )
+    scores = tmp_path / "scores.txt"
+    np.savetxt(scores, booster.predict(s5.features), fmt="%.17g")
+    got = _run_json(
+        capsys,
+        [
+            "evaluate",
+            "--scores",
+            str(scores),
+            "--data",
+            str(mq2008_dir / "S5.txt.xz"),
+            "--format",
+            "json",
+            "--ties",
+            "position",
+        ],
+    )
+    assert set(got) == {"empty=1", "empty=0", "dropped"}
+    for k in (1, 3, 5, 10):
+        lightgbm_value = recorded["valid_0"][f"ndcg@{k}"][-1]  # gain 2^y-1, empty lists = 1
+        assert abs(got["empty=1"][f"ndcg@{k}"] - lightgbm_value) < 1e-6
+
+
+def test_conventions_are_consistent_with_counts(s5, mq2008_dir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    scores = tmp_path / "random.txt"
+    np.savetxt(scores, rng.normal(size=s5.num_rows))
+    got = _run_json(
+        capsys,
+        [
+            "evaluate",
+            "--scores",
+            str(scores),
+            "--data",
+            str(mq2008_dir / "S5.txt.xz"),
+            "--format",
+            "json",
+        ],
+    )
+    n = len(s5)
+    empty = int(np.sum(np.maximum.reduceat(s5.labels, s5.offsets[:-1]) == 0))
+    for metric in ("ndcg@10", "map", "mrr", "err@10"):
+        dropped = got["dropped"][metric]
+        assert math.isclose(got["empty=0"][metric], dropped * (n - empty) / n, rel_tol=1e-9)
+        assert math.isclose(
+            got["empty=1"][metric], got["empty=0"][metric] + empty / n, rel_tol=1e-9
+        )
+
+
+def _reference_ndcg10(scores: np.ndarray, labels: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")[:10]
+    dcg = sum((2 ** labels[i] - 1) / math.log2(r + 2) for r, i in enumerate(order))
+    ideal = sorted(labels, reverse=True)[:10]
+    idcg = sum((2**g - 1) / math.log2(r + 2) for r, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 1.0
+
+
+def test_model_scores_equal_an_unbatched_forward(s1, s5, mq2008_dir, tmp_path, capsys):
+    torch.manual_seed(0)
+    scorer = build_scorer("setrank", {"num_features": 46, "d_model": 16, "num_heads": 2})
+    model = RankingModel(scorer, FeatureNormalizer(46).fit(s1.features)).eval()
+    manifest = Manifest("setrank", scorer.config.__dict__, list(s1.feature_names))
+    save_model(model, manifest, tmp_path / "model")
+
+    got = _run_json(
+        capsys,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(mq2008_dir / "S5.txt.xz"),
+            "--format",
+            "json",
+        ],
+    )
+    per_query = []
+    with torch.no_grad():
+        for q in range(len(s5)):
+            item = s5[q]
+            x = torch.from_numpy(item.features)[None]  # (1, n, F): one list, no padding
+            out = model(x, torch.ones(1, len(item.labels), dtype=torch.bool))[0].numpy()
+            per_query.append(_reference_ndcg10(out, item.labels))
+    assert abs(got["empty=1"]["ndcg@10"] - float(np.mean(per_query))) < 1e-6
+
+
+def test_table_output_names_conventions(mq2008_dir, tmp_path, capsys):
+    scores = tmp_path / "s.txt"
+    np.savetxt(scores, np.arange(2874, dtype=float))
+    assert main(["evaluate", "--scores", str(scores), "--data", str(mq2008_dir / "S5.txt.xz")]) == 0
+    out = capsys.readouterr().out
+    assert "empty=1" in out and "empty=0" in out and "dropped" in out
+    assert "ndcg@10" in out and "156 queries" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("1.0\n2.0\n", "holds 2 scores but the data has 2874 rows"), ("0.5\nabc\n", "line 2: 'abc'")],
+)
+def test_bad_score_files_are_reported(mq2008_dir, tmp_path, capsys, content, message):
+    scores = tmp_path / "bad.txt"
+    scores.write_text(content)
+    argv = ["evaluate", "--scores", str(scores), "--data", str(mq2008_dir / "S5.txt.xz")]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_model_path_is_reported(mq2008_dir, tmp_path, capsys):
+    argv = ["evaluate", "--model", str(tmp_path / "nope"), "--data", str(mq2008_dir / "S5.txt.xz")]
+    assert main(argv) == 2
+    assert "no model at" in capsys.readouterr().err

@@ -1,0 +1,66 @@
+"""Config loading: YAML, dotted overrides, validation, and every shipped preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ltr.config import parse_overrides
+from ltr.errors import ConfigError
+from ltr.models import build_scorer
+from ltr.train.config import TrainConfig, load_train_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_overrides_parse_yaml_values():
+    parsed = parse_overrides(
+        ["--model.num_blocks", "4", "--trainer.deterministic=false", "--loss", "{mse: 0.5}"]
+    )
+    assert parsed == {"model.num_blocks": 4, "trainer.deterministic": False, "loss": {"mse": 0.5}}
+    with pytest.raises(ConfigError, match="needs a value"):
+        parse_overrides(["--trainer.max_epochs"])
+
+
+def test_yaml_plus_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: setrank, num_blocks: 2}\ntrainer: {max_epochs: 7}\n")
+    cfg = load_train_config(path, {"model.num_blocks": 4, "optim.lr": 0.01})
+    assert cfg.model == {"name": "setrank", "num_blocks": 4}
+    assert cfg.trainer.max_epochs == 7 and cfg.optim.lr == 0.01
+    assert isinstance(cfg, TrainConfig)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"trainer.max_epoch": 3},
+            r"unknown key\(s\) 'max_epoch' in trainer; valid keys: .*max_epochs",
+        ),
+        ({"trainer.max_epochs": "ten"}, "trainer.max_epochs must be an integer"),
+        ({"optim.lr": -1.0}, "optim.lr must be positive"),
+        ({"optim.schedule": "linear"}, "optim.schedule must be one of 'cosine', 'constant'"),
+        ({"data.fold": 9}, "data.fold must be between 1 and 5"),
+    ],
+)
+def test_invalid_values_say_what_is_wrong(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, overrides)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_loads_and_builds(path):
+    cfg = load_train_config(path)
+    params = {k: v for k, v in cfg.model.items() if k != "name"}
+    scorer = build_scorer(cfg.model["name"], {**params, "num_features": 46})
+    assert sum(p.numel() for p in scorer.parameters()) > 0
+    assert (Path(__file__).resolve().parents[2] / cfg.data.letor_root).is_dir()
+
+
+def test_presets_cover_msab_imsab_and_mlp():
+    blocks = {
+        load_train_config(p).model.get("block", load_train_config(p).model["name"]) for p in CONFIGS
+    }
+    assert {"msab", "imsab", "mlp"} <= blocks

@@ -1,0 +1,101 @@
+"""Training end to end on real data, tracked in a real (embedded) MLflow store."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+
+from ltr.artifact import load_model
+from ltr.data import load_dataset
+from ltr.inference import score_lists
+from ltr.train.run import train
+
+
+def _client(cfg) -> MlflowClient:
+    return MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+
+
+def test_run_logs_config_metrics_and_registered_model(tiny_config, mq2008_dir, monkeypatch):
+    cfg = tiny_config()
+    result = train(cfg, verbose=False)
+    client = _client(cfg)
+    run = client.get_run(result.run_id)
+    assert run.data.params["model.d_model"] == "16"
+    assert run.data.params["loss"] == "softmax"
+    assert run.data.params["world_size"] == "1"
+    history = client.get_metric_history(result.run_id, "val/ndcg_at_10")
+    assert [m.step for m in history] == [0, 1]
+    assert len(client.get_metric_history(result.run_id, "train/loss")) == 2
+    final = run.data.metrics["test/empty1/ndcg_at_10"]
+    assert abs(final - result.test_metrics["empty=1"]["ndcg@10"]) < 1e-9
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert "config.yaml" in artifacts
+    version = client.get_model_version_by_alias("tiny", "candidate")
+    assert str(version.version) == result.registered_version == "1"
+    assert result.alias_uri == "models:/tiny@candidate"
+
+    # The registered model is the artifact on disk: same scores through the registry URI.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cfg.tracking.tracking_uri)
+    test = load_dataset(mq2008_dir / "S5.txt.xz")
+    local = score_lists(load_model(result.artifact_dir).model, test)
+    registered = load_model("models:/tiny@candidate")
+    assert registered.manifest.version == "1" and registered.manifest.name == "tiny"
+    np.testing.assert_array_equal(score_lists(registered.model, test), local)
+    # ...and through MLflow's own pyfunc interface
+    frame = _frame(test, registered.manifest.feature_names)
+    pyfunc = mlflow.pyfunc.load_model("models:/tiny@candidate")
+    np.testing.assert_allclose(pyfunc.predict(frame)["score"].to_numpy(), local, atol=1e-6)
+
+
+def _frame(dataset, names):
+    import pandas as pd
+
+    frame = pd.DataFrame(dataset.features.astype(np.float64), columns=names)
+    frame.insert(0, "qid", np.repeat(dataset.qids.astype(str), dataset.list_lengths))
+    return frame
+
+
+def test_best_checkpoint_is_the_one_kept(tiny_config):
+    cfg = tiny_config(**{"trainer.max_epochs": 5, "optim.lr": 3e-3})
+    result = train(cfg, verbose=False)
+    history = _client(cfg).get_metric_history(result.run_id, "val/ndcg_at_10")
+    values = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert len(values) == 5
+    assert result.best_epoch == int(np.argmax(values))
+    # The saved model, re-evaluated offline on the validation set, reproduces the best value.
+    assert abs(result.valid_metrics["empty=1"]["ndcg@10"] - max(values)) < 1e-5
+
+
+def test_early_stopping_stops_when_validation_stalls(tiny_config):
+    cfg = tiny_config(
+        **{"trainer.max_epochs": 10, "trainer.early_stopping_patience": 1, "optim.lr": 1e-12}
+    )
+    result = train(cfg, verbose=False)
+    assert result.epochs == 2  # epoch 0 sets the best, epoch 1 does not improve: stop
+
+
+def test_same_seed_same_model_other_seed_other_model(tiny_config, tmp_path):
+    def weights(seed: int, name: str) -> dict[str, torch.Tensor]:
+        cfg = tiny_config(
+            **{"trainer.seed": seed, "output_dir": str(tmp_path / name), "tracking.enabled": False}
+        )
+        return load_model(train(cfg, verbose=False).artifact_dir).model.state_dict()
+
+    a, b, c = weights(1, "a"), weights(1, "b"), weights(2, "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_tracking_uri_does_not_leak_into_the_environment(tmp_path, monkeypatch):
+    import os
+
+    from ltr.tracking import resolve_tracking_uri, start_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with start_run(experiment="leak", tracking_uri=f"sqlite:///{tmp_path / 'other.db'}"):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
