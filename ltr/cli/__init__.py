@@ -1,25 +1,28 @@
 """The ``ltr`` console script: one entry point, one module per sub-command.
 
-Each sub-command module defines ``register(subparsers)`` and imports its heavy dependencies inside
-its ``run`` function, so ``ltr --help`` stays fast.
+Every module in this package (other than ``__init__``) is a sub-command: it defines
+``register(subparsers)`` and imports its heavy dependencies inside its ``run`` function, so
+``ltr --help`` stays fast. Adding a file here adds a sub-command; ``FIRST`` orders ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from ltr import __version__
 from ltr.errors import LtrError
 
-# name of the sub-command -> module under ltr.cli that registers it (order = order in --help)
-COMMANDS: dict[str, str] = {
-    "demo": "ltr.cli.demo",
-    "train": "ltr.cli.train",
-    "evaluate": "ltr.cli.evaluate",
-    "convert": "ltr.cli.convert",
-}
+# Sub-commands shown first in --help, in this order; any other module follows alphabetically.
+FIRST = ("demo", "train", "evaluate")
+
+
+def command_modules() -> list[str]:
+    """Names of the sub-command modules in this package, in --help order."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    return sorted(names, key=lambda n: (FIRST.index(n) if n in FIRST else len(FIRST), n))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ltr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module_name in COMMANDS.values():
-        importlib.import_module(module_name).register(sub)
+    for name in command_modules():
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
