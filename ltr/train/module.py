@@ -10,9 +10,14 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from ltr.errors import LtrError
 from ltr.metrics import evaluate_batch
 from ltr.train.config import OptimConfig
 from ltr.types import ListBatch, LossFn
+
+
+class TrainingDivergedError(LtrError):
+    """The training loss became NaN or infinite."""
 
 
 class RankingModule(L.LightningModule):
@@ -43,7 +48,8 @@ class RankingModule(L.LightningModule):
         self.monitor = monitor
         self.max_grade = max_grade
         self.total_steps = total_steps
-        self.train_loss = MeanMetric()
+        # No per-step NaN check (it would force a GPU sync every step); the epoch mean is checked.
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_loss = MeanMetric()
         # MeanMetric keys cannot hold '@' or '.', so index them by position.
         self.val_metrics = nn.ModuleList(MeanMetric() for _ in self.metric_names)
@@ -61,6 +67,12 @@ class RankingModule(L.LightningModule):
 
     def validation_step(self, batch: ListBatch, batch_idx: int) -> None:
         scores = self(batch).float()
+        if not torch.isfinite(scores[batch.mask]).all():
+            raise TrainingDivergedError(
+                f"training diverged: the model outputs non-finite scores at epoch "
+                f"{self.current_epoch}; lower optim.lr, keep trainer.gradient_clip_val, or check "
+                "the data"
+            )
         loss = self.loss_fn(scores, batch.labels, mask=batch.mask)
         self.val_loss.update(loss, weight=batch.batch_size)
         values = evaluate_batch(
@@ -87,8 +99,7 @@ class RankingModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         if self.train_loss.update_count:
-            log["train/loss"] = float(self.train_loss.compute())
-            self.train_loss.reset()
+            log["train/loss"] = self._epoch_train_loss()
         for key, value in log.items():
             self.log(key, value, prog_bar=key == f"val/{self.monitor}", sync_dist=False)
         self.epoch_log = log
@@ -96,10 +107,19 @@ class RankingModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Without validation data the epoch's loss is reported here instead.
         if self.train_loss.update_count:
-            value = float(self.train_loss.compute())
-            self.train_loss.reset()
+            value = self._epoch_train_loss()
             self.log("train/loss", value)
             self.epoch_log = {"train/loss": value}
+
+    def _epoch_train_loss(self) -> float:
+        value = float(self.train_loss.compute())
+        self.train_loss.reset()
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"training diverged: the mean training loss of epoch {self.current_epoch} is "
+                f"{value}; lower optim.lr, keep trainer.gradient_clip_val, or check the data"
+            )
+        return value
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -99,3 +99,13 @@ def test_tracking_uri_does_not_leak_into_the_environment(tmp_path, monkeypatch):
         pass
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert resolve_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_divergence_stops_with_a_clear_error(tiny_config):
+    import pytest
+
+    from ltr.train.module import TrainingDivergedError
+
+    cfg = tiny_config(**{"optim.lr": 1e30, "trainer.gradient_clip_val": None, "loss": "mse"})
+    with pytest.raises(TrainingDivergedError, match=r"lower optim\.lr"):
+        train(cfg, verbose=False)
