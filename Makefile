@@ -33,3 +33,8 @@ format: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Regenerate the gRPC stubs in ltr/serve/_proto from proto/ (a test checks they match).
+.PHONY: proto
+proto: setup
+	$(PY) -m ltr.serve.protogen

@@ -25,3 +25,7 @@ class RegistryError(LtrError, KeyError):
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> RegistryError:
     """Build the error for an unknown registry name, listing the valid ones."""
     return RegistryError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
+
+
+class InputError(LtrError, ValueError):
+    """A request to score candidates is invalid (feature count, values, list size, ids)."""

@@ -13,6 +13,8 @@ candidate) to ``scores [B, L]`` float32; scores at padded slots are undefined.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -65,8 +67,26 @@ class TorchPredictor:
         return self.model(x, m, r, c).float().numpy()  # (B, L)
 
 
-def load_predictor(source: str | LoadedModel, backend: Backend | str = "torch") -> Predictor:
-    """Load a model (directory, MLflow URI or an already loaded model) on ``backend``."""
+def load_predictor(
+    source: str | LoadedModel,
+    backend: Backend | str = "torch",
+    *,
+    threads: int | None = None,
+    export_missing_onnx: bool = False,
+    parity_data: Sequence[str | Path] = (),
+) -> Predictor:
+    """Load a model (directory, MLflow URI or an already loaded model) on ``backend``.
+
+    Args:
+        source: artifact directory, MLflow URI or :class:`~ltr.artifact.LoadedModel`.
+        backend: ``torch`` or ``onnx``.
+        threads: ONNX Runtime intra-op threads (default 1). PyTorch's thread count is
+            process-wide; set it with ``torch.set_num_threads``.
+        export_missing_onnx: for ``onnx``, export (with the parity check) into a temporary
+            folder when the artifact has no ``model.onnx``, instead of raising.
+        parity_data: LETOR/Parquet files for that parity check (default: the data recorded in
+            the manifest, else synthetic lists; see :func:`ltr.export.onnx.ensure_onnx`).
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     loaded = source if isinstance(source, LoadedModel) else load_model(source)
@@ -74,4 +94,9 @@ def load_predictor(source: str | LoadedModel, backend: Backend | str = "torch") 
         return TorchPredictor(loaded)
     from ltr.export.onnx_predictor import OnnxPredictor  # written with `ltr export`
 
-    return OnnxPredictor(loaded)
+    onnx_path = None
+    if export_missing_onnx:
+        from ltr.export.onnx import ensure_onnx
+
+        onnx_path = ensure_onnx(loaded, parity_data)
+    return OnnxPredictor(loaded, onnx_path=onnx_path, threads=1 if threads is None else threads)

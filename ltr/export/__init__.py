@@ -1,1 +1,1 @@
-
+"""ONNX export with a parity check (``ltr export``) and the ONNX Runtime predictor."""

@@ -1,0 +1,387 @@
+"""Serving latency: p50/p99 and throughput of ``ltr serve`` over gRPC, client and server here.
+
+The model is the default SetRank of ``configs/setrank_msab.yaml`` (MSAB, d_model 64, 4 heads,
+2 blocks) for MQ2008's 46 features, with random weights (speed does not depend on the weights)
+and a feature normaliser fitted on MQ2008 S1; it is exported to ONNX with the parity check
+(``ltr export``'s path). Candidate lists of each length are drawn from MQ2008 S5 rows.
+
+One ``ltr serve`` process per configuration (ONNX Runtime / PyTorch x batching on / off) runs for
+the whole benchmark; this process is the client (``grpc.aio``, pre-serialised requests, replies not
+decoded, a closed loop of ``concurrency`` callers). Configurations are measured interleaved: each
+repetition runs a burst of every configuration for every (list length, concurrency) cell, and
+latencies are pooled over repetitions. Throughput = completed calls / burst time.
+
+Compute only = ``predictor.predict`` on one list in this process (same threads as the server),
+the time the model itself needs; serving overhead = server p50 at concurrency 1 - compute p50.
+
+Run: ``python -m benchmarks.serving_latency`` (add ``--no-write`` to only print; see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._report import markdown_table, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+MQ2008 = REPO / "data" / "mq2008"
+METHOD = "/ltr.reranker.v1.Reranker/Rerank"
+ENGINES = {"onnx": "ONNX Runtime", "torch": "PyTorch"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    backend: str
+    batching: bool
+
+    @property
+    def label(self) -> str:
+        return f"{ENGINES[self.backend]}, batching {'on' if self.batching else 'off'}"
+
+
+@dataclass
+class Cell:
+    latencies: list[float] = field(default_factory=list)
+    calls: int = 0
+    seconds: float = 0.0
+    lists: float = 0.0
+    batches: float = 0.0
+
+
+def build_model(root: Path) -> Path:
+    """The default SetRank (random weights) with a fitted normaliser, exported with parity."""
+    import torch
+    import yaml
+
+    from ltr.artifact import Manifest, build_model, load_model, save_model
+    from ltr.data.dataset import load_dataset
+    from ltr.export.onnx import export_checked, lists_from_files, parity_batches_from_lists
+
+    torch.manual_seed(0)
+    preset = yaml.safe_load((REPO / "configs" / "setrank_msab.yaml").read_text())["model"]
+    train = load_dataset(MQ2008 / "S1.txt.xz")
+    config = {k: v for k, v in preset.items() if k != "name"}
+    manifest = Manifest(
+        architecture=preset["name"],
+        model_config={"num_features": train.num_features, **config},
+        feature_names=list(train.feature_names),
+        training={"run_id": "benchmark-random-weights"},
+    )
+    model = build_model(manifest)
+    model.normalizer.fit(train.features)
+    folder = save_model(model.eval(), manifest, root / "setrank-default")
+    loaded = load_model(folder)
+    lists = lists_from_files([MQ2008 / "S5.txt.xz"], 32)
+    report = export_checked(loaded, folder, parity_batches_from_lists(loaded, lists))
+    print(f"exported {folder}: parity {report.max_abs_diff:.2g} on {report.lists} lists")
+    return folder
+
+
+def make_requests(lengths: list[int], seed: int = 0) -> dict[int, bytes]:
+    """One serialised RerankRequest per list length, candidates drawn from MQ2008 S5 rows."""
+    from ltr.data.dataset import load_dataset
+    from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
+
+    rows = load_dataset(MQ2008 / "S5.txt.xz").features
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in lengths:
+        pick = rng.integers(0, len(rows), n)
+        request = pb.RerankRequest(
+            query_id=f"bench-{n}",
+            candidates=[
+                pb.Candidate(id=f"c{i}", features=rows[r].tolist()) for i, r in enumerate(pick)
+            ],
+        )
+        out[n] = request.SerializeToString()
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One ``ltr serve`` process."""
+
+    def __init__(self, setup: Setup, model: Path, args: argparse.Namespace, log_dir: Path):
+        self.setup = setup
+        self.port, self.metrics_port = free_port(), free_port()
+        argv = [
+            str(Path(sys.executable).with_name("ltr")), "serve", "--model", str(model),
+            "--backend", setup.backend, "--host", "127.0.0.1", "--port", str(self.port),
+            "--metrics_host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+            "--threads", str(args.threads), "--max_candidates", str(max(args.lengths)),
+            "--export_on_load", "false", "--log_level", "WARNING",
+            "--batching.max_delay_ms", str(args.max_delay_ms),
+            "--batching.max_batch_size", str(args.max_batch_size),
+        ]  # fmt: skip
+        if not setup.batching:
+            argv.append("--no-batching")
+        for extra in args.serve_arg:
+            argv += extra.split()
+        self.log = (log_dir / f"{setup.backend}-{setup.batching}.log").open("w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        from ltr.serve.healthcheck import check
+
+        deadline = time.monotonic() + timeout
+        while check(f"127.0.0.1:{self.port}", timeout=1) != "SERVING":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server {self.setup.label} did not start; see {self.log.name}")
+            time.sleep(0.5)
+
+    def batch_counts(self) -> tuple[float, float]:
+        """(lists, forward passes) so far, from the Prometheus endpoint."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith(("ltr_batch_lists_sum", "ltr_batch_lists_count")):
+                name, value = line.split()
+                values[name] = float(value)
+        return values.get("ltr_batch_lists_sum", 0.0), values.get("ltr_batch_lists_count", 0.0)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+async def burst(port: int, payload: bytes, concurrency: int, seconds: float, warmup: float):
+    """Closed loop: ``concurrency`` callers for ``warmup + seconds``; latencies after warm-up."""
+    import grpc
+
+    options = [
+        ("grpc.max_send_message_length", 64 << 20),
+        ("grpc.max_receive_message_length", 64 << 20),
+    ]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        call = channel.unary_unary(METHOD)  # bytes in, bytes out: no client-side (de)coding
+        await call(payload, timeout=60)
+        latencies: list[float] = []
+        start = time.perf_counter()
+        measure_from = start + warmup
+        stop_at = measure_from + seconds
+
+        async def caller() -> int:
+            done = 0
+            while (now := time.perf_counter()) < stop_at:
+                await call(payload, timeout=60)
+                end = time.perf_counter()
+                if now >= measure_from:
+                    latencies.append(end - now)
+                    done += 1
+            return done
+
+        counts = await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - measure_from
+    return latencies, sum(counts), elapsed
+
+
+def compute_only(model: Path, backend: str, lengths: list[int], threads: int, reps: int):
+    """Median and p99 milliseconds of one forward pass of one list, per length."""
+    import torch
+
+    from ltr.data.dataset import load_dataset
+    from ltr.predictor import load_predictor
+
+    torch.set_num_threads(max(threads, 1))
+    predictor = load_predictor(str(model), backend, threads=threads)
+    rows = load_dataset(MQ2008 / "S5.txt.xz").features
+    rng = np.random.default_rng(1)
+    out = {}
+    for n in lengths:
+        x = rows[rng.integers(0, len(rows), n)][None]  # (1, n, F)
+        mask = np.ones((1, n), dtype=bool)
+        for _ in range(3):
+            predictor.predict(x, mask)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            predictor.predict(x, mask)
+            times.append(time.perf_counter() - t)
+        out[n] = (1e3 * statistics.median(times), 1e3 * float(np.percentile(times, 99)))
+    return out
+
+
+def ms(values: list[float], q: float) -> float:
+    return 1e3 * float(np.percentile(values, q)) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--lengths", type=int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--backends", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
+    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per burst")
+    p.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds per burst")
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
+    p.add_argument("--threads", type=int, default=1, help="server compute threads")
+    p.add_argument(
+        "--max-delay-ms", type=float, default=None, help="batching window (default: server default)"
+    )
+    p.add_argument("--max-batch-size", type=int, default=None)
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra `ltr serve` option for every server, e.g. --serve-arg '--switch_interval_ms 5'",
+    )
+    p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md")
+    args = p.parse_args(argv)
+    from ltr.serve.config import BatchingConfig
+
+    defaults = BatchingConfig()
+    args.max_delay_ms = defaults.max_delay_ms if args.max_delay_ms is None else args.max_delay_ms
+    args.max_batch_size = (
+        defaults.max_batch_size if args.max_batch_size is None else args.max_batch_size
+    )
+    setups = [Setup(b, on) for b in args.backends for on in (True, False)]
+
+    root = Path(tempfile.mkdtemp(prefix="ltr-bench-serving-"))
+    model = build_model(root)
+    payloads = make_requests(args.lengths)
+    servers = [Server(s, model, args, root) for s in setups]
+    try:
+        for server in servers:
+            server.wait_ready()
+        cells = {
+            (s.setup, n, c): Cell() for s in servers for n in args.lengths for c in args.concurrency
+        }
+        for rep in range(args.reps):
+            for n in args.lengths:
+                for c in args.concurrency:
+                    for server in servers if rep % 2 == 0 else servers[::-1]:
+                        cell = cells[(server.setup, n, c)]
+                        before = server.batch_counts()
+                        lat, calls, secs = asyncio.run(
+                            burst(server.port, payloads[n], c, args.seconds, args.warmup)
+                        )
+                        after = server.batch_counts()
+                        cell.latencies += lat
+                        cell.calls += calls
+                        cell.seconds += secs
+                        cell.lists += after[0] - before[0]
+                        cell.batches += after[1] - before[1]
+                        print(
+                            f"rep {rep} {server.setup.label:<32} n={n:<5} c={c:<3} "
+                            f"p50 {ms(lat, 50):7.2f} ms  p99 {ms(lat, 99):7.2f} ms  "
+                            f"{calls / secs:8.1f} lists/s",
+                            flush=True,
+                        )
+    finally:
+        for server in servers:
+            server.stop()
+    compute = {b: compute_only(model, b, args.lengths, args.threads, 200) for b in args.backends}
+    shutil.rmtree(root, ignore_errors=True)
+    body = report(args, setups, cells, compute)
+    print(body)
+    if not args.no_write:
+        command = "python -m benchmarks.serving_latency " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        write_section(
+            "serving_latency", "gRPC serving latency and throughput", command.strip(), body
+        )
+    return 0
+
+
+def report(args: argparse.Namespace, setups: list[Setup], cells: dict, compute: dict) -> str:
+    """The Markdown body: latency table, compute vs served, goals."""
+    rows = []
+    for s in setups:
+        for n in args.lengths:
+            for c in args.concurrency:
+                cell = cells[(s, n, c)]
+                per_pass = cell.lists / cell.batches if cell.batches else float("nan")
+                rate = f"{cell.calls / cell.seconds:,.0f}" if cell.seconds else "–"
+                p50, p99 = ms(cell.latencies, 50), ms(cell.latencies, 99)
+                rows.append(
+                    [s.label, f"{n:,}", c, f"{p50:.2f}", f"{p99:.2f}", rate, f"{per_pass:.1f}"]
+                )
+    headers = ["setup", "candidates", "concurrency", "p50 ms", "p99 ms", "lists/s", "lists/pass"]
+    overhead_rows = []
+    for b in args.backends:
+        for n in args.lengths:
+            if 1 not in args.concurrency:
+                continue
+            p50, p99 = compute[b][n]
+            served = ms(cells[(Setup(b, False), n, 1)].latencies, 50)
+            overhead_rows.append(
+                [
+                    ENGINES[b],
+                    f"{n:,}",
+                    f"{p50:.2f}",
+                    f"{p99:.2f}",
+                    f"{served:.2f}",
+                    f"{served - p50:.2f}",
+                ]
+            )
+    overhead_headers = [
+        "backend", "candidates", "compute p50 ms", "compute p99 ms",
+        "served p50 ms (c=1, batching off)", "serving overhead ms",
+    ]  # fmt: skip
+    goals = []
+    if "onnx" in args.backends and 100 in args.lengths and 1 in args.concurrency:
+        p99 = ms(cells[(Setup("onnx", True), 100, 1)].latencies, 99)
+        verdict = "met" if p99 <= 10 else "not met"
+        goals.append(
+            f"- p99 for 100 candidates at concurrency 1 (ONNX Runtime, batching on): "
+            f"{p99:.2f} ms (goal ≤ 10 ms: {verdict})."
+        )
+    if 64 in args.concurrency:
+        for b in args.backends:
+            for n in args.lengths:
+                on, off = cells[(Setup(b, True), n, 64)], cells[(Setup(b, False), n, 64)]
+                if on.seconds and off.seconds and off.calls:
+                    ratio = (on.calls / on.seconds) / (off.calls / off.seconds)
+                    verdict = "met" if ratio >= 2 else "not met"
+                    goals.append(
+                        f"- {ENGINES[b]}, {n:,} candidates, concurrency 64: throughput with "
+                        f"batching / without = {ratio:.2f}× (goal ≥ 2×: {verdict})."
+                    )
+    setup = (
+        "Default SetRank (`configs/setrank_msab.yaml` model: MSAB, d_model 64, 4 heads, 2 blocks; "
+        "**random weights**, normaliser fitted on MQ2008 S1), 46 features, candidates drawn from "
+        f"MQ2008 S5 rows. One `ltr serve` process per setup (compute threads {args.threads}, "
+        f"batching window {args.max_delay_ms:g} ms, at most {args.max_batch_size} lists per "
+        "forward pass); the client is the benchmark process (`grpc.aio`, a closed loop of "
+        "`concurrency` callers, pre-serialised requests), all on this machine. "
+        f"{args.reps} interleaved repetitions of {args.seconds:g} s per cell (after "
+        f"{args.warmup:g} s warm-up), latencies pooled. lists/pass = mean lists per forward pass "
+        "(server metrics)."
+    )
+    return (
+        f"{setup}\n\n{markdown_table(headers, rows)}\n\n### Compute alone vs served\n\n"
+        "Compute = one forward pass of one list in the benchmark process (same threads), 200 "
+        "repetitions; serving overhead = served p50 - compute p50 (gRPC, decoding, validation, "
+        f"queueing, client).\n\n{markdown_table(overhead_headers, overhead_rows)}\n\n"
+        "### Goals\n\n" + "\n".join(goals)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``ltr serve``: the gRPC reranking server."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over gRPC (ONNX Runtime, dynamic batching, health, metrics)",
+        description="Serve a model with the ltr.reranker.v1.Reranker gRPC service, the standard "
+        "health service and server reflection. Settings come from --config "
+        "(configs/serve/*.yaml), then LTR_SERVE_* environment variables, then options; any "
+        "setting can be given as a dotted option, e.g. --batching.max_delay_ms 1 --tls.cert "
+        "server.pem. SIGTERM drains and exits; SIGHUP reloads the model.",
+        epilog="example: ltr serve --model models:/ltr-mq2008-setrank@candidate --port 50051",
+    )
+    p.add_argument("--model", help="artifact dir, runs:/<id>/model or models:/<name>@<alias>")
+    p.add_argument("--config", type=Path, help="YAML server config (see configs/serve/)")
+    p.add_argument("--backend", choices=["onnx", "torch"], help="inference engine (default onnx)")
+    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="gRPC port (default 50051)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9090, 0 = off)")
+    p.add_argument("--threads", type=int, help="compute threads per forward pass (default 1)")
+    p.add_argument("--no-batching", action="store_true", help="one forward pass per list")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.set_defaults(func=run, accepts_overrides=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ltr.config import parse_overrides, to_dict
+    from ltr.serve.config import load_serve_config
+
+    overrides = parse_overrides(args.overrides)
+    flags = {
+        "model": args.model,
+        "backend": args.backend,
+        "host": args.host,
+        "port": args.port,
+        "metrics_port": args.metrics_port,
+        "threads": args.threads,
+        "batching.enabled": False if args.no_batching else None,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    config = load_serve_config(args.config, overrides)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False))
+        return 0
+    from ltr.serve.server import run as run_server
+
+    return run_server(config)

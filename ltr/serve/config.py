@@ -1,0 +1,166 @@
+"""Server configuration: typed dataclasses that ``configs/serve/*.yaml`` mirror.
+
+Sources, later ones winning: the defaults here, the YAML file (``--config``), environment
+variables, then command-line options. An environment variable ``LTR_SERVE_<KEY>`` sets a
+top-level key and ``LTR_SERVE_<SECTION>__<KEY>`` a key in a section (values parsed as YAML), e.g.
+``LTR_SERVE_PORT=50052`` or ``LTR_SERVE_BATCHING__MAX_DELAY_MS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ltr.config import apply_overrides, from_dict, load_yaml
+from ltr.errors import ConfigError
+
+ENV_PREFIX = "LTR_SERVE_"
+
+
+@dataclass
+class BatchingConfig:
+    """Dynamic batching (see :mod:`ltr.serve.batching`)."""
+
+    enabled: bool = True
+    """Off = one forward pass per list."""
+    max_batch_size: int = 32
+    """Most lists per forward pass."""
+    max_delay_ms: float = 0.0
+    """How long the oldest waiting list may wait for others to join its batch. 0 = no added
+    wait: each forward pass takes every list that arrived while the previous one ran (with one
+    compute thread, waiting only adds latency at low load; under load batches form anyway)."""
+    max_batch_candidates: int = 16384
+    """Most padded slots (lists x longest list) per forward pass."""
+    queue_capacity: int = 256
+    """Most lists waiting for a batch; more are refused with RESOURCE_EXHAUSTED at once."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.queue_capacity < 1 or self.max_batch_candidates < 1:
+            raise ConfigError(
+                "batching.max_batch_size, batching.queue_capacity and "
+                "batching.max_batch_candidates must be at least 1"
+            )
+        if self.max_delay_ms < 0:
+            raise ConfigError(f"batching.max_delay_ms must be >= 0, got {self.max_delay_ms}")
+
+
+@dataclass
+class TlsConfig:
+    """TLS from PEM files. With ``cert`` and ``key`` the port speaks TLS only; adding
+    ``client_ca`` requires every client to present a certificate signed by it (mutual TLS)."""
+
+    cert: str | None = None
+    """Server certificate chain (PEM)."""
+    key: str | None = None
+    """Server private key (PEM)."""
+    client_ca: str | None = None
+    """CA bundle (PEM) that client certificates must chain to; set = mutual TLS."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("tls.cert and tls.key must be given together")
+        if self.client_ca is not None and self.cert is None:
+            raise ConfigError("tls.client_ca (mutual TLS) also needs tls.cert and tls.key")
+
+
+@dataclass
+class ReloadConfig:
+    """Model updates."""
+
+    poll_seconds: float = 30.0
+    """How often to check whether a ``models:/name@alias`` alias moved (0 = never; SIGHUP
+    always reloads)."""
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``ltr serve`` needs."""
+
+    model: str | None = None
+    """Artifact folder, ``runs:/<id>/model``, ``models:/<name>/<version>`` or
+    ``models:/<name>@<alias>`` (polled for moves)."""
+    backend: Literal["onnx", "torch"] = "onnx"
+    """``onnx`` runs model.onnx on ONNX Runtime; ``torch`` runs the PyTorch module."""
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9090
+    """Prometheus metrics on http://metrics_host:metrics_port/metrics (0 = off)."""
+    max_candidates: int = 1000
+    """Most candidates per list."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest request (and response) message, in bytes."""
+    threads: int = 1
+    """Compute threads per forward pass (ONNX Runtime intra-op / torch). One leaves a core to
+    the gRPC event loop on small machines."""
+    spinning: bool = False
+    """Let idle ONNX Runtime threads spin (lower latency with threads > 1, burns idle CPU)."""
+    switch_interval_ms: float = 0.5
+    """Python's GIL switch interval (``sys.setswitchinterval``). The compute thread needs the GIL
+    back after each forward pass while the event loop decodes requests; Python's default of 5 ms
+    would then cap the server at ~200 forward passes per second under load."""
+    export_on_load: bool = True
+    """With the onnx backend, export (with the parity check) an artifact that has no model.onnx
+    when it is loaded; false = refuse such artifacts (run ``ltr export`` first)."""
+    parity_data: list[str] = field(default_factory=list)
+    """LETOR/Parquet files for the parity check of an export on load (default: the data the
+    manifest records, else synthetic lists)."""
+    drain_seconds: float = 30.0
+    """On SIGTERM: how long calls in flight may take to complete before the process exits."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (0-65535), got {value}")
+        if self.max_candidates < 1:
+            raise ConfigError(f"max_candidates must be at least 1, got {self.max_candidates}")
+        if self.max_message_bytes < 1024:
+            raise ConfigError(
+                f"max_message_bytes must be at least 1024, got {self.max_message_bytes}"
+            )
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = one per core), got {self.threads}")
+        if self.switch_interval_ms <= 0:
+            raise ConfigError(f"switch_interval_ms must be > 0, got {self.switch_interval_ms}")
+        if self.drain_seconds < 0:
+            raise ConfigError(f"drain_seconds must be >= 0, got {self.drain_seconds}")
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Dotted overrides from ``LTR_SERVE_*`` variables (``__`` separates a section)."""
+    out: dict[str, Any] = {}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            out[key] = text
+    return out
+
+
+def load_serve_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServeConfig:
+    """Defaults <- YAML file <- environment (``LTR_SERVE_*``) <- ``overrides`` (dotted keys)."""
+    data: dict[str, Any] = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, env_overrides(os.environ if env is None else env))
+    data = apply_overrides(data, dict(overrides or {}))
+    return from_dict(ServeConfig, data, where="serve")

@@ -1,0 +1,97 @@
+"""Prometheus metrics of the server, served over HTTP on their own port.
+
+Metric families (all in a registry of their own, so several servers can live in one process):
+
+* ``ltr_request_latency_seconds{method}`` -- histogram of call latency inside the server;
+* ``ltr_requests_total{method, code}`` -- calls by gRPC status code (errors by code);
+* ``ltr_batch_lists`` / ``ltr_batch_candidates`` -- histograms of lists and candidates per forward
+  pass;
+* ``ltr_queue_depth`` -- lists waiting for a batch;
+* ``ltr_model_info{name, version, backend}`` -- 1 for the model in use;
+* ``ltr_model_reloads_total{outcome}`` -- reloads that swapped a model in or failed.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from ltr.serve.domain import ModelSpec
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+)  # fmt: skip
+LIST_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CANDIDATE_BUCKETS = (10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+
+
+class ServerMetrics:
+    """The server's metrics; also a :class:`~ltr.serve.batching.BatchObserver`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram(
+            "ltr_request_latency_seconds",
+            "Latency of calls inside the server, by method.",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "ltr_requests", "Calls by method and gRPC status code.", ["method", "code"], registry=r
+        )
+        self.batch_lists = Histogram(
+            "ltr_batch_lists", "Lists per forward pass.", buckets=LIST_BUCKETS, registry=r
+        )
+        self.batch_candidates = Histogram(
+            "ltr_batch_candidates",
+            "Candidates per forward pass.",
+            buckets=CANDIDATE_BUCKETS,
+            registry=r,
+        )
+        self.depth = Gauge("ltr_queue_depth", "Lists waiting for a batch.", registry=r)
+        self.model = Gauge(
+            "ltr_model_info", "The model in use (value 1).", ["name", "version", "backend"],
+            registry=r,
+        )  # fmt: skip
+        self.reloads = Counter(
+            "ltr_model_reloads", "Model reload attempts by outcome.", ["outcome"], registry=r
+        )
+        self._http = None
+        self._children: dict[tuple[str, str], tuple] = {}
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        children = self._children.get((method, code))
+        if children is None:  # labels() lookups cost more than the observation itself
+            children = self._children[(method, code)] = (
+                self.latency.labels(method),
+                self.requests.labels(method, code),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
+
+    def queue_depth(self, depth: int) -> None:
+        self.depth.set(depth)
+
+    def batch_formed(self, items: int, candidates: int) -> None:
+        self.batch_lists.observe(items)
+        self.batch_candidates.observe(candidates)
+
+    def model_in_use(self, spec: ModelSpec) -> None:
+        self.model.clear()
+        self.model.labels(spec.ref.name, spec.ref.version, spec.backend).set(1)
+
+    def reload(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
+
+    def serve_http(self, host: str, port: int) -> None:
+        """Serve ``/metrics`` on ``host:port`` from a background thread."""
+        self._http = start_http_server(port, addr=host, registry=self.registry)
+
+    def stop_http(self) -> None:
+        if self._http is not None:
+            server, thread = self._http
+            server.shutdown()
+            thread.join(timeout=5)
+            self._http = None

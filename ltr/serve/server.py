@@ -1,0 +1,239 @@
+"""``ltr serve``: the gRPC server process, from model load to graceful drain.
+
+Start-up: load the model (exporting it to ONNX first if needed), then start ``grpc.aio`` with
+the Reranker service, the standard health service and server reflection, on one port (TLS only
+when configured), and Prometheus metrics on another. Then:
+
+* SIGTERM / SIGINT: health turns NOT_SERVING, new calls are refused (``UNAVAILABLE``), calls in
+  flight complete (up to ``drain_seconds``), and the process exits 0;
+* SIGHUP: reload the model source now (a registry alias is resolved again);
+* every ``reload.poll_seconds``: reload if the registry alias moved.
+
+A reload loads the new version beside the old one and swaps it in atomically; if it fails, the old
+model keeps serving (see :mod:`ltr.serve.models`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ltr.errors import ConfigError
+from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
+from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
+from ltr.serve.config import ServeConfig
+from ltr.serve.metrics import ServerMetrics
+from ltr.serve.models import ModelHolder, ReloadResult, load_served_model
+from ltr.serve.service import RerankService, make_batcher
+from ltr.serve.servicer import RerankerServicer
+from ltr.serve.tls import server_credentials
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+log = logging.getLogger("ltr.serve")
+T = TypeVar("T")
+
+
+def address(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``fn`` on a daemon thread (a model load must not keep a draining process alive)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(setter: Callable, value: object) -> None:
+        if not future.done():
+            setter(value)
+
+    def runner() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:
+            setter, value = future.set_exception, exc
+        else:
+            setter = future.set_result
+        with contextlib.suppress(RuntimeError):  # the loop closed while the load ran
+            loop.call_soon_threadsafe(deliver, setter, value)
+
+    threading.Thread(target=runner, name="ltr-reload", daemon=True).start()
+    return future
+
+
+class RerankServer:
+    """One serving process: model holder, batcher, gRPC server, metrics and signals."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        if not config.model:
+            raise ConfigError(
+                "no model to serve; pass --model DIR_OR_URI or set model in the config"
+            )
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.holder = ModelHolder(
+            config.model,
+            partial(
+                load_served_model,
+                backend=config.backend,
+                threads=config.threads,
+                export_on_load=config.export_on_load,
+                parity_data=tuple(config.parity_data),
+            ),
+            on_reload=self._reloaded,
+        )
+        self.compute = ThreadPoolExecutor(1, thread_name_prefix="ltr-compute")
+        self.stopping = asyncio.Event()
+        self.port = 0
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task] = []
+
+    def _reloaded(self, result: ReloadResult) -> None:
+        outcome = "failed" if result.error else "swapped"
+        self.metrics.reload(outcome)
+        if result.swapped:
+            self.metrics.model_in_use(self.holder.current.spec)
+
+    async def start(self) -> None:
+        """Load the model and start serving (returns once the port is open)."""
+        cfg = self.config
+        _set_torch_threads(cfg.threads)
+        sys.setswitchinterval(cfg.switch_interval_ms / 1000.0)
+        model = self.holder.load_initial()
+        self.metrics.model_in_use(model.spec)
+        self.batcher = make_batcher(
+            self.holder, cfg.batching, executor=self.compute, observer=self.metrics
+        )
+        self.service = RerankService(
+            self.holder,
+            self.batcher,
+            max_candidates=cfg.max_candidates,
+            max_message_bytes=cfg.max_message_bytes,
+        )
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_message_bytes),
+                ("grpc.max_send_message_length", cfg.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_RerankerServicer_to_server(RerankerServicer(self.service, self.metrics), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        where = address(cfg.host, cfg.port)
+        credentials = server_credentials(cfg.tls)
+        try:
+            if credentials is None:
+                self.port = server.add_insecure_port(where)
+            else:
+                self.port = server.add_secure_port(where, credentials)
+        except RuntimeError:
+            self.port = 0
+        if self.port == 0:
+            raise ConfigError(f"cannot listen on {where}; is the port in use?")
+        self.server = server
+        if cfg.metrics_port:
+            self.metrics.serve_http(cfg.metrics_host, cfg.metrics_port)
+        self.batcher.start()
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.holder.alias is not None and cfg.reload.poll_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._poll(), name="alias-poll"))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reload.poll_seconds)
+            await _in_daemon_thread(self.holder.poll)
+
+    def request_reload(self) -> None:
+        """Reload the model source now (SIGHUP)."""
+        log.info("reload requested")
+        _in_daemon_thread(self.holder.reload)
+
+    def request_stop(self) -> None:
+        """Begin draining (SIGTERM, SIGINT)."""
+        self.stopping.set()
+
+    async def drain(self) -> None:
+        """Refuse new calls, let calls in flight finish (up to drain_seconds), then stop."""
+        self.service.close()
+        log.info("draining: refusing new calls, finishing those in flight")
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(self.config.drain_seconds)
+        await self.batcher.close()
+        for task in self._tasks:
+            task.cancel()
+        self.metrics.stop_http()
+        self.compute.shutdown(wait=True)
+        self.holder.current.retire()  # temporary downloads and exports of the model in use
+        log.info("stopped")
+
+    def describe(self) -> str:
+        """One line saying what is served where."""
+        cfg, spec = self.config, self.holder.current.spec
+        security = (
+            " (mutual TLS)"
+            if cfg.tls.client_ca
+            else " (TLS)"
+            if cfg.tls.enabled
+            else " (plaintext)"
+        )
+        metrics = (
+            f"; metrics on http://{address(cfg.metrics_host, cfg.metrics_port)}/metrics"
+            if cfg.metrics_port
+            else ""
+        )
+        return (
+            f"ltr serve: {spec.ref.name} version {spec.ref.version} on {spec.backend}, "
+            f"listening on {address(cfg.host, self.port)}{security}{metrics}"
+        )
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # already set, or parallel work already ran
+        torch.set_num_interop_threads(1)
+
+
+async def serve(config: ServeConfig) -> int:
+    """Run a server until SIGTERM/SIGINT, then drain and return 0."""
+    server = RerankServer(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, server.request_stop)
+    loop.add_signal_handler(signal.SIGINT, server.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
+    print(server.describe(), flush=True)
+    await server.stopping.wait()
+    await server.drain()
+    return 0
+
+
+def run(config: ServeConfig) -> int:
+    """Configure logging and run :func:`serve` in a fresh event loop."""
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(serve(config))

@@ -1,0 +1,111 @@
+"""The reranking service in domain terms: validate, batch, score, rank. No gRPC here.
+
+:class:`RerankService` is what the gRPC servicer calls (and what tests call directly): it
+validates each list against the model in use, submits it to the dynamic batcher and returns the
+ranked lists. Every batch is scored by the model the holder has at that moment, and each result
+names that model's version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+from ltr.errors import InputError, LtrError
+from ltr.serve.batching import BatchObserver, DynamicBatcher
+from ltr.serve.config import BatchingConfig
+from ltr.serve.domain import ModelInfo, RankedList, RerankQuery, ValidQuery
+from ltr.serve.errors import ShuttingDownError
+from ltr.serve.models import ModelHolder
+from ltr.serve.scoring import score_batch
+from ltr.serve.validation import validate
+
+
+def make_batcher(
+    holder: ModelHolder,
+    config: BatchingConfig,
+    *,
+    executor: Executor | None = None,
+    observer: BatchObserver | None = None,
+) -> DynamicBatcher[ValidQuery, RankedList]:
+    """A batcher that scores each batch with the holder's current model."""
+
+    def process(queries: list[ValidQuery]) -> list[RankedList | Exception]:
+        model = holder.current  # one snapshot per batch: old or new model, never a mix
+        return score_batch(model.predictor, model.spec.ref, queries)
+
+    on = config.enabled
+    return DynamicBatcher(
+        process,
+        max_batch_size=config.max_batch_size if on else 1,
+        max_delay=config.max_delay_ms / 1000.0 if on else 0.0,
+        queue_capacity=config.queue_capacity,
+        max_batch_candidates=config.max_batch_candidates if on else None,
+        executor=executor,
+        observer=observer,
+    )
+
+
+class RerankService:
+    """Rerank lists with the model held by ``holder``, through ``batcher``.
+
+    Args:
+        holder: the model in use (swapped on reloads).
+        batcher: the dynamic batcher (see :func:`make_batcher`).
+        max_candidates: most candidates per list.
+        max_message_bytes: largest request the transport accepts (reported by
+            :meth:`model_info`; enforced by the transport).
+    """
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        batcher: DynamicBatcher[ValidQuery, RankedList],
+        *,
+        max_candidates: int,
+        max_message_bytes: int,
+    ) -> None:
+        self.holder = holder
+        self.batcher = batcher
+        self.max_candidates = max_candidates
+        self.max_message_bytes = max_message_bytes
+        self._open = True
+
+    def close(self) -> None:
+        """Refuse new calls from now on (calls already accepted still complete)."""
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise ShuttingDownError("the server is shutting down; retry on another replica")
+
+    async def rerank(self, query: RerankQuery, deadline: float | None = None) -> RankedList:
+        """Rank one list (``deadline`` on ``time.monotonic()``'s scale, None = none)."""
+        self._check_open()
+        spec = self.holder.current.spec
+        valid = validate(query, spec, max_candidates=self.max_candidates)
+        return await self.batcher.submit(valid, deadline)
+
+    async def rerank_batch(
+        self, queries: Sequence[RerankQuery], deadline: float | None = None
+    ) -> list[RankedList]:
+        """Rank several lists; one invalid list fails the call, naming its position."""
+        self._check_open()
+        if not queries:
+            raise InputError("the batch holds no requests; send at least one")
+        spec = self.holder.current.spec
+        valid = []
+        for i, query in enumerate(queries):
+            try:
+                valid.append(validate(query, spec, max_candidates=self.max_candidates))
+            except LtrError as exc:
+                raise type(exc)(f"request {i}: {exc}") from None
+        return await self.batcher.submit_many(valid, deadline)
+
+    def model_info(self) -> ModelInfo:
+        """The model in use and the server's limits."""
+        return ModelInfo(
+            spec=self.holder.current.spec,
+            max_candidates=self.max_candidates,
+            max_message_bytes=self.max_message_bytes,
+        )

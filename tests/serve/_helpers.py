@@ -1,0 +1,157 @@
+"""Helpers for the serving tests: tiny model artifacts and real ``ltr serve`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from ltr.artifact import Manifest, build_model, save_model
+from ltr.data.dataset import ListDataset
+
+LTR = Path(sys.executable).with_name("ltr")
+TINY = {"d_model": 16, "num_heads": 2, "num_blocks": 1, "d_ff": 32}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_artifact(
+    directory: Path,
+    train: ListDataset,
+    *,
+    seed: int,
+    data: dict[str, list[str]] | None = None,
+    **config,
+) -> Path:
+    """A SetRank artifact with seeded random weights and a normaliser fitted on ``train``."""
+    torch.manual_seed(seed)
+    manifest = Manifest(
+        architecture="setrank",
+        model_config={"num_features": train.num_features, **TINY, **config},
+        feature_names=list(train.feature_names),
+        normalizer={"enabled": True, "log1p": True},
+        training={"run_id": f"run-seed{seed}", "data": data or {}},
+    )
+    model = build_model(manifest)
+    model.normalizer.fit(train.features)
+    return save_model(model.eval(), manifest, directory)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the Prometheus endpoint as ``{(name, sorted labels): value}``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def metric(samples: dict, family: str, **labels: str) -> float:
+    return samples.get((family, tuple(sorted(labels.items()))), 0.0)
+
+
+class ServerProcess:
+    """``ltr serve`` as a subprocess on loopback; ``wait_ready`` polls the gRPC health service."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        model: str | Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self.credentials = credentials
+        argv = [
+            str(LTR), "serve", "--model", str(model), "--host", "127.0.0.1",
+            "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+            "--metrics_host", "127.0.0.1", *args,
+        ]  # fmt: skip
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=tmp,
+        )
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def channel(self, **options) -> grpc.Channel:
+        opts = list(options.items())
+        if self.credentials is None:
+            return grpc.insecure_channel(self.target, options=opts)
+        return grpc.secure_channel(self.target, self.credentials, options=opts)
+
+    def wait_ready(self, timeout: float = 180.0) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ltr serve exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                with self.channel() as channel:
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return self
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+        self.kill()
+        raise RuntimeError(f"ltr serve was not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def scrape(self) -> dict:
+        return scrape(self.metrics_port)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def offline_scores(model, dataset: ListDataset) -> np.ndarray:
+    """Scores of ``ltr evaluate``'s offline path for every row of ``dataset``."""
+    from ltr.inference import score_lists
+
+    return score_lists(model, dataset)
