@@ -11,6 +11,7 @@ Open the UI on the embedded store with::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.exceptions
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -199,25 +201,61 @@ def mark_failed() -> None:
     mlflow.end_run(status="FAILED")
 
 
+def model_cache_dir() -> Path:
+    """Where downloaded registry/run models are kept: ``$LTR_CACHE_DIR/models`` or
+    ``~/.cache/ltr/models``."""
+    root = os.environ.get("LTR_CACHE_DIR") or Path.home() / ".cache" / "ltr"
+    return Path(root) / "models"
+
+
 def download_model(uri: str, tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
     """Download an MLflow model URI to a local folder; return it with registry facts.
 
-    For ``models:/name@alias`` and ``models:/name/version`` the facts hold ``name`` and
-    ``version`` so that servers and reports can say which version they use.
+    For ``models:/name@alias`` and ``models:/name/version`` the facts hold ``name``,
+    ``version`` and ``run_id`` so that servers and reports can say which version they use.
+    Versions and runs are immutable, so each is downloaded once into :func:`model_cache_dir`
+    (keyed by tracking URI and version, written under a temporary name and renamed when
+    complete); a failed download leaves nothing behind.
     """
+    from ltr.artifact import ArtifactError
+
     _configure(tracking_uri)
     info: dict[str, str] = {}
-    if uri.startswith("models:/"):
-        info.update(_registry_facts(uri))
-    target = Path(tempfile.mkdtemp(prefix="ltr-model-"))
+    immutable: str | None = None
+    try:
+        if uri.startswith("models:/"):
+            info.update(_registry_facts(uri))
+            immutable = f"models:/{info['name']}/{info['version']}"
+        elif uri.startswith("runs:/"):
+            immutable = uri
+    except mlflow.exceptions.MlflowException as exc:
+        raise ArtifactError(f"cannot resolve model {uri}: {exc.message}") from None
+    if immutable is not None:
+        key = f"{resolve_tracking_uri(tracking_uri)}|{immutable}"
+        final = model_cache_dir() / hashlib.sha256(key.encode()).hexdigest()[:32]
+        marker = final / ".complete"
+        if marker.exists():
+            return final / marker.read_text().strip(), info
+        final.parent.mkdir(parents=True, exist_ok=True)
+        target = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    else:
+        target = Path(tempfile.mkdtemp(prefix="ltr-model-"))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
     except Exception as exc:  # MLflow raises several exception types for a missing model
         shutil.rmtree(target, ignore_errors=True)
-        from ltr.artifact import ArtifactError
-
         raise ArtifactError(f"cannot download model {uri}: {exc}") from None
-    return local, info
+    if immutable is None:
+        return local, info
+    relative = local.resolve().relative_to(target.resolve())
+    (target / ".complete").write_text(str(relative))
+    try:
+        target.rename(final)
+    except OSError:  # another process finished the same download first: use its copy
+        shutil.rmtree(target, ignore_errors=True)
+        if not marker.exists():
+            raise
+    return final / marker.read_text().strip(), info
 
 
 def _registry_facts(uri: str) -> dict[str, str]:

@@ -11,6 +11,14 @@ MQ2008 = REPO / "data" / "mq2008"
 LIGHTGBM_EXAMPLE = REPO / "tests" / "data" / "lightgbm-example"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_cache(tmp_path_factory):
+    """Downloaded models go to a per-session cache, not ~/.cache (children inherit it)."""
+    import os
+
+    os.environ["LTR_CACHE_DIR"] = str(tmp_path_factory.mktemp("ltr-cache"))
+
+
 @pytest.fixture(scope="session")
 def mq2008_dir() -> Path:
     return MQ2008

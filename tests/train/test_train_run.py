@@ -109,3 +109,22 @@ def test_divergence_stops_with_a_clear_error(tiny_config):
     cfg = tiny_config(**{"optim.lr": 1e30, "trainer.gradient_clip_val": None, "loss": "mse"})
     with pytest.raises(TrainingDivergedError, match=r"lower optim\.lr"):
         train(cfg, verbose=False)
+
+
+def test_registry_models_are_cached_and_missing_ones_reported(tiny_config, monkeypatch, tmp_path):
+    import shutil
+
+    import pytest
+
+    from ltr.artifact import ArtifactError
+
+    cfg = tiny_config(**{"trainer.max_epochs": 1})
+    result = train(cfg, verbose=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cfg.tracking.tracking_uri)
+    first = load_model("models:/tiny@candidate")
+    # The store's own copy goes away: the cached download still serves the same version.
+    shutil.rmtree(tmp_path / "mlartifacts")
+    second = load_model("models:/tiny@candidate")
+    assert second.path == first.path and second.manifest.version == result.registered_version
+    with pytest.raises(ArtifactError, match="cannot resolve model models:/tiny@nope"):
+        load_model("models:/tiny@nope")
