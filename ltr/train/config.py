@@ -115,6 +115,10 @@ class TrackingConfig:
     """Name in the model registry (null = log the model without registering it)."""
     alias: str | None = "candidate"
     """Alias given to the new registered version, e.g. ``models:/ltr-ranker@candidate``."""
+    nested: bool = False
+    """Open the run as a child of the active MLflow run (``ltr cv`` nests one run per fold)."""
+    log_model: bool = True
+    """Log the trained model to the run (``ltr cv`` turns this off for its fold runs)."""
 
 
 @dataclass

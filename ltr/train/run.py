@@ -81,6 +81,7 @@ class _Tracking(Callback):
                     experiment=cfg.experiment,
                     run_name=cfg.run_name,
                     tracking_uri=cfg.tracking_uri,
+                    nested=cfg.nested,
                 )
             )
             self.tracker.log_config(self.resolved)
@@ -272,6 +273,9 @@ def _log_final(tracker, result: TrainResult, manifest: Manifest, config: TrainCo
     tracker.log_metrics(final)
     if result.best_epoch is not None:
         tracker.log_params({"best_epoch": result.best_epoch})
+    result.run_id = tracker.run_id
+    if not config.tracking.log_model:
+        return
     logged = tracker.log_model(
         result.artifact_dir,
         feature_names=manifest.feature_names,

@@ -1,0 +1,70 @@
+"""Arrow tables of whole queries -> the same tables with ``score`` and ``rank`` columns.
+
+The unit of work of the local engine: a table whose queries are complete and contiguous is cut
+into query-aligned pieces, its features are turned into a ``[n, F]`` matrix (:func:`prepare`,
+done ahead of the model in a reader thread), and each piece is scored by
+:func:`pipelines.lists.score_flat` (:func:`score_prepared`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ltr.predictor import Predictor
+from pipelines.lists import DEFAULT_BATCH_SIZE, offsets_of, rank_in_lists, score_flat
+from pipelines.source import features_of
+
+
+def score_table(
+    predictor: Predictor,
+    table: pa.Table,
+    *,
+    qid_column: str = "qid",
+    feature_columns: list[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> pa.Table:
+    """Score a table of whole, contiguous queries; return it with ``score`` and ``rank`` added.
+
+    This is what ``ltr score`` does to every piece of its input, so a caller (e.g. a test that
+    compares with the gRPC server) can score the same lists in memory.
+    """
+    width = predictor.loaded.manifest.num_features
+    prepared = prepare(table, width, qid_column, feature_columns)
+    return score_prepared(predictor, *prepared, batch_size=batch_size)
+
+
+def pieces(table: pa.Table, qid_column: str, rows: int) -> list[pa.Table]:
+    """Cut a table of whole queries into query-aligned slices of about ``rows`` rows."""
+    if len(table) <= rows:
+        return [table]
+    bounds = offsets_of(table.column(qid_column))  # query starts, then the row count
+    out, begin = [], 0
+    for cut in bounds[1:]:
+        if cut - begin >= rows or cut == len(table):
+            out.append(table.slice(begin, int(cut) - begin))
+            begin = int(cut)
+    return out
+
+
+def prepare(
+    table: pa.Table, width: int, qid_column: str, feature_columns: list[str] | None
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Arrow -> numpy work done ahead of the model: ``(table, offsets [Q+1], features [n, F])``."""
+    offsets = offsets_of(table.column(qid_column))
+    return table, offsets, features_of(table, width, feature_columns)
+
+
+def score_prepared(
+    predictor: Predictor,
+    table: pa.Table,
+    offsets: np.ndarray,
+    features: np.ndarray,
+    *,
+    batch_size: int,
+) -> pa.Table:
+    """Score a prepared piece; return its table with ``score`` (float32) and ``rank`` (int32)."""
+    scores = score_flat(predictor, features, offsets, batch_size=batch_size)
+    ranks = rank_in_lists(scores, offsets)
+    table = table.append_column(pa.field("score", pa.float32(), nullable=False), pa.array(scores))
+    return table.append_column(pa.field("rank", pa.int32(), nullable=False), pa.array(ranks))

@@ -1,0 +1,52 @@
+"""Helpers shared by the pipeline tests (not fixtures)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ltr.artifact import Manifest, build_model, save_model
+from ltr.data.parquet import default_feature_names
+
+LTR = str(Path(sys.executable).with_name("ltr"))
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+"""Environment for subprocesses: one torch/OpenMP thread (the test machine's cores are shared)."""
+NUM_FEATURES = 46
+
+
+def make_model(directory: Path, *, seed: int = 0, d_model: int = 16, fit_on=None) -> Path:
+    """A small SetRank artifact with random weights (and a fitted normaliser when ``fit_on``)."""
+    torch.manual_seed(seed)
+    manifest = Manifest(
+        architecture="setrank",
+        model_config={
+            "num_features": NUM_FEATURES,
+            "d_model": d_model,
+            "num_heads": 2,
+            "num_blocks": 1,
+            "d_ff": 2 * d_model,
+        },
+        feature_names=default_feature_names(NUM_FEATURES),
+        normalizer={"enabled": fit_on is not None, "log1p": True},
+    )
+    model = build_model(manifest)
+    if fit_on is not None:
+        model.normalizer.fit(fit_on)
+    return save_model(model, manifest, directory)
+
+
+def reference_ranks(scores: np.ndarray, qids: np.ndarray) -> np.ndarray:
+    """1-based rank within each query by descending score, ties by position (plain Python)."""
+    ranks = np.zeros(len(scores), dtype=np.int64)
+    groups: dict[object, list[int]] = {}
+    for i, q in enumerate(qids):
+        groups.setdefault(q, []).append(i)
+    for rows in groups.values():
+        ordered = sorted(rows, key=lambda i: (-float(scores[i]), i))
+        for r, i in enumerate(ordered, 1):
+            ranks[i] = r
+    return ranks
