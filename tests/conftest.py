@@ -12,6 +12,15 @@ LIGHTGBM_EXAMPLE = REPO / "tests" / "data" / "lightgbm-example"
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Test workloads are tiny: a second intra-op thread only adds spin-waiting, and it competes
+    with the server and Spark processes the tests start."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _private_model_cache(tmp_path_factory):
     """Downloaded models go to a per-session cache, not ~/.cache (children inherit it)."""
     import os
