@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "setrank_imsab.yaml"
+"""The default SetRank configuration (what ``ltr demo`` trains); benchmarks measure its model."""
 
 HEADER = """# Benchmarks
 

@@ -13,9 +13,9 @@
 * Spark: the same file scored with ``--engine spark`` in local mode (``local[2]``; session start
   and a warm-up run on the smallest file excluded), next to the local engine on that file.
 
-The model is ``configs/setrank_msab.yaml``'s SetRank with random weights (speed and memory do not
-depend on the weights). Data go to ``--data-dir`` (default ``/tmp/ltr-bench-batch``), never into
-the repository.
+The model is the default SetRank (``configs/setrank_imsab.yaml``) with random weights (speed and
+memory do not depend on the weights). Data go to ``--data-dir`` (default
+``/tmp/ltr-bench-batch``), never into the repository.
 
 Run: ``python -m benchmarks.batch_scoring --sizes 100000 1000000 10000000
 --throughput-rows 1000000 --spark-rows 1000000`` (the full run needs ~5 GB of disk and about an
@@ -37,20 +37,20 @@ import numpy as np
 import torch
 import yaml
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_FEATURES = 46
 
 
 def make_model(directory: Path) -> Path:
-    """configs/setrank_msab.yaml's model with random weights, saved as an artifact."""
+    """The default SetRank config's model with random weights, saved as an artifact."""
     from ltr.artifact import Manifest, build_model, save_model
     from ltr.data.parquet import default_feature_names
 
     if (directory / "ltr_model.json").exists():
         return directory
-    config = yaml.safe_load((REPO / "configs" / "setrank_msab.yaml").read_text())["model"]
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())["model"]
     params = {k: v for k, v in config.items() if k != "name"}
     torch.manual_seed(0)
     manifest = Manifest(

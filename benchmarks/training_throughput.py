@@ -1,6 +1,6 @@
 """Training throughput of ``ltr train`` (Lightning) against a plain PyTorch loop, in lists/second.
 
-Both sides get what ``ltr train`` builds from the config (default ``configs/setrank_msab.yaml``,
+Both sides get what ``ltr train`` builds from the config (default ``configs/setrank_imsab.yaml``,
 read at run time): the script runs :func:`ltr.train.run.train` up to ``trainer.fit`` with a
 stand-in ``lightning.Trainer`` and keeps the Trainer arguments (callbacks, clipping, precision,
 progress bar, ...), the :class:`~ltr.train.module.RankingModule` and the
@@ -40,13 +40,11 @@ import lightning
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
 from ltr.config import parse_overrides
 from ltr.train.config import TrainConfig, load_train_config
 from ltr.train.datamodule import ListDataModule
 from ltr.train.module import RankingModule
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "setrank_msab.yaml"
 
 
 class _Stop(Exception):

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run nested under one parent run, which gets every fold's test metrics and their mean "
         "and standard deviation under all three conventions for lists with no relevant item. "
         "Any config entry can be overridden with a dotted option, as for `ltr train`.",
-        epilog="example: ltr cv --config configs/setrank_msab.yaml --trainer.max_epochs 30",
+        epilog="example: ltr cv --config configs/setrank_imsab.yaml --trainer.max_epochs 30",
     )
     p.add_argument("--config", type=Path, help="YAML training config (see configs/)")
     p.add_argument("--folds", type=int, nargs="+", help="which folds to run (default: 1 2 3 4 5)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_MQ2008 = REPO_ROOT / "data" / "mq2008"
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "setrank_msab.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "setrank_imsab.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

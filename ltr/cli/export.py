@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dynamic batch and list dimensions. ONNX Runtime and PyTorch score the same real lists "
         "(from --data, else the test/valid data recorded in the artifact); model.onnx is written "
         "atomically only if they agree to --atol, else nothing is written and the command fails.",
-        epilog="example: ltr export --model runs/setrank_msab/model --data data/mq2008/S5.txt.xz",
+        epilog="example: ltr export --model runs/setrank_imsab/model --data data/mq2008/S5.txt.xz",
     )
     p.add_argument(
         "--model", required=True, help="artifact dir, runs:/<id>/model or models:/<name>@<alias>"

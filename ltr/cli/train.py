@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a ranking model. Any config entry can be overridden with a dotted "
         "option, e.g. --model.num_blocks 4 --trainer.max_epochs 50 --loss lambdaloss. "
         "Runs are tracked in MLflow (./mlflow.db unless MLFLOW_TRACKING_URI is set).",
-        epilog="example: ltr train --config configs/setrank_msab.yaml --trainer.max_epochs 20",
+        epilog="example: ltr train --config configs/setrank_imsab.yaml --trainer.max_epochs 20",
     )
     p.add_argument("--config", type=Path, help="YAML config (see configs/)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")

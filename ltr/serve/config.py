@@ -34,8 +34,9 @@ class BatchingConfig:
     """How long the oldest waiting list may wait for others to join its batch. 0 = no added
     wait: each forward pass takes every list that arrived while the previous one ran (with one
     compute thread, waiting only adds latency at low load; under load batches form anyway)."""
-    max_batch_candidates: int = 16384
-    """Most padded slots (lists x longest list) per forward pass."""
+    max_batch_candidates: int = 4096
+    """Most padded slots (lists x longest list) per forward pass. Per-list compute rises once a
+    pass outgrows the CPU caches (``benchmarks/serving_latency.py`` measures it by batch size)."""
     queue_capacity: int = 256
     """Most lists waiting for a batch; more are refused with RESOURCE_EXHAUSTED at once."""
 

@@ -1,6 +1,6 @@
 """Training configuration: the dataclasses that ``configs/*.yaml`` mirror.
 
-``ltr train --config configs/setrank_msab.yaml --model.num_blocks 4 --trainer.max_epochs 50``
+``ltr train --config configs/setrank_imsab.yaml --model.num_blocks 4 --trainer.max_epochs 50``
 loads the YAML, applies the dotted overrides and validates the result here. The resolved config
 (every default filled in) is logged with the run.
 """
@@ -138,7 +138,7 @@ class TrainConfig:
 
     model: dict[str, Any] = field(default_factory=lambda: {"name": "setrank"})
     """``name`` picks the architecture (see ``ltr.models.MODELS``); other keys are its config."""
-    loss: Any = "neural_ndcg"
+    loss: Any = "listmle"
     """A loss name or ``{name: weight | {weight: w, <params>}}`` (see ``ltr.losses.build_loss``)."""
     data: DataConfig = field(default_factory=DataConfig)
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
