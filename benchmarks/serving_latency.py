@@ -1,9 +1,10 @@
 """Serving latency: p50/p99 and throughput of ``ltr serve`` over gRPC, client and server here.
 
-The model is the default SetRank of ``configs/setrank_msab.yaml`` (MSAB, d_model 64, 4 heads,
-2 blocks) for MQ2008's 46 features, with random weights (speed does not depend on the weights)
-and a feature normaliser fitted on MQ2008 S1; it is exported to ONNX with the parity check
-(``ltr export``'s path). Candidate lists of each length are drawn from MQ2008 S5 rows.
+The model is the default SetRank of ``configs/setrank_imsab.yaml`` (IMSAB with 20 inducing
+points, d_model 64, 4 heads, 2 blocks) for MQ2008's 46 features, with random weights (speed does
+not depend on the weights) and a feature normaliser fitted on MQ2008 S1; it is exported to ONNX
+with the parity check (``ltr export``'s path). Candidate lists of each length are drawn from
+MQ2008 S5 rows.
 
 One ``ltr serve`` process per configuration (ONNX Runtime / PyTorch x batching on / off) runs for
 the whole benchmark; this process is the client (``grpc.aio``, pre-serialised requests, replies not
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 MQ2008 = REPO / "data" / "mq2008"
@@ -71,7 +72,7 @@ def build_model(root: Path) -> Path:
     from ltr.export.onnx import export_checked, lists_from_files, parity_batches_from_lists
 
     torch.manual_seed(0)
-    preset = yaml.safe_load((REPO / "configs" / "setrank_msab.yaml").read_text())["model"]
+    preset = yaml.safe_load(DEFAULT_CONFIG.read_text())["model"]
     train = load_dataset(MQ2008 / "S1.txt.xz")
     config = {k: v for k, v in preset.items() if k != "name"}
     manifest = Manifest(
@@ -161,6 +162,21 @@ class Server:
                 values[name] = float(value)
         return values.get("ltr_batch_lists_sum", 0.0), values.get("ltr_batch_lists_count", 0.0)
 
+    def failed_calls(self) -> tuple[float, float]:
+        """(calls that failed, calls cancelled by the client) so far (Prometheus endpoint)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            lines = r.read().decode().splitlines()
+        failed = cancelled = 0.0
+        for line in lines:
+            if not line.startswith("ltr_requests_total{") or 'code="OK"' in line:
+                continue
+            if 'code="CANCELLED"' in line:
+                cancelled += float(line.split()[-1])
+            else:
+                failed += float(line.split()[-1])
+        return failed, cancelled
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -201,6 +217,27 @@ async def burst(port: int, payload: bytes, concurrency: int, seconds: float, war
     return latencies, sum(counts), elapsed
 
 
+def h2load_burst(port: int, payload: bytes, concurrency: int, seconds: float, work: Path):
+    """Lists/s from ``h2load`` (nghttp2's C load generator): one HTTP/2 connection with
+    ``concurrency`` concurrent gRPC calls for ``seconds`` after 1 s of warm-up.
+
+    A cross-check of the Python client: on 2 cores the client shares the CPU with the server, so
+    a much cheaper client shows whether the client, rather than the server, limits throughput.
+    """
+    import re
+
+    body = work / f"grpc-{len(payload)}.bin"
+    body.write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)  # gRPC message frame
+    cmd = ["h2load", "-c", "1", "-m", str(concurrency), "-D", f"{seconds:g}"]
+    cmd += ["--warm-up-time", "1", "-d", str(body), "-H", "content-type: application/grpc"]
+    cmd += ["-H", "te: trailers", f"http://127.0.0.1:{port}{METHOD}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if done is None or done.group(1) != done.group(2) or int(done.group(2)) == 0:
+        raise RuntimeError(f"h2load calls failed:\n{out}")
+    return int(done.group(2)) / seconds
+
+
 def compute_only(model: Path, backend: str, lengths: list[int], threads: int, reps: int):
     """Median and p99 milliseconds of one forward pass of one list, per length."""
     import torch
@@ -227,6 +264,40 @@ def compute_only(model: Path, backend: str, lengths: list[int], threads: int, re
     return out
 
 
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def compute_by_batch(model: Path, backend: str, lengths: list[int], threads: int, budget: float):
+    """Milliseconds per list of one forward pass over B equal lists, per (length, B).
+
+    Tells how many lists a forward pass should hold: per-list cost first falls as fixed per-call
+    costs are shared, then rises again once the activations outgrow the CPU caches.
+    """
+    import torch
+
+    from ltr.data.dataset import load_dataset
+    from ltr.predictor import load_predictor
+
+    torch.set_num_threads(max(threads, 1))
+    predictor = load_predictor(str(model), backend, threads=threads)
+    rows = load_dataset(MQ2008 / "S5.txt.xz").features
+    rng = np.random.default_rng(2)
+    out: dict[tuple[int, int], float] = {}
+    for n in lengths:
+        for b in BATCH_SIZES:
+            x = rows[rng.integers(0, len(rows), b * n)].reshape(b, n, -1)
+            mask = np.ones((b, n), dtype=bool)
+            predictor.predict(x, mask)
+            times: list[float] = []
+            stop = time.perf_counter() + budget
+            while len(times) < 5 or (time.perf_counter() < stop and len(times) < 200):
+                t = time.perf_counter()
+                predictor.predict(x, mask)
+                times.append(time.perf_counter() - t)
+            out[(n, b)] = 1e3 * statistics.median(times) / b
+    return out
+
+
 def ms(values: list[float], q: float) -> float:
     return 1e3 * float(np.percentile(values, q)) if values else float("nan")
 
@@ -250,8 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="extra `ltr serve` option for every server, e.g. --serve-arg '--switch_interval_ms 5'",
     )
+    p.add_argument(
+        "--h2load",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="also measure throughput at the highest concurrency with h2load (auto = if on PATH)",
+    )
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md")
     args = p.parse_args(argv)
+    if args.h2load == "auto":
+        args.h2load = "on" if shutil.which("h2load") else "off"
     from ltr.serve.config import BatchingConfig
 
     defaults = BatchingConfig()
@@ -292,12 +371,30 @@ def main(argv: list[str] | None = None) -> int:
                             f"{calls / secs:8.1f} lists/s",
                             flush=True,
                         )
+        h2: dict[tuple[Setup, int], list[float]] = {}
+        if args.h2load == "on":
+            top = max(args.concurrency)
+            for rep in range(args.reps):
+                for n in args.lengths:
+                    for server in servers if rep % 2 == 0 else servers[::-1]:
+                        failed, cancelled = server.failed_calls()
+                        rate = h2load_burst(server.port, payloads[n], top, args.seconds, root)
+                        failed_after, cancelled_after = server.failed_calls()
+                        # h2load cancels the calls still in flight when its time is up
+                        if failed_after != failed or cancelled_after - cancelled > top:
+                            raise RuntimeError(f"{server.setup.label}: calls failed under h2load")
+                        h2.setdefault((server.setup, n), []).append(rate)
+                        print(f"h2load rep {rep} {server.setup.label:<32} n={n:<5} c={top:<3} "
+                              f"{rate:8.1f} lists/s", flush=True)  # fmt: skip
     finally:
         for server in servers:
             server.stop()
     compute = {b: compute_only(model, b, args.lengths, args.threads, 200) for b in args.backends}
+    by_batch = {
+        b: compute_by_batch(model, b, args.lengths, args.threads, 1.0) for b in args.backends
+    }
     shutil.rmtree(root, ignore_errors=True)
-    body = report(args, setups, cells, compute)
+    body = report(args, setups, cells, compute, by_batch, h2)
     print(body)
     if not args.no_write:
         command = "python -m benchmarks.serving_latency " + " ".join(
@@ -309,8 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(args: argparse.Namespace, setups: list[Setup], cells: dict, compute: dict) -> str:
-    """The Markdown body: latency table, compute vs served, goals."""
+def report(
+    args: argparse.Namespace,
+    setups: list[Setup],
+    cells: dict,
+    compute: dict,
+    by_batch: dict,
+    h2: dict,
+) -> str:
+    """The Markdown body: latency table, compute vs served, compute per batch size, goals."""
     rows = []
     for s in setups:
         for n in args.lengths:
@@ -344,6 +448,12 @@ def report(args: argparse.Namespace, setups: list[Setup], cells: dict, compute: 
         "backend", "candidates", "compute p50 ms", "compute p99 ms",
         "served p50 ms (c=1, batching off)", "serving overhead ms",
     ]  # fmt: skip
+    batch_headers = ["backend", "candidates", *(f"B={b}" for b in BATCH_SIZES)]
+    batch_rows = [
+        [ENGINES[b], f"{n:,}", *(f"{by_batch[b][(n, k)]:.3f}" for k in BATCH_SIZES)]
+        for b in args.backends
+        for n in args.lengths
+    ]
     goals = []
     if "onnx" in args.backends and 100 in args.lengths and 1 in args.concurrency:
         p99 = ms(cells[(Setup("onnx", True), 100, 1)].latencies, 99)
@@ -363,8 +473,38 @@ def report(args: argparse.Namespace, setups: list[Setup], cells: dict, compute: 
                         f"- {ENGINES[b]}, {n:,} candidates, concurrency 64: throughput with "
                         f"batching / without = {ratio:.2f}× (goal ≥ 2×: {verdict})."
                     )
+    h2_section = ""
+    if h2:
+        top = max(args.concurrency)
+        h2_rows = []
+        for b in args.backends:
+            for n in args.lengths:
+                on = statistics.median(h2[(Setup(b, True), n)])
+                off = statistics.median(h2[(Setup(b, False), n)])
+                h2_rows.append(
+                    [ENGINES[b], f"{n:,}", f"{on:,.0f}", f"{off:,.0f}", f"{on / off:.2f}×"]
+                )
+                verdict = "met" if on / off >= 2 else "not met"
+                goals.append(
+                    f"- With h2load as the client: {ENGINES[b]}, {n:,} candidates, concurrency "
+                    f"{top}: batching / without = {on / off:.2f}× (goal ≥ 2×: {verdict})."
+                )
+        h2_headers = ["backend", "candidates", "batching on lists/s", "batching off lists/s"]
+        h2_headers.append("on / off")
+        h2_section = (
+            f"### Throughput at concurrency {top} with a C client (h2load)\n\n"
+            "A cross-check of the Python client, which shares the 2 cores with the server: the "
+            "same servers driven by `h2load` (nghttp2's C load generator, far less CPU per call). "
+            "If the numbers are not higher than above, the server, not the client, is the limit. "
+            f"One HTTP/2 connection, {top} concurrent `Rerank` calls with the same serialised "
+            f"request, {args.seconds:g} s after 1 s warm-up, {args.reps} interleaved repetitions "
+            "(median); every call ended with status OK (server metrics) but those h2load cancels "
+            "when its time is up.\n\n"
+            f"{markdown_table(h2_headers, h2_rows)}\n\n"
+        )
     setup = (
-        "Default SetRank (`configs/setrank_msab.yaml` model: MSAB, d_model 64, 4 heads, 2 blocks; "
+        "Default SetRank (`configs/setrank_imsab.yaml` model: IMSAB with 20 inducing points, "
+        "d_model 64, 4 heads, 2 blocks; "
         "**random weights**, normaliser fitted on MQ2008 S1), 46 features, candidates drawn from "
         f"MQ2008 S5 rows. One `ltr serve` process per setup (compute threads {args.threads}, "
         f"batching window {args.max_delay_ms:g} ms, at most {args.max_batch_size} lists per "
@@ -379,6 +519,12 @@ def report(args: argparse.Namespace, setups: list[Setup], cells: dict, compute: 
         "Compute = one forward pass of one list in the benchmark process (same threads), 200 "
         "repetitions; serving overhead = served p50 - compute p50 (gRPC, decoding, validation, "
         f"queueing, client).\n\n{markdown_table(overhead_headers, overhead_rows)}\n\n"
+        "### Compute per list by lists per forward pass\n\n"
+        "Median milliseconds per list of one forward pass over B lists of equal length (same "
+        "threads as the server), in the benchmark process. Where it rises with B, bigger batches "
+        "cost more per list (activations outgrow the CPU caches): the server's "
+        "`batching.max_batch_candidates` caps a pass's padded slots accordingly.\n\n"
+        f"{markdown_table(batch_headers, batch_rows)}\n\n{h2_section}"
         "### Goals\n\n" + "\n".join(goals)
     )
 

@@ -308,10 +308,15 @@ class DeviceResult:
         pairs = zip(self.lightning, self.plain, strict=True)
         return all(lists(a) == lists(b) for a, b in pairs)
 
-    def loss_gap(self) -> float:
-        """Largest |Lightning - plain| epoch mean training loss over all epochs."""
-        pairs = zip(self.lightning, self.plain, strict=True)
-        return max(abs(x - y) for a, b in pairs for x, y in zip(a.losses, b.losses, strict=True))
+    def loss_gap(self, first_only: bool = False) -> float:
+        """Largest relative difference |L - P| / |P| of an epoch's mean training loss (over all
+        epochs, or over each round's first epoch only)."""
+        gaps = [
+            abs(x - y) / max(abs(y), 1e-12)
+            for a, b in zip(self.lightning, self.plain, strict=True)
+            for x, y in list(zip(a.losses, b.losses, strict=True))[: 1 if first_only else None]
+        ]
+        return max(gaps)
 
 
 def measure(config: TrainConfig, device: str, rounds: int, epochs: int) -> DeviceResult:
@@ -364,8 +369,9 @@ def report(results: list[DeviceResult], skipped: list[str], args: argparse.Names
         f"{statistics.median(res.rates('plain', first=True)):,.0f} (plain) lists/s wall; "
         f"Lightning's epoch-end work (checkpoint, early stopping, MLflow, epoch metrics) "
         f"{res.epoch_end_ms():.0f} ms per epoch; same batches in every epoch: "
-        f"{'yes' if res.same_batches() else 'NO'}; largest difference of an epoch's mean "
-        f"training loss between the sides: {res.loss_gap():.1e}."
+        f"{'yes' if res.same_batches() else 'NO'}; largest relative difference of an epoch's "
+        f"mean training loss between the sides: {res.loss_gap(first_only=True):.1e} in the "
+        f"first epoch of a round, {res.loss_gap():.1e} over all epochs."
         for res in results
     ]
     extra = f" with `{' '.join(args.overrides)}`" if args.overrides else ""
@@ -388,7 +394,10 @@ def report(results: list[DeviceResult], skipped: list[str], args: argparse.Names
         "Both sides' shuffles draw from their own seeded generators, the plain loop keeps its "
         "own global-RNG stream, and the benchmark puts the global RNG state back after each "
         "validation loop (whose DataLoader draws a seed from it): both sides see the same batches "
-        "and dropout masks, so a loss difference of 0 means they did the same computation.",
+        "and dropout masks. Known gap: the two sides' epoch losses differ by up to about 1 % "
+        "(relative) already in the first epoch, with dropout off and with clipping off too, so "
+        "they are not bit-identical computations; the cause is not yet found. Both run the same "
+        "model, loss, optimizer and batches, which is what the time comparison needs.",
     ]
     notes += [f"GPU not measured: {why}." for why in skipped]
     return table + "\n\n" + "\n\n".join(notes)
