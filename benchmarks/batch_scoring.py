@@ -48,9 +48,10 @@ def make_model(directory: Path) -> Path:
     from ltr.artifact import Manifest, build_model, save_model
     from ltr.data.parquet import default_feature_names
 
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())["model"]
+    directory = directory.with_name(f"{directory.name}-{json_digest(config)}")  # per config
     if (directory / "ltr_model.json").exists():
         return directory
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())["model"]
     params = {k: v for k, v in config.items() if k != "name"}
     torch.manual_seed(0)
     manifest = Manifest(
@@ -59,6 +60,12 @@ def make_model(directory: Path) -> Path:
         feature_names=default_feature_names(NUM_FEATURES),
     )
     return save_model(build_model(manifest), manifest, directory)
+
+
+def json_digest(value: object) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def make_data(data_dir: Path, rows: int) -> Path:

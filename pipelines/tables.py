@@ -8,6 +8,8 @@ done ahead of the model in a reader thread), and each piece is scored by
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pyarrow as pa
 
@@ -32,6 +34,25 @@ def score_table(
     width = predictor.loaded.manifest.num_features
     prepared = prepare(table, width, qid_column, feature_columns)
     return score_prepared(predictor, *prepared, batch_size=batch_size)
+
+
+def coalesce(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """Join consecutive tables of whole queries until each holds at least ``rows`` rows.
+
+    The model sorts lists by length within what it scores at once, so joining the small tables
+    that row groups give means less padding; order and content are unchanged (the last table may
+    be smaller). The tables must share a schema.
+    """
+    buffer: list[pa.Table] = []
+    held = 0
+    for table in tables:
+        buffer.append(table)
+        held += len(table)
+        if held >= rows:
+            yield buffer[0] if len(buffer) == 1 else pa.concat_tables(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield buffer[0] if len(buffer) == 1 else pa.concat_tables(buffer)
 
 
 def pieces(table: pa.Table, qid_column: str, rows: int) -> list[pa.Table]:

@@ -199,3 +199,19 @@ def test_small_pieces_give_the_same_scores(model_dir, straddled_parquet, tmp_pat
     scores_a, scores_b = a.column("score").to_numpy(), b.column("score").to_numpy()
     np.testing.assert_allclose(scores_a, scores_b, rtol=0, atol=1e-6)
     assert a.column("rank").to_pylist() == b.column("rank").to_pylist()
+
+
+def test_coalesce_joins_whole_tables_in_order_up_to_the_target():
+    import pyarrow as pa
+
+    from pipelines.tables import coalesce
+
+    sizes = [3, 4, 5, 2, 1]
+    tables, start = [], 0
+    for n in sizes:
+        tables.append(pa.table({"qid": [f"q{start}"] * n, "row": list(range(start, start + n))}))
+        start += n
+    out = list(coalesce(tables, 6))
+    assert [len(t) for t in out] == [7, 7, 1]  # 3+4, 5+2, then the rest
+    assert pa.concat_tables(out).column("row").to_pylist() == list(range(sum(sizes)))
+    assert [len(t) for t in coalesce(tables, 1)] == sizes  # already big enough: unchanged
