@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-rows", type=int, default=1_000_000)
     parser.add_argument("--spark-rows", type=int, default=1_000_000, help="0 = skip Spark")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--memory-reps", type=int, default=3, help="peak-memory runs per size")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/ltr-bench-batch"))
     parser.add_argument("--no-write", action="store_true", help="print, do not edit the docs")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -251,27 +252,36 @@ def main(argv: list[str] | None = None) -> int:
         body += ["", note]
 
     print("peak memory", flush=True)
+    measured: dict[int, list[dict]] = {n: [] for n in args.sizes}
+    for _ in range(args.memory_reps):  # interleaved: sizes alternate, so load changes hit all
+        for n in sorted(args.sizes):
+            measured[n].append(measure_memory(model_dir, files[n], work))
+            print(f"  {n:,} rows: peak {measured[n][-1]['peak_mb']:,.0f} MiB", flush=True)
     mem_rows = []
     for n in sorted(args.sizes):
-        m = measure_memory(model_dir, files[n], work)
-        size_mb = files[n].stat().st_size / 2**20
+        peaks = [m["peak_mb"] for m in measured[n]]
         mem_rows.append(
             [
                 f"{n:,}",
-                f"{size_mb:,.0f}",
-                f"{m['peak_mb']:,.0f}",
-                f"{m['floor_mb']:,.0f}",
-                f"{m['rows'] / m['seconds']:,.0f}",
+                f"{files[n].stat().st_size / 2**20:,.0f}",
+                f"{statistics.median(peaks):,.0f}",
+                f"{min(peaks):,.0f}–{max(peaks):,.0f}",
+                f"{statistics.median(m['floor_mb'] for m in measured[n]):,.0f}",
+                f"{statistics.median(m['rows'] / m['seconds'] for m in measured[n]):,.0f}",
             ]
         )
-        print(f"  {n:,} rows: peak {m['peak_mb']:,.0f} MiB", flush=True)
+    headers = ["rows", "input MiB", "peak RSS MiB, median", "peak RSS MiB, min–max"]
+    headers += ["floor MiB", "rows/s"]
     body += [
         "",
-        "Peak resident memory of `ltr score` (torch, 1 thread) in a fresh process per size "
-        "(VmHWM); the floor is the same process after loading Python, torch, pyarrow and the "
-        "model, before scoring.",
+        f"Peak resident memory of `ltr score` (torch, 1 thread) in a fresh process per run "
+        f"(VmHWM), {args.memory_reps} runs per size, sizes interleaved; the floor is the same "
+        "process after loading Python, torch, pyarrow and the model, before scoring. The peak "
+        "depends on how many pieces are in flight at the moment (one read ahead, one being "
+        "scored, up to two being written), so it varies between runs; flat memory means the "
+        "range does not move up with the input size.",
         "",
-        markdown_table(["rows", "input MiB", "peak RSS MiB", "floor MiB", "rows/s"], mem_rows),
+        markdown_table(headers, mem_rows),
     ]
     if args.spark_rows:
         print(f"spark on {args.spark_rows:,} rows", flush=True)

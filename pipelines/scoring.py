@@ -11,8 +11,8 @@ How it works:
 * The input's row groups are cut into partitions of about ``partition_rows`` rows. Partition
   ``k`` owns the queries that *start* in its row groups, so every list is scored whole and every
   row lands in exactly one partition, whatever the row-group layout.
-* Memory stays flat: a few pieces of about ``piece_rows`` rows (one being read, one scored, one
-  being written) are in memory at a time, whatever the input's size.
+* Memory stays flat: a few pieces of about ``piece_rows`` rows (one read ahead, one being scored,
+  up to two being written) are in memory at a time, whatever the input's size.
 * Each partition is written to ``.part-KKKKK.parquet.tmp``, flushed to disk and renamed, so a
   final name always means a complete partition. ``_manifest.json`` (written first) records the
   input, the model and the partition plan; ``_SUCCESS`` is written last.
