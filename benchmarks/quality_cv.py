@@ -102,25 +102,32 @@ def per_query_ndcg10(scores: np.ndarray, data: ListDataset) -> list[float]:
     return values["ndcg@10"].tolist()
 
 
-def run_lightgbm(fold: FoldData, threads: int, seed: int = 0) -> dict[str, Any]:
-    """Train LightGBM lambdarank on a fold with early stopping on the validation fold."""
+def train_lightgbm(
+    train: ListDataset, valid: ListDataset, threads: int, seed: int = 0
+) -> tuple[Any, float]:
+    """LightGBM lambdarank with early stopping on ``valid``: ``(booster, training seconds)``."""
     import lightgbm as lgb
 
     params = {**LGBM_PARAMS, "num_threads": threads, "seed": seed}
     started = time.perf_counter()
-    train = lgb.Dataset(fold.train.features, fold.train.labels, group=fold.train.list_lengths)
-    valid = lgb.Dataset(
-        fold.valid.features, fold.valid.labels, group=fold.valid.list_lengths, reference=train
+    train_set = lgb.Dataset(train.features, train.labels, group=train.list_lengths)
+    valid_set = lgb.Dataset(
+        valid.features, valid.labels, group=valid.list_lengths, reference=train_set
     )
     booster = lgb.train(
         params,
-        train,
+        train_set,
         num_boost_round=LGBM_ROUNDS,
-        valid_sets=[valid],
+        valid_sets=[valid_set],
         valid_names=["valid"],
         callbacks=[lgb.early_stopping(LGBM_STOPPING_ROUNDS, verbose=False)],
     )
-    seconds = time.perf_counter() - started
+    return booster, time.perf_counter() - started
+
+
+def run_lightgbm(fold: FoldData, threads: int, seed: int = 0) -> dict[str, Any]:
+    """Train LightGBM lambdarank on a fold with early stopping on the validation fold."""
+    booster, seconds = train_lightgbm(fold.train, fold.valid, threads, seed)
     best = booster.best_iteration
     valid_scores = booster.predict(fold.valid.features, num_iteration=best)
     test_scores = booster.predict(fold.test.features, num_iteration=best)

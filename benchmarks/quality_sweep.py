@@ -111,23 +111,13 @@ def variant_overrides(name: str) -> dict[str, Any]:
 
 def run_lightgbm_valid(root: Path, number: int, threads: int) -> dict[str, Any]:
     """The LightGBM reference of :mod:`benchmarks.quality_cv` on one fold, validation only."""
-    import lightgbm as lgb
-
-    from benchmarks.quality_cv import LGBM_PARAMS, LGBM_ROUNDS, LGBM_STOPPING_ROUNDS, evaluate
+    from benchmarks.quality_cv import evaluate, train_lightgbm
     from ltr.data.dataset import load_dataset
 
     fold = letor_fold(root, number)
     train = load_dataset(list(fold.train))
     valid = load_dataset(list(fold.valid), num_features=train.num_features)
-    started = time.perf_counter()
-    booster = lgb.train(
-        {**LGBM_PARAMS, "num_threads": threads, "seed": 0},
-        lgb.Dataset(train.features, train.labels, group=train.list_lengths),
-        num_boost_round=LGBM_ROUNDS,
-        valid_sets=[lgb.Dataset(valid.features, valid.labels, group=valid.list_lengths)],
-        callbacks=[lgb.early_stopping(LGBM_STOPPING_ROUNDS, verbose=False)],
-    )
-    seconds = time.perf_counter() - started
+    booster, seconds = train_lightgbm(train, valid, threads)
     scores = booster.predict(valid.features, num_iteration=booster.best_iteration)
     return {
         "valid": evaluate(scores, valid),
