@@ -3,7 +3,9 @@
 Rows of a query are contiguous; ``offsets [Q + 1]`` say where each query starts
 (query ``q`` owns rows ``offsets[q]:offsets[q + 1]``). Lists are always scored whole: they are
 sorted by length, padded into batches of at most ``batch_size`` lists (and about ``max_slots``
-padded candidates), and scored by a :class:`ltr.predictor.Predictor`.
+padded candidates), and scored by a :class:`ltr.predictor.Predictor`. Models that take initial
+ranks or a context vector get them padded the way the server pads them
+(:func:`ltr.serve.scoring.pad`): ranks are 0 (unknown) at padded slots, contexts one row per list.
 
 Ranks are 1-based within each query, by descending score; equal scores are ranked in input order
 (the earlier row first), and NaN scores come last.
@@ -29,6 +31,8 @@ def score_flat(
     features: np.ndarray,
     offsets: np.ndarray,
     *,
+    initial_rank: np.ndarray | None = None,
+    context: np.ndarray | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_slots: int = DEFAULT_MAX_SLOTS,
 ) -> np.ndarray:
@@ -38,6 +42,9 @@ def score_flat(
         predictor: any :class:`ltr.predictor.Predictor` (torch or ONNX backend).
         features: ``[N, F]`` float32 features, rows of a query contiguous.
         offsets: ``[Q + 1]`` int64 row offsets of the queries.
+        initial_rank: ``[N]`` int 1-based initial rank of each row (0 = unknown), for models
+            that use initial ranks (see :mod:`pipelines.list_inputs`).
+        context: ``[Q, C]`` float32 context vector of each query, for models that take one.
         batch_size: most lists per forward pass.
         max_slots: most padded candidates (lists x longest) per forward pass.
 
@@ -46,6 +53,10 @@ def score_flat(
     """
     features = np.ascontiguousarray(features, dtype=np.float32)
     offsets = np.asarray(offsets, dtype=np.int64)
+    if initial_rank is not None:
+        initial_rank = np.asarray(initial_rank, dtype=np.int64)  # (N,)
+    if context is not None:
+        context = np.asarray(context, dtype=np.float32)  # (Q, C)
     lengths = np.diff(offsets)  # [Q]
     scores = np.empty(features.shape[0], dtype=np.float32)
     order = np.argsort(lengths, kind="stable")  # shortest first: little padding
@@ -61,9 +72,15 @@ def score_flat(
         mask = cols[None, :] < lengths[queries][:, None]  # [B, L]
         rows = offsets[queries][:, None] + cols[None, :]  # [B, L]
         padded = np.zeros((len(queries), longest, features.shape[1]), dtype=np.float32)
-        padded[mask] = features[rows[mask]]  # (B, L, F)
-        out = predictor.predict(padded, mask)  # (B, L)
-        scores[rows[mask]] = out[mask]
+        real = rows[mask]  # [n] the rows behind the real slots, slot by slot
+        padded[mask] = features[real]  # (B, L, F)
+        ranks = None
+        if initial_rank is not None:
+            ranks = np.zeros((len(queries), longest), dtype=np.int64)  # (B, L), 0 = padded
+            ranks[mask] = initial_rank[real]
+        ctx = None if context is None else context[queries]  # (B, C)
+        out = predictor.predict(padded, mask, ranks, ctx)  # (B, L)
+        scores[real] = out[mask]
         start = stop
     return scores
 

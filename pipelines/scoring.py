@@ -22,6 +22,11 @@ How it works:
 
 LETOR/SVMlight input is first converted (streamed) to ``_input.parquet`` inside the output
 directory, which is kept until the job completes, so a resumed job does not parse the text again.
+
+Models that take initial ranks or a context vector read them from input columns
+(:mod:`pipelines.list_inputs`). Those columns are checked in one pass over the input, reading only
+them and the query ids, before the output directory is touched (even with ``overwrite``): a bad
+rank or context vector is reported with its query id and column, and nothing is written.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ from pipelines.jobdir import (
     read_scored,
     write_json,
 )
-from pipelines.lists import DEFAULT_BATCH_SIZE
+from pipelines.list_inputs import ListInputs, check_columns, extract, resolve
+from pipelines.lists import DEFAULT_BATCH_SIZE, offsets_of
 from pipelines.prefetch import prefetch
 from pipelines.source import (
     InputPlan,
@@ -102,6 +108,15 @@ class ScoreOptions:
     """Read ahead and write behind in two background threads (False: all in one thread)."""
     threads: int | None = None
     """ONNX Runtime threads (torch's thread count is process-wide: torch.set_num_threads)."""
+    initial_rank_column: str | None = None
+    """Column of 1-based initial ranks (0 = unknown) for models with ``use_initial_rank``;
+    ``None`` = ``initial_rank``. Only for such models."""
+    initial_rank_from_order: bool = False
+    """Models with ``use_initial_rank``: rank each query's rows ``1 .. n`` in input order instead
+    of reading a column."""
+    context_columns: list[str] | None = None
+    """Models with ``context_dim`` C: one list column of C numbers, or C numeric columns, the
+    same on every row of a query; ``None`` = the list column ``context``."""
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:
@@ -165,12 +180,12 @@ def score_to_parquet(
         extra = {"threads": options.threads} if onnx_threads else {}
         predictor = load_predictor(str(model), options.backend, **extra)
     manifest = predictor.loaded.manifest
-    cfg = manifest.model_config
-    if cfg.get("use_initial_rank") or int(cfg.get("context_dim") or 0) > 0:
-        raise ConfigError(
-            "this model needs initial ranks or a context vector, which batch scoring does not "
-            "supply yet; score it through the server or score_flat with those inputs"
-        )
+    inputs = resolve(
+        manifest.model_config,
+        initial_rank_column=options.initial_rank_column,
+        rank_from_order=options.initial_rank_from_order,
+        context_columns=options.context_columns,
+    )
     feature_columns = options.feature_columns
     if feature_columns == ["model"]:
         feature_columns = list(manifest.feature_names)
@@ -178,9 +193,21 @@ def score_to_parquet(
     input_path = Path(input_path)
     if not input_path.exists():
         raise FileNotFoundError(f"no such input: {input_path}")
-    existing = prepare_output(output, resume=options.resume, overwrite=options.overwrite)
 
     text_input = input_path.is_file() and not is_parquet(input_path)
+    if text_input and inputs.columns:
+        by_order = " (or pass --initial-rank-from-order)" if not inputs.context_dim else ""
+        raise ConfigError(
+            f"this model needs the column(s) {', '.join(inputs.columns)}, which LETOR input "
+            "cannot carry; convert it with `ltr convert`, add the columns and score the Parquet"
+            + by_order
+        )
+    checked = None  # the plan of an input whose ranks and contexts were checked
+    if not text_input and inputs.columns:  # before the output is touched (even --overwrite)
+        check_columns(inputs, pq.read_schema(input_files(input_path)[0]), input_path)
+        checked = _plan(input_path, manifest.num_features, options.qid_column, feature_columns)
+        check_list_inputs(checked, inputs)
+    existing = prepare_output(output, resume=options.resume, overwrite=options.overwrite)
     job = {
         "format": JOB_FORMAT,
         "input": str(input_path.resolve()),
@@ -199,16 +226,14 @@ def score_to_parquet(
             time.perf_counter() - started,
             notes=["the job was already complete; nothing to do"],
         )
-    if text_input:
-        source = _stage_letor(input_path, output, manifest.num_features, options, existing)
+    if checked is not None:
+        plan = checked
     else:
-        source = input_path
-    plan = plan_input(
-        source,
-        num_features=manifest.num_features,
-        qid_column=options.qid_column,
-        feature_columns=feature_columns,
-    )
+        if text_input:
+            source = _stage_letor(input_path, output, manifest.num_features, options, existing)
+        else:
+            source = input_path
+        plan = _plan(source, manifest.num_features, options.qid_column, feature_columns)
     ranges = plan_partitions(plan, options.partition_rows)
     expected = [owned_rows(plan, a, b) for a, b in ranges]
     job |= {
@@ -219,6 +244,8 @@ def score_to_parquet(
         "partitions": [[a, b, n] for (a, b), n in zip(ranges, expected, strict=True)],
         "rows": plan.total_rows,
     }
+    if inputs.needed:  # absent for other models: their manifests stay as they were
+        job["list_inputs"] = inputs.describe()
     if existing is not None:
         check_same_job(existing, job, output)
     else:
@@ -247,6 +274,7 @@ def score_to_parquet(
                 out_schema,
                 options,
                 feature_columns,
+                inputs,
                 bar,
             )
             if rows != expected[k]:  # a bug, not a user error
@@ -279,13 +307,14 @@ def _write_partition(
     out_schema: pa.Schema,
     options: ScoreOptions,
     feature_columns: list[str] | None,
+    inputs: ListInputs,
     bar,
 ) -> int:
     """Score the queries owned by ``block_range`` into ``path`` atomically; return the rows."""
     tmp = path.with_name(f".{path.name}.tmp")
     width = predictor.loaded.manifest.num_features
     prepared = (
-        prepare(piece, width, plan.qid_column, feature_columns)
+        prepare(piece, width, plan.qid_column, feature_columns, inputs)
         for table in coalesce(whole_lists(plan, *block_range), options.piece_rows)
         for piece in pieces(table, plan.qid_column, options.piece_rows)
     )
@@ -321,6 +350,28 @@ def _write_partition(
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return rows
+
+
+def _plan(
+    source: Path, num_features: int, qid_column: str, feature_columns: list[str] | None
+) -> InputPlan:
+    return plan_input(
+        source, num_features=num_features, qid_column=qid_column, feature_columns=feature_columns
+    )
+
+
+def check_list_inputs(plan: InputPlan, inputs: ListInputs) -> None:
+    """Check every query's initial ranks and context vector, reading only those columns.
+
+    Raises:
+        DataFormatError: the first bad value, with its query id and column.
+    """
+    qid = plan.qid_column
+    columns = [qid, *(c for c in inputs.columns if c != qid)]
+    for table in whole_lists(plan, 0, len(plan.blocks), columns):
+        offsets = offsets_of(table.column(qid))
+        qids = table.column(qid)
+        extract(inputs, table, offsets, lambda q, o=offsets, c=qids: c[int(o[q])].as_py())
 
 
 def _stage_letor(

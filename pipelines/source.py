@@ -64,15 +64,20 @@ class InputPlan:
         """Whether block ``index`` starts inside a query begun in an earlier block."""
         return index < len(self.blocks) and self.blocks[index].head_rows > 0
 
-    def read(self, index: int) -> pa.Table:
-        """All columns of block ``index``, cast to the plan's schema."""
+    def read(self, index: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """Block ``index`` (all columns, or ``columns``), cast to the plan's schema."""
         b = self.blocks[index]
         reader = self._readers.get(b.file)
         if reader is None:
             self._readers.clear()  # keep one file open at a time
             reader = self._readers[b.file] = pq.ParquetFile(self.files[b.file])
-        table = reader.read_row_group(b.row_group, use_threads=False)  # already off the main thread
-        return table if table.schema == self.schema else table.cast(self.schema)
+        wanted = None if columns is None else list(columns)
+        # use_threads=False: already off the main thread
+        table = reader.read_row_group(b.row_group, columns=wanted, use_threads=False)
+        schema = (
+            self.schema if wanted is None else pa.schema([self.schema.field(c) for c in wanted])
+        )
+        return table if table.schema == schema else table.cast(schema)
 
 
 def input_files(path: str | Path) -> list[Path]:
@@ -240,18 +245,21 @@ def iter_query_starts(plan: InputPlan) -> Iterator[tuple[int, object, int]]:
             yield index, qids[int(s)].as_py(), int(s)
 
 
-def whole_lists(plan: InputPlan, first: int, end: int) -> Iterator[pa.Table]:
+def whole_lists(
+    plan: InputPlan, first: int, end: int, columns: Sequence[str] | None = None
+) -> Iterator[pa.Table]:
     """Tables of whole queries: those that *start* in blocks ``first .. end - 1``.
 
     Leading rows that continue a query begun before block ``first`` are skipped (an earlier
     range owns them); a query still open at block ``end - 1`` is completed from the following
-    blocks. Each yielded table holds complete, contiguous queries, in input order.
+    blocks. Each yielded table holds complete, contiguous queries, in input order, with all
+    columns or only ``columns`` (which must include the query id).
     """
     carry: pa.Table | None = None
     started = False  # has a query started inside the range yet?
     for index in range(first, end):
         b = plan.blocks[index]
-        table = plan.read(index)
+        table = plan.read(index, columns)
         if not started:
             table = table.slice(b.head_rows)
             started = b.head_rows < b.rows
@@ -269,7 +277,7 @@ def whole_lists(plan: InputPlan, first: int, end: int) -> Iterator[pa.Table]:
     index = end
     while carry is not None and plan.continues(index):
         b = plan.blocks[index]
-        carry = pa.concat_tables([carry, plan.read(index).slice(0, b.head_rows)])
+        carry = pa.concat_tables([carry, plan.read(index, columns).slice(0, b.head_rows)])
         if b.head_rows < b.rows:
             break
         index += 1

@@ -1,9 +1,10 @@
 """Arrow tables of whole queries -> the same tables with ``score`` and ``rank`` columns.
 
 The unit of work of the local engine: a table whose queries are complete and contiguous is cut
-into query-aligned pieces, its features are turned into a ``[n, F]`` matrix (:func:`prepare`,
-done ahead of the model in a reader thread), and each piece is scored by
-:func:`pipelines.lists.score_flat` (:func:`score_prepared`).
+into query-aligned pieces, its features are turned into a ``[n, F]`` matrix -- and, for models
+that take them, its initial ranks and context vectors are checked and converted
+(:mod:`pipelines.list_inputs`) -- by :func:`prepare`, done ahead of the model in a reader thread;
+each piece is then scored by :func:`pipelines.lists.score_flat` (:func:`score_prepared`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ltr.predictor import Predictor
+from pipelines.list_inputs import ListInputs, extract, resolve
 from pipelines.lists import DEFAULT_BATCH_SIZE, offsets_of, rank_in_lists, score_flat
 from pipelines.source import features_of
 
@@ -24,15 +26,20 @@ def score_table(
     *,
     qid_column: str = "qid",
     feature_columns: list[str] | None = None,
+    inputs: ListInputs | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> pa.Table:
     """Score a table of whole, contiguous queries; return it with ``score`` and ``rank`` added.
 
     This is what ``ltr score`` does to every piece of its input, so a caller (e.g. a test that
-    compares with the gRPC server) can score the same lists in memory.
+    compares with the gRPC server) can score the same lists in memory. ``inputs`` says where a
+    model's initial ranks and context come from (default: the ``initial_rank`` and ``context``
+    columns, see :func:`pipelines.list_inputs.resolve`).
     """
-    width = predictor.loaded.manifest.num_features
-    prepared = prepare(table, width, qid_column, feature_columns)
+    manifest = predictor.loaded.manifest
+    if inputs is None:
+        inputs = resolve(manifest.model_config)
+    prepared = prepare(table, manifest.num_features, qid_column, feature_columns, inputs)
     return score_prepared(predictor, *prepared, batch_size=batch_size)
 
 
@@ -69,11 +76,25 @@ def pieces(table: pa.Table, qid_column: str, rows: int) -> list[pa.Table]:
 
 
 def prepare(
-    table: pa.Table, width: int, qid_column: str, feature_columns: list[str] | None
-) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Arrow -> numpy work done ahead of the model: ``(table, offsets [Q+1], features [n, F])``."""
+    table: pa.Table,
+    width: int,
+    qid_column: str,
+    feature_columns: list[str] | None,
+    inputs: ListInputs | None = None,
+) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Arrow -> numpy work done ahead of the model.
+
+    Returns:
+        ``(table, offsets [Q+1], features [n, F], initial_rank [n] | None, context [Q, C] | None)``
+        (the last two only for a model that takes them, per ``inputs``).
+    """
     offsets = offsets_of(table.column(qid_column))
-    return table, offsets, features_of(table, width, feature_columns)
+    features = features_of(table, width, feature_columns)
+    if inputs is None or not inputs.needed:
+        return table, offsets, features, None, None
+    qids = table.column(qid_column)
+    ranks, context = extract(inputs, table, offsets, lambda q: qids[int(offsets[q])].as_py())
+    return table, offsets, features, ranks, context
 
 
 def score_prepared(
@@ -81,11 +102,20 @@ def score_prepared(
     table: pa.Table,
     offsets: np.ndarray,
     features: np.ndarray,
+    initial_rank: np.ndarray | None = None,
+    context: np.ndarray | None = None,
     *,
     batch_size: int,
 ) -> pa.Table:
     """Score a prepared piece; return its table with ``score`` (float32) and ``rank`` (int32)."""
-    scores = score_flat(predictor, features, offsets, batch_size=batch_size)
+    scores = score_flat(
+        predictor,
+        features,
+        offsets,
+        initial_rank=initial_rank,
+        context=context,
+        batch_size=batch_size,
+    )
     ranks = rank_in_lists(scores, offsets)
     table = table.append_column(pa.field("score", pa.float32(), nullable=False), pa.array(scores))
     return table.append_column(pa.field("rank", pa.int32(), nullable=False), pa.array(ranks))

@@ -15,7 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns plus `score` (float32) and `rank` (int32, 1 = best within the query; equal "
         "scores keep input order). The local engine streams row groups (flat memory), keeps "
         "lists whole across row groups, writes each partition atomically and, with --resume, "
-        "completes a job that was killed. --engine spark runs the same scorer on PySpark.",
+        "completes a job that was killed. --engine spark runs the same scorer on PySpark. "
+        "Models trained with initial ranks (use_initial_rank) read a 1-based rank per row "
+        "(0 = unknown) from the column `initial_rank`; models with a context vector "
+        "(context_dim C) read C numbers per query, the same on every row of the query, from "
+        "the list column `context`. Bad ranks or contexts are reported with the query id and "
+        "column before anything is written.",
         epilog="example: ltr score --model models:/ltr-mq2008-setrank@candidate "
         "--input candidates.parquet --output scored/",
     )
@@ -59,6 +64,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Parquet codec of the output (local engine)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    extra = p.add_argument_group("models with initial ranks or a context vector")
+    extra.add_argument(
+        "--initial-rank-column",
+        metavar="COLUMN",
+        help="integer column of each row's 1-based initial rank, 0 = unknown (default: "
+        "initial_rank); an error names it if it is missing",
+    )
+    extra.add_argument(
+        "--initial-rank-from-order",
+        action="store_true",
+        help="rank each query's rows 1..n in input order instead of reading a column "
+        "(local engine)",
+    )
+    extra.add_argument(
+        "--context-columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="the per-query context vector: one list column of C numbers, or C numeric columns, "
+        "the same on every row of a query (default: the list column context)",
+    )
     spark = p.add_argument_group("spark engine")
     spark.add_argument("--spark-master", default="local[*]", help="e.g. local[4], yarn")
     spark.add_argument(
@@ -94,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
         compression=args.compression,
         drop_features=args.drop_features,
         threads=args.threads,
+        initial_rank_column=args.initial_rank_column,
+        initial_rank_from_order=args.initial_rank_from_order,
+        context_columns=args.context_columns,
     )
     result = score_to_parquet(args.model, Path(args.input), Path(args.output), options)
     if not args.quiet:

@@ -18,8 +18,11 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 NUM_FEATURES = 46
 
 
-def make_model(directory: Path, *, seed: int = 0, d_model: int = 16, fit_on=None) -> Path:
-    """A small SetRank artifact with random weights (and a fitted normaliser when ``fit_on``)."""
+def make_model(directory: Path, *, seed: int = 0, d_model: int = 16, fit_on=None, **config) -> Path:
+    """A small SetRank artifact with random weights (and a fitted normaliser when ``fit_on``).
+
+    ``config`` adds SetRank settings, e.g. ``use_initial_rank=True`` or ``context_dim=3``.
+    """
     torch.manual_seed(seed)
     manifest = Manifest(
         architecture="setrank",
@@ -29,6 +32,7 @@ def make_model(directory: Path, *, seed: int = 0, d_model: int = 16, fit_on=None
             "num_heads": 2,
             "num_blocks": 1,
             "d_ff": 2 * d_model,
+            **config,
         },
         feature_names=default_feature_names(NUM_FEATURES),
         normalizer={"enabled": fit_on is not None, "log1p": True},
