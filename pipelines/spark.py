@@ -19,6 +19,12 @@ each file split Spark reads). A fixed-size ``features`` list column reads back f
 ``array<float>``. Rows come out in Spark's partition order, not the input order. Spark's own
 output committer makes the write atomic (``_SUCCESS`` last); a failed job is re-run, not resumed.
 
+Models that take initial ranks or a context vector read them from columns, as the local engine
+does (:mod:`pipelines.list_inputs`); the columns' presence and types are checked on the driver,
+their values (per query) on the executors, where a bad value fails the job before anything is
+committed. Ranks taken from the input order (``--initial-rank-from-order``) are refused: Spark
+does not keep the order of a query's rows across file splits.
+
 On a cluster, run this module with ``spark-submit`` (see ``docs/PIPELINES.md``)::
 
     spark-submit --master yarn pipelines/spark.py --model models:/ranker@prod \\
@@ -35,11 +41,13 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipelines.list_inputs import ListInputs
 
 ROW = "_ltr_row"
 _PREDICTORS: dict[str, Any] = {}  # per Python worker: artifact digest -> predictor
@@ -56,6 +64,8 @@ class SparkOptions:
     num_features: int = 0
     threads_per_task: int = 1
     """Torch threads per Python worker (one worker per task slot)."""
+    list_inputs: ListInputs = field(default_factory=ListInputs)
+    """Where the model's initial ranks and context come from (nothing for most models)."""
 
 
 @dataclass
@@ -120,6 +130,7 @@ def _score_frame(predictor, frame, options: SparkOptions):
     """Score a pandas frame of whole queries sorted by (qid, row); add score and rank."""
     import pandas as pd
 
+    from pipelines.list_inputs import extract
     from pipelines.lists import rank_in_lists, score_flat
 
     qids = frame[options.qid_column].to_numpy()
@@ -140,7 +151,23 @@ def _score_frame(predictor, frame, options: SparkOptions):
                 f"expects {options.num_features}"
             )
         features = np.stack(lists).astype(np.float32, copy=False)  # [n, F]
-    scores = score_flat(predictor, features, offsets, batch_size=options.batch_size)
+    ranks = context = None
+    if options.list_inputs.needed:
+        import pyarrow as pa
+
+        columns = frame[options.list_inputs.columns]
+        table = pa.Table.from_pandas(columns, preserve_index=False)
+        ranks, context = extract(
+            options.list_inputs, table, offsets, lambda q: _plain(qids[offsets[q]])
+        )
+    scores = score_flat(
+        predictor,
+        features,
+        offsets,
+        initial_rank=ranks,
+        context=context,
+        batch_size=options.batch_size,
+    )
     out = frame.drop(columns=[ROW])
     for name in out.columns:  # pandas >= 3 strings are Arrow-backed; PySpark 4 wants objects
         if isinstance(out[name].dtype, pd.StringDtype):
@@ -148,6 +175,11 @@ def _score_frame(predictor, frame, options: SparkOptions):
     out["score"] = scores
     out["rank"] = rank_in_lists(scores, offsets)
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (for messages: 'q1', not np.str_('q1'))."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def score_partition(batches: Iterator, payload: dict[str, bytes], options: SparkOptions):
@@ -185,16 +217,42 @@ def score_dataframe(
     feature_columns: list[str] | None = None,
     num_partitions: int | None = None,
     threads_per_task: int = 1,
+    initial_rank_column: str | None = None,
+    context_columns: list[str] | None = None,
+    initial_rank_from_order: bool = False,
 ):
-    """Lazily score a Spark DataFrame; returns a DataFrame with ``score`` and ``rank`` added."""
+    """Lazily score a Spark DataFrame; returns a DataFrame with ``score`` and ``rank`` added.
+
+    ``initial_rank_column`` and ``context_columns`` name the inputs of a model that takes
+    initial ranks or a context vector (see :mod:`pipelines.list_inputs`; defaults
+    ``initial_rank`` and ``context``). ``initial_rank_from_order`` is refused here.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     from ltr.artifact import load_model
     from ltr.errors import ConfigError, DataFormatError
+    from pipelines.list_inputs import check_columns, resolve
 
     loaded = load_model(str(model))
     manifest = loaded.manifest
+    inputs = resolve(
+        manifest.model_config,
+        initial_rank_column=initial_rank_column,
+        rank_from_order=initial_rank_from_order,
+        context_columns=context_columns,
+    )
+    if inputs.rank_from_order:
+        raise ConfigError(
+            "--initial-rank-from-order needs the local engine: Spark does not keep the input "
+            "order of a query's rows across file splits; write the ranks into a column and name "
+            "it with --initial-rank-column"
+        )
+    if inputs.columns:
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        present = [df.schema[c] for c in inputs.columns if c in df.columns]
+        check_columns(inputs, to_arrow_schema(T.StructType(present)), "the input")
     if feature_columns == ["model"]:
         feature_columns = list(manifest.feature_names)
     for reserved in ("score", "rank", ROW):
@@ -217,6 +275,7 @@ def score_dataframe(
         feature_columns=tuple(feature_columns) if feature_columns else None,
         num_features=manifest.num_features,
         threads_per_task=threads_per_task,
+        list_inputs=inputs,
     )
     payload = df.sparkSession.sparkContext.broadcast(artifact_payload(loaded.path))
     schema = T.StructType(
@@ -277,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feature-columns", nargs="+")
     parser.add_argument("--partitions", type=int, help="shuffle partitions for the scoring stage")
     parser.add_argument("--threads-per-task", type=int, default=1)
+    parser.add_argument("--initial-rank-column", help="initial ranks (default: initial_rank)")
+    parser.add_argument("--context-columns", nargs="+", help="context (default: context)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     from pyspark.sql import SparkSession
@@ -294,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         feature_columns=args.feature_columns,
         num_partitions=args.partitions,
         threads_per_task=args.threads_per_task,
+        initial_rank_column=args.initial_rank_column,
+        context_columns=args.context_columns,
     )
     print(f"scored {result.rows:,} rows in {result.seconds:.1f} s -> {result.output}")
     return 0

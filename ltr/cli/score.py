@@ -175,6 +175,9 @@ def _run_spark(args: argparse.Namespace) -> int:
         feature_columns=args.feature_columns,
         num_partitions=args.spark_partitions,
         threads_per_task=args.threads or 1,
+        initial_rank_column=args.initial_rank_column,
+        initial_rank_from_order=args.initial_rank_from_order,
+        context_columns=args.context_columns,
     )
     if not args.quiet:
         print(

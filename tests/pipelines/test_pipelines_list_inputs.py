@@ -395,3 +395,38 @@ def test_options_the_model_cannot_use_are_errors(models, model_dir, table, tmp_p
     score_to_parquet(model_dir, src, plain, ScoreOptions(progress=False))
     assert "list_inputs" not in (plain / "_manifest.json").read_text()
     assert read_scored(plain).column_names == [*table.column_names, "score", "rank"]
+
+
+@pytest.mark.slow
+def test_spark_engine_equals_local_engine(spark, models, table, tmp_path):
+    from pipelines.spark import score_dataframe, score_spark
+
+    score_to_parquet(models["both"], _write(table, tmp_path / "in.parquet"), tmp_path / "local")
+    local = read_scored(tmp_path / "local")
+    # scatter every query's rows over the file: Spark groups them by query id itself
+    order = np.random.default_rng(0).permutation(table.num_rows)
+    scattered = _write(table.take(pa.array(order)), tmp_path / "scattered.parquet")
+    result = score_spark(spark, str(models["both"]), str(scattered), str(tmp_path / "spark"))
+    assert result.rows == table.num_rows
+    got = pq.read_table(tmp_path / "spark")
+    assert set(got.column_names) == {*table.column_names, "score", "rank"}
+    _assert_close(_by_doc(got), _by_doc(local))
+    ranks = dict(zip(got.column("doc_id").to_pylist(), got.column("rank").to_pylist(), strict=True))
+    want = dict(
+        zip(local.column("doc_id").to_pylist(), local.column("rank").to_pylist(), strict=True)
+    )
+    assert ranks == want
+    # column faults are found on the driver, value faults on the executors; nothing is committed
+    df = spark.read.parquet(str(scattered))
+    with pytest.raises(DataFormatError, match="has no 'position' column"):
+        score_dataframe(df, models["both"], initial_rank_column="position")
+    with pytest.raises(ConfigError, match="needs the local engine"):
+        score_dataframe(df, models["both"], initial_rank_from_order=True)
+    last = table.column("qid")[table.num_rows - 1].as_py()
+    varying = _last_but_one(table, "context", [9.0, 9.0, 9.0], CONTEXT_LIST)
+    bad = _write(varying.take(pa.array(order)), tmp_path / "bad.parquet")
+    with pytest.raises(
+        Exception, match=f"the context column 'context' varies within query {last!r}"
+    ):
+        score_spark(spark, str(models["both"]), str(bad), str(tmp_path / "bad"))
+    assert not list((tmp_path / "bad").glob("*.parquet"))
