@@ -130,6 +130,7 @@ class Server:
             "--backend", setup.backend, "--host", "127.0.0.1", "--port", str(self.port),
             "--metrics_host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
             "--threads", str(args.threads), "--max_candidates", str(max(args.lengths)),
+            "--device", args.device if setup.backend == "torch" else "cpu",
             "--export_on_load", "false", "--log_level", "WARNING",
             "--batching.max_delay_ms", str(args.max_delay_ms),
             "--batching.max_batch_size", str(args.max_batch_size),
@@ -238,7 +239,9 @@ def h2load_burst(port: int, payload: bytes, concurrency: int, seconds: float, wo
     return int(done.group(2)) / seconds
 
 
-def compute_only(model: Path, backend: str, lengths: list[int], threads: int, reps: int):
+def compute_only(
+    model: Path, backend: str, lengths: list[int], threads: int, reps: int, device: str = "cpu"
+):
     """Median and p99 milliseconds of one forward pass of one list, per length."""
     import torch
 
@@ -246,7 +249,7 @@ def compute_only(model: Path, backend: str, lengths: list[int], threads: int, re
     from ltr.predictor import load_predictor
 
     torch.set_num_threads(max(threads, 1))
-    predictor = load_predictor(str(model), backend, threads=threads)
+    predictor = load_predictor(str(model), backend, threads=threads, device=device)
     rows = load_dataset(MQ2008 / "S5.txt.xz").features
     rng = np.random.default_rng(1)
     out = {}
@@ -267,7 +270,9 @@ def compute_only(model: Path, backend: str, lengths: list[int], threads: int, re
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
 
-def compute_by_batch(model: Path, backend: str, lengths: list[int], threads: int, budget: float):
+def compute_by_batch(
+    model: Path, backend: str, lengths: list[int], threads: int, budget: float, device: str = "cpu"
+):
     """Milliseconds per list of one forward pass over B equal lists, per (length, B).
 
     Tells how many lists a forward pass should hold: per-list cost first falls as fixed per-call
@@ -279,7 +284,7 @@ def compute_by_batch(model: Path, backend: str, lengths: list[int], threads: int
     from ltr.predictor import load_predictor
 
     torch.set_num_threads(max(threads, 1))
-    predictor = load_predictor(str(model), backend, threads=threads)
+    predictor = load_predictor(str(model), backend, threads=threads, device=device)
     rows = load_dataset(MQ2008 / "S5.txt.xz").features
     rng = np.random.default_rng(2)
     out: dict[tuple[int, int], float] = {}
@@ -296,6 +301,10 @@ def compute_by_batch(model: Path, backend: str, lengths: list[int], threads: int
                 times.append(time.perf_counter() - t)
             out[(n, b)] = 1e3 * statistics.median(times) / b
     return out
+
+
+def _device(args: argparse.Namespace, backend: str) -> str:
+    return args.device if backend == "torch" else "cpu"
 
 
 def ms(values: list[float], q: float) -> float:
@@ -326,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "on", "off"],
         default="auto",
         help="also measure throughput at the highest concurrency with h2load (auto = if on PATH)",
+    )
+    p.add_argument(
+        "--device", default="cpu", help="where the torch backend computes (cpu, cuda, auto)"
     )
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -389,9 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
-    compute = {b: compute_only(model, b, args.lengths, args.threads, 200) for b in args.backends}
+    compute = {
+        b: compute_only(model, b, args.lengths, args.threads, 200, _device(args, b))
+        for b in args.backends
+    }
     by_batch = {
-        b: compute_by_batch(model, b, args.lengths, args.threads, 1.0) for b in args.backends
+        b: compute_by_batch(model, b, args.lengths, args.threads, 1.0, _device(args, b))
+        for b in args.backends
     }
     shutil.rmtree(root, ignore_errors=True)
     body = report(args, setups, cells, compute, by_batch, h2)
@@ -400,9 +416,11 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m benchmarks.serving_latency " + " ".join(
             argv if argv is not None else sys.argv[1:]
         )
-        write_section(
-            "serving_latency", "gRPC serving latency and throughput", command.strip(), body
-        )
+        # A GPU run keeps its own section beside the CPU one (measured where CI runs).
+        gpu = args.device != "cpu"
+        name = "serving_latency_cuda" if gpu else "serving_latency"
+        title = "gRPC serving latency and throughput" + (" (GPU, PyTorch backend)" if gpu else "")
+        write_section(name, title, command.strip(), body)
     return 0
 
 
@@ -507,6 +525,7 @@ def report(
         "d_model 64, 4 heads, 2 blocks; "
         "**random weights**, normaliser fitted on MQ2008 S1), 46 features, candidates drawn from "
         f"MQ2008 S5 rows. One `ltr serve` process per setup (compute threads {args.threads}, "
+        f"PyTorch on device `{args.device}`, "
         f"batching window {args.max_delay_ms:g} ms, at most {args.max_batch_size} lists per "
         "forward pass); the client is the benchmark process (`grpc.aio`, a closed loop of "
         "`concurrency` callers, pre-serialised requests), all on this machine. "

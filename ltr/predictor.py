@@ -43,14 +43,40 @@ class Predictor(Protocol):
     ) -> np.ndarray: ...
 
 
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a torch device; a CUDA
+    device that is not there is a :class:`ConfigError`, not a crash at the first request."""
+    name = device.strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"device {device!r} asked for, but PyTorch sees no CUDA device here; "
+                "use --device cpu (or auto)"
+            )
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device {device!r} asked for, but only {count} CUDA device(s)")
+    return resolved
+
+
 class TorchPredictor:
-    """The PyTorch model itself, in eval mode under ``torch.inference_mode``."""
+    """The PyTorch model itself, in eval mode under ``torch.inference_mode``, on ``device``
+    (inputs are copied there and scores back to host memory)."""
 
     backend = "torch"
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, device: str = "cpu"):
         self.loaded = loaded
-        self.model = loaded.model.eval()
+        self.device = resolve_device(device)
+        self.model = loaded.model.eval().to(self.device)
 
     @torch.inference_mode()
     def predict(
@@ -60,11 +86,14 @@ class TorchPredictor:
         initial_rank: np.ndarray | None = None,
         context: np.ndarray | None = None,
     ) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (B, L, F)
-        m = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))  # (B, L)
-        r = None if initial_rank is None else torch.from_numpy(np.asarray(initial_rank, np.int64))
-        c = None if context is None else torch.from_numpy(np.asarray(context, np.float32))
-        return self.model(x, m, r, c).float().numpy()  # (B, L)
+        dev = self.device
+        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(dev)  # (B, L, F)
+        m = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool)).to(dev)  # (B, L)
+        r = None
+        if initial_rank is not None:
+            r = torch.from_numpy(np.asarray(initial_rank, np.int64)).to(dev)  # (B, L)
+        c = None if context is None else torch.from_numpy(np.asarray(context, np.float32)).to(dev)
+        return self.model(x, m, r, c).float().cpu().numpy()  # (B, L)
 
 
 def load_predictor(
@@ -72,6 +101,7 @@ def load_predictor(
     backend: Backend | str = "torch",
     *,
     threads: int | None = None,
+    device: str = "cpu",
     export_missing_onnx: bool = False,
     parity_data: Sequence[str | Path] = (),
 ) -> Predictor:
@@ -82,6 +112,8 @@ def load_predictor(
         backend: ``torch`` or ``onnx``.
         threads: ONNX Runtime intra-op threads (default 1). PyTorch's thread count is
             process-wide; set it with ``torch.set_num_threads``.
+        device: for ``torch``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ONNX Runtime runs on
+            the CPU (the CPU build is the dependency); asking it for another device is an error.
         export_missing_onnx: for ``onnx``, export (with the parity check) into a temporary
             folder when the artifact has no ``model.onnx``, instead of raising.
         parity_data: LETOR/Parquet files for that parity check (default: the data recorded in
@@ -89,9 +121,13 @@ def load_predictor(
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    if backend == "onnx" and device.strip().lower() not in ("cpu", "auto"):
+        raise ConfigError(
+            f"the onnx backend runs on the CPU; for device {device!r} use the torch backend"
+        )
     loaded = source if isinstance(source, LoadedModel) else load_model(source)
     if backend == "torch":
-        return TorchPredictor(loaded)
+        return TorchPredictor(loaded, device)
     from ltr.export.onnx_predictor import OnnxPredictor  # written with `ltr export`
 
     onnx_path = None

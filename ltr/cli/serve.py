@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="gRPC port (default 50051)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9090, 0 = off)")
     p.add_argument("--threads", type=int, help="compute threads per forward pass (default 1)")
+    p.add_argument("--device", help="torch backend: cpu (default), cuda, cuda:N or auto")
     p.add_argument("--no-batching", action="store_true", help="one forward pass per list")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=run, accepts_overrides=True)
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         "port": args.port,
         "metrics_port": args.metrics_port,
         "threads": args.threads,
+        "device": args.device,
         "batching.enabled": False if args.no_batching else None,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})

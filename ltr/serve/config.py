@@ -103,6 +103,9 @@ class ServeConfig:
     threads: int = 1
     """Compute threads per forward pass (ONNX Runtime intra-op / torch). One leaves a core to
     the gRPC event loop on small machines."""
+    device: str = "cpu"
+    """Where the torch backend computes: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when
+    present). The onnx backend runs on the CPU only."""
     spinning: bool = False
     """Let idle ONNX Runtime threads spin (lower latency with threads > 1, burns idle CPU)."""
     switch_interval_ms: float = 0.5
@@ -135,6 +138,10 @@ class ServeConfig:
             )
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = one per core), got {self.threads}")
+        if self.backend == "onnx" and self.device.strip().lower() not in ("cpu", "auto"):
+            raise ConfigError(
+                f"device {self.device!r} needs backend torch; the onnx backend runs on the CPU"
+            )
         if self.switch_interval_ms <= 0:
             raise ConfigError(f"switch_interval_ms must be > 0, got {self.switch_interval_ms}")
         if self.drain_seconds < 0:

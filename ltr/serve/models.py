@@ -87,6 +87,7 @@ def load_served_model(
     *,
     backend: Backend = "onnx",
     threads: int = 1,
+    device: str = "cpu",
     export_on_load: bool = True,
     parity_data: tuple[str, ...] = (),
 ) -> ServedModel:
@@ -99,6 +100,7 @@ def load_served_model(
         loaded,
         backend,
         threads=threads,
+        device=device,
         export_missing_onnx=export_on_load,
         parity_data=parity_data,
     )

@@ -89,6 +89,7 @@ class RerankServer:
                 load_served_model,
                 backend=config.backend,
                 threads=config.threads,
+                device=config.device,
                 export_on_load=config.export_on_load,
                 parity_data=tuple(config.parity_data),
             ),
