@@ -178,6 +178,18 @@ class Server:
                 failed += float(line.split()[-1])
         return failed, cancelled
 
+    def settled_calls(self, timeout: float = 30.0) -> tuple[float, float]:
+        """:meth:`failed_calls` once the counts stop moving: calls that the last burst's client
+        cancelled are counted when the server gets to them, which can be after the burst."""
+        last, deadline = self.failed_calls(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.failed_calls()
+            if now == last:
+                return now
+            last = now
+        return last
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -389,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(args.reps):
                 for n in args.lengths:
                     for server in servers if rep % 2 == 0 else servers[::-1]:
-                        failed, cancelled = server.failed_calls()
+                        failed, cancelled = server.settled_calls()
                         rate = h2load_burst(server.port, payloads[n], top, args.seconds, root)
-                        failed_after, cancelled_after = server.failed_calls()
+                        failed_after, cancelled_after = server.settled_calls()
                         # h2load cancels the calls still in flight when its time is up
                         if failed_after != failed or cancelled_after - cancelled > top:
                             raise RuntimeError(f"{server.setup.label}: calls failed under h2load")
