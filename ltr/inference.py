@@ -26,7 +26,8 @@ def score_lists(
     for start in range(0, len(order), batch_size):
         items = [dataset[int(q)] for q in order[start : start + batch_size]]
         batch = collate_lists(items).to(device)
-        out = model(batch.features, batch.mask).float().cpu().numpy()  # (B, L)
+        # initial ranks = input order, as in training (ignored by models that do not use them)
+        out = model(batch.features, batch.mask, batch.initial_rank).float().cpu().numpy()
         for b, item in enumerate(items):
             scores[item.rows] = out[b, : len(item.rows)]
     return scores

@@ -38,12 +38,22 @@ class ListExample:
         labels: ``[n]`` float32.
         index: position of the query in its dataset.
         rows: ``[n]`` int64 row numbers of the candidates in the dataset's flat arrays.
+        initial_rank: ``[n]`` int64 1-based position of each candidate in its query's input
+            order (the first-stage ranking, for models with ``use_initial_rank``); kept through
+            list sampling. ``None`` = ``1..n``.
     """
 
     features: np.ndarray
     labels: np.ndarray
     index: int
     rows: np.ndarray
+    initial_rank: np.ndarray | None = None
+
+    def ranks(self) -> np.ndarray:
+        """``initial_rank``, or ``1..n`` when not given."""
+        if self.initial_rank is not None:
+            return self.initial_rank
+        return np.arange(1, len(self.labels) + 1, dtype=np.int64)
 
 
 class ListDataset(Dataset):
@@ -156,7 +166,9 @@ class SampledLists(Dataset):
             return item
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         keep = np.sort(rng.choice(len(item.labels), size=cap, replace=False))
-        return ListExample(item.features[keep], item.labels[keep], item.index, item.rows[keep])
+        return ListExample(
+            item.features[keep], item.labels[keep], item.index, item.rows[keep], item.ranks()[keep]
+        )
 
 
 def collate_lists(items: Sequence[ListExample]) -> ListBatch:
@@ -168,15 +180,18 @@ def collate_lists(items: Sequence[ListExample]) -> ListBatch:
     features = np.zeros((len(items), longest, width), dtype=np.float32)
     labels = np.zeros((len(items), longest), dtype=np.float32)
     mask = np.zeros((len(items), longest), dtype=bool)
+    ranks = np.zeros((len(items), longest), dtype=np.int64)  # 0 = padded
     for b, it in enumerate(items):
         n = len(it.labels)
         features[b, :n] = it.features
         labels[b, :n] = it.labels
         mask[b, :n] = True
+        ranks[b, :n] = it.ranks()
     return ListBatch(
         features=torch.from_numpy(features),  # (B, L, F)
         labels=torch.from_numpy(labels),  # (B, L)
         mask=torch.from_numpy(mask),  # (B, L)
+        initial_rank=torch.from_numpy(ranks),  # (B, L), input order; used by rank-aware models
         query_index=torch.tensor([it.index for it in items], dtype=torch.int64),
     )
 

@@ -70,11 +70,15 @@ class SetRankConfig:
     activation: str = "gelu"
     """Feed-forward activation, a key of :data:`ltr.nn.blocks.ACTIVATIONS`."""
     use_initial_rank: bool = False
-    """Add a learned ordinal embedding of each candidate's 1-based initial rank."""
+    """Add a learned ordinal embedding of each candidate's 1-based initial rank. In training and
+    offline evaluation the initial rank is the candidate's position in its query's input order
+    (the first-stage ranking; kept through list sampling); the server and ``ltr score`` take it
+    from the request / a column."""
     max_rank: int = 200
     """Initial ranks above this share the embedding of ``max_rank``; rank 0 = padded/unknown."""
     context_dim: int = 0
-    """Size C of the per-list context vector added to every item (0 = no context)."""
+    """Size C of the per-list context vector added to every item (0 = no context). Training data
+    carry no context vectors yet, so ``ltr train`` refuses ``context_dim > 0``."""
 
     def __post_init__(self) -> None:
         owner = "SetRankConfig"

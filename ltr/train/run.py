@@ -119,6 +119,12 @@ def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingM
             f"model.num_features is {given} but the training data has {train_set.num_features}"
         )
     params["num_features"] = train_set.num_features
+    if int(params.get("context_dim") or 0) > 0:
+        raise ConfigError(
+            f"model.context_dim is {params['context_dim']}, but training data carry no per-list "
+            "context vectors yet (LETOR and ltr Parquet files hold features and labels only); "
+            "train with model.context_dim 0"
+        )
     scorer = build_scorer(config.model["name"], params)
     normalizer = None
     if config.normalizer.enabled:

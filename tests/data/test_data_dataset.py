@@ -35,6 +35,20 @@ def test_collate_pads_with_mask(small):
     assert batch.query_index.tolist() == [0, 1, 2]
 
 
+def test_initial_ranks_are_input_positions_and_survive_sampling(small, mq2008_dir):
+    batch = collate_lists([small[0], small[1], small[2]])
+    assert batch.initial_rank.tolist() == [[1, 2, 3], [1, 0, 0], [1, 2, 0]]  # 0 = padded
+    data = load_dataset(mq2008_dir / "S1.txt.xz")
+    longest = int(np.argmax(data.list_lengths))
+    item = SampledLists(data, max_list_length=20, seed=3)[longest]
+    start = data.offsets[longest]
+    # each kept candidate keeps its position in the full list, not its place in the sample
+    assert item.ranks().tolist() == (item.rows - start + 1).tolist()
+    assert item.ranks().max() > 20
+    sampled = collate_lists([item])
+    assert sampled.initial_rank[0].tolist() == (item.rows - start + 1).tolist()
+
+
 def test_sampling_caps_training_lists_reproducibly(mq2008_dir):
     data = load_dataset(mq2008_dir / "S1.txt.xz")
     longest = int(np.argmax(data.list_lengths))

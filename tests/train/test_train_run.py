@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pytest
 import torch
 from mlflow import MlflowClient
 
 from ltr.artifact import load_model
 from ltr.data import load_dataset
+from ltr.errors import ConfigError
 from ltr.inference import score_lists
 from ltr.train.run import train
 
@@ -128,3 +130,21 @@ def test_registry_models_are_cached_and_missing_ones_reported(tiny_config, monke
     assert second.path == first.path and second.manifest.version == result.registered_version
     with pytest.raises(ArtifactError, match="cannot resolve model models:/tiny@nope"):
         load_model("models:/tiny@nope")
+
+
+def test_rank_aware_model_trains_on_input_order_and_context_is_refused(tiny_config):
+    cfg = tiny_config(
+        **{"model.use_initial_rank": True, "trainer.max_epochs": 1, "tracking.enabled": False}
+    )
+    result = train(cfg, verbose=False)
+    loaded = load_model(result.artifact_dir)
+    assert loaded.manifest.model_config["use_initial_rank"] is True
+    features = torch.zeros(1, 3, loaded.manifest.num_features)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    with torch.no_grad():
+        in_order = loaded.model(features, mask, torch.tensor([[1, 2, 3]]))
+        reversed_ = loaded.model(features, mask, torch.tensor([[3, 2, 1]]))
+    # identical candidates told apart by their initial rank alone: the embedding is in use
+    assert not torch.allclose(in_order, reversed_)
+    with pytest.raises(ConfigError, match="context vectors"):
+        train(tiny_config(**{"model.context_dim": 4}), verbose=False)
