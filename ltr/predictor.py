@@ -23,8 +23,17 @@ import torch
 from ltr.artifact import LoadedModel, load_model
 from ltr.errors import ConfigError
 
-Backend = Literal["torch", "onnx"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx")
+Backend = Literal["torch", "onnx", "auto"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
+"""``auto`` = ``onnx`` when the artifact holds ``model.onnx`` (written by ``ltr export``), else
+``torch``."""
+
+
+def resolve_backend(loaded: LoadedModel, backend: str) -> str:
+    """``backend``, with ``auto`` resolved for ``loaded`` (see :data:`BACKENDS`)."""
+    if backend != "auto":
+        return backend
+    return "onnx" if loaded.onnx_path is not None else "torch"
 
 
 @runtime_checkable
@@ -109,7 +118,8 @@ def load_predictor(
 
     Args:
         source: artifact directory, MLflow URI or :class:`~ltr.artifact.LoadedModel`.
-        backend: ``torch`` or ``onnx``.
+        backend: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime when the artifact has
+            ``model.onnx``, else PyTorch).
         threads: ONNX Runtime intra-op threads (default 1). PyTorch's thread count is
             process-wide; set it with ``torch.set_num_threads``.
         device: for ``torch``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ONNX Runtime runs on
@@ -126,6 +136,7 @@ def load_predictor(
             f"the onnx backend runs on the CPU; for device {device!r} use the torch backend"
         )
     loaded = source if isinstance(source, LoadedModel) else load_model(source)
+    backend = resolve_backend(loaded, backend)
     if backend == "torch":
         return TorchPredictor(loaded, device)
     from ltr.export.onnx_predictor import OnnxPredictor  # written with `ltr export`

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from ltr.errors import ConfigError
 from ltr.predictor import Predictor, load_predictor
@@ -69,10 +70,12 @@ from pipelines.source import (
     plan_input,
     whole_lists,
 )
-from pipelines.tables import coalesce, pieces, prepare, score_prepared, score_table
+from pipelines.tables import prepare, ramped_pieces, score_prepared, score_table
 
 DEFAULT_PARTITION_ROWS = 1_000_000
 PIECE_ROWS = 262_144
+FIRST_PIECE_DIVISOR = 8
+"""A partition's first piece is ``piece_rows / 8`` rows: scoring starts after a short read."""
 JOB_FORMAT = 1
 
 
@@ -81,7 +84,8 @@ class ScoreOptions:
     """Options of a batch-scoring job (the ``ltr score`` flags)."""
 
     backend: str = "torch"
-    """Predictor backend: ``torch`` or ``onnx`` (needs ``ltr export``)."""
+    """Predictor backend: ``torch``, ``onnx`` (needs ``ltr export``) or ``auto`` (``onnx`` when
+    the artifact has ``model.onnx``; the CLI's default)."""
     batch_size: int = DEFAULT_BATCH_SIZE
     """Lists per forward pass."""
     partition_rows: int = DEFAULT_PARTITION_ROWS
@@ -107,7 +111,8 @@ class ScoreOptions:
     io_threads: bool = True
     """Read ahead and write behind in two background threads (False: all in one thread)."""
     threads: int | None = None
-    """ONNX Runtime threads (torch's thread count is process-wide: torch.set_num_threads)."""
+    """ONNX Runtime threads (default: torch's thread count, which is process-wide and set with
+    torch.set_num_threads)."""
     initial_rank_column: str | None = None
     """Column of 1-based initial ranks (0 = unknown) for models with ``use_initial_rank``;
     ``None`` = ``initial_rank``. Only for such models."""
@@ -176,9 +181,9 @@ def score_to_parquet(
     options = options or ScoreOptions()
     started = time.perf_counter()
     if predictor is None:
-        onnx_threads = options.backend == "onnx" and options.threads
-        extra = {"threads": options.threads} if onnx_threads else {}
-        predictor = load_predictor(str(model), options.backend, **extra)
+        # ONNX Runtime gets as many threads as torch would use (--threads, else torch's count)
+        threads = options.threads or torch.get_num_threads()
+        predictor = load_predictor(str(model), options.backend, threads=threads)
     manifest = predictor.loaded.manifest
     inputs = resolve(
         manifest.model_config,
@@ -313,10 +318,11 @@ def _write_partition(
     """Score the queries owned by ``block_range`` into ``path`` atomically; return the rows."""
     tmp = path.with_name(f".{path.name}.tmp")
     width = predictor.loaded.manifest.num_features
+    tables = whole_lists(plan, *block_range)
+    first = max(1, options.piece_rows // FIRST_PIECE_DIVISOR)
     prepared = (
         prepare(piece, width, plan.qid_column, feature_columns, inputs)
-        for table in coalesce(whole_lists(plan, *block_range), options.piece_rows)
-        for piece in pieces(table, plan.qid_column, options.piece_rows)
+        for piece in ramped_pieces(tables, plan.qid_column, options.piece_rows, first)
     )
     # Dictionaries and min/max statistics only pay off for the id-like columns, not for floats.
     floats = {*(feature_columns or ["features"]), "score", "rank"}

@@ -43,8 +43,11 @@ def score_table(
     return score_prepared(predictor, *prepared, batch_size=batch_size)
 
 
-def coalesce(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Join consecutive tables of whole queries until each holds at least ``rows`` rows.
+def coalesce(
+    tables: Iterable[pa.Table], rows: int, first_rows: int | None = None
+) -> Iterator[pa.Table]:
+    """Join consecutive tables of whole queries until each holds at least ``rows`` rows (the
+    first one only ``first_rows``, default ``rows``).
 
     The model sorts lists by length within what it scores at once, so joining the small tables
     that row groups give means less padding; order and content are unchanged (the last table may
@@ -52,27 +55,45 @@ def coalesce(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
     """
     buffer: list[pa.Table] = []
     held = 0
+    target = rows if first_rows is None else first_rows
     for table in tables:
         buffer.append(table)
         held += len(table)
-        if held >= rows:
+        if held >= target:
             yield buffer[0] if len(buffer) == 1 else pa.concat_tables(buffer)
-            buffer, held = [], 0
+            buffer, held, target = [], 0, rows
     if buffer:
         yield buffer[0] if len(buffer) == 1 else pa.concat_tables(buffer)
 
 
-def pieces(table: pa.Table, qid_column: str, rows: int) -> list[pa.Table]:
-    """Cut a table of whole queries into query-aligned slices of about ``rows`` rows."""
-    if len(table) <= rows:
+def pieces(
+    table: pa.Table, qid_column: str, rows: int, first_rows: int | None = None
+) -> list[pa.Table]:
+    """Cut a table of whole queries into query-aligned slices of about ``rows`` rows (the first
+    slice of about ``first_rows``, default ``rows``)."""
+    target = rows if first_rows is None else first_rows
+    if len(table) <= target:
         return [table]
     bounds = offsets_of(table.column(qid_column))  # query starts, then the row count
     out, begin = [], 0
     for cut in bounds[1:]:
-        if cut - begin >= rows or cut == len(table):
+        if cut - begin >= target or cut == len(table):
             out.append(table.slice(begin, int(cut) - begin))
-            begin = int(cut)
+            begin, target = int(cut), rows
     return out
+
+
+def ramped_pieces(
+    tables: Iterable[pa.Table], qid_column: str, rows: int, first_rows: int
+) -> Iterator[pa.Table]:
+    """Query-aligned pieces of about ``rows`` rows, the first of only about ``first_rows``.
+
+    A pipelined job cannot start scoring before its first piece is read and cannot finish before
+    its last is written; a small first piece shortens the start (the rest is read while it is
+    scored) at the cost of a little more padding in that piece.
+    """
+    for i, table in enumerate(coalesce(tables, rows, first_rows)):
+        yield from pieces(table, qid_column, rows, first_rows if i == 0 else None)
 
 
 def prepare(

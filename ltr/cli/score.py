@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--engine", choices=["local", "spark"], default="local")
     p.add_argument(
-        "--backend", choices=["torch", "onnx"], default="torch", help="predictor backend"
+        "--backend",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="predictor backend; auto (default) = ONNX Runtime when the artifact has model.onnx "
+        "(written by ltr export; the faster one in docs/BENCHMARKS.md), else PyTorch",
     )
     p.add_argument("--resume", action="store_true", help="complete an interrupted job")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")

@@ -77,3 +77,13 @@ def test_cpu_predictor_scores_equal_the_module() -> None:
         want = model(torch.from_numpy(x), torch.from_numpy(mask)).numpy()
     assert got.dtype == np.float32 and got.shape == (3, 7)
     np.testing.assert_allclose(got[mask], want[mask], rtol=0, atol=1e-6)
+
+
+def test_auto_backend_is_onnx_exactly_when_the_artifact_has_a_graph(tmp_path) -> None:
+    from ltr.predictor import resolve_backend
+
+    loaded = LoadedModel(model=torch.nn.Identity(), manifest=None, path=tmp_path, source="x")
+    assert resolve_backend(loaded, "auto") == "torch"
+    (tmp_path / "model.onnx").write_bytes(b"graph")
+    assert resolve_backend(loaded, "auto") == "onnx"
+    assert resolve_backend(loaded, "torch") == "torch"  # an explicit choice is kept

@@ -215,3 +215,34 @@ def test_coalesce_joins_whole_tables_in_order_up_to_the_target():
     assert [len(t) for t in out] == [7, 7, 1]  # 3+4, 5+2, then the rest
     assert pa.concat_tables(out).column("row").to_pylist() == list(range(sum(sizes)))
     assert [len(t) for t in coalesce(tables, 1)] == sizes  # already big enough: unchanged
+    assert [len(t) for t in coalesce(tables, 6, first_rows=2)] == [3, 9, 3]  # small first
+
+
+def test_ramped_pieces_start_small_keep_queries_whole_and_order():
+    import itertools
+
+    import pyarrow as pa
+
+    from pipelines.tables import ramped_pieces
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, size=60)  # 60 queries of 1-8 rows
+    qids = np.repeat(np.arange(60), lengths)
+    row = np.arange(len(qids))
+    cuts = [0, 50, 51, 130, len(qids)]  # row groups that straddle no query: cut at query starts
+    starts = np.flatnonzero(np.r_[True, qids[1:] != qids[:-1]])
+    cuts = sorted({int(starts[np.searchsorted(starts, c)]) if c < len(qids) else c for c in cuts})
+    tables = [
+        pa.table({"qid": [f"q{q}" for q in qids[a:b]], "row": row[a:b]})
+        for a, b in itertools.pairwise(cuts)
+        if b > a
+    ]
+    out = list(ramped_pieces(tables, "qid", rows=40, first_rows=10))
+    assert pa.concat_tables(out).column("row").to_pylist() == row.tolist()  # all rows, in order
+    assert 10 <= len(out[0]) < 10 + 8  # the first piece: the first whole queries past 10 rows
+    assert max(len(t) for t in out[1:]) >= 40  # later ones grow to the target
+    seen = set()
+    for t in out:  # no query split between pieces
+        names = set(t.column("qid").to_pylist())
+        assert not names & seen
+        seen |= names
