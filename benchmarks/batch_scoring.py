@@ -96,8 +96,10 @@ def try_onnx(model_dir: Path, data: Path) -> str:
         return f"ONNX backend skipped: {type(exc).__name__}: {exc}"
 
 
-def plain_loop(model: torch.nn.Module, features: np.ndarray, offsets: np.ndarray) -> float:
-    """Score every list with a bare PyTorch loop; return seconds."""
+def plain_loop(
+    model: torch.nn.Module, features: np.ndarray, offsets: np.ndarray, device: str = "cpu"
+) -> float:
+    """Score every list with a bare PyTorch loop on ``device``; return seconds."""
     lengths = np.diff(offsets)
     order = np.argsort(lengths, kind="stable")
     scores = np.empty(features.shape[0], dtype=np.float32)
@@ -112,33 +114,43 @@ def plain_loop(model: torch.nn.Module, features: np.ndarray, offsets: np.ndarray
                 n = lengths[q]
                 x[b, :n] = features[offsets[q] : offsets[q + 1]]
                 mask[b, :n] = True
-            out = model(torch.from_numpy(x), torch.from_numpy(mask)).numpy()
+            xs, ms = torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)
+            out = model(xs, ms).cpu().numpy()
             for b, q in enumerate(queries):
                 scores[offsets[q] : offsets[q + 1]] = out[b, : lengths[q]]
     return time.perf_counter() - started
 
 
 def ltr_score(
-    model_dir: Path, data: Path, out: Path, backend: str, drop_features: bool = False
+    model_dir: Path,
+    data: Path,
+    out: Path,
+    backend: str,
+    drop_features: bool = False,
+    device: str = "cpu",
 ) -> float:
     """``ltr score``'s local engine end to end (fresh output); return seconds."""
     from pipelines.scoring import ScoreOptions, score_to_parquet
 
     shutil.rmtree(out, ignore_errors=True)
-    options = ScoreOptions(backend=backend, progress=False, drop_features=drop_features)
+    options = ScoreOptions(
+        backend=backend, progress=False, drop_features=drop_features, device=device
+    )
     started = time.perf_counter()
     score_to_parquet(model_dir, data, out, options)
     return time.perf_counter() - started
 
 
-def throughput(model_dir: Path, data: Path, reps: int, work: Path) -> tuple[dict, str]:
-    """Interleaved repetitions: plain loop, ltr score (torch), ltr score (onnx)."""
+def throughput(
+    model_dir: Path, data: Path, reps: int, work: Path, device: str = "cpu"
+) -> tuple[dict, str]:
+    """Interleaved repetitions: plain loop, ltr score (torch), ltr score (onnx; CPU only)."""
     from ltr.artifact import load_model
     from ltr.data import load_dataset
 
-    note = try_onnx(model_dir, data)
+    note = try_onnx(model_dir, data) if device == "cpu" else "ONNX Runtime runs on the CPU only"
     dataset = load_dataset(data)
-    model = load_model(model_dir).model
+    model = load_model(model_dir).model.to(device)
     runs = {
         "plain PyTorch loop (arrays in memory)": [],
         "ltr score, torch": [],
@@ -146,15 +158,15 @@ def throughput(model_dir: Path, data: Path, reps: int, work: Path) -> tuple[dict
     }
     if not note:
         runs["ltr score, onnx"] = []
-    plain_loop(model, dataset.features, dataset.offsets)  # warm-up
+    plain_loop(model, dataset.features, dataset.offsets, device)  # warm-up
     for r in range(reps):
         names = list(runs) if r % 2 == 0 else list(runs)[::-1]
         for name in names:
             if name.startswith("plain"):
-                seconds = plain_loop(model, dataset.features, dataset.offsets)
+                seconds = plain_loop(model, dataset.features, dataset.offsets, device)
             else:
                 backend, drop = name.split(", ")[1], name.endswith("--drop-features")
-                seconds = ltr_score(model_dir, data, work / "out", backend, drop)
+                seconds = ltr_score(model_dir, data, work / "out", backend, drop, device)
             runs[name].append(dataset.num_rows / seconds)
             print(f"  {name}: {runs[name][-1]:,.0f} rows/s", flush=True)
     shutil.rmtree(work / "out", ignore_errors=True)
@@ -222,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-reps", type=int, default=3, help="peak-memory runs per size")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/ltr-bench-batch"))
     parser.add_argument("--no-write", action="store_true", help="print, do not edit the docs")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cuda: throughput only, plain loop and ltr score's torch backend on the GPU",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -231,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.data_dir
     work.mkdir(parents=True, exist_ok=True)
     model_dir = make_model(work / "model")
+    if args.device != "cpu":  # GPU: throughput only (memory and Spark are CPU questions)
+        args.sizes, args.spark_rows, args.memory_reps = [], 0, 0
     sizes = sorted(set(args.sizes) | {args.throughput_rows} | ({args.spark_rows} - {0}))
     files = {n: make_data(work, n) for n in sizes}
 
     print(f"throughput on {args.throughput_rows:,} rows", flush=True)
-    runs, note = throughput(model_dir, files[args.throughput_rows], args.reps, work)
+    runs, note = throughput(model_dir, files[args.throughput_rows], args.reps, work, args.device)
     plain = statistics.median(runs["plain PyTorch loop (arrays in memory)"])
     rows = [
         [name, f"{statistics.median(v):,.0f}", f"{statistics.median(v) / plain:.2f}", len(v)]
@@ -251,38 +270,39 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         body += ["", note]
 
-    print("peak memory", flush=True)
-    measured: dict[int, list[dict]] = {n: [] for n in args.sizes}
-    for _ in range(args.memory_reps):  # interleaved: sizes alternate, so load changes hit all
+    if args.sizes:
+        print("peak memory", flush=True)
+        measured: dict[int, list[dict]] = {n: [] for n in args.sizes}
+        for _ in range(args.memory_reps):  # interleaved: sizes alternate, so load changes hit all
+            for n in sorted(args.sizes):
+                measured[n].append(measure_memory(model_dir, files[n], work))
+                print(f"  {n:,} rows: peak {measured[n][-1]['peak_mb']:,.0f} MiB", flush=True)
+        mem_rows = []
         for n in sorted(args.sizes):
-            measured[n].append(measure_memory(model_dir, files[n], work))
-            print(f"  {n:,} rows: peak {measured[n][-1]['peak_mb']:,.0f} MiB", flush=True)
-    mem_rows = []
-    for n in sorted(args.sizes):
-        peaks = [m["peak_mb"] for m in measured[n]]
-        mem_rows.append(
-            [
-                f"{n:,}",
-                f"{files[n].stat().st_size / 2**20:,.0f}",
-                f"{statistics.median(peaks):,.0f}",
-                f"{min(peaks):,.0f}–{max(peaks):,.0f}",
-                f"{statistics.median(m['floor_mb'] for m in measured[n]):,.0f}",
-                f"{statistics.median(m['rows'] / m['seconds'] for m in measured[n]):,.0f}",
-            ]
-        )
-    headers = ["rows", "input MiB", "peak RSS MiB, median", "peak RSS MiB, min–max"]
-    headers += ["floor MiB", "rows/s"]
-    body += [
-        "",
-        f"Peak resident memory of `ltr score` (torch, 1 thread) in a fresh process per run "
-        f"(VmHWM), {args.memory_reps} runs per size, sizes interleaved; the floor is the same "
-        "process after loading Python, torch, pyarrow and the model, before scoring. The peak "
-        "depends on how many pieces are in flight at the moment (one read ahead, one being "
-        "scored, up to two being written), so it varies between runs; flat memory means the "
-        "range does not move up with the input size.",
-        "",
-        markdown_table(headers, mem_rows),
-    ]
+            peaks = [m["peak_mb"] for m in measured[n]]
+            mem_rows.append(
+                [
+                    f"{n:,}",
+                    f"{files[n].stat().st_size / 2**20:,.0f}",
+                    f"{statistics.median(peaks):,.0f}",
+                    f"{min(peaks):,.0f}–{max(peaks):,.0f}",
+                    f"{statistics.median(m['floor_mb'] for m in measured[n]):,.0f}",
+                    f"{statistics.median(m['rows'] / m['seconds'] for m in measured[n]):,.0f}",
+                ]
+            )
+        headers = ["rows", "input MiB", "peak RSS MiB, median", "peak RSS MiB, min–max"]
+        headers += ["floor MiB", "rows/s"]
+        body += [
+            "",
+            f"Peak resident memory of `ltr score` (torch, 1 thread) in a fresh process per run "
+            f"(VmHWM), {args.memory_reps} runs per size, sizes interleaved; the floor is the same "
+            "process after loading Python, torch, pyarrow and the model, before scoring. The peak "
+            "depends on how many pieces are in flight at the moment (one read ahead, one being "
+            "scored, up to two being written), so it varies between runs; flat memory means the "
+            "range does not move up with the input size.",
+            "",
+            markdown_table(headers, mem_rows),
+        ]
     if args.spark_rows:
         print(f"spark on {args.spark_rows:,} rows", flush=True)
         s = spark_throughput(model_dir, files[args.spark_rows], files[min(files)], work)
@@ -314,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m benchmarks.batch_scoring " + " ".join(
             argv if argv is not None else sys.argv[1:]
         )
-        write_section("batch_scoring", "Batch scoring (`ltr score`)", command.strip(), text)
+        gpu = args.device != "cpu"
+        name = "batch_scoring_cuda" if gpu else "batch_scoring"
+        title = "Batch scoring (`ltr score`)" + (" on a GPU" if gpu else "")
+        write_section(name, title, command.strip(), text)
     return 0
 
 

@@ -110,6 +110,9 @@ class ScoreOptions:
     """Leave the feature column(s) out of the output (much smaller and faster to write)."""
     io_threads: bool = True
     """Read ahead and write behind in two background threads (False: all in one thread)."""
+    device: str = "cpu"
+    """Torch backend: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (ONNX Runtime runs on the CPU;
+    with ``backend="auto"`` a GPU device picks torch)."""
     threads: int | None = None
     """ONNX Runtime threads (default: torch's thread count, which is process-wide and set with
     torch.set_num_threads)."""
@@ -183,7 +186,10 @@ def score_to_parquet(
     if predictor is None:
         # ONNX Runtime gets as many threads as torch would use (--threads, else torch's count)
         threads = options.threads or torch.get_num_threads()
-        predictor = load_predictor(str(model), options.backend, threads=threads)
+        backend = options.backend
+        if backend == "auto" and options.device.strip().lower() not in ("cpu", "auto"):
+            backend = "torch"  # a GPU was asked for: only the torch backend runs there
+        predictor = load_predictor(str(model), backend, threads=threads, device=options.device)
     manifest = predictor.loaded.manifest
     inputs = resolve(
         manifest.model_config,

@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, help="torch (or ONNX Runtime) threads (default: torch's choice)"
     )
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the torch backend computes: cpu (default), cuda, cuda:N or auto (local engine)",
+    )
+    p.add_argument(
         "--compression",
         default="snappy",
         choices=["snappy", "zstd", "lz4", "gzip", "none"],
@@ -105,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if args.engine == "spark":
+        if args.device != "cpu":
+            raise ConfigError("--device applies to the local engine; Spark executors use the CPU")
         return _run_spark(args)
     if args.spark_conf or args.spark_partitions:
         raise ConfigError("--spark-conf and --spark-partitions need --engine spark")
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         compression=args.compression,
         drop_features=args.drop_features,
         threads=args.threads,
+        device=args.device,
         initial_rank_column=args.initial_rank_column,
         initial_rank_from_order=args.initial_rank_from_order,
         context_columns=args.context_columns,

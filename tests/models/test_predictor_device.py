@@ -87,3 +87,18 @@ def test_auto_backend_is_onnx_exactly_when_the_artifact_has_a_graph(tmp_path) ->
     (tmp_path / "model.onnx").write_bytes(b"graph")
     assert resolve_backend(loaded, "auto") == "onnx"
     assert resolve_backend(loaded, "torch") == "torch"  # an explicit choice is kept
+
+
+def test_ltr_score_refuses_a_missing_gpu_before_writing(tmp_path, monkeypatch) -> None:
+    from pipelines.scoring import ScoreOptions, score_to_parquet
+    from pipelines.synthetic import write_synthetic
+    from tests.pipelines.helpers import NUM_FEATURES, make_model
+
+    _no_cuda(monkeypatch)
+    model = make_model(tmp_path / "model")
+    data = tmp_path / "in.parquet"
+    write_synthetic(data, 200, num_features=NUM_FEATURES, seed=0)
+    out = tmp_path / "scored"
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        score_to_parquet(model, data, out, ScoreOptions(backend="auto", device="cuda"))
+    assert not out.exists()
