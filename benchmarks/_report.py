@@ -6,6 +6,7 @@ benchmark rewrites only its section, so results from different scripts (and mach
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import subprocess
@@ -47,6 +48,10 @@ def machine_description() -> str:
 
 
 def git_revision() -> str:
+    """``git rev-parse --short HEAD`` (+dirty), or ``$LTR_BENCH_REVISION`` when set: a copy of
+    the tree run elsewhere (a GPU machine) may carry a stale or no ``.git``."""
+    if os.environ.get("LTR_BENCH_REVISION"):
+        return os.environ["LTR_BENCH_REVISION"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
