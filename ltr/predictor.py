@@ -52,6 +52,12 @@ class Predictor(Protocol):
     ) -> np.ndarray: ...
 
 
+def asks_for_gpu(device: str) -> bool:
+    """Whether ``device`` names a GPU outright (``cuda``, ``cuda:N``); ``cpu`` and ``auto`` do
+    not, so they suit the CPU-only ONNX backend too."""
+    return device.strip().lower() not in ("cpu", "auto")
+
+
 def resolve_device(device: str) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a torch device; a CUDA
     device that is not there is a :class:`ConfigError`, not a crash at the first request."""
@@ -131,7 +137,7 @@ def load_predictor(
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
-    if backend == "onnx" and device.strip().lower() not in ("cpu", "auto"):
+    if backend == "onnx" and asks_for_gpu(device):
         raise ConfigError(
             f"the onnx backend runs on the CPU; for device {device!r} use the torch backend"
         )

@@ -18,6 +18,7 @@ import yaml
 
 from ltr.config import apply_overrides, from_dict, load_yaml
 from ltr.errors import ConfigError
+from ltr.predictor import asks_for_gpu
 
 ENV_PREFIX = "LTR_SERVE_"
 
@@ -138,7 +139,7 @@ class ServeConfig:
             )
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = one per core), got {self.threads}")
-        if self.backend == "onnx" and self.device.strip().lower() not in ("cpu", "auto"):
+        if self.backend == "onnx" and asks_for_gpu(self.device):
             raise ConfigError(
                 f"device {self.device!r} needs backend torch; the onnx backend runs on the CPU"
             )
