@@ -29,10 +29,13 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
 ``torch``."""
 
 
-def resolve_backend(loaded: LoadedModel, backend: str) -> str:
-    """``backend``, with ``auto`` resolved for ``loaded`` (see :data:`BACKENDS`)."""
+def resolve_backend(loaded: LoadedModel, backend: str, device: str = "cpu") -> str:
+    """``backend``, with ``auto`` resolved for ``loaded`` on ``device`` (see :data:`BACKENDS`):
+    a GPU device means torch, the only backend that runs there."""
     if backend != "auto":
         return backend
+    if asks_for_gpu(device):
+        return "torch"
     return "onnx" if loaded.onnx_path is not None else "torch"
 
 
@@ -142,7 +145,7 @@ def load_predictor(
             f"the onnx backend runs on the CPU; for device {device!r} use the torch backend"
         )
     loaded = source if isinstance(source, LoadedModel) else load_model(source)
-    backend = resolve_backend(loaded, backend)
+    backend = resolve_backend(loaded, backend, device)
     if backend == "torch":
         return TorchPredictor(loaded, device)
     from ltr.export.onnx_predictor import OnnxPredictor  # written with `ltr export`

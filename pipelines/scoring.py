@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ltr.errors import ConfigError
-from ltr.predictor import Predictor, asks_for_gpu, load_predictor
+from ltr.predictor import Predictor, load_predictor
 from pipelines.jobdir import (
     MANIFEST,
     PART,
@@ -186,10 +186,9 @@ def score_to_parquet(
     if predictor is None:
         # ONNX Runtime gets as many threads as torch would use (--threads, else torch's count)
         threads = options.threads or torch.get_num_threads()
-        backend = options.backend
-        if backend == "auto" and asks_for_gpu(options.device):
-            backend = "torch"  # a GPU was asked for: only the torch backend runs there
-        predictor = load_predictor(str(model), backend, threads=threads, device=options.device)
+        predictor = load_predictor(
+            str(model), options.backend, threads=threads, device=options.device
+        )
     manifest = predictor.loaded.manifest
     inputs = resolve(
         manifest.model_config,

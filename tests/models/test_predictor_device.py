@@ -87,6 +87,7 @@ def test_auto_backend_is_onnx_exactly_when_the_artifact_has_a_graph(tmp_path) ->
     (tmp_path / "model.onnx").write_bytes(b"graph")
     assert resolve_backend(loaded, "auto") == "onnx"
     assert resolve_backend(loaded, "torch") == "torch"  # an explicit choice is kept
+    assert resolve_backend(loaded, "auto", "cuda:0") == "torch"  # only torch runs on a GPU
 
 
 def test_ltr_score_refuses_a_missing_gpu_before_writing(tmp_path, monkeypatch) -> None:
