@@ -230,25 +230,41 @@ async def burst(port: int, payload: bytes, concurrency: int, seconds: float, war
     return latencies, sum(counts), elapsed
 
 
-def h2load_burst(port: int, payload: bytes, concurrency: int, seconds: float, work: Path):
-    """Lists/s from ``h2load`` (nghttp2's C load generator): one HTTP/2 connection with
-    ``concurrency`` concurrent gRPC calls for ``seconds`` after 1 s of warm-up.
-
-    A cross-check of the Python client: on 2 cores the client shares the CPU with the server, so
-    a much cheaper client shows whether the client, rather than the server, limits throughput.
-    """
+def h2load_run(
+    port: int, payload: bytes, concurrency: int, seconds: float, work: Path, warmup: float = 1.0
+) -> tuple[int, float]:
+    """Run ``h2load`` (nghttp2's C load generator): one HTTP/2 connection with ``concurrency``
+    concurrent gRPC calls for ``seconds`` after ``warmup`` seconds. Returns (calls completed in
+    the measured seconds, CPU seconds h2load used over its whole run, warm-up included)."""
+    import os
     import re
 
     body = work / f"grpc-{len(payload)}.bin"
     body.write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)  # gRPC message frame
     cmd = ["h2load", "-c", "1", "-m", str(concurrency), "-D", f"{seconds:g}"]
-    cmd += ["--warm-up-time", "1", "-d", str(body), "-H", "content-type: application/grpc"]
-    cmd += ["-H", "te: trailers", f"http://127.0.0.1:{port}{METHOD}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cmd += ["--warm-up-time", f"{warmup:g}", "-d", str(body)]
+    cmd += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    cmd += [f"http://127.0.0.1:{port}{METHOD}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"h2load exited with {proc.returncode}:\n{out}")
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     if done is None or done.group(1) != done.group(2) or int(done.group(2)) == 0:
         raise RuntimeError(f"h2load calls failed:\n{out}")
-    return int(done.group(2)) / seconds
+    return int(done.group(2)), usage.ru_utime + usage.ru_stime
+
+
+def h2load_burst(port: int, payload: bytes, concurrency: int, seconds: float, work: Path):
+    """Lists/s from ``h2load`` at ``concurrency`` for ``seconds`` after 1 s of warm-up.
+
+    A cross-check of the Python client: on 2 cores the client shares the CPU with the server, so
+    a much cheaper client shows whether the client, rather than the server, limits throughput.
+    """
+    calls, _ = h2load_run(port, payload, concurrency, seconds, work)
+    return calls / seconds
 
 
 def compute_only(
