@@ -119,7 +119,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
+class ServerProcess:
+    """A server subprocess on ``self.port``, logging to ``log``: wait until it is SERVING (gRPC
+    health), stop it with SIGTERM (the drain path)."""
+
+    label: str
+    port: int
+
+    def launch(self, argv: list[str], log: Path) -> None:
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        from ltr.serve.healthcheck import check
+
+        deadline = time.monotonic() + timeout
+        while check(f"127.0.0.1:{self.port}", timeout=1) != "SERVING":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server {self.label} did not start; see {self.log.name}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Server(ServerProcess):
     """One ``ltr serve`` process."""
 
     def __init__(self, setup: Setup, model: Path, args: argparse.Namespace, log_dir: Path):
@@ -139,17 +168,8 @@ class Server:
             argv.append("--no-batching")
         for extra in args.serve_arg:
             argv += extra.split()
-        self.log = (log_dir / f"{setup.backend}-{setup.batching}.log").open("w")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        from ltr.serve.healthcheck import check
-
-        deadline = time.monotonic() + timeout
-        while check(f"127.0.0.1:{self.port}", timeout=1) != "SERVING":
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server {self.setup.label} did not start; see {self.log.name}")
-            time.sleep(0.5)
+        self.label = setup.label
+        self.launch(argv, log_dir / f"{setup.backend}-{setup.batching}.log")
 
     def batch_counts(self) -> tuple[float, float]:
         """(lists, forward passes) so far, from the Prometheus endpoint."""
@@ -189,14 +209,6 @@ class Server:
                 return now
             last = now
         return last
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 async def burst(port: int, payload: bytes, concurrency: int, seconds: float, warmup: float):
@@ -239,6 +251,8 @@ def h2load_run(
     import os
     import re
 
+    if seconds != int(seconds) or warmup != int(warmup):
+        raise ValueError(f"h2load takes whole seconds, got {seconds:g} s after {warmup:g} s")
     body = work / f"grpc-{len(payload)}.bin"
     body.write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)  # gRPC message frame
     cmd = ["h2load", "-c", "1", "-m", str(concurrency), "-D", f"{seconds:g}"]

@@ -31,9 +31,7 @@ import argparse
 import dataclasses
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,7 @@ import numpy as np
 from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
 from benchmarks.serving_latency import (
     BATCH_SIZES,
+    ServerProcess,
     build_model,
     compute_by_batch,
     free_port,
@@ -146,7 +145,11 @@ def _serve(rung: str, model: str, port: int, max_candidates: int) -> int:
 def thread_cpu(pid: int) -> tuple[float, float]:
     """(main thread, all other threads) CPU seconds of process ``pid`` so far."""
     main = other = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        raise RuntimeError(f"server process {pid} has exited") from None
+    for task in tasks:
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
@@ -167,26 +170,17 @@ class Sample:
     client_ms: float  # h2load
 
 
-class RungServer:
+class RungServer(ServerProcess):
+    """One rung's server (this script in ``--serve`` mode)."""
+
     def __init__(self, rung: str, model: Path, max_candidates: int, log_dir: Path) -> None:
         self.rung = rung
         self.port = free_port()
         argv = [sys.executable, "-m", "benchmarks.serving_overhead", "--serve", rung]
         argv += ["--model", str(model), "--port", str(self.port)]
         argv += ["--max-candidates", str(max_candidates)]
-        self.log = (log_dir / f"overhead-{rung}.log").open("w")
-        self.proc = subprocess.Popen(
-            argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1]
-        )
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        from ltr.serve.healthcheck import check
-
-        deadline = time.monotonic() + timeout
-        while check(f"127.0.0.1:{self.port}", timeout=1) != "SERVING":
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"rung {self.rung} did not start; see {self.log.name}")
-            time.sleep(0.5)
+        self.label = f"rung {rung}"
+        self.launch(argv, log_dir / f"overhead-{rung}.log")
 
     def measure(
         self, payload: bytes, concurrency: int, seconds: float, warmup: float, work: Path
@@ -210,22 +204,14 @@ class RungServer:
         client = client_cpu * seconds / (seconds + warmup)  # h2load's CPU, warm-up excluded
         return Sample(calls / seconds, main * per_call, other * per_call, client * per_call)
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--lengths", type=int, nargs="+", default=[10, 100])
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--rungs", nargs="+", default=list(RUNGS), choices=list(RUNGS))
-    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per burst")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per burst")
+    p.add_argument("--seconds", type=int, default=3, help="measured seconds per burst")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured seconds per burst")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median)")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md")
     p.add_argument("--serve", choices=list(RUNGS), help=argparse.SUPPRESS)
