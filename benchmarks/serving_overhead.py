@@ -198,6 +198,8 @@ class RungServer(ServerProcess):
         reader.start()
         calls, client_cpu = h2load_run(self.port, payload, concurrency, seconds, work, warmup)
         reader.join()
+        if "end" not in marks:  # the reader failed (its error is printed above)
+            raise RuntimeError(f"{self.label}: could not read the server's CPU time")
         main = marks["end"][0] - marks["start"][0]
         other = marks["end"][1] - marks["start"][1]
         per_call = 1e3 / calls
