@@ -5,7 +5,8 @@ options, health and reflection services, metrics, GIL switch interval) in which 
 replaced, driven by ``h2load`` (nghttp2's C load generator: one HTTP/2 connection, ``concurrency``
 concurrent ``Rerank`` calls with one pre-serialised request):
 
-1. ``grpc``: the servicer returns a prebuilt response; gRPC and protobuf parsing only.
+1. ``grpc``: the servicer returns a prebuilt response as long as the request's list; gRPC and
+   protobuf only.
 2. ``decode``: + decoding, validation, ranking and the response, inline, scores all zero (no
    model), with the per-call metrics of the real servicer.
 3. ``batcher``: the real servicer and dynamic batcher (compute thread), a model that costs
@@ -99,7 +100,7 @@ def _serve(rung: str, model: str, port: int, max_candidates: int) -> int:
     class Ladder(RerankerServicer):
         async def Rerank(self, request, context):
             if rung == "grpc":
-                return FIXED
+                return fixed(len(request.candidates))
             if rung not in ("decode", "inline"):
                 return await super().Rerank(request, context)
 
@@ -118,9 +119,17 @@ def _serve(rung: str, model: str, port: int, max_candidates: int) -> int:
 
             return await self._call("Rerank", context, work)
 
-    FIXED = pb.RerankResponse(query_id="q", model=pb.ModelRef(name="m", version="1"))
-    for i in range(10):
-        FIXED.candidates.add(id=f"c{i}", score=0.5, request_index=i)
+    responses: dict[int, pb.RerankResponse] = {}
+
+    def fixed(n: int) -> pb.RerankResponse:
+        """A prebuilt response as long as the request's list (so every rung sends as much)."""
+        if n not in responses:
+            response = pb.RerankResponse(query_id="q", model=pb.ModelRef(name="m", version="1"))
+            for i in range(n):
+                response.candidates.add(id=f"c{i}", score=0.5, request_index=i)
+            responses[n] = response
+        return responses[n]
+
     server.RerankerServicer = Ladder
     config = load_serve_config(
         overrides={
