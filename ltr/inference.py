@@ -27,7 +27,8 @@ def score_lists(
         items = [dataset[int(q)] for q in order[start : start + batch_size]]
         batch = collate_lists(items).to(device)
         # initial ranks = input order, as in training (ignored by models that do not use them)
-        out = model(batch.features, batch.mask, batch.initial_rank).float().cpu().numpy()
+        out = model(batch.features, batch.mask, batch.initial_rank, batch.context)
+        out = out.float().cpu().numpy()  # (B, L)
         for b, item in enumerate(items):
             scores[item.rows] = out[b, : len(item.rows)]
     return scores
@@ -41,6 +42,11 @@ def score_frame(loaded, frame) -> np.ndarray:
     """
     from ltr.errors import DataFormatError
 
+    if int(loaded.manifest.model_config.get("context_dim") or 0):
+        raise DataFormatError(
+            "this model needs a context vector per query, which a feature frame cannot carry; "
+            "score it with `ltr score` (context columns) or through the gRPC server"
+        )
     names = loaded.manifest.feature_names
     missing = [c for c in ["qid", *names] if c not in frame.columns]
     if missing:

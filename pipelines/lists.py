@@ -43,7 +43,7 @@ def score_flat(
         features: ``[N, F]`` float32 features, rows of a query contiguous.
         offsets: ``[Q + 1]`` int64 row offsets of the queries.
         initial_rank: ``[N]`` int 1-based initial rank of each row (0 = unknown), for models
-            that use initial ranks (see :mod:`pipelines.list_inputs`).
+            that use initial ranks (see :mod:`ltr.data.list_inputs`).
         context: ``[Q, C]`` float32 context vector of each query, for models that take one.
         batch_size: most lists per forward pass.
         max_slots: most padded candidates (lists x longest) per forward pass.

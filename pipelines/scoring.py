@@ -24,7 +24,7 @@ LETOR/SVMlight input is first converted (streamed) to ``_input.parquet`` inside 
 directory, which is kept until the job completes, so a resumed job does not parse the text again.
 
 Models that take initial ranks or a context vector read them from input columns
-(:mod:`pipelines.list_inputs`). Those columns are checked in one pass over the input, reading only
+(:mod:`ltr.data.list_inputs`). Those columns are checked in one pass over the input, reading only
 them and the query ids, before the output directory is touched (even with ``overwrite``): a bad
 rank or context vector is reported with its query id and column, and nothing is written.
 """
@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ltr.data.list_inputs import ListInputs, check_columns, extract, resolve
 from ltr.errors import ConfigError
 from ltr.predictor import Predictor, load_predictor
 from pipelines.jobdir import (
@@ -59,7 +60,6 @@ from pipelines.jobdir import (
     read_scored,
     write_json,
 )
-from pipelines.list_inputs import ListInputs, check_columns, extract, resolve
 from pipelines.lists import DEFAULT_BATCH_SIZE, offsets_of
 from pipelines.prefetch import prefetch
 from pipelines.source import (
@@ -195,6 +195,7 @@ def score_to_parquet(
         initial_rank_column=options.initial_rank_column,
         rank_from_order=options.initial_rank_from_order,
         context_columns=options.context_columns,
+        trained_context_columns=manifest.training.get("context_columns"),
     )
     feature_columns = options.feature_columns
     if feature_columns == ["model"]:

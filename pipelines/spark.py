@@ -20,7 +20,7 @@ each file split Spark reads). A fixed-size ``features`` list column reads back f
 output committer makes the write atomic (``_SUCCESS`` last); a failed job is re-run, not resumed.
 
 Models that take initial ranks or a context vector read them from columns, as the local engine
-does (:mod:`pipelines.list_inputs`); the columns' presence and types are checked on the driver,
+does (:mod:`ltr.data.list_inputs`); the columns' presence and types are checked on the driver,
 their values (per query) on the executors, where a bad value fails the job before anything is
 committed. Ranks taken from the input order (``--initial-rank-from-order``) are refused: Spark
 does not keep the order of a query's rows across file splits.
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.list_inputs import ListInputs
+from ltr.data.list_inputs import ListInputs
 
 ROW = "_ltr_row"
 _PREDICTORS: dict[str, Any] = {}  # per Python worker: artifact digest -> predictor
@@ -130,7 +130,7 @@ def _score_frame(predictor, frame, options: SparkOptions):
     """Score a pandas frame of whole queries sorted by (qid, row); add score and rank."""
     import pandas as pd
 
-    from pipelines.list_inputs import extract
+    from ltr.data.list_inputs import extract
     from pipelines.lists import rank_in_lists, score_flat
 
     qids = frame[options.qid_column].to_numpy()
@@ -224,15 +224,15 @@ def score_dataframe(
     """Lazily score a Spark DataFrame; returns a DataFrame with ``score`` and ``rank`` added.
 
     ``initial_rank_column`` and ``context_columns`` name the inputs of a model that takes
-    initial ranks or a context vector (see :mod:`pipelines.list_inputs`; defaults
+    initial ranks or a context vector (see :mod:`ltr.data.list_inputs`; defaults
     ``initial_rank`` and ``context``). ``initial_rank_from_order`` is refused here.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     from ltr.artifact import load_model
+    from ltr.data.list_inputs import check_columns, resolve
     from ltr.errors import ConfigError, DataFormatError
-    from pipelines.list_inputs import check_columns, resolve
 
     loaded = load_model(str(model))
     manifest = loaded.manifest
@@ -241,6 +241,7 @@ def score_dataframe(
         initial_rank_column=initial_rank_column,
         rank_from_order=initial_rank_from_order,
         context_columns=context_columns,
+        trained_context_columns=manifest.training.get("context_columns"),
     )
     if inputs.rank_from_order:
         raise ConfigError(

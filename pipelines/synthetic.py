@@ -119,17 +119,81 @@ def write_synthetic(
     return path
 
 
+def write_context_task(
+    path: str | Path,
+    num_queries: int,
+    *,
+    num_features: int = 8,
+    list_length: int = 20,
+    seed: int = 0,
+    task_seed: int = 0,
+) -> Path:
+    """Write a ranking task that only a model reading the context vector can learn.
+
+    Every query gets a context vector ``[s, z]`` (list column ``context``): ``s`` is -1 or +1,
+    ``z`` standard normal and unused (a distractor). A candidate's hidden relevance is
+    ``s * (x . w) + 0.3 * noise`` with standard-normal features ``x`` and ``w`` fixed by
+    ``task_seed`` (files with one ``task_seed`` and different ``seed`` are splits of one task),
+    graded 2 / 1 / 0 at the 90th / 70th percentiles of the file's relevances. Half the queries
+    want large ``x . w`` and half small: from features alone a model can at best put candidates
+    with extreme ``x . w`` first (about half of them relevant), while with the context it can
+    approach NDCG 1.
+    """
+    if num_queries < 1 or list_length < 1:
+        raise ValueError("need num_queries >= 1 and list_length >= 1")
+    weights = np.random.default_rng(task_seed).normal(size=num_features) / np.sqrt(num_features)
+    rng = np.random.default_rng([task_seed, seed])
+    n = num_queries * list_length
+    sign = rng.choice([-1.0, 1.0], size=num_queries)  # [Q]
+    context = np.column_stack([sign, rng.standard_normal(num_queries)]).astype(np.float32)
+    features = rng.standard_normal((n, num_features), dtype=np.float32)  # [N, F]
+    relevance = np.repeat(sign, list_length) * (features @ weights)
+    relevance += 0.3 * rng.standard_normal(n)  # [N]
+    high, mid = np.quantile(relevance, [0.9, 0.7])
+    labels = np.select([relevance > high, relevance > mid], [2.0, 1.0]).astype(np.float32)
+    qids = np.repeat([f"q{q:06d}" for q in range(num_queries)], list_length)
+    doc_ids = [f"{q}-{i % list_length}" for i, q in enumerate(qids)]
+    chunk = RowChunk(qids.astype(object), np.asarray(doc_ids, dtype=object), labels, features)
+    table = chunk_to_table(chunk, schema(num_features))
+    per_row = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.repeat(context, list_length, axis=0).reshape(-1)), context.shape[1]
+    )
+    table = table.append_column("context", per_row)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="write synthetic ranking data (ltr schema)")
     parser.add_argument("output", type=Path)
-    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--rows", type=int, help="rows to write (the plain task)")
     parser.add_argument("--features", type=int, default=DEFAULT_FEATURES)
     parser.add_argument("--min-list", type=int, default=10)
     parser.add_argument("--max-list", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--row-group-rows", type=int, default=65_536)
     parser.add_argument("--straddle", action="store_true", help="let queries straddle row groups")
+    parser.add_argument(
+        "--context-task",
+        type=int,
+        metavar="QUERIES",
+        help="instead: QUERIES lists of --max-list candidates with 8 features and a context "
+        "vector that decides which candidates are relevant (see write_context_task); files "
+        "with different --seed are splits of one task",
+    )
     args = parser.parse_args(argv)
+    if args.context_task is not None:
+        write_context_task(
+            args.output, args.context_task, list_length=args.max_list, seed=args.seed
+        )
+        print(f"wrote {args.context_task:,} queries with context vectors to {args.output}")
+        return 0
+    if args.rows is None:
+        parser.error("give --rows (or --context-task QUERIES)")
     write_synthetic(
         args.output,
         args.rows,

@@ -3,7 +3,7 @@
 The unit of work of the local engine: a table whose queries are complete and contiguous is cut
 into query-aligned pieces, its features are turned into a ``[n, F]`` matrix -- and, for models
 that take them, its initial ranks and context vectors are checked and converted
-(:mod:`pipelines.list_inputs`) -- by :func:`prepare`, done ahead of the model in a reader thread;
+(:mod:`ltr.data.list_inputs`) -- by :func:`prepare`, done ahead of the model in a reader thread;
 each piece is then scored by :func:`pipelines.lists.score_flat` (:func:`score_prepared`).
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from ltr.data.list_inputs import ListInputs, extract, resolve
 from ltr.predictor import Predictor
-from pipelines.list_inputs import ListInputs, extract, resolve
 from pipelines.lists import DEFAULT_BATCH_SIZE, offsets_of, rank_in_lists, score_flat
 from pipelines.source import features_of
 
@@ -34,7 +34,7 @@ def score_table(
     This is what ``ltr score`` does to every piece of its input, so a caller (e.g. a test that
     compares with the gRPC server) can score the same lists in memory. ``inputs`` says where a
     model's initial ranks and context come from (default: the ``initial_rank`` and ``context``
-    columns, see :func:`pipelines.list_inputs.resolve`).
+    columns, see :func:`ltr.data.list_inputs.resolve`).
     """
     manifest = predictor.loaded.manifest
     if inputs is None:

@@ -35,6 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="order of equal scores (default: lower labels first)",
     )
     p.add_argument("--batch-size", type=int, default=128, help="lists per forward pass")
+    p.add_argument(
+        "--context-columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="models with a context vector (Parquet data): one list column of C numbers, or C "
+        "numeric columns, the same on every row of a query (default: the columns the model was "
+        "trained with, else the list column context)",
+    )
     p.set_defaults(func=run)
 
 
@@ -73,12 +81,21 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
     info: dict[str, object] = {}
     if args.model:
         from ltr.artifact import load_model
+        from ltr.data.list_inputs import resolve
         from ltr.errors import DataFormatError
         from ltr.inference import score_lists
 
         loaded = load_model(args.model)
-        width = loaded.manifest.num_features
-        data = load_dataset(args.data, group_file=args.group_file, num_features=width)
+        manifest = loaded.manifest
+        width = manifest.num_features
+        context = resolve(
+            manifest.model_config,
+            context_columns=args.context_columns,
+            trained_context_columns=manifest.training.get("context_columns"),
+        )
+        data = load_dataset(
+            args.data, group_file=args.group_file, num_features=width, context=context
+        )
         if data.num_features != width:
             raise DataFormatError(
                 f"the data has {data.num_features} features but the model expects {width}"
@@ -87,6 +104,10 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
         info["model"] = args.model
         max_grade = loaded.manifest.training.get("max_grade")
     else:
+        if args.context_columns:
+            from ltr.errors import ConfigError
+
+            raise ConfigError("--context-columns is for models; external scores need no context")
         data = load_dataset(args.data, group_file=args.group_file)
         scores = read_scores(args.scores, data.num_rows)
         info["scores"] = str(args.scores)

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Models trained with initial ranks (use_initial_rank) read a 1-based rank per row "
         "(0 = unknown) from the column `initial_rank`; models with a context vector "
         "(context_dim C) read C numbers per query, the same on every row of the query, from "
-        "the list column `context`. Bad ranks or contexts are reported with the query id and "
-        "column before anything is written.",
+        "the columns the model was trained with (default: the list column `context`). Bad "
+        "ranks or contexts are reported with the query id and column before anything is "
+        "written.",
         epilog="example: ltr score --model models:/ltr-mq2008-setrank@candidate "
         "--input candidates.parquet --output scored/",
     )
@@ -91,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="COLUMN",
         help="the per-query context vector: one list column of C numbers, or C numeric columns, "
-        "the same on every row of a query (default: the list column context)",
+        "the same on every row of a query (default: the columns the model was trained "
+        "with, else the list column context)",
     )
     spark = p.add_argument_group("spark engine")
     spark.add_argument("--spark-master", default="local[*]", help="e.g. local[4], yarn")

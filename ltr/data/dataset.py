@@ -2,7 +2,9 @@
 
 A :class:`ListDataset` holds all rows of all queries in flat arrays (``features [N, F]``,
 ``labels [N]``) and ``offsets [Q + 1]`` such that query ``q`` owns rows
-``offsets[q]:offsets[q + 1]``. Item ``q`` of the dataset is that query's list.
+``offsets[q]:offsets[q + 1]``, plus, for models with a context vector, ``context [Q, C]`` (one
+vector per query, read from Parquet columns, see :mod:`ltr.data.list_inputs`). Item ``q`` of the
+dataset is that query's list.
 
 :func:`collate_lists` pads a list of items into a :class:`~ltr.types.ListBatch` with a boolean mask
 (``True`` = real candidate). Evaluation always sees whole lists. For training only,
@@ -15,14 +17,16 @@ not depend on data-loader workers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from ltr.data.parquet import default_feature_names, query_starts, read_parquet
+from ltr.data.list_inputs import ListInputs, check_columns, extract
+from ltr.data.parquet import default_feature_names, feature_names_of, query_starts, table_to_chunk
 from ltr.data.stats import DataStats
 from ltr.data.svmlight import RowChunk, concat_chunks, read_svmlight
 from ltr.errors import DataFormatError
@@ -41,6 +45,7 @@ class ListExample:
         initial_rank: ``[n]`` int64 1-based position of each candidate in its query's input
             order (the first-stage ranking, for models with ``use_initial_rank``); kept through
             list sampling. ``None`` = ``1..n``.
+        context: ``[C]`` float32 the query's context vector, or None.
     """
 
     features: np.ndarray
@@ -48,6 +53,7 @@ class ListExample:
     index: int
     rows: np.ndarray
     initial_rank: np.ndarray | None = None
+    context: np.ndarray | None = None
 
     def ranks(self) -> np.ndarray:
         """``initial_rank``, or ``1..n`` when not given."""
@@ -66,6 +72,7 @@ class ListDataset(Dataset):
         qids: ``[Q]`` query ids.
         doc_ids: optional ``[N]`` document ids.
         feature_names: names of the F features (default ``f1..fF``).
+        context: optional ``[Q, C]`` float32 per-query context vectors (finite).
     """
 
     def __init__(
@@ -76,6 +83,7 @@ class ListDataset(Dataset):
         qids: Sequence[str] | np.ndarray,
         doc_ids: np.ndarray | None = None,
         feature_names: list[str] | None = None,
+        context: np.ndarray | None = None,
     ):
         self.features = np.ascontiguousarray(features, dtype=np.float32)
         self.labels = np.ascontiguousarray(labels, dtype=np.float32)
@@ -92,10 +100,26 @@ class ListDataset(Dataset):
         if len(self.qids) != len(self.offsets) - 1:
             raise DataFormatError(f"{len(self.qids)} query ids for {len(self.offsets) - 1} queries")
         self.feature_names = feature_names or default_feature_names(self.features.shape[1])
+        self.context = None
+        if context is not None:
+            self.context = np.ascontiguousarray(context, dtype=np.float32)  # (Q, C)
+            if self.context.ndim != 2 or self.context.shape[0] != len(self.qids):
+                raise DataFormatError(
+                    f"context must be [queries, context_dim] = [{len(self.qids)}, C], got "
+                    f"{self.context.shape}"
+                )
+            if not np.isfinite(self.context).all():
+                raise DataFormatError("context vectors must hold finite numbers only")
 
     @classmethod
-    def from_chunk(cls, chunk: RowChunk, feature_names: list[str] | None = None) -> ListDataset:
-        """Build from rows whose queries are contiguous."""
+    def from_chunk(
+        cls,
+        chunk: RowChunk,
+        feature_names: list[str] | None = None,
+        context: np.ndarray | None = None,
+    ) -> ListDataset:
+        """Build from rows whose queries are contiguous (``context``: ``[Q, C]`` in query
+        order, or None)."""
         if len(chunk) == 0:
             raise DataFormatError("the data holds no rows")
         starts = query_starts(chunk.qids)
@@ -103,7 +127,14 @@ class ListDataset(Dataset):
         if len(set(qids)) != len(qids):
             raise DataFormatError("rows of a query must be contiguous; a query id appears twice")
         offsets = np.append(starts, len(chunk)).astype(np.int64)
-        return cls(chunk.features, chunk.labels, offsets, qids, chunk.doc_ids, feature_names)
+        return cls(
+            chunk.features, chunk.labels, offsets, qids, chunk.doc_ids, feature_names, context
+        )
+
+    @property
+    def context_dim(self) -> int:
+        """C, the size of the per-query context vectors (0 = none)."""
+        return 0 if self.context is None else int(self.context.shape[1])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -115,6 +146,7 @@ class ListDataset(Dataset):
             self.labels[start:end],
             int(index),
             np.arange(start, end, dtype=np.int64),
+            context=None if self.context is None else self.context[index],
         )
 
     @property
@@ -167,20 +199,32 @@ class SampledLists(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         keep = np.sort(rng.choice(len(item.labels), size=cap, replace=False))
         return ListExample(
-            item.features[keep], item.labels[keep], item.index, item.rows[keep], item.ranks()[keep]
+            item.features[keep],
+            item.labels[keep],
+            item.index,
+            item.rows[keep],
+            item.ranks()[keep],
+            item.context,
         )
 
 
 def collate_lists(items: Sequence[ListExample]) -> ListBatch:
-    """Pad candidate lists into a :class:`ListBatch` (padded slots: zeros, mask ``False``)."""
+    """Pad candidate lists into a :class:`ListBatch` (padded slots: zeros, mask ``False``).
+
+    Context vectors, when the items carry them, are stacked into ``context [B, C]``.
+    """
     if not items:
         raise ValueError("cannot collate an empty batch")
+    with_context = [it.context is not None for it in items]
+    if any(with_context) and not all(with_context):
+        raise ValueError("some lists of the batch carry a context vector and some do not")
     width = items[0].features.shape[1]
     longest = max(len(it.labels) for it in items)
     features = np.zeros((len(items), longest, width), dtype=np.float32)
     labels = np.zeros((len(items), longest), dtype=np.float32)
     mask = np.zeros((len(items), longest), dtype=bool)
     ranks = np.zeros((len(items), longest), dtype=np.int64)  # 0 = padded
+    context = np.stack([it.context for it in items]) if all(with_context) else None  # (B, C)
     for b, it in enumerate(items):
         n = len(it.labels)
         features[b, :n] = it.features
@@ -192,6 +236,7 @@ def collate_lists(items: Sequence[ListExample]) -> ListBatch:
         labels=torch.from_numpy(labels),  # (B, L)
         mask=torch.from_numpy(mask),  # (B, L)
         initial_rank=torch.from_numpy(ranks),  # (B, L), input order; used by rank-aware models
+        context=None if context is None else torch.from_numpy(context),  # (B, C)
         query_index=torch.tensor([it.index for it in items], dtype=torch.int64),
     )
 
@@ -201,27 +246,45 @@ def load_dataset(
     *,
     group_file: str | Path | None = None,
     num_features: int | None = None,
+    context: ListInputs | None = None,
 ) -> ListDataset:
     """Load one or more LETOR/SVMlight (plain, .xz, .gz) or ltr Parquet files as one dataset.
 
     Several files are concatenated in order (e.g. the three training partitions of a fold); a
     query id may not occur in two of them.
+
+    Args:
+        context: for a model with a context vector (``context.context_dim > 0``, see
+            :func:`ltr.data.list_inputs.resolve`): the Parquet columns each query's vector is
+            read from. LETOR/SVMlight files cannot carry one.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
     if not paths:
         raise ValueError("no data file given")
+    inputs = None  # only the context columns: training's initial ranks are the input order
+    if context is not None and context.context_dim:
+        inputs = replace(context, initial_rank_column=None, rank_from_order=False)
     chunks: list[RowChunk] = []
+    vectors: list[np.ndarray] = []
     names: list[str] | None = None
     for path in paths:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such data file: {path}")
         if path.suffix == ".parquet":
-            chunk, file_names = read_parquet(path)
+            chunk, file_names, file_context = _read_parquet_lists(path, inputs)
             if names is not None and file_names != names:
                 raise DataFormatError(f"{path}: its feature names differ from the other files'")
             names = file_names
+            if file_context is not None:
+                vectors.append(file_context)
+        elif inputs is not None:
+            raise DataFormatError(
+                f"{path}: the model needs a context vector of {inputs.context_dim} values per "
+                "query, which LETOR/SVMlight files cannot carry; convert the data to Parquet "
+                "(`ltr convert`) and add a context column"
+            )
         else:
             chunk = read_svmlight(path, num_features=num_features, group_file=group_file)
         chunks.append(chunk)
@@ -229,7 +292,29 @@ def load_dataset(
         # Sparse files may stop at different largest indices: widen to the largest.
         width = max(c.features.shape[1] for c in chunks)
         chunks = [_widen(c, width) for c in chunks]
-    return ListDataset.from_chunk(concat_chunks(chunks), names)
+    vectors_all = np.concatenate(vectors) if inputs is not None else None  # (Q, C)
+    return ListDataset.from_chunk(concat_chunks(chunks), names, vectors_all)
+
+
+def _read_parquet_lists(
+    path: Path, inputs: ListInputs | None
+) -> tuple[RowChunk, list[str], np.ndarray | None]:
+    """A Parquet file's rows, feature names and (with ``inputs``) ``[Q, C]`` context vectors."""
+    table = pq.read_table(path)
+    chunk = table_to_chunk(table)
+    names = feature_names_of(table.schema)
+    if inputs is None or len(chunk) == 0:
+        return chunk, names, None
+    starts = query_starts(chunk.qids)
+    qids = chunk.qids[starts]
+    if len(set(qids)) != len(qids):
+        raise DataFormatError(
+            f"{path}: rows of a query must be contiguous; a query id appears twice"
+        )
+    check_columns(inputs, table.schema, path)
+    offsets = np.append(starts, len(chunk))
+    _, vectors = extract(inputs, table, offsets, lambda q: qids[q])
+    return chunk, names, vectors
 
 
 def _widen(chunk: RowChunk, width: int) -> RowChunk:

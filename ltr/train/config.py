@@ -38,6 +38,10 @@ class DataConfig:
     """Training only: longer lists are replaced by a seeded random subset of this size."""
     num_workers: int = 0
     """DataLoader worker processes (0 = load in the main process)."""
+    context_columns: list[str] | None = None
+    """Models with ``context_dim`` C (Parquet data only): the column holding each query's context
+    vector as a list of C numbers, or C numeric columns; the same on every row of a query.
+    Default: the list column ``context``."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from ltr.data.dataset import ListDataset, SampledLists, collate_lists, load_dataset
 from ltr.data.folds import letor_fold
+from ltr.data.list_inputs import resolve
 from ltr.errors import ConfigError
 from ltr.train.config import DataConfig
 from ltr.types import ListBatch
@@ -44,20 +45,25 @@ class ListDataModule(L.LightningDataModule):
     """Loads the splits once (eagerly) and serves padded list batches.
 
     Training batches are shuffled and, with ``max_list_length``, long lists are sampled down
-    (seeded, new subsets every epoch); validation and test batches always hold whole lists.
+    (seeded, new subsets every epoch); validation and test batches always hold whole lists. With
+    ``context_dim`` C > 0 every split reads each query's context vector from
+    ``config.context_columns`` (Parquet only).
     """
 
-    def __init__(self, config: DataConfig, *, seed: int = 0):
+    def __init__(self, config: DataConfig, *, seed: int = 0, context_dim: int = 0):
         super().__init__()
         self.config = config
         files = split_files(config)
         self.files = files
-        self.train_set: ListDataset = load_dataset(files["train"])
-        width = self.train_set.num_features
-        self.valid_set = (
-            load_dataset(files["valid"], num_features=width) if files["valid"] else None
+        self.context = resolve(
+            {"context_dim": context_dim},
+            context_columns=config.context_columns,
+            context_option="data.context_columns",
         )
-        self.test_set = load_dataset(files["test"], num_features=width) if files["test"] else None
+        self.train_set: ListDataset = load_dataset(files["train"], context=self.context)
+        width = self.train_set.num_features
+        self.valid_set = self._load(files["valid"], width)
+        self.test_set = self._load(files["test"], width)
         for name, ds in (("valid", self.valid_set), ("test", self.test_set)):
             if ds is not None and ds.num_features != width:
                 raise ConfigError(
@@ -65,9 +71,8 @@ class ListDataModule(L.LightningDataModule):
                 )
         self.train_view = SampledLists(self.train_set, config.max_list_length, seed=seed)
 
-    @staticmethod
-    def _load(paths: list[Path], width: int) -> ListDataset | None:
-        return load_dataset(paths, num_features=width) if paths else None
+    def _load(self, paths: list[Path], width: int) -> ListDataset | None:
+        return load_dataset(paths, num_features=width, context=self.context) if paths else None
 
     def transfer_batch_to_device(self, batch: ListBatch, device: torch.device, dataloader_idx: int):
         return batch.to(device)  # ListBatch is a frozen dataclass: move it as a whole

@@ -119,11 +119,11 @@ def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingM
             f"model.num_features is {given} but the training data has {train_set.num_features}"
         )
     params["num_features"] = train_set.num_features
-    if int(params.get("context_dim") or 0) > 0:
+    context_dim = int(params.get("context_dim") or 0)
+    if context_dim != train_set.context_dim:
         raise ConfigError(
-            f"model.context_dim is {params['context_dim']}, but training data carry no per-list "
-            "context vectors yet (LETOR and ltr Parquet files hold features and labels only); "
-            "train with model.context_dim 0"
+            f"model.context_dim is {context_dim} but the training data carry "
+            f"{train_set.context_dim} context values per query"
         )
     scorer = build_scorer(config.model["name"], params)
     normalizer = None
@@ -145,7 +145,8 @@ def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
     started = time.perf_counter()
     _quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    datamodule = ListDataModule(config.data, seed=config.trainer.seed)
+    context_dim = int(config.model.get("context_dim") or 0)
+    datamodule = ListDataModule(config.data, seed=config.trainer.seed, context_dim=context_dim)
     model = build_ranking_model(config, datamodule.train_set)
     loss_fn = build_loss(config.loss)
     resolved = to_dict(config)
@@ -246,6 +247,8 @@ def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
                 "max_grade": max_grade,
             },
         )
+        if datamodule.context.context_dim:
+            manifest.training["context_columns"] = list(datamodule.context.context_columns)
         if tracking.tracker is not None:
             manifest.training["run_id"] = tracking.tracker.run_id
             manifest.training["registered_model"] = config.tracking.registered_model

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
-import pytest
 import torch
 from mlflow import MlflowClient
 
 from ltr.artifact import load_model
 from ltr.data import load_dataset
-from ltr.errors import ConfigError
 from ltr.inference import score_lists
 from ltr.train.run import train
 
@@ -132,7 +130,7 @@ def test_registry_models_are_cached_and_missing_ones_reported(tiny_config, monke
         load_model("models:/tiny@nope")
 
 
-def test_rank_aware_model_trains_on_input_order_and_context_is_refused(tiny_config):
+def test_rank_aware_model_trains_on_input_order(tiny_config):
     cfg = tiny_config(
         **{"model.use_initial_rank": True, "trainer.max_epochs": 1, "tracking.enabled": False}
     )
@@ -146,5 +144,3 @@ def test_rank_aware_model_trains_on_input_order_and_context_is_refused(tiny_conf
         reversed_ = loaded.model(features, mask, torch.tensor([[3, 2, 1]]))
     # identical candidates told apart by their initial rank alone: the embedding is in use
     assert not torch.allclose(in_order, reversed_)
-    with pytest.raises(ConfigError, match="context vectors"):
-        train(tiny_config(**{"model.context_dim": 4}), verbose=False)

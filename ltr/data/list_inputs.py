@@ -1,8 +1,10 @@
-"""Initial ranks and context vectors for batch scoring: which columns hold them, and their checks.
+"""Initial ranks and context vectors: which columns hold them, and their checks.
 
 Some models take more than features (``use_initial_rank``, ``context_dim > 0`` in the model
-config). Batch scoring reads those inputs from columns of the input, with the conventions of the
-model (:class:`ltr.models.setrank.SetRank`) and of the gRPC server (:mod:`ltr.serve.validation`):
+config). Batch scoring reads both from columns of its input; training and evaluation read context
+vectors from columns of Parquet data (their initial ranks are each list's input order). The
+conventions are the model's (:class:`ltr.models.setrank.SetRank`) and the gRPC server's
+(:mod:`ltr.serve.validation`):
 
 * **initial rank** -- one integer per row, 1-based (1 = first in the initial ranking), 0 =
   unknown (the model's "unknown" embedding, as for a rank the server was not sent); ranks above
@@ -12,9 +14,9 @@ model (:class:`ltr.models.setrank.SetRank`) and of the gRPC server (:mod:`ltr.se
   (default ``context``) or ``C`` numeric columns.
 
 :func:`resolve` decides where each input comes from, :func:`check_columns` checks an input's
-schema, and :func:`extract` turns a table of whole queries into the arrays
-:func:`pipelines.lists.score_flat` pads: ``initial_rank [N]`` and ``context [Q, C]``. Every
-fault a user can make is reported with the query id and the column.
+schema, and :func:`extract` turns a table of whole queries into the arrays the scorers pad:
+``initial_rank [N]`` and ``context [Q, C]``. Every fault a user can make is reported with the
+query id and the column.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ class ListInputs:
         rank_from_order: the initial ranks are the rows' order within their query (``1 .. n``).
         context_columns: one list column of C values, or C numeric columns; empty = no context.
         context_dim: C, the model's context size (0 = no context).
+        context_option: how the user names the context columns (for messages).
     """
 
     initial_rank_column: str | None = None
     rank_from_order: bool = False
     context_columns: tuple[str, ...] = ()
     context_dim: int = 0
+    context_option: str = "--context-columns"
 
     @property
     def needed(self) -> bool:
@@ -82,8 +86,15 @@ def resolve(
     initial_rank_column: str | None = None,
     rank_from_order: bool = False,
     context_columns: Sequence[str] | None = None,
+    context_option: str = "--context-columns",
+    trained_context_columns: Sequence[str] | None = None,
 ) -> ListInputs:
     """The inputs a model with ``model_config`` needs, from the user's options (None = default).
+
+    ``context_option`` is how the user names the context columns (a flag, or a config key), for
+    the messages. Without ``context_columns`` a context model reads the columns it was trained
+    with (``trained_context_columns``, recorded in its manifest), else the list column
+    ``context``.
 
     Raises:
         ConfigError: an option the model cannot use, or two that exclude each other.
@@ -100,18 +111,18 @@ def resolve(
             "--initial-rank-column and --initial-rank-from-order exclude each other; pick one"
         )
     if dim == 0 and context_columns:
-        raise ConfigError("this model takes no context vector; leave out --context-columns")
+        raise ConfigError(f"this model takes no context vector; leave out {context_option}")
     if context_columns is not None and len(set(context_columns)) != len(context_columns):
-        raise ConfigError("--context-columns names a column twice; name each column once")
+        raise ConfigError(f"{context_option} names a column twice; name each column once")
     rank_column = None
     if uses_rank and not rank_from_order:
         rank_column = initial_rank_column or INITIAL_RANK
-    context = tuple(context_columns or [CONTEXT]) if dim else ()
+    context = tuple(context_columns or trained_context_columns or [CONTEXT]) if dim else ()
     if rank_column is not None and rank_column in context:
         raise ConfigError(
             f"column {rank_column!r} cannot hold both the initial ranks and the context vector"
         )
-    return ListInputs(rank_column, rank_from_order and uses_rank, context, dim)
+    return ListInputs(rank_column, rank_from_order and uses_rank, context, dim, context_option)
 
 
 def _is_number(kind: pa.DataType) -> bool:
@@ -153,7 +164,7 @@ def check_columns(inputs: ListInputs, schema: pa.Schema, where: object) -> None:
         raise DataFormatError(
             f"this model needs a context vector of {dim} values per query but {where} has no "
             f"column {', '.join(map(repr, missing))}; name one list column or {dim} numeric "
-            "columns with --context-columns"
+            f"columns with {inputs.context_option}"
         )
     if len(names) == 1 and _is_list(schema.field(names[0]).type):
         kind = schema.field(names[0]).type
@@ -177,7 +188,8 @@ def check_columns(inputs: ListInputs, schema: pa.Schema, where: object) -> None:
     if len(names) != dim:
         raise DataFormatError(
             f"{len(names)} numeric context column(s) given but the model needs a context vector "
-            f"of {dim} values; name {dim} columns, or one list column, with --context-columns"
+            f"of {dim} values; name {dim} columns, or one list column, with "
+            f"{inputs.context_option}"
         )
 
 
