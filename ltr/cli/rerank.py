@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="send one query's candidates from a data file to a running server",
         description="Read one query's candidates from a LETOR or Parquet file, send them to an "
         "ltr serve process and print them in the order it returns (with their labels from the "
-        "file, for a quick look). Candidate ids are the file's doc ids, else row numbers.",
+        "file, for a quick look). Candidate ids are the file's doc ids, else row numbers. A "
+        "model that uses initial ranks is sent the file's order as the initial ranking, as in "
+        "training and ltr evaluate; a model with a context vector gets the query's vector from "
+        "--context-columns (Parquet data).",
         epilog="example: ltr rerank --server localhost:50051 --data data/mq2008/S5.txt.xz "
         "--query 18219 --top-k 10",
     )
@@ -27,30 +30,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cert", type=Path, help="client certificate (PEM), for mutual TLS")
     p.add_argument("--key", type=Path, help="client key (PEM), for mutual TLS")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--context-columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="for a served model with a context vector (Parquet data): one list column of C "
+        "numbers, or C numeric columns (default: the list column context)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ltr.data.dataset import load_dataset
+    from ltr.data.list_inputs import resolve
     from ltr.errors import ConfigError
     from ltr.serve.client import RerankerClient
 
-    data = load_dataset(args.data, group_file=args.group_file)
-    qids = [str(q) for q in data.qids]
-    if args.query is None:
-        index = 0
-    elif args.query in qids:
-        index = qids.index(args.query)
-    else:
-        raise ConfigError(f"query {args.query!r} is not in {args.data}; e.g. {qids[0]!r}")
-    item = data[index]
-    doc_ids = data.doc_ids[item.rows]
-    ids = [str(d) if d is not None else f"row{r}" for d, r in zip(doc_ids, item.rows, strict=True)]
-    labels = dict(zip(ids, item.labels.tolist(), strict=True))
     with RerankerClient(
         args.server, ca=args.ca, cert=args.cert, key=args.key, timeout=args.timeout
     ) as client:
-        ranked = client.rerank(ids, item.features, query_id=qids[index], top_k=args.top_k)
+        # the served model says which inputs beyond features it takes
+        spec = client.model_info().spec
+        model_config = {"use_initial_rank": spec.uses_initial_rank, "context_dim": spec.context_dim}
+        context = resolve(model_config, context_columns=args.context_columns)
+        data = load_dataset(args.data, group_file=args.group_file, context=context)
+        qids = [str(q) for q in data.qids]
+        if args.query is None:
+            index = 0
+        elif args.query in qids:
+            index = qids.index(args.query)
+        else:
+            raise ConfigError(f"query {args.query!r} is not in {args.data}; e.g. {qids[0]!r}")
+        item = data[index]
+        doc_ids = data.doc_ids[item.rows]
+        ids = [
+            str(d) if d is not None else f"row{r}" for d, r in zip(doc_ids, item.rows, strict=True)
+        ]
+        labels = dict(zip(ids, item.labels.tolist(), strict=True))
+        ranked = client.rerank(
+            ids,
+            item.features,
+            query_id=qids[index],
+            top_k=args.top_k,
+            # as in training and `ltr evaluate`: the file's order is the initial ranking
+            initial_ranks=item.ranks() if spec.uses_initial_rank else None,
+            context=item.context,
+        )
     if args.format == "json":
         out = {
             "query_id": ranked.query_id,

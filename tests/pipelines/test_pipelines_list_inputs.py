@@ -8,6 +8,8 @@ PyTorch model called on one unpadded list at a time -- never from the batch scor
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +168,7 @@ def test_context_model_reads_a_list_column_or_numeric_columns(models, table, tmp
 
 def test_real_server_gives_the_batch_scores(models, table, tmp_path):
     from ltr.serve.client import RerankerClient
-    from tests.serve._helpers import ServerProcess
+    from tests.serve._helpers import LTR, ServerProcess
 
     src = _write(table, tmp_path / "in.parquet")
     score_to_parquet(models["both"], src, tmp_path / "out", ScoreOptions(progress=False))
@@ -192,9 +194,21 @@ def test_real_server_gives_the_batch_scores(models, table, tmp_path):
             for start in range(0, len(queries), 32):
                 for ranked in client.rerank_batch(queries[start : start + 32]):
                     served.update(zip(ranked.ids, ranked.scores.tolist(), strict=True))
+        # `ltr rerank` sends the file's order as initial ranks and the query's context column
+        qid, rows = _groups(table.column("qid").to_pylist())[3]
+        proc = subprocess.run(
+            [str(LTR), "rerank", "--server", server.target, "--data", str(src),
+             "--query", str(qid), "--format", "json"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        one = {c["id"]: c["score"] for c in json.loads(proc.stdout)["candidates"]}
     finally:
         assert server.stop() == 0
     _assert_close(batch, served)
+    in_order = np.arange(1, len(rows) + 1)
+    query_rows = table.take(rows)
+    _assert_close(one, _served(models["both"], query_rows, ranks=in_order, context=True), 1e-5)
 
 
 def test_score_flat_equals_single_unpadded_list_forwards(models, table):
