@@ -68,6 +68,9 @@ class ReportConfig:
     group_file: str | None = None
     backend: str = "torch"
     batch_size: int = 128
+    context_columns: list[str] | None = None
+    """Models with a context vector (Parquet data): the columns holding it (default: the columns
+    the model was trained with, else the list column ``context``)."""
     mlflow: bool = True
     experiment: str = "ltr-reports"
     tracking_uri: str | None = None
@@ -92,18 +95,59 @@ class ReportResult:
 def model_scores(predictor, data: ListDataset, *, batch_size: int) -> np.ndarray:
     """Scores of a loaded :class:`ltr.predictor.Predictor` on ``data``, ``[N]`` float64.
 
-    The same per-list scorer as ``ltr score`` (:func:`pipelines.lists.score_flat`).
+    The same per-list scorer as ``ltr score`` (:func:`pipelines.lists.score_flat`). As in
+    ``ltr evaluate``, a model with initial ranks gets each list's input order and a model with a
+    context vector gets the data's (see :func:`context_inputs`).
     """
     from pipelines.lists import score_flat
 
-    width = predictor.loaded.manifest.num_features
+    manifest = predictor.loaded.manifest
+    width = manifest.num_features
     if width != data.num_features:
         raise DataFormatError(
             f"model {predictor.loaded.source} expects {width} features but the test data has "
             f"{data.num_features}"
         )
-    scores = score_flat(predictor, data.features, data.offsets, batch_size=batch_size)
+    context_dim = int(manifest.model_config.get("context_dim") or 0)
+    if context_dim != data.context_dim and context_dim:
+        raise DataFormatError(
+            f"model {predictor.loaded.source} needs a context vector of {context_dim} values per "
+            f"query but the test data were read with {data.context_dim}"
+        )
+    scores = score_flat(
+        predictor,
+        data.features,
+        data.offsets,
+        initial_rank=data.input_ranks if manifest.model_config.get("use_initial_rank") else None,
+        context=data.context if context_dim else None,
+        batch_size=batch_size,
+    )
     return scores.astype(np.float64)
+
+
+def context_inputs(config: ReportConfig, predictors: Sequence):
+    """The context columns to read for the models of a report (None when none takes one)."""
+    from ltr.data.list_inputs import resolve
+
+    takers = [p for p in predictors if int(p.loaded.manifest.model_config.get("context_dim") or 0)]
+    if not takers:
+        if config.context_columns:
+            raise ConfigError(
+                "no model of the report takes a context vector; leave out --context-columns"
+            )
+        return None
+    dims = {int(p.loaded.manifest.model_config["context_dim"]) for p in takers}
+    if len(dims) > 1:
+        raise ConfigError(
+            f"the models take context vectors of different sizes ({sorted(dims)}); report them "
+            "separately"
+        )
+    manifest = takers[0].loaded.manifest
+    return resolve(
+        {"context_dim": dims.pop()},
+        context_columns=config.context_columns,
+        trained_context_columns=manifest.training.get("context_columns"),
+    )
 
 
 def file_scores(path: str, data: ListDataset) -> np.ndarray:
@@ -313,7 +357,12 @@ def run_report(config: ReportConfig) -> ReportResult:
 
     predictors = [load_predictor(src, config.backend) for _, src in config.models]
     width = predictors[0].loaded.manifest.num_features if predictors else None
-    data = load_dataset(config.data, group_file=config.group_file, num_features=width)
+    data = load_dataset(
+        config.data,
+        group_file=config.group_file,
+        num_features=width,
+        context=context_inputs(config, predictors),
+    )
     systems = build_systems(config, data, predictors)
     report = compute_report(config, data, systems)
     primary = report.pop("_per_query_primary")

@@ -60,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top-queries", type=int, default=10, help="queries listed as gained/lost")
     p.add_argument("--group-file", help="LightGBM-style group sizes for the test data")
+    p.add_argument(
+        "--context-columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="models with a context vector (Parquet data): one list column of C numbers, or C "
+        "numeric columns (default: the columns the model was trained with, else context)",
+    )
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     p.add_argument("--experiment", default="ltr-reports", help="MLflow experiment")
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         top_queries=args.top_queries,
         group_file=args.group_file,
         backend=args.backend,
+        context_columns=args.context_columns,
         mlflow=not args.no_mlflow,
         experiment=args.experiment,
         tracking_uri=args.tracking_uri,

@@ -162,6 +162,13 @@ class ListDataset(Dataset):
         return np.diff(self.offsets)
 
     @property
+    def input_ranks(self) -> np.ndarray:
+        """``[N]`` int64 each row's 1-based position in its query (the initial ranking that
+        training and evaluation give models with ``use_initial_rank``)."""
+        lengths = self.list_lengths
+        return np.arange(self.num_rows, dtype=np.int64) - np.repeat(self.offsets[:-1], lengths) + 1
+
+    @property
     def query_of_row(self) -> np.ndarray:
         """``[N]`` index of the query each row belongs to."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.list_lengths)

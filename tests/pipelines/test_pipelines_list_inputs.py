@@ -444,3 +444,22 @@ def test_spark_engine_equals_local_engine(spark, models, table, tmp_path):
     ):
         score_spark(spark, str(models["both"]), str(bad), str(tmp_path / "bad"))
     assert not list((tmp_path / "bad").glob("*.parquet"))
+
+
+def test_report_scores_rank_and_context_models_as_evaluate_does(models, table, tmp_path, capsys):
+    # both doors give a rank model each list's input order and a context model the data's vector
+    src = _write(table, tmp_path / "in.parquet")
+    out = tmp_path / "report"
+    argv = ["report", "--data", str(src), "--model", f"both={models['both']}",
+            "--model", f"rank={models['rank']}", "--output", str(out), "--no-mlflow",
+            "--bootstrap", "20", "--permutations", "20"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    reported = json.loads((out / "metrics.json").read_text())["metrics"]
+    for name in ("both", "rank"):
+        argv = ["evaluate", "--model", str(models[name]), "--data", str(src), "--format", "json"]
+        assert main(argv) == 0
+        evaluated = json.loads(capsys.readouterr().out)
+        for conv, values in evaluated.items():
+            for metric, value in values.items():
+                assert reported[conv][name][metric]["mean"] == pytest.approx(value, abs=1e-6)
