@@ -53,7 +53,7 @@ from benchmarks.serving_latency import (
 )
 
 RUNGS = {
-    "grpc": "gRPC + protobuf only (fixed response)",
+    "grpc": "gRPC + protobuf only (prebuilt response)",
     "decode": "+ decode, validate, rank, respond (no model)",
     "batcher": "+ dynamic batcher, zero-cost model",
     "on": "ONNX Runtime model, batching on",
