@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from ltr.data.list_inputs import ListInputs, check_columns, extract
+from ltr.data.list_inputs import ListInputs, check_columns, extract, ranks_in_order
 from ltr.data.parquet import default_feature_names, feature_names_of, query_starts, table_to_chunk
 from ltr.data.stats import DataStats
 from ltr.data.svmlight import RowChunk, concat_chunks, read_svmlight
@@ -165,8 +165,7 @@ class ListDataset(Dataset):
     def input_ranks(self) -> np.ndarray:
         """``[N]`` int64 each row's 1-based position in its query (the initial ranking that
         training and evaluation give models with ``use_initial_rank``)."""
-        lengths = self.list_lengths
-        return np.arange(self.num_rows, dtype=np.int64) - np.repeat(self.offsets[:-1], lengths) + 1
+        return ranks_in_order(self.offsets)
 
     @property
     def query_of_row(self) -> np.ndarray:

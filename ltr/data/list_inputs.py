@@ -223,7 +223,7 @@ def extract(
 
     ranks = None
     if inputs.rank_from_order:
-        ranks = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], lengths) + 1
+        ranks = ranks_in_order(offsets)
     elif inputs.initial_rank_column is not None:
         ranks = _ranks(
             table.column(inputs.initial_rank_column), inputs.initial_rank_column, query_of
@@ -247,6 +247,15 @@ def extract(
                 "query's context vector must be the same on every row of the query"
             )
     return ranks, context
+
+
+def ranks_in_order(offsets: np.ndarray) -> np.ndarray:
+    """``[N]`` int64 each row's 1-based position in its query, for ``[Q + 1]`` row ``offsets``
+    (the initial ranking training and evaluation give models with ``use_initial_rank``)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return (
+        np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], np.diff(offsets)) + 1
+    )
 
 
 def _ranks(column: pa.ChunkedArray, name: str, query_of: Callable[[int], object]) -> np.ndarray:
