@@ -21,6 +21,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -172,12 +173,26 @@ class RerankServer:
         self.stopping.set()
 
     async def drain(self) -> None:
-        """Refuse new calls, let calls in flight finish (up to drain_seconds), then stop."""
+        """Refuse new calls, let calls in flight finish (up to drain_seconds), then stop.
+
+        The gRPC server keeps running until the accepted calls are answered, so a call that
+        arrives meanwhile always gets our UNAVAILABLE ("retry on another replica"), never a
+        transport-level cancellation from a server that is already stopping.
+        """
+        started = time.monotonic()
         self.service.close()
         log.info("draining: refusing new calls, finishing those in flight")
         await self.health.enter_graceful_shutdown()
+        if not await self.service.wait_idle(self.config.drain_seconds):
+            log.warning(
+                "drain: %d calls still in flight after %g s; stopping anyway",
+                self.service.in_flight,
+                self.config.drain_seconds,
+            )
         if self.server is not None:
-            await self.server.stop(self.config.drain_seconds)
+            # grace for responses still being written (at least 1 s, within drain_seconds)
+            left = self.config.drain_seconds - (time.monotonic() - started)
+            await self.server.stop(max(left, 1.0))
         await self.batcher.close()
         for task in self._tasks:
             task.cancel()

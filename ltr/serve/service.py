@@ -8,8 +8,10 @@ names that model's version.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 
 from ltr.errors import InputError, LtrError
 from ltr.serve.batching import BatchObserver, DynamicBatcher
@@ -70,37 +72,63 @@ class RerankService:
         self.max_candidates = max_candidates
         self.max_message_bytes = max_message_bytes
         self._open = True
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def close(self) -> None:
         """Refuse new calls from now on (calls already accepted still complete)."""
         self._open = False
 
-    def _check_open(self) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Calls accepted and not yet answered."""
+        return self._in_flight
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no accepted call is left (True) or ``timeout`` seconds pass (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @contextmanager
+    def _accepted(self) -> Iterator[None]:
+        """Refuse the call if closed, else count it in flight until it is answered."""
         if not self._open:
             raise ShuttingDownError("the server is shutting down; retry on another replica")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     async def rerank(self, query: RerankQuery, deadline: float | None = None) -> RankedList:
         """Rank one list (``deadline`` on ``time.monotonic()``'s scale, None = none)."""
-        self._check_open()
-        spec = self.holder.current.spec
-        valid = validate(query, spec, max_candidates=self.max_candidates)
-        return await self.batcher.submit(valid, deadline)
+        with self._accepted():
+            spec = self.holder.current.spec
+            valid = validate(query, spec, max_candidates=self.max_candidates)
+            return await self.batcher.submit(valid, deadline)
 
     async def rerank_batch(
         self, queries: Sequence[RerankQuery], deadline: float | None = None
     ) -> list[RankedList]:
         """Rank several lists; one invalid list fails the call, naming its position."""
-        self._check_open()
-        if not queries:
-            raise InputError("the batch holds no requests; send at least one")
-        spec = self.holder.current.spec
-        valid = []
-        for i, query in enumerate(queries):
-            try:
-                valid.append(validate(query, spec, max_candidates=self.max_candidates))
-            except LtrError as exc:
-                raise type(exc)(f"request {i}: {exc}") from None
-        return await self.batcher.submit_many(valid, deadline)
+        with self._accepted():
+            if not queries:
+                raise InputError("the batch holds no requests; send at least one")
+            spec = self.holder.current.spec
+            valid = []
+            for i, query in enumerate(queries):
+                try:
+                    valid.append(validate(query, spec, max_candidates=self.max_candidates))
+                except LtrError as exc:
+                    raise type(exc)(f"request {i}: {exc}") from None
+            return await self.batcher.submit_many(valid, deadline)
 
     def model_info(self) -> ModelInfo:
         """The model in use and the server's limits."""
