@@ -85,7 +85,7 @@ def build_model(root: Path) -> Path:
     model.normalizer.fit(train.features)
     folder = save_model(model.eval(), manifest, root / "setrank-default")
     loaded = load_model(folder)
-    lists = lists_from_files([MQ2008 / "S5.txt.xz"], 32)
+    lists, _ = lists_from_files([MQ2008 / "S5.txt.xz"], 32)
     report = export_checked(loaded, folder, parity_batches_from_lists(loaded, lists))
     print(f"exported {folder}: parity {report.max_abs_diff:.2g} on {report.lists} lists")
     return folder
@@ -125,6 +125,7 @@ class ServerProcess:
 
     label: str
     port: int
+    metrics_port: int
 
     def launch(self, argv: list[str], log: Path) -> None:
         self.log = log.open("w")
@@ -138,6 +139,18 @@ class ServerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server {self.label} did not start; see {self.log.name}")
             time.sleep(0.5)
+
+    def batch_counts(self) -> tuple[float, float]:
+        """(lists, forward passes) so far, from the Prometheus endpoint."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith(("ltr_batch_lists_sum", "ltr_batch_lists_count")):
+                name, value = line.split()
+                values[name] = float(value)
+        return values.get("ltr_batch_lists_sum", 0.0), values.get("ltr_batch_lists_count", 0.0)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -170,18 +183,6 @@ class Server(ServerProcess):
             argv += extra.split()
         self.label = setup.label
         self.launch(argv, log_dir / f"{setup.backend}-{setup.batching}.log")
-
-    def batch_counts(self) -> tuple[float, float]:
-        """(lists, forward passes) so far, from the Prometheus endpoint."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            text = r.read().decode()
-        values = {}
-        for line in text.splitlines():
-            if line.startswith(("ltr_batch_lists_sum", "ltr_batch_lists_count")):
-                name, value = line.split()
-                values[name] = float(value)
-        return values.get("ltr_batch_lists_sum", 0.0), values.get("ltr_batch_lists_count", 0.0)
 
     def failed_calls(self) -> tuple[float, float]:
         """(calls that failed, calls cancelled by the client) so far (Prometheus endpoint)."""

@@ -17,10 +17,11 @@ concurrent ``Rerank`` calls with one pre-serialised request):
 6. ``inline``: no batcher and no compute thread: each call is scored on the event loop, the
    simplest server without batching.
 
-For each rung: lists/s and CPU milliseconds per call of the server's main thread (event loop),
+For each rung: lists/s, CPU milliseconds per call of the server's main thread (event loop),
 its other threads (compute thread, gRPC I/O threads, metrics) and the client, read from
-``/proc`` and ``wait4`` over the measured seconds. On this 2-core machine, CPU per call bounds
-what any design can reach: lists/s <= 2 cores / (CPU ms per call).
+``/proc`` and ``wait4`` over the measured seconds, and the mean lists per forward pass (from the
+server's Prometheus metrics; rungs without the batcher have none). On this 2-core machine, CPU
+per call bounds what any design can reach: lists/s <= 2 cores / (CPU ms per call).
 
 Run: ``python -m benchmarks.serving_overhead`` (``--no-write`` to only print; see ``--help``).
 Server mode (used by the benchmark itself): ``--serve RUNG --model DIR --port P``.
@@ -63,14 +64,14 @@ RUNGS = {
 TICK = os.sysconf("SC_CLK_TCK")
 HEADERS = [
     "rung", "candidates", "lists/s", "ms per call", "main thread CPU ms", "other threads CPU ms",
-    "client CPU ms", "total CPU ms", "cores busy",
+    "client CPU ms", "total CPU ms", "cores busy", "lists per pass",
 ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- server side (one rung)
 
 
-def _serve(rung: str, model: str, port: int, max_candidates: int) -> int:
+def _serve(rung: str, model: str, port: int, metrics_port: int, max_candidates: int) -> int:
     """Run one rung's server until SIGTERM (this is a subprocess of the benchmark)."""
     from ltr.serve import convert, server
     from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
@@ -137,7 +138,8 @@ def _serve(rung: str, model: str, port: int, max_candidates: int) -> int:
             "backend": "onnx",
             "host": "127.0.0.1",
             "port": port,
-            "metrics_port": 0,
+            "metrics_host": "127.0.0.1",
+            "metrics_port": metrics_port,
             "threads": 1,
             "max_candidates": max_candidates,
             "export_on_load": False,
@@ -177,6 +179,7 @@ class Sample:
     main_ms: float  # server main thread CPU ms per call
     other_ms: float  # server's other threads
     client_ms: float  # h2load
+    per_pass: float  # mean lists per forward pass of the batcher (nan: no batcher in this rung)
 
 
 class RungServer(ServerProcess):
@@ -184,9 +187,10 @@ class RungServer(ServerProcess):
 
     def __init__(self, rung: str, model: Path, max_candidates: int, log_dir: Path) -> None:
         self.rung = rung
-        self.port = free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         argv = [sys.executable, "-m", "benchmarks.serving_overhead", "--serve", rung]
         argv += ["--model", str(model), "--port", str(self.port)]
+        argv += ["--metrics-port", str(self.metrics_port)]
         argv += ["--max-candidates", str(max_candidates)]
         self.label = f"rung {rung}"
         self.launch(argv, log_dir / f"overhead-{rung}.log")
@@ -195,13 +199,13 @@ class RungServer(ServerProcess):
         self, payload: bytes, concurrency: int, seconds: float, warmup: float, work: Path
     ) -> Sample:
         """One h2load burst, with the server's CPU read over the measured seconds."""
-        marks: dict[str, tuple[float, float]] = {}
+        marks: dict[str, tuple[float, float, float, float]] = {}
 
         def sample() -> None:
             time.sleep(warmup)
-            marks["start"] = thread_cpu(self.proc.pid)
+            marks["start"] = (*thread_cpu(self.proc.pid), *self.batch_counts())
             time.sleep(seconds)
-            marks["end"] = thread_cpu(self.proc.pid)
+            marks["end"] = (*thread_cpu(self.proc.pid), *self.batch_counts())
 
         reader = threading.Thread(target=sample)
         reader.start()
@@ -209,11 +213,14 @@ class RungServer(ServerProcess):
         reader.join()
         if "end" not in marks:  # the reader failed (its error is printed above)
             raise RuntimeError(f"{self.label}: could not read the server's CPU time")
-        main = marks["end"][0] - marks["start"][0]
-        other = marks["end"][1] - marks["start"][1]
+        end, start = marks["end"], marks["start"]
+        main, other, lists, passes = (e - s for e, s in zip(end, start, strict=True))
         per_call = 1e3 / calls
         client = client_cpu * seconds / (seconds + warmup)  # h2load's CPU, warm-up excluded
-        return Sample(calls / seconds, main * per_call, other * per_call, client * per_call)
+        per_pass = lists / passes if passes else float("nan")
+        return Sample(
+            calls / seconds, main * per_call, other * per_call, client * per_call, per_pass
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve", choices=list(RUNGS), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--metrics-port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--max-candidates", type=int, default=1000, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        return _serve(args.serve, args.model, args.port, args.max_candidates)
+        return _serve(args.serve, args.model, args.port, args.metrics_port, args.max_candidates)
     if shutil.which("h2load") is None:
         p.error("h2load (nghttp2-client) is needed: apt-get install nghttp2-client")
 
@@ -252,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                     samples.setdefault((server.rung, n), []).append(s)
                     print(
                         f"rep {rep} {server.rung:<8} n={n:<4} {s.rate:8.1f} lists/s  CPU ms/call: "
-                        f"main {s.main_ms:.3f} other {s.other_ms:.3f} client {s.client_ms:.3f}",
+                        f"main {s.main_ms:.3f} other {s.other_ms:.3f} client {s.client_ms:.3f}"
+                        f"  lists per pass {s.per_pass:.1f}",
                         flush=True,
                     )
         for server in servers:
@@ -279,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 RUNGS[rung], n, f"{s.rate:,.0f}", f"{1e3 / s.rate:.3f}", f"{s.main_ms:.3f}",
                 f"{s.other_ms:.3f}", f"{s.client_ms:.3f}", f"{total:.3f}",
                 f"{total * s.rate / 1e3:.2f}",
+                "–" if np.isnan(s.per_pass) else f"{s.per_pass:.1f}",
             ])  # fmt: skip
     findings = []
     for n in args.lengths:
@@ -295,6 +305,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{cpu(inline):.3f} ms, off {cpu(off):.3f} ms: a server without batching that kept "
             f"both cores busy at the inline cost would reach {2e3 / cpu(inline):,.0f} lists/s, "
             f"so batching can give at most {cpu(inline) / cpu(on):.2f}× over it here."
+        )
+    for n in args.lengths:
+        if not {"decode", "batcher", "on"} <= set(args.rungs):
+            break
+        decode, batcher, on = med[("decode", n)], med[("batcher", n)], med[("on", n)]
+        findings.append(
+            f"- {n} candidates: the zero-cost batcher rung adds "
+            f"{batcher.main_ms + batcher.other_ms - decode.main_ms - decode.other_ms:.3f} ms of "
+            f"server CPU per call with passes of {batcher.per_pass:.1f} lists; the hand-over is "
+            f"paid once per pass, and the ONNX rung's passes hold {on.per_pass:.1f} lists."
         )
     big = max(BATCH_SIZES)
     for n in args.lengths:
