@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--atol", type=float, default=1e-5, help="largest score difference allowed")
     p.add_argument("--max-lists", type=int, default=64, help="lists to check (default 64)")
+    p.add_argument(
+        "--context-columns",
+        nargs="+",
+        metavar="COLUMN",
+        help="for a model with a context vector: the Parquet column(s) holding each query's "
+        "vector (default: the columns it was trained with; LETOR data gets random vectors)",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,12 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ltr.artifact import ONNX, is_mlflow_uri, load_model
     from ltr.errors import ConfigError
-    from ltr.export.onnx import (
-        export_checked,
-        lists_from_files,
-        parity_batches_from_lists,
-        recorded_data,
-    )
+    from ltr.export.onnx import export_checked, parity_lists, recorded_data
 
     if args.output is None and is_mlflow_uri(args.model):
         raise ConfigError(f"{args.model} is a registry model; pass --output DIR for the export")
@@ -56,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() != loaded.path.resolve():
         shutil.copytree(loaded.path, out, dirs_exist_ok=True)
         (out / ONNX).unlink(missing_ok=True)  # never keep a graph that was not checked here
-    lists = lists_from_files(files, args.max_lists)
-    batches = parity_batches_from_lists(loaded, lists)
-    data = ", ".join(str(f) for f in files)
+    batches, data = parity_lists(
+        loaded, files, args.max_lists, context_columns=args.context_columns
+    )
     report = export_checked(loaded, out, batches, atol=args.atol, data=data)
     print(
         f"wrote {out / ONNX}: ONNX Runtime matches PyTorch on {report.lists} lists "

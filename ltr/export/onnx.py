@@ -28,7 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from ltr.artifact import ONNX, LoadedModel
-from ltr.errors import LtrError
+from ltr.data.list_inputs import ListInputs, resolve
+from ltr.errors import ConfigError, LtrError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_MAX_LISTS = 64
@@ -157,16 +158,20 @@ def parity_batches_from_lists(
     loaded: LoadedModel,
     lists: Sequence[np.ndarray],
     *,
+    contexts: np.ndarray | None = None,
     batch_size: int = PARITY_BATCH,
     seed: int = 0,
 ) -> list[ParityBatch]:
     """Pad candidate lists (each ``[n, F]``) into batches the way the server does.
 
-    Initial ranks (if the model uses them) are the lists' own order 1..n; a context vector (if
-    used) is drawn from a seeded standard normal, since ranking files carry none.
+    Initial ranks (if the model uses them) are the lists' own order 1..n. A context vector (if
+    the model uses one) is the list's row of ``contexts [len(lists), C]``, else drawn from a
+    seeded standard normal (LETOR files and synthetic lists carry none).
     """
     rng = np.random.default_rng(seed)
     names = input_names(loaded)
+    if contexts is not None and len(contexts) != len(lists):
+        raise ValueError(f"{len(contexts)} context vectors for {len(lists)} lists")
     out: list[ParityBatch] = []
     for start in range(0, len(lists), batch_size):
         chunk = lists[start : start + batch_size]
@@ -181,23 +186,73 @@ def parity_batches_from_lists(
         if "initial_rank" in names:
             rank = np.where(mask, np.arange(1, longest + 1)[None, :], 0).astype(np.int64)
         context = None
-        if "context" in names:
+        if "context" in names and contexts is not None:
+            context = np.asarray(contexts[start : start + batch_size], dtype=np.float32)  # (B, C)
+        elif "context" in names:
             dim = int(loaded.manifest.model_config["context_dim"])
             context = rng.standard_normal((len(chunk), dim)).astype(np.float32)  # (B, C)
         out.append(ParityBatch(features, mask, rank, context))
     return out
 
 
-def lists_from_files(paths: Sequence[str | Path], max_lists: int = DEFAULT_MAX_LISTS):
+def lists_from_files(
+    paths: Sequence[str | Path],
+    max_lists: int = DEFAULT_MAX_LISTS,
+    *,
+    context: ListInputs | None = None,
+) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Up to ``max_lists`` candidate lists ``[n, F]`` from LETOR/Parquet files, spread evenly
-    over the data and always including the longest list."""
+    over the data and always including the longest list, with their ``[lists, C]`` context
+    vectors when ``context`` names the Parquet columns that hold them (else None)."""
     from ltr.data.dataset import load_dataset
 
-    data = load_dataset(list(paths))
+    data = load_dataset(list(paths), context=context)
     count = min(max_lists, len(data))
     picks = set(np.linspace(0, len(data) - 1, count).round().astype(int).tolist())
     picks.add(int(np.argmax(data.list_lengths)))
-    return [data[i].features for i in sorted(picks)]
+    order = sorted(picks)
+    contexts = None if data.context is None else data.context[order]  # (lists, C)
+    return [data[i].features for i in order], contexts
+
+
+def parity_lists(
+    loaded: LoadedModel,
+    paths: Sequence[str | Path],
+    max_lists: int = DEFAULT_MAX_LISTS,
+    *,
+    context_columns: Sequence[str] | None = None,
+) -> tuple[list[ParityBatch], str]:
+    """Parity batches from real files, with the model's real inputs where the files have them.
+
+    A model with a context vector reads it from Parquet files (``context_columns``, default the
+    columns it was trained with); LETOR files cannot carry one, so there the vectors are drawn
+    at random, and the description says so.
+
+    Returns the batches and a description of the data.
+    """
+    config = loaded.manifest.model_config
+    described = ", ".join(str(p) for p in paths)
+    dim = int(config.get("context_dim") or 0)
+    letor = any(Path(p).suffix != ".parquet" for p in paths)
+    if dim and letor:
+        if context_columns:
+            raise ConfigError(
+                "--context-columns needs Parquet data; LETOR files carry no context vector"
+            )
+        lists, _ = lists_from_files(paths, max_lists)
+        batches = parity_batches_from_lists(loaded, lists)
+        return batches, f"{described} (context vectors drawn at random: LETOR carries none)"
+    inputs = None
+    if dim:
+        inputs = resolve(
+            config,
+            context_columns=context_columns,
+            trained_context_columns=loaded.manifest.training.get("context_columns"),
+        )
+    elif context_columns:
+        raise ConfigError("this model takes no context vector; leave out --context-columns")
+    lists, contexts = lists_from_files(paths, max_lists, context=inputs)
+    return parity_batches_from_lists(loaded, lists, contexts=contexts), described
 
 
 def recorded_data(loaded: LoadedModel) -> list[Path]:
@@ -307,8 +362,7 @@ def parity_data_for(
     """
     files = [Path(p) for p in paths] or recorded_data(loaded)
     if files:
-        lists = lists_from_files(files, max_lists)
-        return parity_batches_from_lists(loaded, lists), ", ".join(str(p) for p in files)
+        return parity_lists(loaded, files, max_lists)
     lists = synthetic_lists(loaded)
     return parity_batches_from_lists(loaded, lists), "synthetic lists (no data file found)"
 

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from ltr.artifact import ONNX, load_model
 from ltr.cli import main
+from ltr.data.parquet import chunk_to_table, schema
+from ltr.data.svmlight import RowChunk
+from ltr.errors import ConfigError, DataFormatError
 from ltr.export.onnx import (
     ParityError,
     check_parity,
@@ -20,6 +25,7 @@ from ltr.export.onnx import (
     input_names,
     lists_from_files,
     parity_batches_from_lists,
+    parity_lists,
     synthetic_lists,
 )
 from ltr.export.onnx_predictor import OnnxPredictor
@@ -80,7 +86,7 @@ def test_export_writes_a_graph_that_onnx_runtime_runs_like_pytorch(
 def test_a_graph_that_disagrees_is_reported(exported, s1_data, tmp_path, mq2008_dir) -> None:
     out, _ = exported
     other = load_model(make_artifact(tmp_path / "other", s1_data, seed=22))
-    lists = lists_from_files([mq2008_dir / "S5.txt.xz"], 8)
+    lists, _ = lists_from_files([mq2008_dir / "S5.txt.xz"], 8)
     report = check_parity(other, out / ONNX, parity_batches_from_lists(other, lists))
     assert not report.passed and report.max_abs_diff > 1e-2  # another model's graph
     same = load_model(out)
@@ -89,7 +95,7 @@ def test_a_graph_that_disagrees_is_reported(exported, s1_data, tmp_path, mq2008_
 
 def test_no_graph_is_written_when_the_check_fails(artifact, tmp_path, mq2008_dir) -> None:
     loaded = load_model(artifact)
-    lists = lists_from_files([mq2008_dir / "S5.txt.xz"], 8)
+    lists, _ = lists_from_files([mq2008_dir / "S5.txt.xz"], 8)
     with pytest.raises(ParityError, match=r"differ by up to .* so model\.onnx was not written"):
         # no two engines agree to 0 on 8 real lists: the check must refuse
         export_checked(loaded, tmp_path, parity_batches_from_lists(loaded, lists), atol=0.0)
@@ -112,6 +118,50 @@ def test_initial_rank_and_context_inputs_export_too(s1_data, tmp_path) -> None:
     got = engine.predict(features, mask, ranks, context)
     want = reference.predict(np.nan_to_num(features), mask, ranks, context)
     np.testing.assert_allclose(got[mask], want[mask], rtol=0, atol=1e-5)
+
+
+def _context_parquet(data, path: Path, vectors: dict[str, list[float]]) -> Path:
+    """The first queries of ``data`` as an ltr Parquet file with a ``context`` list column."""
+    rows = slice(0, int(data.offsets[len(vectors)]))
+    qids = np.repeat(data.qids, data.list_lengths)[rows]
+    chunk = RowChunk(qids, data.doc_ids[rows], data.labels[rows], data.features[rows])
+    table = chunk_to_table(chunk, schema(data.num_features, list(data.feature_names)))
+    column = pa.array([vectors[q] for q in qids], pa.list_(pa.float32()))
+    pq.write_table(table.append_column("context", column), path)
+    return path
+
+
+def test_a_context_model_is_checked_on_the_datas_own_context_vectors(
+    s1_data, tmp_path, mq2008_dir, capsys
+) -> None:
+    vectors = {q: [float(i), -0.5 * i] for i, q in enumerate(s1_data.qids[:5])}  # by hand
+    data = _context_parquet(s1_data, tmp_path / "ctx.parquet", vectors)
+    folder = make_artifact(tmp_path / "m", s1_data, seed=31, context_dim=2)
+    loaded = load_model(folder)
+
+    batches, where = parity_lists(loaded, [data])
+    assert where == str(data)
+    got = np.concatenate([b.context for b in batches])  # (lists, 2), lists in file order
+    np.testing.assert_array_equal(got, np.asarray(list(vectors.values()), dtype=np.float32))
+    assert main(["export", "--model", str(folder), "--data", str(data), "--output",
+                 str(tmp_path / "out")]) == 0  # fmt: skip
+    assert (tmp_path / "out" / ONNX).exists()
+    assert "on 5 lists (" in capsys.readouterr().out
+
+    # LETOR data carries no vector: random ones, and the description says so
+    letor = mq2008_dir / "S1.txt.xz"
+    _, where = parity_lists(loaded, [letor], 4)
+    assert "context vectors drawn at random" in where
+    with pytest.raises(ConfigError, match="needs Parquet data"):
+        parity_lists(loaded, [letor], 4, context_columns=["context"])
+    # Parquet without the column the model reads: an error naming it, nothing exported
+    pq.write_table(pq.read_table(data).drop_columns(["context"]), tmp_path / "bare.parquet")
+    with pytest.raises(DataFormatError, match="context"):
+        parity_lists(loaded, [tmp_path / "bare.parquet"])
+    # a model without a context vector refuses the option
+    plain = load_model(make_artifact(tmp_path / "p", s1_data, seed=32))
+    with pytest.raises(ConfigError, match="takes no context vector"):
+        parity_lists(plain, [data], context_columns=["context"])
 
 
 def test_registry_models_need_an_output_folder(capsys) -> None:
