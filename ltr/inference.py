@@ -34,31 +34,58 @@ def score_lists(
     return scores
 
 
+def frame_context_columns(manifest) -> list[str]:
+    """The columns a feature frame must carry a context model's per-query vector in: those it
+    was trained with, else the list column ``context`` (empty for models without a context)."""
+    from ltr.data.list_inputs import CONTEXT
+
+    if not int(manifest.model_config.get("context_dim") or 0):
+        return []
+    return list(manifest.training.get("context_columns") or [CONTEXT])
+
+
 def score_frame(loaded, frame) -> np.ndarray:
     """Score a pandas DataFrame with a ``qid`` column and one column per model feature.
 
     Rows are grouped into lists by ``qid`` (rows of a query need not be contiguous) and each list
-    is scored whole; returns ``[rows]`` float32 scores in the frame's row order.
+    is scored whole; returns ``[rows]`` float32 scores in the frame's row order. A model with a
+    context vector also reads it from the frame, from the columns it was trained with
+    (:func:`frame_context_columns`): one list column or C numeric columns, the same on every
+    row of a query. Models that use initial ranks get each query's rows in frame order.
     """
+    import pyarrow as pa
+
+    from ltr.data import list_inputs
     from ltr.errors import DataFormatError
 
-    if int(loaded.manifest.model_config.get("context_dim") or 0):
-        raise DataFormatError(
-            "this model needs a context vector per query, which a feature frame cannot carry; "
-            "score it with `ltr score` (context columns) or through the gRPC server"
-        )
-    names = loaded.manifest.feature_names
-    missing = [c for c in ["qid", *names] if c not in frame.columns]
+    manifest = loaded.manifest
+    names = manifest.feature_names
+    context_columns = frame_context_columns(manifest)
+    missing = [c for c in ["qid", *names, *context_columns] if c not in frame.columns]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise DataFormatError(f"the input lacks column(s) {shown} that the model needs")
+        extra = " (the per-query context vector)" if set(missing) & set(context_columns) else ""
+        raise DataFormatError(f"the input lacks column(s) {shown} that the model needs{extra}")
     codes, uniques = _factorize(frame["qid"].to_numpy())
     order = np.argsort(codes, kind="stable")
     features = frame[names].to_numpy(dtype=np.float32)[order]
     labels = np.zeros(len(frame), dtype=np.float32)
     counts = np.bincount(codes, minlength=len(uniques))
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    dataset = ListDataset(features, labels, offsets, np.asarray(uniques, dtype=object))
+    context = None
+    if context_columns:
+        inputs = list_inputs.resolve(
+            manifest.model_config,
+            rank_from_order=bool(manifest.model_config.get("use_initial_rank", False)),
+            context_columns=context_columns,
+            context_option="the model's context column names",
+        )
+        table = pa.Table.from_pandas(frame[context_columns].iloc[order], preserve_index=False)
+        list_inputs.check_columns(inputs, table.schema, "the input")
+        _, context = list_inputs.extract(inputs, table, offsets, lambda q: uniques[q])
+    dataset = ListDataset(
+        features, labels, offsets, np.asarray(uniques, dtype=object), context=context
+    )
     sorted_scores = score_lists(loaded.model, dataset)
     scores = np.empty_like(sorted_scores)
     scores[order] = sorted_scores

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ltr import __version__
+from ltr.data.list_inputs import CONTEXT
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -123,13 +124,17 @@ class RunTracker:
         artifact_dir: str | Path,
         *,
         feature_names: list[str],
+        context_columns: Sequence[str] = (),
+        context_dim: int = 0,
         registered_name: str | None = None,
         alias: str | None = None,
     ) -> LoggedModel:
         """Log an ltr artifact directory as an MLflow pyfunc model with a signature.
 
         The pyfunc model takes a DataFrame with a ``qid`` column and one column per feature and
-        returns one score per row (lists are scored whole, grouped by ``qid``). When
+        returns one score per row (lists are scored whole, grouped by ``qid``). A model with a
+        context vector of ``context_dim`` values also takes ``context_columns``: one column of
+        lists of ``context_dim`` floats, or ``context_dim`` float columns. When
         ``registered_name`` is given the model is registered and ``alias`` points at the new
         version.
         """
@@ -138,6 +143,15 @@ class RunTracker:
         example = pd.DataFrame({"qid": ["q1", "q1"]})
         for name in feature_names:
             example[name] = np.zeros(2, dtype=np.float64)
+        if (
+            context_dim
+            and len(context_columns) == 1
+            and (context_dim > 1 or context_columns[0] == CONTEXT)
+        ):  # one list column (a lone value in a column not named `context` is a float column)
+            example[context_columns[0]] = [np.zeros(context_dim), np.zeros(context_dim)]
+        elif context_dim:
+            for name in context_columns:
+                example[name] = np.zeros(2, dtype=np.float64)
         signature = infer_signature(example, pd.DataFrame({"score": np.zeros(2)}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # advice to log models as code

@@ -28,7 +28,7 @@ from ltr.config import to_dict
 from ltr.data.dataset import ListDataset
 from ltr.data.normalize import FeatureNormalizer
 from ltr.errors import ConfigError
-from ltr.inference import score_lists
+from ltr.inference import frame_context_columns, score_lists
 from ltr.losses import build_loss
 from ltr.metrics import evaluate_all_conventions
 from ltr.models import RankingModel, build_scorer
@@ -295,6 +295,8 @@ def _log_final(tracker, result: TrainResult, manifest: Manifest, config: TrainCo
     logged = tracker.log_model(
         result.artifact_dir,
         feature_names=manifest.feature_names,
+        context_columns=frame_context_columns(manifest),
+        context_dim=int(manifest.model_config.get("context_dim") or 0),
         registered_name=config.tracking.registered_model,
         alias=config.tracking.alias,
     )

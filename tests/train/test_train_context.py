@@ -13,6 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import mlflow.pyfunc
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -79,9 +80,27 @@ def trained(tmp_path_factory):
         name: _split_columns(write_context_task(tmp / f"{name}.parquet", q, seed=seed))
         for name, q, seed in (("train", 400, 1), ("valid", 100, 2), ("test", 200, 3))
     }
-    with_context = train(_config(tmp, files, 2, **{"data.context_columns": COLUMNS}), verbose=False)
+    tracked = {
+        "data.context_columns": COLUMNS,
+        "tracking.enabled": True,
+        "tracking.tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "tracking.experiment": "context",
+        "tracking.registered_model": "ctx",
+        "tracking.alias": "candidate",
+    }
+    with_context = train(_config(tmp, files, 2, **tracked), verbose=False)
     without = train(_config(tmp, files, 0), verbose=False)
     return tmp, files, with_context, without
+
+
+def _frame(path: Path, context: list[str] = COLUMNS):
+    """A task file as a pandas feature frame: qid, one column per feature, the context columns."""
+    import pandas as pd
+
+    data = load_dataset(path)
+    frame = pd.DataFrame(data.features.astype(np.float64), columns=data.feature_names)
+    frame.insert(0, "qid", np.repeat(data.qids.astype(str), data.list_lengths))
+    return pd.concat([frame, pq.read_table(path, columns=context).to_pandas()], axis=1)
 
 
 def _evaluate(capsys, model, data, *extra) -> float:
@@ -189,7 +208,51 @@ def test_context_settings_a_model_cannot_use_are_refused(trained, mq2008_dir):
     # context columns for a model without a context vector name the config key
     with pytest.raises(ConfigError, match=r"leave out data\.context_columns"):
         train(_config(tmp, files, 0, **{"data.context_columns": COLUMNS}), verbose=False)
-    # the MLflow pyfunc flavour scores feature frames, which cannot carry a context vector
-    frame = pq.read_table(files["test"]).to_pandas().head(5)
-    with pytest.raises(DataFormatError, match="needs a context vector per query"):
-        score_frame(load_model(with_context.artifact_dir), frame)
+    # a feature frame without the context columns the model was trained with
+    frame = _frame(files["test"]).head(5)
+    with pytest.raises(DataFormatError, match=r"lacks column\(s\) ctx_noise .*context vector"):
+        score_frame(load_model(with_context.artifact_dir), frame.drop(columns=["ctx_noise"]))
+    varying = frame.assign(ctx_sign=np.arange(5.0))  # the first query has more than one row
+    with pytest.raises(DataFormatError, match="varies within query"):
+        score_frame(load_model(with_context.artifact_dir), varying)
+
+
+def test_mlflow_pyfunc_reads_the_context_columns_of_a_feature_frame(trained, monkeypatch):
+    tmp, files, with_context, _ = trained
+    test = load_dataset(files["test"], context=resolve({"context_dim": 2}, context_columns=COLUMNS))
+    offline = score_lists(load_model(with_context.artifact_dir).model, test)  # evaluate's path
+    frame = _frame(files["test"])
+    shuffled = frame.sample(frac=1.0, random_state=0)  # rows of a query need not be together
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    pyfunc = mlflow.pyfunc.load_model("models:/ctx@candidate")
+    inputs = {c.name for c in pyfunc.metadata.get_input_schema().inputs}
+    assert set(COLUMNS) <= inputs  # the signature keeps the context columns
+    got = pyfunc.predict(shuffled)["score"].to_numpy()
+    np.testing.assert_allclose(got, offline[shuffled.index.to_numpy()], rtol=0, atol=1e-5)
+    # a flipped context changes the scores: the vector is read, not ignored
+    flipped = shuffled.assign(ctx_sign=-shuffled["ctx_sign"])
+    assert np.abs(pyfunc.predict(flipped)["score"].to_numpy() - got).max() > 0.1
+
+
+def test_pyfunc_takes_the_default_list_column(tmp_path, monkeypatch):
+    """A model trained on the default ``context`` list column: the pyfunc signature keeps that
+    column as arrays, and a frame with one list per row scores as evaluate does."""
+    from ltr.tracking import start_run
+    from tests.serve._helpers import make_artifact
+
+    path = write_context_task(tmp_path / "task.parquet", 6, seed=4)  # a `context` list column
+    data = load_dataset(path, context=resolve({"context_dim": 2}))
+    folder = make_artifact(tmp_path / "m", data, seed=7, context_dim=2)
+    offline = score_lists(load_model(folder).model, data)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with start_run(experiment="list-column", tracking_uri=uri) as run:
+        logged = run.log_model(
+            folder, feature_names=list(data.feature_names), context_columns=["context"],
+            context_dim=2,
+        )  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    frame = _frame(path, context=["context"])
+    assert isinstance(frame["context"].iloc[0], list | np.ndarray)
+    got = pyfunc.predict(frame)["score"].to_numpy()
+    np.testing.assert_allclose(got, offline, rtol=0, atol=1e-5)
