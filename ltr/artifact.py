@@ -62,6 +62,16 @@ class Manifest:
     def num_features(self) -> int:
         return len(self.feature_names)
 
+    @property
+    def context_dim(self) -> int:
+        """C, the size of the per-query context vector the model takes (0 = none)."""
+        return int(self.model_config.get("context_dim") or 0)
+
+    @property
+    def uses_initial_rank(self) -> bool:
+        """Whether the model takes each candidate's initial rank."""
+        return bool(self.model_config.get("use_initial_rank", False))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,

@@ -39,7 +39,7 @@ def frame_context_columns(manifest) -> list[str]:
     was trained with, else the list column ``context`` (empty for models without a context)."""
     from ltr.data.list_inputs import CONTEXT
 
-    if not int(manifest.model_config.get("context_dim") or 0):
+    if not manifest.context_dim:
         return []
     return list(manifest.training.get("context_columns") or [CONTEXT])
 
@@ -76,7 +76,7 @@ def score_frame(loaded, frame) -> np.ndarray:
     if context_columns:
         inputs = list_inputs.resolve(
             manifest.model_config,
-            rank_from_order=bool(manifest.model_config.get("use_initial_rank", False)),
+            rank_from_order=manifest.uses_initial_rank,
             context_columns=context_columns,
             context_option="the model's context column names",
         )

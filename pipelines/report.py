@@ -108,7 +108,7 @@ def model_scores(predictor, data: ListDataset, *, batch_size: int) -> np.ndarray
             f"model {predictor.loaded.source} expects {width} features but the test data has "
             f"{data.num_features}"
         )
-    context_dim = int(manifest.model_config.get("context_dim") or 0)
+    context_dim = manifest.context_dim
     if context_dim != data.context_dim and context_dim:
         raise DataFormatError(
             f"model {predictor.loaded.source} needs a context vector of {context_dim} values per "
@@ -118,7 +118,7 @@ def model_scores(predictor, data: ListDataset, *, batch_size: int) -> np.ndarray
         predictor,
         data.features,
         data.offsets,
-        initial_rank=data.input_ranks if manifest.model_config.get("use_initial_rank") else None,
+        initial_rank=data.input_ranks if manifest.uses_initial_rank else None,
         context=data.context if context_dim else None,
         batch_size=batch_size,
     )
@@ -129,14 +129,14 @@ def context_inputs(config: ReportConfig, predictors: Sequence):
     """The context columns to read for the models of a report (None when none takes one)."""
     from ltr.data.list_inputs import resolve
 
-    takers = [p for p in predictors if int(p.loaded.manifest.model_config.get("context_dim") or 0)]
+    takers = [p for p in predictors if p.loaded.manifest.context_dim]
     if not takers:
         if config.context_columns:
             raise ConfigError(
                 "no model of the report takes a context vector; leave out --context-columns"
             )
         return None
-    dims = {int(p.loaded.manifest.model_config["context_dim"]) for p in takers}
+    dims = {p.loaded.manifest.context_dim for p in takers}
     if len(dims) > 1:
         raise ConfigError(
             f"the models take context vectors of different sizes ({sorted(dims)}); report them "

@@ -72,11 +72,11 @@ class ParityReport:
 
 def input_names(loaded: LoadedModel) -> list[str]:
     """The ONNX graph's input names for this model, in order."""
-    config = loaded.manifest.model_config
+    manifest = loaded.manifest
     names = ["features", "mask"]
-    if config.get("use_initial_rank", False):
+    if manifest.uses_initial_rank:
         names.append("initial_rank")
-    if int(config.get("context_dim", 0) or 0) > 0:
+    if manifest.context_dim:
         names.append("context")
     return names
 
@@ -108,7 +108,7 @@ def _example_inputs(loaded: LoadedModel, names: Sequence[str]) -> dict[str, Tens
     if "initial_rank" in names:
         inputs["initial_rank"] = torch.arange(1, length + 1).expand(batch, length).contiguous()
     if "context" in names:
-        inputs["context"] = torch.randn(batch, int(loaded.manifest.model_config["context_dim"]))
+        inputs["context"] = torch.randn(batch, loaded.manifest.context_dim)
     return inputs
 
 
@@ -189,7 +189,7 @@ def parity_batches_from_lists(
         if "context" in names and contexts is not None:
             context = np.asarray(contexts[start : start + batch_size], dtype=np.float32)  # (B, C)
         elif "context" in names:
-            dim = int(loaded.manifest.model_config["context_dim"])
+            dim = loaded.manifest.context_dim
             context = rng.standard_normal((len(chunk), dim)).astype(np.float32)  # (B, C)
         out.append(ParityBatch(features, mask, rank, context))
     return out
@@ -232,7 +232,7 @@ def parity_lists(
     """
     config = loaded.manifest.model_config
     described = ", ".join(str(p) for p in paths)
-    dim = int(config.get("context_dim") or 0)
+    dim = loaded.manifest.context_dim
     letor = any(Path(p).suffix != ".parquet" for p in paths)
     if dim and letor:
         if context_columns:

@@ -52,15 +52,14 @@ def parse_alias(source: str) -> tuple[str, str] | None:
 def model_spec(loaded: LoadedModel, backend: Backend) -> ModelSpec:
     """The spec of a loaded artifact; version = registry version, else training run id."""
     manifest = loaded.manifest
-    config = manifest.model_config
     return ModelSpec(
         ref=ModelRef(
             name=manifest.name or loaded.path.name,
             version=str(manifest.version or "unversioned"),
         ),
         feature_names=tuple(manifest.feature_names),
-        uses_initial_rank=bool(config.get("use_initial_rank", False)),
-        context_dim=int(config.get("context_dim", 0) or 0),
+        uses_initial_rank=manifest.uses_initial_rank,
+        context_dim=manifest.context_dim,
         backend=backend,
     )
 

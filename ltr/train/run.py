@@ -296,7 +296,7 @@ def _log_final(tracker, result: TrainResult, manifest: Manifest, config: TrainCo
         result.artifact_dir,
         feature_names=manifest.feature_names,
         context_columns=frame_context_columns(manifest),
-        context_dim=int(manifest.model_config.get("context_dim") or 0),
+        context_dim=manifest.context_dim,
         registered_name=config.tracking.registered_model,
         alias=config.tracking.alias,
     )
