@@ -134,10 +134,11 @@ def write_context_task(
     ``z`` standard normal and unused (a distractor). A candidate's hidden relevance is
     ``s * (x . w) + 0.3 * noise`` with standard-normal features ``x`` and ``w`` fixed by
     ``task_seed`` (files with one ``task_seed`` and different ``seed`` are splits of one task),
-    graded 2 / 1 / 0 at the 90th / 70th percentiles of the file's relevances. Half the queries
-    want large ``x . w`` and half small: from features alone a model can at best put candidates
-    with extreme ``x . w`` first (about half of them relevant), while with the context it can
-    approach NDCG 1.
+    graded 2 / 1 / 0 at the 90th / 70th percentiles of the file's relevances. Query ids
+    (``s<seed>-q<n>``) differ between splits, so splits can be loaded together (CV partitions).
+    Half the queries want large ``x . w`` and half small: from features alone a model can at
+    best put candidates with extreme ``x . w`` first (about half of them relevant), while with
+    the context it can approach NDCG 1.
     """
     if num_queries < 1 or list_length < 1:
         raise ValueError("need num_queries >= 1 and list_length >= 1")
@@ -151,7 +152,7 @@ def write_context_task(
     relevance += 0.3 * rng.standard_normal(n)  # [N]
     high, mid = np.quantile(relevance, [0.9, 0.7])
     labels = np.select([relevance > high, relevance > mid], [2.0, 1.0]).astype(np.float32)
-    qids = np.repeat([f"q{q:06d}" for q in range(num_queries)], list_length)
+    qids = np.repeat([f"s{seed}-q{q:06d}" for q in range(num_queries)], list_length)
     doc_ids = [f"{q}-{i % list_length}" for i, q in enumerate(qids)]
     chunk = RowChunk(qids.astype(object), np.asarray(doc_ids, dtype=object), labels, features)
     table = chunk_to_table(chunk, schema(num_features))

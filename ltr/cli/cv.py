@@ -10,8 +10,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cv",
         help="5-fold cross-validation (nested MLflow runs, mean ± sd)",
-        description="Train and test one model per LETOR fold of data.letor_root (Fold k: train "
-        "on three partitions, validate on the next, test on the last). Each fold is an MLflow "
+        description="Train and test one model per LETOR fold of data.letor_root, a folder with "
+        "partitions S1..S5 as LETOR text or Parquet (Fold k: train on three partitions, validate "
+        "on the next, test on the last). Each fold is an MLflow "
         "run nested under one parent run, which gets every fold's test metrics and their mean "
         "and standard deviation under all three conventions for lists with no relevant item. "
         "Any config entry can be overridden with a dotted option, as for `ltr train`.",

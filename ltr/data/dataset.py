@@ -125,7 +125,10 @@ class ListDataset(Dataset):
         starts = query_starts(chunk.qids)
         qids = chunk.qids[starts]
         if len(set(qids)) != len(qids):
-            raise DataFormatError("rows of a query must be contiguous; a query id appears twice")
+            twice = _repeated(qids)
+            raise DataFormatError(
+                f"rows of a query must be contiguous; query {twice!r} appears in two places"
+            )
         offsets = np.append(starts, len(chunk)).astype(np.int64)
         return cls(
             chunk.features, chunk.labels, offsets, qids, chunk.doc_ids, feature_names, context
@@ -274,6 +277,7 @@ def load_dataset(
     chunks: list[RowChunk] = []
     vectors: list[np.ndarray] = []
     names: list[str] | None = None
+    owners: dict[object, Path] = {}  # query id -> the file it came from
     for path in paths:
         path = Path(path)
         if not path.exists():
@@ -293,6 +297,7 @@ def load_dataset(
             )
         else:
             chunk = read_svmlight(path, num_features=num_features, group_file=group_file)
+        _check_new_queries(chunk, path, owners)
         chunks.append(chunk)
     if num_features is None and len({c.features.shape[1] for c in chunks}) > 1:
         # Sparse files may stop at different largest indices: widen to the largest.
@@ -300,6 +305,32 @@ def load_dataset(
         chunks = [_widen(c, width) for c in chunks]
     vectors_all = np.concatenate(vectors) if inputs is not None else None  # (Q, C)
     return ListDataset.from_chunk(concat_chunks(chunks), names, vectors_all)
+
+
+def _repeated(qids: np.ndarray) -> object:
+    """The first query id that occurs twice in ``qids``."""
+    seen = set()
+    for q in qids:
+        if q in seen:
+            return q
+        seen.add(q)
+    raise ValueError("no query id occurs twice")
+
+
+def _check_new_queries(chunk: RowChunk, path: Path, owners: dict[object, Path]) -> None:
+    """Raise if a query of ``chunk`` (read from ``path``) came from an earlier file; record
+    the file's queries in ``owners``."""
+    if len(chunk) == 0:
+        return
+    qids = chunk.qids[query_starts(chunk.qids)]
+    shared = [q for q in owners.keys() & set(qids) if owners[q] != path]
+    if shared:
+        q = min(shared, key=str)
+        raise DataFormatError(
+            f"query {q!r} occurs in both {owners[q]} and {path}; a query's rows must all be in "
+            "one file (give the queries of different files different ids)"
+        )
+    owners.update(dict.fromkeys(qids, path))
 
 
 def _read_parquet_lists(
@@ -315,7 +346,8 @@ def _read_parquet_lists(
     qids = chunk.qids[starts]
     if len(set(qids)) != len(qids):
         raise DataFormatError(
-            f"{path}: rows of a query must be contiguous; a query id appears twice"
+            f"{path}: rows of a query must be contiguous; query {_repeated(qids)!r} appears in "
+            "two places (`ltr convert` groups them)"
         )
     check_columns(inputs, table.schema, path)
     offsets = np.append(starts, len(chunk))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -78,6 +80,19 @@ def test_fold_rotation_and_multi_file_load(mq2008_dir):
     assert data.num_rows == 3635 + 3062 + 2707 and len(data) == 157 * 3
     with pytest.raises(ValueError, match="between 1 and 5"):
         letor_fold(mq2008_dir, 6)
+
+
+def test_a_query_split_over_two_files_names_the_query_and_both_files(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("1 qid:7 1:1\n0 qid:8 1:2\n")
+    second.write_text("0 qid:9 1:1\n2 qid:8 1:3\n")
+    message = re.escape(f"query '8' occurs in both {first} and {second}")
+    with pytest.raises(DataFormatError, match=message):
+        load_dataset([first, second])
+    # the same file twice: the rows of each query end up in two places
+    with pytest.raises(DataFormatError, match="query '7' appears in two places"):
+        load_dataset([first, first])
+    assert len(load_dataset([first])) == 2
 
 
 def test_inconsistent_arrays_are_rejected():

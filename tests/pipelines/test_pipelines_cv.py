@@ -70,3 +70,30 @@ def test_cv_needs_letor_partitions(tmp_path):
     config = load_train_config(None, {"data.letor_root": "x", "tracking.enabled": False})
     with pytest.raises(ConfigError, match=r"folds must be distinct numbers 1\.\.5"):
         run_cv(config, folds=[1, 1])
+
+
+def test_cv_rotates_parquet_partitions_with_context_vectors(tmp_path, capsys):
+    """S1..S5 as Parquet with a per-query context vector: each fold trains a context model, and
+    its test metrics are what `ltr evaluate` gives for the saved fold model on its test part."""
+    from ltr.artifact import load_model
+    from ltr.cli import main
+    from pipelines.synthetic import write_context_task
+
+    for i in range(1, 6):
+        write_context_task(tmp_path / f"S{i}.parquet", 30, list_length=10, seed=i)
+    overrides = {
+        "model": {"name": "setrank", "d_model": 16, "num_heads": 2, "num_blocks": 1,
+                  "d_ff": 32, "context_dim": 2},
+        "loss": "softmax", "data.letor_root": str(tmp_path), "data.batch_size": 16,
+        "trainer.max_epochs": 2, "trainer.progress_bar": False, "optim.warmup_steps": 0,
+        "tracking.enabled": False, "output_dir": str(tmp_path / "out"),
+    }  # fmt: skip
+    result = run_cv(load_train_config(None, overrides), folds=[2])
+    model = tmp_path / "out" / "fold2" / "model"
+    assert load_model(model).manifest.context_dim == 2
+    # fold 2 tests on S1 (train S2 S3 S4, valid S5)
+    assert main(["evaluate", "--model", str(model), "--data", str(tmp_path / "S1.parquet"),
+                 "--format", "json"]) == 0  # fmt: skip
+    evaluated = json.loads(capsys.readouterr().out)
+    for convention, values in result.fold_metrics[0].items():
+        assert values["ndcg@10"] == pytest.approx(evaluated[convention]["ndcg@10"], abs=1e-6)
