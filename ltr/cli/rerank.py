@@ -26,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query", help="query id to send (default: the file's first query)")
     p.add_argument("--top-k", type=int, help="return only the best K")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        choices=range(5),
+        metavar="{0..4}",
+        help="retries when the server's queue is full or it is unavailable (default 3)",
+    )
     p.add_argument("--ca", type=Path, help="CA certificate (PEM): connect with TLS")
     p.add_argument("--cert", type=Path, help="client certificate (PEM), for mutual TLS")
     p.add_argument("--key", type=Path, help="client key (PEM), for mutual TLS")
@@ -47,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from ltr.serve.client import RerankerClient
 
     with RerankerClient(
-        args.server, ca=args.ca, cert=args.cert, key=args.key, timeout=args.timeout
+        args.server,
+        ca=args.ca,
+        cert=args.cert,
+        key=args.key,
+        timeout=args.timeout,
+        retries=args.retries,
     ) as client:
         # the served model says which inputs beyond features it takes
         spec = client.model_info().spec

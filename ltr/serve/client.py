@@ -11,10 +11,18 @@ Example::
 
 For TLS pass ``ca=`` (the CA that signed the server's certificate), and ``cert=``/``key=`` for
 mutual TLS. Failed calls raise :class:`RerankError`, which carries the gRPC status code.
+
+Calls the server refuses for a passing reason are retried by gRPC itself (a retry policy in the
+channel's service config), with exponential backoff within the call's deadline:
+``RESOURCE_EXHAUSTED`` (the request queue is full) and ``UNAVAILABLE`` (the server is draining or
+not reachable yet). Reranking is read-only, so a retried call cannot do anything twice. A request
+over the server's size limit is also ``RESOURCE_EXHAUSTED`` and is retried in vain; stay under
+``model_info().max_message_bytes``. ``retries=0`` turns retrying off.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +47,29 @@ class RerankError(LtrError):
         self.details = details
 
 
+RETRYABLE = ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
+"""Status codes retried by the client: the server's queue is full, or it is draining/unreachable."""
+MAX_RETRIES = 4  # gRPC allows at most 5 attempts per call
+
+
+def retry_service_config(retries: int, initial_backoff: float = 0.02) -> str:
+    """The gRPC service config (JSON) that retries every ``Reranker`` call up to ``retries`` times on :data:`RETRYABLE` codes, backing off ``initial_backoff`` seconds, then
+    twice as long each time (at most 1 s; gRPC adds jitter)."""
+    if not 0 <= retries <= MAX_RETRIES:
+        raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, got {retries}")
+    if retries == 0:
+        return json.dumps({"methodConfig": []})
+    policy = {
+        "maxAttempts": retries + 1,
+        "initialBackoff": f"{initial_backoff:g}s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": list(RETRYABLE),
+    }
+    service = pb.DESCRIPTOR.services_by_name["Reranker"].full_name  # health checks: no retries
+    return json.dumps({"methodConfig": [{"name": [{"service": service}], "retryPolicy": policy}]})
+
+
 class RerankerClient:
     """Blocking client: :meth:`rerank`, :meth:`rerank_batch`, :meth:`model_info`, :meth:`health`.
 
@@ -46,8 +77,9 @@ class RerankerClient:
         target: ``host:port`` of the server.
         ca: PEM file of the CA to trust; turns TLS on.
         cert, key: PEM client certificate and key, for mutual TLS.
-        timeout: default deadline per call, in seconds.
+        timeout: default deadline per call, in seconds (retries included).
         max_message_bytes: largest message this client sends or accepts.
+        retries: retries of a call refused with a :data:`RETRYABLE` code (0 to 4; 0 = none).
     """
 
     def __init__(
@@ -59,10 +91,13 @@ class RerankerClient:
         key: str | Path | None = None,
         timeout: float = 10.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        retries: int = 3,
     ) -> None:
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.enable_retries", 1 if retries else 0),
+            ("grpc.service_config", retry_service_config(retries)),
         ]
         if ca is None and cert is None:
             self.channel = grpc.insecure_channel(target, options=options)
