@@ -14,14 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="NDCG/MAP/MRR/ERR of a model or of external scores on a data file",
-        description="Evaluate a model (local artifact or MLflow URI such as models:/name@alias) "
-        "or a file of external scores (one per line, aligned with the data rows) on LETOR or "
-        "Parquet data. Metrics are shown under all three conventions for lists with no "
+        description="Evaluate a model (local artifact or MLflow URI such as models:/name@alias), "
+        "a live `ltr serve` endpoint (--server: every list sent whole, scored by the model it "
+        "serves), or a file of external scores (one per line, aligned with the data rows) on "
+        "LETOR or Parquet data. Metrics are shown under all three conventions for lists with no "
         "relevant item: counted as 1 (LightGBM, allRank), as 0 (TF-Ranking, Rax), or dropped.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="artifact dir, runs:/<id>/model or models:/<name>@<alias>")
     source.add_argument("--scores", type=Path, help="text file: one score per data row")
+    source.add_argument(
+        "--server", metavar="HOST:PORT", help="a running `ltr serve`: evaluate what it serves"
+    )
     p.add_argument("--data", type=Path, required=True, nargs="+", help="LETOR or Parquet file(s)")
     p.add_argument("--group-file", type=Path, help="LightGBM-style group sizes for the data")
     p.add_argument("--format", choices=["table", "json"], default="table")
@@ -34,7 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="pessimistic",
         help="order of equal scores (default: lower labels first)",
     )
-    p.add_argument("--batch-size", type=int, default=128, help="lists per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=128,
+        help="lists per forward pass (with --server: at most 32 lists per RerankBatch call)",
+    )
+    p.add_argument("--ca", type=Path, help="with --server: CA certificate (PEM), connect with TLS")
+    p.add_argument("--cert", type=Path, help="with --server: client certificate, for mutual TLS")
+    p.add_argument("--key", type=Path, help="with --server: client key, for mutual TLS")
+    p.add_argument("--timeout", type=float, default=60.0, help="with --server: seconds per call")
     p.add_argument(
         "--context-columns",
         nargs="+",
@@ -103,6 +116,9 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
         scores = score_lists(loaded.model, data, batch_size=args.batch_size).astype("float64")
         info["model"] = args.model
         max_grade = loaded.manifest.training.get("max_grade")
+    elif args.server:
+        data, scores, info["model"] = _scores_from_server(args)
+        max_grade = None
     else:
         if args.context_columns:
             from ltr.errors import ConfigError
@@ -132,6 +148,35 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
         }
     )
     return metrics, info
+
+
+def _scores_from_server(args: argparse.Namespace):
+    """(data, scores, description) with every list of the data scored by a live server."""
+    from ltr.data.dataset import load_dataset
+    from ltr.data.list_inputs import resolve
+    from ltr.errors import DataFormatError
+    from ltr.serve.client import RerankerClient, score_dataset
+
+    with RerankerClient(
+        args.server, ca=args.ca, cert=args.cert, key=args.key, timeout=args.timeout
+    ) as client:
+        spec = client.model_info().spec
+        config = {"use_initial_rank": spec.uses_initial_rank, "context_dim": spec.context_dim}
+        context = resolve(
+            config,
+            context_columns=args.context_columns,
+            trained_context_columns=spec.context_columns,
+        )
+        data = load_dataset(
+            args.data, group_file=args.group_file, num_features=spec.num_features, context=context
+        )
+        if data.num_features != spec.num_features:
+            raise DataFormatError(
+                f"the data has {data.num_features} features but the served model expects "
+                f"{spec.num_features}"
+            )
+        scores = score_dataset(client, data, lists_per_call=min(args.batch_size, 32))
+    return data, scores, f"{spec.ref.name} {spec.ref.version} at {args.server}"
 
 
 def format_table(metrics: dict[str, dict[str, float]]) -> str:

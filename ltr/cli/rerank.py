@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -43,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="COLUMN",
         help="for a served model with a context vector (Parquet data): one list column of C "
-        "numbers, or C numeric columns (default: the list column context)",
+        "numbers, or C numeric columns (default: the columns the server reports the model "
+        "was trained with, else the list column context)",
     )
     p.set_defaults(func=run)
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ltr.data.dataset import load_dataset
     from ltr.data.list_inputs import resolve
     from ltr.errors import ConfigError
-    from ltr.serve.client import RerankerClient
+    from ltr.serve.client import RerankerClient, query_of
 
     with RerankerClient(
         args.server,
@@ -65,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
         # the served model says which inputs beyond features it takes
         spec = client.model_info().spec
         model_config = {"use_initial_rank": spec.uses_initial_rank, "context_dim": spec.context_dim}
-        context = resolve(model_config, context_columns=args.context_columns)
+        context = resolve(
+            model_config,
+            context_columns=args.context_columns,
+            trained_context_columns=spec.context_columns,
+        )
         data = load_dataset(args.data, group_file=args.group_file, context=context)
         qids = [str(q) for q in data.qids]
         if args.query is None:
@@ -80,15 +86,9 @@ def run(args: argparse.Namespace) -> int:
             str(d) if d is not None else f"row{r}" for d, r in zip(doc_ids, item.rows, strict=True)
         ]
         labels = dict(zip(ids, item.labels.tolist(), strict=True))
-        ranked = client.rerank(
-            ids,
-            item.features,
-            query_id=qids[index],
-            top_k=args.top_k,
-            # as in training and `ltr evaluate`: the file's order is the initial ranking
-            initial_ranks=item.ranks() if spec.uses_initial_rank else None,
-            context=item.context,
-        )
+        # as in training and `ltr evaluate`: the file's order is the initial ranking
+        query = query_of(data, index, uses_initial_rank=spec.uses_initial_rank, ids=ids)
+        ranked = client.rerank_query(replace(query, top_k=args.top_k))
     if args.format == "json":
         out = {
             "query_id": ranked.query_id,

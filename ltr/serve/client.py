@@ -53,8 +53,9 @@ MAX_RETRIES = 4  # gRPC allows at most 5 attempts per call
 
 
 def retry_service_config(retries: int, initial_backoff: float = 0.02) -> str:
-    """The gRPC service config (JSON) that retries every ``Reranker`` call up to ``retries`` times on :data:`RETRYABLE` codes, backing off ``initial_backoff`` seconds, then
-    twice as long each time (at most 1 s; gRPC adds jitter)."""
+    """The gRPC service config (JSON) that retries every ``Reranker`` call up to ``retries``
+    times on :data:`RETRYABLE` codes, backing off ``initial_backoff`` seconds, then twice as long
+    each time (at most 1 s; gRPC adds jitter). Health checks are not retried."""
     if not 0 <= retries <= MAX_RETRIES:
         raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, got {retries}")
     if retries == 0:
@@ -144,6 +145,10 @@ class RerankerClient:
             top_k=top_k,
             model_name=model_name,
         )
+        return self.rerank_query(query, timeout=timeout)
+
+    def rerank_query(self, query: RerankQuery, *, timeout: float | None = None) -> RankedList:
+        """Rank one list given as a :class:`RerankQuery` (see :func:`query_of` for data files)."""
         response = self._invoke(self.stub.Rerank, convert.query_to_proto(query), timeout)
         return convert.ranked_from_proto(response)
 
@@ -166,3 +171,75 @@ class RerankerClient:
         request = health_pb2.HealthCheckRequest(service=service)
         response = self._invoke(stub.Check, request, timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def query_of(data, index: int, *, uses_initial_rank: bool, ids: Sequence[str] | None = None):
+    """List ``index`` of a :class:`~ltr.data.dataset.ListDataset` as a :class:`RerankQuery`.
+
+    Candidate ids are ``ids`` (default: the rows' numbers in the data, unique by construction);
+    a model that uses initial ranks gets the file's order (as in training and ``ltr evaluate``);
+    the list's context vector goes along when the data carries one.
+    """
+    item = data[index]
+    return RerankQuery.from_matrix(
+        list(ids) if ids is not None else [str(r) for r in item.rows.tolist()],
+        item.features,
+        query_id=str(data.qids[index]),
+        initial_ranks=item.ranks() if uses_initial_rank else None,
+        context=item.context,
+    )
+
+
+def score_dataset(
+    client: RerankerClient, data, *, lists_per_call: int = 32, progress: bool | None = None
+) -> np.ndarray:
+    """``[rows]`` float64 scores of every row of ``data`` from the served model.
+
+    Lists go in ``RerankBatch`` calls of up to ``lists_per_call`` lists, fewer when that would
+    come near the server's message limit; each list is scored whole, so a list longer than the
+    server's ``max_candidates`` is an error (split lists would change the scores).
+    ``progress``: a bar on stderr (None = only on a terminal).
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from ltr.errors import ConfigError
+
+    info = client.model_info()
+    spec = info.spec
+    lengths = data.list_lengths
+    if int(lengths.max()) > info.max_candidates:
+        q = int(np.argmax(lengths))
+        raise ConfigError(
+            f"query {data.qids[q]!r} has {int(lengths[q])} candidates but the server scores at "
+            f"most {info.max_candidates} per list; raise its max_candidates to evaluate whole lists"
+        )
+    # bytes per candidate on the wire: features, id and framing (generously), half the limit
+    per_candidate = 4 * spec.num_features + 32
+    budget = max(info.max_message_bytes // 2, per_candidate * int(lengths.max()))
+    scores = np.full(data.num_rows, np.nan)
+    shown = sys.stderr.isatty() if progress is None else progress
+    with tqdm(total=len(data), unit="list", disable=not shown, desc="scoring") as bar:
+        start = 0
+        while start < len(data):
+            stop, size = start, 0
+            while stop < len(data) and stop - start < lists_per_call:
+                size += per_candidate * int(lengths[stop])
+                if stop > start and size > budget:
+                    break
+                stop += 1
+            queries = [
+                query_of(data, q, uses_initial_rank=spec.uses_initial_rank)
+                for q in range(start, stop)
+            ]
+            for query, ranked in zip(queries, client.rerank_batch(queries), strict=True):
+                rows = np.asarray(query.candidate_ids, dtype=np.int64)
+                scores[rows[ranked.request_indices]] = ranked.scores
+            bar.update(stop - start)
+            start = stop
+    if np.isnan(scores).any():
+        raise RerankError(
+            grpc.StatusCode.DATA_LOSS, "the server returned fewer candidates than were sent"
+        )
+    return scores

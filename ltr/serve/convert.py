@@ -163,6 +163,7 @@ def info_to_proto(info: ModelInfo) -> pb.ModelInfo:
         uses_initial_rank=spec.uses_initial_rank,
         context_dim=spec.context_dim,
         max_message_bytes=info.max_message_bytes,
+        context_columns=list(spec.context_columns),
     )
 
 
@@ -173,5 +174,6 @@ def info_from_proto(message: pb.ModelInfo) -> ModelInfo:
         uses_initial_rank=message.uses_initial_rank,
         context_dim=message.context_dim,
         backend=BACKEND_NAMES[message.backend],
+        context_columns=tuple(message.context_columns),
     )
     return ModelInfo(spec, message.max_candidates, message.max_message_bytes)

@@ -31,6 +31,8 @@ class ModelSpec:
     uses_initial_rank: bool = False
     context_dim: int = 0
     backend: Backend = "onnx"
+    context_columns: tuple[str, ...] = ()
+    """Data columns the context vector was trained from (empty = not recorded)."""
 
     @property
     def num_features(self) -> int:

@@ -61,6 +61,7 @@ def model_spec(loaded: LoadedModel, backend: Backend) -> ModelSpec:
         uses_initial_rank=manifest.uses_initial_rank,
         context_dim=manifest.context_dim,
         backend=backend,
+        context_columns=tuple(manifest.training.get("context_columns") or ()),
     )
 
 

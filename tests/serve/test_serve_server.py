@@ -249,3 +249,32 @@ def test_python_client_and_ltr_rerank_command(server, s5, offline, mq2008_dir) -
     assert reply["model"] == {"name": "tiny-model", "version": "run-seed1"}
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=ATOL)
+
+
+def test_evaluate_through_the_live_server_equals_offline_evaluation(
+    server, tiny_artifact, s5, offline, mq2008_dir, capsys
+) -> None:
+    from ltr.cli import main
+    from ltr.data.dataset import ListDataset
+    from ltr.errors import ConfigError
+    from ltr.serve.client import score_dataset
+
+    with RerankerClient(server.target) as client:
+        # 256 KiB messages hold about 600 candidates: the lists go in many small batches
+        scores = score_dataset(client, s5)
+        np.testing.assert_allclose(scores, offline, rtol=0, atol=ATOL)
+        too_long = ListDataset(np.zeros((151, 46)), np.zeros(151), np.array([0, 151]), ["long"])
+        with pytest.raises(ConfigError, match="'long' has 151 candidates but the server scores"):
+            score_dataset(client, too_long)
+    data = str(mq2008_dir / "S5.txt.xz")
+    got = {}
+    for source in (["--model", str(tiny_artifact)], ["--server", server.target]):
+        assert main(["evaluate", *source, "--data", data, "--format", "json"]) == 0
+        got[source[0]] = json.loads(capsys.readouterr().out)
+    for convention, values in got["--model"].items():
+        for name, value in values.items():
+            assert got["--server"][convention][name] == pytest.approx(value, abs=1e-6), name
+    assert main(["evaluate", "--server", server.target, "--data", data]) == 0
+    assert f"tiny-model {load_model(tiny_artifact).manifest.version or 'unversioned'} at" in (
+        capsys.readouterr().out
+    )

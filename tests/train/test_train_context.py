@@ -104,7 +104,8 @@ def _frame(path: Path, context: list[str] = COLUMNS):
 
 
 def _evaluate(capsys, model, data, *extra) -> float:
-    assert main(["evaluate", "--model", str(model), "--data", str(data), "--format", "json",
+    source = [] if model is None else ["--model", str(model)]
+    assert main(["evaluate", *source, "--data", str(data), "--format", "json",
                  *extra]) == 0  # fmt: skip
     return json.loads(capsys.readouterr().out)["empty=1"]["ndcg@10"]
 
@@ -143,7 +144,7 @@ def test_offline_scores_are_single_list_forwards_with_that_lists_context(trained
             np.testing.assert_allclose(scores[rows], want, rtol=0, atol=1e-5)
 
 
-def test_score_and_serve_give_evaluates_scores(trained, tmp_path):
+def test_score_and_serve_give_evaluates_scores(trained, tmp_path, capsys):
     _, files, with_context, _ = trained
     artifact = with_context.artifact_dir
     test = load_dataset(files["test"], context=resolve({"context_dim": 2}, context_columns=COLUMNS))
@@ -194,6 +195,12 @@ def test_score_and_serve_give_evaluates_scores(trained, tmp_path):
         want = dict(zip(test.doc_ids[rows], offline[rows].tolist(), strict=True))
         assert got.keys() == want.keys()
         assert max(abs(got[k] - want[k]) for k in want) <= 1e-5
+        # GetModelInfo names the columns training read the context from, so `ltr evaluate
+        # --server` finds them without options and gets evaluate's numbers
+        with RerankerClient(server.target) as client:
+            assert client.model_info().spec.context_columns == tuple(COLUMNS)
+        served = _evaluate(capsys, None, files["test"], "--server", server.target)
+        assert served == pytest.approx(_evaluate(capsys, artifact, files["test"]), abs=1e-6)
     finally:
         assert server.stop() == 0
 

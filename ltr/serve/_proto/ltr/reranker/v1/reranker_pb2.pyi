@@ -85,7 +85,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "num_features", "feature_names", "max_candidates", "backend", "uses_initial_rank", "context_dim", "max_message_bytes")
+    __slots__ = ("model", "num_features", "feature_names", "max_candidates", "backend", "uses_initial_rank", "context_dim", "max_message_bytes", "context_columns")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class ModelInfo(_message.Message):
     USES_INITIAL_RANK_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_DIM_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     num_features: int
     feature_names: _containers.RepeatedScalarFieldContainer[str]
@@ -102,4 +103,5 @@ class ModelInfo(_message.Message):
     uses_initial_rank: bool
     context_dim: int
     max_message_bytes: int
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    context_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., context_columns: _Optional[_Iterable[str]] = ...) -> None: ...
