@@ -87,10 +87,15 @@ def read_scores(path: Path, expected: int):
 
 
 def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
-    """Scores for the data from the model or the scores file; returns (metrics, info)."""
+    """Scores for the data from the model, the server or the scores file; returns (metrics,
+    info)."""
     from ltr.data.dataset import load_dataset
+    from ltr.errors import ConfigError
     from ltr.metrics import DEFAULT_METRICS, evaluate_all_conventions
 
+    tls = [f"--{name}" for name in ("ca", "cert", "key") if getattr(args, name, None)]
+    if tls and not args.server:
+        raise ConfigError(f"{' and '.join(tls)}: only for --server; leave them out here")
     info: dict[str, object] = {}
     if args.model:
         from ltr.artifact import load_model
@@ -121,8 +126,6 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
         max_grade = None
     else:
         if args.context_columns:
-            from ltr.errors import ConfigError
-
             raise ConfigError("--context-columns is for models; external scores need no context")
         data = load_dataset(args.data, group_file=args.group_file)
         scores = read_scores(args.scores, data.num_rows)

@@ -158,3 +158,10 @@ def test_unknown_model_path_is_reported(mq2008_dir, tmp_path, capsys):
     argv = ["evaluate", "--model", str(tmp_path / "nope"), "--data", str(mq2008_dir / "S5.txt.xz")]
     assert main(argv) == 2
     assert "no model at" in capsys.readouterr().err
+
+
+def test_tls_options_without_a_server_are_refused(mq2008_dir, tmp_path, capsys):
+    argv = ["evaluate", "--scores", str(tmp_path / "s.txt"), "--data",
+            str(mq2008_dir / "S5.txt.xz"), "--ca", "ca.pem", "--key", "k.pem"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--ca and --key: only for --server" in capsys.readouterr().err
