@@ -204,11 +204,20 @@ def score_dataset(
 
     from tqdm import tqdm
 
-    from ltr.errors import ConfigError
+    from ltr.errors import ConfigError, DataFormatError
 
     info = client.model_info()
     spec = info.spec
     lengths = data.list_lengths
+    missing = ~np.isfinite(data.features)
+    if missing.any():
+        row = int(np.argwhere(missing)[0][0])
+        q = int(np.searchsorted(data.offsets, row, side="right")) - 1
+        raise DataFormatError(
+            f"query {data.qids[q]!r} has a missing or non-finite feature value (row {row}); the "
+            "server refuses those (a request has no way to say 'missing'), so evaluate this data "
+            "offline with --model, or fill the values first"
+        )
     if int(lengths.max()) > info.max_candidates:
         q = int(np.argmax(lengths))
         raise ConfigError(

@@ -256,7 +256,7 @@ def test_evaluate_through_the_live_server_equals_offline_evaluation(
 ) -> None:
     from ltr.cli import main
     from ltr.data.dataset import ListDataset
-    from ltr.errors import ConfigError
+    from ltr.errors import ConfigError, DataFormatError
     from ltr.serve.client import score_dataset
 
     with RerankerClient(server.target) as client:
@@ -266,6 +266,13 @@ def test_evaluate_through_the_live_server_equals_offline_evaluation(
         too_long = ListDataset(np.zeros((151, 46)), np.zeros(151), np.array([0, 151]), ["long"])
         with pytest.raises(ConfigError, match="'long' has 151 candidates but the server scores"):
             score_dataset(client, too_long)
+        holes = np.zeros((3, 46))
+        holes[2, 5] = (
+            np.nan
+        )  # a missing value: offline it is the feature's mean, on the wire nothing
+        with_holes = ListDataset(holes, np.zeros(3), np.array([0, 1, 3]), ["a", "b"])
+        with pytest.raises(DataFormatError, match=r"query 'b' has a missing .* \(row 2\)"):
+            score_dataset(client, with_holes)
     data = str(mq2008_dir / "S5.txt.xz")
     got = {}
     for source in (["--model", str(tiny_artifact)], ["--server", server.target]):
