@@ -155,29 +155,15 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
 
 def _scores_from_server(args: argparse.Namespace):
     """(data, scores, description) with every list of the data scored by a live server."""
-    from ltr.data.dataset import load_dataset
-    from ltr.data.list_inputs import resolve
-    from ltr.errors import DataFormatError
-    from ltr.serve.client import RerankerClient, score_dataset
+    from ltr.serve.client import RerankerClient, load_served_data, score_dataset
 
     with RerankerClient(
         args.server, ca=args.ca, cert=args.cert, key=args.key, timeout=args.timeout
     ) as client:
         spec = client.model_info().spec
-        config = {"use_initial_rank": spec.uses_initial_rank, "context_dim": spec.context_dim}
-        context = resolve(
-            config,
-            context_columns=args.context_columns,
-            trained_context_columns=spec.context_columns,
+        data = load_served_data(
+            spec, args.data, group_file=args.group_file, context_columns=args.context_columns
         )
-        data = load_dataset(
-            args.data, group_file=args.group_file, num_features=spec.num_features, context=context
-        )
-        if data.num_features != spec.num_features:
-            raise DataFormatError(
-                f"the data has {data.num_features} features but the served model expects "
-                f"{spec.num_features}"
-            )
         scores = score_dataset(client, data, lists_per_call=min(args.batch_size, 32))
     return data, scores, f"{spec.ref.name} {spec.ref.version} at {args.server}"
 

@@ -51,10 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ltr.data.dataset import load_dataset
-    from ltr.data.list_inputs import resolve
     from ltr.errors import ConfigError
-    from ltr.serve.client import RerankerClient, query_of
+    from ltr.serve.client import RerankerClient, load_served_data, query_of
 
     with RerankerClient(
         args.server,
@@ -66,13 +64,9 @@ def run(args: argparse.Namespace) -> int:
     ) as client:
         # the served model says which inputs beyond features it takes
         spec = client.model_info().spec
-        model_config = {"use_initial_rank": spec.uses_initial_rank, "context_dim": spec.context_dim}
-        context = resolve(
-            model_config,
-            context_columns=args.context_columns,
-            trained_context_columns=spec.context_columns,
+        data = load_served_data(
+            spec, args.data, group_file=args.group_file, context_columns=args.context_columns
         )
-        data = load_dataset(args.data, group_file=args.group_file, context=context)
         qids = [str(q) for q in data.qids]
         if args.query is None:
             index = 0

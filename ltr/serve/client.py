@@ -34,7 +34,7 @@ from ltr.errors import LtrError
 from ltr.serve import convert
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
-from ltr.serve.domain import ModelInfo, RankedList, RerankQuery
+from ltr.serve.domain import ModelInfo, ModelSpec, RankedList, RerankQuery
 from ltr.serve.tls import channel_credentials
 
 
@@ -171,6 +171,40 @@ class RerankerClient:
         request = health_pb2.HealthCheckRequest(service=service)
         response = self._invoke(stub.Check, request, timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def load_served_data(
+    spec: ModelSpec,
+    paths,
+    *,
+    group_file: str | Path | None = None,
+    context_columns: Sequence[str] | None = None,
+):
+    """A LETOR/Parquet :class:`~ltr.data.dataset.ListDataset` for the model a server reports.
+
+    The context vector, if the model takes one, comes from ``context_columns``, else the columns
+    the model was trained with (``spec.context_columns``), else the list column ``context``.
+
+    Raises:
+        DataFormatError: the data's feature count is not the model's.
+    """
+    from ltr.data.dataset import load_dataset
+    from ltr.data.list_inputs import resolve
+    from ltr.errors import DataFormatError
+
+    config = {"use_initial_rank": spec.uses_initial_rank, "context_dim": spec.context_dim}
+    context = resolve(
+        config, context_columns=context_columns, trained_context_columns=spec.context_columns
+    )
+    data = load_dataset(
+        paths, group_file=group_file, num_features=spec.num_features, context=context
+    )
+    if data.num_features != spec.num_features:
+        raise DataFormatError(
+            f"the data has {data.num_features} features but the served model expects "
+            f"{spec.num_features}"
+        )
+    return data
 
 
 def query_of(data, index: int, *, uses_initial_rank: bool, ids: Sequence[str] | None = None):
