@@ -37,11 +37,10 @@ def score_lists(
 def frame_context_columns(manifest) -> list[str]:
     """The columns a feature frame must carry a context model's per-query vector in: those it
     was trained with, else the list column ``context`` (empty for models without a context)."""
-    from ltr.data.list_inputs import CONTEXT
+    from ltr.data.list_inputs import resolve
 
-    if not manifest.context_dim:
-        return []
-    return list(manifest.training.get("context_columns") or [CONTEXT])
+    trained = manifest.training.get("context_columns")
+    return list(resolve(manifest.model_config, trained_context_columns=trained).context_columns)
 
 
 def score_frame(loaded, frame) -> np.ndarray:
