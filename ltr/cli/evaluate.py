@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=128,
         help="lists per forward pass (with --server: at most 32 lists per RerankBatch call)",
     )
+    p.add_argument(
+        "--err-max-grade",
+        type=float,
+        metavar="G",
+        help="top relevance grade for ERR (default: the one recorded in training, else the "
+        "data's largest label, at least 2)",
+    )
     p.add_argument("--ca", type=Path, help="with --server: CA certificate (PEM), connect with TLS")
     p.add_argument("--cert", type=Path, help="with --server: client certificate, for mutual TLS")
     p.add_argument("--key", type=Path, help="with --server: client key, for mutual TLS")
@@ -131,6 +138,10 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
         scores = read_scores(args.scores, data.num_rows)
         info["scores"] = str(args.scores)
         max_grade = None
+    if args.err_max_grade is not None:
+        if not args.err_max_grade > 0:
+            raise ConfigError(f"--err-max-grade must be > 0, got {args.err_max_grade:g}")
+        max_grade = args.err_max_grade
     max_grade = float(max_grade or max(2.0, float(data.labels.max())))
     metrics = evaluate_all_conventions(
         scores,

@@ -165,3 +165,20 @@ def test_tls_options_without_a_server_are_refused(mq2008_dir, tmp_path, capsys):
             str(mq2008_dir / "S5.txt.xz"), "--ca", "ca.pem", "--key", "k.pem"]  # fmt: skip
     assert main(argv) == 2
     assert "--ca and --key: only for --server" in capsys.readouterr().err
+
+
+def test_err_max_grade_scales_err_as_the_formula_says(tmp_path, capsys):
+    # one query: a label-2 document ranked first, then a label-0 one. ERR@10 = R(2) with
+    # R(l) = (2^l - 1) / 2^g: 3/4 for g = 2 (the data's default), 3/16 for g = 4
+    data = tmp_path / "d.txt"
+    data.write_text("2 qid:1 1:1\n0 qid:1 1:0\n")
+    scores = tmp_path / "s.txt"
+    scores.write_text("1\n0\n")
+    base = ["evaluate", "--scores", str(scores), "--data", str(data), "--format", "json"]
+    default = _run_json(capsys, base)
+    assert default["empty=1"]["err@10"] == pytest.approx(3 / 4)
+    four = _run_json(capsys, [*base, "--err-max-grade", "4"])
+    assert four["empty=1"]["err@10"] == pytest.approx(3 / 16)
+    assert four["empty=1"]["ndcg@10"] == default["empty=1"]["ndcg@10"]  # only ERR changes
+    assert main([*base, "--err-max-grade", "0"]) == 2
+    assert "--err-max-grade must be > 0" in capsys.readouterr().err
