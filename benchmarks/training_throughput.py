@@ -263,7 +263,7 @@ def run_round(
         trainer.fit(lit.module, datamodule=lit.datamodule)
     finally:
         for callback in kwargs["callbacks"]:
-            if hasattr(callback, "tracker"):  # ltr.train.run._Tracking ends its MLflow run
+            if hasattr(callback, "tracker"):  # ltr.train.run.TrackingCallback ends its MLflow run
                 callback.close()
     return timing, plain.timing
 

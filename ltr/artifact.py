@@ -148,8 +148,12 @@ def is_mlflow_uri(source: str) -> bool:
     return source.startswith(MLFLOW_SCHEMES)
 
 
-def resolve_artifact_dir(source: str | Path) -> tuple[Path, dict[str, str]]:
-    """Local directory holding the artifact for ``source``, and registry facts if any."""
+def resolve_artifact_dir(
+    source: str | Path, manifest: str = MANIFEST
+) -> tuple[Path, dict[str, str]]:
+    """Local directory holding the artifact for ``source`` (the one with the ``manifest`` file:
+    ``ltr_model.json`` for rankers, ``lm_model.json`` for language models), and registry facts
+    if any."""
     text = str(source)
     info: dict[str, str] = {}
     if is_mlflow_uri(text):
@@ -160,14 +164,15 @@ def resolve_artifact_dir(source: str | Path) -> tuple[Path, dict[str, str]]:
         local = Path(text)
     if not local.exists():
         raise ArtifactError(f"no model at {text}: the path does not exist")
-    if (local / MANIFEST).exists():
+    if (local / manifest).exists():
         return local, info
     # An MLflow pyfunc model directory keeps the ltr artifact in a folder under artifacts/.
-    for candidate in sorted(local.glob(f"artifacts/*/{MANIFEST}")):
+    for candidate in sorted(local.glob(f"artifacts/*/{manifest}")):
         return candidate.parent, info
+    writer = "`ltr train`" if manifest == MANIFEST else "`ltr pretrain`"
     raise ArtifactError(
-        f"{text} holds no ltr model (no {MANIFEST}); pass a directory written by `ltr train` "
-        "or an MLflow model URI"
+        f"{text} holds no model of this kind (no {manifest}); pass a directory written by "
+        f"{writer} or an MLflow URI of one"
     )
 
 

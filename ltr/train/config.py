@@ -79,8 +79,9 @@ class OptimConfig:
 
 
 @dataclass
-class TrainerConfig:
-    """Options passed to ``lightning.Trainer`` (plus early stopping and seeding)."""
+class LightningConfig:
+    """Options passed to ``lightning.Trainer`` (plus early stopping and seeding), shared by
+    ``ltr train`` and ``ltr pretrain``."""
 
     max_epochs: int = 100
     accelerator: str = "auto"
@@ -94,8 +95,6 @@ class TrainerConfig:
     gradient_clip_val: float | None = 1.0
     early_stopping_patience: int | None = 20
     """Epochs without improvement of the monitored metric before stopping (null = never)."""
-    monitor: str = "ndcg@10"
-    """Validation metric for early stopping and checkpoint selection."""
     seed: int = 42
     deterministic: bool = True
     progress_bar: bool = True
@@ -104,6 +103,14 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
             raise ConfigError(f"trainer.max_epochs must be at least 1, got {self.max_epochs}")
+
+
+@dataclass
+class TrainerConfig(LightningConfig):
+    """Lightning options of a ranking run, and the metric that selects its best epoch."""
+
+    monitor: str = "ndcg@10"
+    """Validation metric for early stopping and checkpoint selection."""
 
 
 @dataclass

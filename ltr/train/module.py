@@ -122,32 +122,36 @@ class RankingModule(L.LightningModule):
         return value
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.optim.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.optim.lr,
-        )
-        warmup, total = self.optim.warmup_steps, self.total_steps
-        floor = self.optim.min_lr_ratio
-        cosine = self.optim.schedule == "cosine" and total is not None and total > warmup
+        return adamw_with_schedule(self.model, self.optim, self.total_steps)
 
-        def factor(step: int) -> float:
-            if warmup and step < warmup:
-                return (step + 1) / warmup
-            if not cosine:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+def adamw_with_schedule(model: nn.Module, optim: OptimConfig, total_steps: int | None) -> dict:
+    """AdamW (no weight decay on biases, norms and other 1-D parameters) with linear warm-up
+    and, for ``schedule: cosine``, a cosine decay to ``lr * min_lr_ratio`` at ``total_steps``;
+    in the form ``LightningModule.configure_optimizers`` returns."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=optim.lr,
+    )
+    warmup, total = optim.warmup_steps, total_steps
+    floor = optim.min_lr_ratio
+    cosine = optim.schedule == "cosine" and total is not None and total > warmup
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

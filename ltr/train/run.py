@@ -32,7 +32,7 @@ from ltr.inference import frame_context_columns, score_lists
 from ltr.losses import build_loss
 from ltr.metrics import evaluate_all_conventions
 from ltr.models import RankingModel, build_scorer
-from ltr.train.config import TrainConfig
+from ltr.train.config import LightningConfig, TrainConfig
 from ltr.train.datamodule import ListDataModule
 from ltr.train.module import RankingModule
 from ltr.train.progress import progress_bar
@@ -56,27 +56,31 @@ class TrainResult:
     resolved_config: dict[str, Any] = field(default_factory=dict)
 
 
-class _EpochSetter(Callback):
+class EpochSetter(Callback):
     """Draws new list subsets every epoch (training lists capped by sampling)."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.datamodule.set_epoch(trainer.current_epoch)
 
 
-class _Tracking(Callback):
-    """Opens the MLflow run on global rank 0 and logs every epoch's metrics (step = epoch)."""
+class TrackingCallback(Callback):
+    """Opens the MLflow run on global rank 0 and logs every epoch's metrics (step = epoch).
 
-    def __init__(self, config: TrainConfig, resolved: dict[str, Any]):
+    ``config`` is a tracking section (``enabled``, ``experiment``, ``run_name``,
+    ``tracking_uri``, ``nested``); ``resolved`` is the whole resolved config, logged as params.
+    """
+
+    def __init__(self, config: Any, resolved: dict[str, Any]):
         self.config = config
         self.resolved = resolved
         self.stack = ExitStack()
         self.tracker = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.tracker is None and trainer.is_global_zero and self.config.tracking.enabled:
+        if self.tracker is None and trainer.is_global_zero and self.config.enabled:
             from ltr.tracking import start_run
 
-            cfg = self.config.tracking
+            cfg = self.config
             self.tracker = self.stack.enter_context(
                 start_run(
                     experiment=cfg.experiment,
@@ -110,6 +114,32 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if use_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
+def build_trainer(
+    tc: LightningConfig, callbacks: list[Callback], output: Path, *, verbose: bool = True
+) -> L.Trainer:
+    """A ``lightning.Trainer`` from the trainer section (a progress bar when ``verbose``)."""
+    show_progress = tc.progress_bar and verbose
+    if show_progress:
+        callbacks = [*callbacks, progress_bar()]
+    return L.Trainer(
+        max_epochs=tc.max_epochs,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        strategy=tc.strategy,
+        num_nodes=tc.num_nodes,
+        precision=resolve_precision(tc.precision, tc.accelerator),
+        gradient_clip_val=tc.gradient_clip_val,
+        deterministic=tc.deterministic,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=show_progress,
+        enable_model_summary=verbose,
+        log_every_n_steps=tc.log_every_n_steps,
+        num_sanity_val_steps=0,
+        default_root_dir=str(output),
+    )
+
+
 def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingModel:
     """Scorer from the registry, normaliser fitted on the training rows."""
     params = {k: v for k, v in config.model.items() if k != "name"}
@@ -133,7 +163,7 @@ def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingM
     return RankingModel(scorer, normalizer)
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -143,7 +173,7 @@ def _quiet_lightning() -> None:
 def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
     """Train, evaluate, save and log a ranking model as described by ``config``."""
     started = time.perf_counter()
-    _quiet_lightning()
+    quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     context_dim = int(config.model.get("context_dim") or 0)
     datamodule = ListDataModule(config.data, seed=config.trainer.seed, context_dim=context_dim)
@@ -178,43 +208,23 @@ def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
         monitor=monitor if has_valid else None,
         mode="max",
         save_top_k=1,
-        # Only the weights are read back (_load_best); leaving out the optimizer state (twice the
-        # parameters for Adam) halves the work of every improving epoch's checkpoint.
+        # Only the weights are read back (load_best_weights); leaving out the optimizer state
+        # (twice the parameters for Adam) halves the work of every improving epoch's checkpoint.
         save_weights_only=True,
         enable_version_counter=False,
     )
-    tracking = _Tracking(config, resolved)
-    callbacks: list[Callback] = [_EpochSetter(), checkpoint, tracking]
+    tracking = TrackingCallback(config.tracking, resolved)
+    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking]
     if has_valid and config.trainer.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping(monitor, mode="max", patience=config.trainer.early_stopping_patience)
         )
-    tc = config.trainer
-    show_progress = tc.progress_bar and verbose
-    if show_progress:
-        callbacks.append(progress_bar())
-    trainer = L.Trainer(
-        max_epochs=tc.max_epochs,
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        strategy=tc.strategy,
-        num_nodes=tc.num_nodes,
-        precision=resolve_precision(tc.precision, tc.accelerator),
-        gradient_clip_val=tc.gradient_clip_val,
-        deterministic=tc.deterministic,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=show_progress,
-        enable_model_summary=verbose,
-        log_every_n_steps=tc.log_every_n_steps,
-        num_sanity_val_steps=0,
-        default_root_dir=str(output),
-    )
+    trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
     try:
         trainer.fit(module, datamodule=datamodule)
         if not trainer.is_global_zero:
             return TrainResult(output / "model", None, trainer.current_epoch, 0.0)
-        best_epoch = _load_best(module, checkpoint)
+        best_epoch = load_best_weights(module, checkpoint)
         model.eval()
         result = TrainResult(
             artifact_dir=output / "model",
@@ -270,7 +280,7 @@ def _scorer_config(model: RankingModel) -> dict[str, Any]:
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
 
 
-def _load_best(module: RankingModule, checkpoint: ModelCheckpoint) -> int | None:
+def load_best_weights(module: L.LightningModule, checkpoint: ModelCheckpoint) -> int | None:
     """Reload the best checkpoint's weights into the module; return its epoch."""
     path = checkpoint.best_model_path
     if not path or not os.path.exists(path):
