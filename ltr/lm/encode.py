@@ -1,0 +1,70 @@
+"""Text encoder: a pretrained language model turns texts into fixed-size vectors.
+
+This is the bridge from the language-model core to ranking: the vectors of a query and of its
+candidate texts (or their similarity) become feature columns or a per-query context vector for
+the reranker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ltr.errors import ConfigError
+from ltr.lm.model import TransformerLM, mean_pool
+from ltr.lm.tokenizer import TextTokenizer
+
+
+@torch.no_grad()
+def encode_texts(
+    model: TransformerLM,
+    tokenizer: TextTokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    normalize: bool = True,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Mean-pooled final hidden states of each text (first ``block_size`` tokens).
+
+    Texts are batched with padding after the real tokens; padding changes nothing (keys are
+    masked, and the pooling averages real tokens only), so a text gets the same vector whatever
+    batch it is in. An empty text has no token and is an error.
+
+    Args:
+        texts: ``N`` strings.
+        normalize: scale every vector to unit length (dot product = cosine similarity).
+
+    Returns:
+        ``[N, d_model]`` float32.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    block = model.config.block_size
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(texts), model.config.d_model), dtype=np.float32)
+    try:
+        steps = range(0, len(texts), batch_size)
+        for start in tqdm(steps, desc="encoding", unit="batch", disable=not show_progress):
+            chunk = texts[start : start + batch_size]
+            ids = [row[:block] for row in tokenizer.encode_batch(list(chunk))]
+            for i, row in enumerate(ids):
+                if not row:
+                    raise ConfigError(f"text {start + i} is empty: there is nothing to encode")
+            width = max(len(row) for row in ids)
+            batch = torch.full((len(ids), width), tokenizer.pad_id, dtype=torch.long)  # (B, T)
+            mask = torch.zeros((len(ids), width), dtype=torch.bool)  # (B, T)
+            for i, row in enumerate(ids):
+                batch[i, : len(row)] = torch.tensor(row)
+                mask[i, : len(row)] = True
+            pooled = mean_pool(model.hidden(batch, mask).float(), mask)  # (B, d)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[start : start + len(ids)] = pooled.numpy()
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,186 @@
+"""Transformer language models on the shared :mod:`ltr.nn` blocks: GPT-style and BERT-style.
+
+One class, two kinds (Radford et al., 2019; Devlin et al., 2019):
+
+* ``causal``: a decoder. Every block is an ``MSAB`` with a causal mask, so the logits at
+  position ``t`` depend on tokens ``0..t`` only; trained to predict token ``t + 1``.
+* ``masked``: an encoder. The same blocks without the causal mask (every token sees every real
+  token); trained to recover the tokens hidden by ``[MASK]`` (see :func:`ltr.lm.data.mask_tokens`).
+
+Both: token embedding + position encoding (learned or sinusoidal) -> ``num_layers`` pre-LN blocks
+-> final LayerNorm -> a linear head over the vocabulary whose weight is the token embedding
+(``tie_weights``). :meth:`TransformerLM.hidden` gives the final hidden states, which is what a
+text encoder feeds to the reranker.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ltr.errors import ConfigError
+from ltr.nn import MSAB, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+
+IGNORE_INDEX = -100
+"""Label of positions that carry no loss (padding, unmasked tokens of a masked LM)."""
+
+KINDS = ("causal", "masked")
+
+
+@dataclass
+class LMConfig:
+    """Architecture of a :class:`TransformerLM`."""
+
+    kind: Literal["causal", "masked"] = "causal"
+    """``causal`` (GPT-style decoder) or ``masked`` (BERT-style encoder)."""
+    vocab_size: int = 0
+    """Set from the tokenizer when training (0 = not yet known)."""
+    block_size: int = 128
+    """Longest sequence the model takes (number of positions)."""
+    d_model: int = 128
+    num_heads: int = 4
+    num_layers: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+    activation: str = "gelu"
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    tie_weights: bool = True
+    """The output head reuses the token embedding matrix (fewer parameters, better small LMs)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"model.kind must be one of {list(KINDS)}, got {self.kind!r}")
+        if self.positional not in ("learned", "sinusoidal"):
+            raise ConfigError(
+                f"model.positional must be 'learned' or 'sinusoidal', got {self.positional!r}"
+            )
+        for name in ("block_size", "d_model", "num_heads", "num_layers", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+        if self.vocab_size < 0:
+            raise ConfigError(f"model.vocab_size must be >= 0, got {self.vocab_size}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+class TransformerLM(nn.Module):
+    """A GPT-style (``kind="causal"``) or BERT-style (``kind="masked"``) language model."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ConfigError("model.vocab_size must be set (it comes from the tokenizer)")
+        self.config = config
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        if c.positional == "learned":
+            self.pos_emb: nn.Module = LearnedPositionalEncoding(c.block_size, c.d_model)
+        else:
+            self.pos_emb = SinusoidalPositionalEncoding(c.d_model, c.block_size)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            MSAB(c.d_model, c.num_heads, c.d_ff, c.dropout, activation=c.activation)
+            for _ in range(c.num_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self._init_weights()
+        if c.tie_weights:
+            self.head.weight = self.tok_emb.weight
+
+    @property
+    def is_causal(self) -> bool:
+        return self.config.kind == "causal"
+
+    def _init_weights(self) -> None:
+        """GPT-2 initialisation: N(0, 0.02), residual output projections scaled by 1/sqrt(2L)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.mab.attn.out_proj.weight, std=residual_std)
+            nn.init.normal_(block.mab.ffn.proj.weight, std=residual_std)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, a tied head counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def hidden(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Final hidden states (after the last LayerNorm).
+
+        Args:
+            ids: ``[B, T]`` int64 token ids, ``T <= block_size``.
+            mask: ``[B, T]`` bool, True = real token, False = padding; ``None`` = all real.
+                Padding must come after the real tokens of a row for a causal model.
+
+        Returns:
+            ``[B, T, d_model]``; rows at padded positions are undefined.
+        """
+        t = ids.shape[1]
+        if t > self.config.block_size:
+            raise ConfigError(
+                f"a sequence of {t} tokens is longer than the model's block_size "
+                f"({self.config.block_size}); truncate it or train with a larger block_size"
+            )
+        positions = torch.arange(t, device=ids.device)  # (T,)
+        x = self.drop(self.tok_emb(ids) + self.pos_emb(positions))  # (B, T, d)
+        for block in self.blocks:
+            x = block(x, mask=mask, is_causal=self.is_causal)  # (B, T, d)
+        return self.ln_f(x)  # (B, T, d)
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits over the vocabulary at every position.
+
+        Args:
+            ids: ``[B, T]`` int64 token ids.
+            mask: ``[B, T]`` bool, True = real token; ``None`` = all real.
+
+        Returns:
+            ``[B, T, vocab_size]``. For a causal model position ``t`` predicts token ``t + 1``;
+            for a masked model it predicts the original token at ``t``.
+        """
+        return self.head(self.hidden(ids, mask))  # (B, T, V)
+
+
+def token_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy ``-log softmax(logits)[label]`` over positions whose label is not -100.
+
+    Args:
+        logits: ``[B, T, V]``.
+        labels: ``[B, T]`` int64 target ids; :data:`IGNORE_INDEX` (-100) = no loss here.
+
+    Returns:
+        Scalar: the mean over labelled positions (per token, not per row). Perplexity is its
+        exponential.
+    """
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),  # (B*T, V)
+        labels.reshape(-1),  # (B*T,)
+        ignore_index=IGNORE_INDEX,
+    )
+
+
+def mean_pool(hidden: Tensor, mask: Tensor | None) -> Tensor:
+    """Average the hidden states of the real tokens of each row (a sentence embedding).
+
+    Args:
+        hidden: ``[B, T, d]``.
+        mask: ``[B, T]`` bool, True = real token; ``None`` = all real.
+
+    Returns:
+        ``[B, d]``.
+    """
+    if mask is None:
+        return hidden.mean(dim=1)
+    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)  # (B, d)

@@ -1,0 +1,255 @@
+"""TransformerLM against explicit GPT/BERT forward passes; masks, loss, pooling, decoding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltr.errors import ConfigError
+from ltr.lm.generate import fill_mask, generate, sample_next
+from ltr.lm.model import LMConfig, TransformerLM, mean_pool, token_cross_entropy
+
+V, D, HEADS, LAYERS, D_FF, BLOCK = 23, 16, 2, 2, 24, 12
+
+
+def small_lm(kind: str = "causal", **overrides) -> TransformerLM:
+    torch.manual_seed(0)
+    config = dict(
+        kind=kind, vocab_size=V, block_size=BLOCK, d_model=D, num_heads=HEADS,
+        num_layers=LAYERS, d_ff=D_FF, dropout=0.0,
+    )  # fmt: skip
+    config.update(overrides)
+    model = TransformerLM(LMConfig(**config)).double().eval()
+    with torch.no_grad():  # non-trivial norms and biases, so a swapped or skipped one shows
+        for name, p in model.named_parameters():
+            if "norm" in name or name.startswith("ln_f"):
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.3, 0.3)
+            elif name.endswith("bias"):
+                p.uniform_(-0.1, 0.1)
+    return model
+
+
+def reference_logits(model: TransformerLM, ids: torch.Tensor, causal: bool) -> torch.Tensor:
+    """GPT-2 / BERT pre-LN forward written out from the formulas, reading the model's weights."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    t = ids.shape[1]
+    x = sd["tok_emb.weight"][ids] + sd["pos_emb.embedding.weight"][:t]  # (B, T, d)
+    hs = D // HEADS
+    for i in range(LAYERS):
+        p = f"blocks.{i}.mab."
+
+        def lin(z, name, p=p):
+            return z @ sd[p + name + ".weight"].T + sd[p + name + ".bias"]
+
+        h = F.layer_norm(x, (D,), sd[p + "norm_attn.weight"], sd[p + "norm_attn.bias"])
+        q, k, v = (lin(h, f"attn.{n}_proj") for n in "qkv")  # (B, T, d) each
+        out = torch.zeros_like(x)
+        for head in range(HEADS):
+            s = slice(head * hs, (head + 1) * hs)
+            scores = q[..., s] @ k[..., s].transpose(1, 2) / math.sqrt(hs)  # (B, T, T)
+            if causal:
+                scores = scores.masked_fill(torch.ones(t, t).triu(1).bool(), float("-inf"))
+            out[..., s] = scores.softmax(-1) @ v[..., s]
+        x = x + lin(out, "attn.out_proj")
+        h = F.layer_norm(x, (D,), sd[p + "norm_ffn.weight"], sd[p + "norm_ffn.bias"])
+        x = x + lin(F.gelu(lin(h, "ffn.fc")), "ffn.proj")
+    x = F.layer_norm(x, (D,), sd["ln_f.weight"], sd["ln_f.bias"])
+    return x @ sd["tok_emb.weight"].T  # tied head
+
+
+@pytest.mark.parametrize("kind", ["causal", "masked"])
+def test_forward_matches_explicit_formulas(kind: str) -> None:
+    model = small_lm(kind)
+    ids = torch.randint(0, V, (3, 9), generator=torch.Generator().manual_seed(1))
+    expected = reference_logits(model, ids, causal=kind == "causal")
+    torch.testing.assert_close(model(ids), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_causal_logits_ignore_later_tokens_and_masked_ones_do_not() -> None:
+    ids = torch.randint(0, V, (2, 10), generator=torch.Generator().manual_seed(2))
+    changed = ids.clone()
+    changed[:, 6:] = (changed[:, 6:] + 1) % V
+    causal, masked = small_lm("causal"), small_lm("masked")
+    torch.testing.assert_close(causal(changed)[:, :6], causal(ids)[:, :6], rtol=0, atol=0)
+    assert not torch.allclose(causal(changed)[:, 6:], causal(ids)[:, 6:])
+    assert not torch.allclose(masked(changed)[:, :6], masked(ids)[:, :6], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["causal", "masked"])
+def test_padding_after_the_text_changes_nothing(kind: str) -> None:
+    model = small_lm(kind)
+    ids = torch.randint(0, V, (1, 7), generator=torch.Generator().manual_seed(3))
+    padded = torch.cat([ids, torch.tensor([[5, 9, 1]])], dim=1)  # three padded slots
+    mask = torch.tensor([[True] * 7 + [False] * 3])
+    torch.testing.assert_close(model(padded, mask)[:, :7], model(ids), rtol=1e-10, atol=1e-10)
+    other = padded.clone()
+    other[:, 7:] = torch.tensor([[0, 2, 4]])
+    torch.testing.assert_close(model(other, mask)[:, :7], model(ids), rtol=1e-10, atol=1e-10)
+
+
+def test_sinusoidal_positions_and_untied_head() -> None:
+    model = small_lm("causal", positional="sinusoidal", tie_weights=False)
+    assert model.head.weight is not model.tok_emb.weight
+    ids = torch.tensor([[1, 2, 3]])
+    pe = model.pos_emb.table[:3].double()  # (3, d)
+    x = model.tok_emb.weight[ids] + pe
+    h = model.blocks[1](model.blocks[0](x, is_causal=True), is_causal=True)
+    torch.testing.assert_close(model(ids), model.head(model.ln_f(h)))
+
+
+def test_parameter_count_by_formula() -> None:
+    model = small_lm("causal")
+    per_layer = 4 * (D * D + D) + 2 * 2 * D + (D * D_FF + D_FF) + (D_FF * D + D)
+    expected = V * D + BLOCK * D + LAYERS * per_layer + 2 * D  # tied head adds nothing
+    assert model.num_parameters() == expected
+    untied = small_lm("causal", tie_weights=False)
+    assert untied.num_parameters() == expected + V * D
+
+
+def test_token_cross_entropy_by_hand_ignores_minus_100() -> None:
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(2, 3, 5))
+    labels = np.array([[1, -100, 4], [0, 2, -100]])
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    picked = [
+        log_softmax[b, t, labels[b, t]] for b in range(2) for t in range(3) if labels[b, t] >= 0
+    ]
+    expected = -np.mean(picked)
+    got = token_cross_entropy(torch.tensor(logits), torch.tensor(labels))
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_mean_pool_averages_real_tokens_only() -> None:
+    hidden = torch.arange(24, dtype=torch.float64).reshape(2, 3, 4)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    expected = torch.stack([(hidden[0, 0] + hidden[0, 1]) / 2, hidden[1, 0]])
+    torch.testing.assert_close(mean_pool(hidden, mask), expected)
+    torch.testing.assert_close(mean_pool(hidden, None), hidden.mean(1))
+
+
+def test_config_errors_say_what_is_wrong() -> None:
+    with pytest.raises(ConfigError, match="kind"):
+        LMConfig(kind="seq2seq")
+    with pytest.raises(ConfigError, match="divisible"):
+        TransformerLM(LMConfig(vocab_size=10, d_model=10, num_heads=3))
+    with pytest.raises(ConfigError, match="vocab_size"):
+        TransformerLM(LMConfig())
+    with pytest.raises(ConfigError, match="block_size"):
+        small_lm()(torch.zeros(1, BLOCK + 1, dtype=torch.long))
+
+
+# ---- decoding -------------------------------------------------------------------------------
+
+
+def test_sample_next_greedy_and_top_k_one_are_argmax() -> None:
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 2.9]])
+    assert sample_next(logits, temperature=0).tolist() == [1, 0]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        assert sample_next(logits, temperature=5.0, top_k=1, generator=g).tolist() == [1, 0]
+
+
+def _frequencies(draws: torch.Tensor, n: int) -> np.ndarray:
+    return np.bincount(draws.numpy(), minlength=n) / len(draws)
+
+
+def _within(freq: np.ndarray, p: np.ndarray, n: int) -> None:
+    """Each empirical frequency within 5 binomial standard errors of its probability."""
+    tolerance = 5 * np.sqrt(p * (1 - p) / n) + 1e-12
+    assert np.all(np.abs(freq - p) <= tolerance), (freq, p)
+
+
+def test_sampling_follows_temperature_top_k_and_top_p() -> None:
+    n = 20000
+    probs = np.array([0.5, 0.3, 0.15, 0.05])
+    logits = torch.tensor(np.log(probs)).repeat(n, 1)  # (n, 4)
+    g = torch.Generator().manual_seed(1)
+    # temperature 2: p^(1/2), renormalised
+    tempered = np.sqrt(probs) / np.sqrt(probs).sum()
+    _within(_frequencies(sample_next(logits, temperature=2.0, generator=g), 4), tempered, n)
+    # top-k 2: the two likeliest, renormalised
+    top2 = np.array([0.5, 0.3, 0, 0]) / 0.8
+    _within(_frequencies(sample_next(logits, top_k=2, generator=g), 4), top2, n)
+    # top-p 0.7: 0.5 alone is short of 0.7, 0.5 + 0.3 reaches it; 0.15 and 0.05 are cut
+    _within(_frequencies(sample_next(logits, top_p=0.7, generator=g), 4), top2, n)
+    # top-p 0.9: 0.5 + 0.3 = 0.8 < 0.9, so 0.15 joins
+    top3 = np.array([0.5, 0.3, 0.15, 0]) / 0.95
+    _within(_frequencies(sample_next(logits, top_p=0.9, generator=g), 4), top3, n)
+
+
+def test_sampling_errors() -> None:
+    logits = torch.zeros(1, 3)
+    for kwargs in ({"temperature": -1.0}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ConfigError):
+            sample_next(logits, **kwargs)
+
+
+def cycle_model(kind: str, period: list[int], steps: int = 300) -> TransformerLM:
+    """A small model trained on one token cycle repeated (it must learn the cycle)."""
+    torch.manual_seed(0)
+    config = LMConfig(
+        kind=kind, vocab_size=V, block_size=BLOCK, d_model=32, num_heads=2, num_layers=2,
+        d_ff=64, dropout=0.0,
+    )  # fmt: skip
+    model = TransformerLM(config)
+    stream = torch.tensor(period * 40)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        starts = torch.randint(0, len(stream) - BLOCK - 1, (16,), generator=g)
+        x = torch.stack([stream[s : s + BLOCK] for s in starts.tolist()])  # (16, BLOCK)
+        if kind == "causal":
+            y = torch.stack([stream[s + 1 : s + BLOCK + 1] for s in starts.tolist()])
+        else:
+            chosen = torch.rand(x.shape, generator=g) < 0.2
+            y = torch.where(chosen, x, torch.full_like(x, -100))
+            x = torch.where(chosen, torch.full_like(x, 2), x)  # 2 plays [MASK]
+        loss = token_cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+PERIOD = [7, 3, 11, 19, 4, 15, 8]
+
+
+def test_greedy_generation_continues_a_learned_cycle() -> None:
+    model = cycle_model("causal", PERIOD)
+    prompt = torch.tensor([PERIOD[2:6]])  # starts mid-cycle
+    out = generate(model, prompt, 20, temperature=0)
+    cycle = PERIOD * 5
+    expected = cycle[2 : 2 + 24]
+    assert out[0].tolist() == expected  # runs past block_size: the window slides
+
+
+def test_generation_stops_rows_at_eos_and_keeps_the_shape() -> None:
+    model = cycle_model("causal", PERIOD)
+    prompt = torch.tensor([[7, 3], [15, 8]])
+    out = generate(model, prompt, 6, temperature=0, eos_id=19)
+    # row 0: 7 3 -> 11 19 | then eos forever; row 1: 15 8 -> 7 3 11 19 | eos
+    assert out.tolist() == [[7, 3, 11, 19, 19, 19, 19, 19], [15, 8, 7, 3, 11, 19, 19, 19]]
+
+
+def test_fill_mask_recovers_a_hidden_cycle_token() -> None:
+    model = cycle_model("masked", PERIOD, steps=1000)
+    ids = torch.tensor((PERIOD * 2)[:BLOCK])
+    ids[5] = 2  # hide PERIOD[5] = 15
+    ids[9] = 2  # hide PERIOD[2] = 11
+    tokens, probs = fill_mask(model, ids, mask_id=2, top_k=3)
+    assert tokens[:, 0].tolist() == [15, 11]
+    assert probs.shape == (2, 3) and torch.all(probs[:, :-1] >= probs[:, 1:])
+    assert float(probs[:, 0].min()) > 0.5
+
+
+def test_decoding_refuses_the_wrong_kind_of_model() -> None:
+    with pytest.raises(ConfigError, match="causal"):
+        generate(small_lm("masked"), torch.tensor([[1]]), 3)
+    with pytest.raises(ConfigError, match="masked"):
+        fill_mask(small_lm("causal"), torch.tensor([1, 2]), mask_id=2)
+    with pytest.raises(ConfigError, match="no \\[MASK\\]"):
+        fill_mask(small_lm("masked"), torch.tensor([1, 3]), mask_id=2)
