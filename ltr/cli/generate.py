@@ -1,0 +1,97 @@
+"""``ltr generate``: continue a prompt with a causal LM, or fill ``[MASK]`` with a masked LM."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="write text with a pretrained causal LM, or fill [MASK] slots with a masked LM",
+        description="Load a model written by `ltr pretrain` (a directory or runs:/<id>/lm). A "
+        "causal model continues the prompt; a masked model lists the most likely tokens for "
+        "each [MASK] in it.",
+        epilog='example: ltr generate --model runs/pretrain/model --prompt "ROMEO:" '
+        "--max-new-tokens 200",
+    )
+    p.add_argument("--model", required=True, help="model directory or MLflow URI")
+    p.add_argument("--prompt", default="", help="text to continue (causal) or to fill (masked)")
+    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N")
+    p.add_argument(
+        "--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)"
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="sample among the K likeliest tokens (default 50); a masked model lists K (default 5)",
+    )
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+MASK = "[MASK]"
+
+
+def encode_prompt(tok, prompt: str, *, masks: bool) -> list[int]:
+    """Token ids of ``prompt``; with ``masks``, each literal ``[MASK]`` becomes the mask token
+    (the tokenizer itself reads special-token text as plain characters)."""
+    if not masks:
+        return tok.encode(prompt)
+    ids: list[int] = []
+    for i, part in enumerate(prompt.split(MASK)):
+        if i:
+            ids.append(tok.mask_id)
+        ids.extend(tok.encode(part))
+    return ids
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from ltr.errors import ConfigError
+    from ltr.lm.artifact import load_lm
+    from ltr.lm.generate import fill_mask, generate, start_tokens
+
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
+    loaded = load_lm(args.model)
+    model, tok = loaded.model, loaded.tokenizer
+    ids = encode_prompt(tok, args.prompt, masks=not model.is_causal)
+    if tok.unk_id in ids:
+        text = args.prompt.replace(MASK, "")
+        unknown = sorted({c for c in text if tok.encode(c) == [tok.unk_id]})
+        print(
+            f"warning: the tokenizer does not know {', '.join(map(repr, unknown))}; "
+            "they are read as [UNK] and left out of the output",
+            file=sys.stderr,
+        )
+    if not model.is_causal:
+        top_k = 5 if args.top_k is None else args.top_k
+        found, probs = fill_mask(model, torch.tensor(ids), tok.mask_id, top_k=top_k)
+        for n, (row, p) in enumerate(zip(found.tolist(), probs.tolist(), strict=True), 1):
+            options = ", ".join(f"{tok.decode([i])!r} {q:.3f}" for i, q in zip(row, p, strict=True))
+            print(f"[MASK] {n}: {options}")
+        return 0
+    start, skip = start_tokens(tok, ids)
+    prompt = torch.tensor([start] * args.num_samples)  # (N, T0)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = generate(
+        model,
+        prompt,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=50 if args.top_k is None else args.top_k,
+        top_p=args.top_p,
+        generator=generator,
+    )
+    for n, row in enumerate(out.tolist()):
+        if args.num_samples > 1:
+            print(f"--- sample {n + 1}")
+        print(tok.decode(row[skip:]))
+    return 0

@@ -1,0 +1,173 @@
+"""``ltr pretrain`` / ``ltr generate`` end to end on a slice of the bundled Tiny Shakespeare."""
+
+from __future__ import annotations
+
+import lzma
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from mlflow import MlflowClient
+
+from ltr.artifact import ArtifactError
+from ltr.cli import main
+from ltr.errors import ConfigError
+from ltr.lm.artifact import LM_MANIFEST, load_lm
+from ltr.lm.config import PretrainConfig, load_pretrain_config
+from ltr.lm.pretrain import pretrain
+
+REPO = Path(__file__).resolve().parents[2]
+SHAKESPEARE = REPO / "data" / "tinyshakespeare" / "input.txt.xz"
+CONFIGS = sorted((REPO / "configs" / "lm").glob("*.yaml"))
+BLOCK = 32
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """The first 30,000 characters of Tiny Shakespeare as a plain file."""
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare-30k.txt"
+    with lzma.open(SHAKESPEARE, "rt", encoding="utf-8") as f:
+        path.write_text(f.read(30_000))
+    return path
+
+
+def overrides(tmp: Path, corpus: Path, **extra) -> dict:
+    base = {
+        "model.kind": "causal",
+        "model.block_size": BLOCK,
+        "model.d_model": 32,
+        "model.num_heads": 2,
+        "model.num_layers": 2,
+        "model.d_ff": 64,
+        "model.dropout": 0.0,
+        "data.files": [str(corpus)],
+        "data.tokenizer_kind": "char",
+        "data.batch_size": 16,
+        "data.steps_per_epoch": 40,
+        "data.max_valid_windows": 20,
+        "optim.lr": 3e-3,
+        "optim.warmup_steps": 10,
+        "trainer.max_epochs": 3,
+        "trainer.progress_bar": False,
+        "tracking.tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "tracking.experiment": "lm-tests",
+        "output_dir": str(tmp / "out"),
+        "sample_tokens": 40,
+    }
+    base.update(extra)
+    return base
+
+
+@pytest.fixture(scope="module")
+def causal_run(tmp_path_factory, corpus):
+    tmp = tmp_path_factory.mktemp("causal")
+    config = load_pretrain_config(None, overrides(tmp, corpus))
+    return tmp, config, pretrain(config, verbose=False)
+
+
+def test_held_out_loss_is_the_cross_entropy_of_the_last_tenth(causal_run, corpus) -> None:
+    result = causal_run[2]
+    loaded = load_lm(result.artifact_dir)
+    tok, model = loaded.tokenizer, loaded.model
+    text = corpus.read_text()
+    ids = torch.tensor(tok.encode(text))  # one character a token; one file: no [EOS]
+    assert len(ids) == len(text) == result.train_tokens + result.valid_tokens
+    valid = ids[int(len(ids) * 0.9) :]  # the held-out last tenth
+    assert len(valid) == result.valid_tokens
+    # 20 consecutive windows of BLOCK tokens, each predicting the next token
+    x = torch.stack([valid[i * BLOCK : (i + 1) * BLOCK] for i in range(20)])
+    y = torch.stack([valid[i * BLOCK + 1 : (i + 1) * BLOCK + 1] for i in range(20)])
+    with torch.no_grad():
+        expected = F.cross_entropy(model(x).reshape(-1, tok.vocab_size), y.reshape(-1)).item()
+    assert result.valid_metrics["val/loss"] == pytest.approx(expected, rel=1e-5)
+    assert result.scored_tokens == 20 * BLOCK
+    assert result.valid_metrics["val/ppl"] == pytest.approx(math.exp(expected), rel=1e-5)
+    # it learned something: well under a uniform guess over the characters
+    assert expected < 0.8 * math.log(tok.vocab_size)
+
+
+def test_run_is_tracked_and_the_model_loads_back_from_mlflow(causal_run, monkeypatch) -> None:
+    tmp, config, result = causal_run
+    client = MlflowClient(tracking_uri=config.tracking.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.kind"] == "causal"
+    assert run.data.metrics["final/loss"] == pytest.approx(result.valid_metrics["val/loss"])
+    history = client.get_metric_history(result.run_id, "val/loss")
+    assert len(history) == result.epochs
+    logged = {a.path for a in client.list_artifacts(result.run_id, "lm")}
+    assert f"lm/{LM_MANIFEST}" in logged and "lm/tokenizer.json" in logged
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking.tracking_uri)
+    remote = load_lm(f"runs:/{result.run_id}/lm")
+    local = load_lm(result.artifact_dir)
+    ids = torch.tensor([local.tokenizer.encode("ROMEO: what")])
+    torch.testing.assert_close(remote.model(ids), local.model(ids))
+    assert (tmp / "out" / "sample.txt").read_text() == result.sample
+    assert len(local.tokenizer.encode(result.sample)) <= config.sample_tokens
+
+
+def test_cli_generate_continues_the_prompt(causal_run, capsys) -> None:
+    _, _, result = causal_run
+    argv = ["generate", "--model", str(result.artifact_dir), "--prompt", "First"]
+    assert main([*argv, "--max-new-tokens", "30", "--seed", "3"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("First") and len(first.rstrip("\n")) == 5 + 30
+    assert main([*argv, "--max-new-tokens", "30", "--seed", "3"]) == 0
+    assert capsys.readouterr().out == first  # seeded
+    assert main([*argv, "--max-new-tokens", "30", "--temperature", "0", "--num-samples", "2"]) == 0
+    greedy = capsys.readouterr().out.split("--- sample ")
+    assert greedy[1][1:] == greedy[2][1:]  # greedy decoding is the same for both samples
+    model = str(result.artifact_dir)
+    assert main(["generate", "--model", model, "--prompt", "Fir€st", "--max-new-tokens", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "First\n" and "does not know '€'" in err
+    # no prompt: the text starts after a line break, which is not printed
+    assert main(["generate", "--model", model, "--max-new-tokens", "25", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert len(out) == 25 + 1  # 25 characters and print's line end
+
+
+def test_masked_model_pretrains_and_fills_masks(tmp_path, corpus, capsys) -> None:
+    config = load_pretrain_config(
+        None, overrides(tmp_path, corpus, **{"model.kind": "masked", "trainer.max_epochs": 2})
+    )
+    result = pretrain(config, verbose=False)
+    assert result.sample is None
+    m = result.valid_metrics
+    assert 0 < m["val/accuracy"] < 1 and m["val/loss"] < math.log(result_vocab(result))
+    assert main(["generate", "--model", str(result.artifact_dir), "--prompt", "Fir[MASK]t"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[MASK] 1: ") and out.count("\n") == 1
+    assert out.count(", ") == 4  # five candidates by default
+
+
+def result_vocab(result) -> int:
+    return load_lm(result.artifact_dir).tokenizer.vocab_size
+
+
+def test_cli_pretrain_prints_the_resolved_config(capsys) -> None:
+    assert main(["pretrain", "--print-config", "--model.kind", "masked"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["kind"] == "masked"
+    assert printed["data"]["files"] == ["data/tinyshakespeare/input.txt.xz"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_presets_load(path: Path) -> None:
+    config = load_pretrain_config(path)
+    assert isinstance(config, PretrainConfig)
+    assert all((REPO / f).exists() for f in config.data.files)
+
+
+def test_errors_name_what_is_wrong(tmp_path, corpus) -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_pretrain_config(None, {"model.layers": 2})
+    with pytest.raises(ConfigError, match="vocab_size"):
+        pretrain(load_pretrain_config(None, overrides(tmp_path, corpus, **{"model.vocab_size": 7})))
+    with pytest.raises(ArtifactError, match=r"lm_model\.json"):
+        load_lm(tmp_path)
+    with pytest.raises(ConfigError):
+        load_pretrain_config(None, {"data.valid_fraction": 1.5})
