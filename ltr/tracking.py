@@ -31,6 +31,7 @@ import pandas as pd
 
 from ltr import __version__
 from ltr.data.list_inputs import CONTEXT
+from ltr.errors import ConfigError
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -187,14 +188,28 @@ def start_run(
     tracking_uri: str | None = None,
     nested: bool = False,
     tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
 ) -> Iterator[RunTracker]:
     """Start (and end) an MLflow run in ``experiment``, creating the experiment if needed.
 
     With a local SQLite store (the embedded default), a new experiment keeps its artifacts in
-    ``mlartifacts/`` beside the database file.
+    ``mlartifacts/`` beside the database file. With ``run_id`` the existing run is reopened
+    (a resumed training run) and goes on logging where it stopped.
     A run that raises is marked FAILED.
     """
     _configure(tracking_uri)
+    if run_id is not None:
+        try:
+            mlflow.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            raise ConfigError(
+                f"cannot resume MLflow run {run_id}: the tracking store "
+                f"{resolve_tracking_uri(tracking_uri)} does not have it; resume with the same "
+                "tracking URI"
+            ) from None
+        with mlflow.start_run(run_id=run_id, nested=nested) as run:
+            yield RunTracker(run)
+        return
     uri = resolve_tracking_uri(tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:

@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MQ2008 = REPO / "data" / "mq2008"
+SHAKESPEARE = REPO / "data" / "tinyshakespeare" / "input.txt.xz"
 LIGHTGBM_EXAMPLE = REPO / "tests" / "data" / "lightgbm-example"
 
 
@@ -98,3 +99,14 @@ def mlflow_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def shakespeare_30k(tmp_path_factory) -> Path:
+    """The first 30,000 characters of the bundled Tiny Shakespeare as a plain text file."""
+    import lzma
+
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare-30k.txt"
+    with lzma.open(SHAKESPEARE, "rt", encoding="utf-8") as f:
+        path.write_text(f.read(30_000))
+    return path

@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="YAML config (see configs/lm/)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run in the same output_dir from its last complete epoch",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
     p.set_defaults(func=run, accepts_overrides=True)
 
@@ -33,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ltr.lm.pretrain import pretrain
 
-    result = pretrain(config, verbose=not args.quiet)
+    result = pretrain(config, verbose=not args.quiet, resume=args.resume)
     if result.seconds == 0.0:  # a non-zero rank of a distributed run
         return 0
     m = result.valid_metrics

@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="YAML config (see configs/)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run in the same output_dir from its last complete epoch",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or model summary")
     p.set_defaults(func=run, accepts_overrides=True)
 
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ltr.train.run import train
 
-    result = train(config, verbose=not args.quiet)
+    result = train(config, verbose=not args.quiet, resume=args.resume)
     if result.seconds == 0.0:  # a non-zero rank of a distributed run
         return 0
     print(f"\ntrained in {result.seconds:.0f} s; best epoch {result.best_epoch} of {result.epochs}")

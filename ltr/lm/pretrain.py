@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ltr.config import to_dict
 from ltr.errors import ConfigError
-from ltr.lm.artifact import save_lm
+from ltr.lm.artifact import TOKENIZER, save_lm
 from ltr.lm.config import PretrainConfig
 from ltr.lm.data import encode_corpus, read_texts, split_stream
 from ltr.lm.generate import generate, start_tokens
@@ -29,11 +29,16 @@ from ltr.lm.module import LMDataModule, LMModule, evaluate_windows
 from ltr.lm.tokenizer import TextTokenizer, train_tokenizer
 from ltr.train.datamodule import resolve_data_path
 from ltr.train.run import (
+    RESUME_DIR,
+    RUN_ID_FILE,
     EpochSetter,
+    ResumeCheckpoint,
     TrackingCallback,
     build_trainer,
+    finish_resumable,
     load_best_weights,
     quiet_lightning,
+    resume_point,
 )
 
 
@@ -68,13 +73,27 @@ def load_tokenizer(config: PretrainConfig, files: list[Path], verbose: bool) -> 
     )
 
 
-def pretrain(config: PretrainConfig, *, verbose: bool = True) -> PretrainResult:
-    """Pretrain a causal or masked language model as described by ``config``."""
+def pretrain(
+    config: PretrainConfig, *, verbose: bool = True, resume: bool = False
+) -> PretrainResult:
+    """Pretrain a causal or masked language model as described by ``config``.
+
+    With ``resume`` an interrupted run in the same ``output_dir`` goes on from the end of its
+    last complete epoch, in the same MLflow run, with the tokenizer it started with.
+    """
     started = time.perf_counter()
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     files = [resolve_data_path(p) for p in config.data.files]
-    tokenizer = load_tokenizer(config, files, verbose)
+    output = Path(config.output_dir)
+    checkpoints, resume_dir = output / "checkpoints", output / RESUME_DIR
+    ckpt_path, run_id = resume_point(resume_dir, resume)
+    if ckpt_path is not None and (resume_dir / TOKENIZER).exists():
+        tokenizer = TextTokenizer.load(resume_dir / TOKENIZER)  # the one the run started with
+    else:
+        tokenizer = load_tokenizer(config, files, verbose)
+        resume_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(resume_dir / TOKENIZER)
     model_config = config.model
     if model_config.vocab_size and model_config.vocab_size != tokenizer.vocab_size:
         raise ConfigError(
@@ -98,9 +117,8 @@ def pretrain(config: PretrainConfig, *, verbose: bool = True) -> PretrainResult:
     resolved = to_dict(config)
     total_steps = config.data.steps_per_epoch * config.trainer.max_epochs
     module = LMModule(model, config.optim, total_steps=total_steps)
-    output = Path(config.output_dir)
     checkpoint = ModelCheckpoint(
-        dirpath=output / "checkpoints",
+        dirpath=checkpoints,
         filename="best",
         monitor="val/loss",
         mode="min",
@@ -108,15 +126,17 @@ def pretrain(config: PretrainConfig, *, verbose: bool = True) -> PretrainResult:
         save_weights_only=True,
         enable_version_counter=False,
     )
-    tracking = TrackingCallback(config.tracking, resolved)
-    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking]
+    tracking = TrackingCallback(
+        config.tracking, resolved, run_id=run_id, run_id_file=resume_dir / RUN_ID_FILE
+    )
+    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking, ResumeCheckpoint(resume_dir)]
     if config.trainer.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping("val/loss", mode="min", patience=config.trainer.early_stopping_patience)
         )
     trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if not trainer.is_global_zero:
             return PretrainResult(output / "model", None, trainer.current_epoch, 0.0, 0, 0, 0)
         best_epoch = load_best_weights(module, checkpoint)
@@ -153,6 +173,7 @@ def pretrain(config: PretrainConfig, *, verbose: bool = True) -> PretrainResult:
         if tracking.tracker is not None:
             _log_final(tracking.tracker, result, config, output)
         tracking.close()
+        finish_resumable(resume_dir)
         result.seconds = time.perf_counter() - started
         return result
     except BaseException:

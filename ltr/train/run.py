@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import shutil
 import time
 import warnings
 from contextlib import ExitStack
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
@@ -68,11 +71,23 @@ class TrackingCallback(Callback):
 
     ``config`` is a tracking section (``enabled``, ``experiment``, ``run_name``,
     ``tracking_uri``, ``nested``); ``resolved`` is the whole resolved config, logged as params.
+    With ``run_id`` the callback reopens that run (a resumed training run) instead of starting
+    one, and logs no parameters (they are there already). The id of the run is written to
+    ``run_id_file`` when given, so that a resumed run can find it.
     """
 
-    def __init__(self, config: Any, resolved: dict[str, Any]):
+    def __init__(
+        self,
+        config: Any,
+        resolved: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        run_id_file: Path | None = None,
+    ):
         self.config = config
         self.resolved = resolved
+        self.resume_run_id = run_id
+        self.run_id_file = run_id_file
         self.stack = ExitStack()
         self.tracker = None
 
@@ -87,12 +102,17 @@ class TrackingCallback(Callback):
                     run_name=cfg.run_name,
                     tracking_uri=cfg.tracking_uri,
                     nested=cfg.nested,
+                    run_id=self.resume_run_id,
                 )
             )
-            self.tracker.log_config(self.resolved)
-            self.tracker.log_params(
-                {"world_size": trainer.world_size, "precision": trainer.precision}
-            )
+            if self.run_id_file is not None:
+                self.run_id_file.parent.mkdir(parents=True, exist_ok=True)
+                self.run_id_file.write_text(self.tracker.run_id)
+            if self.resume_run_id is None:
+                self.tracker.log_config(self.resolved)
+                self.tracker.log_params(
+                    {"world_size": trainer.world_size, "precision": trainer.precision}
+                )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.tracker is not None and getattr(pl_module, "epoch_log", None):
@@ -104,6 +124,83 @@ class TrackingCallback(Callback):
 
             mark_failed()
         self.stack.close()
+
+
+RESUME_DIR = "resume"
+"""Folder of ``output_dir`` that holds what ``--resume`` needs while a run is going on."""
+RESUME_CHECKPOINT = "resume.ckpt"
+RUN_ID_FILE = "mlflow_run_id"
+
+
+class ResumeCheckpoint(Callback):
+    """Saves the whole training state at the end of every epoch to ``resume.ckpt``: weights,
+    optimiser, learning-rate schedule, loop counters and the state of the other callbacks
+    (best checkpoint, early stopping), and the random number generators' states, so that the
+    epochs after a resume draw the same shuffles and dropout masks as an uninterrupted run.
+    The file is written beside and renamed into place, so a crash while writing leaves the
+    previous one whole. :func:`resume_point` finds it again; :func:`finish_resumable` removes it
+    when the run completes."""
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / RESUME_CHECKPOINT
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Tensors and plain numbers only: checkpoints are read back with weights_only=True.
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        version, words, gauss_next = random.getstate()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "python": (version, torch.tensor(words, dtype=torch.int64), gauss_next),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        name, keys, pos, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, words, gauss_next = state_dict["python"]
+        random.setstate((version, tuple(words.tolist()), gauss_next))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+
+def resume_point(directory: Path, resume: bool) -> tuple[str | None, str | None]:
+    """``(checkpoint, MLflow run id)`` to go on from, or ``(None, None)`` for a fresh run.
+
+    Raises:
+        ConfigError: ``resume`` is asked for but ``directory`` holds no resume checkpoint.
+    """
+    if not resume:
+        return None, None
+    path = Path(directory) / RESUME_CHECKPOINT
+    if not path.exists():
+        raise ConfigError(
+            f"nothing to resume: {path} does not exist (the run finished, or it stopped before "
+            "its first epoch ended); start it again without --resume"
+        )
+    run_file = Path(directory) / RUN_ID_FILE
+    run_id = run_file.read_text().strip() if run_file.exists() else None
+    # the best checkpoint of the first part is expected there: it is what the run goes on from
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    return str(path), run_id or None
+
+
+def finish_resumable(directory: Path) -> None:
+    """Remove what ``--resume`` would need (checkpoint, run id, ...) once a run completed."""
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -170,8 +267,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
-def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
-    """Train, evaluate, save and log a ranking model as described by ``config``."""
+def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) -> TrainResult:
+    """Train, evaluate, save and log a ranking model as described by ``config``.
+
+    With ``resume`` an interrupted run in the same ``output_dir`` goes on from the end of its
+    last complete epoch, in the same MLflow run (:class:`ResumeCheckpoint`).
+    """
     started = time.perf_counter()
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
@@ -200,6 +301,7 @@ def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
             f"{config.eval.metrics}"
         )
     output = Path(config.output_dir)
+    ckpt_path, run_id = resume_point(output / RESUME_DIR, resume)
     has_valid = datamodule.valid_set is not None
     monitor = f"val/{config.trainer.monitor}"
     checkpoint = ModelCheckpoint(
@@ -213,15 +315,22 @@ def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
         save_weights_only=True,
         enable_version_counter=False,
     )
-    tracking = TrackingCallback(config.tracking, resolved)
-    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking]
+    tracking = TrackingCallback(
+        config.tracking, resolved, run_id=run_id, run_id_file=output / RESUME_DIR / RUN_ID_FILE
+    )
+    callbacks: list[Callback] = [
+        EpochSetter(),
+        checkpoint,
+        tracking,
+        ResumeCheckpoint(output / RESUME_DIR),
+    ]
     if has_valid and config.trainer.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping(monitor, mode="max", patience=config.trainer.early_stopping_patience)
         )
     trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if not trainer.is_global_zero:
             return TrainResult(output / "model", None, trainer.current_epoch, 0.0)
         best_epoch = load_best_weights(module, checkpoint)
@@ -266,6 +375,7 @@ def train(config: TrainConfig, *, verbose: bool = True) -> TrainResult:
         if tracking.tracker is not None:
             _log_final(tracking.tracker, result, manifest, config)
         tracking.close()
+        finish_resumable(output / RESUME_DIR)
         result.seconds = time.perf_counter() - started
         return result
     except BaseException:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lzma
 import math
 from pathlib import Path
 
@@ -20,18 +19,13 @@ from ltr.lm.config import PretrainConfig, load_pretrain_config
 from ltr.lm.pretrain import pretrain
 
 REPO = Path(__file__).resolve().parents[2]
-SHAKESPEARE = REPO / "data" / "tinyshakespeare" / "input.txt.xz"
 CONFIGS = sorted((REPO / "configs" / "lm").glob("*.yaml"))
 BLOCK = 32
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """The first 30,000 characters of Tiny Shakespeare as a plain file."""
-    path = tmp_path_factory.mktemp("corpus") / "shakespeare-30k.txt"
-    with lzma.open(SHAKESPEARE, "rt", encoding="utf-8") as f:
-        path.write_text(f.read(30_000))
-    return path
+def corpus(shakespeare_30k) -> Path:
+    return shakespeare_30k
 
 
 def overrides(tmp: Path, corpus: Path, **extra) -> dict:
