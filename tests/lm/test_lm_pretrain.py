@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,23 @@ def test_errors_name_what_is_wrong(tmp_path, corpus) -> None:
         load_lm(tmp_path)
     with pytest.raises(ConfigError):
         load_pretrain_config(None, {"data.valid_fraction": 1.5})
+
+
+@pytest.mark.slow
+def test_pretrain_with_ddp_on_two_cpu_processes(tmp_path, corpus) -> None:
+    options = overrides(tmp_path, corpus, **{"trainer.max_epochs": 2})
+    options.update({"trainer.strategy": "ddp", "trainer.devices": 2, "trainer.accelerator": "cpu"})
+    argv = [sys.executable, "-m", "ltr", "pretrain", "--quiet"]
+    for key, value in options.items():
+        argv += [f"--{key}", json.dumps(value)]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=options["tracking.tracking_uri"])
+    runs = client.search_runs([client.get_experiment_by_name("lm-tests").experiment_id])
+    assert len(runs) == 1, "only global rank 0 may create an MLflow run"
+    assert runs[0].data.params["world_size"] == "2"
+    history = client.get_metric_history(runs[0].info.run_id, "val/loss")
+    assert [m.step for m in history] == [0, 1]
+    loaded = load_lm(tmp_path / "out" / "model")
+    assert loaded.training["best_epoch"] in (0, 1)
+    assert "held-out (640 of" in proc.stdout  # 20 windows of 32 tokens, scored on rank 0
