@@ -162,6 +162,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> T:
+    """Build config ``cls`` from a YAML file (or the defaults) with dotted overrides applied."""
+    data = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or {})
+    return from_dict(cls, data)
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain, YAML-serialisable dict of a (nested) dataclass config."""
     return _plain(dataclasses.asdict(config))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ltr.config import apply_overrides, from_dict, load_yaml
+from ltr.config import load_config
 from ltr.errors import ConfigError
 from ltr.lm.model import LMConfig
 from ltr.train.config import LightningConfig, OptimConfig
@@ -87,6 +87,4 @@ def load_pretrain_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> PretrainConfig:
     """Load a YAML config (or the defaults), apply dotted overrides, validate."""
-    data = load_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides or {})
-    return from_dict(PretrainConfig, data)
+    return load_config(PretrainConfig, path, overrides)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ltr.config import apply_overrides, from_dict, load_yaml
+from ltr.config import load_config
 from ltr.errors import ConfigError
 
 
@@ -171,6 +171,4 @@ def load_train_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
     """Load a YAML config (or the defaults), apply dotted overrides, validate."""
-    data = load_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides or {})
-    return from_dict(TrainConfig, data)
+    return load_config(TrainConfig, path, overrides)
