@@ -141,7 +141,7 @@ class LMDataModule(L.LightningDataModule):
         n = config.batch_size * config.steps_per_epoch
         if config.max_valid_windows is not None:
             valid_ids = valid_ids[: config.max_valid_windows * block_size + 1]
-        self.collate = None
+        self.collate = self.valid_collate = None
         if kind == "causal":
             self.train_set = CausalWindows(
                 train_ids, block_size, random=True, num_samples=n, seed=seed
@@ -152,20 +152,11 @@ class LMDataModule(L.LightningDataModule):
                 train_ids, block_size, random=True, num_samples=n, seed=seed
             )
             self.valid_set = MaskedWindows(valid_ids, block_size, random=False)
-            self.collate = MaskedCollator(
-                mask_id=tokenizer.mask_id,
-                vocab_size=tokenizer.vocab_size,
-                special_ids=tokenizer.special_ids,
-                mask_prob=config.mask_prob,
-                seed=seed,
-            )
-            self.valid_collate = MaskedCollator(
-                mask_id=tokenizer.mask_id,
-                vocab_size=tokenizer.vocab_size,
-                special_ids=tokenizer.special_ids,
-                mask_prob=config.mask_prob,
-                seed=seed + 1,
-                fixed=True,
+            p = config.mask_prob
+            self.collate = MaskedCollator.from_tokenizer(tokenizer, mask_prob=p, seed=seed)
+            # the same masks every epoch, so that validation losses compare across epochs
+            self.valid_collate = MaskedCollator.from_tokenizer(
+                tokenizer, mask_prob=p, seed=seed + 1, fixed=True
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -179,5 +170,6 @@ class LMDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        collate = self.valid_collate if self.collate is not None else None
-        return DataLoader(self.valid_set, batch_size=self.config.batch_size, collate_fn=collate)
+        return DataLoader(
+            self.valid_set, batch_size=self.config.batch_size, collate_fn=self.valid_collate
+        )
