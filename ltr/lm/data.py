@@ -224,7 +224,7 @@ def split_stream(
         if length < min_len:
             raise ConfigError(
                 f"the {side} split would hold {length} tokens of {n} but at least {min_len} "
-                "are needed; add text, change valid_fraction or use a smaller block_size"
+                "are needed; add text, change data.valid_fraction or use a smaller model.block_size"
             )
     return ids[:cut], ids[cut:]
 
@@ -260,7 +260,7 @@ class _Windows(Dataset):
         if n < span:
             raise ConfigError(
                 f"the token stream holds {n} tokens but block_size {block_size} needs at least "
-                f"{span}; use a smaller block_size or more text"
+                f"{span}; use a smaller model.block_size or more text"
             )
         if random and (num_samples is None or num_samples < 1):
             raise ConfigError(
