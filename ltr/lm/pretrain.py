@@ -9,8 +9,9 @@ to MLflow.
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +89,23 @@ def pretrain(
     output = Path(config.output_dir)
     checkpoints, resume_dir = output / "checkpoints", output / RESUME_DIR
     ckpt_path, run_id = resume_point(resume_dir, resume)
-    if ckpt_path is not None and (resume_dir / TOKENIZER).exists():
-        tokenizer = TextTokenizer.load(resume_dir / TOKENIZER)  # the one the run started with
+    saved = resume_dir / TOKENIZER
+    # A resumed run keeps the tokenizer it started with; the processes Lightning starts for
+    # the other local ranks of a DDP run (after this one saved its tokenizer) take this one's.
+    if saved.exists() and (ckpt_path is not None or int(os.environ.get("LOCAL_RANK", 0)) > 0):
+        tokenizer = TextTokenizer.load(saved)
     else:
         tokenizer = load_tokenizer(config, files, verbose)
         resume_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(resume_dir / TOKENIZER)
-    model_config = config.model
-    if model_config.vocab_size and model_config.vocab_size != tokenizer.vocab_size:
+        tmp = resume_dir / f".{TOKENIZER}.{os.getpid()}.tmp"
+        tokenizer.save(tmp)
+        os.replace(tmp, saved)
+    if config.model.vocab_size and config.model.vocab_size != tokenizer.vocab_size:
         raise ConfigError(
-            f"model.vocab_size is {model_config.vocab_size} but the tokenizer has "
+            f"model.vocab_size is {config.model.vocab_size} but the tokenizer has "
             f"{tokenizer.vocab_size} tokens; leave model.vocab_size at 0 to take the tokenizer's"
         )
-    model_config.vocab_size = tokenizer.vocab_size
+    model_config = replace(config.model, vocab_size=tokenizer.vocab_size)
     stream = encode_corpus(tokenizer, files, separator_id=tokenizer.eos_id, show_progress=verbose)
     block = model_config.block_size
     train_ids, valid_ids = split_stream(stream, config.data.valid_fraction, min_len=block + 1)
@@ -115,6 +120,7 @@ def pretrain(
         seed=config.trainer.seed,
     )
     resolved = to_dict(config)
+    resolved["model"] = to_dict(model_config)
     total_steps = config.data.steps_per_epoch * config.trainer.max_epochs
     module = LMModule(model, config.optim, total_steps=total_steps)
     checkpoint = ModelCheckpoint(

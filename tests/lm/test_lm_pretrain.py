@@ -92,6 +92,9 @@ def test_run_is_tracked_and_the_model_loads_back_from_mlflow(causal_run, monkeyp
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["model.kind"] == "causal"
+    vocab = load_lm(result.artifact_dir).tokenizer.vocab_size
+    assert run.data.params["model.vocab_size"] == str(vocab)  # the resolved value is logged
+    assert config.model.vocab_size == 0  # ... and the caller's config is left as it was
     assert run.data.metrics["final/loss"] == pytest.approx(result.valid_metrics["val/loss"])
     history = client.get_metric_history(result.run_id, "val/loss")
     assert len(history) == result.epochs
