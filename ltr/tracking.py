@@ -36,6 +36,7 @@ from ltr.errors import ConfigError
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 PYFUNC_ARTIFACT_KEY = "ltr_model"
+LM_ARTIFACT_KEY = "ltr_lm"
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
@@ -164,9 +165,44 @@ class RunTracker:
                 pip_requirements=[f"ltr=={__version__}", "torch", "pandas"],
                 registered_model_name=registered_name,
             )
+        return self._logged(info, "model", registered_name, alias)
+
+    def log_lm(
+        self,
+        artifact_dir: str | Path,
+        *,
+        d_model: int,
+        registered_name: str | None = None,
+        alias: str | None = None,
+    ) -> LoggedModel:
+        """Log a language-model directory as an MLflow pyfunc text encoder under ``lm``.
+
+        ``mlflow.pyfunc.load_model(uri).predict(DataFrame(text=[...]))`` returns one unit
+        vector of ``d_model`` floats per text (:func:`ltr.lm.encode.encode_texts`), and
+        ``ltr.lm.artifact.load_lm(uri)`` loads the model itself. With ``registered_name`` the
+        model is registered and ``alias`` points at the new version.
+        """
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(
+            pd.DataFrame({"text": ["a", "b"]}), np.zeros((2, d_model), dtype=np.float32)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # advice to log models as code
+            info = mlflow.pyfunc.log_model(
+                name="lm",
+                python_model=LtrTextEncoderModel(),
+                artifacts={LM_ARTIFACT_KEY: str(artifact_dir)},
+                signature=signature,
+                pip_requirements=[f"ltr=={__version__}", "torch", "tokenizers", "pandas"],
+                registered_model_name=registered_name,
+            )
+        return self._logged(info, "lm", registered_name, alias)
+
+    def _logged(self, info, name: str, registered_name: str | None, alias: str | None):
         logged = LoggedModel(
             run_id=self.run_id,
-            run_uri=f"runs:/{self.run_id}/model",
+            run_uri=f"runs:/{self.run_id}/{name}",
             model_uri=info.model_uri,
             registered_name=registered_name,
         )
@@ -348,3 +384,19 @@ class LtrPyfuncModel(mlflow.pyfunc.PythonModel):
         from ltr.inference import score_frame
 
         return pd.DataFrame({"score": score_frame(self.loaded, model_input)})
+
+
+class LtrTextEncoderModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc wrapper of a language model as a text encoder:
+    ``DataFrame(text) -> [N, d_model]`` unit vectors (mean-pooled final hidden states)."""
+
+    def load_context(self, context) -> None:
+        from ltr.lm.artifact import load_lm
+
+        self.loaded = load_lm(context.artifacts[LM_ARTIFACT_KEY])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        from ltr.lm.encode import encode_texts
+
+        texts = [str(t) for t in model_input["text"]]
+        return encode_texts(self.loaded.model, self.loaded.tokenizer, texts)

@@ -56,4 +56,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"model directory: {result.artifact_dir}")
     if result.run_id:
         print(f"MLflow run:      runs:/{result.run_id}/lm")
+    if result.alias_uri:
+        print(f"registered:      {result.alias_uri} (version {result.registered_version})")
     return 0

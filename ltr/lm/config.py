@@ -57,8 +57,8 @@ class LMTrainerConfig(LightningConfig):
 
 @dataclass
 class LMTrackingConfig:
-    """MLflow tracking of a pretraining run; the model directory is logged as run artifacts
-    under ``lm`` (load it again as ``runs:/<run_id>/lm``)."""
+    """MLflow tracking of a pretraining run; the model is logged under ``lm`` as a pyfunc text
+    encoder (load it again as ``runs:/<run_id>/lm`` or through its registry alias)."""
 
     enabled: bool = True
     tracking_uri: str | None = None
@@ -66,6 +66,10 @@ class LMTrackingConfig:
     run_name: str | None = None
     nested: bool = False
     log_model: bool = True
+    registered_model: str | None = "ltr-lm"
+    """Name in the model registry (null = log the model without registering it)."""
+    alias: str | None = "candidate"
+    """Alias given to the new registered version, e.g. ``models:/ltr-lm@candidate``."""
 
 
 @dataclass

@@ -59,6 +59,8 @@ class PretrainResult:
     valid_metrics: dict[str, float] = field(default_factory=dict)
     sample: str | None = None
     run_id: str | None = None
+    registered_version: str | None = None
+    alias_uri: str | None = None
     resolved_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -204,6 +206,13 @@ def _log_final(tracker, result: PretrainResult, config: PretrainConfig, output: 
         tracker.log_params({"best_epoch": result.best_epoch})
     if result.sample is not None:
         tracker.log_artifact(output / "sample.txt")
-    if config.tracking.log_model:
-        tracker.log_artifacts(result.artifact_dir, "lm")
     result.run_id = tracker.run_id
+    if config.tracking.log_model:
+        logged = tracker.log_lm(
+            result.artifact_dir,
+            d_model=config.model.d_model,
+            registered_name=config.tracking.registered_model,
+            alias=config.tracking.alias,
+        )
+        result.registered_version = logged.registered_version
+        result.alias_uri = logged.alias_uri

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,7 @@ from mlflow import MlflowClient
 from ltr.artifact import ArtifactError
 from ltr.cli import main
 from ltr.errors import ConfigError
-from ltr.lm.artifact import LM_MANIFEST, load_lm
+from ltr.lm.artifact import load_lm
 from ltr.lm.config import PretrainConfig, load_pretrain_config
 from ltr.lm.pretrain import pretrain
 
@@ -51,6 +54,7 @@ def overrides(tmp: Path, corpus: Path, **extra) -> dict:
         "trainer.progress_bar": False,
         "tracking.tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
         "tracking.experiment": "lm-tests",
+        "tracking.registered_model": "lm-tests-model",
         "output_dir": str(tmp / "out"),
         "sample_tokens": 40,
     }
@@ -98,13 +102,20 @@ def test_run_is_tracked_and_the_model_loads_back_from_mlflow(causal_run, monkeyp
     assert run.data.metrics["final/loss"] == pytest.approx(result.valid_metrics["val/loss"])
     history = client.get_metric_history(result.run_id, "val/loss")
     assert len(history) == result.epochs
-    logged = {a.path for a in client.list_artifacts(result.run_id, "lm")}
-    assert f"lm/{LM_MANIFEST}" in logged and "lm/tokenizer.json" in logged
     monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking.tracking_uri)
-    remote = load_lm(f"runs:/{result.run_id}/lm")
     local = load_lm(result.artifact_dir)
     ids = torch.tensor([local.tokenizer.encode("ROMEO: what")])
-    torch.testing.assert_close(remote.model(ids), local.model(ids))
+    assert result.alias_uri == "models:/lm-tests-model@candidate"
+    for uri in (f"runs:/{result.run_id}/lm", result.alias_uri):
+        torch.testing.assert_close(load_lm(uri).model(ids), local.model(ids))
+    # the registered model is also a pyfunc text encoder: unit vectors, encode_texts' values
+    texts = ["First Citizen:", "Before we proceed any further, hear me speak."]
+    vectors = mlflow.pyfunc.load_model(result.alias_uri).predict(pd.DataFrame({"text": texts}))
+    with torch.no_grad():
+        for text, vector in zip(texts, vectors, strict=True):
+            hidden = local.model.hidden(torch.tensor([local.tokenizer.encode(text)[:BLOCK]]))[0]
+            mean = hidden.mean(0)
+            np.testing.assert_allclose(vector, (mean / mean.norm()).numpy(), atol=1e-5)
     assert (tmp / "out" / "sample.txt").read_text() == result.sample
     assert len(local.tokenizer.encode(result.sample)) <= config.sample_tokens
 
