@@ -20,7 +20,7 @@ from ltr.lm.masking import MaskedCollator
 from ltr.lm.model import IGNORE_INDEX, TransformerLM, token_cross_entropy
 from ltr.lm.tokenizer import TextTokenizer
 from ltr.train.config import OptimConfig
-from ltr.train.module import TrainingDivergedError, adamw_with_schedule
+from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
 
 
 class LMModule(L.LightningModule):
@@ -77,12 +77,13 @@ class LMModule(L.LightningModule):
         if self.train_loss.update_count:
             log["train/loss"] = float(self.train_loss.compute())
             self.train_loss.reset()
+            log["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         for key, value in log.items():
             self.log(key, value, prog_bar=key == "val/loss", sync_dist=False)
         self.epoch_log = log
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.model, self.optim, self.total_steps)
+        return adamw_with_schedule(self.model, self.optim, stepping_batches(self, self.total_steps))
 
 
 @torch.no_grad()

@@ -122,7 +122,18 @@ class RankingModule(L.LightningModule):
         return value
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.model, self.optim, self.total_steps)
+        return adamw_with_schedule(self.model, self.optim, stepping_batches(self, self.total_steps))
+
+
+def stepping_batches(module: L.LightningModule, fallback: int | None) -> int | None:
+    """Optimiser steps the whole fit will take, as the attached Trainer counts them (it knows
+    the epochs, the processes a distributed run splits each epoch over and gradient
+    accumulation); ``fallback`` when no Trainer is attached or it cannot tell."""
+    try:
+        steps = module.trainer.estimated_stepping_batches
+    except RuntimeError:  # not attached to a Trainer
+        return fallback
+    return int(steps) if math.isfinite(steps) else fallback
 
 
 def adamw_with_schedule(model: nn.Module, optim: OptimConfig, total_steps: int | None) -> dict:

@@ -102,6 +102,9 @@ def test_run_is_tracked_and_the_model_loads_back_from_mlflow(causal_run, monkeyp
     assert run.data.metrics["final/loss"] == pytest.approx(result.valid_metrics["val/loss"])
     history = client.get_metric_history(result.run_id, "val/loss")
     assert len(history) == result.epochs
+    # the cosine schedule ends at lr * min_lr_ratio when the last epoch ends
+    last_lr = client.get_metric_history(result.run_id, "train/lr")[-1]
+    assert last_lr.step == 2 and last_lr.value == pytest.approx(3e-3 * 0.05)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking.tracking_uri)
     local = load_lm(result.artifact_dir)
     ids = torch.tensor([local.tokenizer.encode("ROMEO: what")])
@@ -199,6 +202,9 @@ def test_pretrain_with_ddp_on_two_cpu_processes(tmp_path, corpus) -> None:
     assert runs[0].data.params["world_size"] == "2"
     history = client.get_metric_history(runs[0].info.run_id, "val/loss")
     assert [m.step for m in history] == [0, 1]
+    # each process takes half of every epoch's batches; the schedule still ends where it should
+    last_lr = client.get_metric_history(runs[0].info.run_id, "train/lr")[-1]
+    assert last_lr.step == 1 and last_lr.value == pytest.approx(3e-3 * 0.05)
     loaded = load_lm(tmp_path / "out" / "model")
     assert loaded.training["best_epoch"] in (0, 1)
     assert "held-out (640 of" in proc.stdout  # 20 windows of 32 tokens, scored on rank 0
