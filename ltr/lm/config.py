@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ltr.config import load_config
 from ltr.errors import ConfigError
 from ltr.lm.model import LMConfig
-from ltr.train.config import LightningConfig, OptimConfig
+from ltr.train.config import LightningConfig, OptimConfig, TrackingConfig
 
 
 @dataclass
@@ -56,20 +56,13 @@ class LMTrainerConfig(LightningConfig):
 
 
 @dataclass
-class LMTrackingConfig:
+class LMTrackingConfig(TrackingConfig):
     """MLflow tracking of a pretraining run; the model is logged under ``lm`` as a pyfunc text
     encoder (load it again as ``runs:/<run_id>/lm`` or through its registry alias)."""
 
-    enabled: bool = True
-    tracking_uri: str | None = None
     experiment: str = "ltr-lm"
-    run_name: str | None = None
-    nested: bool = False
-    log_model: bool = True
     registered_model: str | None = "ltr-lm"
     """Name in the model registry (null = log the model without registering it)."""
-    alias: str | None = "candidate"
-    """Alias given to the new registered version, e.g. ``models:/ltr-lm@candidate``."""
 
 
 @dataclass

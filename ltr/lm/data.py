@@ -237,18 +237,21 @@ def derive_seed(*parts: object) -> int:
 
 
 class _Windows(Dataset):
-    """Windows of ``span`` consecutive tokens of a 1-D stream, at random or consecutive starts."""
+    """Windows of ``block_size + extra_tokens`` consecutive tokens of a 1-D stream, at random or
+    consecutive starts."""
+
+    extra_tokens = 0
 
     def __init__(
         self,
         ids: np.ndarray | Tensor,
         block_size: int,
         *,
-        span: int,
-        random: bool,
-        num_samples: int | None,
-        seed: int,
+        random: bool = True,
+        num_samples: int | None = None,
+        seed: int = 0,
     ) -> None:
+        span = block_size + self.extra_tokens
         stream = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
         if stream.dim() != 1:
             raise ConfigError(f"the token stream must be 1-D, got shape {tuple(stream.shape)}")
@@ -326,18 +329,7 @@ class CausalWindows(_Windows):
         ConfigError: the stream is shorter than ``block_size + 1`` (or bad arguments).
     """
 
-    def __init__(
-        self,
-        ids: np.ndarray | Tensor,
-        block_size: int,
-        *,
-        random: bool = True,
-        num_samples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            ids, block_size, span=block_size + 1, random=random, num_samples=num_samples, seed=seed
-        )
+    extra_tokens = 1  # a window spans block_size + 1 stream tokens
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         """``(x, y)``, each ``[T]`` int64."""
@@ -363,18 +355,7 @@ class MaskedWindows(_Windows):
         ConfigError: the stream is shorter than ``block_size`` (or bad arguments).
     """
 
-    def __init__(
-        self,
-        ids: np.ndarray | Tensor,
-        block_size: int,
-        *,
-        random: bool = True,
-        num_samples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            ids, block_size, span=block_size, random=random, num_samples=num_samples, seed=seed
-        )
+    extra_tokens = 0  # a window spans block_size + 0 stream tokens
 
     def __getitem__(self, index: int) -> Tensor:
         """``x``: ``[T]`` int64."""

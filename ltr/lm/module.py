@@ -8,7 +8,6 @@ from collections.abc import Iterable
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
@@ -51,20 +50,16 @@ class LMModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         inputs, labels = batch  # (B, T), (B, T)
-        logits = self.model(inputs)  # (B, T, V)
-        labelled = labels != IGNORE_INDEX  # (B, T)
-        count = int(labelled.sum())
-        if count == 0:
-            return
-        self.val_loss.update(token_cross_entropy(logits, labels), weight=count)
-        right = (logits.argmax(dim=-1) == labels)[labelled].float().mean()
-        self.val_accuracy.update(right, weight=count)
+        loss, accuracy, count = token_stats(self.model(inputs), labels)
+        if count:
+            self.val_loss.update(loss, weight=count)
+            self.val_accuracy.update(accuracy, weight=count)
 
     def on_validation_epoch_end(self) -> None:
         loss = float(self.val_loss.compute())
         log = {
             "val/loss": loss,
-            "val/ppl": math.exp(min(loss, 50.0)),
+            "val/ppl": perplexity(loss),
             "val/accuracy": float(self.val_accuracy.compute()),
         }
         self.val_loss.reset()
@@ -86,6 +81,27 @@ class LMModule(L.LightningModule):
         return adamw_with_schedule(self.model, self.optim, stepping_batches(self, self.total_steps))
 
 
+def token_stats(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Mean cross-entropy and accuracy (most likely token right) over the labelled positions,
+    and how many there are (loss and accuracy are undefined when there are none).
+
+    Args:
+        logits: ``[B, T, V]``.
+        labels: ``[B, T]``; :data:`IGNORE_INDEX` = not predicted.
+    """
+    labelled = labels != IGNORE_INDEX  # (B, T)
+    count = int(labelled.sum())
+    if count == 0:
+        return torch.tensor(math.nan), torch.tensor(math.nan), 0
+    accuracy = (logits.argmax(dim=-1) == labels)[labelled].float().mean()
+    return token_cross_entropy(logits, labels), accuracy, count
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)``, capped so that a diverged loss stays finite."""
+    return math.exp(min(loss, 50.0))
+
+
 @torch.no_grad()
 def evaluate_windows(model: TransformerLM, batches: Iterable[tuple[Tensor, Tensor]]) -> dict:
     """Held-out ``loss`` (mean cross-entropy per labelled token), ``ppl`` = exp(loss),
@@ -96,26 +112,18 @@ def evaluate_windows(model: TransformerLM, batches: Iterable[tuple[Tensor, Tenso
     total = right = count = 0.0
     try:
         for inputs, labels in batches:
-            logits = model(inputs).float()  # (B, T, V)
-            labelled = labels != IGNORE_INDEX  # (B, T)
-            total += float(
-                F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]),
-                    labels.reshape(-1),
-                    ignore_index=IGNORE_INDEX,
-                    reduction="sum",
-                )
-            )
-            right += float((logits.argmax(dim=-1) == labels)[labelled].sum())
-            count += float(labelled.sum())
+            loss, accuracy, n = token_stats(model(inputs).float(), labels)
+            if n:
+                total += float(loss) * n
+                right += float(accuracy) * n
+                count += n
     finally:
         model.train(was_training)
     if count == 0:
         raise ConfigError("no labelled token to evaluate on: the held-out text is too short")
-    loss = total / count
     return {
-        "loss": loss,
-        "ppl": math.exp(min(loss, 50.0)),
+        "loss": total / count,
+        "ppl": perplexity(total / count),
         "accuracy": right / count,
         "tokens": count,
     }
