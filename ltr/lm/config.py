@@ -17,7 +17,8 @@ class LMDataConfig:
     """The text corpus, its tokenizer and how it is cut into training windows."""
 
     files: list[str] = field(default_factory=lambda: ["data/tinyshakespeare/input.txt.xz"])
-    """Plain-text files (``.txt``, ``.xz``, ``.gz``), concatenated with ``[EOS]`` between them."""
+    """Plain-text files (``.txt``, ``.xz``, ``.gz``), concatenated with ``[EOS]`` between them;
+    a ``.jsonl`` file (a collection's ``docs.jsonl.xz``) gives its documents' titles and texts."""
     valid_fraction: float = 0.1
     """The last part of the token stream held out for validation (nanoGPT's 90/10 split)."""
     tokenizer: str | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import lzma
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -90,17 +91,48 @@ def _utf8_error(path: Path) -> DataFormatError:
     return DataFormatError(f"{path}: not valid UTF-8 text; re-encode the file as UTF-8")
 
 
+def is_jsonl(path: Path) -> bool:
+    """Whether ``path`` names a JSON-lines file (``.jsonl``, optionally ``.xz`` / ``.gz``)."""
+    name = path.name.lower()
+    return name.removesuffix(".xz").removesuffix(".gz").endswith(".jsonl")
+
+
+def _jsonl_lines(path: Path, fh) -> Iterator[str]:
+    """The documents of a JSON-lines file as text lines: each object's ``title`` (when present and
+    not empty) and ``text``, one blank line after each document."""
+    for number, raw in enumerate(fh, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise DataFormatError(
+                f"{path}, line {number}: a JSON-lines text file needs an object with a string "
+                '"text" field on every line'
+            )
+        title = record.get("title")
+        parts = [title.strip()] if isinstance(title, str) and title.strip() else []
+        if record["text"].strip():
+            parts.append(record["text"].strip())
+        if parts:
+            yield from ("\n".join(parts) + "\n").splitlines(keepends=True)
+            yield "\n"
+
+
 def _file_chunks(path: Path, chunk_lines: int) -> Iterator[str]:
     """Yield one file's text in pieces of at least ``chunk_lines`` lines, cut at safe places.
 
-    Joining the pieces gives the file's text exactly (line endings normalised to ``\\n``).
+    Joining the pieces gives the file's text exactly (line endings normalised to ``\\n``); for a
+    JSON-lines file, the text of its documents (see :func:`read_texts`).
     """
     if not path.is_file():
         raise FileNotFoundError(f"text file {path} does not exist or is not a file; check the path")
     try:
         with open_text(path) as fh:
             pending: list[str] = []
-            for line in fh:
+            for line in _jsonl_lines(path, fh) if is_jsonl(path) else fh:
                 if len(pending) >= chunk_lines and _safe_cut(pending[-1], line):
                     yield "".join(pending)
                     pending = []
@@ -119,6 +151,10 @@ def read_texts(
     paths: str | Path | Iterable[str | Path], *, chunk_lines: int = DEFAULT_CHUNK_LINES
 ) -> Iterator[str]:
     """Yield the text of plain, ``.xz`` or ``.gz`` UTF-8 files, in pieces of whole lines.
+
+    A JSON-lines file (``.jsonl``, e.g. a text collection's ``docs.jsonl.xz``) gives the text of
+    its documents instead: each line's ``title`` (if any) and ``text`` fields on their own lines,
+    and a blank line after each document.
 
     Each file comes as pieces of at least ``chunk_lines`` lines (the last may be shorter), cut
     only where a cut cannot change tokenization (see :func:`encode_corpus`); joining a file's

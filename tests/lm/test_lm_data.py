@@ -429,3 +429,59 @@ def test_collator_from_tokenizer_uses_its_ids(indented):
     col = MaskedCollator.from_tokenizer(tok, mask_prob=0.5, seed=3)
     assert (col.mask_id, col.vocab_size, col.special_ids) == (2, tok.vocab_size, SPECIAL)
     assert col.mask_prob == 0.5 and col.seed == 3 and not col.fixed
+
+
+# ---------------------------------------------------------------------------------- JSON lines
+JSONL_LINES = [
+    '{"doc_id": "a", "title": "Wing flutter", "text": "Flutter of swept wings."}',
+    "",
+    '{"doc_id": "b", "text": "Heat transfer.\\nIn slabs."}',  # no title, two lines of text
+    "   ",
+    '{"doc_id": 3, "title": "", "text": "  x  "}',  # empty title, text stripped
+    '{"doc_id": "c", "title": " Only a title ", "text": "  "}',  # blank text
+    '{"doc_id": "d", "title": "", "text": ""}',  # nothing at all: no lines
+    '{"doc_id": "e", "title": "Last", "text": "Done."}',
+]
+JSONL_TEXT = (
+    "Wing flutter\nFlutter of swept wings.\n\n"
+    "Heat transfer.\nIn slabs.\n\n"
+    "x\n\n"
+    "Only a title\n\n"
+    "Last\nDone.\n\n"
+)
+
+
+@pytest.mark.parametrize("name", ["docs.jsonl", "docs.jsonl.xz", "docs.jsonl.gz"])
+def test_read_texts_gives_the_documents_of_a_jsonl_file(tmp_path, name):
+    path = write(tmp_path / name, "\n".join(JSONL_LINES) + "\n")
+    assert "".join(read_texts(path)) == JSONL_TEXT
+    assert "".join(read_texts(path, chunk_lines=1)) == JSONL_TEXT
+    assert "".join(read_texts([path, path], chunk_lines=2)) == JSONL_TEXT + JSONL_TEXT
+
+
+@pytest.mark.parametrize(
+    ("lines", "number", "match"),
+    [
+        (['{"text": "ok"}', "", "{not json"], 3, "not valid JSON"),
+        (['{"text": "ok"}', '{"title": "no text"}'], 2, 'string "text" field'),
+        (['{"text": 5}'], 1, 'string "text" field'),
+        (['["text"]'], 1, 'string "text" field'),
+    ],
+)
+def test_read_texts_bad_jsonl_line_names_it(tmp_path, lines, number, match):
+    path = write(tmp_path / "docs.jsonl.xz", "\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=rf"docs\.jsonl\.xz, line {number}: .*{match}"):
+        "".join(read_texts(path))
+
+
+def test_encode_corpus_of_a_jsonl_file_encodes_its_documents(tmp_path, bpe, char):
+    path = write(tmp_path / "docs.jsonl.xz", "\n".join(JSONL_LINES) + "\n")
+    for tok in (bpe, char):
+        expected = np.asarray(tok.encode(JSONL_TEXT), dtype=np.int32)
+        np.testing.assert_array_equal(encode_corpus(tok, path), expected)
+        np.testing.assert_array_equal(encode_corpus(tok, path, chunk_lines=1), expected)
+    # with a plain-text file after it: each file encoded alone, the separator between them
+    plain = write(tmp_path / "notes.txt", "plain text\n")
+    both = encode_corpus(bpe, [path, plain], separator_id=bpe.eos_id)
+    expected = [*bpe.encode(JSONL_TEXT), bpe.eos_id, *bpe.encode("plain text\n")]
+    assert both.tolist() == expected
