@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ltr",
         description="Learning-to-rank reranking: train, evaluate, serve, score; and the language "
-        "models beside it: pretrain, generate.",
+        "models beside it: pretrain, generate, finetune, text-features.",
     )
     parser.add_argument("--version", action="version", version=f"ltr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

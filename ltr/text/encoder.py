@@ -1,0 +1,106 @@
+"""Text encoders on candidate lists: tokenised texts, vectors, similarity scores, NDCG.
+
+A language model encodes a text as the unit mean of its final hidden states over its real
+tokens (as :func:`ltr.lm.encode.encode_texts`); a query and a document are as similar as the
+cosine of their vectors. ``ltr finetune`` trains on these scores and ``ltr text-features`` turns
+them into feature columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ltr.lm.model import TransformerLM, mean_pool
+from ltr.lm.tokenizer import TextTokenizer
+from ltr.metrics import ndcg
+from ltr.text.candidates import CandidateLists
+from ltr.text.collection import TextCollection
+
+NDCG_K = 10
+
+
+@dataclass
+class TokenizedTexts:
+    """A collection's documents and queries as token ids, cut to their maximum lengths.
+
+    A text with no token (an empty document) becomes the single token ``[SEP]``, so that it
+    still has a vector (the mean of nothing is undefined)."""
+
+    docs: list[np.ndarray]
+    queries: dict[str, np.ndarray]
+    pad_id: int
+
+    @classmethod
+    def build(
+        cls,
+        tokenizer: TextTokenizer,
+        collection: TextCollection,
+        *,
+        max_doc_tokens: int,
+        max_query_tokens: int,
+    ) -> TokenizedTexts:
+        def cut(rows: list[list[int]], limit: int) -> list[np.ndarray]:
+            return [np.asarray(row[:limit] or [tokenizer.sep_id], dtype=np.int64) for row in rows]
+
+        docs = cut(tokenizer.encode_batch(collection.doc_texts), max_doc_tokens)
+        queries = cut(tokenizer.encode_batch(collection.query_texts), max_query_tokens)
+        return cls(docs, dict(zip(collection.query_ids, queries, strict=True)), tokenizer.pad_id)
+
+    def stream(self, separator_id: int) -> np.ndarray:
+        """Every document's tokens in one stream, ``separator_id`` between two documents."""
+        parts: list[np.ndarray] = []
+        for doc in self.docs:
+            parts.extend([doc, np.array([separator_id], dtype=np.int64)])
+        return np.concatenate(parts[:-1]) if parts else np.zeros(0, dtype=np.int64)
+
+    def pad(self, rows: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+        """``(ids [N, T], mask [N, T])``: rows padded after their tokens to the longest."""
+        width = max(len(row) for row in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (N, T)
+        mask = torch.zeros((len(rows), width), dtype=torch.bool)  # (N, T)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.from_numpy(row)
+            mask[i, : len(row)] = True
+        return ids, mask
+
+
+def encode(model: TransformerLM, ids: Tensor, mask: Tensor) -> Tensor:
+    """``[N, d]`` unit vectors: the mean of each row's final hidden states over its real tokens."""
+    return torch.nn.functional.normalize(mean_pool(model.hidden(ids, mask).float(), mask), dim=-1)
+
+
+@torch.no_grad()
+def encoder_scores(
+    model: TransformerLM, texts: TokenizedTexts, lists: CandidateLists, *, batch_size: int = 64
+) -> np.ndarray:
+    """``[Q, K]`` cosine similarity of every query with each of its candidates (each document
+    encoded once, however many lists hold it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        unique = np.unique(lists.doc_index)
+        vectors = torch.zeros((len(unique), model.config.d_model))
+        for start in range(0, len(unique), batch_size):
+            chunk = unique[start : start + batch_size]
+            vectors[start : start + len(chunk)] = encode(
+                model, *texts.pad([texts.docs[i] for i in chunk])
+            )
+        queries = encode(model, *texts.pad([texts.queries[q] for q in lists.query_ids]))
+        position = np.searchsorted(unique, lists.doc_index)  # (Q, K)
+        docs = vectors[torch.from_numpy(position)]  # (Q, K, d)
+        return torch.einsum("qd,qkd->qk", queries, docs).numpy()
+    finally:
+        model.train(was_training)
+
+
+def mean_ndcg(scores: np.ndarray, labels: np.ndarray, k: int = NDCG_K) -> float:
+    """Mean NDCG@k of candidate lists ranked by ``scores`` (lists with no relevant candidate
+    count 1, as everywhere in ``ltr``)."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.float64)
+    return float(ndcg(s, y, mask=torch.ones_like(y, dtype=torch.bool), k=k))

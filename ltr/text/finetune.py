@@ -1,0 +1,419 @@
+"""``finetune(config)``: a pretrained language model becomes a query-document text encoder.
+
+The encoder maps a text to the unit mean of its final hidden states (as
+:func:`ltr.lm.encode.encode_texts`); a document's score for a query is their cosine similarity
+divided by a temperature. Training minimises ``L = L_task + λ·L_pretrain``:
+
+* ``L_task``: a listwise loss of :mod:`ltr.losses` (softmax cross-entropy by default) over lists
+  drawn from each training query's BM25 candidates, with the collection's graded judgments;
+* ``L_pretrain``: the model's own language-model loss (masked or next-token) on windows of the
+  collection's documents, which keeps the encoder a language model of this text while the task
+  loss, from a few hundred judged queries, pulls it towards relevance.
+
+Validation after every epoch ranks each validation query's BM25 candidates by the encoder alone
+(NDCG@10); the best epoch's weights are saved as a language-model directory (the format of
+``ltr pretrain``), logged to MLflow and registered, so that ``ltr text-features --encoder`` and
+``load_lm`` take it like any pretrained model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchmetrics import MeanMetric
+
+from ltr.config import to_dict
+from ltr.errors import ConfigError
+from ltr.lm.artifact import load_lm, save_lm
+from ltr.lm.data import CausalWindows, MaskedWindows, derive_seed
+from ltr.lm.masking import MaskedCollator
+from ltr.lm.model import TransformerLM, token_cross_entropy
+from ltr.lm.tokenizer import TextTokenizer
+from ltr.losses import build_loss
+from ltr.metrics import ndcg
+from ltr.text.candidates import CandidateLists, TextTask
+from ltr.text.config import FinetuneConfig, TextDataConfig, check_finetune_config
+from ltr.text.encoder import NDCG_K, TokenizedTexts, encode, encoder_scores, mean_ndcg
+from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
+from ltr.train.run import (
+    RESUME_DIR,
+    RUN_ID_FILE,
+    EpochSetter,
+    ResumeCheckpoint,
+    TrackingCallback,
+    build_trainer,
+    finish_resumable,
+    load_best_weights,
+    quiet_lightning,
+    resume_point,
+)
+
+
+# ------------------------------------------------------------------------------- data
+class TrainingLists(Dataset):
+    """One item per training query: ``list_size`` of its candidates, its relevant ones first.
+
+    A query's list holds its relevant candidates (at most ``list_size - 1``, chosen at random
+    when there are more) and, to fill the list, other candidates drawn at random; item ``i`` of
+    epoch ``e`` depends only on ``(seed, e, i)``. Queries with no relevant candidate teach the
+    listwise loss nothing and are left out.
+    """
+
+    def __init__(self, lists: CandidateLists, list_size: int, seed: int = 0):
+        self.lists = lists
+        self.rows = lists.with_positive()
+        if len(self.rows) == 0:
+            raise ConfigError(
+                "no training query has a relevant document among its BM25 candidates; "
+                "raise data.candidates or check the judgments"
+            )
+        self.list_size = min(list_size, lists.doc_index.shape[1])
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
+        row = int(self.rows[index])
+        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, index))
+        labels = self.lists.labels[row]
+        relevant = np.flatnonzero(labels > 0)
+        keep = rng.permutation(relevant)[: self.list_size - 1]
+        rest = np.setdiff1d(np.arange(len(labels)), keep)
+        # others first; relevant candidates beyond the cap only when too few others are left
+        fill = np.concatenate(
+            [rng.permutation(rest[labels[rest] <= 0]), rng.permutation(rest[labels[rest] > 0])]
+        )
+        slots = np.concatenate([keep, fill[: self.list_size - len(keep)]])
+        return row, self.lists.doc_index[row, slots], labels[slots]
+
+
+@dataclass
+class ListBatchCollator:
+    """Pads a batch of ``(query row, documents, labels)`` items into encoder inputs."""
+
+    texts: TokenizedTexts
+    lists: CandidateLists
+
+    def __call__(self, batch: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, Tensor]:
+        queries = [self.texts.queries[self.lists.query_ids[row]] for row, _, _ in batch]
+        docs = [self.texts.docs[i] for _, index, _ in batch for i in index]
+        query_ids, query_mask = self.texts.pad(queries)
+        doc_ids, doc_mask = self.texts.pad(docs)
+        labels = torch.from_numpy(np.stack([labels for _, _, labels in batch])).float()
+        return {
+            "query": query_ids,  # (B, Tq)
+            "query_mask": query_mask,  # (B, Tq)
+            "docs": doc_ids,  # (B * L, Td)
+            "doc_mask": doc_mask,  # (B * L, Td)
+            "labels": labels,  # (B, L)
+        }
+
+
+class ValidationLists(Dataset):
+    """One item per query: all its candidates, in BM25 order."""
+
+    def __init__(self, lists: CandidateLists):
+        self.lists = lists
+
+    def __len__(self) -> int:
+        return len(self.lists)
+
+    def __getitem__(self, row: int) -> tuple[int, np.ndarray, np.ndarray]:
+        return row, self.lists.doc_index[row], self.lists.labels[row]
+
+
+class FinetuneDataModule(L.LightningDataModule):
+    """Training lists (and, with ``lm_weight`` > 0, language-model windows of the collection's
+    text, as many batches as there are list batches) and validation lists."""
+
+    def __init__(
+        self,
+        config: TextDataConfig,
+        texts: TokenizedTexts,
+        tokenizer: TextTokenizer,
+        train: CandidateLists,
+        valid: CandidateLists,
+        *,
+        kind: str,
+        block_size: int,
+        with_lm: bool,
+        seed: int,
+    ):
+        super().__init__()
+        self.config = config
+        self.train_set = TrainingLists(train, config.list_size, seed=seed)
+        self.train_collate = ListBatchCollator(texts, train)
+        self.valid_set = ValidationLists(valid)
+        self.valid_collate = ListBatchCollator(texts, valid)
+        self.lm_set: CausalWindows | MaskedWindows | None = None
+        self.lm_collate = None
+        if with_lm:
+            steps = math.ceil(len(self.train_set) / config.batch_size)
+            stream = texts.stream(tokenizer.eos_id)
+            n = steps * config.lm_batch_size
+            if kind == "causal":
+                self.lm_set = CausalWindows(stream, block_size, num_samples=n, seed=seed)
+            else:
+                self.lm_set = MaskedWindows(stream, block_size, num_samples=n, seed=seed)
+                self.lm_collate = MaskedCollator.from_tokenizer(
+                    tokenizer, mask_prob=config.mask_prob, seed=seed
+                )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train_set.set_epoch(epoch)
+        if self.lm_set is not None:
+            self.lm_set.set_epoch(epoch)
+        if self.lm_collate is not None:
+            self.lm_collate.set_epoch(epoch)
+
+    def train_dataloader(self) -> dict[str, DataLoader]:
+        loaders = {
+            "task": DataLoader(
+                self.train_set,
+                batch_size=self.config.batch_size,
+                shuffle=False,
+                collate_fn=self.train_collate,
+            )
+        }
+        if self.lm_set is not None:
+            loaders["lm"] = DataLoader(
+                self.lm_set, batch_size=self.config.lm_batch_size, collate_fn=self.lm_collate
+            )
+        return loaders
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.valid_set, batch_size=2, collate_fn=self.valid_collate)
+
+
+# ------------------------------------------------------------------------------- model
+def list_scores(model: TransformerLM, batch: dict[str, Tensor], temperature: float) -> Tensor:
+    """``[B, L]`` cosine similarity of each query with its listed documents / temperature."""
+    queries = encode(model, batch["query"], batch["query_mask"])  # (B, d)
+    docs = encode(model, batch["docs"], batch["doc_mask"])  # (B * L, d)
+    b, length = batch["labels"].shape
+    docs = docs.view(b, length, -1)  # (B, L, d)
+    return torch.einsum("bd,bld->bl", queries, docs) / temperature
+
+
+class FinetuneModule(L.LightningModule):
+    """``L = L_task + lm_weight · L_pretrain``; validation NDCG@10 of the encoder alone.
+
+    Logged per epoch: ``train/loss``, ``train/task_loss``, ``train/lm_loss`` (when used),
+    ``train/lr`` and ``val/ndcg@10``."""
+
+    def __init__(self, model: TransformerLM, config: FinetuneConfig, total_steps: int | None):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.loss_fn = build_loss(config.loss)
+        self.total_steps = total_steps
+        self.train_losses = {k: MeanMetric() for k in ("loss", "task_loss", "lm_loss")}
+        for name, metric in self.train_losses.items():
+            self.add_module(f"train_{name}", metric)
+        self.val_ndcg = MeanMetric()
+        self.epoch_log: dict[str, float] = {}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        task_batch = batch["task"]
+        scores = list_scores(self.model, task_batch, self.config.temperature)  # (B, L)
+        labels = task_batch["labels"]
+        mask = torch.ones_like(labels, dtype=torch.bool)
+        task = self.loss_fn(scores, labels, mask=mask)
+        loss = task
+        self.train_losses["task_loss"].update(task.detach())
+        if batch.get("lm") is not None:
+            inputs, targets = batch["lm"]
+            lm = token_cross_entropy(self.model(inputs), targets)
+            loss = task + self.config.lm_weight * lm
+            self.train_losses["lm_loss"].update(lm.detach())
+        self.train_losses["loss"].update(loss.detach())
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        scores = list_scores(self.model, batch, 1.0)
+        labels = batch["labels"]
+        mask = torch.ones_like(labels, dtype=torch.bool)
+        values = ndcg(scores, labels, mask=mask, k=NDCG_K, reduction="none")
+        self.val_ndcg.update(values)
+
+    def on_validation_epoch_end(self) -> None:
+        log = {f"val/ndcg@{NDCG_K}": float(self.val_ndcg.compute())}
+        self.val_ndcg.reset()
+        for name, metric in self.train_losses.items():
+            if metric.update_count:
+                log[f"train/{name}"] = float(metric.compute())
+                metric.reset()
+        if "train/loss" in log:
+            if not math.isfinite(log["train/loss"]):
+                raise TrainingDivergedError(
+                    f"training diverged: the training loss of epoch {self.current_epoch} is "
+                    f"{log['train/loss']}; lower optim.lr or raise temperature"
+                )
+            log["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        for key, value in log.items():
+            self.log(key, value, prog_bar=key.startswith("val/"), sync_dist=False)
+        self.epoch_log = log
+
+    def configure_optimizers(self):
+        return adamw_with_schedule(
+            self.model, self.config.optim, stepping_batches(self, self.total_steps)
+        )
+
+
+# ------------------------------------------------------------------------------- the run
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced; metrics are NDCG@10 over BM25's candidate lists."""
+
+    artifact_dir: Path
+    best_epoch: int | None
+    epochs: int
+    seconds: float
+    queries: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    """``{valid,test}/{bm25,pretrained,finetuned}_ndcg@10`` and ``{valid,test}/recall``."""
+    run_id: str | None = None
+    registered_version: str | None = None
+    alias_uri: str | None = None
+
+
+def finetune(
+    config: FinetuneConfig, *, verbose: bool = True, resume: bool = False
+) -> FinetuneResult:
+    """Fine-tune ``config.encoder`` on ``config.data.collection`` (see the module docstring)."""
+    check_finetune_config(config)
+    started = time.perf_counter()
+    quiet_lightning()
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    output = Path(config.output_dir)
+    checkpoints, resume_dir = output / "checkpoints", output / RESUME_DIR
+    ckpt_path, run_id = resume_point(resume_dir, resume)
+    loaded = load_lm(config.encoder)
+    model, tokenizer = loaded.model.train(), loaded.tokenizer  # load_lm gives it in eval mode
+    block = model.config.block_size
+    task = TextTask.load(config.data)
+    if "train" not in task.lists or "valid" not in task.lists:
+        raise ConfigError("data.query_fractions leaves no training or no validation query")
+    texts = TokenizedTexts.build(
+        tokenizer,
+        task.collection,
+        max_doc_tokens=min(config.data.max_doc_tokens or block, block),
+        max_query_tokens=min(config.data.max_query_tokens, block),
+    )
+    pretrained = {
+        f"{part}/pretrained_ndcg@{NDCG_K}": mean_ndcg(
+            encoder_scores(model, texts, lists), lists.labels
+        )
+        for part, lists in task.lists.items()
+        if part != "train"
+    }
+    datamodule = FinetuneDataModule(
+        config.data,
+        texts,
+        tokenizer,
+        task.lists["train"],
+        task.lists["valid"],
+        kind=model.config.kind,
+        block_size=block,
+        with_lm=config.lm_weight > 0,
+        seed=config.trainer.seed,
+    )
+    resolved = to_dict(config)
+    steps = math.ceil(len(datamodule.train_set) / config.data.batch_size)
+    module = FinetuneModule(model, config, total_steps=steps * config.trainer.max_epochs)
+    monitor = f"val/ndcg@{NDCG_K}"
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+    tracking = TrackingCallback(
+        config.tracking, resolved, run_id=run_id, run_id_file=resume_dir / RUN_ID_FILE
+    )
+    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking, ResumeCheckpoint(resume_dir)]
+    if config.trainer.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStopping(monitor, mode="max", patience=config.trainer.early_stopping_patience)
+        )
+    trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if not trainer.is_global_zero:
+            return FinetuneResult(output / "model", None, trainer.current_epoch, 0.0)
+        best_epoch = load_best_weights(module, checkpoint)
+        model.cpu().eval()
+        metrics = dict(pretrained)
+        for part, lists in task.lists.items():
+            if part == "train":
+                continue
+            metrics[f"{part}/bm25_ndcg@{NDCG_K}"] = mean_ndcg(lists.bm25, lists.labels)
+            metrics[f"{part}/finetuned_ndcg@{NDCG_K}"] = mean_ndcg(
+                encoder_scores(model, texts, lists), lists.labels
+            )
+            metrics[f"{part}/recall"] = lists.recall()
+        result = FinetuneResult(
+            artifact_dir=output / "model",
+            best_epoch=best_epoch,
+            epochs=trainer.current_epoch,
+            seconds=0.0,
+            queries={part: len(ids) for part, ids in task.split.parts().items()},
+            metrics=metrics,
+        )
+        training = {
+            "finetuned_from": str(config.encoder),
+            "collection": str(config.data.collection),
+            "split": {"fractions": config.data.query_fractions, "seed": config.data.split_seed},
+            "loss": config.loss,
+            "lm_weight": config.lm_weight,
+            "best_epoch": best_epoch,
+            "metrics": metrics,
+        }
+        if tracking.tracker is not None:
+            training["run_id"] = tracking.tracker.run_id
+        save_lm(model, tokenizer, result.artifact_dir, training)
+        if tracking.tracker is not None:
+            _log_final(tracking.tracker, result, config, model.config.d_model)
+        tracking.close()
+        finish_resumable(resume_dir)
+        result.seconds = time.perf_counter() - started
+        return result
+    except BaseException:
+        tracking.close(failed=True)
+        raise
+
+
+def _log_final(tracker, result: FinetuneResult, config: FinetuneConfig, d_model: int) -> None:
+    tracker.log_metrics({f"final/{k}": v for k, v in result.metrics.items()})
+    if result.best_epoch is not None:
+        tracker.log_params({"best_epoch": result.best_epoch})
+    result.run_id = tracker.run_id
+    if config.tracking.log_model:
+        logged = tracker.log_lm(
+            result.artifact_dir,
+            d_model=d_model,
+            registered_name=config.tracking.registered_model,
+            alias=config.tracking.alias,
+        )
+        result.registered_version = logged.registered_version
+        result.alias_uri = logged.alias_uri

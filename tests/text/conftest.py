@@ -1,0 +1,157 @@
+"""A small synthetic text collection with learnable relevance, and a tiny untrained encoder.
+
+The collection has ``TOPICS`` topics, each with its own made-up words (rare: no other topic uses
+them). Every document belongs to one topic and holds some of its words among common filler
+words; every query names two words of its topic. A query's relevant documents are exactly the
+documents of its topic: grade 2 when the document shares a word with the query, else 1. So both
+BM25 and a text encoder that learns "same topic words = similar" can rank well, while an
+untrained encoder, whose mean-pooled vectors are dominated by filler words and positions, cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ltr.lm.artifact import save_lm
+from ltr.lm.model import LMConfig, TransformerLM
+from ltr.lm.tokenizer import train_tokenizer
+
+TOPIC_WORDS = [
+    ["zorbax", "quillet", "mepron", "dravik", "solunt", "farnel"],
+    ["grelbo", "tuvask", "nimrel", "pexalt", "corvine", "halvet"],
+    ["brontil", "vesmar", "klopid", "yarnex", "duprel", "wistan"],
+    ["fendrix", "lumaro", "sketral", "obrin", "tazzle", "merquin"],
+    ["paxton", "gildrew", "ruvelo", "snipra", "columbex", "jastor"],
+]
+FILLER = [
+    "study", "report", "data", "model", "analysis", "effect", "measure", "value", "method",
+    "system", "result", "sample", "process", "level", "rate", "test", "field", "change",
+    "group", "case",
+]  # fmt: skip
+DOCS_PER_TOPIC = 7
+QUERIES_PER_TOPIC = 3
+
+
+@dataclass(frozen=True)
+class SyntheticCollection:
+    """Where the collection was written and what it holds (for expected values in tests)."""
+
+    root: Path
+    docs: list[dict]
+    queries: list[dict]
+    qrels: dict[str, dict[str, int]]
+    topic_of_doc: dict[str, int]
+    topic_of_query: dict[str, int]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    if path.name.endswith(".xz"):
+        path.write_bytes(lzma.compress(text.encode("utf-8")))
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def make_synthetic_collection(root: Path, seed: int = 0) -> SyntheticCollection:
+    rng = np.random.default_rng(seed)
+    docs, queries, topic_of_doc, topic_of_query = [], [], {}, {}
+    doc_words: dict[str, set[str]] = {}
+    for t, words in enumerate(TOPIC_WORDS):
+        for j in range(DOCS_PER_TOPIC):
+            doc_id = f"d{t}{j}"
+            topical = [str(w) for w in rng.choice(words, size=3, replace=False)]
+            filler = [str(w) for w in rng.choice(FILLER, size=5, replace=False)]
+            docs.append(
+                {
+                    "doc_id": doc_id,
+                    "title": f"{topical[0].capitalize()} {filler[0]}",
+                    "text": f"The {filler[1]} of {topical[1]} and {filler[2]} {filler[3]} "
+                    f"{topical[2]} in the {filler[4]}.",
+                }
+            )
+            topic_of_doc[doc_id] = t
+            doc_words[doc_id] = set(topical)
+        for j in range(QUERIES_PER_TOPIC):
+            query_id = f"q{t}{j}"
+            pair = [str(w) for w in rng.choice(words, size=2, replace=False)]
+            queries.append({"query_id": query_id, "text": f"the {pair[0]} {pair[1]}"})
+            topic_of_query[query_id] = t
+    order = rng.permutation(len(docs))  # topics interleaved in the file
+    docs = [docs[i] for i in order]
+    qrels: dict[str, dict[str, int]] = {}
+    for query in queries:
+        q, words = query["query_id"], set(query["text"].split()[1:])
+        qrels[q] = {
+            doc["doc_id"]: 2 if doc_words[doc["doc_id"]] & words else 1
+            for doc in docs
+            if topic_of_doc[doc["doc_id"]] == topic_of_query[q]
+        }
+    root.mkdir(parents=True, exist_ok=True)
+    write_jsonl(root / "docs.jsonl.xz", docs)
+    write_jsonl(root / "queries.jsonl", queries)
+    rows = "".join(f"{q}\t{d}\t{rel}\n" for q, judged in qrels.items() for d, rel in judged.items())
+    (root / "qrels.tsv").write_text("query_id\tdoc_id\trelevance\n" + rows, encoding="utf-8")
+    return SyntheticCollection(root, docs, queries, qrels, topic_of_doc, topic_of_query)
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> SyntheticCollection:
+    """The synthetic collection (35 documents, 15 queries), written once per session."""
+    return make_synthetic_collection(tmp_path_factory.mktemp("synthetic") / "synthetic")
+
+
+def doc_text(doc: dict) -> str:
+    """A document's text as the collection joins it: title, newline, text."""
+    return f"{doc['title']}\n{doc['text']}"
+
+
+BLOCK = 32
+
+
+def tiny_lm(vocab_size: int, seed: int = 0, **overrides) -> TransformerLM:
+    torch.manual_seed(seed)
+    options = {
+        "kind": "masked", "vocab_size": vocab_size, "block_size": BLOCK, "d_model": 16,
+        "num_heads": 2, "num_layers": 1, "d_ff": 32, "dropout": 0.0,
+    }  # fmt: skip
+    options.update(overrides)
+    return TransformerLM(LMConfig(**options)).eval()
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory, synthetic) -> Path:
+    """A tiny untrained masked LM with a byte-level BPE tokenizer trained on the collection."""
+    texts = [doc_text(d) for d in synthetic.docs] + [q["text"] for q in synthetic.queries]
+    tokenizer = train_tokenizer(["\n".join(texts)], kind="bpe", vocab_size=400)
+    model = tiny_lm(tokenizer.vocab_size)
+    return save_lm(model, tokenizer, tmp_path_factory.mktemp("encoder") / "model")
+
+
+def unit_mean_hidden(model: TransformerLM, ids: list[int]) -> np.ndarray:
+    """The unit mean of the final hidden states of one unpadded row of token ids (float64)."""
+    with torch.no_grad():
+        h = model.hidden(torch.tensor([ids]))[0]  # (T, d)
+    v = h.mean(0).numpy().astype(np.float64)
+    return v / np.linalg.norm(v)
+
+
+def hand_ndcg(scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k written out: gain 2^y - 1, discount 1 / log2(rank + 1), the ideal order from
+    the list's own labels, a list with no relevant item counts 1; equal scores put the lower
+    label first (pessimistic)."""
+    values = []
+    for s, y in zip(np.asarray(scores), np.asarray(labels, dtype=np.float64), strict=True):
+        order = np.lexsort((y, -s))  # by descending score, then ascending label
+        gains = 2.0 ** y[order][:k] - 1
+        ideal = 2.0 ** np.sort(y)[::-1][:k] - 1
+        discounts = 1 / np.log2(np.arange(2, len(gains) + 2))
+        idcg = float(ideal @ discounts)
+        values.append(1.0 if idcg == 0 else float(gains @ discounts) / idcg)
+    return float(np.mean(values))
