@@ -1,0 +1,244 @@
+"""Text reranking on Cranfield: BM25, text encoders, and rerankers on lexical + encoder features.
+
+One run, one query split (``configs/text/cranfield.yaml``: 60/20/20 of the 225 judged queries,
+seed 0), every number NDCG@10 over each query's BM25 top-100 (the reranking convention):
+
+1. ``ltr pretrain`` a masked LM on the collection's documents (``configs/lm/bert_cranfield.yaml``);
+2. ``ltr finetune`` it twice on the training queries: ``L_task + 0.5·L_pretrain`` and, to see
+   what the language-model term does, ``L_task`` alone (``lm_weight: 0``);
+3. ``ltr text-features`` with the three encoders as ``sim_pre``, ``sim_ft``, ``sim_ft0``;
+4. the default SetRank (``configs/setrank_imsab.yaml``, three training seeds) and LightGBM
+   lambdarank on the lexical features alone and with each encoder's similarity.
+
+    python -m benchmarks.text_rerank           # writes its section of docs/BENCHMARKS.md
+    python -m benchmarks.text_rerank --pretrain-epochs 1 --finetune-epochs 1 --no-write  # smoke
+
+Cranfield is read from ``../shared/data/cranfield`` (``--collection``); it is not bundled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PRETRAIN_CONFIG = REPO_ROOT / "configs" / "lm" / "bert_cranfield.yaml"
+TEXT_CONFIG = REPO_ROOT / "configs" / "text" / "cranfield.yaml"
+DEFAULT_COLLECTION = REPO_ROOT.parent / "shared" / "data" / "cranfield"
+ENCODERS = ("pre", "ft", "ft0")
+FEATURE_SETS = {
+    "lexical": (),
+    "lexical + sim_pre": ("sim_pre",),
+    "lexical + sim_ft0": ("sim_ft0",),
+    "lexical + sim_ft": ("sim_ft",),
+}
+SEEDS = (0, 1, 2)
+
+
+def subset_features(source: Path, target: Path, extra: tuple[str, ...]) -> None:
+    """Copy an ``ltr`` Parquet file keeping the lexical columns and ``extra``."""
+    from ltr.data.parquet import ParquetListWriter, read_parquet
+    from ltr.data.svmlight import RowChunk
+    from ltr.text.features import LEXICAL_FEATURES
+
+    chunk, names = read_parquet(source)
+    keep = [*LEXICAL_FEATURES, *extra]
+    columns = [names.index(name) for name in keep]
+    with ParquetListWriter(target, len(keep), feature_names=keep) as writer:
+        writer.write(RowChunk(chunk.qids, chunk.doc_ids, chunk.labels, chunk.features[:, columns]))
+
+
+def ndcg10(scores: np.ndarray, data) -> float:
+    from ltr.metrics import evaluate_grouped
+
+    values = evaluate_grouped(
+        np.asarray(scores, dtype=np.float64), data.labels, data.offsets, metrics=["ndcg@10"]
+    )
+    return float(values["ndcg@10"])
+
+
+def run_setrank(folder: Path, seed: int, work: Path) -> tuple[float, float]:
+    """Train the default SetRank on a feature folder: ``(valid, test)`` NDCG@10."""
+    from ltr.artifact import load_model
+    from ltr.data.dataset import load_dataset
+    from ltr.inference import score_lists
+    from ltr.train.config import load_train_config
+    from ltr.train.run import train
+
+    overrides: dict[str, Any] = {
+        "data.train": [str(folder / "train.parquet")],
+        "data.valid": [str(folder / "valid.parquet")],
+        "data.test": [str(folder / "test.parquet")],
+        "tracking.enabled": False,
+        "trainer.progress_bar": False,
+        "trainer.seed": seed,
+        "output_dir": str(work / f"setrank-{folder.name}-{seed}"),
+    }
+    result = train(load_train_config(DEFAULT_CONFIG, overrides), verbose=False)
+    model = load_model(result.artifact_dir).model
+    scores = {}
+    for part in ("valid", "test"):
+        data = load_dataset(folder / f"{part}.parquet")
+        scores[part] = ndcg10(score_lists(model, data), data)
+    return scores["valid"], scores["test"]
+
+
+def run_lightgbm(folder: Path) -> tuple[float, float]:
+    """LightGBM lambdarank (``benchmarks.quality_cv``'s settings): ``(valid, test)`` NDCG@10."""
+    from benchmarks.quality_cv import train_lightgbm
+    from ltr.data.dataset import load_dataset
+
+    data = {part: load_dataset(folder / f"{part}.parquet") for part in ("train", "valid", "test")}
+    booster, _ = train_lightgbm(data["train"], data["valid"], threads=2)
+    best = booster.best_iteration
+    return tuple(
+        ndcg10(booster.predict(data[part].features, num_iteration=best), data[part])
+        for part in ("valid", "test")
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collection", type=Path, default=DEFAULT_COLLECTION)
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument("--workdir", type=Path, help="keep models and features here")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    from ltr.lm.config import load_pretrain_config
+    from ltr.lm.pretrain import pretrain
+    from ltr.text.config import load_finetune_config
+    from ltr.text.features import build_text_features
+    from ltr.text.finetune import finetune
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ltr-text-rerank-"))
+    if work.exists() and any(work.iterdir()):
+        parser.error(f"--workdir {work} is not empty: give a new folder (runs must not share one)")
+    work.mkdir(parents=True, exist_ok=True)
+    collection = str(args.collection.resolve())
+    docs = next(args.collection.glob("docs.jsonl*"))
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    pre = pretrain(
+        load_pretrain_config(
+            PRETRAIN_CONFIG,
+            {
+                "data.files": [str(docs.resolve())],
+                "trainer.max_epochs": args.pretrain_epochs,
+                "trainer.progress_bar": False,
+                "tracking.enabled": False,
+                "output_dir": str(work / "pretrain"),
+            },
+        ),
+        verbose=False,
+    )
+    seconds["pretrain"] = time.perf_counter() - started
+    encoders = {"pre": str(pre.artifact_dir)}
+    finetuned = {}
+    for name, weight in (("ft", 0.5), ("ft0", 0.0)):
+        started = time.perf_counter()
+        config = load_finetune_config(
+            TEXT_CONFIG,
+            {
+                "encoder": encoders["pre"],
+                "data.collection": collection,
+                "lm_weight": weight,
+                "trainer.max_epochs": args.finetune_epochs,
+                "trainer.progress_bar": False,
+                "tracking.enabled": False,
+                "output_dir": str(work / f"finetune-{name}"),
+            },
+        )
+        finetuned[name] = finetune(config, verbose=False)
+        seconds[f"finetune {name}"] = time.perf_counter() - started
+        encoders[name] = str(finetuned[name].artifact_dir)
+
+    data_config = load_finetune_config(TEXT_CONFIG, {"data.collection": collection}).data
+    features = build_text_features(data_config, encoders, work / "features")
+    folders = {}
+    for label, extra in FEATURE_SETS.items():
+        folder = work / ("features-" + "-".join(["lexical", *extra]))
+        for part in ("train", "valid", "test"):
+            subset_features(features.files[part], folder / f"{part}.parquet", extra)
+        folders[label] = folder
+
+    m = finetuned["ft"].metrics
+    m0 = finetuned["ft0"].metrics
+    rows: list[list[object]] = [
+        [
+            "BM25 (first stage)",
+            "—",
+            f"{m['valid/bm25_ndcg@10']:.4f}",
+            f"{m['test/bm25_ndcg@10']:.4f}",
+        ],
+        [
+            "encoder alone: pretrained",
+            "—",
+            f"{m['valid/pretrained_ndcg@10']:.4f}",
+            f"{m['test/pretrained_ndcg@10']:.4f}",
+        ],
+        [
+            "encoder alone: fine-tuned, λ = 0",
+            "—",
+            f"{m0['valid/finetuned_ndcg@10']:.4f}",
+            f"{m0['test/finetuned_ndcg@10']:.4f}",
+        ],
+        [
+            "encoder alone: fine-tuned, λ = 0.5",
+            "—",
+            f"{m['valid/finetuned_ndcg@10']:.4f}",
+            f"{m['test/finetuned_ndcg@10']:.4f}",
+        ],
+    ]
+    for label, folder in folders.items():
+        results = [run_setrank(folder, seed, work) for seed in SEEDS]
+        valid = [v for v, _ in results]
+        test = [t for _, t in results]
+        rows.append(
+            [
+                f"SetRank: {label}",
+                len(SEEDS),
+                f"{statistics.mean(valid):.4f} ± {statistics.stdev(valid):.4f}",
+                f"{statistics.mean(test):.4f} ± {statistics.stdev(test):.4f}",
+            ]
+        )
+        print(rows[-1], flush=True)
+    for label in ("lexical", "lexical + sim_ft"):
+        valid, test = run_lightgbm(folders[label])
+        rows.append([f"LightGBM lambdarank: {label}", 1, f"{valid:.4f}", f"{test:.4f}"])
+
+    q = finetuned["ft"].queries
+    table = markdown_table(["ranker", "seeds", "valid NDCG@10", "test NDCG@10"], rows)
+    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
+    body = (
+        f"Cranfield ({q['train']} training, {q['valid']} validation, {q['test']} test queries; "
+        f"BM25 top-{data_config.candidates} candidates, recall of the relevant documents "
+        f"{features.recall['test']:.3f} on the test queries). NDCG@10 over the candidate lists "
+        "(relevant documents BM25 missed are not counted), exp2 gain, lists with no relevant "
+        "candidate count 1. Encoders: the masked LM of `configs/lm/bert_cranfield.yaml` "
+        f"({pre.num_parameters:,} parameters, {args.pretrain_epochs} epochs on the 1,400 "
+        f"abstracts, held-out masked-token accuracy {pre.valid_metrics['val/accuracy']:.3f}), "
+        f"fine-tuned {args.finetune_epochs} epochs at most with `configs/text/cranfield.yaml` "
+        f"(best epochs {finetuned['ft'].best_epoch} for λ = 0.5, {finetuned['ft0'].best_epoch} "
+        "for λ = 0). SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
+        "LightGBM: `benchmarks.quality_cv`'s settings.\n\n"
+        f"{table}\n\nTime on this machine: {times}."
+    )
+    print(body)
+    if not args.no_write:
+        command = "python -m benchmarks.text_rerank"
+        write_section("text_rerank", "Text reranking on Cranfield", command, body)
+
+
+if __name__ == "__main__":
+    main()
