@@ -3,7 +3,7 @@
 One run, one query split (``configs/text/cranfield.yaml``: 60/20/20 of the 225 judged queries,
 seed 0), every number NDCG@10 over each query's BM25 top-100 (the reranking convention):
 
-1. ``ltr pretrain`` a masked LM on the collection's documents (``configs/lm/bert_cranfield.yaml``);
+1. ``ltr pretrain`` a masked LM on the documents (``configs/text/bert_cranfield.yaml``);
 2. ``ltr finetune`` it twice on the training queries: ``L_task + 0.5·L_pretrain`` and, to see
    what the language-model term does, ``L_task`` alone (``lm_weight: 0``);
 3. ``ltr text-features`` with the three encoders as ``sim_pre``, ``sim_ft``, ``sim_ft0``;
@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PRETRAIN_CONFIG = REPO_ROOT / "configs" / "lm" / "bert_cranfield.yaml"
+PRETRAIN_CONFIG = REPO_ROOT / "configs" / "text" / "bert_cranfield.yaml"
 TEXT_CONFIG = REPO_ROOT / "configs" / "text" / "cranfield.yaml"
 DEFAULT_COLLECTION = REPO_ROOT.parent / "shared" / "data" / "cranfield"
 ENCODERS = ("pre", "ft", "ft0")
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         f"BM25 top-{data_config.candidates} candidates, recall of the relevant documents "
         f"{features.recall['test']:.3f} on the test queries). NDCG@10 over the candidate lists "
         "(relevant documents BM25 missed are not counted), exp2 gain, lists with no relevant "
-        "candidate count 1. Encoders: the masked LM of `configs/lm/bert_cranfield.yaml` "
+        "candidate count 1. Encoders: the masked LM of `configs/text/bert_cranfield.yaml` "
         f"({pre.num_parameters:,} parameters, {args.pretrain_epochs} epochs on the 1,400 "
         f"abstracts, held-out masked-token accuracy {pre.valid_metrics['val/accuracy']:.3f}), "
         f"fine-tuned {args.finetune_epochs} epochs at most with `configs/text/cranfield.yaml` "

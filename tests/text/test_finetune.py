@@ -400,3 +400,21 @@ def test_cli_print_config_needs_no_encoder(capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["encoder"] == ""
     assert printed["data"]["candidates"] == 7 and printed["lm_weight"] == 0.25
+
+
+# ---------------------------------------------------------------------------- shipped presets
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_text_presets_load_and_name_the_shared_data() -> None:
+    """configs/text/ holds the Cranfield presets. Cranfield is not bundled (see docs/TEXT.md):
+    its paths must point into the project's shared data folder, never at a file that a fresh
+    clone would be expected to have."""
+    from ltr.lm.config import load_pretrain_config
+
+    pretrain_config = load_pretrain_config(REPO / "configs" / "text" / "bert_cranfield.yaml")
+    finetune_config = load_finetune_config(REPO / "configs" / "text" / "cranfield.yaml")
+    assert pretrain_config.model.kind == "masked"
+    paths = [*pretrain_config.data.files, finetune_config.data.collection]
+    assert all(Path(p).parts[:3] == ("..", "shared", "data") for p in paths), paths
+    assert finetune_config.encoder == str(Path(pretrain_config.output_dir) / "model")
