@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ltr.errors import ConfigError
@@ -55,16 +56,29 @@ def encode_texts(
             for i, row in enumerate(ids):
                 if not row:
                     raise ConfigError(f"text {start + i} is empty: there is nothing to encode")
-            width = max(len(row) for row in ids)
-            batch = torch.full((len(ids), width), tokenizer.pad_id, dtype=torch.long)  # (B, T)
-            mask = torch.zeros((len(ids), width), dtype=torch.bool)  # (B, T)
-            for i, row in enumerate(ids):
-                batch[i, : len(row)] = torch.tensor(row)
-                mask[i, : len(row)] = True
-            pooled = mean_pool(model.hidden(batch, mask).float(), mask)  # (B, d)
-            if normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[start : start + len(ids)] = pooled.numpy()
+            batch, mask = pad_token_rows(ids, tokenizer.pad_id)  # (B, T), (B, T)
+            out[start : start + len(ids)] = pooled_vectors(model, batch, mask, normalize).numpy()
     finally:
         model.train(was_training)
     return out
+
+
+def pad_token_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """``(ids [N, T], mask [N, T])``: token rows padded after their tokens to the longest row
+    (``mask`` True = a real token)."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (N, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)  # (N, T)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = True
+    return ids, mask
+
+
+def pooled_vectors(
+    model: TransformerLM, ids: Tensor, mask: Tensor, normalize: bool = True
+) -> Tensor:
+    """``[N, d]``: the mean of each row's final hidden states over its real tokens (unit length
+    when ``normalize``): the text vector of :func:`encode_texts`, with gradients."""
+    pooled = mean_pool(model.hidden(ids, mask).float(), mask)  # (N, d)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled

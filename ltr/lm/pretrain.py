@@ -17,7 +17,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ltr.config import to_dict
 from ltr.errors import ConfigError
@@ -31,15 +30,12 @@ from ltr.lm.tokenizer import TextTokenizer, train_tokenizer
 from ltr.train.datamodule import resolve_data_path
 from ltr.train.run import (
     RESUME_DIR,
-    RUN_ID_FILE,
-    EpochSetter,
-    ResumeCheckpoint,
-    TrackingCallback,
     build_trainer,
     finish_resumable,
     load_best_weights,
     quiet_lightning,
     resume_point,
+    run_callbacks,
 )
 
 
@@ -89,7 +85,7 @@ def pretrain(
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     files = [resolve_data_path(p) for p in config.data.files]
     output = Path(config.output_dir)
-    checkpoints, resume_dir = output / "checkpoints", output / RESUME_DIR
+    resume_dir = output / RESUME_DIR
     ckpt_path, run_id = resume_point(resume_dir, resume)
     saved = resume_dir / TOKENIZER
     # A resumed run keeps the tokenizer it started with; the processes Lightning starts for
@@ -125,23 +121,16 @@ def pretrain(
     resolved["model"] = to_dict(model_config)
     total_steps = config.data.steps_per_epoch * config.trainer.max_epochs
     module = LMModule(model, config.optim, total_steps=total_steps)
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoints,
-        filename="best",
+    run = run_callbacks(
+        output,
+        config.tracking,
+        resolved,
+        run_id=run_id,
         monitor="val/loss",
         mode="min",
-        save_top_k=1,
-        save_weights_only=True,
-        enable_version_counter=False,
+        patience=config.trainer.early_stopping_patience,
     )
-    tracking = TrackingCallback(
-        config.tracking, resolved, run_id=run_id, run_id_file=resume_dir / RUN_ID_FILE
-    )
-    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking, ResumeCheckpoint(resume_dir)]
-    if config.trainer.early_stopping_patience is not None:
-        callbacks.append(
-            EarlyStopping("val/loss", mode="min", patience=config.trainer.early_stopping_patience)
-        )
+    checkpoint, tracking, callbacks = run.checkpoint, run.tracking, run.callbacks
     trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

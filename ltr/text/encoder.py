@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ltr.lm.model import TransformerLM, mean_pool
+from ltr.lm.encode import pad_token_rows, pooled_vectors
+from ltr.lm.model import TransformerLM
 from ltr.lm.tokenizer import TextTokenizer
 from ltr.metrics import ndcg
 from ltr.text.candidates import CandidateLists
@@ -60,18 +61,12 @@ class TokenizedTexts:
 
     def pad(self, rows: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
         """``(ids [N, T], mask [N, T])``: rows padded after their tokens to the longest."""
-        width = max(len(row) for row in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (N, T)
-        mask = torch.zeros((len(rows), width), dtype=torch.bool)  # (N, T)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.from_numpy(row)
-            mask[i, : len(row)] = True
-        return ids, mask
+        return pad_token_rows(rows, self.pad_id)
 
 
 def encode(model: TransformerLM, ids: Tensor, mask: Tensor) -> Tensor:
     """``[N, d]`` unit vectors: the mean of each row's final hidden states over its real tokens."""
-    return torch.nn.functional.normalize(mean_pool(model.hidden(ids, mask).float(), mask), dim=-1)
+    return pooled_vectors(model, ids, mask)
 
 
 @torch.no_grad()

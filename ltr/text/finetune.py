@@ -28,7 +28,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
@@ -48,15 +47,12 @@ from ltr.text.encoder import NDCG_K, TokenizedTexts, encode, encoder_scores, mea
 from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
 from ltr.train.run import (
     RESUME_DIR,
-    RUN_ID_FILE,
-    EpochSetter,
-    ResumeCheckpoint,
-    TrackingCallback,
     build_trainer,
     finish_resumable,
     load_best_weights,
     quiet_lightning,
     resume_point,
+    run_callbacks,
 )
 
 
@@ -303,7 +299,7 @@ def finetune(
     quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     output = Path(config.output_dir)
-    checkpoints, resume_dir = output / "checkpoints", output / RESUME_DIR
+    resume_dir = output / RESUME_DIR
     ckpt_path, run_id = resume_point(resume_dir, resume)
     loaded = load_lm(config.encoder)
     model, tokenizer = loaded.model.train(), loaded.tokenizer  # load_lm gives it in eval mode
@@ -339,23 +335,16 @@ def finetune(
     steps = math.ceil(len(datamodule.train_set) / config.data.batch_size)
     module = FinetuneModule(model, config, total_steps=steps * config.trainer.max_epochs)
     monitor = f"val/ndcg@{NDCG_K}"
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoints,
-        filename="best",
+    run = run_callbacks(
+        output,
+        config.tracking,
+        resolved,
+        run_id=run_id,
         monitor=monitor,
         mode="max",
-        save_top_k=1,
-        save_weights_only=True,
-        enable_version_counter=False,
+        patience=config.trainer.early_stopping_patience,
     )
-    tracking = TrackingCallback(
-        config.tracking, resolved, run_id=run_id, run_id_file=resume_dir / RUN_ID_FILE
-    )
-    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking, ResumeCheckpoint(resume_dir)]
-    if config.trainer.early_stopping_patience is not None:
-        callbacks.append(
-            EarlyStopping(monitor, mode="max", patience=config.trainer.early_stopping_patience)
-        )
+    checkpoint, tracking, callbacks = run.checkpoint, run.tracking, run.callbacks
     trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -177,6 +177,50 @@ class ResumeCheckpoint(Callback):
             os.replace(tmp, self.path)
 
 
+@dataclass
+class RunCallbacks:
+    """The callbacks of a training command (:func:`run_callbacks`)."""
+
+    checkpoint: ModelCheckpoint
+    tracking: TrackingCallback
+    callbacks: list[Callback]
+
+
+def run_callbacks(
+    output: Path,
+    tracking_config: Any,
+    resolved: dict[str, Any],
+    *,
+    run_id: str | None,
+    monitor: str | None,
+    mode: str,
+    patience: int | None,
+) -> RunCallbacks:
+    """What ``ltr train``, ``ltr pretrain`` and ``ltr finetune`` all run with: new draws every
+    epoch, the best epoch's weights by ``monitor`` (the last epoch's when ``monitor`` is None),
+    MLflow tracking (reopening ``run_id`` on resume), the per-epoch resume checkpoint in
+    ``<output>/resume``, and early stopping after ``patience`` epochs without improvement."""
+    checkpoint = ModelCheckpoint(
+        dirpath=output / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        # Only the weights are read back (load_best_weights); leaving out the optimizer state
+        # (twice the parameters for Adam) halves the work of every improving epoch's checkpoint.
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+    resume_dir = output / RESUME_DIR
+    tracking = TrackingCallback(
+        tracking_config, resolved, run_id=run_id, run_id_file=resume_dir / RUN_ID_FILE
+    )
+    callbacks: list[Callback] = [EpochSetter(), checkpoint, tracking, ResumeCheckpoint(resume_dir)]
+    if monitor is not None and patience is not None:
+        callbacks.append(EarlyStopping(monitor, mode=mode, patience=patience))
+    return RunCallbacks(checkpoint, tracking, callbacks)
+
+
 def resume_point(directory: Path, resume: bool) -> tuple[str | None, str | None]:
     """``(checkpoint, MLflow run id)`` to go on from, or ``(None, None)`` for a fresh run.
 
@@ -304,30 +348,16 @@ def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) ->
     ckpt_path, run_id = resume_point(output / RESUME_DIR, resume)
     has_valid = datamodule.valid_set is not None
     monitor = f"val/{config.trainer.monitor}"
-    checkpoint = ModelCheckpoint(
-        dirpath=output / "checkpoints",
-        filename="best",
+    run = run_callbacks(
+        output,
+        config.tracking,
+        resolved,
+        run_id=run_id,
         monitor=monitor if has_valid else None,
         mode="max",
-        save_top_k=1,
-        # Only the weights are read back (load_best_weights); leaving out the optimizer state
-        # (twice the parameters for Adam) halves the work of every improving epoch's checkpoint.
-        save_weights_only=True,
-        enable_version_counter=False,
+        patience=config.trainer.early_stopping_patience,
     )
-    tracking = TrackingCallback(
-        config.tracking, resolved, run_id=run_id, run_id_file=output / RESUME_DIR / RUN_ID_FILE
-    )
-    callbacks: list[Callback] = [
-        EpochSetter(),
-        checkpoint,
-        tracking,
-        ResumeCheckpoint(output / RESUME_DIR),
-    ]
-    if has_valid and config.trainer.early_stopping_patience is not None:
-        callbacks.append(
-            EarlyStopping(monitor, mode="max", patience=config.trainer.early_stopping_patience)
-        )
+    checkpoint, tracking, callbacks = run.checkpoint, run.tracking, run.callbacks
     trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
