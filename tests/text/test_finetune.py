@@ -402,6 +402,40 @@ def test_cli_print_config_needs_no_encoder(capsys):
     assert printed["data"]["candidates"] == 7 and printed["lm_weight"] == 0.25
 
 
+@pytest.mark.slow
+def test_finetune_resumes_after_sigkill_to_the_uninterrupted_weights(
+    tmp_path, synthetic, encoder_dir, monkeypatch
+):
+    """As ``ltr train --resume`` (tests/train/test_train_resume.py): killed after its first
+    epoch, resumed, it ends with the weights, metrics and MLflow run of an uninterrupted run
+    (each epoch's lists and LM windows are drawn from the seed and the epoch)."""
+    from tests.train.test_train_resume import assert_same_weights, run_and_kill
+
+    extra = {"trainer.max_epochs": 4}
+    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
+    whole_dir.mkdir()
+    cut_dir.mkdir()
+    monkeypatch.chdir(whole_dir)
+    whole = finetune(
+        load_finetune_config(None, finetune_overrides(whole_dir, synthetic, encoder_dir, **extra)),
+        verbose=False,
+    )
+    options = finetune_overrides(cut_dir, synthetic, encoder_dir, **extra)
+    run_id = run_and_kill("finetune", options, cut_dir / "out", cwd=cut_dir)
+    monkeypatch.chdir(cut_dir)
+    resumed = finetune(load_finetune_config(None, options), verbose=False, resume=True)
+    assert resumed.epochs == whole.epochs == 4
+    assert resumed.run_id == run_id and resumed.best_epoch == whole.best_epoch
+    assert resumed.metrics == whole.metrics
+    assert_same_weights(
+        torch.load(resumed.artifact_dir / "model.pt"), torch.load(whole.artifact_dir / "model.pt")
+    )
+    client = MlflowClient(tracking_uri=options["tracking.tracking_uri"])
+    assert client.get_run(run_id).info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(run_id, "val/ndcg_at_10")}
+    assert steps == set(range(4))
+
+
 # ---------------------------------------------------------------------------- shipped presets
 REPO = Path(__file__).resolve().parents[2]
 
