@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 from ltr.data.parquet import ParquetListWriter
 from ltr.data.svmlight import RowChunk
@@ -39,20 +40,28 @@ LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "
 
 @dataclass
 class LexicalModels:
-    """The collection-wide vectorisers behind the lexical features (fitted on the documents)."""
+    """The collection-wide term statistics behind the lexical features (fitted on the documents;
+    each text is tokenised once, the TF-IDF weights come from the same counts)."""
 
-    tfidf: TfidfVectorizer
     counts: CountVectorizer
-    doc_tfidf: object
-    doc_terms: object
+    tfidf: TfidfTransformer
+    doc_tfidf: sparse.csr_matrix
+    """``[N, V]`` sublinear TF-IDF rows of unit length (as ``TfidfVectorizer``)."""
+    doc_binary: sparse.csr_matrix
+    """``[N, V]`` 1 where a document holds a term."""
+    doc_lengths: np.ndarray
+    """``[N]`` counted terms of each document."""
 
     @classmethod
     def fit(cls, collection: TextCollection) -> LexicalModels:
-        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english")
-        doc_tfidf = tfidf.fit_transform(collection.doc_texts)  # (N, V), rows unit length
-        counts = CountVectorizer(stop_words="english", vocabulary=tfidf.vocabulary_)
-        doc_terms = counts.transform(collection.doc_texts).tocsr()  # (N, V)
-        return cls(tfidf, counts, doc_tfidf.tocsr(), doc_terms)
+        counts = CountVectorizer(stop_words="english")
+        doc_counts = counts.fit_transform(collection.doc_texts).tocsr()  # (N, V)
+        tfidf = TfidfTransformer(sublinear_tf=True)
+        doc_tfidf = tfidf.fit_transform(doc_counts).tocsr()  # (N, V)
+        doc_binary = doc_counts.copy()
+        doc_binary.data[:] = 1.0
+        lengths = np.asarray(doc_counts.sum(axis=1), dtype=np.float64).ravel()
+        return cls(counts, tfidf, doc_tfidf, doc_binary, lengths)
 
 
 def _row_dot(queries, docs, doc_index: np.ndarray) -> np.ndarray:
@@ -66,18 +75,16 @@ def _row_dot(queries, docs, doc_index: np.ndarray) -> np.ndarray:
 def lexical_features(lexical: LexicalModels, lists: CandidateLists) -> np.ndarray:
     """``[Q, K, 5]`` float64 lexical features of every candidate (see the module docstring)."""
     q, k = lists.doc_index.shape
-    query_tfidf = lexical.tfidf.transform(lists.query_texts).tocsr()  # (Q, V)
-    query_terms = lexical.counts.transform(lists.query_texts).tocsr()  # (Q, V)
+    query_counts = lexical.counts.transform(lists.query_texts).tocsr()  # (Q, V)
+    query_tfidf = lexical.tfidf.transform(query_counts).tocsr()  # (Q, V)
+    query_terms = query_counts.copy()
     query_terms.data[:] = 1.0
-    doc_binary = lexical.doc_terms.copy()
-    doc_binary.data[:] = 1.0
     analyzer = lexical.counts.build_analyzer()  # terms found in no document count too
     distinct = np.array([len(set(analyzer(text))) for text in lists.query_texts], dtype=np.float64)
-    covered = _row_dot(query_terms, doc_binary, lists.doc_index)  # (Q, K)
+    covered = _row_dot(query_terms, lexical.doc_binary, lists.doc_index)  # (Q, K)
     coverage = np.divide(
         covered, distinct[:, None], out=np.zeros_like(covered), where=distinct[:, None] > 0
     )
-    lengths = np.asarray(lexical.doc_terms.sum(axis=1)).ravel()  # (N,)
     ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.float64), (q, k))
     return np.stack(
         [
@@ -85,23 +92,26 @@ def lexical_features(lexical: LexicalModels, lists: CandidateLists) -> np.ndarra
             np.log1p(ranks),
             _row_dot(query_tfidf, lexical.doc_tfidf, lists.doc_index),
             coverage,
-            np.log1p(lengths[lists.doc_index]),
+            np.log1p(lexical.doc_lengths[lists.doc_index]),
         ],
         axis=-1,
     )
 
 
+def tokenize_for(loaded: LoadedLM, collection: TextCollection) -> TokenizedTexts:
+    """The collection's texts in an encoder's tokens, cut to its ``block_size``."""
+    block = loaded.model.config.block_size
+    return TokenizedTexts.build(
+        loaded.tokenizer, collection, max_doc_tokens=block, max_query_tokens=block
+    )
+
+
 def encoder_features(
-    encoders: Mapping[str, LoadedLM], collection: TextCollection, lists: CandidateLists
+    encoders: Mapping[str, tuple[LoadedLM, TokenizedTexts]], lists: CandidateLists
 ) -> np.ndarray:
-    """``[Q, K, E]``: each encoder's cosine similarity of a query with each candidate."""
-    columns = []
-    for loaded in encoders.values():
-        block = loaded.model.config.block_size
-        texts = TokenizedTexts.build(
-            loaded.tokenizer, collection, max_doc_tokens=block, max_query_tokens=block
-        )
-        columns.append(encoder_scores(loaded.model, texts, lists))
+    """``[Q, K, E]``: each encoder's cosine similarity of a query with each candidate
+    (``encoders``: name -> the model and the collection in its tokens)."""
+    columns = [encoder_scores(loaded.model, texts, lists) for loaded, texts in encoders.values()]
     q, k = lists.doc_index.shape
     return np.stack(columns, axis=-1) if columns else np.zeros((q, k, 0))
 
@@ -184,10 +194,10 @@ def build_text_features(
     names = feature_names(loaded)
     out = FeatureFiles(Path(output_dir), feature_names=names)
     out.directory.mkdir(parents=True, exist_ok=True)
+    tokenized = {name: (lm, tokenize_for(lm, task.collection)) for name, lm in loaded.items()}
     for part, lists in task.lists.items():
         features = np.concatenate(
-            [lexical_features(lexical, lists), encoder_features(loaded, task.collection, lists)],
-            axis=-1,
+            [lexical_features(lexical, lists), encoder_features(tokenized, lists)], axis=-1
         )
         path = out.directory / f"{part}.parquet"
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names)

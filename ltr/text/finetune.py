@@ -219,9 +219,9 @@ class FinetuneModule(L.LightningModule):
         self.config = config
         self.loss_fn = build_loss(config.loss)
         self.total_steps = total_steps
-        self.train_losses = {k: MeanMetric() for k in ("loss", "task_loss", "lm_loss")}
-        for name, metric in self.train_losses.items():
-            self.add_module(f"train_{name}", metric)
+        self.train_losses = torch.nn.ModuleDict(
+            {name: MeanMetric() for name in ("loss", "task_loss", "lm_loss")}
+        )
         self.val_ndcg = MeanMetric()
         self.epoch_log: dict[str, float] = {}
 
