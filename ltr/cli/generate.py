@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument("--num-samples", type=int, default=1, metavar="N")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-run the whole window for every token instead of caching keys and values "
+        "(same text, slower; for checking the cache)",
+    )
     p.set_defaults(func=run)
 
 
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         top_k=50 if args.top_k is None else args.top_k,
         top_p=args.top_p,
         generator=generator,
+        use_cache=not args.no_cache,
     )
     for n, row in enumerate(out.tolist()):
         if args.num_samples > 1:

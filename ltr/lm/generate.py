@@ -79,12 +79,18 @@ def generate(
     top_p: float | None = None,
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
+    use_cache: bool = True,
 ) -> Tensor:
     """Continue ``prompt`` by ``max_new_tokens`` tokens, one at a time.
 
-    Each step runs the model on the last ``block_size`` tokens (no key/value cache: the models
-    here are small and the sequences short) and samples with :func:`sample_next`. Rows that have
-    produced ``eos_id`` keep emitting it.
+    Each step gives the model the last ``block_size`` tokens and samples the next one with
+    :func:`sample_next`. Rows that have produced ``eos_id`` keep emitting it.
+
+    With ``use_cache`` (the default) the prompt runs once and each later step runs only the
+    token just drawn, attending to the keys and values cached from the steps before
+    (:meth:`TransformerLM.new_cache`). That holds while the text fits in ``block_size``: past it
+    the window slides, every token moves to a new position, and each step re-runs the whole
+    window as it does without the cache. The logits are the same either way (to float rounding).
 
     Args:
         model: a causal :class:`TransformerLM`.
@@ -102,11 +108,18 @@ def generate(
     was_training = model.training
     model.eval()
     ids = prompt
+    block = model.config.block_size
     done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)  # (B,)
+    cache = model.new_cache(prompt.shape[0]) if use_cache and prompt.shape[1] <= block else None
     try:
         for _ in range(max_new_tokens):
-            window = ids[:, -model.config.block_size :]  # (B, <=block)
-            logits = model(window)[:, -1, :]  # (B, V)
+            if cache is not None and ids.shape[1] > block:
+                cache = None  # the window slides from here on: positions change every step
+            if cache is None:
+                last = model.hidden(ids[:, -block:])[:, -1]  # (B, d)
+            else:
+                last = model.hidden(ids[:, cache.length :], cache=cache)[:, -1]  # (B, d)
+            logits = model.head(last)  # (B, V)
             nxt = sample_next(
                 logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
             )  # (B,)

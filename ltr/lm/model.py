@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
-from ltr.nn import MSAB, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from ltr.nn import MSAB, KVCache, LearnedPositionalEncoding, SinusoidalPositionalEncoding
 
 IGNORE_INDEX = -100
 """Label of positions that carry no loss (padding, unmasked tokens of a masked LM)."""
@@ -115,41 +115,81 @@ class TransformerLM(nn.Module):
         """Trainable parameters, a tied head counted once."""
         return sum(p.numel() for p in self.parameters())
 
-    def hidden(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty key/value cache for ``batch_size`` sequences of up to ``block_size`` tokens.
+
+        Pass it to :meth:`hidden` / :meth:`forward` of a causal model to feed a sequence in
+        pieces: each call runs only the new tokens, which continue the ones cached before.
+        """
+        if not self.is_causal:
+            raise ConfigError(
+                "a key/value cache needs a causal model: a masked model's tokens see "
+                "later tokens, so earlier positions change with every new one"
+            )
+        c = self.config
+        weight = self.tok_emb.weight
+        return KVCache(
+            c.num_layers,
+            batch_size,
+            c.num_heads,
+            c.d_model // c.num_heads,
+            c.block_size,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+
+    def hidden(
+        self, ids: Tensor, mask: Tensor | None = None, *, cache: KVCache | None = None
+    ) -> Tensor:
         """Final hidden states (after the last LayerNorm).
 
         Args:
             ids: ``[B, T]`` int64 token ids, ``T <= block_size``.
             mask: ``[B, T]`` bool, True = real token, False = padding; ``None`` = all real.
                 Padding must come after the real tokens of a row for a causal model.
+            cache: from :meth:`new_cache`: ``ids`` continue the ``cache.length`` tokens cached
+                so far (at positions ``cache.length ..``), and their keys and values are added
+                to it. Takes no ``mask``.
 
         Returns:
             ``[B, T, d_model]``; rows at padded positions are undefined.
         """
         t = ids.shape[1]
-        if t > self.config.block_size:
-            raise ConfigError(
-                f"a sequence of {t} tokens is longer than the model's block_size "
-                f"({self.config.block_size}); truncate it or train with a larger block_size"
+        past = 0 if cache is None else cache.length
+        if past + t > self.config.block_size:
+            held = (
+                f"{past} cached and {t} new tokens do not fit in"
+                if past
+                else f"a sequence of {t} tokens is longer than"
             )
-        positions = torch.arange(t, device=ids.device)  # (T,)
+            raise ConfigError(
+                f"{held} the model's block_size ({self.config.block_size}); "
+                "truncate it or train with a larger block_size"
+            )
+        positions = torch.arange(past, past + t, device=ids.device)  # (T,)
         x = self.drop(self.tok_emb(ids) + self.pos_emb(positions))  # (B, T, d)
-        for block in self.blocks:
-            x = block(x, mask=mask, is_causal=self.is_causal)  # (B, T, d)
+        for i, block in enumerate(self.blocks):
+            layer = None if cache is None else cache.layer(i)
+            x = block(x, mask=mask, is_causal=self.is_causal, cache=layer)  # (B, T, d)
+        if cache is not None:
+            cache.advance(t)
         return self.ln_f(x)  # (B, T, d)
 
-    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, ids: Tensor, mask: Tensor | None = None, *, cache: KVCache | None = None
+    ) -> Tensor:
         """Logits over the vocabulary at every position.
 
         Args:
             ids: ``[B, T]`` int64 token ids.
             mask: ``[B, T]`` bool, True = real token; ``None`` = all real.
+            cache: see :meth:`hidden`.
 
         Returns:
             ``[B, T, vocab_size]``. For a causal model position ``t`` predicts token ``t + 1``;
             for a masked model it predicts the original token at ``t``.
         """
-        return self.head(self.hidden(ids, mask))  # (B, T, V)
+        return self.head(self.hidden(ids, mask, cache=cache))  # (B, T, V)
 
 
 def token_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Neural building blocks shared by the rankers and the language models."""
 
-from ltr.nn.attention import MultiHeadAttention, attention_mask
+from ltr.nn.attention import KVCache, LayerCache, MultiHeadAttention, attention_mask
 from ltr.nn.blocks import ACTIVATIONS, IMSAB, MAB, MSAB, FeedForward, make_activation
 from ltr.nn.positional import (
     LearnedPositionalEncoding,
@@ -14,6 +14,8 @@ __all__ = [
     "MAB",
     "MSAB",
     "FeedForward",
+    "KVCache",
+    "LayerCache",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
     "SinusoidalPositionalEncoding",

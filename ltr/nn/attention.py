@@ -14,6 +14,10 @@ Mask conventions (the same everywhere in :mod:`ltr`):
 
 Masks are built with tensor operations only (no Python branching on tensor values), so the module
 traces and exports to ONNX.
+
+For decoding a causal sequence token by token, a :class:`KVCache` keeps the keys and values of
+the positions already seen, so each step projects only the new tokens (see
+:func:`ltr.lm.generate.generate`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,80 @@ def attention_mask(
         allowed = allowed & causal  # (B, 1, Lq, Lk)
     # a query with no visible key would softmax over nothing (NaN): let it see everything instead
     return allowed | ~allowed.any(dim=-1, keepdim=True)
+
+
+class KVCache:
+    """Keys and values of the positions a model has already seen, one buffer per attention layer.
+
+    Buffers are allocated once for ``capacity`` positions. A forward pass over ``T`` new
+    positions writes each layer's keys and values after the ``length`` positions stored so far
+    (:meth:`LayerCache.update`) and then :meth:`advance` commits them, so every layer of one pass
+    sees the same ``length``.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        num_heads: int,
+        head_size: int,
+        capacity: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        shape = (num_layers, batch_size, num_heads, capacity, head_size)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)  # (L, B, nh, C, hs)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)  # (L, B, nh, C, hs)
+        self.capacity = capacity
+        self.length = 0
+
+    def layer(self, index: int) -> LayerCache:
+        """The view of this cache that attention layer ``index`` reads and writes."""
+        return LayerCache(self, index)
+
+    def advance(self, steps: int) -> None:
+        """Commit ``steps`` positions written by every layer of the last forward pass."""
+        if self.length + steps > self.capacity:
+            raise ConfigError(
+                f"the key/value cache holds {self.capacity} positions; "
+                f"{self.length} + {steps} do not fit"
+            )
+        self.length += steps
+
+
+class LayerCache:
+    """One attention layer's slice of a :class:`KVCache`."""
+
+    def __init__(self, cache: KVCache, index: int) -> None:
+        self.cache = cache
+        self.index = index
+
+    @property
+    def past(self) -> int:
+        """Positions stored before the current forward pass."""
+        return self.cache.length
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' keys and values; return those of every position so far.
+
+        Args:
+            k: ``[B, nh, T, hs]`` keys of the ``T`` new positions.
+            v: ``[B, nh, T, hs]`` their values.
+
+        Returns:
+            ``(keys, values)``, both ``[B, nh, past + T, hs]``.
+        """
+        cache = self.cache
+        start, end = cache.length, cache.length + k.shape[2]
+        if end > cache.capacity:
+            raise ConfigError(
+                f"the key/value cache holds {cache.capacity} positions; "
+                f"{start} + {k.shape[2]} do not fit"
+            )
+        cache.keys[self.index, :, :, start:end] = k
+        cache.values[self.index, :, :, start:end] = v
+        return cache.keys[self.index, :, :, :end], cache.values[self.index, :, :, :end]
 
 
 class MultiHeadAttention(nn.Module):
@@ -95,6 +173,7 @@ class MultiHeadAttention(nn.Module):
         *,
         key_padding_mask: Tensor | None = None,
         is_causal: bool = False,
+        cache: LayerCache | None = None,
     ) -> Tensor:
         """Attend from ``query`` to ``key_value``.
 
@@ -103,6 +182,10 @@ class MultiHeadAttention(nn.Module):
             key_value: ``[B, Lk, d_model]``.
             key_padding_mask: ``[B, Lk]`` bool, True = real key; ``None`` = all real.
             is_causal: query ``i`` sees only keys ``j <= i``.
+            cache: keys and values of earlier positions of the same sequence (self-attention,
+                no padding). ``key_value``'s keys and values are appended to it, the queries
+                attend to every stored position, and with ``is_causal`` query ``i`` is position
+                ``past + i``.
 
         Returns:
             ``[B, Lq, d_model]``.
@@ -113,14 +196,29 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(query).view(b, lq, nh, hs).transpose(1, 2)  # (B, nh, Lq, hs)
         k = self.k_proj(key_value).view(b, lk, nh, hs).transpose(1, 2)  # (B, nh, Lk, hs)
         v = self.v_proj(key_value).view(b, lk, nh, hs).transpose(1, 2)  # (B, nh, Lk, hs)
-        mask = attention_mask(key_padding_mask, lq, lk, is_causal=is_causal)
+        causal = is_causal
+        if cache is not None:
+            if key_padding_mask is not None:
+                raise ConfigError(
+                    "a key/value cache holds unpadded sequences; pass no padding mask"
+                )
+            past = cache.past
+            k, v = cache.update(k, v)  # (B, nh, past + Lk, hs)
+            # query i is position past + i and sees keys 0..past + i: bottom-right aligned, which
+            # for past == 0 is the usual causal mask and for one query is no mask at all
+            causal = is_causal and past == 0
+            mask = None
+            if is_causal and past > 0 and lq > 1:
+                mask = torch.ones(lq, past + lk, dtype=torch.bool, device=q.device).tril(past)
+        else:
+            mask = attention_mask(key_padding_mask, lq, lk, is_causal=is_causal)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
             dropout_p=self.attn_dropout if self.training else 0.0,
-            is_causal=is_causal and mask is None,
+            is_causal=causal and mask is None,
         )  # (B, nh, Lq, hs)
         y = y.transpose(1, 2).reshape(b, lq, d)  # (B, Lq, d)
         return self.resid_dropout(self.out_proj(y))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ltr.errors import unknown_name
-from ltr.nn.attention import MultiHeadAttention
+from ltr.nn.attention import LayerCache, MultiHeadAttention
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
@@ -88,7 +88,13 @@ class MAB(nn.Module):
         self.norm_ffn = nn.LayerNorm(d_model)
 
     def forward(
-        self, x: Tensor, y: Tensor, *, y_mask: Tensor | None = None, is_causal: bool = False
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        y_mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: LayerCache | None = None,
     ) -> Tensor:
         """Let ``x`` attend to ``y``, then transform each position.
 
@@ -97,6 +103,7 @@ class MAB(nn.Module):
             y: ``[B, Ly, d_model]`` keys and values.
             y_mask: ``[B, Ly]`` bool, True = real element of ``y``; ``None`` = all real.
             is_causal: position ``i`` of ``x`` sees only positions ``j <= i`` of ``y``.
+            cache: earlier positions' keys and values (see :class:`ltr.nn.KVCache`).
 
         Returns:
             ``[B, Lx, d_model]``.
@@ -104,9 +111,11 @@ class MAB(nn.Module):
         if self.norm_first:
             xn = self.norm_attn(x)  # (B, Lx, d)
             yn = xn if y is x else self.norm_attn(y)  # (B, Ly, d)
-            h = x + self.attn(xn, yn, key_padding_mask=y_mask, is_causal=is_causal)  # (B, Lx, d)
+            attended = self.attn(xn, yn, key_padding_mask=y_mask, is_causal=is_causal, cache=cache)
+            h = x + attended  # (B, Lx, d)
             return h + self.ffn(self.norm_ffn(h))  # (B, Lx, d)
-        h = self.norm_attn(x + self.attn(x, y, key_padding_mask=y_mask, is_causal=is_causal))
+        attended = self.attn(x, y, key_padding_mask=y_mask, is_causal=is_causal, cache=cache)
+        h = self.norm_attn(x + attended)
         return self.norm_ffn(h + self.ffn(h))  # (B, Lx, d)
 
 
@@ -129,18 +138,27 @@ class MSAB(nn.Module):
             d_model, num_heads, d_ff, dropout, norm_first, activation, attn_dropout=attn_dropout
         )
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: LayerCache | None = None,
+    ) -> Tensor:
         """Self-attention over the elements of ``x``.
 
         Args:
             x: ``[B, L, d_model]``.
             mask: ``[B, L]`` bool, True = real element; ``None`` = all real.
             is_causal: element ``i`` sees only elements ``j <= i`` (sequences, not sets).
+            cache: keys and values of the sequence's earlier elements, which ``x`` continues
+                (see :class:`ltr.nn.KVCache`).
 
         Returns:
             ``[B, L, d_model]``.
         """
-        return self.mab(x, x, y_mask=mask, is_causal=is_causal)
+        return self.mab(x, x, y_mask=mask, is_causal=is_causal, cache=cache)
 
 
 class IMSAB(nn.Module):

@@ -253,3 +253,62 @@ def test_decoding_refuses_the_wrong_kind_of_model() -> None:
         fill_mask(small_lm("causal"), torch.tensor([1, 2]), mask_id=2)
     with pytest.raises(ConfigError, match="no \\[MASK\\]"):
         fill_mask(small_lm("masked"), torch.tensor([1, 3]), mask_id=2)
+
+
+def test_cached_pieces_give_the_reference_logits() -> None:
+    """Fed in pieces of 4, 1, 3, 1 and 3 tokens through a cache, the logits at every position
+    are the causal formula's over the whole sequence (positions and the causal mask offset by
+    what is cached)."""
+    model = small_lm("causal")
+    ids = torch.randint(0, V, (2, BLOCK), generator=torch.Generator().manual_seed(4))
+    cache = model.new_cache(2)
+    pieces, start = [], 0
+    for size in (4, 1, 3, 1, 3):
+        pieces.append(model(ids[:, start : start + size], cache=cache))
+        start += size
+        assert cache.length == start
+    expected = reference_logits(model, ids, causal=True)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), expected, rtol=0, atol=1e-10)
+
+
+def test_the_cache_refuses_what_it_cannot_hold() -> None:
+    model = small_lm("causal")
+    cache = model.new_cache(1)
+    model(torch.ones(1, BLOCK - 1, dtype=torch.long), cache=cache)
+    with pytest.raises(
+        ConfigError, match=f"{BLOCK - 1} cached and 2 new tokens do not fit .*\\({BLOCK}\\)"
+    ):
+        model(torch.ones(1, 2, dtype=torch.long), cache=cache)
+    assert cache.length == BLOCK - 1  # the refused call stored nothing
+    with pytest.raises(ConfigError, match="no padding mask"):
+        model(torch.ones(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), cache=cache)
+    with pytest.raises(ConfigError, match="causal model"):
+        small_lm("masked").new_cache(1)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_generation_with_the_cache_matches_generation_without(temperature: float) -> None:
+    """Same tokens with and without the cache, past block_size too; with it, each step within
+    the block runs one token, and past it the whole sliding window."""
+    model = small_lm("causal")
+    prompt = torch.tensor([[3, 5, 7], [1, 2, 4]])
+    new = 2 * BLOCK
+    runs = []
+    for use_cache in (False, True):
+        lengths: list[int] = []
+        hidden = model.hidden
+        model.hidden = lambda ids, *a, _h=hidden, _seen=lengths, **k: (
+            _seen.append(ids.shape[1]) or _h(ids, *a, **k)
+        )
+        try:
+            g = torch.Generator().manual_seed(9)
+            out = generate(model, prompt, new, temperature=temperature, generator=g,
+                           use_cache=use_cache)  # fmt: skip
+        finally:
+            del model.hidden
+        runs.append((out, lengths))
+    (plain, plain_lengths), (cached, cached_lengths) = runs
+    assert torch.equal(plain, cached)
+    assert plain_lengths == [min(3 + i, BLOCK) for i in range(new)]
+    within = BLOCK - 3  # steps whose text still fits in the block after the prompt
+    assert cached_lengths == [3] + [1] * within + [BLOCK] * (new - within - 1)
