@@ -31,6 +31,31 @@ def _check_texts(texts: Sequence[str], what: str) -> None:
         )
 
 
+def lucene_idf(df: np.ndarray, num_docs: int) -> np.ndarray:
+    """``ln(1 + (N - df + 0.5) / (df + 0.5))`` of each term (never negative)."""
+    return np.log1p((num_docs - df + 0.5) / (df + 0.5))
+
+
+def bm25_weights(
+    tf: sparse.csr_matrix, lengths: np.ndarray, avgdl: float, idf: np.ndarray, k1: float, b: float
+) -> sparse.csr_matrix:
+    """``[N, V]`` BM25 weight of each term in each document (a query's score is the sum over its
+    terms of ``qtf(t)`` times these).
+
+    Args:
+        tf: ``[N, V]`` term counts of the documents.
+        lengths: ``[N]`` each document's length ``|d|``.
+        avgdl: the collection's mean length.
+        idf: ``[V]`` each term's idf.
+    """
+    relative = lengths / avgdl if avgdl > 0 else np.ones(tf.shape[0])  # [N] |d| / avgdl
+    rows = np.repeat(np.arange(tf.shape[0]), np.diff(tf.indptr))  # row of each stored entry
+    norm = k1 * (1 - b + b * relative[rows])
+    weights = tf.astype(np.float64)
+    weights.data = idf[tf.indices] * weights.data * (k1 + 1) / (weights.data + norm)
+    return weights
+
+
 class BM25:
     """Okapi BM25 over a fixed document collection (Lucene's idf).
 
@@ -75,16 +100,10 @@ class BM25:
                 f"min_df={min_df} documents; pass stop_words=None or a lower min_df"
             ) from None
         tf.sum_duplicates()
-        n_docs = tf.shape[0]
         lengths = np.asarray(tf.sum(axis=1)).ravel()  # [N]
-        avgdl = lengths.mean()
-        relative = lengths / avgdl if avgdl > 0 else np.ones(n_docs)  # [N] |d| / avgdl
         df = np.bincount(tf.indices, minlength=tf.shape[1])  # [V]
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))  # [V]
-        rows = np.repeat(np.arange(n_docs), np.diff(tf.indptr))  # row of each stored entry
-        norm = self.k1 * (1 - self.b + self.b * relative[rows])
-        weights = tf.copy()
-        weights.data = idf[tf.indices] * tf.data * (self.k1 + 1) / (tf.data + norm)
+        idf = lucene_idf(df, tf.shape[0])
+        weights = bm25_weights(tf, lengths, lengths.mean(), idf, self.k1, self.b)
         self._weights_t = weights.T.tocsr()  # [V, N] BM25 weight of term t in document d
 
     @property

@@ -150,7 +150,7 @@ def _records(path: Path, id_key: str) -> Iterator[tuple[int, str, dict[str, Any]
         yield number, _as_id(record[id_key], path, number, id_key), record
 
 
-def _read_texts(path: Path, id_key: str) -> dict[str, str]:
+def read_texts(path: Path, id_key: str) -> dict[str, str]:
     """``id -> text`` of a docs or queries file (title and text joined for documents)."""
     texts: dict[str, str] = {}
     first_line: dict[str, int] = {}
@@ -263,10 +263,10 @@ def load_collection(
             "judged_only=False to load the queries without judgments"
         )
 
-    docs = _read_texts(docs_path, "doc_id")
+    docs = read_texts(docs_path, "doc_id")
     if not docs:
         raise DataFormatError(f"{docs_path} has no document")
-    queries = _read_texts(queries_path, "query_id")
+    queries = read_texts(queries_path, "query_id")
     qrels = (
         _read_qrels(qrels_path, docs, queries, docs_path, queries_path)
         if qrels_path.is_file()

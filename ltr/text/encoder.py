@@ -25,6 +25,13 @@ from ltr.text.collection import TextCollection
 NDCG_K = 10
 
 
+def tokenize_texts(tokenizer: TextTokenizer, texts: Sequence[str], limit: int) -> list[np.ndarray]:
+    """Each text's token ids cut to ``limit``; a text with no token becomes ``[SEP]`` alone, so
+    that it still has a vector (the mean of nothing is undefined)."""
+    rows = tokenizer.encode_batch(list(texts))
+    return [np.asarray(row[:limit] or [tokenizer.sep_id], dtype=np.int64) for row in rows]
+
+
 @dataclass
 class TokenizedTexts:
     """A collection's documents and queries as token ids, cut to their maximum lengths.
@@ -45,11 +52,8 @@ class TokenizedTexts:
         max_doc_tokens: int,
         max_query_tokens: int,
     ) -> TokenizedTexts:
-        def cut(rows: list[list[int]], limit: int) -> list[np.ndarray]:
-            return [np.asarray(row[:limit] or [tokenizer.sep_id], dtype=np.int64) for row in rows]
-
-        docs = cut(tokenizer.encode_batch(collection.doc_texts), max_doc_tokens)
-        queries = cut(tokenizer.encode_batch(collection.query_texts), max_query_tokens)
+        docs = tokenize_texts(tokenizer, collection.doc_texts, max_doc_tokens)
+        queries = tokenize_texts(tokenizer, collection.query_texts, max_query_tokens)
         return cls(docs, dict(zip(collection.query_ids, queries, strict=True)), tokenizer.pad_id)
 
     def stream(self, separator_id: int) -> np.ndarray:
@@ -70,27 +74,44 @@ def encode(model: TransformerLM, ids: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def encoder_scores(
-    model: TransformerLM, texts: TokenizedTexts, lists: CandidateLists, *, batch_size: int = 64
+def similarities(
+    model: TransformerLM,
+    queries: Sequence[np.ndarray],
+    docs: Sequence[np.ndarray],
+    position: np.ndarray,
+    pad_id: int,
+    *,
+    batch_size: int = 64,
 ) -> np.ndarray:
-    """``[Q, K]`` cosine similarity of every query with each of its candidates (each document
-    encoded once, however many lists hold it)."""
+    """``[Q, K]`` cosine similarity of query ``q`` with document ``docs[position[q, k]]`` (token
+    rows; each document encoded once, however many lists hold it)."""
     was_training = model.training
     model.eval()
     try:
-        unique = np.unique(lists.doc_index)
+        unique = np.unique(position)
         vectors = torch.zeros((len(unique), model.config.d_model))
         for start in range(0, len(unique), batch_size):
             chunk = unique[start : start + batch_size]
-            vectors[start : start + len(chunk)] = encode(
-                model, *texts.pad([texts.docs[i] for i in chunk])
-            )
-        queries = encode(model, *texts.pad([texts.queries[q] for q in lists.query_ids]))
-        position = np.searchsorted(unique, lists.doc_index)  # (Q, K)
-        docs = vectors[torch.from_numpy(position)]  # (Q, K, d)
-        return torch.einsum("qd,qkd->qk", queries, docs).numpy()
+            rows = [docs[i] for i in chunk]
+            vectors[start : start + len(chunk)] = encode(model, *pad_token_rows(rows, pad_id))
+        query_vectors = torch.zeros((len(queries), model.config.d_model))
+        for start in range(0, len(queries), batch_size):
+            rows = list(queries[start : start + batch_size])
+            query_vectors[start : start + len(rows)] = encode(model, *pad_token_rows(rows, pad_id))
+        found = torch.from_numpy(np.searchsorted(unique, position))  # (Q, K)
+        return torch.einsum("qd,qkd->qk", query_vectors, vectors[found]).numpy()
     finally:
         model.train(was_training)
+
+
+def encoder_scores(
+    model: TransformerLM, texts: TokenizedTexts, lists: CandidateLists, *, batch_size: int = 64
+) -> np.ndarray:
+    """``[Q, K]`` cosine similarity of every query of ``lists`` with each of its candidates."""
+    queries = [texts.queries[q] for q in lists.query_ids]
+    return similarities(
+        model, queries, texts.docs, lists.doc_index, texts.pad_id, batch_size=batch_size
+    )
 
 
 def mean_ndcg(scores: np.ndarray, labels: np.ndarray, k: int = NDCG_K) -> float:

@@ -1,18 +1,10 @@
-"""Text candidates to the reranker's feature rows: lexical features and text-encoder similarities.
+"""Text candidates to the reranker's feature files (``ltr text-features``).
 
-Each (query, candidate) row gets:
-
-=================== =============================================================================
-``bm25``            the first stage's BM25 score
-``bm25_log_rank``   ``ln(1 + r)`` of the candidate's BM25 rank ``r`` (1 = best)
-``tfidf_cosine``    cosine of the query's and the document's TF-IDF vectors (sublinear tf)
-``query_coverage``  share of the query's distinct terms that occur in the document
-``doc_log_length``  ``ln(1 + n)`` of the document's counted terms (stop words left out)
-``sim_<name>``      per text encoder: cosine of the query's and the document's vectors
-=================== =============================================================================
-
-Rows are written as ``ltr`` Parquet (one file per query split: ``train``, ``valid``, ``test``),
-so ``ltr train`` / ``ltr evaluate`` / ``ltr serve`` take them like any ranking data.
+The features are :class:`ltr.text.featurizer.TextFeaturizer`'s (lexical columns and one
+similarity per text encoder, listed there). Rows are written as ``ltr`` Parquet (one file per
+query split: ``train``, ``valid``, ``test``), so ``ltr train`` / ``ltr evaluate`` / ``ltr serve``
+take them like any ranking data, and the featurizer is saved beside them (``featurizer/``) for
+reranking new queries' texts with the model trained on them (:mod:`ltr.text.rerank`).
 """
 
 from __future__ import annotations
@@ -23,101 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 from ltr.data.parquet import ParquetListWriter
 from ltr.data.svmlight import RowChunk
 from ltr.errors import ConfigError
-from ltr.lm.artifact import LoadedLM, load_lm
 from ltr.text.candidates import CandidateLists, TextTask
 from ltr.text.collection import TextCollection
 from ltr.text.config import TextDataConfig
-from ltr.text.encoder import TokenizedTexts, encoder_scores
+from ltr.text.featurizer import LEXICAL_FEATURES, TextFeaturizer
 
-LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
+__all__ = ["LEXICAL_FEATURES", "FeatureFiles", "build_text_features", "parse_encoders"]
 
-
-@dataclass
-class LexicalModels:
-    """The collection-wide term statistics behind the lexical features (fitted on the documents;
-    each text is tokenised once, the TF-IDF weights come from the same counts)."""
-
-    counts: CountVectorizer
-    tfidf: TfidfTransformer
-    doc_tfidf: sparse.csr_matrix
-    """``[N, V]`` sublinear TF-IDF rows of unit length (as ``TfidfVectorizer``)."""
-    doc_binary: sparse.csr_matrix
-    """``[N, V]`` 1 where a document holds a term."""
-    doc_lengths: np.ndarray
-    """``[N]`` counted terms of each document."""
-
-    @classmethod
-    def fit(cls, collection: TextCollection) -> LexicalModels:
-        counts = CountVectorizer(stop_words="english")
-        doc_counts = counts.fit_transform(collection.doc_texts).tocsr()  # (N, V)
-        tfidf = TfidfTransformer(sublinear_tf=True)
-        doc_tfidf = tfidf.fit_transform(doc_counts).tocsr()  # (N, V)
-        doc_binary = doc_counts.copy()
-        doc_binary.data[:] = 1.0
-        lengths = np.asarray(doc_counts.sum(axis=1), dtype=np.float64).ravel()
-        return cls(counts, tfidf, doc_tfidf, doc_binary, lengths)
-
-
-def _row_dot(queries, docs, doc_index: np.ndarray) -> np.ndarray:
-    """``[Q, K]``: dot product of query row ``q`` with document row ``doc_index[q, k]``."""
-    out = np.zeros(doc_index.shape, dtype=np.float64)
-    for q in range(doc_index.shape[0]):
-        out[q] = (docs[doc_index[q]] @ queries[q].T).toarray().ravel()
-    return out
-
-
-def lexical_features(lexical: LexicalModels, lists: CandidateLists) -> np.ndarray:
-    """``[Q, K, 5]`` float64 lexical features of every candidate (see the module docstring)."""
-    q, k = lists.doc_index.shape
-    query_counts = lexical.counts.transform(lists.query_texts).tocsr()  # (Q, V)
-    query_tfidf = lexical.tfidf.transform(query_counts).tocsr()  # (Q, V)
-    query_terms = query_counts.copy()
-    query_terms.data[:] = 1.0
-    analyzer = lexical.counts.build_analyzer()  # terms found in no document count too
-    distinct = np.array([len(set(analyzer(text))) for text in lists.query_texts], dtype=np.float64)
-    covered = _row_dot(query_terms, lexical.doc_binary, lists.doc_index)  # (Q, K)
-    coverage = np.divide(
-        covered, distinct[:, None], out=np.zeros_like(covered), where=distinct[:, None] > 0
-    )
-    ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.float64), (q, k))
-    return np.stack(
-        [
-            lists.bm25,
-            np.log1p(ranks),
-            _row_dot(query_tfidf, lexical.doc_tfidf, lists.doc_index),
-            coverage,
-            np.log1p(lexical.doc_lengths[lists.doc_index]),
-        ],
-        axis=-1,
-    )
-
-
-def tokenize_for(loaded: LoadedLM, collection: TextCollection) -> TokenizedTexts:
-    """The collection's texts in an encoder's tokens, cut to its ``block_size``."""
-    block = loaded.model.config.block_size
-    return TokenizedTexts.build(
-        loaded.tokenizer, collection, max_doc_tokens=block, max_query_tokens=block
-    )
-
-
-def encoder_features(
-    encoders: Mapping[str, tuple[LoadedLM, TokenizedTexts]], lists: CandidateLists
-) -> np.ndarray:
-    """``[Q, K, E]``: each encoder's cosine similarity of a query with each candidate
-    (``encoders``: name -> the model and the collection in its tokens)."""
-    columns = [encoder_scores(loaded.model, texts, lists) for loaded, texts in encoders.values()]
-    q, k = lists.doc_index.shape
-    return np.stack(columns, axis=-1) if columns else np.zeros((q, k, 0))
-
-
-def feature_names(encoders: Mapping[str, object]) -> list[str]:
-    return LEXICAL_FEATURES + [f"sim_{name}" for name in encoders]
+FEATURIZER_DIR = "featurizer"
 
 
 def write_feature_file(
@@ -188,21 +97,19 @@ def build_text_features(
     """
     if not config.collection:
         raise ConfigError("no collection given: set --collection (a text collection folder)")
-    loaded = {name: load_lm(source) for name, source in encoders.items()}
     task = TextTask.load(config)
-    lexical = LexicalModels.fit(task.collection)
-    names = feature_names(loaded)
+    docs = task.collection.doc_texts
+    featurizer = TextFeaturizer.fit(docs, encoders, k1=config.bm25_k1, b=config.bm25_b)
+    names = featurizer.feature_names
     out = FeatureFiles(Path(output_dir), feature_names=names)
     out.directory.mkdir(parents=True, exist_ok=True)
-    tokenized = {name: (lm, tokenize_for(lm, task.collection)) for name, lm in loaded.items()}
     for part, lists in task.lists.items():
-        features = np.concatenate(
-            [lexical_features(lexical, lists), encoder_features(tokenized, lists)], axis=-1
-        )
+        features = featurizer.features(lists.query_texts, docs, lists.doc_index)
         path = out.directory / f"{part}.parquet"
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names)
         out.files[part] = path
         out.recall[part] = lists.recall()
+    featurizer.save(out.directory / FEATURIZER_DIR)
     write_manifest(
         out.directory,
         {
@@ -214,6 +121,7 @@ def build_text_features(
             "bm25": {"k1": config.bm25_k1, "b": config.bm25_b},
             "encoders": dict(encoders),
             "feature_names": names,
+            "featurizer": FEATURIZER_DIR,
             "rows": out.rows,
             "queries": {part: len(ids) for part, ids in task.split.parts().items()},
             "recall": out.recall,

@@ -1,0 +1,294 @@
+"""The feature step of text reranking as one saved object: texts in, the reranker's rows out.
+
+A :class:`TextFeaturizer` holds what the features need from the collection they were fitted on
+(its vocabulary, document frequencies, document count and mean length) and the text encoders.
+``ltr text-features`` fits one, computes the training files with it and saves it beside them
+(``<out>/featurizer``); :class:`ltr.text.rerank.TextReranker` loads it with a model trained on
+those files and reranks the candidates of queries it has never seen, documents it has never seen
+included, with the very code that made the training rows.
+
+Each (query, candidate) row gets:
+
+=================== =============================================================================
+``bm25``            BM25 of the candidate for the query (Lucene idf, the collection's statistics)
+``bm25_log_rank``   ``ln(1 + r)``, ``r`` the candidate's BM25 rank within its list (1 = best,
+                    ties in list order)
+``tfidf_cosine``    cosine of the query's and the document's TF-IDF vectors (sublinear tf)
+``query_coverage``  share of the query's distinct terms that occur in the document
+``doc_log_length``  ``ln(1 + n)`` of the document's counted terms (stop words left out)
+``sim_<name>``      per text encoder: cosine of the query's and the document's vectors
+=================== =============================================================================
+
+Terms are scikit-learn ``CountVectorizer`` tokens (lowercased words of two or more characters,
+English stop words left out) as in :class:`ltr.text.bm25.BM25`. A term the collection never
+holds has no weight in BM25 or TF-IDF, but it counts in a document's length and in the query's
+coverage. For a collection document in a first-stage list, ``bm25`` and the rank are the first
+stage's own score and position.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer
+
+from ltr import __version__
+from ltr.artifact import ArtifactError
+from ltr.errors import ConfigError
+from ltr.lm.artifact import LoadedLM, load_lm, save_lm
+from ltr.text.bm25 import bm25_weights, lucene_idf
+from ltr.text.encoder import similarities, tokenize_texts
+
+LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
+FEATURIZER_MANIFEST = "featurizer.json"
+FEATURIZER_FORMAT = "ltr-text-featurizer"
+FEATURIZER_FORMAT_VERSION = 1
+STOP_WORDS = "english"
+
+
+def feature_names(encoders: Sequence[str]) -> list[str]:
+    """The columns a featurizer with these encoder names writes, in order."""
+    return LEXICAL_FEATURES + [f"sim_{name}" for name in encoders]
+
+
+@dataclass
+class LexicalStats:
+    """The collection statistics behind the lexical features."""
+
+    terms: list[str]
+    """``[V]`` the collection's vocabulary; a term's index is its column."""
+    document_frequency: np.ndarray
+    """``[V]`` how many documents hold each term."""
+    num_docs: int
+    avgdl: float
+    """Mean counted terms of a document."""
+    k1: float = 0.9
+    b: float = 0.4
+
+    @classmethod
+    def fit(cls, doc_texts: Sequence[str], *, k1: float = 0.9, b: float = 0.4) -> LexicalStats:
+        counter = CountVectorizer(stop_words=STOP_WORDS)
+        try:
+            counts = counter.fit_transform(doc_texts).tocsr()  # (N, V)
+        except ValueError:
+            raise ConfigError(
+                "the collection's documents hold no term outside the English stop words"
+            ) from None
+        df = np.bincount(counts.indices, minlength=counts.shape[1])  # (V,)
+        lengths = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()  # (N,)
+        return cls(
+            terms=counter.get_feature_names_out().tolist(),
+            document_frequency=df.astype(np.int64),
+            num_docs=counts.shape[0],
+            avgdl=float(lengths.mean()),
+            k1=float(k1),
+            b=float(b),
+        )
+
+    @cached_property
+    def counter(self) -> CountVectorizer:
+        """Counts of the vocabulary's terms in a text (out-of-vocabulary terms dropped)."""
+        return CountVectorizer(
+            stop_words=STOP_WORDS, vocabulary={t: i for i, t in enumerate(self.terms)}
+        )
+
+    @cached_property
+    def analyzer(self):
+        """A text's terms, in order, vocabulary or not."""
+        return self.counter.build_analyzer()
+
+    @property
+    def tfidf_idf(self) -> np.ndarray:
+        """``[V]`` scikit-learn's smoothed ``ln((1 + N) / (1 + df)) + 1``."""
+        return np.log((1 + self.num_docs) / (1 + self.document_frequency)) + 1
+
+    def _tfidf(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Unit rows of ``(1 + ln tf) * idf`` (rows with no vocabulary term stay zero)."""
+        weights = counts.astype(np.float64)
+        weights.data = (1 + np.log(weights.data)) * self.tfidf_idf[weights.indices]
+        norms = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=1)).ravel())  # (R,)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        return sparse.csr_matrix(sparse.diags(scale) @ weights)
+
+    def features(
+        self, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
+    ) -> np.ndarray:
+        """``[Q, K, 5]`` float64 lexical features; row ``q`` pairs query ``q`` with the
+        documents ``doc_texts[doc_index[q, k]]`` (see the module docstring)."""
+        used = np.unique(doc_index)  # only the documents some list holds are counted
+        position = np.searchsorted(used, doc_index)  # (Q, K) rows of `used`
+        docs = [doc_texts[i] for i in used]
+        doc_counts = self.counter.transform(docs).tocsr().astype(np.float64)  # (D, V)
+        doc_terms = [self.analyzer(text) for text in docs]
+        lengths = np.array([len(terms) for terms in doc_terms], dtype=np.float64)  # (D,)
+        idf = lucene_idf(self.document_frequency, self.num_docs)
+        weights = bm25_weights(doc_counts, lengths, self.avgdl, idf, self.k1, self.b)  # (D, V)
+        query_counts = self.counter.transform(query_texts).tocsr().astype(np.float64)  # (Q, V)
+        bm25 = _row_dot(query_counts, weights, position)  # (Q, K)
+        cosine = _row_dot(self._tfidf(query_counts), self._tfidf(doc_counts), position)
+        doc_sets = [set(terms) for terms in doc_terms]
+        coverage = np.zeros(doc_index.shape, dtype=np.float64)
+        for q, text in enumerate(query_texts):
+            wanted = set(self.analyzer(text))
+            if wanted:
+                coverage[q] = [len(wanted & doc_sets[d]) / len(wanted) for d in position[q]]
+        # rank within each list by BM25, ties in list order
+        order = np.argsort(-bm25, axis=1, kind="stable")  # (Q, K)
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(1, doc_index.shape[1] + 1)[None], axis=1)
+        return np.stack(
+            [bm25, np.log1p(ranks), cosine, coverage, np.log1p(lengths[position])], axis=-1
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "terms": self.terms,
+            "document_frequency": self.document_frequency.tolist(),
+            "num_docs": self.num_docs,
+            "avgdl": self.avgdl,
+            "k1": self.k1,
+            "b": self.b,
+            "stop_words": STOP_WORDS,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, where: str) -> LexicalStats:
+        try:
+            terms = [str(t) for t in data["terms"]]
+            df = np.asarray(data["document_frequency"], dtype=np.int64)
+            stats = cls(terms, df, int(data["num_docs"]), float(data["avgdl"]),
+                        float(data["k1"]), float(data["b"]))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{where}: the lexical statistics are incomplete ({exc})") from None
+        if len(df) != len(terms) or len(set(terms)) != len(terms):
+            raise ArtifactError(f"{where}: {len(terms)} terms but {len(df)} frequencies")
+        return stats
+
+
+def _row_dot(queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray):
+    """``[Q, K]``: dot product of query row ``q`` with document row ``position[q, k]``."""
+    out = np.zeros(position.shape, dtype=np.float64)
+    for q in range(position.shape[0]):
+        out[q] = (docs[position[q]] @ queries[q].T).toarray().ravel()
+    return out
+
+
+@dataclass
+class TextFeaturizer:
+    """Lexical statistics and text encoders: turns texts into the reranker's feature rows."""
+
+    lexical: LexicalStats
+    encoders: dict[str, LoadedLM] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each encoder was loaded from when the featurizer was fitted (for the record)."""
+
+    @classmethod
+    def fit(
+        cls,
+        doc_texts: Sequence[str],
+        encoders: Mapping[str, str] | None = None,
+        *,
+        k1: float = 0.9,
+        b: float = 0.4,
+    ) -> TextFeaturizer:
+        """Collection statistics from ``doc_texts``; ``encoders``: name -> LM directory or URI."""
+        sources = dict(encoders or {})
+        loaded = {name: load_lm(source) for name, source in sources.items()}
+        return cls(LexicalStats.fit(doc_texts, k1=k1, b=b), loaded, sources)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return feature_names(list(self.encoders))
+
+    def features(
+        self, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
+    ) -> np.ndarray:
+        """``[Q, K, F]`` float64 rows of :attr:`feature_names` for each query's candidates.
+
+        Args:
+            query_texts: ``[Q]``.
+            doc_texts: the documents the lists draw on.
+            doc_index: ``[Q, K]`` int: list ``q`` holds ``doc_texts[doc_index[q, k]]``, in
+                first-stage order (which breaks BM25 ties).
+        """
+        doc_index = np.asarray(doc_index, dtype=np.int64)
+        if doc_index.ndim != 2 or doc_index.shape[0] != len(query_texts):
+            raise ConfigError(
+                f"doc_index must be [queries, candidates] with {len(query_texts)} rows, "
+                f"got shape {doc_index.shape}"
+            )
+        if doc_index.size and (doc_index.min() < 0 or doc_index.max() >= len(doc_texts)):
+            raise ConfigError(f"doc_index points outside the {len(doc_texts)} documents")
+        columns = [self.lexical.features(query_texts, doc_texts, doc_index)]
+        used = np.unique(doc_index)
+        for lm in self.encoders.values():
+            block = lm.model.config.block_size
+            tokens = tokenize_texts(lm.tokenizer, [doc_texts[i] for i in used], block)
+            queries = tokenize_texts(lm.tokenizer, query_texts, block)
+            scores = similarities(
+                lm.model, queries, tokens, np.searchsorted(used, doc_index), lm.tokenizer.pad_id
+            )
+            columns.append(scores[..., None])
+        return np.concatenate(columns, axis=-1)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``featurizer.json`` and ``encoders/<name>/`` (each encoder's LM artifact) into
+        ``directory``, replaced whole: a reader sees the old featurizer or the new one."""
+        directory = Path(directory)
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, lm in self.encoders.items():
+            save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, lm.training)
+        manifest = {
+            "format": FEATURIZER_FORMAT,
+            "format_version": FEATURIZER_FORMAT_VERSION,
+            "feature_names": self.feature_names,
+            "encoders": list(self.encoders),
+            "encoder_sources": self.sources,
+            "lexical": self.lexical.to_json(),
+            "ltr_version": __version__,
+        }
+        (tmp / FEATURIZER_MANIFEST).write_text(json.dumps(manifest))
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.replace(old)
+            tmp.replace(directory)
+            shutil.rmtree(old)
+        else:
+            tmp.replace(directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TextFeaturizer:
+        """Load what :meth:`save` wrote (``ltr text-features`` writes ``<out>/featurizer``)."""
+        directory = Path(directory)
+        path = directory / FEATURIZER_MANIFEST
+        if not path.exists():
+            raise ArtifactError(
+                f"{directory} holds no {FEATURIZER_MANIFEST}; pass the featurizer folder that "
+                "`ltr text-features` wrote (<out>/featurizer)"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{path} is not valid JSON: {exc}") from None
+        if data.get("format") != FEATURIZER_FORMAT:
+            raise ArtifactError(f"{path} is not an ltr text featurizer")
+        if int(data.get("format_version", 0)) > FEATURIZER_FORMAT_VERSION:
+            raise ArtifactError(f"{directory} was written by a newer ltr; upgrade ltr to load it")
+        lexical = LexicalStats.from_json(data.get("lexical", {}), str(path))
+        names = [str(n) for n in data.get("encoders", [])]
+        encoders = {name: load_lm(directory / "encoders" / name) for name in names}
+        featurizer = cls(lexical, encoders, dict(data.get("encoder_sources", {})))
+        if featurizer.feature_names != data.get("feature_names"):
+            raise ArtifactError(f"{path}: feature_names do not match its encoders")
+        return featurizer

@@ -1,0 +1,105 @@
+"""Rerank a query's candidate texts in-process: featurizer + trained model, one call.
+
+``ltr text-features`` saves the featurizer that made the training files (``<out>/featurizer``);
+``ltr train`` on those files gives a model whose manifest names the same feature columns.
+:class:`TextReranker` loads both, checks that they belong together, and for a query and its
+candidates' texts (in first-stage order) computes the feature rows with the featurizer and scores
+them with the model on either backend::
+
+    reranker = TextReranker.load("runs/features/featurizer", "models:/ltr-text@candidate")
+    for hit in reranker.rerank("flow past a cylinder", texts, ids=doc_ids, top_k=10):
+        print(hit.id, hit.score)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ltr.errors import ConfigError
+from ltr.predictor import Predictor, load_predictor
+from ltr.text.featurizer import TextFeaturizer
+
+
+@dataclass(frozen=True)
+class RankedText:
+    """One candidate in reranked order."""
+
+    id: str
+    score: float
+    position: int
+    """Where the candidate stood in the list given (0 = first)."""
+
+
+class TextReranker:
+    """A :class:`TextFeaturizer` and a ranking model trained on its features."""
+
+    def __init__(self, featurizer: TextFeaturizer, predictor: Predictor) -> None:
+        manifest = predictor.loaded.manifest
+        if manifest.feature_names != featurizer.feature_names:
+            raise ConfigError(
+                "the model and the featurizer do not belong together: the model was trained on "
+                f"{manifest.feature_names} but the featurizer writes {featurizer.feature_names}"
+            )
+        if manifest.context_dim:
+            raise ConfigError(
+                "the model takes a per-query context vector, which text features do not give"
+            )
+        self.featurizer = featurizer
+        self.predictor = predictor
+
+    @classmethod
+    def load(
+        cls, featurizer: str | Path, model: str | Path, *, backend: str = "auto"
+    ) -> TextReranker:
+        """Load a featurizer folder and a model (directory or MLflow URI) on ``backend``."""
+        return cls(TextFeaturizer.load(featurizer), load_predictor(str(model), backend))
+
+    def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """``[K]`` the model's score of each candidate text for ``query`` (first-stage order)."""
+        if isinstance(texts, str):
+            raise ConfigError("texts must be a sequence of candidate texts, not one string")
+        if len(texts) == 0:
+            raise ConfigError("there are no candidates to rerank")
+        k = len(texts)
+        features = self.featurizer.features([query], list(texts), np.arange(k)[None])  # (1, K, F)
+        mask = np.ones((1, k), dtype=bool)
+        initial_rank = None
+        if self.predictor.loaded.manifest.uses_initial_rank:
+            initial_rank = np.arange(k, dtype=np.int64)[None]  # (1, K) the order given
+        return self.predictor.predict(features.astype(np.float32), mask, initial_rank)[0]
+
+    def rerank(
+        self,
+        query: str,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        *,
+        top_k: int | None = None,
+    ) -> list[RankedText]:
+        """The candidates best first (equal scores keep their given order).
+
+        Args:
+            query: the query's text.
+            texts: the candidates' texts, in the first stage's order (it breaks BM25 ties and is
+                the initial ranking of a model that takes one).
+            ids: the candidates' ids (default: ``"0"``, ``"1"``, ... by position); unique.
+            top_k: return only the best ``top_k``.
+        """
+        if ids is None:
+            ids = [str(i) for i in range(len(texts))]
+        ids = [str(i) for i in ids]
+        if len(ids) != len(texts):
+            raise ConfigError(f"{len(ids)} ids for {len(texts)} candidate texts")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            twice = next(i for i in ids if i in seen or seen.add(i))
+            raise ConfigError(f"candidate id {twice!r} is given twice")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+        scores = self.scores(query, texts)
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [RankedText(ids[i], float(scores[i]), int(i)) for i in order]
