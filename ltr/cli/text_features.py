@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Retrieve each judged query's BM25 top-k documents and write one row per "
         "candidate (bm25, bm25_log_rank, tfidf_cosine, query_coverage, doc_log_length and one "
         "sim_NAME column per --encoder) to OUT/train.parquet, valid.parquet, test.parquet, split "
-        "by query exactly as ltr finetune splits them with the same data section. Train a "
-        "reranker on them with ltr train --data.train OUT/train.parquet ...",
+        "by query exactly as ltr finetune splits them with the same data section, and the "
+        "featurizer that made them to OUT/featurizer. Train a reranker on them with ltr train "
+        "--data.train OUT/train.parquet ..., then rerank new queries' texts with ltr rerank-text "
+        "--featurizer OUT/featurizer --model ...",
         epilog="example: ltr text-features --config configs/text/cranfield.yaml "
         "--encoder ft=runs/cranfield_finetune/model --out runs/cranfield_features",
     )
@@ -45,4 +47,6 @@ def run(args: argparse.Namespace) -> int:
             f"  {part:<6} {result.rows[part]:>7,} rows  recall of candidates "
             f"{result.recall[part]:.3f}  {path}"
         )
+    featurizer = result.directory / "featurizer"
+    print(f"featurizer: {featurizer} (ltr rerank-text --featurizer {featurizer} --model ...)")
     return 0

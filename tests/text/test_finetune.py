@@ -23,6 +23,7 @@ from ltr.text.candidates import CandidateLists, retrieve
 from ltr.text.collection import load_collection, split_queries
 from ltr.text.config import load_finetune_config
 from ltr.text.encoder import TokenizedTexts
+from ltr.text.featurizer import TextFeaturizer
 from ltr.text.finetune import (
     FinetuneDataModule,
     FinetuneModule,
@@ -368,10 +369,15 @@ def test_cli_finetune_then_text_features(config_file, tmp_path, capsys):
         "features: bm25, bm25_log_rank, tfidf_cosine, query_coverage, doc_log_length, sim_ft"
     )
     for line, (part, rows) in zip(
-        lines[1:], [("train", 54), ("valid", 18), ("test", 18)], strict=True
+        lines[1:4], [("train", 54), ("valid", 18), ("test", 18)], strict=True
     ):
         assert line.split()[:3] == [part, str(rows), "rows"]
         assert line.endswith(str(tmp_path / "feat" / f"{part}.parquet"))
+    featurizer = tmp_path / "feat" / "featurizer"
+    assert lines[4].startswith(f"featurizer: {featurizer} ") and len(lines) == 5
+    assert TextFeaturizer.load(featurizer).feature_names == lines[0][len("features: ") :].split(
+        ", "
+    )
 
 
 def test_cli_errors_are_one_line(tmp_path, synthetic, capsys):
