@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from ltr.cli._training import add_training_arguments, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,26 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trainer.max_epochs 5. Runs are tracked in MLflow (experiment ltr-lm).",
         epilog="example: ltr pretrain --config configs/lm/gpt_shakespeare.yaml",
     )
-    p.add_argument("--config", type=Path, help="YAML config (see configs/lm/)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="go on with an interrupted run in the same output_dir from its last complete epoch",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
+    add_training_arguments(p, "configs/lm/")
     p.set_defaults(func=run, accepts_overrides=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ltr.config import parse_overrides, to_dict
     from ltr.lm.config import load_pretrain_config
 
-    config = load_pretrain_config(args.config, parse_overrides(args.overrides))
-    if args.print_config:
-        print(yaml.safe_dump(to_dict(config), sort_keys=False))
+    config = load_config(args, load_pretrain_config)
+    if config is None:
         return 0
     from ltr.lm.pretrain import pretrain
 
