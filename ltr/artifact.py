@@ -5,6 +5,8 @@ Layout of an artifact directory::
     ltr_model.json   manifest: architecture, its config, feature schema, normaliser, training info
     model.pt         state dict of the RankingModel (normaliser statistics included)
     model.onnx       optional, written by ``ltr export`` after a parity check
+    featurizer/      only for models trained on ``ltr text-features`` files: the text featurizer
+                     that made them (``RerankText`` in the server, ``ltr rerank-text``)
 
 Every consumer (``ltr evaluate``, the gRPC server, batch scoring, reports) loads models through
 :func:`load_model`, which accepts a local directory or an MLflow URI (``runs:/<id>/model``,
@@ -27,6 +29,9 @@ from ltr.errors import LtrError
 MANIFEST = "ltr_model.json"
 WEIGHTS = "model.pt"
 ONNX = "model.onnx"
+BUNDLED_FEATURIZER = "featurizer"
+"""Sub-folder of a model trained on ``ltr text-features`` files: the text featurizer that made
+them (``ltr serve`` answers ``RerankText`` with it, ``ltr rerank-text`` uses it by default)."""
 FORMAT = "ltr-model"
 FORMAT_VERSION = 1
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")

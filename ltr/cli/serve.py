@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: ltr serve --model models:/ltr-mq2008-setrank@candidate --port 50051",
     )
     p.add_argument("--model", help="artifact dir, runs:/<id>/model or models:/<name>@<alias>")
+    p.add_argument(
+        "--featurizer",
+        help="text featurizer folder (ltr text-features' OUT/featurizer) for RerankText calls "
+        "(default: the one the model artifact carries, if any)",
+    )
     p.add_argument("--config", type=Path, help="YAML server config (see configs/serve/)")
     p.add_argument("--backend", choices=["onnx", "torch"], help="inference engine (default onnx)")
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     flags = {
         "model": args.model,
+        "featurizer": args.featurizer,
         "backend": args.backend,
         "host": args.host,
         "port": args.port,

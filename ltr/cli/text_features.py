@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sim_NAME column per --encoder) to OUT/train.parquet, valid.parquet, test.parquet, split "
         "by query exactly as ltr finetune splits them with the same data section, and the "
         "featurizer that made them to OUT/featurizer. Train a reranker on them with ltr train "
-        "--data.train OUT/train.parquet ..., then rerank new queries' texts with ltr rerank-text "
-        "--featurizer OUT/featurizer --model ...",
+        "--data.train OUT/train.parquet ... (the model then carries the featurizer), then "
+        "rerank new queries' texts with ltr rerank-text --model ... or ltr serve --model ...",
         epilog="example: ltr text-features --config configs/text/cranfield.yaml "
         "--encoder ft=runs/cranfield_finetune/model --out runs/cranfield_features",
     )
@@ -48,5 +48,8 @@ def run(args: argparse.Namespace) -> int:
             f"{result.recall[part]:.3f}  {path}"
         )
     featurizer = result.directory / "featurizer"
-    print(f"featurizer: {featurizer} (ltr rerank-text --featurizer {featurizer} --model ...)")
+    print(
+        f"featurizer: {featurizer} (ltr train on these files bundles it into the model; "
+        "ltr rerank-text and ltr serve use it from there)"
+    )
     return 0

@@ -34,7 +34,7 @@ from ltr.errors import LtrError
 from ltr.serve import convert
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
-from ltr.serve.domain import ModelInfo, ModelSpec, RankedList, RerankQuery
+from ltr.serve.domain import ModelInfo, ModelSpec, RankedList, RerankQuery, TextQuery
 from ltr.serve.tls import channel_credentials
 
 
@@ -72,7 +72,8 @@ def retry_service_config(retries: int, initial_backoff: float = 0.02) -> str:
 
 
 class RerankerClient:
-    """Blocking client: :meth:`rerank`, :meth:`rerank_batch`, :meth:`model_info`, :meth:`health`.
+    """Blocking client: :meth:`rerank`, :meth:`rerank_batch`, :meth:`rerank_text`,
+    :meth:`model_info`, :meth:`health`.
 
     Args:
         target: ``host:port`` of the server.
@@ -159,6 +160,30 @@ class RerankerClient:
         request = pb.RerankBatchRequest(requests=[convert.query_to_proto(q) for q in queries])
         response = self._invoke(self.stub.RerankBatch, request, timeout)
         return [convert.ranked_from_proto(r) for r in response.responses]
+
+    def rerank_text(
+        self,
+        query: str,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        *,
+        query_id: str = "",
+        top_k: int | None = None,
+        model_name: str = "",
+        timeout: float | None = None,
+    ) -> RankedList:
+        """Rank one query's candidate ``texts`` (in the first stage's order) on a server with a
+        text featurizer (``model_info().spec.accepts_text``); ``ids`` default to ``"0"``,
+        ``"1"``, ... by position."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of candidate texts, not one string")
+        ids = [str(i) for i in range(len(texts))] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids for {len(texts)} candidate texts")
+        request = convert.text_query_to_proto(
+            TextQuery(query_id, query, ids, list(texts), top_k, model_name)
+        )
+        return convert.ranked_from_proto(self._invoke(self.stub.RerankText, request, timeout))
 
     def model_info(self, *, timeout: float | None = None) -> ModelInfo:
         """The served model (name, version, features) and the server's limits."""

@@ -119,6 +119,10 @@ class ServeConfig:
     parity_data: list[str] = field(default_factory=list)
     """LETOR/Parquet files for the parity check of an export on load (default: the data the
     manifest records, else synthetic lists)."""
+    featurizer: str | None = None
+    """Text featurizer folder (``ltr text-features``' ``OUT/featurizer``) for ``RerankText``;
+    default: the one the model artifact carries, if any. Checked against the model at every
+    load: a model not trained on its columns is refused."""
     drain_seconds: float = 30.0
     """On SIGTERM: how long calls in flight may take to complete before the process exits."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

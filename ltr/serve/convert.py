@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
-from ltr.serve.domain import ModelInfo, ModelRef, ModelSpec, RankedList, RerankQuery
+from ltr.serve.domain import ModelInfo, ModelRef, ModelSpec, RankedList, RerankQuery, TextQuery
 
 BACKENDS = {"onnx": pb.BACKEND_ONNX_RUNTIME, "torch": pb.BACKEND_PYTORCH}
 BACKEND_NAMES = {v: k for k, v in BACKENDS.items()}
@@ -116,6 +116,35 @@ def query_to_proto(query: RerankQuery) -> pb.RerankRequest:
     return request
 
 
+def text_query_from_proto(request: pb.RerankTextRequest) -> TextQuery:
+    """A :class:`TextQuery` from a ``RerankTextRequest`` (no checks beyond decoding)."""
+    candidates = request.candidates
+    return TextQuery(
+        query_id=request.query_id,
+        query=request.query,
+        candidate_ids=[c.id for c in candidates],
+        texts=[c.text for c in candidates],
+        top_k=request.top_k if request.HasField("top_k") else None,
+        model_name=request.model_name,
+    )
+
+
+def text_query_to_proto(query: TextQuery) -> pb.RerankTextRequest:
+    """The ``RerankTextRequest`` for a text query (client side)."""
+    request = pb.RerankTextRequest(
+        query_id=query.query_id,
+        query=query.query,
+        candidates=[
+            pb.TextCandidate(id=cid, text=text)
+            for cid, text in zip(query.candidate_ids, query.texts, strict=True)
+        ],
+        model_name=query.model_name,
+    )
+    if query.top_k is not None:
+        request.top_k = query.top_k
+    return request
+
+
 def ranked_to_proto(ranked: RankedList) -> pb.RerankResponse:
     """The ``RerankResponse`` for a ranked list."""
     response = pb.RerankResponse(
@@ -164,6 +193,7 @@ def info_to_proto(info: ModelInfo) -> pb.ModelInfo:
         context_dim=spec.context_dim,
         max_message_bytes=info.max_message_bytes,
         context_columns=list(spec.context_columns),
+        accepts_text=spec.accepts_text,
     )
 
 
@@ -175,5 +205,6 @@ def info_from_proto(message: pb.ModelInfo) -> ModelInfo:
         context_dim=message.context_dim,
         backend=BACKEND_NAMES[message.backend],
         context_columns=tuple(message.context_columns),
+        accepts_text=message.accepts_text,
     )
     return ModelInfo(spec, message.max_candidates, message.max_message_bytes)

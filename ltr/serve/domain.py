@@ -33,6 +33,8 @@ class ModelSpec:
     backend: Backend = "onnx"
     context_columns: tuple[str, ...] = ()
     """Data columns the context vector was trained from (empty = not recorded)."""
+    accepts_text: bool = False
+    """Whether the model came with its text featurizer (``RerankText`` is served)."""
 
     @property
     def num_features(self) -> int:
@@ -98,6 +100,42 @@ class RerankQuery:
             top_k=top_k,
             model_name=model_name,
         )
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    """One query's candidate texts as the caller sent them, not yet validated.
+
+    Attributes:
+        query_id: the caller's query id (echoed back).
+        query: the query's text.
+        candidate_ids: ``n`` candidate ids.
+        texts: ``n`` candidate texts, in the first stage's order.
+        top_k: return only the best ``top_k`` (None = all).
+        model_name: the model the caller expects ("" = any).
+    """
+
+    query_id: str
+    query: str
+    candidate_ids: list[str]
+    texts: list[str]
+    top_k: int | None = None
+    model_name: str = ""
+
+
+@dataclass(frozen=True)
+class ValidTextQuery:
+    """A validated text list: the batch computes its features with the featurizer of the model
+    that scores it, then treats it as a :class:`ValidQuery`."""
+
+    query_id: str
+    query: str
+    candidate_ids: list[str]
+    texts: list[str]
+    top_k: int | None
+
+    def __len__(self) -> int:
+        return len(self.candidate_ids)
 
 
 @dataclass(frozen=True)

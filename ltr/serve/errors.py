@@ -22,3 +22,7 @@ class DeadlineExpiredError(LtrError):
 
 class ShuttingDownError(LtrError):
     """The server is draining for shutdown and accepts no new calls."""
+
+
+class TextNotServedError(LtrError):
+    """A text request reached a server whose model came without a text featurizer."""

@@ -17,12 +17,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ltr.artifact import LoadedModel, is_mlflow_uri
+from ltr.artifact import BUNDLED_FEATURIZER, LoadedModel, is_mlflow_uri
 from ltr.predictor import Predictor
 from ltr.serve.domain import Backend, ModelRef, ModelSpec
+
+if TYPE_CHECKING:
+    from ltr.text.featurizer import TextFeaturizer
 
 log = logging.getLogger("ltr.serve")
 
@@ -31,11 +35,16 @@ _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A predictor with what requests need to know about it, and scratch folders to clean up."""
+    """A predictor with what requests need to know about it, and scratch folders to clean up.
+
+    ``featurizer`` (text models) turns ``RerankText`` lists into this model's feature rows; it is
+    loaded, checked and swapped together with the model, so a batch never mixes versions.
+    """
 
     predictor: Predictor
     spec: ModelSpec
     scratch: tuple[Path, ...] = field(default=())
+    featurizer: TextFeaturizer | None = None
 
     def retire(self) -> None:
         """Delete temporary folders (downloads, exported graphs) once the model is replaced."""
@@ -49,7 +58,7 @@ def parse_alias(source: str) -> tuple[str, str] | None:
     return (match["name"], match["alias"]) if match else None
 
 
-def model_spec(loaded: LoadedModel, backend: Backend) -> ModelSpec:
+def model_spec(loaded: LoadedModel, backend: Backend, *, accepts_text: bool = False) -> ModelSpec:
     """The spec of a loaded artifact; version = registry version, else training run id."""
     manifest = loaded.manifest
     return ModelSpec(
@@ -62,7 +71,26 @@ def model_spec(loaded: LoadedModel, backend: Backend) -> ModelSpec:
         context_dim=manifest.context_dim,
         backend=backend,
         context_columns=tuple(manifest.training.get("context_columns") or ()),
+        accepts_text=accepts_text,
     )
+
+
+def load_featurizer(loaded: LoadedModel, source: str | None) -> TextFeaturizer | None:
+    """The text featurizer to serve with ``loaded``: ``source`` when given, else the one the
+    artifact carries (``<artifact>/featurizer``, bundled by ``ltr train`` on text feature files),
+    else None. Refused (:class:`~ltr.errors.ConfigError`) unless the model was trained on its
+    columns."""
+    from ltr.text.featurizer import TextFeaturizer
+    from ltr.text.rerank import check_pairing
+
+    if source is None:
+        bundled = loaded.path / BUNDLED_FEATURIZER
+        if not bundled.is_dir():
+            return None
+        source = str(bundled)
+    featurizer = TextFeaturizer.load(source)
+    check_pairing(featurizer, loaded.manifest)
+    return featurizer
 
 
 def _scratch_folders(loaded: LoadedModel, predictor: Predictor) -> tuple[Path, ...]:
@@ -90,12 +118,15 @@ def load_served_model(
     device: str = "cpu",
     export_on_load: bool = True,
     parity_data: tuple[str, ...] = (),
+    featurizer: str | None = None,
 ) -> ServedModel:
-    """Load ``source`` (artifact folder or MLflow URI) for serving on ``backend``."""
+    """Load ``source`` (artifact folder or MLflow URI) for serving on ``backend``, with its text
+    featurizer when it has one (see :func:`load_featurizer`)."""
     from ltr.artifact import load_model
     from ltr.predictor import load_predictor
 
     loaded = load_model(source)
+    text = load_featurizer(loaded, featurizer)  # before the export: a mismatch fails fast
     predictor = load_predictor(
         loaded,
         backend,
@@ -104,9 +135,11 @@ def load_served_model(
         export_missing_onnx=export_on_load,
         parity_data=parity_data,
     )
-    spec = model_spec(loaded, backend)
+    spec = model_spec(loaded, backend, accepts_text=text is not None)
     warm_up(predictor, spec)
-    return ServedModel(predictor, spec, _scratch_folders(loaded, predictor))
+    if text is not None:
+        text.list_features(["warm up"], [["warm up the text featurizer"]])
+    return ServedModel(predictor, spec, _scratch_folders(loaded, predictor), text)
 
 
 def warm_up(predictor: Predictor, spec: ModelSpec, lengths: tuple[int, ...] = (1, 16)) -> None:

@@ -2,17 +2,27 @@
 
 Lists are padded to the longest one (zeros, mask False); the model's scores at padded slots are
 never read. Ranking is by decreasing score; equal scores keep the request's order (stable sort).
+Text lists first get their feature rows from the model's featurizer (:func:`featurize`), within
+the same batch, so features and scores always come from one model version.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ltr.errors import InputError
 from ltr.predictor import Predictor
-from ltr.serve.domain import ModelRef, RankedList, ValidQuery
+from ltr.serve.domain import ModelRef, ModelSpec, RankedList, ValidQuery, ValidTextQuery
+from ltr.serve.errors import TextNotServedError
+
+if TYPE_CHECKING:
+    from ltr.text.featurizer import TextFeaturizer
+
+log = logging.getLogger("ltr.serve")
 
 
 def pad(
@@ -79,3 +89,45 @@ def score_batch(
         n = len(queries[i])
         results[i] = rank(queries[i], np.asarray(scores[b, :n], dtype=np.float32), model)
     return results
+
+
+def featurize(
+    featurizer: TextFeaturizer | None,
+    spec: ModelSpec,
+    items: Sequence[ValidQuery | ValidTextQuery],
+) -> list[ValidQuery | Exception]:
+    """Each text list as a :class:`ValidQuery` of ``featurizer``'s rows (feature lists pass as
+    they are); a list that cannot be featurized gets its error instead.
+
+    A model that takes initial ranks gets each text list's own order, ``1..n``.
+    """
+    out: list[ValidQuery | Exception] = list(items)  # type: ignore[arg-type]
+    text = [i for i, q in enumerate(items) if isinstance(q, ValidTextQuery)]
+    if not text:
+        return out
+    if featurizer is None:  # the model was swapped for one without a featurizer meanwhile
+        for i in text:
+            out[i] = TextNotServedError(
+                f"the model now in use ({spec.ref.name} {spec.ref.version}) came without a text "
+                "featurizer; call Rerank with feature vectors"
+            )
+        return out
+    lists = [items[i] for i in text]
+    try:
+        rows = featurizer.list_features([q.query for q in lists], [q.texts for q in lists])
+    except Exception as exc:  # a bug; fail these lists, not the feature lists beside them
+        log.error("computing text features failed", exc_info=exc)
+        for i in text:
+            out[i] = exc
+        return out
+    for i, q, x in zip(text, lists, rows, strict=True):
+        n = len(q)
+        out[i] = ValidQuery(
+            query_id=q.query_id,
+            candidate_ids=q.candidate_ids,
+            features=np.ascontiguousarray(x, dtype=np.float32),  # (n, F)
+            initial_ranks=np.arange(1, n + 1, dtype=np.int64) if spec.uses_initial_rank else None,
+            context=None,
+            top_k=q.top_k,
+        )
+    return out

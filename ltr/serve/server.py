@@ -93,6 +93,7 @@ class RerankServer:
                 device=config.device,
                 export_on_load=config.export_on_load,
                 parity_data=tuple(config.parity_data),
+                featurizer=config.featurizer,
             ),
             on_reload=self._reloaded,
         )

@@ -3,7 +3,8 @@
 :class:`RerankService` is what the gRPC servicer calls (and what tests call directly): it
 validates each list against the model in use, submits it to the dynamic batcher and returns the
 ranked lists. Every batch is scored by the model the holder has at that moment, and each result
-names that model's version.
+names that model's version. Text lists travel the same way: the batch computes their features
+with that same model's featurizer, so features and scores never come from two versions.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from contextlib import contextmanager
 from ltr.errors import InputError, LtrError
 from ltr.serve.batching import BatchObserver, DynamicBatcher
 from ltr.serve.config import BatchingConfig
-from ltr.serve.domain import ModelInfo, RankedList, RerankQuery, ValidQuery
+from ltr.serve.domain import (
+    ModelInfo,
+    RankedList,
+    RerankQuery,
+    TextQuery,
+    ValidQuery,
+    ValidTextQuery,
+)
 from ltr.serve.errors import ShuttingDownError
 from ltr.serve.models import ModelHolder
-from ltr.serve.scoring import score_batch
-from ltr.serve.validation import validate
+from ltr.serve.scoring import featurize, score_batch
+from ltr.serve.validation import validate, validate_text
 
 
 def make_batcher(
@@ -29,12 +37,19 @@ def make_batcher(
     *,
     executor: Executor | None = None,
     observer: BatchObserver | None = None,
-) -> DynamicBatcher[ValidQuery, RankedList]:
+) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList]:
     """A batcher that scores each batch with the holder's current model."""
 
-    def process(queries: list[ValidQuery]) -> list[RankedList | Exception]:
+    def process(items: list[ValidQuery | ValidTextQuery]) -> list[RankedList | Exception]:
         model = holder.current  # one snapshot per batch: old or new model, never a mix
-        return score_batch(model.predictor, model.spec.ref, queries)
+        queries = featurize(model.featurizer, model.spec, items)  # text lists -> feature rows
+        fit = [i for i, q in enumerate(queries) if isinstance(q, ValidQuery)]
+        results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
+        if fit:
+            scored = score_batch(model.predictor, model.spec.ref, [queries[i] for i in fit])
+            for i, result in zip(fit, scored, strict=True):
+                results[i] = result
+        return results
 
     on = config.enabled
     return DynamicBatcher(
@@ -62,7 +77,7 @@ class RerankService:
     def __init__(
         self,
         holder: ModelHolder,
-        batcher: DynamicBatcher[ValidQuery, RankedList],
+        batcher: DynamicBatcher[ValidQuery | ValidTextQuery, RankedList],
         *,
         max_candidates: int,
         max_message_bytes: int,
@@ -112,6 +127,14 @@ class RerankService:
         with self._accepted():
             spec = self.holder.current.spec
             valid = validate(query, spec, max_candidates=self.max_candidates)
+            return await self.batcher.submit(valid, deadline)
+
+    async def rerank_text(self, query: TextQuery, deadline: float | None = None) -> RankedList:
+        """Rank one query's candidate texts (features computed in the batch, by the featurizer
+        of the model that scores them)."""
+        with self._accepted():
+            spec = self.holder.current.spec
+            valid = validate_text(query, spec, max_candidates=self.max_candidates)
             return await self.batcher.submit(valid, deadline)
 
     async def rerank_batch(

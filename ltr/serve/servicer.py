@@ -71,6 +71,13 @@ class RerankerServicer(pb_grpc.RerankerServicer):
 
         return await self._call("RerankBatch", context, work)
 
+    async def RerankText(self, request: pb.RerankTextRequest, context) -> pb.RerankResponse:
+        async def work(deadline: float | None) -> pb.RerankResponse:
+            query = convert.text_query_from_proto(request)
+            return convert.ranked_to_proto(await self.service.rerank_text(query, deadline))
+
+        return await self._call("RerankText", context, work)
+
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.ModelInfo:
         async def work(deadline: float | None) -> pb.ModelInfo:
             return convert.info_to_proto(self.service.model_info())

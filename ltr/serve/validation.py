@@ -2,7 +2,8 @@
 
 :func:`validate` turns a :class:`~ltr.serve.domain.RerankQuery` into a
 :class:`~ltr.serve.domain.ValidQuery` for a model described by a
-:class:`~ltr.serve.domain.ModelSpec`, or raises :class:`~ltr.errors.InputError` (a bad request)
+:class:`~ltr.serve.domain.ModelSpec` (:func:`validate_text` does the same for a
+:class:`~ltr.serve.domain.TextQuery`), or raises :class:`~ltr.errors.InputError` (a bad request)
 or :class:`~ltr.serve.errors.UnknownModelError` (a model this server does not serve).
 """
 
@@ -13,8 +14,8 @@ from collections import Counter
 import numpy as np
 
 from ltr.errors import InputError
-from ltr.serve.domain import ModelSpec, RerankQuery, ValidQuery
-from ltr.serve.errors import UnknownModelError
+from ltr.serve.domain import ModelSpec, RerankQuery, TextQuery, ValidQuery, ValidTextQuery
+from ltr.serve.errors import TextNotServedError, UnknownModelError
 
 
 def validate(query: RerankQuery, spec: ModelSpec, *, max_candidates: int) -> ValidQuery:
@@ -23,20 +24,10 @@ def validate(query: RerankQuery, spec: ModelSpec, *, max_candidates: int) -> Val
     Checks, in order: model name, empty list, list size cap, empty and duplicate ids, feature
     count per candidate, finite feature values, ``top_k``, context vector size and values.
     """
-    if query.model_name and query.model_name != spec.ref.name:
-        raise UnknownModelError(
-            f"model {query.model_name!r} is not served here; it serves {spec.ref.name!r} "
-            "(leave model_name empty to use it)"
-        )
+    _check_model_name(query.model_name, spec)
     ids = query.candidate_ids
     n = len(ids)
-    if n == 0:
-        raise InputError("the request has no candidates; send at least one")
-    if n > max_candidates:
-        raise InputError(
-            f"the request has {n} candidates but this server accepts at most {max_candidates} "
-            "per list; split the list or raise max_candidates in the server config"
-        )
+    _check_size(n, max_candidates)
     _check_ids(ids)
     f = spec.num_features
     counts = np.asarray(query.feature_counts)
@@ -56,8 +47,7 @@ def validate(query: RerankQuery, spec: ModelSpec, *, max_candidates: int) -> Val
             f"candidate {ids[i]!r} has a non-finite value ({features[i, j]}) for feature "
             f"{spec.feature_names[j]!r}; send finite numbers only"
         )
-    if query.top_k is not None and query.top_k < 1:
-        raise InputError(f"top_k must be at least 1 (or unset for all), got {query.top_k}")
+    _check_top_k(query.top_k)
     return ValidQuery(
         query_id=query.query_id,
         candidate_ids=list(ids),
@@ -66,6 +56,61 @@ def validate(query: RerankQuery, spec: ModelSpec, *, max_candidates: int) -> Val
         context=_context(query, spec),
         top_k=query.top_k,
     )
+
+
+def validate_text(query: TextQuery, spec: ModelSpec, *, max_candidates: int) -> ValidTextQuery:
+    """Check a text request against the model and the server's limits.
+
+    Checks, in order: model name, whether text is served, the query text, empty list, list size
+    cap, one text per candidate, empty and duplicate ids, ``top_k``. Any text, empty included,
+    is a valid candidate (an empty document has features like any other).
+    """
+    _check_model_name(query.model_name, spec)
+    if not spec.accepts_text:
+        raise TextNotServedError(
+            f"model {spec.ref.name!r} was served without a text featurizer, so it ranks feature "
+            "vectors only; call Rerank, or start the server with --featurizer "
+            "(or serve a model trained on ltr text-features files)"
+        )
+    if not query.query.strip():
+        raise InputError("the query text is empty; send the query's words")
+    ids = query.candidate_ids
+    n = len(ids)
+    _check_size(n, max_candidates)
+    if len(query.texts) != n:
+        raise InputError(f"{len(query.texts)} texts were sent for {n} candidates")
+    _check_ids(ids)
+    _check_top_k(query.top_k)
+    return ValidTextQuery(
+        query_id=query.query_id,
+        query=query.query,
+        candidate_ids=list(ids),
+        texts=list(query.texts),
+        top_k=query.top_k,
+    )
+
+
+def _check_model_name(name: str, spec: ModelSpec) -> None:
+    if name and name != spec.ref.name:
+        raise UnknownModelError(
+            f"model {name!r} is not served here; it serves {spec.ref.name!r} "
+            "(leave model_name empty to use it)"
+        )
+
+
+def _check_size(n: int, max_candidates: int) -> None:
+    if n == 0:
+        raise InputError("the request has no candidates; send at least one")
+    if n > max_candidates:
+        raise InputError(
+            f"the request has {n} candidates but this server accepts at most {max_candidates} "
+            "per list; split the list or raise max_candidates in the server config"
+        )
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and top_k < 1:
+        raise InputError(f"top_k must be at least 1 (or unset for all), got {top_k}")
 
 
 def _check_ids(ids: list[str]) -> None:

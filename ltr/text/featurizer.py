@@ -238,6 +238,28 @@ class TextFeaturizer:
             columns.append(scores[..., None])
         return np.concatenate(columns, axis=-1)
 
+    def list_features(
+        self, query_texts: Sequence[str], lists: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """``[K_q, F]`` float64 rows for each query's own candidate texts (first-stage order).
+
+        Lists of equal length share one :meth:`features` call (one encoder pass over all their
+        texts); a list's rows do not depend on the other lists.
+        """
+        if len(query_texts) != len(lists):
+            raise ConfigError(f"{len(lists)} candidate lists for {len(query_texts)} queries")
+        out: list[np.ndarray] = [np.empty(0)] * len(lists)
+        by_length: dict[int, list[int]] = {}
+        for q, texts in enumerate(lists):
+            by_length.setdefault(len(texts), []).append(q)
+        for k, group in by_length.items():
+            pool = [text for q in group for text in lists[q]]
+            doc_index = np.arange(len(pool), dtype=np.int64).reshape(len(group), k)  # (G, K)
+            rows = self.features([query_texts[q] for q in group], pool, doc_index)  # (G, K, F)
+            for g, q in enumerate(group):
+                out[q] = rows[g]
+        return out
+
     def save(self, directory: str | Path) -> Path:
         """Write ``featurizer.json`` and ``encoders/<name>/`` (each encoder's LM artifact) into
         ``directory``, replaced whole: a reader sees the old featurizer or the new one."""
@@ -292,3 +314,34 @@ class TextFeaturizer:
         if featurizer.feature_names != data.get("feature_names"):
             raise ArtifactError(f"{path}: feature_names do not match its encoders")
         return featurizer
+
+
+def featurizer_beside(files: Sequence[str | Path], feature_names: Sequence[str]) -> Path | None:
+    """The featurizer ``ltr text-features`` saved beside the data ``files`` (``<dir>/featurizer``)
+    when all of them lie in that one folder and it writes exactly ``feature_names``; else None.
+
+    ``ltr train`` bundles it into the model artifact, so that the model is served and used with
+    the very featurizer its training rows came from.
+    """
+    folders = {Path(f).resolve().parent for f in files}
+    if len(folders) != 1:
+        return None
+    candidate = folders.pop() / "featurizer"
+    try:
+        data = json.loads((candidate / FEATURIZER_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("format") != FEATURIZER_FORMAT or data.get("feature_names") != list(feature_names):
+        return None
+    return candidate
+
+
+def bundle_featurizer(source: str | Path, artifact_dir: str | Path) -> Path:
+    """Copy the featurizer folder ``source`` into ``artifact_dir/featurizer`` (replaced whole)."""
+    target = Path(artifact_dir) / "featurizer"
+    tmp = target.with_name(".featurizer.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    return target

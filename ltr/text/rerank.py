@@ -1,12 +1,12 @@
 """Rerank a query's candidate texts in-process: featurizer + trained model, one call.
 
 ``ltr text-features`` saves the featurizer that made the training files (``<out>/featurizer``);
-``ltr train`` on those files gives a model whose manifest names the same feature columns.
-:class:`TextReranker` loads both, checks that they belong together, and for a query and its
-candidates' texts (in first-stage order) computes the feature rows with the featurizer and scores
-them with the model on either backend::
+``ltr train`` on those files gives a model whose manifest names the same feature columns, and
+copies that featurizer into the model artifact. :class:`TextReranker` loads both, checks that
+they belong together, and for a query and its candidates' texts (in first-stage order) computes
+the feature rows with the featurizer and scores them with the model on either backend::
 
-    reranker = TextReranker.load("runs/features/featurizer", "models:/ltr-text@candidate")
+    reranker = TextReranker.load("models:/ltr-text@candidate")  # the featurizer it carries
     for hit in reranker.rerank("flow past a cylinder", texts, ids=doc_ids, top_k=10):
         print(hit.id, hit.score)
 """
@@ -19,9 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ltr.artifact import BUNDLED_FEATURIZER, Manifest
 from ltr.errors import ConfigError
 from ltr.predictor import Predictor, load_predictor
 from ltr.text.featurizer import TextFeaturizer
+
+
+def check_pairing(featurizer: TextFeaturizer, manifest: Manifest) -> None:
+    """Refuse a model that was not trained on ``featurizer``'s columns, or that needs a context
+    vector (which text features do not give)."""
+    if manifest.feature_names != featurizer.feature_names:
+        raise ConfigError(
+            "the model and the featurizer do not belong together: the model was trained on "
+            f"{manifest.feature_names} but the featurizer writes {featurizer.feature_names}"
+        )
+    if manifest.context_dim:
+        raise ConfigError(
+            "the model takes a per-query context vector, which text features do not give"
+        )
 
 
 @dataclass(frozen=True)
@@ -38,25 +53,27 @@ class TextReranker:
     """A :class:`TextFeaturizer` and a ranking model trained on its features."""
 
     def __init__(self, featurizer: TextFeaturizer, predictor: Predictor) -> None:
-        manifest = predictor.loaded.manifest
-        if manifest.feature_names != featurizer.feature_names:
-            raise ConfigError(
-                "the model and the featurizer do not belong together: the model was trained on "
-                f"{manifest.feature_names} but the featurizer writes {featurizer.feature_names}"
-            )
-        if manifest.context_dim:
-            raise ConfigError(
-                "the model takes a per-query context vector, which text features do not give"
-            )
+        check_pairing(featurizer, predictor.loaded.manifest)
         self.featurizer = featurizer
         self.predictor = predictor
 
     @classmethod
     def load(
-        cls, featurizer: str | Path, model: str | Path, *, backend: str = "auto"
+        cls, model: str | Path, featurizer: str | Path | None = None, *, backend: str = "auto"
     ) -> TextReranker:
-        """Load a featurizer folder and a model (directory or MLflow URI) on ``backend``."""
-        return cls(TextFeaturizer.load(featurizer), load_predictor(str(model), backend))
+        """Load a model (directory or MLflow URI) on ``backend`` with ``featurizer`` (a folder),
+        by default the one the model carries (``ltr train`` bundles it when the training files
+        came from ``ltr text-features``)."""
+        predictor = load_predictor(str(model), backend)
+        if featurizer is None:
+            featurizer = predictor.loaded.path / BUNDLED_FEATURIZER
+            if not featurizer.is_dir():
+                raise ConfigError(
+                    f"model {model} carries no text featurizer (it was not trained on ltr "
+                    "text-features files, or by an older ltr); pass the featurizer folder "
+                    "(<features>/featurizer) explicitly"
+                )
+        return cls(TextFeaturizer.load(featurizer), predictor)
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """``[K]`` the model's score of each candidate text for ``query`` (first-stage order)."""
@@ -65,11 +82,11 @@ class TextReranker:
         if len(texts) == 0:
             raise ConfigError("there are no candidates to rerank")
         k = len(texts)
-        features = self.featurizer.features([query], list(texts), np.arange(k)[None])  # (1, K, F)
+        features = self.featurizer.list_features([query], [list(texts)])[0][None]  # (1, K, F)
         mask = np.ones((1, k), dtype=bool)
         initial_rank = None
         if self.predictor.loaded.manifest.uses_initial_rank:
-            initial_rank = np.arange(k, dtype=np.int64)[None]  # (1, K) the order given
+            initial_rank = np.arange(1, k + 1, dtype=np.int64)[None]  # (1, K) 1-based, as given
         return self.predictor.predict(features.astype(np.float32), mask, initial_rank)[0]
 
     def rerank(

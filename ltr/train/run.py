@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ltr.artifact import Manifest, save_model
+from ltr.artifact import BUNDLED_FEATURIZER, Manifest, save_model
 from ltr.config import to_dict
 from ltr.data.dataset import ListDataset
 from ltr.data.normalize import FeatureNormalizer
@@ -398,10 +398,19 @@ def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) ->
         )
         if datamodule.context.context_dim:
             manifest.training["context_columns"] = list(datamodule.context.context_columns)
+        featurizer = _text_featurizer(datamodule.files.get("train", []), manifest)
+        if featurizer is not None:
+            manifest.training["featurizer"] = str(featurizer)
         if tracking.tracker is not None:
             manifest.training["run_id"] = tracking.tracker.run_id
             manifest.training["registered_model"] = config.tracking.registered_model
         save_model(model, manifest, result.artifact_dir)
+        if featurizer is not None:
+            from ltr.text.featurizer import bundle_featurizer
+
+            bundle_featurizer(featurizer, result.artifact_dir)
+        else:  # not a stale one from an earlier run into the same folder
+            shutil.rmtree(result.artifact_dir / BUNDLED_FEATURIZER, ignore_errors=True)
         if tracking.tracker is not None:
             _log_final(tracking.tracker, result, manifest, config)
         tracking.close()
@@ -411,6 +420,15 @@ def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) ->
     except BaseException:
         tracking.close(failed=True)
         raise
+
+
+def _text_featurizer(files: list, manifest: Manifest) -> Path | None:
+    """The text featurizer saved beside the training files, when the model can use it."""
+    if not files or manifest.context_dim:
+        return None
+    from ltr.text.featurizer import featurizer_beside
+
+    return featurizer_beside(files, manifest.feature_names)
 
 
 def _scorer_config(model: RankingModel) -> dict[str, Any]:

@@ -25,6 +25,11 @@ def test_the_loaded_descriptor_is_the_proto_file() -> None:
     assert pb.DESCRIPTOR.name == "ltr/reranker/v1/reranker.proto"
     assert pb.DESCRIPTOR.package == "ltr.reranker.v1"
     service = pb.DESCRIPTOR.services_by_name["Reranker"]
-    assert [m.name for m in service.methods] == ["Rerank", "RerankBatch", "GetModelInfo"]
+    assert [m.name for m in service.methods] == [
+        "Rerank",
+        "RerankBatch",
+        "GetModelInfo",
+        "RerankText",
+    ]
     # fixed values are enumerations, not strings
     assert pb.ModelInfo.DESCRIPTOR.fields_by_name["backend"].enum_type.name == "Backend"

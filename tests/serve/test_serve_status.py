@@ -10,6 +10,7 @@ from ltr.serve.errors import (
     DeadlineExpiredError,
     QueueFullError,
     ShuttingDownError,
+    TextNotServedError,
     UnknownModelError,
 )
 from ltr.serve.status import status_of
@@ -23,6 +24,7 @@ from ltr.serve.status import status_of
         (QueueFullError("full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (DeadlineExpiredError("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (ShuttingDownError("bye"), grpc.StatusCode.UNAVAILABLE),
+        (TextNotServedError("no featurizer"), grpc.StatusCode.FAILED_PRECONDITION),
     ],
 )
 def test_domain_errors_keep_their_message(error, code) -> None:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from ltr.errors import InputError
-from ltr.serve.domain import ModelRef, ModelSpec, RerankQuery
-from ltr.serve.errors import UnknownModelError
-from ltr.serve.validation import validate
+from ltr.serve.domain import ModelRef, ModelSpec, RerankQuery, TextQuery, ValidQuery
+from ltr.serve.errors import TextNotServedError, UnknownModelError
+from ltr.serve.scoring import featurize
+from ltr.serve.validation import validate, validate_text
 
 SPEC = ModelSpec(ModelRef("m", "3"), feature_names=("a", "b", "c"))
 
@@ -89,3 +90,76 @@ def test_context_must_match_the_models_size_and_be_finite() -> None:
         validate(query(), spec, max_candidates=10)
     with pytest.raises(InputError, match="context vector has a non-finite value"):
         validate(query(context=np.array([np.nan, 1.0])), spec, max_candidates=10)
+
+
+TEXT_SPEC = ModelSpec(ModelRef("m", "3"), feature_names=("a", "b"), accepts_text=True)
+
+
+def text_query(n: int = 3, **kw) -> TextQuery:
+    ids = kw.pop("ids", [f"d{i}" for i in range(n)])
+    texts = kw.pop("texts", [f"text {i}" for i in range(len(ids))])
+    return TextQuery(kw.pop("query_id", "q"), kw.pop("query", "a query"), ids, texts, **kw)
+
+
+def test_a_good_text_query_passes_whole() -> None:
+    valid = validate_text(text_query(top_k=2, texts=["x", "", "y"]), TEXT_SPEC, max_candidates=5)
+    assert (valid.query, valid.candidate_ids, valid.texts, valid.top_k) == (
+        "a query",
+        ["d0", "d1", "d2"],
+        ["x", "", "y"],  # an empty document is a document
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: text_query(query=" \n"), "the query text is empty"),
+        (lambda: text_query(0), "no candidates"),
+        (lambda: text_query(6), "6 candidates but this server accepts at most 5"),
+        (lambda: text_query(texts=["a", "b"]), "2 texts were sent for 3 candidates"),
+        (lambda: text_query(ids=["a", "b", "a"]), "'a' appears more than once"),
+        (lambda: text_query(ids=["a", ""]), "candidate 1 has an empty id"),
+        (lambda: text_query(top_k=0), "top_k must be at least 1"),
+    ],
+)
+def test_bad_text_queries_are_input_errors(make, fragment) -> None:
+    with pytest.raises(InputError, match=fragment) as info:
+        validate_text(make(), TEXT_SPEC, max_candidates=5)
+    assert str(info.value).count(". ") == 0
+
+
+def test_text_needs_a_model_with_a_featurizer_and_the_right_name() -> None:
+    with pytest.raises(TextNotServedError, match=r"without a text featurizer.*call Rerank"):
+        validate_text(text_query(), SPEC, max_candidates=5)
+    with pytest.raises(UnknownModelError, match="'other' is not served here"):
+        validate_text(text_query(model_name="other"), TEXT_SPEC, max_candidates=5)
+
+
+class _Rows:
+    """A stand-in featurizer: row k of a list is (k, len(query)), so each value says where it
+    came from."""
+
+    def list_features(self, queries, lists):
+        return [
+            np.array([[k, len(q)] for k in range(len(t))], float)
+            for q, t in zip(queries, lists, strict=True)
+        ]
+
+
+def test_featurize_turns_text_lists_into_feature_lists_in_place() -> None:
+    feature_list = validate(
+        query(2, 2), ModelSpec(ModelRef("m", "3"), ("a", "b")), max_candidates=5
+    )
+    text_list = validate_text(text_query(3, query="four"), TEXT_SPEC, max_candidates=5)
+    ranked_spec = ModelSpec(ModelRef("m", "3"), ("a", "b"), uses_initial_rank=True)
+    out = featurize(_Rows(), ranked_spec, [text_list, feature_list])
+    assert out[1] is feature_list
+    assert isinstance(out[0], ValidQuery)
+    np.testing.assert_array_equal(out[0].features, [[0, 4], [1, 4], [2, 4]])
+    np.testing.assert_array_equal(out[0].initial_ranks, [1, 2, 3])  # the list's own order
+    assert out[0].features.dtype == np.float32 and out[0].context is None
+    assert featurize(_Rows(), TEXT_SPEC, [text_list])[0].initial_ranks is None
+    # a model swapped in meanwhile without a featurizer fails the text lists only
+    out = featurize(None, TEXT_SPEC, [text_list, feature_list])
+    assert isinstance(out[0], TextNotServedError) and out[1] is feature_list

@@ -134,6 +134,37 @@ def encoder_dir(tmp_path_factory, synthetic) -> Path:
     return save_lm(model, tokenizer, tmp_path_factory.mktemp("encoder") / "model")
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, synthetic, encoder_dir):
+    """Feature files with one encoder, and the default SetRank trained on them for 2 epochs
+    (``ltr train`` bundles the files' featurizer into the artifact)."""
+    from ltr.text.config import TextDataConfig
+    from ltr.text.features import build_text_features
+    from ltr.train.config import load_train_config
+    from ltr.train.run import train
+
+    work = tmp_path_factory.mktemp("text_rerank")
+    config = TextDataConfig(collection=str(synthetic.root), candidates=10)
+    files = build_text_features(config, {"pre": str(encoder_dir)}, work / "features")
+    overrides = {
+        "data.train": [str(files.files["train"])],
+        "data.valid": [str(files.files["valid"])],
+        "data.test": [str(files.files["test"])],
+        "data.letor_root": None,
+        "data.batch_size": 4,
+        "trainer.max_epochs": 2,
+        "trainer.progress_bar": False,
+        "trainer.accelerator": "cpu",
+        "tracking.enabled": False,
+        "output_dir": str(work / "setrank"),
+    }
+    repo = Path(__file__).resolve().parents[2]
+    run = train(
+        load_train_config(repo / "configs" / "setrank_imsab.yaml", overrides), verbose=False
+    )
+    return files, run.artifact_dir
+
+
 def unit_mean_hidden(model: TransformerLM, ids: list[int]) -> np.ndarray:
     """The unit mean of the final hidden states of one unpadded row of token ids (float64)."""
     with torch.no_grad():

@@ -4,6 +4,7 @@ the trained model scores the rows ``ltr text-features`` wrote, on PyTorch and ON
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,47 +17,20 @@ from ltr.errors import ConfigError
 from ltr.inference import score_lists
 from ltr.predictor import load_predictor
 from ltr.text.collection import load_collection
-from ltr.text.config import TextDataConfig
-from ltr.text.features import build_text_features
-from ltr.text.featurizer import TextFeaturizer
+from ltr.text.featurizer import TextFeaturizer, featurizer_beside
 from ltr.text.rerank import TextReranker
-from ltr.train.config import load_train_config
-from ltr.train.run import train
+from tests.serve._helpers import make_artifact
 
 from .conftest import doc_text
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, synthetic, encoder_dir):
-    """Feature files with one encoder, and the default SetRank trained on them for 2 epochs."""
-    work = tmp_path_factory.mktemp("text_rerank")
-    config = TextDataConfig(collection=str(synthetic.root), candidates=10)
-    files = build_text_features(config, {"pre": str(encoder_dir)}, work / "features")
-    overrides = {
-        "data.train": [str(files.files["train"])],
-        "data.valid": [str(files.files["valid"])],
-        "data.test": [str(files.files["test"])],
-        "data.letor_root": None,
-        "data.batch_size": 4,
-        "trainer.max_epochs": 2,
-        "trainer.progress_bar": False,
-        "trainer.accelerator": "cpu",
-        "tracking.enabled": False,
-        "output_dir": str(work / "setrank"),
-    }
-    run = train(
-        load_train_config(REPO / "configs" / "setrank_imsab.yaml", overrides), verbose=False
-    )
-    return files, run.artifact_dir
-
-
 def test_test_queries_score_as_the_offline_path(trained, synthetic):
     """For every test query, its candidates' texts in the file's order get the scores that
     `ltr evaluate`'s path gives the written rows, and come back in that score order."""
     files, model_dir = trained
-    reranker = TextReranker.load(files.directory / "featurizer", model_dir, backend="torch")
+    reranker = TextReranker.load(model_dir, backend="torch")
     data = load_dataset(files.files["test"])
     offline = score_lists(load_predictor(str(model_dir)).model, data)
     chunk, _ = read_parquet(files.files["test"])
@@ -90,8 +64,8 @@ def test_onnx_runtime_gives_the_same_ranking(trained, synthetic):
 
 
 def test_bad_calls_are_refused(trained):
-    files, model_dir = trained
-    reranker = TextReranker.load(files.directory / "featurizer", model_dir, backend="torch")
+    _, model_dir = trained
+    reranker = TextReranker.load(model_dir, backend="torch")
     with pytest.raises(ConfigError, match="no candidates"):
         reranker.rerank("q", [])
     with pytest.raises(ConfigError, match="not one string"):
@@ -118,7 +92,7 @@ def test_cli_rerank_text(trained, synthetic, tmp_path, capsys):
             "--query", "the zorbax", "--docs", str(hits_file)]  # fmt: skip
     assert main([*argv, "--format", "json", "--backend", "torch"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    reranker = TextReranker.load(files.directory / "featurizer", model_dir, backend="torch")
+    reranker = TextReranker.load(model_dir, backend="torch")
     expected = reranker.rerank(
         "the zorbax", [doc_text(d) for d in docs], [d["doc_id"] for d in docs]
     )
@@ -130,3 +104,89 @@ def test_cli_rerank_text(trained, synthetic, tmp_path, capsys):
     hits_file.write_text('{"doc_id": "x"}\n')
     assert main(argv) == 2
     assert "no 'text' field" in capsys.readouterr().err
+
+
+def test_training_bundles_the_featurizer_of_its_files(trained, tmp_path):
+    """`ltr train` on text-features files copies their featurizer into the artifact, so the
+    model alone reranks texts; its manifest and scores are the files' featurizer's."""
+    files, model_dir = trained
+    bundled = model_dir / "featurizer"
+    source = files.directory / "featurizer"
+    assert json.loads((bundled / "featurizer.json").read_text()) == json.loads(
+        (source / "featurizer.json").read_text()
+    )
+    assert load_predictor(str(model_dir)).loaded.manifest.training["featurizer"] == str(
+        source.resolve()
+    )
+    texts = ["zorbax quillet data", "grelbo study", "the mepron report of dravik"]
+    explicit = TextReranker.load(model_dir, source, backend="torch")
+    implicit = TextReranker.load(model_dir, backend="torch")
+    np.testing.assert_array_equal(
+        implicit.scores("zorbax", texts), explicit.scores("zorbax", texts)
+    )
+    # a model artifact without one says what to do
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare, ignore=shutil.ignore_patterns("featurizer"))
+    with pytest.raises(ConfigError, match=r"carries no text featurizer.*featurizer folder"):
+        TextReranker.load(bare, backend="torch")
+
+
+def test_featurizer_beside_needs_one_folder_and_the_same_columns(trained, tmp_path):
+    files, _ = trained
+    names = TextFeaturizer.load(files.directory / "featurizer").feature_names
+    train_file = files.files["train"]
+    assert featurizer_beside([train_file], names) == (files.directory / "featurizer").resolve()
+    assert featurizer_beside([train_file], names[:-1]) is None  # other columns
+    elsewhere = tmp_path / "train.parquet"
+    shutil.copy(train_file, elsewhere)
+    assert featurizer_beside([train_file, elsewhere], names) is None  # two folders
+    assert featurizer_beside([elsewhere], names) is None  # no featurizer there
+
+
+def test_a_rank_aware_model_gets_each_lists_order_from_one(trained, synthetic, tmp_path):
+    """The initial rank of the k-th given candidate is k (1-based, as training and `ltr evaluate`
+    give it; 0 would mean 'unknown')."""
+    files, _ = trained
+    data = load_dataset(files.files["test"])
+    model_dir = make_artifact(
+        tmp_path / "ranked", load_dataset(files.files["train"]), seed=3, use_initial_rank=True
+    )
+    reranker = TextReranker(
+        TextFeaturizer.load(files.directory / "featurizer"), load_predictor(str(model_dir))
+    )
+    offline = score_lists(load_predictor(str(model_dir)).model, data)  # file order = 1..n
+    chunk, _ = read_parquet(files.files["test"])
+    text_of = dict(zip(*_collection_texts(synthetic), strict=True))
+    query_of = {q["query_id"]: q["text"] for q in synthetic.queries}
+    qids = np.asarray([str(q) for q in chunk.qids])
+    for q in dict.fromkeys(qids):
+        rows = np.flatnonzero(qids == q)
+        texts = [text_of[str(d)] for d in chunk.doc_ids[rows]]
+        np.testing.assert_allclose(
+            reranker.scores(query_of[q], texts), offline[rows], rtol=1e-5, atol=1e-6
+        )
+
+
+def _collection_texts(synthetic):
+    collection = load_collection(synthetic.root)
+    return collection.doc_ids, collection.doc_texts
+
+
+def test_list_features_keep_lists_apart(trained):
+    """Lists of equal length share a features() call; each list's rows are the ones it gets
+    alone."""
+    files, _ = trained
+    featurizer = TextFeaturizer.load(files.directory / "featurizer")
+    queries = ["zorbax", "grelbo study", "mepron dravik"]
+    lists = [
+        ["zorbax quillet data", "a study", "grelbo"],
+        ["grelbo study", "tuvask", "the zorbax", "nothing here", ""],
+        ["mepron", "dravik report", "zorbax"],
+    ]
+    together = featurizer.list_features(queries, lists)
+    for query, texts, rows in zip(queries, lists, together, strict=True):
+        alone = featurizer.features([query], texts, np.arange(len(texts))[None])[0]
+        assert rows.shape == (len(texts), len(featurizer.feature_names))
+        np.testing.assert_allclose(rows, alone, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ConfigError, match="2 candidate lists for 3 queries"):
+        featurizer.list_features(queries, lists[:2])

@@ -80,12 +80,34 @@ class RerankBatchResponse(_message.Message):
     responses: _containers.RepeatedCompositeFieldContainer[RerankResponse]
     def __init__(self, responses: _Optional[_Iterable[_Union[RerankResponse, _Mapping]]] = ...) -> None: ...
 
+class TextCandidate(_message.Message):
+    __slots__ = ("id", "text")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    text: str
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class RerankTextRequest(_message.Message):
+    __slots__ = ("query_id", "query", "candidates", "top_k", "model_name")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    query: str
+    candidates: _containers.RepeatedCompositeFieldContainer[TextCandidate]
+    top_k: int
+    model_name: str
+    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[TextCandidate, _Mapping]]] = ..., top_k: _Optional[int] = ..., model_name: _Optional[str] = ...) -> None: ...
+
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "num_features", "feature_names", "max_candidates", "backend", "uses_initial_rank", "context_dim", "max_message_bytes", "context_columns")
+    __slots__ = ("model", "num_features", "feature_names", "max_candidates", "backend", "uses_initial_rank", "context_dim", "max_message_bytes", "context_columns", "accepts_text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +117,7 @@ class ModelInfo(_message.Message):
     CONTEXT_DIM_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_TEXT_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     num_features: int
     feature_names: _containers.RepeatedScalarFieldContainer[str]
@@ -104,4 +127,5 @@ class ModelInfo(_message.Message):
     context_dim: int
     max_message_bytes: int
     context_columns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., context_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+    accepts_text: bool
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., context_columns: _Optional[_Iterable[str]] = ..., accepts_text: _Optional[bool] = ...) -> None: ...

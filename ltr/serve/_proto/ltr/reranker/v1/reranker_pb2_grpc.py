@@ -49,6 +49,11 @@ class RerankerStub:
                 request_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.RerankText = channel.unary_unary(
+                '/ltr.reranker.v1.Reranker/RerankText',
+                request_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankTextRequest.SerializeToString,
+                response_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankResponse.FromString,
+                _registered_method=True)
 
 
 class RerankerServicer:
@@ -76,6 +81,15 @@ class RerankerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerankText(self, request, context):
+        """Rerank one query's candidate texts: the server computes each candidate's features with the
+        text featurizer that belongs to the model (ModelInfo.accepts_text), then scores them as
+        Rerank does. A server without a featurizer answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RerankerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +107,11 @@ def add_RerankerServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.GetModelInfoRequest.FromString,
                     response_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.ModelInfo.SerializeToString,
+            ),
+            'RerankText': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerankText,
+                    request_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankTextRequest.FromString,
+                    response_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +195,33 @@ class Reranker:
             '/ltr.reranker.v1.Reranker/GetModelInfo',
             ltr_dot_reranker_dot_v1_dot_reranker__pb2.GetModelInfoRequest.SerializeToString,
             ltr_dot_reranker_dot_v1_dot_reranker__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerankText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ltr.reranker.v1.Reranker/RerankText',
+            ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankTextRequest.SerializeToString,
+            ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankResponse.FromString,
             options,
             channel_credentials,
             insecure,

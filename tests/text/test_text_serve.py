@@ -1,0 +1,249 @@
+"""RerankText on a real ``ltr serve`` process: a model trained on text features, served (ONNX
+Runtime, exported on load) with the featurizer it carries, reranks a query's candidate texts as
+the in-process reranker does; bad text calls get their status code and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from functools import partial
+
+import grpc
+import numpy as np
+import pytest
+
+from ltr.cli import main
+from ltr.data.dataset import load_dataset
+from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
+from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
+from ltr.serve.client import RerankerClient, RerankError
+from ltr.serve.models import ModelHolder, load_served_model
+from ltr.text.collection import load_collection
+from ltr.text.featurizer import TextFeaturizer
+from ltr.text.rerank import TextReranker
+from tests.serve._helpers import LTR, ServerProcess, make_artifact, metric
+
+from .conftest import doc_text
+
+MAX_CANDIDATES = 40
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, trained):
+    _, model_dir = trained
+    process = ServerProcess(
+        tmp_path_factory.mktemp("text_server"),
+        model_dir,
+        "--max_candidates", str(MAX_CANDIDATES),
+        "--batching.max_delay_ms", "5",
+    )  # fmt: skip
+    yield process.wait_ready()
+    assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope="module")
+def reranker(trained):
+    _, model_dir = trained
+    return TextReranker.load(model_dir, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def test_lists(trained, synthetic):
+    """``(query text, ids, texts)`` of every test query of the feature file, in its order."""
+    files, _ = trained
+    data = load_dataset(files.files["test"])
+    collection = load_collection(synthetic.root)
+    text_of = dict(zip(collection.doc_ids, collection.doc_texts, strict=True))
+    query_of = {q["query_id"]: q["text"] for q in synthetic.queries}
+    lists = []
+    for q in range(len(data)):
+        ids = [str(d) for d in data.doc_ids[data[q].rows]]
+        lists.append((query_of[str(data.qids[q])], ids, [text_of[d] for d in ids]))
+    return lists
+
+
+def test_model_info_says_text_is_served(server, reranker) -> None:
+    with RerankerClient(server.target) as client:
+        spec = client.model_info().spec
+    assert spec.accepts_text
+    assert list(spec.feature_names) == reranker.featurizer.feature_names
+
+
+def test_text_lists_get_the_in_process_scores(server, reranker, test_lists) -> None:
+    """Every test query's candidates, sent as texts, come back with the scores the in-process
+    reranker (PyTorch) gives them, best first, named by the served version."""
+    with RerankerClient(server.target) as client:
+        version = client.model_info().spec.ref.version
+        for k, (query, ids, texts) in enumerate(test_lists):
+            ranked = client.rerank_text(query, texts, ids, query_id=f"q{k}")
+            expected = dict(zip(ids, reranker.scores(query, texts).tolist(), strict=True))
+            np.testing.assert_allclose(
+                ranked.scores, [expected[i] for i in ranked.ids], rtol=1e-5, atol=1e-5
+            )
+            assert sorted(ranked.ids) == sorted(ids)
+            assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
+            assert [ids[i] for i in ranked.request_indices] == ranked.ids
+            assert (ranked.query_id, ranked.model.version) == (f"q{k}", version)
+        top = client.rerank_text(query, texts, ids, top_k=3)
+        assert top.ids == ranked.ids[:3]
+
+
+def test_concurrent_text_and_feature_calls_share_batches(server, trained, test_lists) -> None:
+    """Text lists and feature lists sent at once by many clients all get right answers."""
+    files, _ = trained
+    data = load_dataset(files.files["test"])
+    with RerankerClient(server.target) as client:
+        expected_text = [client.rerank_text(q, t, i) for q, i, t in test_lists]
+        expected_rows = [
+            client.rerank(list(map(str, data.doc_ids[data[q].rows])), data.features[data[q].rows])
+            for q in range(len(data))
+        ]
+    before = server.scrape()
+    failures: list[str] = []
+
+    def work(worker: int) -> None:
+        with RerankerClient(server.target) as client:
+            for round_ in range(6):
+                q = (worker + round_) % len(test_lists)
+                if (worker + round_) % 2:
+                    query, ids, texts = test_lists[q]
+                    got, want = client.rerank_text(query, texts, ids), expected_text[q]
+                else:
+                    rows = data[q].rows
+                    ids = list(map(str, data.doc_ids[rows]))
+                    got, want = client.rerank(ids, data.features[rows]), expected_rows[q]
+                if got.ids != want.ids or not np.allclose(got.scores, want.scores, atol=1e-6):
+                    failures.append(f"worker {worker} list {q}")
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    after = server.scrape()
+    calls = {
+        method: metric(after, "ltr_requests_total", method=method, code="OK")
+        - metric(before, "ltr_requests_total", method=method, code="OK")
+        for method in ("RerankText", "Rerank")
+    }
+    assert calls == {"RerankText": 24, "Rerank": 24}
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "fragment"),
+    [
+        (pb.RerankTextRequest(query=" ", candidates=[pb.TextCandidate(id="a", text="x")]),
+         grpc.StatusCode.INVALID_ARGUMENT, "the query text is empty"),
+        (pb.RerankTextRequest(query="zorbax"), grpc.StatusCode.INVALID_ARGUMENT,
+         "no candidates"),
+        (pb.RerankTextRequest(
+            query="zorbax",
+            candidates=[pb.TextCandidate(id=str(i), text="x") for i in range(MAX_CANDIDATES + 1)],
+        ), grpc.StatusCode.INVALID_ARGUMENT, f"accepts at most {MAX_CANDIDATES}"),
+        (pb.RerankTextRequest(
+            query="zorbax", candidates=[pb.TextCandidate(id="a", text="x")] * 2
+        ), grpc.StatusCode.INVALID_ARGUMENT, "'a' appears more than once"),
+        (pb.RerankTextRequest(
+            query="zorbax", candidates=[pb.TextCandidate(id="a", text="x")], top_k=0
+        ), grpc.StatusCode.INVALID_ARGUMENT, "top_k must be at least 1"),
+        (pb.RerankTextRequest(
+            query="zorbax", candidates=[pb.TextCandidate(id="a", text="x")], model_name="other"
+        ), grpc.StatusCode.NOT_FOUND, "'other' is not served here"),
+    ],
+)  # fmt: skip
+def test_bad_text_calls_get_their_code_and_the_server_goes_on(
+    server, request_, code, fragment
+) -> None:
+    with server.channel() as channel:
+        stub = pb_grpc.RerankerStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RerankText(request_, timeout=10)
+        assert info.value.code() == code
+        assert fragment in info.value.details()
+        good = pb.RerankTextRequest(
+            query="zorbax quillet",
+            candidates=[pb.TextCandidate(id="a", text="zorbax"), pb.TextCandidate(id="b")],
+        )
+        assert len(stub.RerankText(good, timeout=10).candidates) == 2
+
+
+def test_cli_rerank_text_on_the_server(server, reranker, synthetic, tmp_path, capsys) -> None:
+    docs = synthetic.docs[:8]
+    hits = tmp_path / "hits.jsonl"
+    hits.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    argv = ["rerank-text", "--server", server.target, "--query", "zorbax mepron",
+            "--docs", str(hits)]  # fmt: skip
+    assert main([*argv, "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = reranker.rerank(
+        "zorbax mepron", [doc_text(d) for d in docs], [d["doc_id"] for d in docs]
+    )
+    assert [c["id"] for c in printed["candidates"]] == [h.id for h in expected]
+    assert [c["position"] for c in printed["candidates"]] == [h.position for h in expected]
+    np.testing.assert_allclose(
+        [c["score"] for c in printed["candidates"]], [h.score for h in expected], atol=1e-5
+    )
+    with RerankerClient(server.target) as client:
+        assert printed["model"]["version"] == client.model_info().spec.ref.version
+    assert main([*argv, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ranked by ") and len(lines) == 2 + 2
+    assert main([*argv, "--featurizer", "somewhere"]) == 2
+    assert "--featurizer is for --model" in capsys.readouterr().err
+
+
+def test_a_model_without_a_featurizer_refuses_text(tmp_path, trained) -> None:
+    """Served without one: GetModelInfo says so and RerankText is FAILED_PRECONDITION, while
+    Rerank works."""
+    files, _ = trained
+    data = load_dataset(files.files["test"])
+    plain = make_artifact(tmp_path / "plain", load_dataset(files.files["train"]), seed=5)
+    process = ServerProcess(tmp_path, plain, "--backend", "torch").wait_ready()
+    try:
+        with RerankerClient(process.target) as client:
+            assert not client.model_info().spec.accepts_text
+            with pytest.raises(RerankError) as info:
+                client.rerank_text("zorbax", ["a text"])
+            assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert "without a text featurizer" in str(info.value)
+            rows = data[0].rows
+            assert len(client.rerank([str(i) for i in range(len(rows))], data.features[rows]).ids)
+    finally:
+        assert process.stop() == 0, process.log()
+
+
+def test_a_featurizer_of_other_columns_stops_the_start(tmp_path, trained, mq2008_dir) -> None:
+    """`ltr serve --featurizer` with a model trained on other features does not start."""
+    files, _ = trained
+    mq2008 = make_artifact(tmp_path / "mq", load_dataset(mq2008_dir / "S1.txt.xz"), seed=1)
+    done = subprocess.run(
+        [str(LTR), "serve", "--model", str(mq2008), "--featurizer",
+         str(files.directory / "featurizer"), "--port", "0", "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "do not belong together" in done.stderr
+
+
+def test_a_reload_swaps_model_and_featurizer_together_or_not_at_all(tmp_path, trained) -> None:
+    """The featurizer is loaded with each model version: a reload whose featurizer does not fit
+    the model keeps the old pair serving; one that fits replaces both."""
+    _, model_dir = trained
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    holder = ModelHolder(str(folder), partial(load_served_model, backend="torch"))
+    first = holder.load_initial()
+    assert first.spec.accepts_text and first.featurizer is not None
+    lexical_only = TextFeaturizer(first.featurizer.lexical)
+    lexical_only.save(folder / "featurizer")  # 5 columns; the model was trained on 6
+    failed = holder.reload()
+    assert not failed.swapped and "do not belong together" in failed.error
+    assert holder.current is first
+    shutil.rmtree(folder / "featurizer")
+    shutil.copytree(model_dir / "featurizer", folder / "featurizer")
+    assert holder.reload().swapped
+    assert holder.current is not first and holder.current.featurizer is not first.featurizer
+    assert holder.current.spec.accepts_text
