@@ -213,8 +213,16 @@ class Server(ServerProcess):
         return last
 
 
-async def burst(port: int, payload: bytes, concurrency: int, seconds: float, warmup: float):
-    """Closed loop: ``concurrency`` callers for ``warmup + seconds``; latencies after warm-up."""
+async def burst(
+    port: int,
+    payload: bytes,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    method: str = METHOD,
+):
+    """Closed loop: ``concurrency`` callers of ``method`` for ``warmup + seconds``; latencies
+    after warm-up."""
     import grpc
 
     options = [
@@ -222,7 +230,7 @@ async def burst(port: int, payload: bytes, concurrency: int, seconds: float, war
         ("grpc.max_receive_message_length", 64 << 20),
     ]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
-        call = channel.unary_unary(METHOD)  # bytes in, bytes out: no client-side (de)coding
+        call = channel.unary_unary(method)  # bytes in, bytes out: no client-side (de)coding
         await call(payload, timeout=60)
         latencies: list[float] = []
         start = time.perf_counter()
