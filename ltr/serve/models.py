@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ltr.artifact import BUNDLED_FEATURIZER, LoadedModel, is_mlflow_uri
+from ltr.artifact import LoadedModel, is_mlflow_uri
 from ltr.predictor import Predictor
 from ltr.serve.domain import Backend, ModelRef, ModelSpec
 
@@ -75,24 +75,6 @@ def model_spec(loaded: LoadedModel, backend: Backend, *, accepts_text: bool = Fa
     )
 
 
-def load_featurizer(loaded: LoadedModel, source: str | None) -> TextFeaturizer | None:
-    """The text featurizer to serve with ``loaded``: ``source`` when given, else the one the
-    artifact carries (``<artifact>/featurizer``, bundled by ``ltr train`` on text feature files),
-    else None. Refused (:class:`~ltr.errors.ConfigError`) unless the model was trained on its
-    columns."""
-    from ltr.text.featurizer import TextFeaturizer
-    from ltr.text.rerank import check_pairing
-
-    if source is None:
-        bundled = loaded.path / BUNDLED_FEATURIZER
-        if not bundled.is_dir():
-            return None
-        source = str(bundled)
-    featurizer = TextFeaturizer.load(source)
-    check_pairing(featurizer, loaded.manifest)
-    return featurizer
-
-
 def _scratch_folders(loaded: LoadedModel, predictor: Predictor) -> tuple[Path, ...]:
     temp = Path(tempfile.gettempdir()).resolve()
     found = []
@@ -121,12 +103,13 @@ def load_served_model(
     featurizer: str | None = None,
 ) -> ServedModel:
     """Load ``source`` (artifact folder or MLflow URI) for serving on ``backend``, with its text
-    featurizer when it has one (see :func:`load_featurizer`)."""
+    featurizer when it has one (see :func:`ltr.text.rerank.featurizer_for`)."""
     from ltr.artifact import load_model
     from ltr.predictor import load_predictor
+    from ltr.text.rerank import featurizer_for
 
     loaded = load_model(source)
-    text = load_featurizer(loaded, featurizer)  # before the export: a mismatch fails fast
+    text = featurizer_for(loaded, featurizer)  # before the export: a mismatch fails fast
     predictor = load_predictor(
         loaded,
         backend,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltr.artifact import BUNDLED_FEATURIZER, Manifest
+from ltr.artifact import BUNDLED_FEATURIZER, LoadedModel, Manifest
 from ltr.errors import ConfigError
 from ltr.predictor import Predictor, load_predictor
 from ltr.text.featurizer import TextFeaturizer
@@ -37,6 +37,19 @@ def check_pairing(featurizer: TextFeaturizer, manifest: Manifest) -> None:
         raise ConfigError(
             "the model takes a per-query context vector, which text features do not give"
         )
+
+
+def featurizer_for(loaded: LoadedModel, source: str | Path | None) -> TextFeaturizer | None:
+    """The featurizer to use with ``loaded``: the folder ``source`` when given, else the one the
+    artifact carries (``<artifact>/featurizer``), else None; refused by :func:`check_pairing`
+    unless the model was trained on its columns."""
+    if source is None:
+        source = loaded.path / BUNDLED_FEATURIZER
+        if not source.is_dir():
+            return None
+    featurizer = TextFeaturizer.load(source)
+    check_pairing(featurizer, loaded.manifest)
+    return featurizer
 
 
 @dataclass(frozen=True)
@@ -65,15 +78,14 @@ class TextReranker:
         by default the one the model carries (``ltr train`` bundles it when the training files
         came from ``ltr text-features``)."""
         predictor = load_predictor(str(model), backend)
-        if featurizer is None:
-            featurizer = predictor.loaded.path / BUNDLED_FEATURIZER
-            if not featurizer.is_dir():
-                raise ConfigError(
-                    f"model {model} carries no text featurizer (it was not trained on ltr "
-                    "text-features files, or by an older ltr); pass the featurizer folder "
-                    "(<features>/featurizer) explicitly"
-                )
-        return cls(TextFeaturizer.load(featurizer), predictor)
+        text = featurizer_for(predictor.loaded, featurizer)
+        if text is None:
+            raise ConfigError(
+                f"model {model} carries no text featurizer (it was not trained on ltr "
+                "text-features files, or by an older ltr); pass the featurizer folder "
+                "(<features>/featurizer) explicitly"
+            )
+        return cls(text, predictor)
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """``[K]`` the model's score of each candidate text for ``query`` (first-stage order)."""
