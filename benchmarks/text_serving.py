@@ -3,7 +3,9 @@
 Cranfield (``../shared/data/cranfield``, not bundled): the featurizer is fitted on its 1,400
 documents, either lexical only (5 columns) or with one encoder (the masked LM of
 ``configs/text/bert_cranfield.yaml``: d_model 128, 2 layers, block 128, a BPE tokenizer of 4,096
-tokens trained on the documents; random weights, since speed does not depend on them). The model
+tokens trained on the documents; random weights, since speed does not depend on them), the
+encoder's document vectors computed for every call or looked up in the featurizer's vector cache
+of the collection (``ltr text-features`` fills it by default). The model
 is the default SetRank of ``configs/setrank_imsab.yaml`` for those columns (random weights, a
 normaliser fitted on the lists' features), with the featurizer bundled, served by one
 ``ltr serve`` per featurizer (ONNX Runtime, batching on, defaults otherwise). Requests: one judged
@@ -14,6 +16,9 @@ interleaved over the repetitions, as in ``benchmarks/serving_latency.py``.
 Featurizer alone = ``TextFeaturizer.list_features`` on one list in this process (median, one
 torch thread as in the server, timed after the servers stopped): the part of a text call's cost
 that the server adds on its compute thread.
+
+``--device cuda`` runs the encoders on a GPU (``ltr serve --featurizer-device cuda``; the ranking
+model stays on ONNX Runtime) and writes its own section.
 
 Run: ``python -m benchmarks.text_serving`` (``--no-write`` to only print; see ``--help``).
 """
@@ -39,7 +44,11 @@ COLLECTION = REPO.parent / "shared" / "data" / "cranfield"
 ENCODER_CONFIG = REPO / "configs" / "text" / "bert_cranfield.yaml"
 RERANK = "/ltr.reranker.v1.Reranker/Rerank"
 RERANK_TEXT = "/ltr.reranker.v1.Reranker/RerankText"
-FEATURIZERS = {"lexical": "lexical only (5 columns)", "encoder": "lexical + 1 encoder (6)"}
+FEATURIZERS = {
+    "lexical": "lexical only (5 columns)",
+    "encoder": "+ 1 encoder (6)",
+    "cached": "+ 1 encoder, vector cache (6)",
+}
 
 
 @dataclass
@@ -98,14 +107,16 @@ def build_model(featurizer, lists: list[np.ndarray], root: Path) -> Path:
 
 
 class TextServer(ServerProcess):
-    def __init__(self, label: str, model: Path, max_candidates: int, log_dir: Path) -> None:
+    def __init__(
+        self, label: str, model: Path, max_candidates: int, log_dir: Path, device: str
+    ) -> None:
         self.label = label
         self.port, self.metrics_port = free_port(), free_port()
         argv = [
             str(Path(sys.executable).with_name("ltr")), "serve", "--model", str(model),
             "--host", "127.0.0.1", "--port", str(self.port), "--metrics_host", "127.0.0.1",
             "--metrics-port", str(self.metrics_port), "--max_candidates", str(max_candidates),
-            "--log_level", "WARNING",
+            "--log_level", "WARNING", "--featurizer-device", device,
         ]  # fmt: skip
         self.launch(argv, log_dir / f"{label}.log")
 
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per burst")
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
+    p.add_argument("--device", default="cpu", help="where the encoders run (cpu, cuda)")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
 
@@ -136,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
     from ltr.text.bm25 import BM25
     from ltr.text.collection import load_collection
+    from ltr.text.featurizer import TextFeaturizer
 
     if not args.collection.is_dir():
         raise SystemExit(f"no collection at {args.collection}; pass --collection")
@@ -146,11 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     texts = {n: [docs[i] for i in top[0, :n]] for n in args.lengths}
     ids = {n: [collection.doc_ids[i] for i in top[0, :n]] for n in args.lengths}
     work = Path(tempfile.mkdtemp(prefix="ltr-text-serving-"))
-    servers, payloads, featurizers = {}, {}, {}
+    servers, payloads, featurizers, gaps = {}, {}, {}, {}
     try:
         for kind in FEATURIZERS:
-            featurizer = build_featurizer(kind, docs, work / kind)
+            if kind == "cached":  # the encoder featurizer, with the collection's vectors
+                featurizer = TextFeaturizer.load(work / "encoder" / "featurizer").to(args.device)
+                start = time.perf_counter()
+                featurizer.cache_documents(docs)
+                cache_seconds = time.perf_counter() - start
+            else:
+                featurizer = build_featurizer(kind, docs, work / kind).to(args.device)
             rows = {n: featurizer.list_features([query], [texts[n]])[0] for n in args.lengths}
+            if args.device != "cpu":  # the same rows as on the CPU?
+                on_cpu = TextFeaturizer.load(featurizer.save(work / kind / "check")).to("cpu")
+                for n in args.lengths:
+                    want = on_cpu.list_features([query], [texts[n]])[0]
+                    gaps[kind] = max(gaps.get(kind, 0.0), float(np.abs(rows[n] - want).max()))
             model = build_model(featurizer, list(rows.values()), work / kind)
             for n in args.lengths:
                 pairs = zip(ids[n], texts[n], strict=True)
@@ -169,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 payloads[kind, RERANK_TEXT, n] = text_request.SerializeToString()
                 payloads[kind, RERANK, n] = feature_request.SerializeToString()
             featurizers[kind] = featurizer
-            servers[kind] = TextServer(kind, model, max(args.lengths), work)
+            servers[kind] = TextServer(kind, model, max(args.lengths), work, args.device)
         for server in servers.values():
             server.wait_ready()
         cells: dict[tuple, Cell] = {}
@@ -196,15 +220,26 @@ def main(argv: list[str] | None = None) -> int:
         for kind, featurizer in featurizers.items()
         for n in args.lengths
     }
-    body = report(cells, alone, args, query)
+    body = report(cells, alone, args, query, len(docs), cache_seconds)
+    if gaps:
+        body += "\n\nLargest difference of a feature from the CPU's (same featurizer, same lists): "
+        body += ", ".join(f"{FEATURIZERS[k]} {v:.1e}" for k, v in gaps.items()) + "."
     print(body)
     if not args.no_write:
         command = "python -m benchmarks.text_serving " + " ".join(argv or sys.argv[1:])
-        write_section("text-serving", "Text serving: RerankText against Rerank", command, body)
+        gpu = args.device != "cpu"  # a GPU run keeps its own section beside the CPU one
+        write_section(
+            "text-serving_cuda" if gpu else "text-serving",
+            "Text serving: RerankText against Rerank" + (" (encoders on a GPU)" if gpu else ""),
+            command.strip(),
+            body,
+        )
     return 0
 
 
-def report(cells: dict, alone: dict, args: argparse.Namespace, query: str) -> str:
+def report(
+    cells: dict, alone: dict, args: argparse.Namespace, query: str, docs: int, cache_s: float
+) -> str:
     rows = []
     for kind, label in FEATURIZERS.items():
         for n in args.lengths:
@@ -231,7 +266,9 @@ def report(cells: dict, alone: dict, args: argparse.Namespace, query: str) -> st
         "(`RerankText`) and as the featurizer's rows (`Rerank`) to the same `ltr serve` (ONNX "
         "Runtime, batching on), default SetRank with random weights. "
         f"{args.reps} interleaved bursts of {args.seconds:g} s per cell, latencies pooled. "
-        "The featurizer runs on the server's compute thread, inside the batch.\n\n" + table
+        "The featurizer runs on the server's compute thread, inside the batch; its encoder on "
+        f"device `{args.device}`. Filling the vector cache (encoding all {docs:,} documents "
+        f"once, as `ltr text-features` does) took {cache_s:.1f} s.\n\n" + table
     )
 
 

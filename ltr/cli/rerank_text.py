@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--docs", type=Path, required=True, help="candidates, JSON lines")
     p.add_argument("--top-k", type=int, help="print only the best K")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="with --model: where the model (torch backend) and the text encoders run: cpu "
+        "(default), cuda, cuda:N or auto",
+    )
     p.add_argument("--ca", type=Path, help="with --server: CA certificate (PEM), connect with TLS")
     p.add_argument("--cert", type=Path, help="with --server: client certificate, for mutual TLS")
     p.add_argument("--key", type=Path, help="with --server: client key, for mutual TLS")
@@ -61,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{' and '.join(tls)}: only for --server; leave them out here")
         from ltr.text.rerank import TextReranker
 
-        reranker = TextReranker.load(args.model, args.featurizer, backend=args.backend)
+        reranker = TextReranker.load(
+            args.model, args.featurizer, backend=args.backend, device=args.device
+        )
         hits, source = reranker.rerank(args.query, texts, ids, top_k=args.top_k), None
     if args.format == "json":
         out: list | dict = [{"id": h.id, "score": h.score, "position": h.position} for h in hits]

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9090, 0 = off)")
     p.add_argument("--threads", type=int, help="compute threads per forward pass (default 1)")
     p.add_argument("--device", help="torch backend: cpu (default), cuda, cuda:N or auto")
+    p.add_argument(
+        "--featurizer-device",
+        help="where the text featurizer's encoders run (default: --device); a GPU works with "
+        "the onnx backend too",
+    )
     p.add_argument("--no-batching", action="store_true", help="one forward pass per list")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=run, accepts_overrides=True)
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         "metrics_port": args.metrics_port,
         "threads": args.threads,
         "device": args.device,
+        "featurizer_device": args.featurizer_device,
         "batching.enabled": False if args.no_batching else None,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})

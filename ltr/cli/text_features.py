@@ -31,6 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a text encoder (model directory, runs:/… or models:/…) giving column sim_NAME; "
         "repeat for several",
     )
+    p.add_argument(
+        "--no-vector-cache",
+        dest="vector_cache",
+        action="store_false",
+        help="do not encode the whole collection ahead and keep its vectors in the featurizer "
+        "(by default reranking the collection's documents later skips the encoder)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the encoders run: cpu (default), cuda, cuda:N or auto",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, accepts_overrides=True)
 
 
@@ -40,7 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from ltr.text.features import build_text_features, parse_encoders
 
     config = load_finetune_config(args.config, parse_overrides(args.overrides))
-    result = build_text_features(config.data, parse_encoders(args.encoder), args.out)
+    result = build_text_features(
+        config.data,
+        parse_encoders(args.encoder),
+        args.out,
+        cache_vectors=args.vector_cache,
+        device=args.device,
+        progress=not args.quiet,
+    )
     print(f"features: {', '.join(result.feature_names)}")
     for part, path in result.files.items():
         print(

@@ -123,6 +123,9 @@ class ServeConfig:
     """Text featurizer folder (``ltr text-features``' ``OUT/featurizer``) for ``RerankText``;
     default: the one the model artifact carries, if any. Checked against the model at every
     load: a model not trained on its columns is refused."""
+    featurizer_device: str | None = None
+    """Where the featurizer's text encoders run: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``;
+    default: ``device``. A GPU here suits the onnx backend too (the encoders are PyTorch)."""
     drain_seconds: float = 30.0
     """On SIGTERM: how long calls in flight may take to complete before the process exits."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -101,15 +101,19 @@ def load_served_model(
     export_on_load: bool = True,
     parity_data: tuple[str, ...] = (),
     featurizer: str | None = None,
+    featurizer_device: str | None = None,
 ) -> ServedModel:
     """Load ``source`` (artifact folder or MLflow URI) for serving on ``backend``, with its text
-    featurizer when it has one (see :func:`ltr.text.rerank.featurizer_for`)."""
+    featurizer when it has one (see :func:`ltr.text.rerank.featurizer_for`), its encoders on
+    ``featurizer_device`` (default ``device``)."""
     from ltr.artifact import load_model
     from ltr.predictor import load_predictor
     from ltr.text.rerank import featurizer_for
 
     loaded = load_model(source)
     text = featurizer_for(loaded, featurizer)  # before the export: a mismatch fails fast
+    if text is not None:
+        text.to(featurizer_device or device)
     predictor = load_predictor(
         loaded,
         backend,

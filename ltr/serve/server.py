@@ -94,6 +94,7 @@ class RerankServer:
                 export_on_load=config.export_on_load,
                 parity_data=tuple(config.parity_data),
                 featurizer=config.featurizer,
+                featurizer_device=config.featurizer_device,
             ),
             on_reload=self._reloaded,
         )

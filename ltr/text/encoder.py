@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ltr.lm.encode import pad_token_rows, pooled_vectors
 from ltr.lm.model import TransformerLM
@@ -74,6 +75,36 @@ def encode(model: TransformerLM, ids: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def token_vectors(
+    model: TransformerLM,
+    rows: Sequence[np.ndarray],
+    pad_id: int,
+    *,
+    batch_size: int = 64,
+    progress: str | None = None,
+) -> Tensor:
+    """``[N, d]`` float32 unit vectors of token rows, on the CPU, computed on the model's device.
+
+    Rows are encoded in batches of similar length (sorted by length), so that short texts do not
+    pay for the padding of long ones; padding changes no vector (see :func:`encode_texts`).
+    ``progress`` names a progress bar (none when None).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.zeros((len(rows), model.config.d_model))
+    order = np.argsort([len(row) for row in rows], kind="stable")
+    steps = range(0, len(rows), batch_size)
+    try:
+        for start in tqdm(steps, desc=progress, unit="batch", disable=progress is None):
+            chunk = order[start : start + batch_size]
+            ids, mask = pad_token_rows([rows[i] for i in chunk], pad_id)  # (B, T), (B, T)
+            out[torch.from_numpy(chunk)] = encode(model, ids.to(device), mask.to(device)).cpu()
+    finally:
+        model.train(was_training)
+    return out
+
+
 def similarities(
     model: TransformerLM,
     queries: Sequence[np.ndarray],
@@ -85,23 +116,11 @@ def similarities(
 ) -> np.ndarray:
     """``[Q, K]`` cosine similarity of query ``q`` with document ``docs[position[q, k]]`` (token
     rows; each document encoded once, however many lists hold it)."""
-    was_training = model.training
-    model.eval()
-    try:
-        unique = np.unique(position)
-        vectors = torch.zeros((len(unique), model.config.d_model))
-        for start in range(0, len(unique), batch_size):
-            chunk = unique[start : start + batch_size]
-            rows = [docs[i] for i in chunk]
-            vectors[start : start + len(chunk)] = encode(model, *pad_token_rows(rows, pad_id))
-        query_vectors = torch.zeros((len(queries), model.config.d_model))
-        for start in range(0, len(queries), batch_size):
-            rows = list(queries[start : start + batch_size])
-            query_vectors[start : start + len(rows)] = encode(model, *pad_token_rows(rows, pad_id))
-        found = torch.from_numpy(np.searchsorted(unique, position))  # (Q, K)
-        return torch.einsum("qd,qkd->qk", query_vectors, vectors[found]).numpy()
-    finally:
-        model.train(was_training)
+    unique = np.unique(position)
+    vectors = token_vectors(model, [docs[i] for i in unique], pad_id, batch_size=batch_size)
+    query_vectors = token_vectors(model, queries, pad_id, batch_size=batch_size)  # (Q, d)
+    found = torch.from_numpy(np.searchsorted(unique, position))  # (Q, K)
+    return torch.einsum("qd,qkd->qk", query_vectors, vectors[found]).numpy()
 
 
 def encoder_scores(

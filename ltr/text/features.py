@@ -87,19 +87,35 @@ def parse_encoders(specs: list[str]) -> dict[str, str]:
 
 
 def build_text_features(
-    config: TextDataConfig, encoders: Mapping[str, str], output_dir: str | Path
+    config: TextDataConfig,
+    encoders: Mapping[str, str],
+    output_dir: str | Path,
+    *,
+    cache_vectors: bool = True,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> FeatureFiles:
     """Retrieve every split's candidates, compute their features and write
     ``<output_dir>/{train,valid,test}.parquet`` and ``features.json``.
 
     The query split and the candidates follow ``config`` exactly as ``ltr finetune`` does, so an
     encoder fine-tuned with the same data section never saw the queries of ``valid`` / ``test``.
+
+    Args:
+        cache_vectors: encode the whole collection once and save the vectors with the
+            featurizer (:mod:`ltr.text.vectors`), so that reranking its documents later skips
+            the encoder; without it only the listed documents are encoded, and nothing is kept.
+        device: where the encoders run (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
+        progress: show a progress bar while the collection is encoded.
     """
     if not config.collection:
         raise ConfigError("no collection given: set --collection (a text collection folder)")
     task = TextTask.load(config)
     docs = task.collection.doc_texts
     featurizer = TextFeaturizer.fit(docs, encoders, k1=config.bm25_k1, b=config.bm25_b)
+    featurizer.to(device)
+    if cache_vectors:
+        featurizer.cache_documents(docs, progress=progress)
     names = featurizer.feature_names
     out = FeatureFiles(Path(output_dir), feature_names=names)
     out.directory.mkdir(parents=True, exist_ok=True)
@@ -120,6 +136,7 @@ def build_text_features(
             "candidates": config.candidates,
             "bm25": {"k1": config.bm25_k1, "b": config.bm25_b},
             "encoders": dict(encoders),
+            "vector_cache": cache_vectors and bool(encoders),
             "feature_names": names,
             "featurizer": FEATURIZER_DIR,
             "rows": out.rows,

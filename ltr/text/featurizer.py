@@ -36,6 +36,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
@@ -44,7 +45,8 @@ from ltr.artifact import ArtifactError
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
-from ltr.text.encoder import similarities, tokenize_texts
+from ltr.text.encoder import token_vectors, tokenize_texts
+from ltr.text.vectors import VectorCache
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
 FEATURIZER_MANIFEST = "featurizer.json"
@@ -172,6 +174,12 @@ class LexicalStats:
         return stats
 
 
+def _encode(lm: LoadedLM, texts: Sequence[str], progress: str | None = None) -> torch.Tensor:
+    """``[N, d]`` the encoder's unit vectors of ``texts`` (first ``block_size`` tokens)."""
+    tokens = tokenize_texts(lm.tokenizer, texts, lm.model.config.block_size)
+    return token_vectors(lm.model, tokens, lm.tokenizer.pad_id, progress=progress)
+
+
 def _row_dot(queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray):
     """``[Q, K]``: dot product of query row ``q`` with document row ``position[q, k]``."""
     out = np.zeros(position.shape, dtype=np.float64)
@@ -188,6 +196,9 @@ class TextFeaturizer:
     encoders: dict[str, LoadedLM] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     """Where each encoder was loaded from when the featurizer was fitted (for the record)."""
+    vector_caches: dict[str, VectorCache] = field(default_factory=dict)
+    """Per encoder: document vectors by text (:meth:`cache_documents`); a cached document is not
+    encoded again."""
 
     @classmethod
     def fit(
@@ -228,15 +239,47 @@ class TextFeaturizer:
             raise ConfigError(f"doc_index points outside the {len(doc_texts)} documents")
         columns = [self.lexical.features(query_texts, doc_texts, doc_index)]
         used = np.unique(doc_index)
-        for lm in self.encoders.values():
-            block = lm.model.config.block_size
-            tokens = tokenize_texts(lm.tokenizer, [doc_texts[i] for i in used], block)
-            queries = tokenize_texts(lm.tokenizer, query_texts, block)
-            scores = similarities(
-                lm.model, queries, tokens, np.searchsorted(used, doc_index), lm.tokenizer.pad_id
-            )
-            columns.append(scores[..., None])
+        position = torch.from_numpy(np.searchsorted(used, doc_index))  # (Q, K) rows of `used`
+        for name, lm in self.encoders.items():
+            docs = self.document_vectors(name, [doc_texts[i] for i in used])  # (D, d)
+            queries = _encode(lm, query_texts)  # (Q, d)
+            scores = torch.einsum("qd,qkd->qk", queries, docs[position])  # (Q, K)
+            columns.append(scores.numpy()[..., None])
         return np.concatenate(columns, axis=-1)
+
+    def document_vectors(self, name: str, texts: Sequence[str]) -> torch.Tensor:
+        """``[N, d]`` encoder ``name``'s unit vectors of ``texts``: from its vector cache where a
+        text is cached, the others encoded now."""
+        lm = self.encoders[name]
+        cache = self.vector_caches.get(name)
+        if cache is None:
+            return _encode(lm, texts)
+        rows = torch.from_numpy(cache.lookup(texts))  # (N,) -1 = not cached
+        out = torch.empty((len(texts), cache.dim))
+        hit = rows >= 0
+        out[hit] = torch.from_numpy(cache.vectors)[rows[hit]]
+        missing = torch.nonzero(~hit).ravel()
+        if len(missing):
+            out[missing] = _encode(lm, [texts[i] for i in missing.tolist()])
+        return out
+
+    def cache_documents(self, doc_texts: Sequence[str], *, progress: bool = False) -> None:
+        """Encode ``doc_texts`` (a collection) with every encoder and keep the vectors, so that
+        these documents are not encoded again here or wherever this featurizer is loaded."""
+        unique = list(dict.fromkeys(doc_texts))
+        for name, lm in self.encoders.items():
+            label = f"encoding documents ({name})" if progress else None
+            vectors = _encode(lm, unique, progress=label).numpy()
+            self.vector_caches[name] = VectorCache.build(unique, vectors)
+
+    def to(self, device: str) -> TextFeaturizer:
+        """Run the encoders on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``)."""
+        from ltr.predictor import resolve_device
+
+        target = resolve_device(device)
+        for lm in self.encoders.values():
+            lm.model.to(target)
+        return self
 
     def list_features(
         self, query_texts: Sequence[str], lists: Sequence[Sequence[str]]
@@ -269,6 +312,9 @@ class TextFeaturizer:
         tmp.mkdir(parents=True)
         for name, lm in self.encoders.items():
             save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, lm.training)
+        caches = {name: f"vectors/{name}.npz" for name in self.vector_caches}
+        for name, relative in caches.items():
+            self.vector_caches[name].save(tmp / relative)
         manifest = {
             "format": FEATURIZER_FORMAT,
             "format_version": FEATURIZER_FORMAT_VERSION,
@@ -276,6 +322,7 @@ class TextFeaturizer:
             "encoders": list(self.encoders),
             "encoder_sources": self.sources,
             "lexical": self.lexical.to_json(),
+            "vector_caches": caches,
             "ltr_version": __version__,
         }
         (tmp / FEATURIZER_MANIFEST).write_text(json.dumps(manifest))
@@ -310,7 +357,15 @@ class TextFeaturizer:
         lexical = LexicalStats.from_json(data.get("lexical", {}), str(path))
         names = [str(n) for n in data.get("encoders", [])]
         encoders = {name: load_lm(directory / "encoders" / name) for name in names}
-        featurizer = cls(lexical, encoders, dict(data.get("encoder_sources", {})))
+        caches: dict[str, VectorCache] = {}
+        for name, relative in dict(data.get("vector_caches", {})).items():
+            if name not in encoders:
+                raise ArtifactError(f"{path}: a vector cache for {name!r}, which is no encoder")
+            caches[name] = VectorCache.load(
+                directory / relative, encoders[name].model.config.d_model
+            )
+        sources = dict(data.get("encoder_sources", {}))
+        featurizer = cls(lexical, encoders, sources, caches)
         if featurizer.feature_names != data.get("feature_names"):
             raise ArtifactError(f"{path}: feature_names do not match its encoders")
         return featurizer

@@ -72,12 +72,18 @@ class TextReranker:
 
     @classmethod
     def load(
-        cls, model: str | Path, featurizer: str | Path | None = None, *, backend: str = "auto"
+        cls,
+        model: str | Path,
+        featurizer: str | Path | None = None,
+        *,
+        backend: str = "auto",
+        device: str = "cpu",
     ) -> TextReranker:
         """Load a model (directory or MLflow URI) on ``backend`` with ``featurizer`` (a folder),
         by default the one the model carries (``ltr train`` bundles it when the training files
-        came from ``ltr text-features``)."""
-        predictor = load_predictor(str(model), backend)
+        came from ``ltr text-features``). ``device``: where the featurizer's encoders run, and
+        the model too on the torch backend (a GPU device means torch for ``auto``)."""
+        predictor = load_predictor(str(model), backend, device=device)
         text = featurizer_for(predictor.loaded, featurizer)
         if text is None:
             raise ConfigError(
@@ -85,7 +91,7 @@ class TextReranker:
                 "text-features files, or by an older ltr); pass the featurizer folder "
                 "(<features>/featurizer) explicitly"
             )
-        return cls(text, predictor)
+        return cls(text.to(device), predictor)
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """``[K]`` the model's score of each candidate text for ``query`` (first-stage order)."""

@@ -140,11 +140,13 @@ def test_broken_featurizers_are_named(written, tmp_path):
         ({"lexical": {**source["lexical"], "document_frequency": [1]}}, "frequencies"),
         ({"lexical": {"terms": []}}, "incomplete"),
         ({"feature_names": ["bm25"]}, "do not match"),
+        ({"vector_caches": {"pre": "vectors/pre.npz"}}, "a vector cache for 'pre', which is no"),
     ]
     for change, match in cases:
         folder = tmp_path / "broken"
         folder.mkdir(exist_ok=True)
-        (folder / "featurizer.json").write_text(json.dumps({**source, **change, "encoders": []}))
+        no_encoders = {"encoders": [], "vector_caches": {}}
+        (folder / "featurizer.json").write_text(json.dumps({**source, **no_encoders, **change}))
         if "feature_names" not in change:
             names = source["feature_names"][:5]
             data = json.loads((folder / "featurizer.json").read_text())

@@ -228,6 +228,19 @@ def test_a_featurizer_of_other_columns_stops_the_start(tmp_path, trained, mq2008
     assert "do not belong together" in done.stderr
 
 
+def test_a_featurizer_device_that_is_not_there_stops_the_start(tmp_path, trained) -> None:
+    """`--featurizer-device` names a GPU this machine lacks (none here; one GPU elsewhere): the
+    server does not start, and says why."""
+    _, model_dir = trained
+    done = subprocess.run(
+        [str(LTR), "serve", "--model", str(model_dir), "--featurizer-device", "cuda:99",
+         "--port", "0", "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "'cuda:99' asked for" in done.stderr and "CUDA device" in done.stderr
+
+
 def test_a_reload_swaps_model_and_featurizer_together_or_not_at_all(tmp_path, trained) -> None:
     """The featurizer is loaded with each model version: a reload whose featurizer does not fit
     the model keeps the old pair serving; one that fits replaces both."""
