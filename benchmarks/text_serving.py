@@ -3,9 +3,10 @@
 Cranfield (``../shared/data/cranfield``, not bundled): the featurizer is fitted on its 1,400
 documents, either lexical only (5 columns) or with one encoder (the masked LM of
 ``configs/text/bert_cranfield.yaml``: d_model 128, 2 layers, block 128, a BPE tokenizer of 4,096
-tokens trained on the documents; random weights, since speed does not depend on them), the
-encoder's document vectors computed for every call or looked up in the featurizer's vector cache
-of the collection (``ltr text-features`` fills it by default). The model
+tokens trained on the documents; random weights, since speed does not depend on them). Each
+call's documents are tokenised and encoded afresh, or (the third featurizer) looked up in the
+featurizer's document cache of the collection, which ``ltr text-features`` fills by default. The
+model
 is the default SetRank of ``configs/setrank_imsab.yaml`` for those columns (random weights, a
 normaliser fitted on the lists' features), with the featurizer bundled, served by one
 ``ltr serve`` per featurizer (ONNX Runtime, batching on, defaults otherwise). Requests: one judged
@@ -47,7 +48,7 @@ RERANK_TEXT = "/ltr.reranker.v1.Reranker/RerankText"
 FEATURIZERS = {
     "lexical": "lexical only (5 columns)",
     "encoder": "+ 1 encoder (6)",
-    "cached": "+ 1 encoder, vector cache (6)",
+    "cached": "+ 1 encoder, document cache (6)",
 }
 
 
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     servers, payloads, featurizers, gaps = {}, {}, {}, {}
     try:
         for kind in FEATURIZERS:
-            if kind == "cached":  # the encoder featurizer, with the collection's vectors
+            if kind == "cached":  # the encoder featurizer, with the collection cached
                 featurizer = TextFeaturizer.load(work / "encoder" / "featurizer").to(args.device)
                 start = time.perf_counter()
                 featurizer.cache_documents(docs)
@@ -267,7 +268,8 @@ def report(
         "Runtime, batching on), default SetRank with random weights. "
         f"{args.reps} interleaved bursts of {args.seconds:g} s per cell, latencies pooled. "
         "The featurizer runs on the server's compute thread, inside the batch; its encoder on "
-        f"device `{args.device}`. Filling the vector cache (encoding all {docs:,} documents "
+        f"device `{args.device}`. Filling the document cache (all {docs:,} documents analysed and "
+        "encoded "
         f"once, as `ltr text-features` does) took {cache_s:.1f} s.\n\n" + table
     )
 

@@ -32,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "repeat for several",
     )
     p.add_argument(
-        "--no-vector-cache",
-        dest="vector_cache",
+        "--no-document-cache",
+        dest="document_cache",
         action="store_false",
-        help="do not encode the whole collection ahead and keep its vectors in the featurizer "
-        "(by default reranking the collection's documents later skips the encoder)",
+        help="do not analyse and encode the whole collection ahead and keep the results in the "
+        "featurizer (by default reranking the collection's documents later skips the tokeniser "
+        "and the encoders)",
     )
     p.add_argument(
         "--device",
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         config.data,
         parse_encoders(args.encoder),
         args.out,
-        cache_vectors=args.vector_cache,
+        cache_documents=args.document_cache,
         device=args.device,
         progress=not args.quiet,
     )

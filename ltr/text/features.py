@@ -91,7 +91,7 @@ def build_text_features(
     encoders: Mapping[str, str],
     output_dir: str | Path,
     *,
-    cache_vectors: bool = True,
+    cache_documents: bool = True,
     device: str = "cpu",
     progress: bool = False,
 ) -> FeatureFiles:
@@ -102,9 +102,10 @@ def build_text_features(
     encoder fine-tuned with the same data section never saw the queries of ``valid`` / ``test``.
 
     Args:
-        cache_vectors: encode the whole collection once and save the vectors with the
-            featurizer (:mod:`ltr.text.vectors`), so that reranking its documents later skips
-            the encoder; without it only the listed documents are encoded, and nothing is kept.
+        cache_documents: analyse and encode the whole collection once and save the results
+            with the featurizer (:mod:`ltr.text.cache`), so that reranking its documents later
+            skips the tokeniser and the encoders; without it only the listed documents are
+            featurized, and nothing is kept.
         device: where the encoders run (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         progress: show a progress bar while the collection is encoded.
     """
@@ -114,7 +115,7 @@ def build_text_features(
     docs = task.collection.doc_texts
     featurizer = TextFeaturizer.fit(docs, encoders, k1=config.bm25_k1, b=config.bm25_b)
     featurizer.to(device)
-    if cache_vectors:
+    if cache_documents:
         featurizer.cache_documents(docs, progress=progress)
     names = featurizer.feature_names
     out = FeatureFiles(Path(output_dir), feature_names=names)
@@ -136,7 +137,7 @@ def build_text_features(
             "candidates": config.candidates,
             "bm25": {"k1": config.bm25_k1, "b": config.bm25_b},
             "encoders": dict(encoders),
-            "vector_cache": cache_vectors and bool(encoders),
+            "document_cache": cache_documents,
             "feature_names": names,
             "featurizer": FEATURIZER_DIR,
             "rows": out.rows,

@@ -45,13 +45,14 @@ from ltr.artifact import ArtifactError
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
+from ltr.text.cache import DocumentCache
 from ltr.text.encoder import token_vectors, tokenize_texts
-from ltr.text.vectors import VectorCache
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
 FEATURIZER_MANIFEST = "featurizer.json"
 FEATURIZER_FORMAT = "ltr-text-featurizer"
 FEATURIZER_FORMAT_VERSION = 1
+DOCUMENT_CACHE = "documents.npz"
 STOP_WORDS = "english"
 
 
@@ -106,6 +107,33 @@ class LexicalStats:
         """A text's terms, in order, vocabulary or not."""
         return self.counter.build_analyzer()
 
+    @cached_property
+    def vocabulary(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.terms)}
+
+    def analyze(self, texts: Sequence[str]) -> DocTerms:
+        """Each text's vocabulary term counts, counted length and out-of-vocabulary terms (one
+        pass of the analyzer per text)."""
+        column, analyzer, none = self.vocabulary.get, self.analyzer, frozenset()
+        indptr, indices, lengths, unknown = [0], [], [], []
+        for text in texts:
+            terms = analyzer(text)
+            columns = [column(t, -1) for t in terms]
+            if -1 in columns:
+                indices.extend(c for c in columns if c >= 0)
+                unknown.append(frozenset(t for t, c in zip(terms, columns, strict=True) if c < 0))
+            else:  # the common case: every term is in the vocabulary
+                indices.extend(columns)
+                unknown.append(none)
+            indptr.append(len(indices))
+            lengths.append(len(terms))
+        counts = sparse.csr_matrix(
+            (np.ones(len(indices)), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
+            shape=(len(indptr) - 1, len(self.terms)),
+        )
+        counts.sum_duplicates()  # one entry per (text, term), its count
+        return DocTerms(counts, np.asarray(lengths, dtype=np.float64), unknown)
+
     @property
     def tfidf_idf(self) -> np.ndarray:
         """``[V]`` scikit-learn's smoothed ``ln((1 + N) / (1 + df)) + 1``."""
@@ -124,29 +152,25 @@ class LexicalStats:
     ) -> np.ndarray:
         """``[Q, K, 5]`` float64 lexical features; row ``q`` pairs query ``q`` with the
         documents ``doc_texts[doc_index[q, k]]`` (see the module docstring)."""
-        used = np.unique(doc_index)  # only the documents some list holds are counted
-        position = np.searchsorted(used, doc_index)  # (Q, K) rows of `used`
-        docs = [doc_texts[i] for i in used]
-        doc_counts = self.counter.transform(docs).tocsr().astype(np.float64)  # (D, V)
-        doc_terms = [self.analyzer(text) for text in docs]
-        lengths = np.array([len(terms) for terms in doc_terms], dtype=np.float64)  # (D,)
+        used = np.unique(doc_index)  # only the documents some list holds are analysed
+        docs = self.analyze([doc_texts[i] for i in used])
+        return self.score(query_texts, docs, np.searchsorted(used, doc_index))
+
+    def score(self, query_texts: Sequence[str], docs: DocTerms, position: np.ndarray):
+        """``[Q, K, 5]`` float64 lexical features of query ``q`` with document
+        ``position[q, k]`` of ``docs`` (analysed documents)."""
+        queries = self.analyze(query_texts)
         idf = lucene_idf(self.document_frequency, self.num_docs)
-        weights = bm25_weights(doc_counts, lengths, self.avgdl, idf, self.k1, self.b)  # (D, V)
-        query_counts = self.counter.transform(query_texts).tocsr().astype(np.float64)  # (Q, V)
-        bm25 = _row_dot(query_counts, weights, position)  # (Q, K)
-        cosine = _row_dot(self._tfidf(query_counts), self._tfidf(doc_counts), position)
-        doc_sets = [set(terms) for terms in doc_terms]
-        coverage = np.zeros(doc_index.shape, dtype=np.float64)
-        for q, text in enumerate(query_texts):
-            wanted = set(self.analyzer(text))
-            if wanted:
-                coverage[q] = [len(wanted & doc_sets[d]) / len(wanted) for d in position[q]]
+        weights = bm25_weights(docs.counts, docs.lengths, self.avgdl, idf, self.k1, self.b)
+        bm25 = _pair_dot(queries.counts, weights, position)  # (Q, K)
+        cosine = _pair_dot(self._tfidf(queries.counts), self._tfidf(docs.counts), position)
+        coverage = _coverage(queries, docs, position)
         # rank within each list by BM25, ties in list order
         order = np.argsort(-bm25, axis=1, kind="stable")  # (Q, K)
         ranks = np.empty_like(order)
-        np.put_along_axis(ranks, order, np.arange(1, doc_index.shape[1] + 1)[None], axis=1)
+        np.put_along_axis(ranks, order, np.arange(1, position.shape[1] + 1)[None], axis=1)
         return np.stack(
-            [bm25, np.log1p(ranks), cosine, coverage, np.log1p(lengths[position])], axis=-1
+            [bm25, np.log1p(ranks), cosine, coverage, np.log1p(docs.lengths[position])], axis=-1
         )
 
     def to_json(self) -> dict:
@@ -180,12 +204,53 @@ def _encode(lm: LoadedLM, texts: Sequence[str], progress: str | None = None) -> 
     return token_vectors(lm.model, tokens, lm.tokenizer.pad_id, progress=progress)
 
 
-def _row_dot(queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray):
+@dataclass
+class DocTerms:
+    """Analysed texts: what the lexical features need of them."""
+
+    counts: sparse.csr_matrix
+    """``[N, V]`` vocabulary term counts."""
+    lengths: np.ndarray
+    """``[N]`` counted terms (vocabulary or not; stop words left out)."""
+    unknown: list[frozenset[str]]
+    """Each text's terms outside the vocabulary (they count for the query's coverage)."""
+
+    @staticmethod
+    def scatter(parts: Sequence[tuple[np.ndarray, DocTerms]]) -> DocTerms:
+        """One :class:`DocTerms` whose row ``index[i]`` is row ``i`` of each ``(index, part)``
+        (the indices of all parts together are ``0..N-1``)."""
+        inverse = np.argsort(np.concatenate([index for index, _ in parts]))
+        unknown = [u for _, part in parts for u in part.unknown]
+        return DocTerms(
+            sparse.csr_matrix(sparse.vstack([part.counts for _, part in parts]))[inverse],
+            np.concatenate([part.lengths for _, part in parts])[inverse],
+            [unknown[i] for i in inverse],
+        )
+
+
+def _pair_dot(queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray):
     """``[Q, K]``: dot product of query row ``q`` with document row ``position[q, k]``."""
-    out = np.zeros(position.shape, dtype=np.float64)
-    for q in range(position.shape[0]):
-        out[q] = (docs[position[q]] @ queries[q].T).toarray().ravel()
-    return out
+    q, k = position.shape
+    left = queries[np.repeat(np.arange(q), k)]  # (Q*K, V)
+    right = docs[position.ravel()]  # (Q*K, V)
+    return np.asarray(left.multiply(right).sum(axis=1), dtype=np.float64).reshape(q, k)
+
+
+def _coverage(queries: DocTerms, docs: DocTerms, position: np.ndarray) -> np.ndarray:
+    """``[Q, K]`` share of query ``q``'s distinct terms (vocabulary or not) that document
+    ``position[q, k]`` holds (0 for a query with no term)."""
+    present = docs.counts.copy()
+    present.data[:] = 1.0
+    wanted = queries.counts.copy()
+    wanted.data[:] = 1.0
+    shared = _pair_dot(wanted, present, position)  # (Q, K) vocabulary terms in common
+    for q, unknown in enumerate(queries.unknown):
+        if unknown:
+            shared[q] += [len(unknown & docs.unknown[d]) for d in position[q]]
+    distinct = np.diff(wanted.indptr) + np.array([len(u) for u in queries.unknown])  # (Q,)
+    return np.divide(
+        shared, distinct[:, None], out=np.zeros_like(shared), where=distinct[:, None] > 0
+    )
 
 
 @dataclass
@@ -196,9 +261,8 @@ class TextFeaturizer:
     encoders: dict[str, LoadedLM] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     """Where each encoder was loaded from when the featurizer was fitted (for the record)."""
-    vector_caches: dict[str, VectorCache] = field(default_factory=dict)
-    """Per encoder: document vectors by text (:meth:`cache_documents`); a cached document is not
-    encoded again."""
+    cache: DocumentCache | None = None
+    """Documents analysed and encoded ahead (:meth:`cache_documents`), found by their text."""
 
     @classmethod
     def fit(
@@ -237,40 +301,51 @@ class TextFeaturizer:
             )
         if doc_index.size and (doc_index.min() < 0 or doc_index.max() >= len(doc_texts)):
             raise ConfigError(f"doc_index points outside the {len(doc_texts)} documents")
-        columns = [self.lexical.features(query_texts, doc_texts, doc_index)]
-        used = np.unique(doc_index)
-        position = torch.from_numpy(np.searchsorted(used, doc_index))  # (Q, K) rows of `used`
+        used = np.unique(doc_index)  # only the documents some list holds are featurized
+        terms, vectors = self.documents([doc_texts[i] for i in used])
+        position = np.searchsorted(used, doc_index)  # (Q, K) rows of `used`
+        columns = [self.lexical.score(query_texts, terms, position)]
         for name, lm in self.encoders.items():
-            docs = self.document_vectors(name, [doc_texts[i] for i in used])  # (D, d)
             queries = _encode(lm, query_texts)  # (Q, d)
-            scores = torch.einsum("qd,qkd->qk", queries, docs[position])  # (Q, K)
-            columns.append(scores.numpy()[..., None])
+            docs = vectors[name][torch.from_numpy(position)]  # (Q, K, d)
+            columns.append(torch.einsum("qd,qkd->qk", queries, docs).numpy()[..., None])
         return np.concatenate(columns, axis=-1)
 
-    def document_vectors(self, name: str, texts: Sequence[str]) -> torch.Tensor:
-        """``[N, d]`` encoder ``name``'s unit vectors of ``texts``: from its vector cache where a
-        text is cached, the others encoded now."""
-        lm = self.encoders[name]
-        cache = self.vector_caches.get(name)
-        if cache is None:
-            return _encode(lm, texts)
-        rows = torch.from_numpy(cache.lookup(texts))  # (N,) -1 = not cached
-        out = torch.empty((len(texts), cache.dim))
-        hit = rows >= 0
-        out[hit] = torch.from_numpy(cache.vectors)[rows[hit]]
-        missing = torch.nonzero(~hit).ravel()
-        if len(missing):
-            out[missing] = _encode(lm, [texts[i] for i in missing.tolist()])
-        return out
+    def documents(self, texts: Sequence[str]) -> tuple[DocTerms, dict[str, torch.Tensor]]:
+        """``texts`` analysed, and each encoder's ``[N, d]`` vectors of them: from the
+        :attr:`cache` where a text is cached, the others computed now."""
+        rows = self.cache.lookup(texts) if self.cache is not None else np.full(len(texts), -1)
+        hit, miss = np.flatnonzero(rows >= 0), np.flatnonzero(rows < 0)
+        fresh_texts = [texts[i] for i in miss]
+        parts = [(miss, self.lexical.analyze(fresh_texts))]
+        vectors = {}
+        for name, lm in self.encoders.items():
+            out = torch.empty((len(texts), lm.model.config.d_model))
+            if len(miss):
+                out[torch.from_numpy(miss)] = _encode(lm, fresh_texts)
+            vectors[name] = out
+        if len(hit):
+            cache = self.cache
+            found = rows[hit]
+            parts.append((hit, DocTerms(cache.counts[found], cache.lengths[found],
+                                        [frozenset()] * len(hit))))  # fmt: skip
+            for name, out in vectors.items():
+                out[torch.from_numpy(hit)] = torch.from_numpy(cache.vectors[name][found])
+        return DocTerms.scatter(parts), vectors
 
     def cache_documents(self, doc_texts: Sequence[str], *, progress: bool = False) -> None:
-        """Encode ``doc_texts`` (a collection) with every encoder and keep the vectors, so that
-        these documents are not encoded again here or wherever this featurizer is loaded."""
+        """Analyse and encode ``doc_texts`` (a collection) once and keep the results, so that
+        these documents are not tokenised or encoded again here or wherever this featurizer is
+        loaded. A text holding terms outside the vocabulary is left out (computed when met)."""
         unique = list(dict.fromkeys(doc_texts))
+        terms = self.lexical.analyze(unique)
+        keep = np.array([i for i, u in enumerate(terms.unknown) if not u], dtype=np.int64)
+        texts = [unique[i] for i in keep]
+        vectors = {}
         for name, lm in self.encoders.items():
             label = f"encoding documents ({name})" if progress else None
-            vectors = _encode(lm, unique, progress=label).numpy()
-            self.vector_caches[name] = VectorCache.build(unique, vectors)
+            vectors[name] = _encode(lm, texts, progress=label).numpy()
+        self.cache = DocumentCache.build(texts, terms.counts[keep], terms.lengths[keep], vectors)
 
     def to(self, device: str) -> TextFeaturizer:
         """Run the encoders on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``)."""
@@ -312,9 +387,8 @@ class TextFeaturizer:
         tmp.mkdir(parents=True)
         for name, lm in self.encoders.items():
             save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, lm.training)
-        caches = {name: f"vectors/{name}.npz" for name in self.vector_caches}
-        for name, relative in caches.items():
-            self.vector_caches[name].save(tmp / relative)
+        if self.cache is not None:
+            self.cache.save(tmp / DOCUMENT_CACHE)
         manifest = {
             "format": FEATURIZER_FORMAT,
             "format_version": FEATURIZER_FORMAT_VERSION,
@@ -322,7 +396,7 @@ class TextFeaturizer:
             "encoders": list(self.encoders),
             "encoder_sources": self.sources,
             "lexical": self.lexical.to_json(),
-            "vector_caches": caches,
+            "document_cache": DOCUMENT_CACHE if self.cache is not None else None,
             "ltr_version": __version__,
         }
         (tmp / FEATURIZER_MANIFEST).write_text(json.dumps(manifest))
@@ -357,15 +431,12 @@ class TextFeaturizer:
         lexical = LexicalStats.from_json(data.get("lexical", {}), str(path))
         names = [str(n) for n in data.get("encoders", [])]
         encoders = {name: load_lm(directory / "encoders" / name) for name in names}
-        caches: dict[str, VectorCache] = {}
-        for name, relative in dict(data.get("vector_caches", {})).items():
-            if name not in encoders:
-                raise ArtifactError(f"{path}: a vector cache for {name!r}, which is no encoder")
-            caches[name] = VectorCache.load(
-                directory / relative, encoders[name].model.config.d_model
-            )
+        cache = None
+        if data.get("document_cache"):
+            dims = {name: lm.model.config.d_model for name, lm in encoders.items()}
+            cache = DocumentCache.load(directory / data["document_cache"], len(lexical.terms), dims)
         sources = dict(data.get("encoder_sources", {}))
-        featurizer = cls(lexical, encoders, sources, caches)
+        featurizer = cls(lexical, encoders, sources, cache)
         if featurizer.feature_names != data.get("feature_names"):
             raise ArtifactError(f"{path}: feature_names do not match its encoders")
         return featurizer

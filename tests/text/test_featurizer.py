@@ -140,12 +140,12 @@ def test_broken_featurizers_are_named(written, tmp_path):
         ({"lexical": {**source["lexical"], "document_frequency": [1]}}, "frequencies"),
         ({"lexical": {"terms": []}}, "incomplete"),
         ({"feature_names": ["bm25"]}, "do not match"),
-        ({"vector_caches": {"pre": "vectors/pre.npz"}}, "a vector cache for 'pre', which is no"),
+        ({"document_cache": "nowhere.npz"}, "nowhere.npz: not a readable document cache"),
     ]
     for change, match in cases:
         folder = tmp_path / "broken"
         folder.mkdir(exist_ok=True)
-        no_encoders = {"encoders": [], "vector_caches": {}}
+        no_encoders = {"encoders": [], "document_cache": None}
         (folder / "featurizer.json").write_text(json.dumps({**source, **no_encoders, **change}))
         if "feature_names" not in change:
             names = source["feature_names"][:5]

@@ -1,0 +1,247 @@
+"""The featurizer's document cache: keys, saving and loading, that a cached document is neither
+tokenised nor encoded again, that cached and fresh rows agree, and that ``ltr text-features
+--no-document-cache`` keeps none."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer
+
+from ltr.artifact import ArtifactError
+from ltr.cli import main
+from ltr.data.parquet import read_parquet
+from ltr.errors import ConfigError
+from ltr.text.cache import DocumentCache, text_key
+from ltr.text.collection import load_collection
+from ltr.text.config import TextDataConfig
+from ltr.text.features import build_text_features
+from ltr.text.featurizer import LexicalStats, TextFeaturizer
+
+from .conftest import unit_mean_hidden
+
+
+def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def small_cache(texts: list[str], dim: int = 3, vocabulary: int = 6) -> DocumentCache:
+    n = len(texts)
+    counts = sparse.csr_matrix(np.arange(n * vocabulary).reshape(n, vocabulary) % 3)
+    return DocumentCache.build(texts, counts, np.arange(n) + 1.0, {"enc": unit_rows(n, dim)})
+
+
+def test_keys_lookup_and_repeated_texts():
+    texts = ["alpha", "beta", "alpha", "gamma é"]
+    vectors = unit_rows(4, 3)
+    counts = sparse.csr_matrix(np.eye(4, 5))
+    cache = DocumentCache.build(texts, counts, np.array([1.0, 2, 3, 4]), {"enc": vectors})
+    assert len(cache) == 3  # "alpha" kept once: its last row
+    rows = cache.lookup(["gamma é", "delta", "alpha", "Alpha", "beta"])
+    assert rows[1] == -1 and rows[3] == -1  # unseen, and case matters
+    np.testing.assert_array_equal(cache.vectors["enc"][rows[[0, 2, 4]]], vectors[[3, 2, 1]])
+    np.testing.assert_array_equal(cache.lengths[rows[[0, 2, 4]]], [4, 3, 2])
+    np.testing.assert_array_equal(cache.counts[rows[[0, 2, 4]]].toarray(), np.eye(4, 5)[[3, 2, 1]])
+    assert text_key("gamma é") == hashlib.blake2b("gamma é".encode(), digest_size=16).digest()
+
+
+def test_saved_and_loaded_whole(tmp_path):
+    cache = small_cache(["a", "b", "c"])
+    path = cache.save(tmp_path / "f" / "documents.npz")
+    back = DocumentCache.load(path, vocabulary_size=6, dims={"enc": 3})
+    np.testing.assert_array_equal(back.vectors["enc"], cache.vectors["enc"])
+    np.testing.assert_array_equal(back.counts.toarray(), cache.counts.toarray())
+    np.testing.assert_array_equal(back.lengths, cache.lengths)
+    np.testing.assert_array_equal(back.lookup(["b", "a", "z"]), [1, 0, -1])
+    assert sorted(p.name for p in path.parent.iterdir()) == ["documents.npz"]  # no temporary
+
+
+def test_broken_caches_are_named(tmp_path):
+    good = small_cache(["a", "b"]).save(tmp_path / "good.npz")
+    cases = [
+        ({"vocabulary_size": 7, "dims": {"enc": 3}}, "counts 6 terms but the featurizer's vo"),
+        ({"vocabulary_size": 6, "dims": {"enc": 8}}, "3 dimensions but the encoder gives 8"),
+        ({"vocabulary_size": 6, "dims": {"other": 3}}, r"vectors of \['enc'\] but the feat"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ArtifactError, match=match):
+            DocumentCache.load(good, **kwargs)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ArtifactError, match=r"junk\.npz: not a readable document cache"):
+        DocumentCache.load(tmp_path / "junk.npz", 6, {"enc": 3})
+    with pytest.raises(ArtifactError, match="not a readable document cache"):
+        DocumentCache.load(tmp_path / "missing.npz", 6, {"enc": 3})
+    short = small_cache(["a", "b"])
+    short.vectors["enc"] = short.vectors["enc"][:1]
+    with pytest.raises(ArtifactError, match="2 cache keys but 'enc' vectors of shape"):
+        DocumentCache(short.keys, short.counts, short.lengths, short.vectors)
+    bad = small_cache(["a", "b"])
+    bad.vectors["enc"][1, 0] = np.nan
+    bad.save(tmp_path / "nan.npz")
+    with pytest.raises(ArtifactError, match="finite float32"):
+        DocumentCache.load(tmp_path / "nan.npz", 6, {"enc": 3})
+
+
+# ------------------------------------------------------------------- in the featurizer
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, synthetic, encoder_dir):
+    """The same feature files made with the document cache and without it."""
+    root = tmp_path_factory.mktemp("document_cache")
+    config = TextDataConfig(collection=str(synthetic.root), candidates=10)
+    encoders = {"pre": str(encoder_dir)}
+    cached = build_text_features(config, encoders, root / "cached")
+    plain = build_text_features(config, encoders, root / "plain", cache_documents=False)
+    return cached, plain
+
+
+def loaded(files) -> TextFeaturizer:
+    return TextFeaturizer.load(files.directory / "featurizer")
+
+
+def test_the_cache_holds_every_collection_document(built, synthetic):
+    cached, plain = built
+    featurizer = loaded(cached)
+    cache = featurizer.cache
+    texts = load_collection(synthetic.root).doc_texts
+    rows = cache.lookup(texts)
+    assert len(cache) == len(set(texts)) and (rows >= 0).all()
+    # counts as scikit-learn counts the vocabulary's terms; every term is in the vocabulary
+    counter = CountVectorizer(stop_words="english", vocabulary=featurizer.lexical.terms)
+    want = counter.transform(texts).toarray()
+    np.testing.assert_array_equal(cache.counts[rows].toarray(), want)
+    np.testing.assert_array_equal(cache.lengths[rows], want.sum(axis=1))
+    # each cached vector is the document's own encoding (one unpadded row, float64)
+    lm = featurizer.encoders["pre"]
+    block = lm.model.config.block_size
+    for text in texts[:5]:
+        ids = lm.tokenizer.encode_batch([text])[0][:block]
+        want = unit_mean_hidden(lm.model, ids)
+        got = cache.vectors["pre"][cache.lookup([text])[0]]
+        np.testing.assert_allclose(got, want, atol=2e-6)
+    assert json.loads((cached.directory / "features.json").read_text())["document_cache"] is True
+    assert loaded(plain).cache is None
+    assert not (plain.directory / "featurizer" / "documents.npz").exists()
+
+
+def test_files_made_with_and_without_the_cache_agree(built):
+    cached, plain = built
+    for part in ("train", "valid", "test"):
+        with_cache, _ = read_parquet(cached.files[part])
+        without, _ = read_parquet(plain.files[part])
+        np.testing.assert_allclose(with_cache.features, without.features, rtol=1e-5, atol=2e-6)
+
+
+def test_cached_and_new_documents_mixed_get_the_uncached_rows(built, synthetic):
+    """Lists mixing cached documents, unseen ones (with terms the vocabulary lacks, shared with
+    the query) and repeats, in any order, get the rows of the featurizer without a cache."""
+    cached, plain = built
+    with_cache, without = loaded(cached), loaded(plain)
+    docs = load_collection(synthetic.root).doc_texts
+    new = ["zorbax blorptic quillet", "blorptic alone", "", "grelbo grelbo frumious"]
+    lists = [
+        [new[0], docs[3], new[1], docs[0], new[2]],
+        [docs[5], new[3], docs[5], docs[9], new[0]],
+    ]
+    queries = ["zorbax blorptic", "frumious grelbo tuvask"]
+    for got, want in zip(
+        with_cache.list_features(queries, lists), without.list_features(queries, lists), strict=True
+    ):
+        np.testing.assert_allclose(got[:, :5], want[:, :5], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got[:, 5], want[:, 5], atol=2e-6)
+    coverage = with_cache.list_features(queries, lists)[0][:, 3]
+    np.testing.assert_allclose(coverage[[0, 2]], [1.0, 0.5])  # blorptic counts, as zorbax does
+
+
+class Counting:
+    """Counts the texts a featurizer tokenises for its lexical columns and the token rows its
+    encoder embeds."""
+
+    def __init__(self, featurizer: TextFeaturizer) -> None:
+        self.analysed, self.embedded = 0, 0
+        analyzer = featurizer.lexical.analyzer
+
+        def analyse(text):
+            self.analysed += 1
+            return analyzer(text)
+
+        featurizer.lexical.__dict__["analyzer"] = analyse
+        featurizer.encoders["pre"].model.tok_emb.register_forward_hook(self.embed)
+
+    def embed(self, module, args, output) -> None:
+        self.embedded += args[0].shape[0]
+
+
+def test_cached_documents_are_neither_tokenised_nor_encoded_again(built, synthetic):
+    cached, _ = built
+    featurizer = loaded(cached)
+    texts = load_collection(synthetic.root).doc_texts[:8]
+    count = Counting(featurizer)
+    featurizer.list_features(["zorbax quillet"], [texts])
+    assert (count.analysed, count.embedded) == (1, 1)  # the query only
+    featurizer.list_features(["zorbax quillet"], [[*texts[:3], "a text nobody cached"]])
+    assert (count.analysed, count.embedded) == (1 + 2, 1 + 2)  # the query and the new text
+
+
+def test_what_the_cache_holds_is_what_the_columns_use(built, synthetic):
+    """Planting another vector and another length for one cached document moves its sim and
+    length columns to what they give, and nothing else."""
+    cached, _ = built
+    featurizer = loaded(cached)
+    texts = load_collection(synthetic.root).doc_texts[:4]
+    before = featurizer.list_features(["grelbo tuvask"], [texts])[0]
+    cache = featurizer.cache
+    row = cache.lookup([texts[2]])[0]
+    planted = unit_rows(1, cache.vectors["pre"].shape[1], seed=3)[0]
+    cache.vectors["pre"][row] = planted
+    cache.lengths[row] = 41.0
+    after = featurizer.list_features(["grelbo tuvask"], [texts])[0]
+    lm = featurizer.encoders["pre"]
+    query = unit_mean_hidden(lm.model, lm.tokenizer.encode_batch(["grelbo tuvask"])[0])
+    assert after[2, 5] == pytest.approx(float(planted @ query), abs=2e-6)
+    assert after[2, 4] == pytest.approx(np.log1p(41.0))
+    np.testing.assert_array_equal(
+        np.delete(after, 2, axis=0)[:, 3:], np.delete(before, 2, 0)[:, 3:]
+    )
+
+
+def test_documents_with_terms_outside_the_vocabulary_are_not_cached():
+    featurizer = TextFeaturizer(LexicalStats.fit(["apple banana", "cherry tart"]))
+    featurizer.cache_documents(["banana cherry", "banana kiwi", "tart"])
+    assert len(featurizer.cache) == 2
+    np.testing.assert_array_equal(featurizer.cache.lookup(["banana kiwi", "tart"]), [-1, 1])
+    got = featurizer.list_features(["kiwi tart"], [["banana kiwi", "tart", "banana cherry"]])[0]
+    np.testing.assert_allclose(got[:, 3], [0.5, 0.5, 0.0])  # kiwi, met in the uncached text
+
+
+def test_text_features_cli_without_the_cache(tmp_path, synthetic, encoder_dir):
+    out = tmp_path / "feats"
+    code = main(
+        [
+            "text-features",
+            "--out", str(out),
+            "--encoder", f"pre={encoder_dir}",
+            "--no-document-cache",
+            "--quiet",
+            "--data.collection", str(synthetic.root),
+            "--data.candidates", "5",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "features.json").read_text())["document_cache"] is False
+    assert TextFeaturizer.load(out / "featurizer").cache is None
+
+
+def test_a_device_that_is_not_there_is_refused(built, monkeypatch):
+    featurizer = loaded(built[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        featurizer.to("cuda")
+    assert featurizer.to("auto") is featurizer  # auto falls back to the CPU
+    assert next(featurizer.encoders["pre"].model.parameters()).device.type == "cpu"
