@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=1, metavar="N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the model runs: cpu (default), cuda, cuda:N or auto; a seed gives the same "
+        "samples again on the same kind of device, not across kinds",
+    )
+    p.add_argument(
         "--no-cache",
         action="store_true",
         help="re-run the whole window for every token instead of caching keys and values "
@@ -63,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from ltr.errors import ConfigError
     from ltr.lm.artifact import load_lm
     from ltr.lm.generate import fill_mask, generate, start_tokens
+    from ltr.predictor import resolve_device
 
     if args.num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
+    device = resolve_device(args.device)
     loaded = load_lm(args.model)
-    model, tok = loaded.model, loaded.tokenizer
+    model, tok = loaded.model.to(device), loaded.tokenizer
     ids = encode_prompt(tok, args.prompt, masks=not model.is_causal)
     if tok.unk_id in ids:
         text = args.prompt.replace(MASK, "")
@@ -79,14 +87,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if not model.is_causal:
         top_k = 5 if args.top_k is None else args.top_k
-        found, probs = fill_mask(model, torch.tensor(ids), tok.mask_id, top_k=top_k)
+        found, probs = fill_mask(model, torch.tensor(ids, device=device), tok.mask_id, top_k=top_k)
         for n, (row, p) in enumerate(zip(found.tolist(), probs.tolist(), strict=True), 1):
             options = ", ".join(f"{tok.decode([i])!r} {q:.3f}" for i, q in zip(row, p, strict=True))
             print(f"[MASK] {n}: {options}")
         return 0
     start, skip = start_tokens(tok, ids)
-    prompt = torch.tensor([start] * args.num_samples)  # (N, T0)
-    generator = torch.Generator().manual_seed(args.seed)
+    prompt = torch.tensor([start] * args.num_samples, device=device)  # (N, T0)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     out = generate(
         model,
         prompt,

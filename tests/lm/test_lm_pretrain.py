@@ -133,6 +133,10 @@ def test_cli_generate_continues_the_prompt(causal_run, capsys) -> None:
     assert capsys.readouterr().out == first  # seeded
     assert main([*argv, "--max-new-tokens", "30", "--seed", "3", "--no-cache"]) == 0
     assert capsys.readouterr().out == first  # the key/value cache changes nothing
+    assert main([*argv, "--max-new-tokens", "30", "--seed", "3", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == first
+    assert main([*argv, "--device", "cuda:99"]) == 2  # none here, one on a GPU machine
+    assert "'cuda:99' asked for" in capsys.readouterr().err
     assert main([*argv, "--max-new-tokens", "30", "--temperature", "0", "--num-samples", "2"]) == 0
     greedy = capsys.readouterr().out.split("--- sample ")
     assert greedy[1][1:] == greedy[2][1:]  # greedy decoding is the same for both samples
