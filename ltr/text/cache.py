@@ -15,7 +15,6 @@ float rounding: the batch a text is encoded in differs).
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -104,9 +103,10 @@ class DocumentCache:
             "vocabulary_size": np.array(self.counts.shape[1]),
             **{f"vectors_{name}": v for name, v in self.vectors.items()},
         }
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **arrays)
-        Path(tmp.name).replace(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as out:  # the umask's permissions, as every other artifact file
+            np.savez(out, **arrays)
+        tmp.replace(path)
         return path
 
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -60,6 +61,13 @@ def test_saved_and_loaded_whole(tmp_path):
     np.testing.assert_array_equal(back.lengths, cache.lengths)
     np.testing.assert_array_equal(back.lookup(["b", "a", "z"]), [1, 0, -1])
     assert sorted(p.name for p in path.parent.iterdir()) == ["documents.npz"]  # no temporary
+    assert path.stat().st_mode & 0o044 == (~umask() & 0o044)  # readable as the umask allows
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_broken_caches_are_named(tmp_path):
