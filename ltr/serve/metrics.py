@@ -8,7 +8,9 @@ Metric families (all in a registry of their own, so several servers can live in 
   pass;
 * ``ltr_queue_depth`` -- lists waiting for a batch;
 * ``ltr_model_info{name, version, backend}`` -- 1 for the model in use;
-* ``ltr_model_reloads_total{outcome}`` -- reloads that swapped a model in or failed.
+* ``ltr_model_reloads_total{outcome}`` -- reloads that swapped a model in or failed;
+* ``ltr_text_documents_total{source}`` -- ``RerankText`` candidates whose rows came from the
+  featurizer's document cache (``cache``) or were computed (``computed``: tokenised, encoded).
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ class ServerMetrics:
         self.reloads = Counter(
             "ltr_model_reloads", "Model reload attempts by outcome.", ["outcome"], registry=r
         )
+        self.text_documents = Counter(
+            "ltr_text_documents",
+            "RerankText candidates by where their rows came from (document cache or computed).",
+            ["source"],
+            registry=r,
+        )
         self._http = None
         self._children: dict[tuple[str, str], tuple] = {}
 
@@ -81,6 +89,10 @@ class ServerMetrics:
     def model_in_use(self, spec: ModelSpec) -> None:
         self.model.clear()
         self.model.labels(spec.ref.name, spec.ref.version, spec.backend).set(1)
+
+    def documents_featurized(self, cached: int, computed: int) -> None:
+        self.text_documents.labels("cache").inc(cached)
+        self.text_documents.labels("computed").inc(computed)
 
     def reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()

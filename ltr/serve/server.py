@@ -119,7 +119,11 @@ class RerankServer:
         model = self.holder.load_initial()
         self.metrics.model_in_use(model.spec)
         self.batcher = make_batcher(
-            self.holder, cfg.batching, executor=self.compute, observer=self.metrics
+            self.holder,
+            cfg.batching,
+            executor=self.compute,
+            observer=self.metrics,
+            on_documents=self.metrics.documents_featurized,
         )
         self.service = RerankService(
             self.holder,

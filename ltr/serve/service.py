@@ -10,7 +10,7 @@ with that same model's featurizer, so features and scores never come from two ve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 
@@ -37,12 +37,19 @@ def make_batcher(
     *,
     executor: Executor | None = None,
     observer: BatchObserver | None = None,
+    on_documents: Callable[[int, int], None] | None = None,
 ) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList]:
-    """A batcher that scores each batch with the holder's current model."""
+    """A batcher that scores each batch with the holder's current model; ``on_documents``
+    hears how many text candidates of each batch came from the document cache and how many
+    were computed."""
 
     def process(items: list[ValidQuery | ValidTextQuery]) -> list[RankedList | Exception]:
         model = holder.current  # one snapshot per batch: old or new model, never a mix
+        seen = dict(model.featurizer.documents_seen) if model.featurizer is not None else None
         queries = featurize(model.featurizer, model.spec, items)  # text lists -> feature rows
+        if seen is not None and on_documents is not None:
+            now = model.featurizer.documents_seen
+            on_documents(now["cache"] - seen["cache"], now["computed"] - seen["computed"])
         fit = [i for i, q in enumerate(queries) if isinstance(q, ValidQuery)]
         results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
         if fit:

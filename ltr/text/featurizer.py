@@ -263,6 +263,10 @@ class TextFeaturizer:
     """Where each encoder was loaded from when the featurizer was fitted (for the record)."""
     cache: DocumentCache | None = None
     """Documents analysed and encoded ahead (:meth:`cache_documents`), found by their text."""
+    documents_seen: dict[str, int] = field(
+        default_factory=lambda: {"cache": 0, "computed": 0}, repr=False, compare=False
+    )
+    """Running counts of the documents :meth:`documents` took from the cache or computed."""
 
     @classmethod
     def fit(
@@ -316,6 +320,8 @@ class TextFeaturizer:
         :attr:`cache` where a text is cached, the others computed now."""
         rows = self.cache.lookup(texts) if self.cache is not None else np.full(len(texts), -1)
         hit, miss = np.flatnonzero(rows >= 0), np.flatnonzero(rows < 0)
+        self.documents_seen["cache"] += len(hit)
+        self.documents_seen["computed"] += len(miss)
         fresh_texts = [texts[i] for i in miss]
         parts = [(miss, self.lexical.analyze(fresh_texts))]
         vectors = {}

@@ -132,6 +132,24 @@ def test_concurrent_text_and_feature_calls_share_batches(server, trained, test_l
     assert calls == {"RerankText": 24, "Rerank": 24}
 
 
+def test_metrics_count_cached_and_computed_documents(server, test_lists) -> None:
+    """The model carries the featurizer with its document cache: the collection's documents come
+    from the cache, texts it never held are computed, and /metrics says how many of each."""
+    query, ids, texts = test_lists[0]
+    new = ["a document the collection never held", "zorbax and another new one"]
+    before = server.scrape()
+    with RerankerClient(server.target) as client:
+        got = client.rerank_text(query, [*texts, *new], [*ids, "new-1", "new-2"])
+    assert sorted(got.ids) == sorted([*ids, "new-1", "new-2"])
+    after = server.scrape()
+
+    def delta(source: str) -> float:
+        family = "ltr_text_documents_total"
+        return metric(after, family, source=source) - metric(before, family, source=source)
+
+    assert (delta("cache"), delta("computed")) == (len(texts), len(new))
+
+
 @pytest.mark.parametrize(
     ("request_", "code", "fragment"),
     [
