@@ -14,12 +14,15 @@ seed 0), every number NDCG@10 over each query's BM25 top-100 (the reranking conv
     python -m benchmarks.text_rerank --pretrain-epochs 1 --finetune-epochs 1 --no-write  # smoke
 
 Cranfield is read from ``../shared/data/cranfield`` (``--collection``); it is not bundled.
+Another collection (``--collection ../shared/data/scifact --split train``) runs the same chain
+with the same configs, its data paths and split overridden, and writes a section of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,12 +113,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--collection", type=Path, default=DEFAULT_COLLECTION)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument(
+        "--split", help="the collection's own query split to use (SciFact: train); default none"
+    )
     parser.add_argument("--workdir", type=Path, help="keep models and features here")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
     from ltr.lm.config import load_pretrain_config
     from ltr.lm.pretrain import pretrain
+    from ltr.text.collection import load_collection
     from ltr.text.config import load_finetune_config
     from ltr.text.features import build_text_features
     from ltr.text.finetune import finetune
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "encoder": encoders["pre"],
                 "data.collection": collection,
+                "data.split": args.split,
                 "lm_weight": weight,
                 "trainer.max_epochs": args.finetune_epochs,
                 "trainer.progress_bar": False,
@@ -163,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
         seconds[f"finetune {name}"] = time.perf_counter() - started
         encoders[name] = str(finetuned[name].artifact_dir)
 
-    data_config = load_finetune_config(TEXT_CONFIG, {"data.collection": collection}).data
+    data_config = load_finetune_config(
+        TEXT_CONFIG, {"data.collection": collection, "data.split": args.split}
+    ).data
     features = build_text_features(data_config, encoders, work / "features")
     folders = {}
     for label, extra in FEATURE_SETS.items():
@@ -220,14 +230,20 @@ def main(argv: list[str] | None = None) -> None:
     q = finetuned["ft"].queries
     table = markdown_table(["ranker", "seeds", "valid NDCG@10", "test NDCG@10"], rows)
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
+    name = args.collection.resolve().name
+    title = name.capitalize() if name != "scifact" else "SciFact"
+    num_docs = len(load_collection(args.collection).doc_ids)
+    split = f", its `{args.split}` queries" if args.split else ""
     body = (
-        f"Cranfield ({q['train']} training, {q['valid']} validation, {q['test']} test queries; "
+        f"{title}{split} ({q['train']} training, {q['valid']} validation, "
+        f"{q['test']} test queries; "
         f"BM25 top-{data_config.candidates} candidates, recall of the relevant documents "
         f"{features.recall['test']:.3f} on the test queries). NDCG@10 over the candidate lists "
         "(relevant documents BM25 missed are not counted), exp2 gain, lists with no relevant "
         "candidate count 1. Encoders: the masked LM of `configs/text/bert_cranfield.yaml` "
-        f"({pre.num_parameters:,} parameters, {args.pretrain_epochs} epochs on the 1,400 "
-        f"abstracts, held-out masked-token accuracy {pre.valid_metrics['val/accuracy']:.3f}), "
+        f"({pre.num_parameters:,} parameters, {args.pretrain_epochs} epochs on the "
+        f"{num_docs:,} documents, held-out masked-token accuracy "
+        f"{pre.valid_metrics['val/accuracy']:.3f}), "
         f"fine-tuned {args.finetune_epochs} epochs at most with `configs/text/cranfield.yaml` "
         f"(best epochs {finetuned['ft'].best_epoch} for λ = 0.5, {finetuned['ft0'].best_epoch} "
         "for λ = 0). SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
@@ -236,8 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.text_rerank"
-        write_section("text_rerank", "Text reranking on Cranfield", command, body)
+        command = "python -m benchmarks.text_rerank " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        section = "text_rerank" if name == "cranfield" else f"text_rerank_{name}"
+        write_section(section, f"Text reranking on {title}", command.strip(), body)
 
 
 if __name__ == "__main__":
