@@ -228,12 +228,20 @@ class DocTerms:
         )
 
 
-def _pair_dot(queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray):
-    """``[Q, K]``: dot product of query row ``q`` with document row ``position[q, k]``."""
+def _pair_dot(
+    queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray, chunk: int = 512
+) -> np.ndarray:
+    """``[Q, K]``: dot product of query row ``q`` with document row ``position[q, k]`` (``chunk``
+    queries at a time, so that the row pairs of a whole collection's lists never sit in memory
+    at once)."""
     q, k = position.shape
-    left = queries[np.repeat(np.arange(q), k)]  # (Q*K, V)
-    right = docs[position.ravel()]  # (Q*K, V)
-    return np.asarray(left.multiply(right).sum(axis=1), dtype=np.float64).reshape(q, k)
+    out = np.empty((q, k), dtype=np.float64)
+    for start in range(0, q, chunk):
+        rows = np.arange(start, min(start + chunk, q))
+        left = queries[np.repeat(rows, k)]  # (C*K, V)
+        right = docs[position[rows].ravel()]  # (C*K, V)
+        out[rows] = np.asarray(left.multiply(right).sum(axis=1)).reshape(len(rows), k)
+    return out
 
 
 def _coverage(queries: DocTerms, docs: DocTerms, position: np.ndarray) -> np.ndarray:

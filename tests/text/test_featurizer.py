@@ -156,3 +156,18 @@ def test_broken_featurizers_are_named(written, tmp_path):
     (folder / "featurizer.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         TextFeaturizer.load(folder)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 512])
+def test_pair_dot_in_chunks_equals_the_dense_products(chunk):
+    from scipy import sparse
+
+    from ltr.text.featurizer import _pair_dot
+
+    rng = np.random.default_rng(0)
+    queries = rng.poisson(0.3, size=(5, 12)).astype(float)  # (Q, V), mostly zeros
+    docs = rng.poisson(0.5, size=(7, 12)).astype(float)  # (D, V)
+    position = rng.integers(0, 7, size=(5, 4))  # (Q, K)
+    want = np.einsum("qv,qkv->qk", queries, docs[position])
+    got = _pair_dot(sparse.csr_matrix(queries), sparse.csr_matrix(docs), position, chunk=chunk)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
