@@ -16,6 +16,11 @@ seed 0), every number NDCG@10 over each query's BM25 top-100 (the reranking conv
 Cranfield is read from ``../shared/data/cranfield`` (``--collection``); it is not bundled.
 Another collection (``--collection ../shared/data/scifact --split train``) runs the same chain
 with the same configs, its data paths and split overridden, and writes a section of its own.
+
+A run takes from minutes (Cranfield on a GPU) to most of an hour (SciFact on 2 cores). With
+``--workdir DIR --resume`` a run that stopped goes on: every stage whose output is in ``DIR``
+(the pretrained and fine-tuned encoders, the feature files, each SetRank model) is read back
+instead of trained again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,13 +75,15 @@ def ndcg10(scores: np.ndarray, data) -> float:
 
 
 def run_setrank(folder: Path, seed: int, work: Path) -> tuple[float, float]:
-    """Train the default SetRank on a feature folder: ``(valid, test)`` NDCG@10."""
-    from ltr.artifact import load_model
+    """Train the default SetRank on a feature folder (or read back the model an earlier run
+    left in ``work``): ``(valid, test)`` NDCG@10."""
+    from ltr.artifact import MANIFEST, load_model
     from ltr.data.dataset import load_dataset
     from ltr.inference import score_lists
     from ltr.train.config import load_train_config
     from ltr.train.run import train
 
+    output = work / f"setrank-{folder.name}-{seed}"
     overrides: dict[str, Any] = {
         "data.train": [str(folder / "train.parquet")],
         "data.valid": [str(folder / "valid.parquet")],
@@ -83,10 +91,11 @@ def run_setrank(folder: Path, seed: int, work: Path) -> tuple[float, float]:
         "tracking.enabled": False,
         "trainer.progress_bar": False,
         "trainer.seed": seed,
-        "output_dir": str(work / f"setrank-{folder.name}-{seed}"),
+        "output_dir": str(output),
     }
-    result = train(load_train_config(DEFAULT_CONFIG, overrides), verbose=False)
-    model = load_model(result.artifact_dir).model
+    if not (output / "model" / MANIFEST).exists():
+        train(load_train_config(DEFAULT_CONFIG, overrides), verbose=False)
+    model = load_model(output / "model").model
     scores = {}
     for part in ("valid", "test"):
         data = load_dataset(folder / f"{part}.parquet")
@@ -108,6 +117,35 @@ def run_lightgbm(folder: Path) -> tuple[float, float]:
     )
 
 
+def finished_lm(folder: Path) -> SimpleNamespace | None:
+    """What ``pretrain`` / ``finetune`` returned for the model an earlier run saved in
+    ``folder``, read back from its manifest; None when there is none."""
+    from ltr.lm.artifact import LM_MANIFEST, load_lm
+
+    if not (folder / "model" / LM_MANIFEST).exists():
+        return None
+    loaded = load_lm(folder / "model")
+    training = loaded.training
+    return SimpleNamespace(
+        artifact_dir=folder / "model",
+        num_parameters=loaded.model.num_parameters(),
+        valid_metrics=training.get("valid_metrics", {}),
+        metrics=training.get("metrics", {}),
+        best_epoch=training.get("best_epoch"),
+    )
+
+
+def finished_features(folder: Path) -> SimpleNamespace | None:
+    """The feature files an earlier run wrote to ``folder`` (None when it did not finish)."""
+    import json
+
+    if not (folder / "features.json").exists() or not (folder / "featurizer").is_dir():
+        return None
+    facts = json.loads((folder / "features.json").read_text())
+    files = {part: folder / f"{part}.parquet" for part in facts["rows"]}
+    return SimpleNamespace(files=files, recall=facts["recall"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collection", type=Path, default=DEFAULT_COLLECTION)
@@ -117,9 +155,16 @@ def main(argv: list[str] | None = None) -> None:
         "--split", help="the collection's own query split to use (SciFact: train); default none"
     )
     parser.add_argument("--workdir", type=Path, help="keep models and features here")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --workdir: read back every stage an earlier run finished there",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
+    from ltr.artifact import MANIFEST
+    from ltr.data.dataset import load_dataset
     from ltr.lm.config import load_pretrain_config
     from ltr.lm.pretrain import pretrain
     from ltr.text.collection import load_collection
@@ -128,28 +173,39 @@ def main(argv: list[str] | None = None) -> None:
     from ltr.text.finetune import finetune
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ltr-text-rerank-"))
-    if work.exists() and any(work.iterdir()):
-        parser.error(f"--workdir {work} is not empty: give a new folder (runs must not share one)")
+    if args.resume and not args.workdir:
+        parser.error("--resume needs the --workdir of the run to go on with")
+    if work.exists() and any(work.iterdir()) and not args.resume:
+        parser.error(
+            f"--workdir {work} is not empty: give a new folder (runs must not share one), or "
+            "--resume to go on with the run that left it"
+        )
     work.mkdir(parents=True, exist_ok=True)
     collection = str(args.collection.resolve())
     docs = next(args.collection.glob("docs.jsonl*"))
     seconds: dict[str, float] = {}
+    reused: list[str] = []  # stages read back from an earlier run (--resume)
 
     started = time.perf_counter()
-    pre = pretrain(
-        load_pretrain_config(
-            PRETRAIN_CONFIG,
-            {
-                "data.files": [str(docs.resolve())],
-                "trainer.max_epochs": args.pretrain_epochs,
-                "trainer.progress_bar": False,
-                "tracking.enabled": False,
-                "output_dir": str(work / "pretrain"),
-            },
-        ),
-        verbose=False,
-    )
-    seconds["pretrain"] = time.perf_counter() - started
+    pre = finished_lm(work / "pretrain")
+    if pre is not None:
+        reused.append("pretraining")
+    else:
+        pre = pretrain(
+            load_pretrain_config(
+                PRETRAIN_CONFIG,
+                {
+                    "data.files": [str(docs.resolve())],
+                    "trainer.max_epochs": args.pretrain_epochs,
+                    "trainer.progress_bar": False,
+                    "tracking.enabled": False,
+                    "output_dir": str(work / "pretrain"),
+                },
+            ),
+            verbose=False,
+        )
+    if "pretraining" not in reused:
+        seconds["pretrain"] = time.perf_counter() - started
     encoders = {"pre": str(pre.artifact_dir)}
     finetuned = {}
     for name, weight in (("ft", 0.5), ("ft0", 0.0)):
@@ -167,14 +223,22 @@ def main(argv: list[str] | None = None) -> None:
                 "output_dir": str(work / f"finetune-{name}"),
             },
         )
-        finetuned[name] = finetune(config, verbose=False)
-        seconds[f"finetune {name}"] = time.perf_counter() - started
+        finetuned[name] = finished_lm(work / f"finetune-{name}")
+        if finetuned[name] is not None:
+            reused.append(f"fine-tuning {name}")
+        else:
+            finetuned[name] = finetune(config, verbose=False)
+            seconds[f"finetune {name}"] = time.perf_counter() - started
         encoders[name] = str(finetuned[name].artifact_dir)
 
     data_config = load_finetune_config(
         TEXT_CONFIG, {"data.collection": collection, "data.split": args.split}
     ).data
-    features = build_text_features(data_config, encoders, work / "features")
+    features = finished_features(work / "features")
+    if features is not None:
+        reused.append("the feature files")
+    else:
+        features = build_text_features(data_config, encoders, work / "features")
     folders = {}
     for label, extra in FEATURE_SETS.items():
         folder = work / ("features-" + "-".join(["lexical", *extra]))
@@ -210,7 +274,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{m['test/finetuned_ndcg@10']:.4f}",
         ],
     ]
+    setrank_models = 0
     for label, folder in folders.items():
+        setrank_models += sum(
+            (work / f"setrank-{folder.name}-{seed}" / "model" / MANIFEST).exists() for seed in SEEDS
+        )
         results = [run_setrank(folder, seed, work) for seed in SEEDS]
         valid = [v for v, _ in results]
         test = [t for _, t in results]
@@ -227,12 +295,16 @@ def main(argv: list[str] | None = None) -> None:
         valid, test = run_lightgbm(folders[label])
         rows.append([f"LightGBM lambdarank: {label}", 1, f"{valid:.4f}", f"{test:.4f}"])
 
-    q = finetuned["ft"].queries
+    if setrank_models:
+        reused.append(f"{setrank_models} SetRank models")
+    q = {part: len(np.unique(load_dataset(path).qids)) for part, path in features.files.items()}
     table = markdown_table(["ranker", "seeds", "valid NDCG@10", "test NDCG@10"], rows)
-    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
+    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()) or "none timed"
+    if reused:
+        times += f" (read back from an earlier run in the same --workdir: {', '.join(reused)})"
     name = args.collection.resolve().name
     title = name.capitalize() if name != "scifact" else "SciFact"
-    num_docs = len(load_collection(args.collection).doc_ids)
+    num_docs = len(load_collection(args.collection, split=args.split).doc_ids)
     split = f", its `{args.split}` queries" if args.split else ""
     body = (
         f"{title}{split} ({q['train']} training, {q['valid']} validation, "

@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ltr.config import parse_overrides
     from ltr.text.config import load_finetune_config
     from ltr.text.features import build_text_features, parse_encoders
@@ -68,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
             f"  {part:<6} {result.rows[part]:>7,} rows  recall of candidates "
             f"{result.recall[part]:.3f}  {path}"
         )
+    for name in result.feature_names:
+        by_part = "  ".join(f"{part} {v[name]:.3f}" for part, v in result.column_ndcg.items())
+        print(f"  NDCG@10 of {name} alone: {by_part}")
+    for warning in result.leak_warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     featurizer = result.directory / "featurizer"
     print(
         f"featurizer: {featurizer} (ltr train on these files bundles it into the model; "

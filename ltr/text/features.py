@@ -22,11 +22,15 @@ from ltr.errors import ConfigError
 from ltr.text.candidates import CandidateLists, TextTask
 from ltr.text.collection import TextCollection
 from ltr.text.config import TextDataConfig
+from ltr.text.encoder import mean_ndcg
 from ltr.text.featurizer import LEXICAL_FEATURES, TextFeaturizer
 
 __all__ = ["LEXICAL_FEATURES", "FeatureFiles", "build_text_features", "parse_encoders"]
 
 FEATURIZER_DIR = "featurizer"
+LEAK_GAP = 0.2
+"""NDCG@10 by which an encoder column may rank the training lists better than the validation
+lists before ``ltr text-features`` warns of leakage."""
 
 
 def write_feature_file(
@@ -67,6 +71,27 @@ class FeatureFiles:
     feature_names: list[str] = field(default_factory=list)
     recall: dict[str, float] = field(default_factory=dict)
     """Per split: mean share of a query's relevant documents among its candidates."""
+    column_ndcg: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per split and column: mean NDCG@10 of the candidate lists ranked by that column alone."""
+
+    def leak_warnings(self, gap: float = LEAK_GAP) -> list[str]:
+        """One sentence per encoder column that ranks the training lists far better than the
+        validation lists (by more than ``gap`` NDCG@10): the sign of an encoder fine-tuned on
+        these training queries, whose column a ranker trained on them will over-trust."""
+        train, valid = self.column_ndcg.get("train", {}), self.column_ndcg.get("valid", {})
+        out = []
+        for name in self.feature_names:
+            if not (name.startswith("sim_") and name in train and name in valid):
+                continue
+            if train[name] - valid[name] > gap:
+                out.append(
+                    f"{name} ranks the training lists far better than the validation lists "
+                    f"(NDCG@10 {train[name]:.3f} against {valid[name]:.3f}): its encoder has "
+                    "probably been fine-tuned on these training queries, and a ranker trained "
+                    "on train.parquet will trust it more than it deserves on new queries (see "
+                    "docs/TEXT.md, 'Fine-tuned encoders and leakage')"
+                )
+        return out
 
 
 def parse_encoders(specs: list[str]) -> dict[str, str]:
@@ -126,6 +151,9 @@ def build_text_features(
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names)
         out.files[part] = path
         out.recall[part] = lists.recall()
+        out.column_ndcg[part] = {
+            name: mean_ndcg(features[..., j], lists.labels) for j, name in enumerate(names)
+        }
     featurizer.save(out.directory / FEATURIZER_DIR)
     write_manifest(
         out.directory,
@@ -143,6 +171,7 @@ def build_text_features(
             "rows": out.rows,
             "queries": {part: len(ids) for part, ids in task.split.parts().items()},
             "recall": out.recall,
+            "column_ndcg@10": out.column_ndcg,
         },
     )
     return out

@@ -373,8 +373,11 @@ def test_cli_finetune_then_text_features(config_file, tmp_path, capsys):
     ):
         assert line.split()[:3] == [part, str(rows), "rows"]
         assert line.endswith(str(tmp_path / "feat" / f"{part}.parquet"))
+    names = lines[0][len("features: ") :].split(", ")
+    for line, name in zip(lines[4:10], names, strict=True):  # each column's NDCG@10 alone
+        assert line.startswith(f"  NDCG@10 of {name} alone: train ")
     featurizer = tmp_path / "feat" / "featurizer"
-    assert lines[4].startswith(f"featurizer: {featurizer} ") and len(lines) == 5
+    assert lines[10].startswith(f"featurizer: {featurizer} ") and len(lines) == 11
     assert TextFeaturizer.load(featurizer).feature_names == lines[0][len("features: ") :].split(
         ", "
     )

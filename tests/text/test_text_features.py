@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +20,12 @@ from ltr.text.bm25 import BM25
 from ltr.text.candidates import CandidateLists, retrieve
 from ltr.text.collection import TextCollection, load_collection, split_queries
 from ltr.text.config import TextDataConfig
-from ltr.text.features import build_text_features, parse_encoders
+from ltr.text.features import FeatureFiles, build_text_features, parse_encoders
 from ltr.text.featurizer import LexicalStats
 from ltr.train.config import load_train_config
 from ltr.train.run import train
+
+from .conftest import hand_ndcg
 
 NAMES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length", "sim_pre"]
 
@@ -168,6 +171,37 @@ def test_features_json_records_how_the_files_were_made(features, synthetic, enco
             shares.append(found / sum(1 for y in synthetic.qrels[q].values() if y > 0))
         assert facts["recall"][part] == pytest.approx(np.mean(shares))
         assert result.recall[part] == pytest.approx(np.mean(shares))
+
+
+def test_each_columns_ndcg_alone_is_recorded(features):
+    """features.json's per-split NDCG@10 of each column, against NDCG written out by hand over
+    the file's lists (all lists here hold the same number of candidates)."""
+    _, result = features
+    recorded = json.loads((result.directory / "features.json").read_text())["column_ndcg@10"]
+    assert recorded == result.column_ndcg
+    for part, path in result.files.items():
+        chunk, names = read_parquet(path)
+        q = len(dict.fromkeys(chunk.qids))
+        labels = chunk.labels.reshape(q, -1)
+        for j, name in enumerate(names):
+            want = hand_ndcg(chunk.features[:, j].reshape(q, -1), labels)
+            assert result.column_ndcg[part][name] == pytest.approx(want, abs=1e-6)
+
+
+def test_leak_warning_names_a_column_far_better_on_training_lists():
+    result = FeatureFiles(
+        Path("."),
+        feature_names=["bm25", "sim_ft", "sim_pre"],
+        column_ndcg={
+            "train": {"bm25": 0.9, "sim_ft": 0.99, "sim_pre": 0.30},
+            "valid": {"bm25": 0.5, "sim_ft": 0.59, "sim_pre": 0.28},
+        },
+    )
+    warnings = result.leak_warnings()
+    assert len(warnings) == 1  # bm25 is no encoder column; sim_pre generalises
+    assert warnings[0].startswith("sim_ft ranks the training lists far better")
+    assert "0.990 against 0.590" in warnings[0]
+    assert result.leak_warnings(gap=0.5) == []
 
 
 def test_ltr_train_takes_the_feature_files(features, tmp_path, monkeypatch):
