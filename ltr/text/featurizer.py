@@ -96,16 +96,9 @@ class LexicalStats:
         )
 
     @cached_property
-    def counter(self) -> CountVectorizer:
-        """Counts of the vocabulary's terms in a text (out-of-vocabulary terms dropped)."""
-        return CountVectorizer(
-            stop_words=STOP_WORDS, vocabulary={t: i for i, t in enumerate(self.terms)}
-        )
-
-    @cached_property
     def analyzer(self):
-        """A text's terms, in order, vocabulary or not."""
-        return self.counter.build_analyzer()
+        """A text's terms, in order, vocabulary or not (:meth:`analyze` counts them)."""
+        return CountVectorizer(stop_words=STOP_WORDS).build_analyzer()
 
     @cached_property
     def vocabulary(self) -> dict[str, int]:
@@ -345,7 +338,8 @@ class TextFeaturizer:
                                         [frozenset()] * len(hit))))  # fmt: skip
             for name, out in vectors.items():
                 out[torch.from_numpy(hit)] = torch.from_numpy(cache.vectors[name][found])
-        return DocTerms.scatter(parts), vectors
+        terms = parts[0][1] if len(parts) == 1 else DocTerms.scatter(parts)  # nothing cached
+        return terms, vectors
 
     def cache_documents(self, doc_texts: Sequence[str], *, progress: bool = False) -> None:
         """Analyse and encode ``doc_texts`` (a collection) once and keep the results, so that
