@@ -4,9 +4,13 @@ One run, one query split (``configs/text/cranfield.yaml``: 60/20/20 of the 225 j
 seed 0), every number NDCG@10 over each query's BM25 top-100 (the reranking convention):
 
 1. ``ltr pretrain`` a masked LM on the documents (``configs/text/bert_cranfield.yaml``);
-2. ``ltr finetune`` it twice on the training queries: ``L_task + 0.5·L_pretrain`` and, to see
-   what the language-model term does, ``L_task`` alone (``lm_weight: 0``);
-3. ``ltr text-features`` with the three encoders as ``sim_pre``, ``sim_ft``, ``sim_ft0``;
+2. ``ltr finetune`` it twice on the training queries: ``L_task + 0.5·L_pretrain`` (``ft``,
+   cross-fitted: ``--crossfit-folds`` more encoders, each without a fifth of the training
+   queries) and, to see what the language-model term does, ``L_task`` alone (``ft0``,
+   ``lm_weight: 0``);
+3. ``ltr text-features`` with the three encoders as ``sim_pre``, ``sim_ft``, ``sim_ft0``, twice:
+   the training rows' ``sim_ft`` from the fold encoder that did not see the query
+   (cross-fitted), and from the encoder trained on all of them (``--no-crossfit``);
 4. the default SetRank (``configs/setrank_imsab.yaml``, three training seeds) and LightGBM
    lambdarank on the lexical features alone and with each encoder's similarity.
 
@@ -48,7 +52,10 @@ FEATURE_SETS = {
     "lexical + sim_pre": ("sim_pre",),
     "lexical + sim_ft0": ("sim_ft0",),
     "lexical + sim_ft": ("sim_ft",),
+    "lexical + sim_ft, cross-fitted": ("sim_ft",),
 }
+CROSSFITTED = "lexical + sim_ft, cross-fitted"
+"""The one feature set whose training rows come from the cross-fitted features."""
 SEEDS = (0, 1, 2)
 
 
@@ -117,33 +124,49 @@ def run_lightgbm(folder: Path) -> tuple[float, float]:
     )
 
 
-def finished_lm(folder: Path) -> SimpleNamespace | None:
+def finished_lm(folder: Path, crossfit_folds: int = 0) -> SimpleNamespace | None:
     """What ``pretrain`` / ``finetune`` returned for the model an earlier run saved in
-    ``folder``, read back from its manifest; None when there is none."""
+    ``folder``, read back from its manifest; None when there is none (or it has not the
+    ``crossfit_folds`` fold encoders asked for)."""
     from ltr.lm.artifact import LM_MANIFEST, load_lm
 
     if not (folder / "model" / LM_MANIFEST).exists():
         return None
     loaded = load_lm(folder / "model")
     training = loaded.training
+    if crossfit_folds and training.get("crossfit", {}).get("folds") != crossfit_folds:
+        return None
     return SimpleNamespace(
         artifact_dir=folder / "model",
         num_parameters=loaded.model.num_parameters(),
         valid_metrics=training.get("valid_metrics", {}),
         metrics=training.get("metrics", {}),
         best_epoch=training.get("best_epoch"),
+        folds=[
+            SimpleNamespace(best_epoch=epoch, metrics=metrics)
+            for epoch, metrics in zip(
+                training.get("crossfit", {}).get("best_epochs", []),
+                training.get("crossfit", {}).get("metrics", []),
+                strict=True,
+            )
+        ],
     )
 
 
-def finished_features(folder: Path) -> SimpleNamespace | None:
-    """The feature files an earlier run wrote to ``folder`` (None when it did not finish)."""
+def finished_features(folder: Path, crossfit: bool) -> SimpleNamespace | None:
+    """The feature files an earlier run wrote to ``folder`` (None when it did not finish, or
+    cross-fitted where ``crossfit`` says not to or the other way round)."""
     import json
 
     if not (folder / "features.json").exists() or not (folder / "featurizer").is_dir():
         return None
     facts = json.loads((folder / "features.json").read_text())
+    if bool(facts.get("crossfit")) != crossfit:
+        return None
     files = {part: folder / f"{part}.parquet" for part in facts["rows"]}
-    return SimpleNamespace(files=files, recall=facts["recall"])
+    return SimpleNamespace(
+        files=files, recall=facts["recall"], column_ndcg=facts.get("column_ndcg@10", {})
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,6 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--collection", type=Path, default=DEFAULT_COLLECTION)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument(
+        "--crossfit-folds",
+        type=int,
+        default=5,
+        help="fold encoders cross-fitted with ft (ltr finetune's crossfit_folds); default 5",
+    )
     parser.add_argument(
         "--split", help="the collection's own query split to use (SciFact: train); default none"
     )
@@ -208,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds["pretrain"] = time.perf_counter() - started
     encoders = {"pre": str(pre.artifact_dir)}
     finetuned = {}
-    for name, weight in (("ft", 0.5), ("ft0", 0.0)):
+    for name, weight, folds in (("ft", 0.5, args.crossfit_folds), ("ft0", 0.0, 0)):
         started = time.perf_counter()
         config = load_finetune_config(
             TEXT_CONFIG,
@@ -217,13 +246,14 @@ def main(argv: list[str] | None = None) -> None:
                 "data.collection": collection,
                 "data.split": args.split,
                 "lm_weight": weight,
+                "crossfit_folds": folds,
                 "trainer.max_epochs": args.finetune_epochs,
                 "trainer.progress_bar": False,
                 "tracking.enabled": False,
                 "output_dir": str(work / f"finetune-{name}"),
             },
         )
-        finetuned[name] = finished_lm(work / f"finetune-{name}")
+        finetuned[name] = finished_lm(work / f"finetune-{name}", folds)
         if finetuned[name] is not None:
             reused.append(f"fine-tuning {name}")
         else:
@@ -234,16 +264,25 @@ def main(argv: list[str] | None = None) -> None:
     data_config = load_finetune_config(
         TEXT_CONFIG, {"data.collection": collection, "data.split": args.split}
     ).data
-    features = finished_features(work / "features")
-    if features is not None:
-        reused.append("the feature files")
-    else:
-        features = build_text_features(data_config, encoders, work / "features")
+    built = {}
+    for crossfit, where in ((False, "features"), (True, "features-crossfit")):
+        built[crossfit] = finished_features(work / where, crossfit)
+        if built[crossfit] is not None:
+            reused.append(f"the feature files in {where}")
+        else:
+            started = time.perf_counter()
+            built[crossfit] = build_text_features(
+                data_config, encoders, work / where, crossfit=crossfit
+            )
+            seconds[where] = time.perf_counter() - started
+    features, crossfitted = built[False], built[True]
     folders = {}
     for label, extra in FEATURE_SETS.items():
-        folder = work / ("features-" + "-".join(["lexical", *extra]))
+        source = crossfitted if label == CROSSFITTED else features
+        suffix = ["crossfit"] if label == CROSSFITTED else []
+        folder = work / ("features-" + "-".join(["lexical", *extra, *suffix]))
         for part in ("train", "valid", "test"):
-            subset_features(features.files[part], folder / f"{part}.parquet", extra)
+            subset_features(source.files[part], folder / f"{part}.parquet", extra)
         folders[label] = folder
 
     m = finetuned["ft"].metrics
@@ -291,9 +330,19 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
         print(rows[-1], flush=True)
-    for label in ("lexical", "lexical + sim_ft"):
+    for label in ("lexical", "lexical + sim_ft", CROSSFITTED):
         valid, test = run_lightgbm(folders[label])
         rows.append([f"LightGBM lambdarank: {label}", 1, f"{valid:.4f}", f"{test:.4f}"])
+    leak_rows = [
+        [
+            "encoder trained on all of them" if not crossfit else "cross-fitted",
+            f"{built[crossfit].column_ndcg['train']['sim_ft']:.4f}",
+            f"{built[crossfit].column_ndcg['valid']['sim_ft']:.4f}",
+            f"{built[crossfit].column_ndcg['test']['sim_ft']:.4f}",
+        ]
+        for crossfit in (False, True)
+    ]
+    folds = finetuned["ft"].folds
 
     if setrank_models:
         reused.append(f"{setrank_models} SetRank models")
@@ -318,9 +367,31 @@ def main(argv: list[str] | None = None) -> None:
         f"{pre.valid_metrics['val/accuracy']:.3f}), "
         f"fine-tuned {args.finetune_epochs} epochs at most with `configs/text/cranfield.yaml` "
         f"(best epochs {finetuned['ft'].best_epoch} for λ = 0.5, {finetuned['ft0'].best_epoch} "
-        "for λ = 0). SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
+        f"for λ = 0; λ = 0.5 cross-fitted with `crossfit_folds: {args.crossfit_folds}`). "
+        "SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
         "LightGBM: `benchmarks.quality_cv`'s settings.\n\n"
-        f"{table}\n\nTime on this machine: {times}."
+        f"{table}\n\n"
+        "The two sets of feature files differ only in the training rows' `sim_ft`: from the "
+        'encoder fine-tuned on those very training queries, or ("cross-fitted") from the '
+        "fold encoder that was not trained on the query. Validation and test rows, and the "
+        "featurizer a model is served with, use the encoder trained on all the training "
+        "queries in both. NDCG@10 of the `sim_ft` column alone:\n\n"
+        + markdown_table(
+            ["training rows' sim_ft from", "train lists", "valid lists", "test lists"], leak_rows
+        )
+        + (
+            f"\n\nThe {len(folds)} fold encoders (each without 1/{len(folds)} of the "
+            "training queries; best epochs "
+            + ", ".join(str(f.best_epoch) for f in folds)
+            + ") rank the queries they left out at NDCG@10 "
+            + ", ".join(f"{f.metrics['held_out/finetuned_ndcg@10']:.3f}" for f in folds)
+            + " and the validation queries at "
+            + ", ".join(f"{f.metrics['valid/finetuned_ndcg@10']:.3f}" for f in folds)
+            + "."
+            if folds
+            else ""
+        )
+        + f"\n\nTime on this machine: {times}."
     )
     print(body)
     if not args.no_write:

@@ -46,6 +46,17 @@ def run(args: argparse.Namespace) -> int:
             bm25, pre = m[f"{part}/bm25_ndcg@10"], m[f"{part}/pretrained_ndcg@10"]
             tuned, recall = m[f"{part}/finetuned_ndcg@10"], m[f"{part}/recall"]
             print(f"  {part:<31}{bm25:.4f}  {pre:.4f}      {tuned:.4f}      ({recall:.3f})")
+    if result.folds:
+        print(
+            f"cross-fitted encoders ({len(result.folds)}, in {result.artifact_dir / 'crossfit'}):"
+        )
+        for fold in result.folds:
+            print(
+                f"  fold {fold.fold}: without {len(fold.held_out)} training queries, best epoch "
+                f"{fold.best_epoch} of {fold.epochs}; NDCG@10 valid "
+                f"{fold.metrics['valid/finetuned_ndcg@10']:.4f}, on the queries it left out "
+                f"{fold.metrics['held_out/finetuned_ndcg@10']:.4f}"
+            )
     print(f"model directory: {result.artifact_dir}")
     if result.run_id:
         print(f"MLflow run:      runs:/{result.run_id}/lm")

@@ -40,6 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and the encoders)",
     )
     p.add_argument(
+        "--no-crossfit",
+        dest="crossfit",
+        action="store_false",
+        help="for an encoder fine-tuned with crossfit_folds, give the training rows the "
+        "similarities of the encoder trained on all the training queries, as the validation and "
+        "test rows (by default each training query's come from the fold encoder that never saw "
+        "it)",
+    )
+    p.add_argument(
         "--device",
         default="cpu",
         help="where the encoders run: cpu (default), cuda, cuda:N or auto",
@@ -61,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         parse_encoders(args.encoder),
         args.out,
         cache_documents=args.document_cache,
+        crossfit=args.crossfit,
         device=args.device,
         progress=not args.quiet,
     )
@@ -73,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
     for name in result.feature_names:
         by_part = "  ".join(f"{part} {v[name]:.3f}" for part, v in result.column_ndcg.items())
         print(f"  NDCG@10 of {name} alone: {by_part}")
+    for name, folds in result.crossfit.items():
+        print(
+            f"  sim_{name} on the training rows: cross-fitted, each query scored by the one of "
+            f"{folds} fold encoders that was not trained on it"
+        )
     for warning in result.leak_warnings():
         print(f"warning: {warning}", file=sys.stderr)
     featurizer = result.directory / "featurizer"

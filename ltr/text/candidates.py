@@ -40,6 +40,18 @@ class CandidateLists:
     def __len__(self) -> int:
         return len(self.query_ids)
 
+    def take(self, rows: Sequence[int] | np.ndarray) -> CandidateLists:
+        """The lists of queries ``rows`` (indices into this one), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return CandidateLists(
+            [self.query_ids[i] for i in rows],
+            [self.query_texts[i] for i in rows],
+            self.doc_index[rows],
+            self.bm25[rows],
+            self.labels[rows],
+            self.relevant[rows],
+        )
+
     def with_positive(self) -> np.ndarray:
         """Indices of the queries with at least one relevant candidate."""
         return np.flatnonzero((self.labels > 0).any(axis=1))

@@ -92,6 +92,12 @@ class FinetuneConfig:
     """λ: weight of the language-model loss on the collection's text (0 = task loss only)."""
     temperature: float = 0.05
     """Scores are cosine similarities divided by this."""
+    crossfit_folds: int = 0
+    """K >= 2: also fine-tune K encoders, each on the training queries less one K-th of them,
+    saved inside the model directory (``crossfit/fold<k>``). ``ltr text-features`` then gives
+    each training query the similarity of the encoder that never saw it, so a ranker trained on
+    those rows learns what the column is worth on new queries (docs/TEXT.md, "Fine-tuned
+    encoders and leakage"). 0 = off. Costs K more fine-tuning runs."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=20))
     trainer: FinetuneTrainerConfig = field(default_factory=FinetuneTrainerConfig)
     tracking: FinetuneTrackingConfig = field(default_factory=FinetuneTrackingConfig)
@@ -103,6 +109,10 @@ class FinetuneConfig:
             raise ConfigError(f"lm_weight must be >= 0, got {self.lm_weight}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be positive, got {self.temperature}")
+        if self.crossfit_folds < 0 or self.crossfit_folds == 1:
+            raise ConfigError(
+                f"crossfit_folds must be 0 (off) or at least 2, got {self.crossfit_folds}"
+            )
 
 
 def load_finetune_config(

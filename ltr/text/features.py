@@ -19,11 +19,12 @@ import numpy as np
 from ltr.data.parquet import ParquetListWriter
 from ltr.data.svmlight import RowChunk
 from ltr.errors import ConfigError
+from ltr.lm.artifact import LM_MANIFEST, LoadedLM, load_lm
 from ltr.text.candidates import CandidateLists, TextTask
 from ltr.text.collection import TextCollection
 from ltr.text.config import TextDataConfig
 from ltr.text.encoder import mean_ndcg
-from ltr.text.featurizer import LEXICAL_FEATURES, TextFeaturizer
+from ltr.text.featurizer import LEXICAL_FEATURES, TextFeaturizer, encoder_similarities
 
 __all__ = ["LEXICAL_FEATURES", "FeatureFiles", "build_text_features", "parse_encoders"]
 
@@ -73,6 +74,8 @@ class FeatureFiles:
     """Per split: mean share of a query's relevant documents among its candidates."""
     column_ndcg: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per split and column: mean NDCG@10 of the candidate lists ranked by that column alone."""
+    crossfit: dict[str, int] = field(default_factory=dict)
+    """Encoder name -> number of cross-fitted encoders that gave its training rows."""
 
     def leak_warnings(self, gap: float = LEAK_GAP) -> list[str]:
         """One sentence per encoder column that ranks the training lists far better than the
@@ -88,8 +91,10 @@ class FeatureFiles:
                     f"{name} ranks the training lists far better than the validation lists "
                     f"(NDCG@10 {train[name]:.3f} against {valid[name]:.3f}): its encoder has "
                     "probably been fine-tuned on these training queries, and a ranker trained "
-                    "on train.parquet will trust it more than it deserves on new queries (see "
-                    "docs/TEXT.md, 'Fine-tuned encoders and leakage')"
+                    "on train.parquet will trust it more than it deserves on new queries; "
+                    "fine-tune it with crossfit_folds (e.g. --crossfit_folds 5) and its "
+                    "training rows come from encoders that did not see them (docs/TEXT.md, "
+                    "'Fine-tuned encoders and leakage')"
                 )
         return out
 
@@ -111,12 +116,82 @@ def parse_encoders(specs: list[str]) -> dict[str, str]:
     return encoders
 
 
+@dataclass
+class CrossFit:
+    """A fine-tuned encoder's cross-fitted fold encoders (``ltr finetune`` with
+    ``crossfit_folds``): ``encoders[k]`` was trained without the queries ``held_out[k]``."""
+
+    held_out: list[list[str]]
+    encoders: list[LoadedLM]
+
+    @classmethod
+    def of(cls, name: str, lm: LoadedLM) -> CrossFit | None:
+        """The folds saved with encoder ``name`` (None when it has none).
+
+        Raises:
+            ConfigError: its manifest lists fold encoders that are not there.
+        """
+        facts = lm.training.get("crossfit")
+        if not facts:
+            return None
+        held_out = [list(map(str, part)) for part in facts.get("held_out", [])]
+        encoders = []
+        for k in range(len(held_out)):
+            path = (lm.path or Path(".")) / facts.get("directory", "crossfit") / f"fold{k}"
+            if not (path / LM_MANIFEST).exists():
+                raise ConfigError(
+                    f"encoder {name} lists {len(held_out)} cross-fitted encoders but {path} "
+                    "holds none; pass the model directory ltr finetune wrote, whole, or "
+                    "--no-crossfit"
+                )
+            encoders.append(load_lm(path))
+        return cls(held_out, encoders)
+
+    def check(self, name: str, train_queries: list[str]) -> None:
+        """The folds must hold out exactly these training queries, each once.
+
+        Raises:
+            ConfigError: they were made for another query split.
+        """
+        held = [q for part in self.held_out for q in part]
+        if len(held) == len(set(held)) and set(held) == set(train_queries):
+            return
+        missing = sorted(set(train_queries) - set(held))
+        extra = sorted(set(held) - set(train_queries))
+        raise ConfigError(
+            f"encoder {name} was cross-fitted on another query split: its folds hold out "
+            f"{len(held)} queries, this split has {len(train_queries)} training queries "
+            f"({len(missing)} of them in no fold, {len(extra)} held-out queries not among them); "
+            "fine-tune it with the same data section (collection, split, query_fractions, "
+            "split_seed) or pass --no-crossfit"
+        )
+
+    def similarities(self, lists: CandidateLists, doc_texts: list[str], out: np.ndarray) -> None:
+        """Write into ``out[q, k]`` each query's similarities from the encoder that did not
+        see it (``lists`` holds training queries only)."""
+        row_of = {q: i for i, q in enumerate(lists.query_ids)}
+        for part, lm in zip(self.held_out, self.encoders, strict=True):
+            rows = np.array([row_of[q] for q in part if q in row_of], dtype=np.int64)
+            if len(rows):
+                out[rows] = encoder_similarities(
+                    lm, [lists.query_texts[r] for r in rows], doc_texts, lists.doc_index[rows]
+                )
+
+    def to(self, device: str) -> CrossFit:
+        from ltr.predictor import resolve_device
+
+        for lm in self.encoders:
+            lm.model.to(resolve_device(device))
+        return self
+
+
 def build_text_features(
     config: TextDataConfig,
     encoders: Mapping[str, str],
     output_dir: str | Path,
     *,
     cache_documents: bool = True,
+    crossfit: bool = True,
     device: str = "cpu",
     progress: bool = False,
 ) -> FeatureFiles:
@@ -131,6 +206,9 @@ def build_text_features(
             with the featurizer (:mod:`ltr.text.cache`), so that reranking its documents later
             skips the tokeniser and the encoders; without it only the listed documents are
             featurized, and nothing is kept.
+        crossfit: where an encoder was fine-tuned with ``crossfit_folds``, give each training
+            query its similarities from the fold encoder that did not see it (validation and
+            test rows, and the saved featurizer, use the encoder trained on all of them).
         device: where the encoders run (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         progress: show a progress bar while the collection is encoded.
     """
@@ -142,11 +220,21 @@ def build_text_features(
     featurizer.to(device)
     if cache_documents:
         featurizer.cache_documents(docs, progress=progress)
+    folds: dict[str, CrossFit] = {}
+    for name, lm in featurizer.encoders.items() if crossfit else ():
+        fit = CrossFit.of(name, lm)
+        if fit is not None:
+            fit.check(name, task.split.train)
+            folds[name] = fit.to(device)
     names = featurizer.feature_names
     out = FeatureFiles(Path(output_dir), feature_names=names)
+    out.crossfit = {name: len(fit.encoders) for name, fit in folds.items()}
     out.directory.mkdir(parents=True, exist_ok=True)
     for part, lists in task.lists.items():
         features = featurizer.features(lists.query_texts, docs, lists.doc_index)
+        if part == "train":
+            for name, fit in folds.items():
+                fit.similarities(lists, docs, features[..., names.index(f"sim_{name}")])
         path = out.directory / f"{part}.parquet"
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names)
         out.files[part] = path
@@ -166,6 +254,7 @@ def build_text_features(
             "bm25": {"k1": config.bm25_k1, "b": config.bm25_b},
             "encoders": dict(encoders),
             "document_cache": cache_documents,
+            "crossfit": out.crossfit,
             "feature_names": names,
             "featurizer": FEATURIZER_DIR,
             "rows": out.rows,

@@ -197,6 +197,23 @@ def _encode(lm: LoadedLM, texts: Sequence[str], progress: str | None = None) -> 
     return token_vectors(lm.model, tokens, lm.tokenizer.pad_id, progress=progress)
 
 
+def _cosines(queries: torch.Tensor, docs: torch.Tensor, position: np.ndarray) -> np.ndarray:
+    """``[Q, K]``: unit vector ``queries[q]`` dot ``docs[position[q, k]]`` (a ``sim_`` column)."""
+    return torch.einsum("qd,qkd->qk", queries, docs[torch.from_numpy(position)]).numpy()
+
+
+def encoder_similarities(
+    lm: LoadedLM, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
+) -> np.ndarray:
+    """``[Q, K]`` the ``sim_`` column an encoder gives query ``q`` and document
+    ``doc_texts[doc_index[q, k]]``, computed as :meth:`TextFeaturizer.features` does (every
+    listed document encoded once; no cache)."""
+    doc_index = np.asarray(doc_index, dtype=np.int64)
+    used = np.unique(doc_index)
+    docs = _encode(lm, [doc_texts[i] for i in used])
+    return _cosines(_encode(lm, query_texts), docs, np.searchsorted(used, doc_index))
+
+
 @dataclass
 class DocTerms:
     """Analysed texts: what the lexical features need of them."""
@@ -311,9 +328,7 @@ class TextFeaturizer:
         position = np.searchsorted(used, doc_index)  # (Q, K) rows of `used`
         columns = [self.lexical.score(query_texts, terms, position)]
         for name, lm in self.encoders.items():
-            queries = _encode(lm, query_texts)  # (Q, d)
-            docs = vectors[name][torch.from_numpy(position)]  # (Q, K, d)
-            columns.append(torch.einsum("qd,qkd->qk", queries, docs).numpy()[..., None])
+            columns.append(_cosines(_encode(lm, query_texts), vectors[name], position)[..., None])
         return np.concatenate(columns, axis=-1)
 
     def documents(self, texts: Sequence[str]) -> tuple[DocTerms, dict[str, torch.Tensor]]:
@@ -394,7 +409,9 @@ class TextFeaturizer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name, lm in self.encoders.items():
-            save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, lm.training)
+            # the cross-fitted fold encoders made training rows; they stay with the source
+            training = {k: v for k, v in lm.training.items() if k != "crossfit"}
+            save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, training)
         if self.cache is not None:
             self.cache.save(tmp / DOCUMENT_CACHE)
         manifest = {

@@ -18,10 +18,12 @@ Validation after every epoch ranks each validation query's BM25 candidates by th
 
 from __future__ import annotations
 
+import copy
 import math
+import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from torchmetrics import MeanMetric
 
 from ltr.config import to_dict
 from ltr.errors import ConfigError
-from ltr.lm.artifact import load_lm, save_lm
+from ltr.lm.artifact import LM_MANIFEST, load_lm, save_lm
 from ltr.lm.data import CausalWindows, MaskedWindows, derive_seed
 from ltr.lm.masking import MaskedCollator
 from ltr.lm.model import TransformerLM, token_cross_entropy
@@ -46,6 +48,7 @@ from ltr.text.config import FinetuneConfig, TextDataConfig, check_finetune_confi
 from ltr.text.encoder import NDCG_K, TokenizedTexts, encode, encoder_scores, mean_ndcg
 from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
 from ltr.train.run import (
+    RESUME_CHECKPOINT,
     RESUME_DIR,
     build_trainer,
     finish_resumable,
@@ -274,6 +277,44 @@ class FinetuneModule(L.LightningModule):
 
 
 # ------------------------------------------------------------------------------- the run
+CROSSFIT_DIR = "crossfit"
+"""Where cross-fitted fold encoders live: ``<output_dir>/crossfit/fold<k>/`` while they train
+(checkpoints, resume state, ``model/``), ``<model directory>/crossfit/fold<k>/`` once done."""
+
+
+def crossfit_assignment(query_ids: Sequence[str], folds: int, seed: int) -> list[list[str]]:
+    """Deal ``query_ids`` into ``folds`` held-out parts at random (seeded by ``seed``).
+
+    Every id lands in exactly one part, part sizes differ by at most one, and each part keeps
+    the ids' order. Encoder ``k`` of a cross-fitted run is trained without part ``k``.
+
+    Raises:
+        ConfigError: fewer than two folds, or more folds than ids.
+    """
+    ids = list(query_ids)
+    if folds < 2:
+        raise ConfigError(f"cross-fitting needs at least 2 folds, got {folds}")
+    if folds > len(ids):
+        raise ConfigError(
+            f"crossfit_folds is {folds} but there are only {len(ids)} training queries"
+        )
+    order = np.random.default_rng([seed, 0xC0FF]).permutation(len(ids))
+    return [[ids[i] for i in sorted(order[k::folds])] for k in range(folds)]
+
+
+@dataclass
+class FoldResult:
+    """One cross-fitted encoder: the training queries it never saw and how it did."""
+
+    fold: int
+    held_out: list[str]
+    best_epoch: int | None
+    epochs: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    """``valid/finetuned_ndcg@10`` (and ``held_out/finetuned_ndcg@10``: its held-out training
+    queries, which it ranks as it would new ones)."""
+
+
 @dataclass
 class FinetuneResult:
     """What a fine-tuning run produced; metrics are NDCG@10 over BM25's candidate lists."""
@@ -288,19 +329,175 @@ class FinetuneResult:
     run_id: str | None = None
     registered_version: str | None = None
     alias_uri: str | None = None
+    folds: list[FoldResult] = field(default_factory=list)
+    """The cross-fitted encoders (``crossfit_folds``), empty when there are none."""
+
+
+@dataclass
+class _Fit:
+    """One trained encoder: the module holding it and what its trainer saw."""
+
+    module: FinetuneModule
+    trainer: L.Trainer
+    best_epoch: int | None
+    tracking: Any
+
+
+def _fit(
+    config: FinetuneConfig,
+    model: TransformerLM,
+    tokenizer: TextTokenizer,
+    texts: TokenizedTexts,
+    train: CandidateLists,
+    valid: CandidateLists,
+    *,
+    resume: bool,
+    verbose: bool,
+) -> _Fit:
+    """Fine-tune ``model`` in place on ``train`` (early stopping on ``valid``) into
+    ``config.output_dir``, resuming from its resume checkpoint when ``resume``; on return the
+    best epoch's weights are loaded (rank zero) and the MLflow run is still open."""
+    output = Path(config.output_dir)
+    ckpt_path, run_id = resume_point(output / RESUME_DIR, resume)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = FinetuneDataModule(
+        config.data,
+        texts,
+        tokenizer,
+        train,
+        valid,
+        kind=model.config.kind,
+        block_size=model.config.block_size,
+        with_lm=config.lm_weight > 0,
+        seed=config.trainer.seed,
+    )
+    steps = math.ceil(len(datamodule.train_set) / config.data.batch_size)
+    module = FinetuneModule(model, config, total_steps=steps * config.trainer.max_epochs)
+    run = run_callbacks(
+        output,
+        config.tracking,
+        to_dict(config),
+        run_id=run_id,
+        monitor=f"val/ndcg@{NDCG_K}",
+        mode="max",
+        patience=config.trainer.early_stopping_patience,
+    )
+    trainer = build_trainer(config.trainer, run.callbacks, output, verbose=verbose)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        best_epoch = load_best_weights(module, run.checkpoint) if trainer.is_global_zero else None
+    except BaseException:
+        run.tracking.close(failed=True)
+        raise
+    return _Fit(module, trainer, best_epoch, run.tracking)
+
+
+def _has_resume_point(output: Path) -> bool:
+    return (output / RESUME_DIR / RESUME_CHECKPOINT).exists()
+
+
+def _crossfit(
+    config: FinetuneConfig,
+    task: TextTask,
+    texts: TokenizedTexts,
+    pretrained: TransformerLM,
+    tokenizer: TextTokenizer,
+    *,
+    resume: bool,
+    verbose: bool,
+) -> list[FoldResult]:
+    """Train (or, resuming, read back) the ``config.crossfit_folds`` fold encoders into
+    ``<output_dir>/crossfit/fold<k>/model``. Fold runs are not tracked in MLflow: their results
+    are logged with the run of the encoder trained on all the training queries."""
+    work = Path(config.output_dir) / CROSSFIT_DIR
+    train, valid = task.lists["train"], task.lists["valid"]
+    parts = crossfit_assignment(train.query_ids, config.crossfit_folds, config.data.split_seed)
+    results = []
+    for k, held_out in enumerate(parts):
+        output = work / f"fold{k}"
+        done = output / "model" / LM_MANIFEST
+        if resume and done.exists() and not _has_resume_point(output):
+            facts = load_lm(output / "model").training
+            if facts.get("held_out") == held_out:
+                results.append(
+                    FoldResult(k, held_out, facts["best_epoch"], facts["epochs"], facts["metrics"])
+                )
+                continue
+        if verbose:
+            print(
+                f"cross-fitting: encoder {k + 1} of {len(parts)}, without {len(held_out)} of "
+                f"the {len(train)} training queries",
+                flush=True,
+            )
+        out_set = set(held_out)
+        keep = [i for i, q in enumerate(train.query_ids) if q not in out_set]
+        fold_config = replace(
+            config,
+            output_dir=str(output),
+            tracking=replace(config.tracking, enabled=False),
+        )
+        model = copy.deepcopy(pretrained).train()
+        fit = _fit(
+            fold_config,
+            model,
+            tokenizer,
+            texts,
+            train.take(keep),
+            valid,
+            resume=resume and _has_resume_point(output),
+            verbose=verbose,
+        )
+        if not fit.trainer.is_global_zero:
+            continue
+        model.cpu().eval()
+        held = train.take([i for i, q in enumerate(train.query_ids) if q in out_set])
+        metrics = {
+            f"valid/finetuned_ndcg@{NDCG_K}": mean_ndcg(
+                encoder_scores(model, texts, valid), valid.labels
+            ),
+            f"held_out/finetuned_ndcg@{NDCG_K}": mean_ndcg(
+                encoder_scores(model, texts, held), held.labels
+            ),
+        }
+        result = FoldResult(k, held_out, fit.best_epoch, fit.trainer.current_epoch, metrics)
+        save_lm(
+            model,
+            tokenizer,
+            output / "model",
+            {
+                "finetuned_from": str(config.encoder),
+                "crossfit_fold": k,
+                "held_out": held_out,
+                "best_epoch": result.best_epoch,
+                "epochs": result.epochs,
+                "metrics": metrics,
+            },
+        )
+        fit.tracking.close()
+        finish_resumable(output / RESUME_DIR)
+        results.append(result)
+    return results
 
 
 def finetune(
     config: FinetuneConfig, *, verbose: bool = True, resume: bool = False
 ) -> FinetuneResult:
-    """Fine-tune ``config.encoder`` on ``config.data.collection`` (see the module docstring)."""
+    """Fine-tune ``config.encoder`` on ``config.data.collection`` (see the module docstring).
+
+    With ``config.crossfit_folds`` = K the K fold encoders are trained first, then the encoder
+    on all the training queries, which is the same encoder a run without cross-fitting gives;
+    the fold encoders are saved inside its model directory. ``resume`` goes on from where an
+    interrupted run stopped: finished fold encoders are read back, not trained again.
+    """
     check_finetune_config(config)
     started = time.perf_counter()
     quiet_lightning()
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     output = Path(config.output_dir)
-    resume_dir = output / RESUME_DIR
-    ckpt_path, run_id = resume_point(resume_dir, resume)
+    if config.crossfit_folds:
+        if resume and not (output / CROSSFIT_DIR).is_dir() and not _has_resume_point(output):
+            resume_point(output / RESUME_DIR, True)  # raises: nothing to resume
+        if not resume:
+            shutil.rmtree(output / CROSSFIT_DIR, ignore_errors=True)
     loaded = load_lm(config.encoder)
     model, tokenizer = loaded.model.train(), loaded.tokenizer  # load_lm gives it in eval mode
     block = model.config.block_size
@@ -320,37 +517,27 @@ def finetune(
         for part, lists in task.lists.items()
         if part != "train"
     }
-    datamodule = FinetuneDataModule(
-        config.data,
-        texts,
+    folds: list[FoldResult] = []
+    if config.crossfit_folds:
+        folds = _crossfit(config, task, texts, model, tokenizer, resume=resume, verbose=verbose)
+    if folds and verbose:
+        print(f"fine-tuning on all {len(task.lists['train'])} training queries", flush=True)
+    main_resume = resume and (not config.crossfit_folds or _has_resume_point(output))
+    fit = _fit(
+        config,
+        model,
         tokenizer,
+        texts,
         task.lists["train"],
         task.lists["valid"],
-        kind=model.config.kind,
-        block_size=block,
-        with_lm=config.lm_weight > 0,
-        seed=config.trainer.seed,
+        resume=main_resume,
+        verbose=verbose,
     )
-    resolved = to_dict(config)
-    steps = math.ceil(len(datamodule.train_set) / config.data.batch_size)
-    module = FinetuneModule(model, config, total_steps=steps * config.trainer.max_epochs)
-    monitor = f"val/ndcg@{NDCG_K}"
-    run = run_callbacks(
-        output,
-        config.tracking,
-        resolved,
-        run_id=run_id,
-        monitor=monitor,
-        mode="max",
-        patience=config.trainer.early_stopping_patience,
-    )
-    checkpoint, tracking, callbacks = run.checkpoint, run.tracking, run.callbacks
-    trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
+    tracking = fit.tracking
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        if not trainer.is_global_zero:
-            return FinetuneResult(output / "model", None, trainer.current_epoch, 0.0)
-        best_epoch = load_best_weights(module, checkpoint)
+        if not fit.trainer.is_global_zero:
+            return FinetuneResult(output / "model", None, fit.trainer.current_epoch, 0.0)
+        best_epoch = fit.best_epoch
         model.cpu().eval()
         metrics = dict(pretrained)
         for part, lists in task.lists.items():
@@ -364,10 +551,11 @@ def finetune(
         result = FinetuneResult(
             artifact_dir=output / "model",
             best_epoch=best_epoch,
-            epochs=trainer.current_epoch,
+            epochs=fit.trainer.current_epoch,
             seconds=0.0,
             queries={part: len(ids) for part, ids in task.split.parts().items()},
             metrics=metrics,
+            folds=folds,
         )
         training = {
             "finetuned_from": str(config.encoder),
@@ -378,13 +566,15 @@ def finetune(
             "best_epoch": best_epoch,
             "metrics": metrics,
         }
+        if folds:
+            training["crossfit"] = _install_folds(output, result.artifact_dir, folds)
         if tracking.tracker is not None:
             training["run_id"] = tracking.tracker.run_id
         save_lm(model, tokenizer, result.artifact_dir, training)
         if tracking.tracker is not None:
             _log_final(tracking.tracker, result, config, model.config.d_model)
         tracking.close()
-        finish_resumable(resume_dir)
+        finish_resumable(output / RESUME_DIR)
         result.seconds = time.perf_counter() - started
         return result
     except BaseException:
@@ -392,8 +582,32 @@ def finetune(
         raise
 
 
+def _install_folds(output: Path, artifact_dir: Path, folds: list[FoldResult]) -> dict[str, Any]:
+    """Copy the fold encoders into the model directory (``crossfit/fold<k>``, replacing any
+    there) and return what its manifest records of them."""
+    target = artifact_dir / CROSSFIT_DIR
+    tmp = artifact_dir / f".{CROSSFIT_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for fold in folds:
+        shutil.copytree(
+            output / CROSSFIT_DIR / f"fold{fold.fold}" / "model", tmp / f"fold{fold.fold}"
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    return {
+        "folds": len(folds),
+        "directory": CROSSFIT_DIR,
+        "held_out": [fold.held_out for fold in folds],
+        "best_epochs": [fold.best_epoch for fold in folds],
+        "metrics": [fold.metrics for fold in folds],
+    }
+
+
 def _log_final(tracker, result: FinetuneResult, config: FinetuneConfig, d_model: int) -> None:
-    tracker.log_metrics({f"final/{k}": v for k, v in result.metrics.items()})
+    final = {f"final/{k}": v for k, v in result.metrics.items()}
+    for fold in result.folds:
+        final.update({f"crossfit/fold{fold.fold}/{k}": v for k, v in fold.metrics.items()})
+    tracker.log_metrics(final)
     if result.best_epoch is not None:
         tracker.log_params({"best_epoch": result.best_epoch})
     result.run_id = tracker.run_id

@@ -26,10 +26,10 @@ from tests.train.conftest import tiny_overrides
 pytestmark = pytest.mark.slow
 
 
-def run_and_kill(command: str, options: dict, output: Path, cwd: Path) -> str:
+def run_and_kill(command: str, options: dict, output: Path, cwd: Path) -> str | None:
     """Start ``ltr <command>`` with ``options``; SIGKILL it once its first epoch is saved.
 
-    Returns the MLflow run id the killed process recorded.
+    Returns the MLflow run id the killed process recorded (None for a run not tracked).
     """
     argv = [sys.executable, "-m", "ltr", command, "--quiet"]
     for key, value in options.items():
@@ -52,7 +52,8 @@ def run_and_kill(command: str, options: dict, output: Path, cwd: Path) -> str:
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL  # it was killed, not finished
-    return (output / RESUME_DIR / RUN_ID_FILE).read_text().strip()
+    run_file = output / RESUME_DIR / RUN_ID_FILE
+    return run_file.read_text().strip() if run_file.exists() else None
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
