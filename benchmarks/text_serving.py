@@ -4,10 +4,12 @@ Cranfield (``../shared/data/cranfield``, not bundled): the featurizer is fitted 
 documents, either lexical only (5 columns) or with one encoder (the masked LM of
 ``configs/text/bert_cranfield.yaml``: d_model 128, 2 layers, block 128, a BPE tokenizer of 4,096
 tokens trained on the documents; random weights, since speed does not depend on them). Each
-call's documents are tokenised and encoded afresh, or (the third featurizer) looked up in the
-featurizer's document cache of the collection, which ``ltr text-features`` fills by default. The
-model
-is the default SetRank of ``configs/setrank_imsab.yaml`` for those columns (random weights, a
+call's documents are tokenised and encoded afresh (servers run with
+``featurizer_recent_documents: 0``), found among the documents the server computed lately and
+keeps (the default ``featurizer_recent_documents``: what documents outside the collection cost
+when they come back, as new documents of a live index do), or looked up in the featurizer's
+document cache of the collection, which ``ltr text-features`` fills by default. The model is
+the default SetRank of ``configs/setrank_imsab.yaml`` for those columns (random weights, a
 normaliser fitted on the lists' features), with the featurizer bundled, served by one
 ``ltr serve`` per featurizer (ONNX Runtime, batching on, defaults otherwise). Requests: one judged
 query's BM25 top-n documents, as texts (``RerankText``) and as the featurizer's feature rows
@@ -48,8 +50,11 @@ RERANK_TEXT = "/ltr.reranker.v1.Reranker/RerankText"
 FEATURIZERS = {
     "lexical": "lexical only (5 columns)",
     "encoder": "+ 1 encoder (6)",
+    "recent": "+ 1 encoder, recent documents (6)",
     "cached": "+ 1 encoder, document cache (6)",
 }
+KEEP_NONE = ("lexical", "encoder")
+"""Featurizers served with ``featurizer_recent_documents: 0``: every call computes its rows."""
 
 
 @dataclass
@@ -109,7 +114,13 @@ def build_model(featurizer, lists: list[np.ndarray], root: Path) -> Path:
 
 class TextServer(ServerProcess):
     def __init__(
-        self, label: str, model: Path, max_candidates: int, log_dir: Path, device: str
+        self,
+        label: str,
+        model: Path,
+        max_candidates: int,
+        log_dir: Path,
+        device: str,
+        *extra: str,
     ) -> None:
         self.label = label
         self.port, self.metrics_port = free_port(), free_port()
@@ -117,7 +128,7 @@ class TextServer(ServerProcess):
             str(Path(sys.executable).with_name("ltr")), "serve", "--model", str(model),
             "--host", "127.0.0.1", "--port", str(self.port), "--metrics_host", "127.0.0.1",
             "--metrics-port", str(self.metrics_port), "--max_candidates", str(max_candidates),
-            "--log_level", "WARNING", "--featurizer-device", device,
+            "--log_level", "WARNING", "--featurizer-device", device, *extra,
         ]  # fmt: skip
         self.launch(argv, log_dir / f"{label}.log")
 
@@ -168,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 featurizer.cache_documents(docs)
                 cache_seconds = time.perf_counter() - start
+                kept_bytes = recent_bytes_per_document(featurizer)
+            elif kind == "recent":  # the encoder featurizer, keeping what it computes
+                featurizer = TextFeaturizer.load(work / "encoder" / "featurizer").to(args.device)
+                featurizer.keep_recent(10_000)
             else:
                 featurizer = build_featurizer(kind, docs, work / kind).to(args.device)
             rows = {n: featurizer.list_features([query], [texts[n]])[0] for n in args.lengths}
@@ -194,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 payloads[kind, RERANK_TEXT, n] = text_request.SerializeToString()
                 payloads[kind, RERANK, n] = feature_request.SerializeToString()
             featurizers[kind] = featurizer
-            servers[kind] = TextServer(kind, model, max(args.lengths), work, args.device)
+            keep = ("--featurizer_recent_documents", "0") if kind in KEEP_NONE else ()
+            servers[kind] = TextServer(kind, model, max(args.lengths), work, args.device, *keep)
         for server in servers.values():
             server.wait_ready()
         cells: dict[tuple, Cell] = {}
@@ -221,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind, featurizer in featurizers.items()
         for n in args.lengths
     }
-    body = report(cells, alone, args, query, len(docs), cache_seconds)
+    body = report(cells, alone, args, query, len(docs), cache_seconds, kept_bytes)
     if gaps:
         body += "\n\nLargest difference of a feature from the CPU's (same featurizer, same lists): "
         body += ", ".join(f"{FEATURIZERS[k]} {v:.1e}" for k, v in gaps.items()) + "."
@@ -238,8 +254,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def recent_bytes_per_document(featurizer) -> float:
+    """Bytes Python allocates per document kept among the recent documents (tracemalloc), for
+    the collection's documents as the featurizer's cache holds them."""
+    import tracemalloc
+
+    from ltr.text.cache import RecentDocuments
+
+    cache = featurizer.cache
+    keys = [row.tobytes() for row in cache.keys]
+    recent = RecentDocuments(len(keys))
+    unknown = [frozenset()] * len(keys)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        recent.put(keys, cache.counts, cache.lengths, unknown, cache.vectors)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return grown / len(keys)
+
+
 def report(
-    cells: dict, alone: dict, args: argparse.Namespace, query: str, docs: int, cache_s: float
+    cells: dict,
+    alone: dict,
+    args: argparse.Namespace,
+    query: str,
+    docs: int,
+    cache_s: float,
+    kept_bytes: float,
 ) -> str:
     rows = []
     for kind, label in FEATURIZERS.items():
@@ -270,7 +313,13 @@ def report(
         "The featurizer runs on the server's compute thread, inside the batch; its encoder on "
         f"device `{args.device}`. Filling the document cache (all {docs:,} documents analysed and "
         "encoded "
-        f"once, as `ltr text-features` does) took {cache_s:.1f} s.\n\n" + table
+        f"once, as `ltr text-features` does) took {cache_s:.1f} s. Servers of the first two "
+        "featurizers keep no recent documents (`featurizer_recent_documents: 0`), so every call "
+        "computes its documents; the recent-documents server has the default (10,000), so from "
+        "the second call on the same documents come from memory, as new documents of a live "
+        "index would when many queries retrieve them. A kept document costs "
+        f"{kept_bytes:,.0f} bytes of memory (tracemalloc, the collection's documents with this "
+        "encoder).\n\n" + table
     )
 
 

@@ -126,6 +126,11 @@ class ServeConfig:
     featurizer_device: str | None = None
     """Where the featurizer's text encoders run: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``;
     default: ``device``. A GPU here suits the onnx backend too (the encoders are PyTorch)."""
+    featurizer_recent_documents: int = 10_000
+    """``RerankText`` candidates the featurizer's document cache lacks (documents indexed after
+    ``ltr text-features`` ran) are tokenised and encoded when first met; this many of them, the
+    most recently used, are kept in memory so that they are not computed again (about 2 KB each
+    for a Cranfield abstract with one encoder of width 128). 0 = keep none."""
     drain_seconds: float = 30.0
     """On SIGTERM: how long calls in flight may take to complete before the process exits."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -146,6 +151,11 @@ class ServeConfig:
             )
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = one per core), got {self.threads}")
+        if self.featurizer_recent_documents < 0:
+            raise ConfigError(
+                "featurizer_recent_documents must be >= 0 (0 = keep none), got "
+                f"{self.featurizer_recent_documents}"
+            )
         if self.backend == "onnx" and asks_for_gpu(self.device):
             raise ConfigError(
                 f"device {self.device!r} needs backend torch; the onnx backend runs on the CPU"

@@ -10,7 +10,8 @@ Metric families (all in a registry of their own, so several servers can live in 
 * ``ltr_model_info{name, version, backend}`` -- 1 for the model in use;
 * ``ltr_model_reloads_total{outcome}`` -- reloads that swapped a model in or failed;
 * ``ltr_text_documents_total{source}`` -- ``RerankText`` candidates whose rows came from the
-  featurizer's document cache (``cache``) or were computed (``computed``: tokenised, encoded).
+  featurizer's document cache (``cache``), from the documents it computed lately and keeps
+  (``recent``), or were computed (``computed``: tokenised, encoded).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class ServerMetrics:
         )
         self.text_documents = Counter(
             "ltr_text_documents",
-            "RerankText candidates by where their rows came from (document cache or computed).",
+            "RerankText candidates by where their rows came from (document cache, recent "
+            "documents or computed).",
             ["source"],
             registry=r,
         )
@@ -90,9 +92,9 @@ class ServerMetrics:
         self.model.clear()
         self.model.labels(spec.ref.name, spec.ref.version, spec.backend).set(1)
 
-    def documents_featurized(self, cached: int, computed: int) -> None:
-        self.text_documents.labels("cache").inc(cached)
-        self.text_documents.labels("computed").inc(computed)
+    def documents_featurized(self, by_source: dict[str, int]) -> None:
+        for source, count in by_source.items():
+            self.text_documents.labels(source).inc(count)
 
     def reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()

@@ -102,10 +102,12 @@ def load_served_model(
     parity_data: tuple[str, ...] = (),
     featurizer: str | None = None,
     featurizer_device: str | None = None,
+    featurizer_recent_documents: int = 0,
 ) -> ServedModel:
     """Load ``source`` (artifact folder or MLflow URI) for serving on ``backend``, with its text
     featurizer when it has one (see :func:`ltr.text.rerank.featurizer_for`), its encoders on
-    ``featurizer_device`` (default ``device``)."""
+    ``featurizer_device`` (default ``device``), keeping ``featurizer_recent_documents`` of the
+    documents its cache lacks in memory once computed."""
     from ltr.artifact import load_model
     from ltr.predictor import load_predictor
     from ltr.text.rerank import featurizer_for
@@ -114,6 +116,7 @@ def load_served_model(
     text = featurizer_for(loaded, featurizer)  # before the export: a mismatch fails fast
     if text is not None:
         text.to(featurizer_device or device)
+        text.keep_recent(featurizer_recent_documents)
     predictor = load_predictor(
         loaded,
         backend,

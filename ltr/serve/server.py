@@ -95,6 +95,7 @@ class RerankServer:
                 parity_data=tuple(config.parity_data),
                 featurizer=config.featurizer,
                 featurizer_device=config.featurizer_device,
+                featurizer_recent_documents=config.featurizer_recent_documents,
             ),
             on_reload=self._reloaded,
         )

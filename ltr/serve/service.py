@@ -37,11 +37,11 @@ def make_batcher(
     *,
     executor: Executor | None = None,
     observer: BatchObserver | None = None,
-    on_documents: Callable[[int, int], None] | None = None,
+    on_documents: Callable[[dict[str, int]], None] | None = None,
 ) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList]:
     """A batcher that scores each batch with the holder's current model; ``on_documents``
-    hears how many text candidates of each batch came from the document cache and how many
-    were computed."""
+    hears how many text candidates of each batch came from each source (``cache``, ``recent``,
+    ``computed``: see :meth:`ltr.text.featurizer.TextFeaturizer.documents`)."""
 
     def process(items: list[ValidQuery | ValidTextQuery]) -> list[RankedList | Exception]:
         model = holder.current  # one snapshot per batch: old or new model, never a mix
@@ -49,7 +49,7 @@ def make_batcher(
         queries = featurize(model.featurizer, model.spec, items)  # text lists -> feature rows
         if seen is not None and on_documents is not None:
             now = model.featurizer.documents_seen
-            on_documents(now["cache"] - seen["cache"], now["computed"] - seen["computed"])
+            on_documents({source: now[source] - seen[source] for source in now})
         fit = [i for i, q in enumerate(queries) if isinstance(q, ValidQuery)]
         results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
         if fit:

@@ -15,10 +15,13 @@ float rounding: the batch a text is encoded in differs).
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -146,3 +149,77 @@ class DocumentCache:
             if got.dtype != np.float32 or not np.isfinite(got).all():
                 raise ArtifactError(f"{path}: cached {name!r} vectors must be finite float32")
         return cache
+
+
+class RecentDocument(NamedTuple):
+    """One document as :class:`RecentDocuments` keeps it."""
+
+    indices: np.ndarray
+    """int32 vocabulary columns of its terms."""
+    counts: np.ndarray
+    """float64 count of each of those terms."""
+    length: float
+    unknown: frozenset[str]
+    """Its terms outside the vocabulary."""
+    vectors: dict[str, np.ndarray]
+    """Per encoder: its ``[d]`` float32 unit vector."""
+
+
+class RecentDocuments:
+    """The ``capacity`` documents featurized most recently that the :class:`DocumentCache`
+    lacks, kept analysed and encoded in memory, the least recently used dropped first.
+
+    A served collection changes: documents indexed after ``ltr text-features`` ran are not in
+    the document cache, and the first stage returns the same new documents to many queries.
+    With this memory each is tokenised and encoded once, not on every call (until it is
+    dropped). Keys are :func:`text_key` digests; safe to share between threads.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, RecentDocument] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, keys: Sequence[bytes]) -> list[RecentDocument | None]:
+        """Each key's document (None when not kept); the ones found become the most recent."""
+        out: list[RecentDocument | None] = []
+        with self._lock:
+            for key in keys:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                out.append(entry)
+        return out
+
+    def put(
+        self,
+        keys: Sequence[bytes],
+        counts: sparse.csr_matrix,
+        lengths: np.ndarray,
+        unknown: Sequence[frozenset[str]],
+        vectors: Mapping[str, np.ndarray],
+    ) -> None:
+        """Keep document ``i`` (row ``i`` of each argument) under ``keys[i]``, as the most
+        recent, dropping the least recently used beyond :attr:`capacity`."""
+        indptr = counts.indptr
+        entries = [
+            RecentDocument(
+                counts.indices[indptr[i] : indptr[i + 1]].astype(np.int32),
+                counts.data[indptr[i] : indptr[i + 1]].astype(np.float64),
+                float(lengths[i]),
+                unknown[i],
+                {name: np.array(v[i], dtype=np.float32) for name, v in vectors.items()},
+            )
+            for i in range(len(keys))
+        ]
+        with self._lock:
+            for key, entry in zip(keys, entries, strict=True):
+                self._entries[key] = entry
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)

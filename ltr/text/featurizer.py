@@ -45,7 +45,7 @@ from ltr.artifact import ArtifactError
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
-from ltr.text.cache import DocumentCache
+from ltr.text.cache import DocumentCache, RecentDocuments, text_key
 from ltr.text.encoder import token_vectors, tokenize_texts
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
@@ -281,10 +281,15 @@ class TextFeaturizer:
     """Where each encoder was loaded from when the featurizer was fitted (for the record)."""
     cache: DocumentCache | None = None
     """Documents analysed and encoded ahead (:meth:`cache_documents`), found by their text."""
+    recent: RecentDocuments | None = field(default=None, repr=False, compare=False)
+    """Documents the cache lacks, kept in memory as they are computed (:meth:`keep_recent`)."""
     documents_seen: dict[str, int] = field(
-        default_factory=lambda: {"cache": 0, "computed": 0}, repr=False, compare=False
+        default_factory=lambda: {"cache": 0, "recent": 0, "computed": 0},
+        repr=False,
+        compare=False,
     )
-    """Running counts of the documents :meth:`documents` took from the cache or computed."""
+    """Running counts of the documents :meth:`documents` took from the cache, from the recent
+    documents, or computed."""
 
     @classmethod
     def fit(
@@ -333,28 +338,77 @@ class TextFeaturizer:
 
     def documents(self, texts: Sequence[str]) -> tuple[DocTerms, dict[str, torch.Tensor]]:
         """``texts`` analysed, and each encoder's ``[N, d]`` vectors of them: from the
-        :attr:`cache` where a text is cached, the others computed now."""
+        :attr:`cache` where a text is cached, else from the :attr:`recent` documents, the others
+        computed now (and then kept among the recent ones)."""
         rows = self.cache.lookup(texts) if self.cache is not None else np.full(len(texts), -1)
         hit, miss = np.flatnonzero(rows >= 0), np.flatnonzero(rows < 0)
+        kept, kept_index = [], np.zeros(0, dtype=np.int64)
+        keys: list[bytes] = []
+        if self.recent is not None and len(miss):
+            keys = [text_key(texts[i]) for i in miss]
+            entries = self.recent.get(keys)
+            found = np.array([e is not None for e in entries], dtype=bool)
+            kept = [e for e in entries if e is not None]
+            kept_index = miss[found]
+            keys = [k for k, f in zip(keys, found, strict=True) if not f]
+            miss = miss[~found]
         self.documents_seen["cache"] += len(hit)
+        self.documents_seen["recent"] += len(kept)
         self.documents_seen["computed"] += len(miss)
         fresh_texts = [texts[i] for i in miss]
-        parts = [(miss, self.lexical.analyze(fresh_texts))]
-        vectors = {}
+        fresh = self.lexical.analyze(fresh_texts)
+        parts = [(miss, fresh)]
+        vectors, fresh_vectors = {}, {}
         for name, lm in self.encoders.items():
             out = torch.empty((len(texts), lm.model.config.d_model))
             if len(miss):
-                out[torch.from_numpy(miss)] = _encode(lm, fresh_texts)
+                fresh_vectors[name] = _encode(lm, fresh_texts)
+                out[torch.from_numpy(miss)] = fresh_vectors[name]
             vectors[name] = out
+        if self.recent is not None and len(miss):
+            self.recent.put(
+                keys,
+                fresh.counts,
+                fresh.lengths,
+                fresh.unknown,
+                {name: v.numpy() for name, v in fresh_vectors.items()},
+            )
         if len(hit):
             cache = self.cache
-            found = rows[hit]
-            parts.append((hit, DocTerms(cache.counts[found], cache.lengths[found],
+            found_rows = rows[hit]
+            parts.append((hit, DocTerms(cache.counts[found_rows], cache.lengths[found_rows],
                                         [frozenset()] * len(hit))))  # fmt: skip
             for name, out in vectors.items():
-                out[torch.from_numpy(hit)] = torch.from_numpy(cache.vectors[name][found])
+                out[torch.from_numpy(hit)] = torch.from_numpy(cache.vectors[name][found_rows])
+        if kept:
+            sizes = [len(e.indices) for e in kept]
+            counts = sparse.csr_matrix(
+                (
+                    np.concatenate([e.counts for e in kept]),
+                    np.concatenate([e.indices for e in kept]),
+                    np.concatenate([[0], np.cumsum(sizes)]),
+                ),
+                shape=(len(kept), len(self.lexical.terms)),
+            )
+            lengths = np.array([e.length for e in kept], dtype=np.float64)
+            parts.append((kept_index, DocTerms(counts, lengths, [e.unknown for e in kept])))
+            for name, out in vectors.items():
+                out[torch.from_numpy(kept_index)] = torch.from_numpy(
+                    np.stack([e.vectors[name] for e in kept])
+                )
         terms = parts[0][1] if len(parts) == 1 else DocTerms.scatter(parts)  # nothing cached
         return terms, vectors
+
+    def keep_recent(self, capacity: int) -> TextFeaturizer:
+        """Keep up to ``capacity`` of the documents computed here (those the :attr:`cache`
+        lacks) analysed and encoded in memory, the least recently used dropped first, so that
+        a document met again is not tokenised or encoded again; 0 keeps none."""
+        if capacity < 0:
+            raise ConfigError(
+                f"the number of recent documents to keep must be >= 0, got {capacity}"
+            )
+        self.recent = RecentDocuments(capacity) if capacity else None
+        return self
 
     def cache_documents(self, doc_texts: Sequence[str], *, progress: bool = False) -> None:
         """Analyse and encode ``doc_texts`` (a collection) once and keep the results, so that

@@ -18,7 +18,7 @@ from ltr.artifact import ArtifactError
 from ltr.cli import main
 from ltr.data.parquet import read_parquet
 from ltr.errors import ConfigError
-from ltr.text.cache import DocumentCache, text_key
+from ltr.text.cache import DocumentCache, RecentDocuments, text_key
 from ltr.text.collection import load_collection
 from ltr.text.config import TextDataConfig
 from ltr.text.features import build_text_features
@@ -225,6 +225,80 @@ def test_documents_with_terms_outside_the_vocabulary_are_not_cached():
     np.testing.assert_array_equal(featurizer.cache.lookup(["banana kiwi", "tart"]), [-1, 1])
     got = featurizer.list_features(["kiwi tart"], [["banana kiwi", "tart", "banana cherry"]])[0]
     np.testing.assert_allclose(got[:, 3], [0.5, 0.5, 0.0])  # kiwi, met in the uncached text
+
+
+# ------------------------------------------------------------------- recent documents
+def kept(recent: RecentDocuments) -> list[bytes]:
+    """The keys kept, least recently used first."""
+    return list(recent._entries)
+
+
+def test_recent_documents_drop_the_least_recently_used():
+    recent = RecentDocuments(2)
+    counts = sparse.csr_matrix(np.array([[2.0, 0, 1], [0, 1, 0], [1, 1, 1]]))
+    vectors = {"enc": unit_rows(3, 4)}
+    keys = [text_key(t) for t in ("a", "b", "c")]
+    recent.put(
+        keys[:2],
+        counts[:2],
+        np.array([3.0, 1.0]),
+        [frozenset(), {"x"}],
+        {"enc": vectors["enc"][:2]},
+    )
+    got = recent.get([keys[1], keys[2], keys[0]])
+    assert got[1] is None
+    np.testing.assert_array_equal(got[0].indices, [1])
+    assert (got[0].length, got[0].unknown) == (1.0, {"x"})
+    np.testing.assert_array_equal(got[2].indices, [0, 2])
+    np.testing.assert_array_equal(got[2].counts, [2.0, 1.0])
+    np.testing.assert_array_equal(got[2].vectors["enc"], vectors["enc"][0])
+    assert kept(recent) == [keys[1], keys[0]]  # "a" was read last
+    recent.put([keys[2]], counts[2:], np.array([3.0]), [frozenset()], {"enc": vectors["enc"][2:]})
+    assert kept(recent) == [keys[0], keys[2]] and len(recent) == 2  # "b" dropped
+    with pytest.raises(ValueError, match="at least 1"):
+        RecentDocuments(0)
+
+
+def test_recent_documents_are_not_computed_again_and_give_the_same_rows(built, synthetic):
+    """Documents outside the cache (some with terms the vocabulary lacks), met a second time in
+    another order beside cached ones, are neither tokenised nor encoded again, and every list
+    gets the rows of a featurizer that keeps nothing."""
+    cached, _ = built
+    featurizer, reference = loaded(cached), loaded(cached)
+    featurizer.keep_recent(10)
+    docs = load_collection(synthetic.root).doc_texts
+    new = ["zorbax blorptic quillet", "blorptic alone", "grelbo grelbo frumious", "tuvask study"]
+    count = Counting(featurizer)
+    first = featurizer.list_features(["zorbax blorptic"], [[new[0], docs[1], new[1], new[2]]])
+    assert (count.analysed, count.embedded) == (1 + 3, 1 + 3)
+    lists = [[docs[4], new[2], new[3], new[0]], [new[1], docs[2], new[0]]]
+    queries = ["frumious grelbo blorptic", "blorptic zorbax"]
+    second = featurizer.list_features(queries, lists)
+    assert (count.analysed, count.embedded) == (4 + 2 + 1, 4 + 2 + 1)  # two queries, new[3]
+    assert featurizer.documents_seen == {"cache": 3, "recent": 4, "computed": 4}
+    for got, want in zip(
+        [*first, *second],
+        [*reference.list_features(["zorbax blorptic"], [[new[0], docs[1], new[1], new[2]]]),
+         *reference.list_features(queries, lists)],
+        strict=True,
+    ):  # fmt: skip
+        np.testing.assert_allclose(got[:, :5], want[:, :5], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got[:, 5], want[:, 5], atol=2e-6)
+
+
+def test_a_dropped_recent_document_is_computed_again(built):
+    cached, _ = built
+    featurizer = loaded(cached).keep_recent(2)
+    count = Counting(featurizer)
+    new = ["blorptic one", "blorptic two", "blorptic three"]
+    featurizer.list_features(["blorptic"], [new])  # keeps the last two
+    featurizer.list_features(["blorptic"], [new[1:]])
+    assert featurizer.documents_seen["recent"] == 2
+    featurizer.list_features(["blorptic"], [new[:1]])
+    assert featurizer.documents_seen["computed"] == 4 and count.embedded == 3 + 1 + 1 + 2
+    assert loaded(cached).keep_recent(0).recent is None
+    with pytest.raises(ConfigError, match=">= 0"):
+        loaded(cached).keep_recent(-1)
 
 
 def test_text_features_cli_without_the_cache(tmp_path, synthetic, encoder_dir):

@@ -132,22 +132,32 @@ def test_concurrent_text_and_feature_calls_share_batches(server, trained, test_l
     assert calls == {"RerankText": 24, "Rerank": 24}
 
 
-def test_metrics_count_cached_and_computed_documents(server, test_lists) -> None:
+def test_metrics_count_cached_recent_and_computed_documents(server, test_lists) -> None:
     """The model carries the featurizer with its document cache: the collection's documents come
-    from the cache, texts it never held are computed, and /metrics says how many of each."""
+    from the cache, texts it never held are computed the first time and kept for the next call
+    (the default ``featurizer_recent_documents``), with the same scores; /metrics says how many
+    of each."""
     query, ids, texts = test_lists[0]
     new = ["a document the collection never held", "zorbax and another new one"]
-    before = server.scrape()
+    family = "ltr_text_documents_total"
+    answers, deltas = [], []
     with RerankerClient(server.target) as client:
-        got = client.rerank_text(query, [*texts, *new], [*ids, "new-1", "new-2"])
-    assert sorted(got.ids) == sorted([*ids, "new-1", "new-2"])
-    after = server.scrape()
-
-    def delta(source: str) -> float:
-        family = "ltr_text_documents_total"
-        return metric(after, family, source=source) - metric(before, family, source=source)
-
-    assert (delta("cache"), delta("computed")) == (len(texts), len(new))
+        for _ in range(2):
+            before = server.scrape()
+            answers.append(client.rerank_text(query, [*texts, *new], [*ids, "new-1", "new-2"]))
+            after = server.scrape()
+            deltas.append(
+                {
+                    source: metric(after, family, source=source)
+                    - metric(before, family, source=source)
+                    for source in ("cache", "recent", "computed")
+                }
+            )
+    assert sorted(answers[0].ids) == sorted([*ids, "new-1", "new-2"])
+    assert deltas[0] == {"cache": len(texts), "recent": 0, "computed": len(new)}
+    assert deltas[1] == {"cache": len(texts), "recent": len(new), "computed": 0}
+    assert answers[1].ids == answers[0].ids
+    np.testing.assert_allclose(answers[1].scores, answers[0].scores, atol=1e-5)
 
 
 @pytest.mark.parametrize(
