@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
     )
+    if result.resumed_documents:
+        print(
+            f"resumed: {result.resumed_documents:,} documents' vectors read back from the "
+            "interrupted run's encoding"
+        )
     print(f"features: {', '.join(result.feature_names)}")
     for part, path in result.files.items():
         print(

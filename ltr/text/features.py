@@ -10,6 +10,7 @@ reranking new queries' texts with the model trained on them (:mod:`ltr.text.rera
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ from ltr.text.featurizer import LEXICAL_FEATURES, TextFeaturizer, encoder_simila
 __all__ = ["LEXICAL_FEATURES", "FeatureFiles", "build_text_features", "parse_encoders"]
 
 FEATURIZER_DIR = "featurizer"
+PARTIAL_DIR = ".document-cache-partial"
+"""Where the collection's encoding is saved chunk by chunk until the featurizer is written, so
+that running the same command again after a crash goes on from the last chunk."""
 LEAK_GAP = 0.2
 """NDCG@10 by which an encoder column may rank the training lists better than the validation
 lists before ``ltr text-features`` warns of leakage."""
@@ -76,6 +80,8 @@ class FeatureFiles:
     """Per split and column: mean NDCG@10 of the candidate lists ranked by that column alone."""
     crossfit: dict[str, int] = field(default_factory=dict)
     """Encoder name -> number of cross-fitted encoders that gave its training rows."""
+    resumed_documents: int = 0
+    """Documents whose vectors an interrupted earlier run had encoded and this one read back."""
 
     def leak_warnings(self, gap: float = LEAK_GAP) -> list[str]:
         """One sentence per encoder column that ranks the training lists far better than the
@@ -205,7 +211,9 @@ def build_text_features(
         cache_documents: analyse and encode the whole collection once and save the results
             with the featurizer (:mod:`ltr.text.cache`), so that reranking its documents later
             skips the tokeniser and the encoders; without it only the listed documents are
-            featurized, and nothing is kept.
+            featurized, and nothing is kept. The encoding is saved chunk by chunk in
+            ``<output_dir>/.document-cache-partial`` until the featurizer is written: the same
+            call after a crash reads back the chunks done (same encoders, same documents).
         crossfit: where an encoder was fine-tuned with ``crossfit_folds``, give each training
             query its similarities from the fold encoder that did not see it (validation and
             test rows, and the saved featurizer, use the encoder trained on all of them).
@@ -218,8 +226,12 @@ def build_text_features(
     docs = task.collection.doc_texts
     featurizer = TextFeaturizer.fit(docs, encoders, k1=config.bm25_k1, b=config.bm25_b)
     featurizer.to(device)
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / PARTIAL_DIR
+    resumed = 0
     if cache_documents:
-        featurizer.cache_documents(docs, progress=progress)
+        resumed = featurizer.cache_documents(docs, progress=progress, partial_dir=partial)
     folds: dict[str, CrossFit] = {}
     for name, lm in featurizer.encoders.items() if crossfit else ():
         fit = CrossFit.of(name, lm)
@@ -227,9 +239,8 @@ def build_text_features(
             fit.check(name, task.split.train)
             folds[name] = fit.to(device)
     names = featurizer.feature_names
-    out = FeatureFiles(Path(output_dir), feature_names=names)
+    out = FeatureFiles(out_dir, feature_names=names, resumed_documents=resumed)
     out.crossfit = {name: len(fit.encoders) for name, fit in folds.items()}
-    out.directory.mkdir(parents=True, exist_ok=True)
     for part, lists in task.lists.items():
         features = featurizer.features(lists.query_texts, docs, lists.doc_index)
         if part == "train":
@@ -243,6 +254,7 @@ def build_text_features(
             name: mean_ndcg(features[..., j], lists.labels) for j, name in enumerate(names)
         }
     featurizer.save(out.directory / FEATURIZER_DIR)
+    shutil.rmtree(partial, ignore_errors=True)  # the cache is saved: nothing left to resume
     write_manifest(
         out.directory,
         {

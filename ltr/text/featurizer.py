@@ -28,6 +28,8 @@ stage's own score and position.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import shutil
 from collections.abc import Mapping, Sequence
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
+from tqdm.auto import tqdm
 
 from ltr import __version__
 from ltr.artifact import ArtifactError
@@ -54,6 +57,8 @@ FEATURIZER_FORMAT = "ltr-text-featurizer"
 FEATURIZER_FORMAT_VERSION = 1
 DOCUMENT_CACHE = "documents.npz"
 STOP_WORDS = "english"
+ENCODE_CHUNK = 4096
+"""Documents per saved chunk when a collection's encoding can be resumed."""
 
 
 def feature_names(encoders: Sequence[str]) -> list[str]:
@@ -212,6 +217,65 @@ def encoder_similarities(
     used = np.unique(doc_index)
     docs = _encode(lm, [doc_texts[i] for i in used])
     return _cosines(_encode(lm, query_texts), docs, np.searchsorted(used, doc_index))
+
+
+def _fingerprint(lm: LoadedLM, texts: Sequence[str]) -> str:
+    """A digest of the encoder (config and weights) and of the texts, in order."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(dataclasses.asdict(lm.model.config), sort_keys=True).encode())
+    for key, value in sorted(lm.model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for text in texts:
+        h.update(text_key(text))
+    return h.hexdigest()
+
+
+def _encode_in_chunks(
+    lm: LoadedLM, texts: Sequence[str], folder: Path, chunk: int, progress: str | None
+) -> tuple[np.ndarray, int]:
+    """``([N, d] float32 vectors of texts, how many were read back)``: ``chunk`` texts at a
+    time, each chunk saved to ``folder`` when done and read from there when a file of the same
+    encoder and texts holds it already."""
+    if chunk < 1:
+        raise ConfigError(f"chunk_size must be at least 1, got {chunk}")
+    state = {"fingerprint": _fingerprint(lm, texts), "chunk": chunk, "documents": len(texts)}
+    state_file = folder / "state.json"
+    try:
+        stale = json.loads(state_file.read_text()) != state
+    except (OSError, json.JSONDecodeError):
+        stale = True
+    if stale:  # another encoder, other texts, or nothing yet: start afresh
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        state_file.write_text(json.dumps(state))
+    d = lm.model.config.d_model
+    out = np.empty((len(texts), d), dtype=np.float32)
+    read_back = 0
+    with tqdm(total=len(texts), desc=progress, unit="doc", disable=progress is None) as bar:
+        for number, start in enumerate(range(0, len(texts), chunk)):
+            stop = min(start + chunk, len(texts))
+            path = folder / f"{number:06d}.npy"
+            part = None
+            if path.exists():
+                try:
+                    part = np.load(path, allow_pickle=False)
+                except (OSError, ValueError):
+                    part = None
+                if part is not None and (
+                    part.shape != (stop - start, d) or part.dtype != out.dtype
+                ):
+                    part = None
+                read_back += 0 if part is None else len(part)
+            if part is None:
+                part = _encode(lm, texts[start:stop]).numpy()
+                tmp = folder / f".{path.name}.tmp"
+                with open(tmp, "wb") as f:
+                    np.save(f, part)
+                tmp.replace(path)
+            out[start:stop] = part
+            bar.update(stop - start)
+    return out, read_back
 
 
 @dataclass
@@ -410,19 +474,41 @@ class TextFeaturizer:
         self.recent = RecentDocuments(capacity) if capacity else None
         return self
 
-    def cache_documents(self, doc_texts: Sequence[str], *, progress: bool = False) -> None:
+    def cache_documents(
+        self,
+        doc_texts: Sequence[str],
+        *,
+        progress: bool = False,
+        partial_dir: str | Path | None = None,
+        chunk_size: int | None = None,
+    ) -> int:
         """Analyse and encode ``doc_texts`` (a collection) once and keep the results, so that
         these documents are not tokenised or encoded again here or wherever this featurizer is
-        loaded. A text holding terms outside the vocabulary is left out (computed when met)."""
+        loaded. A text holding terms outside the vocabulary is left out (computed when met).
+
+        With ``partial_dir`` the documents are encoded ``chunk_size`` at a time and each chunk's
+        vectors saved there as it is done, so that a run that stopped (a crash, a killed job)
+        goes on from its last chunk when called again with the same folder (``chunk_size``
+        default: :data:`ENCODE_CHUNK`); chunks made by
+        another encoder or for other documents are not used. Returns how many documents'
+        vectors were read back from there (summed over the encoders).
+        """
         unique = list(dict.fromkeys(doc_texts))
         terms = self.lexical.analyze(unique)
         keep = np.array([i for i, u in enumerate(terms.unknown) if not u], dtype=np.int64)
         texts = [unique[i] for i in keep]
-        vectors = {}
+        vectors, resumed = {}, 0
         for name, lm in self.encoders.items():
             label = f"encoding documents ({name})" if progress else None
-            vectors[name] = _encode(lm, texts, progress=label).numpy()
+            if partial_dir is None:
+                vectors[name] = _encode(lm, texts, progress=label).numpy()
+            else:
+                folder = Path(partial_dir) / name
+                chunk = chunk_size or ENCODE_CHUNK
+                vectors[name], done = _encode_in_chunks(lm, texts, folder, chunk, label)
+                resumed += done
         self.cache = DocumentCache.build(texts, terms.counts[keep], terms.lengths[keep], vectors)
+        return resumed
 
     def to(self, device: str) -> TextFeaturizer:
         """Run the encoders on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``)."""

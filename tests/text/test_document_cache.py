@@ -18,6 +18,7 @@ from ltr.artifact import ArtifactError
 from ltr.cli import main
 from ltr.data.parquet import read_parquet
 from ltr.errors import ConfigError
+from ltr.text import featurizer as featurizer_module
 from ltr.text.cache import DocumentCache, RecentDocuments, text_key
 from ltr.text.collection import load_collection
 from ltr.text.config import TextDataConfig
@@ -317,6 +318,107 @@ def test_text_features_cli_without_the_cache(tmp_path, synthetic, encoder_dir):
     assert code == 0
     assert json.loads((out / "features.json").read_text())["document_cache"] is False
     assert TextFeaturizer.load(out / "featurizer").cache is None
+
+
+# ------------------------------------------------------------------- resuming the encoding
+REAL_ENCODE = featurizer_module._encode
+
+
+class Interrupt(Exception):
+    pass
+
+
+def encode_then_fail(monkeypatch, after: int) -> list[int]:
+    """Make the featurizer's encoder pass count the texts of each call and fail on call
+    ``after + 1``; return the counts."""
+    from ltr.text import featurizer as module
+
+    calls, real = [], REAL_ENCODE
+
+    def encode(lm, texts, progress=None):
+        if len(calls) == after:
+            raise Interrupt("killed")
+        calls.append(len(texts))
+        return real(lm, texts, progress)
+
+    monkeypatch.setattr(module, "_encode", encode)
+    return calls
+
+
+def test_an_interrupted_collection_encoding_goes_on_from_its_last_chunk(
+    tmp_path, synthetic, encoder_dir, monkeypatch
+):
+    docs = load_collection(synthetic.root).doc_texts  # 35 documents: chunks of 8, 8, 8, 8, 3
+    reference = TextFeaturizer.fit(docs, {"pre": str(encoder_dir)})
+    reference.cache_documents(docs)
+    partial = tmp_path / "partial"
+    featurizer = TextFeaturizer.fit(docs, {"pre": str(encoder_dir)})
+    encode_then_fail(monkeypatch, after=2)
+    with pytest.raises(Interrupt):
+        featurizer.cache_documents(docs, partial_dir=partial, chunk_size=8)
+    assert sorted(p.name for p in (partial / "pre").glob("*.npy")) == ["000000.npy", "000001.npy"]
+    calls = encode_then_fail(monkeypatch, after=99)
+    assert featurizer.cache_documents(docs, partial_dir=partial, chunk_size=8) == 16
+    assert calls == [8, 8, 3]  # only the chunks not done
+    rows = featurizer.cache.lookup(docs)
+    want = reference.cache.vectors["pre"][reference.cache.lookup(docs)]
+    np.testing.assert_allclose(featurizer.cache.vectors["pre"][rows], want, atol=2e-6)
+    # a broken chunk file is encoded again, the others read back
+    (partial / "pre" / "000003.npy").write_bytes(b"not an array")
+    calls.clear()
+    assert featurizer.cache_documents(docs, partial_dir=partial, chunk_size=8) == 8 + 8 + 8 + 3
+    assert calls == [8]
+
+
+def test_chunks_of_another_encoder_or_other_documents_are_not_used(
+    tmp_path, synthetic, encoder_dir, monkeypatch
+):
+    from ltr.lm.artifact import load_lm, save_lm
+
+    from .conftest import tiny_lm
+
+    docs = load_collection(synthetic.root).doc_texts
+    partial = tmp_path / "partial"
+    TextFeaturizer.fit(docs, {"pre": str(encoder_dir)}).cache_documents(
+        docs, partial_dir=partial, chunk_size=8
+    )
+    other_lm = load_lm(encoder_dir)
+    other = save_lm(
+        tiny_lm(other_lm.tokenizer.vocab_size, seed=1), other_lm.tokenizer, tmp_path / "other"
+    )
+    featurizer = TextFeaturizer.fit(docs, {"pre": str(other)})
+    calls = encode_then_fail(monkeypatch, after=99)
+    assert featurizer.cache_documents(docs, partial_dir=partial, chunk_size=8) == 0
+    assert sum(calls) == len(docs)
+    calls.clear()  # the same encoder, but one document fewer
+    assert featurizer.cache_documents(docs[1:], partial_dir=partial, chunk_size=8) == 0
+    assert sum(calls) == len(docs) - 1
+
+
+def test_text_features_goes_on_after_a_crash_and_cleans_up(
+    tmp_path, synthetic, encoder_dir, monkeypatch, capsys
+):
+    from ltr.text import featurizer as module
+
+    argv = ["text-features", "--encoder", f"pre={encoder_dir}", "--quiet"]
+    argv += ["--data.collection", str(synthetic.root), "--data.candidates", "5"]
+    monkeypatch.setattr(module, "ENCODE_CHUNK", 8)
+    encode_then_fail(monkeypatch, after=3)
+    with pytest.raises(Interrupt):
+        main([*argv, "--out", str(tmp_path / "cut")])
+    assert len(list((tmp_path / "cut" / ".document-cache-partial" / "pre").glob("*.npy"))) == 3
+    calls = encode_then_fail(monkeypatch, after=99)
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resumed: 24 documents' vectors read back")
+    assert not (tmp_path / "cut" / ".document-cache-partial").exists()
+    assert calls[:2] == [8, 3]  # the chunks left, then the queries and the lists
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    assert not capsys.readouterr().out.startswith("resumed")
+    for part in ("train", "valid", "test"):
+        cut, _ = read_parquet(tmp_path / "cut" / f"{part}.parquet")
+        whole, _ = read_parquet(tmp_path / "whole" / f"{part}.parquet")
+        np.testing.assert_allclose(cut.features, whole.features, rtol=1e-5, atol=2e-6)
 
 
 def test_a_device_that_is_not_there_is_refused(built, monkeypatch):
