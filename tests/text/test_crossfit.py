@@ -257,6 +257,22 @@ def test_column_ndcg_of_crossfitted_training_rows(feature_sets):
     assert crossfit.column_ndcg["train"]["sim_ft"] == pytest.approx(want, abs=1e-6)
 
 
+def test_fold_encoders_travel_with_the_registered_encoder(
+    crossfit_run, feature_sets, tmp_path, monkeypatch
+):
+    """``models:/…@candidate`` (the registry's copy of the model directory) brings its fold
+    encoders: the features built from it are the local directory's."""
+    config, result, _ = crossfit_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking.tracking_uri)
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+    files = build_text_features(config.data, {"ft": result.alias_uri}, tmp_path / "f")
+    assert files.crossfit == {"ft": FOLDS}
+    local, _ = feature_sets
+    got, _ = read_parquet(files.files["train"])
+    want, _ = read_parquet(local.files["train"])
+    np.testing.assert_allclose(got.features, want.features, atol=1e-6)
+
+
 def test_folds_made_for_another_split_are_refused(crossfit_run, tmp_path):
     config, result, _ = crossfit_run
     other = load_finetune_config(
