@@ -265,7 +265,13 @@ def main(argv: list[str] | None = None) -> None:
         TEXT_CONFIG, {"data.collection": collection, "data.split": args.split}
     ).data
     built = {}
-    for crossfit, where in ((False, "features"), (True, "features-crossfit")):
+    variants = (False, True) if args.crossfit_folds else (False,)
+    feature_sets = {
+        label: extra
+        for label, extra in FEATURE_SETS.items()
+        if args.crossfit_folds or label != CROSSFITTED
+    }
+    for crossfit, where in ((False, "features"), (True, "features-crossfit"))[: len(variants)]:
         built[crossfit] = finished_features(work / where, crossfit)
         if built[crossfit] is not None:
             reused.append(f"the feature files in {where}")
@@ -275,10 +281,10 @@ def main(argv: list[str] | None = None) -> None:
                 data_config, encoders, work / where, crossfit=crossfit
             )
             seconds[where] = time.perf_counter() - started
-    features, crossfitted = built[False], built[True]
+    features = built[False]
     folders = {}
-    for label, extra in FEATURE_SETS.items():
-        source = crossfitted if label == CROSSFITTED else features
+    for label, extra in feature_sets.items():
+        source = built[True] if label == CROSSFITTED else features
         suffix = ["crossfit"] if label == CROSSFITTED else []
         folder = work / ("features-" + "-".join(["lexical", *extra, *suffix]))
         for part in ("train", "valid", "test"):
@@ -330,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
         print(rows[-1], flush=True)
-    for label in ("lexical", "lexical + sim_ft", CROSSFITTED):
+    for label in ("lexical", "lexical + sim_ft", CROSSFITTED)[: len(variants) + 1]:
         valid, test = run_lightgbm(folders[label])
         rows.append([f"LightGBM lambdarank: {label}", 1, f"{valid:.4f}", f"{test:.4f}"])
     leak_rows = [
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{built[crossfit].column_ndcg['valid']['sim_ft']:.4f}",
             f"{built[crossfit].column_ndcg['test']['sim_ft']:.4f}",
         ]
-        for crossfit in (False, True)
+        for crossfit in variants
     ]
     folds = finetuned["ft"].folds
 
@@ -371,11 +377,16 @@ def main(argv: list[str] | None = None) -> None:
         "SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
         "LightGBM: `benchmarks.quality_cv`'s settings.\n\n"
         f"{table}\n\n"
-        "The two sets of feature files differ only in the training rows' `sim_ft`: from the "
-        'encoder fine-tuned on those very training queries, or ("cross-fitted") from the '
-        "fold encoder that was not trained on the query. Validation and test rows, and the "
-        "featurizer a model is served with, use the encoder trained on all the training "
-        "queries in both. NDCG@10 of the `sim_ft` column alone:\n\n"
+        + (
+            "The two sets of feature files differ only in the training rows' `sim_ft`: from the "
+            'encoder fine-tuned on those very training queries, or ("cross-fitted") from the '
+            "fold encoder that was not trained on the query. Validation and test rows, and the "
+            "featurizer a model is served with, use the encoder trained on all the training "
+            "queries in both. "
+            if args.crossfit_folds
+            else ""
+        )
+        + "NDCG@10 of the `sim_ft` column alone:\n\n"
         + markdown_table(
             ["training rows' sim_ft from", "train lists", "valid lists", "test lists"], leak_rows
         )
