@@ -373,7 +373,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{pre.valid_metrics['val/accuracy']:.3f}), "
         f"fine-tuned {args.finetune_epochs} epochs at most with `configs/text/cranfield.yaml` "
         f"(best epochs {finetuned['ft'].best_epoch} for λ = 0.5, {finetuned['ft0'].best_epoch} "
-        f"for λ = 0; λ = 0.5 cross-fitted with `crossfit_folds: {args.crossfit_folds}`). "
+        f"for λ = 0"
+        + (
+            f"; λ = 0.5 cross-fitted with `crossfit_folds: {args.crossfit_folds}`"
+            if args.crossfit_folds
+            else ""
+        )
+        + "). "
         "SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
         "LightGBM: `benchmarks.quality_cv`'s settings.\n\n"
         f"{table}\n\n"
