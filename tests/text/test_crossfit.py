@@ -34,7 +34,7 @@ from ltr.text.featurizer import TextFeaturizer
 from ltr.text.finetune import TrainingLists, crossfit_assignment, finetune
 
 from .conftest import hand_ndcg
-from .test_finetune import finetune_overrides, split_lists
+from .test_finetune import finetune_overrides, split_lists, uninterrupted_run
 
 FOLDS = 3
 
@@ -332,15 +332,9 @@ def test_crossfit_resumes_after_sigkill_inside_a_fold(
     from tests.train.test_train_resume import assert_same_weights, run_and_kill
 
     extra = {"trainer.max_epochs": 3, "crossfit_folds": FOLDS, "tracking.enabled": False}
-    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
-    whole_dir.mkdir()
-    cut_dir.mkdir()
-    monkeypatch.chdir(whole_dir)
-    whole = finetune(
-        load_finetune_config(None, finetune_overrides(whole_dir, synthetic, encoder_dir, **extra)),
-        verbose=False,
+    whole, options, cut_dir = uninterrupted_run(
+        tmp_path, synthetic, encoder_dir, monkeypatch, **extra
     )
-    options = finetune_overrides(cut_dir, synthetic, encoder_dir, **extra)
     run_and_kill("finetune", options, cut_dir / "out" / "crossfit" / "fold1", cwd=cut_dir)
     assert not (cut_dir / "out" / "model").exists()
     monkeypatch.chdir(cut_dir)

@@ -411,6 +411,20 @@ def test_cli_print_config_needs_no_encoder(capsys):
     assert printed["data"]["candidates"] == 7 and printed["lm_weight"] == 0.25
 
 
+def uninterrupted_run(tmp_path: Path, synthetic, encoder_dir: Path, monkeypatch, **extra):
+    """``(result, options, cut_dir)``: a whole run in ``tmp_path/whole`` and the options of the
+    same run in ``tmp_path/cut``, to be interrupted there (the cwd is left at ``whole``)."""
+    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
+    whole_dir.mkdir()
+    cut_dir.mkdir()
+    monkeypatch.chdir(whole_dir)
+    whole = finetune(
+        load_finetune_config(None, finetune_overrides(whole_dir, synthetic, encoder_dir, **extra)),
+        verbose=False,
+    )
+    return whole, finetune_overrides(cut_dir, synthetic, encoder_dir, **extra), cut_dir
+
+
 @pytest.mark.slow
 def test_finetune_resumes_after_sigkill_to_the_uninterrupted_weights(
     tmp_path, synthetic, encoder_dir, monkeypatch
@@ -420,16 +434,9 @@ def test_finetune_resumes_after_sigkill_to_the_uninterrupted_weights(
     (each epoch's lists and LM windows are drawn from the seed and the epoch)."""
     from tests.train.test_train_resume import assert_same_weights, run_and_kill
 
-    extra = {"trainer.max_epochs": 4}
-    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
-    whole_dir.mkdir()
-    cut_dir.mkdir()
-    monkeypatch.chdir(whole_dir)
-    whole = finetune(
-        load_finetune_config(None, finetune_overrides(whole_dir, synthetic, encoder_dir, **extra)),
-        verbose=False,
+    whole, options, cut_dir = uninterrupted_run(
+        tmp_path, synthetic, encoder_dir, monkeypatch, **{"trainer.max_epochs": 4}
     )
-    options = finetune_overrides(cut_dir, synthetic, encoder_dir, **extra)
     run_id = run_and_kill("finetune", options, cut_dir / "out", cwd=cut_dir)
     monkeypatch.chdir(cut_dir)
     resumed = finetune(load_finetune_config(None, options), verbose=False, resume=True)
