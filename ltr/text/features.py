@@ -226,18 +226,18 @@ def build_text_features(
     docs = task.collection.doc_texts
     featurizer = TextFeaturizer.fit(docs, encoders, k1=config.bm25_k1, b=config.bm25_b)
     featurizer.to(device)
+    folds: dict[str, CrossFit] = {}  # checked before the long work below
+    for name, lm in featurizer.encoders.items() if crossfit else ():
+        fit = CrossFit.of(name, lm)
+        if fit is not None:
+            fit.check(name, task.split.train)
+            folds[name] = fit.to(device)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / PARTIAL_DIR
     resumed = 0
     if cache_documents:
         resumed = featurizer.cache_documents(docs, progress=progress, partial_dir=partial)
-    folds: dict[str, CrossFit] = {}
-    for name, lm in featurizer.encoders.items() if crossfit else ():
-        fit = CrossFit.of(name, lm)
-        if fit is not None:
-            fit.check(name, task.split.train)
-            folds[name] = fit.to(device)
     names = featurizer.feature_names
     out = FeatureFiles(out_dir, feature_names=names, resumed_documents=resumed)
     out.crossfit = {name: len(fit.encoders) for name, fit in folds.items()}
