@@ -49,7 +49,7 @@ from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
 from ltr.text.cache import DocumentCache, RecentDocuments, text_key
-from ltr.text.encoder import token_vectors, tokenize_texts
+from ltr.text.encoder import similarities, token_vectors, tokenize_texts
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
 FEATURIZER_MANIFEST = "featurizer.json"
@@ -214,9 +214,15 @@ def encoder_similarities(
     ``doc_texts[doc_index[q, k]]``, computed as :meth:`TextFeaturizer.features` does (every
     listed document encoded once; no cache)."""
     doc_index = np.asarray(doc_index, dtype=np.int64)
-    used = np.unique(doc_index)
-    docs = _encode(lm, [doc_texts[i] for i in used])
-    return _cosines(_encode(lm, query_texts), docs, np.searchsorted(used, doc_index))
+    used = np.unique(doc_index)  # only the listed documents are tokenised
+    limit = lm.model.config.block_size
+    return similarities(
+        lm.model,
+        tokenize_texts(lm.tokenizer, query_texts, limit),
+        tokenize_texts(lm.tokenizer, [doc_texts[i] for i in used], limit),
+        np.searchsorted(used, doc_index),
+        lm.tokenizer.pad_id,
+    )
 
 
 def _fingerprint(lm: LoadedLM, texts: Sequence[str]) -> str:

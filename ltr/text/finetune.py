@@ -335,9 +335,8 @@ class FinetuneResult:
 
 @dataclass
 class _Fit:
-    """One trained encoder: the module holding it and what its trainer saw."""
+    """One fine-tuning run: its trainer, best epoch and (open) MLflow tracking."""
 
-    module: FinetuneModule
     trainer: L.Trainer
     best_epoch: int | None
     tracking: Any
@@ -389,7 +388,7 @@ def _fit(
     except BaseException:
         run.tracking.close(failed=True)
         raise
-    return _Fit(module, trainer, best_epoch, run.tracking)
+    return _Fit(trainer, best_epoch, run.tracking)
 
 
 def _has_resume_point(output: Path) -> bool:
