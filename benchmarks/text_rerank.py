@@ -197,6 +197,11 @@ def main(argv: list[str] | None = None) -> None:
         default="cpu",
         help="cpu (default) or cuda: where every training and the encoders run (its own section)",
     )
+    parser.add_argument(
+        "--encoders-only",
+        action="store_true",
+        help="stop after the feature files: no SetRank or LightGBM models (their rows left out)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     gpu = args.device != "cpu"
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "pretraining" not in reused:
         seconds["pretrain"] = time.perf_counter() - started
+        print(f"pretraining took {seconds['pretrain'] / 60:.1f} min", flush=True)
     encoders = {"pre": str(pre.artifact_dir)}
     finetuned = {}
     for name, weight, folds in (("ft", 0.5, args.crossfit_folds), ("ft0", 0.0, 0)):
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             finetuned[name] = finetune(config, verbose=False)
             seconds[f"finetune {name}"] = time.perf_counter() - started
+            print(f"fine-tuning {name} took {seconds[f'finetune {name}'] / 60:.1f} min", flush=True)
         encoders[name] = str(finetuned[name].artifact_dir)
 
     data_config = load_finetune_config(
@@ -293,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
                 data_config, encoders, work / where, crossfit=crossfit, device=args.device
             )
             seconds[where] = time.perf_counter() - started
+            print(f"{where} took {seconds[where] / 60:.1f} min", flush=True)
     features = built[False]
     folders = {}
     for label, extra in feature_sets.items():
@@ -332,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
     ]
     setrank_models = 0
-    for label, folder in folders.items():
+    for label, folder in folders.items() if not args.encoders_only else ():
         setrank_models += sum(
             (work / f"setrank-{folder.name}-{seed}" / "model" / MANIFEST).exists() for seed in SEEDS
         )
@@ -348,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
         print(rows[-1], flush=True)
-    for label in ("lexical", "lexical + sim_ft", CROSSFITTED)[: len(variants) + 1]:
+    lightgbm_sets = ("lexical", "lexical + sim_ft", CROSSFITTED)[: len(variants) + 1]
+    for label in lightgbm_sets if not args.encoders_only else ():
         valid, test = run_lightgbm(folders[label])
         rows.append([f"LightGBM lambdarank: {label}", 1, f"{valid:.4f}", f"{test:.4f}"])
     leak_rows = [
@@ -392,9 +401,13 @@ def main(argv: list[str] | None = None) -> None:
             else ""
         )
         + "). "
-        "SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
-        "LightGBM: `benchmarks.quality_cv`'s settings.\n\n"
-        f"{table}\n\n"
+        + (
+            "No rerankers trained (`--encoders-only`).\n\n"
+            if args.encoders_only
+            else "SetRank: `configs/setrank_imsab.yaml`, mean ± sd over training seeds; "
+            "LightGBM: `benchmarks.quality_cv`'s settings.\n\n"
+        )
+        + f"{table}\n\n"
         + (
             "The two sets of feature files differ only in the training rows' `sim_ft`: from the "
             'encoder fine-tuned on those very training queries, or ("cross-fitted") from the '
