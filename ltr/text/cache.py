@@ -10,16 +10,24 @@ lookup; only the query, and documents the cache does not hold, are tokenised and
 A document is found by a 128-bit BLAKE2b digest of its exact text (UTF-8), so an edited document
 is simply a miss. A cached row is what the featurizer computes for that text afresh (vectors to
 float rounding: the batch a text is encoded in differs).
+
+On disk the cache is a folder of ``.npy`` files (:data:`CACHE_FILES`) with its rows in the order
+of their keys, and it is loaded memory-mapped: loading reads the keys and row offsets only, a
+lookup is a binary search, and a call reads from disk just the rows it uses. A server starts at
+once on a collection of any size, its memory holds only the pages its calls touch, and the
+processes of one machine (server workers, pods on one node) share those pages through the page
+cache. Caches written by ltr 0.1's featurizers (one ``documents.npz``) still load, into memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +37,11 @@ from scipy import sparse
 from ltr.artifact import ArtifactError
 
 KEY_BYTES = 16
+CACHE_FORMAT = "ltr-document-cache"
+CACHE_FORMAT_VERSION = 2
+CACHE_META = "cache.json"
+CACHE_FILES = ("keys", "lengths", "counts_indptr", "counts_indices", "counts_data")
+"""The arrays of every cache (``<name>.npy``), beside ``vectors_<encoder>.npy`` per encoder."""
 
 
 def text_key(text: str) -> bytes:
@@ -36,31 +49,72 @@ def text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=KEY_BYTES).digest()
 
 
+def _as_void(keys: np.ndarray) -> np.ndarray:
+    """``[N, 16]`` uint8 keys as ``[N]`` 16-byte scalars, which sort and search bytewise."""
+    return np.ascontiguousarray(keys).view(f"V{KEY_BYTES}").ravel()
+
+
+def _strictly_increasing(keys: np.ndarray) -> bool:
+    """Whether ``[N, 16]`` uint8 keys are in strictly increasing bytewise order."""
+    if len(keys) < 2:
+        return True
+    halves = np.ascontiguousarray(keys).view(">u8")  # (N, 2): big-endian, so bytewise order
+    hi, lo = halves[:, 0], halves[:, 1]
+    return bool(np.all((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1]))))
+
+
 @dataclass
 class DocumentCache:
-    """Row ``i`` belongs to the text whose key is ``keys[i]``."""
+    """Row ``i`` belongs to the text whose key is ``keys[i]``; rows are in key order.
+
+    The arrays may be memory-mapped files (:meth:`load`): :meth:`rows` gathers what a call
+    needs and checks it, so a damaged file is named when a row of it is used.
+    """
 
     keys: np.ndarray
-    """``[N, 16]`` uint8 text keys (:func:`text_key`), unique."""
-    counts: sparse.csr_matrix
-    """``[N, V]`` how often each vocabulary term occurs in the document."""
+    """``[N, 16]`` uint8 text keys (:func:`text_key`), strictly increasing bytewise."""
+    indptr: np.ndarray
+    """``[N + 1]`` int64: row ``i``'s terms are ``indices[indptr[i]:indptr[i + 1]]``."""
+    indices: np.ndarray
+    """``[nnz]`` int32 vocabulary columns."""
+    term_counts: np.ndarray
+    """``[nnz]`` int32 how often each of those terms occurs in the document."""
+    vocabulary_size: int
     lengths: np.ndarray
     """``[N]`` float64 counted terms of the document (stop words left out)."""
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     """Per encoder name: ``[N, d]`` float32 unit vectors."""
+    source: str = "the document cache"
+    """Where it was loaded from (for errors)."""
 
     def __post_init__(self) -> None:
-        n = len(self.keys)
+        n, where = len(self.keys), self.source
         if self.keys.ndim != 2 or self.keys.shape[1] != KEY_BYTES or self.keys.dtype != np.uint8:
-            raise ArtifactError(f"cache keys must be [N, {KEY_BYTES}] uint8, got {self.keys.shape}")
-        if self.counts.shape[0] != n or self.lengths.shape != (n,):
             raise ArtifactError(
-                f"{n} cache keys but term counts of shape {self.counts.shape} and "
-                f"{self.lengths.shape[0]} lengths"
+                f"{where}: keys must be [N, {KEY_BYTES}] uint8, got {self.keys.shape} "
+                f"{self.keys.dtype}"
+            )
+        if self.indptr.shape != (n + 1,) or self.lengths.shape != (n,):
+            raise ArtifactError(
+                f"{where}: {n} keys but {len(self.indptr)} term offsets and "
+                f"{len(self.lengths)} lengths (want {n + 1} and {n})"
+            )
+        if self.indices.shape != self.term_counts.shape or self.indices.ndim != 1:
+            raise ArtifactError(
+                f"{where}: {self.indices.shape} term columns but {self.term_counts.shape} counts"
+            )
+        ends = (int(self.indptr[0]), int(self.indptr[-1])) if n else (0, 0)
+        if ends != (0, len(self.indices)) or np.any(np.diff(self.indptr) < 0):
+            raise ArtifactError(
+                f"{where}: term offsets must rise from 0 to the {len(self.indices)} terms"
             )
         for name, v in self.vectors.items():
             if v.ndim != 2 or len(v) != n:
-                raise ArtifactError(f"{n} cache keys but {name!r} vectors of shape {v.shape}")
+                raise ArtifactError(f"{where}: {n} keys but {name!r} vectors of shape {v.shape}")
+            if v.dtype != np.float32:
+                raise ArtifactError(f"{where}: {name!r} vectors must be float32, got {v.dtype}")
+        if not _strictly_increasing(self.keys):
+            raise ArtifactError(f"{where}: keys must be unique and sorted")
 
     @classmethod
     def build(
@@ -70,13 +124,23 @@ class DocumentCache:
         lengths: np.ndarray,
         vectors: Mapping[str, np.ndarray],
     ) -> DocumentCache:
-        """The cache of ``texts[i]``'s rows (a text given twice is kept once)."""
-        row_of = {text_key(t): i for i, t in enumerate(texts)}  # a repeated text: its last row
+        """The cache of ``texts[i]``'s rows (a text given twice is kept once, its last row)."""
+        row_of = {text_key(t): i for i, t in enumerate(texts)}
         rows = np.fromiter(row_of.values(), dtype=np.int64, count=len(row_of))
-        keys = np.frombuffer(b"".join(row_of), dtype=np.uint8).reshape(-1, KEY_BYTES).copy()
+        keys = np.frombuffer(b"".join(row_of), dtype=np.uint8).reshape(-1, KEY_BYTES)
+        order = np.argsort(_as_void(keys), kind="stable")
+        rows, keys = rows[order], keys[order].copy()
+        for name, v in vectors.items():
+            if not np.isfinite(v[rows]).all():
+                raise ArtifactError(f"{name!r} vectors to cache must be finite")
+        picked = sparse.csr_matrix(counts[rows])
+        picked.sum_duplicates()
         return cls(
             keys,
-            sparse.csr_matrix(counts[rows], dtype=np.float64),
+            picked.indptr.astype(np.int64),
+            picked.indices.astype(np.int32),
+            picked.data.astype(np.int32),
+            int(counts.shape[1]),
             np.asarray(lengths, dtype=np.float64)[rows],
             {n: np.ascontiguousarray(v[rows], dtype=np.float32) for n, v in vectors.items()},
         )
@@ -84,71 +148,179 @@ class DocumentCache:
     def __len__(self) -> int:
         return len(self.keys)
 
-    @cached_property
-    def _index(self) -> dict[bytes, int]:
-        return {row.tobytes(): i for i, row in enumerate(self.keys)}
+    @property
+    def counts(self) -> sparse.csr_matrix:
+        """``[N, V]`` float64 term counts of every row (reads them all: for small caches)."""
+        return self.rows(np.arange(len(self)))[0]
 
     def lookup(self, texts: Sequence[str]) -> np.ndarray:
-        """``[n]`` int64: each text's row, -1 where it is not cached."""
-        index = self._index
-        return np.fromiter((index.get(text_key(t), -1) for t in texts), np.int64, len(texts))
+        """``[n]`` int64: each text's row, -1 where it is not cached (a binary search each)."""
+        if not len(texts):
+            return np.zeros(0, dtype=np.int64)
+        wanted = _as_void(np.frombuffer(b"".join(map(text_key, texts)), dtype=np.uint8))
+        stored = _as_void(self.keys)
+        rows = np.searchsorted(stored, wanted)
+        inside = rows < len(stored)
+        found = np.zeros(len(texts), dtype=bool)
+        found[inside] = stored[rows[inside]] == wanted[inside]
+        return np.where(found, rows, -1).astype(np.int64)
+
+    def rows(self, rows: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray, dict[str, np.ndarray]]:
+        """Rows ``rows`` (valid row numbers): ``[n, V]`` float64 term counts, ``[n]`` lengths,
+        and per encoder ``[n, d]`` float32 vectors, read (from disk if mapped) and checked."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        sizes = ends - starts
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=indptr[1:])
+        take = np.repeat(starts - indptr[:-1], sizes) + np.arange(indptr[-1])  # (nnz,)
+        indices = np.asarray(self.indices[take], dtype=np.int32)
+        data = np.asarray(self.term_counts[take], dtype=np.float64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.vocabulary_size):
+            raise ArtifactError(
+                f"{self.source}: a cached row has a term outside the {self.vocabulary_size} "
+                "vocabulary terms; the cache is damaged (run `ltr text-features` again)"
+            )
+        counts = sparse.csr_matrix((data, indices, indptr), shape=(len(rows), self.vocabulary_size))
+        vectors = {}
+        for name, v in self.vectors.items():
+            vectors[name] = np.asarray(v[rows], dtype=np.float32)
+            if not np.isfinite(vectors[name]).all():
+                raise ArtifactError(
+                    f"{self.source}: cached {name!r} vectors are not finite; the cache is "
+                    "damaged (run `ltr text-features` again)"
+                )
+        return counts, np.asarray(self.lengths[rows], dtype=np.float64), vectors
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (``.npz``) whole: a reader sees the old file or the new one."""
+        """Write the folder ``path`` whole: a reader sees the old cache or the new one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         arrays = {
             "keys": self.keys,
             "lengths": self.lengths,
-            "counts_indptr": self.counts.indptr,
-            "counts_indices": self.counts.indices,
-            "counts_data": self.counts.data.astype(np.int32),
-            "vocabulary_size": np.array(self.counts.shape[1]),
+            "counts_indptr": self.indptr,
+            "counts_indices": self.indices,
+            "counts_data": self.term_counts,
             **{f"vectors_{name}": v for name, v in self.vectors.items()},
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as out:  # the umask's permissions, as every other artifact file
-            np.savez(out, **arrays)
-        tmp.replace(path)
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        meta = {
+            "format": CACHE_FORMAT,
+            "format_version": CACHE_FORMAT_VERSION,
+            "documents": len(self),
+            "vocabulary_size": self.vocabulary_size,
+            "encoders": {name: int(v.shape[1]) for name, v in self.vectors.items()},
+        }
+        (tmp / CACHE_META).write_text(json.dumps(meta))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.replace(old)
+            tmp.replace(path)
+            shutil.rmtree(old)
+        else:
+            tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, path: str | Path, vocabulary_size: int, dims: Mapping[str, int]) -> DocumentCache:
-        """Read what :meth:`save` wrote, for a featurizer of ``vocabulary_size`` terms whose
-        encoders give vectors of ``dims`` (name -> width)."""
+        """Read what :meth:`save` wrote (memory-mapped), or an ltr 0.1 ``documents.npz`` (into
+        memory), for a featurizer of ``vocabulary_size`` terms whose encoders give vectors of
+        ``dims`` (name -> width)."""
+        path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                n, v = len(data["keys"]), int(data["vocabulary_size"])
-                counts = sparse.csr_matrix(
-                    (data["counts_data"].astype(np.float64), data["counts_indices"],
-                     data["counts_indptr"]),
-                    shape=(n, v),
-                )  # fmt: skip
-                names = [k.removeprefix("vectors_") for k in data.files if k.startswith("vectors_")]
-                vectors = {name: data[f"vectors_{name}"] for name in names}
-                cache = cls(data["keys"], counts, data["lengths"], vectors)
-        except (OSError, ValueError, KeyError, ArtifactError) as exc:
+            if path.is_dir():
+                meta = json.loads((path / CACHE_META).read_text())
+                if meta.get("format") != CACHE_FORMAT:
+                    raise ValueError(f"{CACHE_META} is not an ltr document cache's")
+                if int(meta.get("format_version", 0)) > CACHE_FORMAT_VERSION:
+                    raise ArtifactError(
+                        f"{path} was written by a newer ltr; upgrade ltr to load it"
+                    )
+                arrays = {
+                    name: np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                    for name in CACHE_FILES
+                }
+                v = int(meta["vocabulary_size"])
+                names = [str(n) for n in meta.get("encoders", {})]
+                vectors = {
+                    n: np.load(path / f"vectors_{n}.npy", mmap_mode="r", allow_pickle=False)
+                    for n in names
+                }
+                cache = cls(
+                    np.asarray(arrays["keys"]),  # read: 16 bytes a document
+                    np.asarray(arrays["counts_indptr"]),  # read: 8 bytes a document
+                    arrays["counts_indices"],
+                    arrays["counts_data"],
+                    v,
+                    arrays["lengths"],
+                    vectors,
+                    source=str(path),
+                )
+            else:
+                cache, v = cls._load_npz(path)
+        except ArtifactError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ArtifactError(f"{path}: not a readable document cache ({exc})") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: not a readable document cache ({exc})") from None
         if v != vocabulary_size:
             raise ArtifactError(
                 f"{path}: the cache counts {v} terms but the featurizer's vocabulary has "
                 f"{vocabulary_size}; the cache belongs to another featurizer"
             )
-        if sorted(vectors) != sorted(dims):
+        if sorted(cache.vectors) != sorted(dims):
             raise ArtifactError(
-                f"{path}: the cache holds vectors of {sorted(vectors)} but the featurizer's "
+                f"{path}: the cache holds vectors of {sorted(cache.vectors)} but the featurizer's "
                 f"encoders are {sorted(dims)}"
             )
         for name, dim in dims.items():
-            got = vectors[name]
+            got = cache.vectors[name]
             if got.shape[1] != dim:
                 raise ArtifactError(
                     f"{path}: cached {name!r} vectors have {got.shape[1]} dimensions but the "
                     f"encoder gives {dim}"
                 )
-            if got.dtype != np.float32 or not np.isfinite(got).all():
-                raise ArtifactError(f"{path}: cached {name!r} vectors must be finite float32")
         return cache
+
+    @classmethod
+    def _load_npz(cls, path: Path) -> tuple[DocumentCache, int]:
+        """An ltr 0.1 cache (one ``.npz``, keys unsorted), read into memory and put in key order."""
+        with np.load(path, allow_pickle=False) as data:
+            n, v = len(data["keys"]), int(data["vocabulary_size"])
+            counts = sparse.csr_matrix(
+                (data["counts_data"], data["counts_indices"], data["counts_indptr"]),
+                shape=(n, v),
+            )
+            names = [k.removeprefix("vectors_") for k in data.files if k.startswith("vectors_")]
+            vectors = {name: data[f"vectors_{name}"] for name in names}
+            keys, lengths = data["keys"], data["lengths"]
+        if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
+            raise ValueError(f"keys must be [N, {KEY_BYTES}] uint8, got {keys.shape}")
+        for name, array in vectors.items():
+            if array.dtype != np.float32 or not np.isfinite(array).all():
+                raise ValueError(f"cached {name!r} vectors must be finite float32")
+            if len(array) != n:
+                raise ValueError(f"{n} cache keys but {name!r} vectors of shape {array.shape}")
+        order = np.argsort(_as_void(keys), kind="stable")
+        picked = sparse.csr_matrix(counts[order])
+        cache = cls(
+            keys[order],
+            picked.indptr.astype(np.int64),
+            picked.indices.astype(np.int32),
+            picked.data.astype(np.int32),
+            v,
+            np.asarray(lengths, dtype=np.float64)[order],
+            {name: np.ascontiguousarray(a[order]) for name, a in vectors.items()},
+            source=str(path),
+        )
+        return cache, v
 
 
 class RecentDocument(NamedTuple):

@@ -54,8 +54,8 @@ from ltr.text.encoder import similarities, token_vectors, tokenize_texts
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
 FEATURIZER_MANIFEST = "featurizer.json"
 FEATURIZER_FORMAT = "ltr-text-featurizer"
-FEATURIZER_FORMAT_VERSION = 1
-DOCUMENT_CACHE = "documents.npz"
+FEATURIZER_FORMAT_VERSION = 2  # 2: the document cache is a folder of memory-mapped arrays
+DOCUMENT_CACHE = "documents"
 STOP_WORDS = "english"
 ENCODE_CHUNK = 4096
 """Documents per saved chunk when a collection's encoding can be resumed."""
@@ -444,12 +444,10 @@ class TextFeaturizer:
                 {name: v.numpy() for name, v in fresh_vectors.items()},
             )
         if len(hit):
-            cache = self.cache
-            found_rows = rows[hit]
-            parts.append((hit, DocTerms(cache.counts[found_rows], cache.lengths[found_rows],
-                                        [frozenset()] * len(hit))))  # fmt: skip
+            counts, lengths, cached = self.cache.rows(rows[hit])
+            parts.append((hit, DocTerms(counts, lengths, [frozenset()] * len(hit))))
             for name, out in vectors.items():
-                out[torch.from_numpy(hit)] = torch.from_numpy(cache.vectors[name][found_rows])
+                out[torch.from_numpy(hit)] = torch.from_numpy(cached[name])
         if kept:
             sizes = [len(e.indices) for e in kept]
             counts = sparse.csr_matrix(

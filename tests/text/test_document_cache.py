@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from ltr.cli import main
 from ltr.data.parquet import read_parquet
 from ltr.errors import ConfigError
 from ltr.text import featurizer as featurizer_module
-from ltr.text.cache import DocumentCache, RecentDocuments, text_key
+from ltr.text.cache import CACHE_FILES, DocumentCache, RecentDocuments, text_key
 from ltr.text.collection import load_collection
 from ltr.text.config import TextDataConfig
 from ltr.text.features import build_text_features
@@ -53,16 +55,77 @@ def test_keys_lookup_and_repeated_texts():
     assert text_key("gamma é") == hashlib.blake2b("gamma é".encode(), digest_size=16).digest()
 
 
-def test_saved_and_loaded_whole(tmp_path):
+def test_lookup_agrees_with_a_dictionary_of_the_texts():
+    """Binary search over the sorted keys finds every cached text's own row and no other:
+    checked against a plain dict from text to the row it was built from."""
+    rng = np.random.default_rng(7)
+    texts = [f"document {i} " + "x" * int(rng.integers(0, 5)) for i in range(500)]
+    vectors = unit_rows(len(texts), 4)
+    counts = sparse.csr_matrix(rng.integers(0, 3, size=(len(texts), 9)))
+    cache = DocumentCache.build(texts, counts, np.arange(len(texts)) + 1.0, {"enc": vectors})
+    built_from = {t: i for i, t in enumerate(texts)}  # a repeated text: its last row
+    asked = [*rng.choice(texts, 300), *(f"missing {i}" for i in range(100)), ""]
+    rng.shuffle(asked)
+    rows = cache.lookup(asked)
+    for text, row in zip(asked, rows, strict=True):
+        if text not in built_from:
+            assert row == -1, text
+            continue
+        i = built_from[text]
+        np.testing.assert_array_equal(cache.vectors["enc"][row], vectors[i])
+        assert cache.lengths[row] == i + 1.0
+        np.testing.assert_array_equal(cache.counts[row].toarray()[0], counts[i].toarray()[0])
+    assert cache.lookup([]).shape == (0,)
+    keys = [bytes(k) for k in cache.keys]
+    assert keys == sorted(set(keys))  # bytewise order, each key once
+
+
+def test_saved_as_a_folder_and_loaded_memory_mapped(tmp_path):
     cache = small_cache(["a", "b", "c"])
-    path = cache.save(tmp_path / "f" / "documents.npz")
+    path = cache.save(tmp_path / "f" / "documents")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["documents"]  # no temporary
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        ["cache.json", *(f"{n}.npy" for n in CACHE_FILES), "vectors_enc.npy"]
+    )
     back = DocumentCache.load(path, vocabulary_size=6, dims={"enc": 3})
+    for array in (back.vectors["enc"], back.indices, back.term_counts, back.lengths):
+        assert isinstance(array, np.memmap) or isinstance(array.base, np.memmap)
     np.testing.assert_array_equal(back.vectors["enc"], cache.vectors["enc"])
     np.testing.assert_array_equal(back.counts.toarray(), cache.counts.toarray())
     np.testing.assert_array_equal(back.lengths, cache.lengths)
-    np.testing.assert_array_equal(back.lookup(["b", "a", "z"]), [1, 0, -1])
-    assert sorted(p.name for p in path.parent.iterdir()) == ["documents.npz"]  # no temporary
-    assert path.stat().st_mode & 0o044 == (~umask() & 0o044)  # readable as the umask allows
+    np.testing.assert_array_equal(back.lookup(["b", "a", "z"]), cache.lookup(["b", "a", "z"]))
+    assert (back.lookup(["b", "a", "z"]) >= 0).tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="read-only"):
+        back.vectors["enc"][0, 0] = 1.0  # what was loaded cannot change the files
+    assert (path / "keys.npy").stat().st_mode & 0o044 == (~umask() & 0o044)
+    cache.save(path)  # saved again over itself: replaced whole
+    assert sorted(p.name for p in path.parent.iterdir()) == ["documents"]
+
+
+def test_a_cache_of_ltr_0_1_loads(tmp_path):
+    """A featurizer saved by ltr 0.1 holds ``documents.npz``: rows in the order the texts came,
+    keys unsorted. It still loads, and each text finds its own row."""
+    texts = ["zeta", "alpha", "mu", "beta"]
+    vectors = unit_rows(4, 3)
+    counts = sparse.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [1, 1, 1], [0, 0, 4]]))
+    keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(4, 16)
+    np.savez(
+        tmp_path / "documents.npz",
+        keys=keys,
+        lengths=np.array([3.0, 3, 3, 4]),
+        counts_indptr=counts.indptr,
+        counts_indices=counts.indices,
+        counts_data=counts.data.astype(np.int32),
+        vocabulary_size=np.array(3),
+        vectors_enc=vectors,
+    )
+    cache = DocumentCache.load(tmp_path / "documents.npz", 3, {"enc": 3})
+    rows = cache.lookup(["mu", "zeta", "beta", "alpha", "omega"])
+    assert rows[-1] == -1
+    counts_got, lengths, got = cache.rows(rows[:4])
+    np.testing.assert_array_equal(got["enc"], vectors[[2, 0, 3, 1]])
+    np.testing.assert_array_equal(counts_got.toarray(), counts.toarray()[[2, 0, 3, 1]])
+    np.testing.assert_array_equal(lengths, [3.0, 3, 4, 3])
 
 
 def umask() -> int:
@@ -72,7 +135,7 @@ def umask() -> int:
 
 
 def test_broken_caches_are_named(tmp_path):
-    good = small_cache(["a", "b"]).save(tmp_path / "good.npz")
+    good = small_cache(["a", "b"]).save(tmp_path / "good")
     cases = [
         ({"vocabulary_size": 7, "dims": {"enc": 3}}, "counts 6 terms but the featurizer's vo"),
         ({"vocabulary_size": 6, "dims": {"enc": 8}}, "3 dimensions but the encoder gives 8"),
@@ -85,16 +148,59 @@ def test_broken_caches_are_named(tmp_path):
     with pytest.raises(ArtifactError, match=r"junk\.npz: not a readable document cache"):
         DocumentCache.load(tmp_path / "junk.npz", 6, {"enc": 3})
     with pytest.raises(ArtifactError, match="not a readable document cache"):
-        DocumentCache.load(tmp_path / "missing.npz", 6, {"enc": 3})
-    short = small_cache(["a", "b"])
-    short.vectors["enc"] = short.vectors["enc"][:1]
-    with pytest.raises(ArtifactError, match="2 cache keys but 'enc' vectors of shape"):
-        DocumentCache(short.keys, short.counts, short.lengths, short.vectors)
-    bad = small_cache(["a", "b"])
-    bad.vectors["enc"][1, 0] = np.nan
-    bad.save(tmp_path / "nan.npz")
-    with pytest.raises(ArtifactError, match="finite float32"):
-        DocumentCache.load(tmp_path / "nan.npz", 6, {"enc": 3})
+        DocumentCache.load(tmp_path / "missing", 6, {"enc": 3})
+
+    def damaged(name: str, change) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        change(folder)
+        return folder
+
+    def save_npy(file: str, array):
+        return lambda folder: np.save(folder / file, array)
+
+    keys = np.load(good / "keys.npy")
+    broken = {
+        "no-meta": lambda folder: (folder / "cache.json").unlink(),
+        "truncated": lambda folder: (folder / "counts_indices.npy").write_bytes(b"\x93NUMPY"),
+        "unsorted": save_npy("keys.npy", keys[::-1]),
+        "short-vectors": save_npy("vectors_enc.npy", np.zeros((1, 3), dtype=np.float32)),
+        "offsets": save_npy("counts_indptr.npy", np.array([0, 5, 2])),
+    }
+    for name, change in broken.items():
+        with pytest.raises(ArtifactError, match=rf"{name}: "):
+            DocumentCache.load(damaged(name, change), 6, {"enc": 3})
+    newer = damaged("newer", lambda f: (f / "cache.json").write_text(json.dumps(
+        {**json.loads((good / "cache.json").read_text()), "format_version": 99})))  # fmt: skip
+    with pytest.raises(ArtifactError, match="newer ltr; upgrade"):
+        DocumentCache.load(newer, 6, {"enc": 3})
+    c = small_cache(["a", "b"])
+    short = {"enc": c.vectors["enc"][:1]}
+    with pytest.raises(ArtifactError, match="2 keys but 'enc' vectors of shape"):
+        DocumentCache(c.keys, c.indptr, c.indices, c.term_counts, 6, c.lengths, short)
+
+
+def test_a_damaged_row_is_named_when_it_is_used(tmp_path):
+    """Loading reads the keys and offsets only; a row whose vector is not finite, or whose
+    term lies outside the vocabulary, is refused when a call uses it, and the other rows
+    still serve."""
+    cache = small_cache(["a", "b", "c"])
+    path = cache.save(tmp_path / "documents")
+    rows = cache.lookup(["a", "b", "c"])
+    vectors = np.load(path / "vectors_enc.npy")
+    vectors[rows[1], 2] = np.nan
+    np.save(path / "vectors_enc.npy", vectors)
+    back = DocumentCache.load(path, 6, {"enc": 3})
+    with pytest.raises(ArtifactError, match=r"documents: cached 'enc' vectors are not finite"):
+        back.rows(rows[[0, 1]])
+    _, _, fine = back.rows(rows[[0, 2]])
+    np.testing.assert_array_equal(fine["enc"], cache.vectors["enc"][rows[[0, 2]]])
+    indices = np.load(path / "counts_indices.npy")
+    indices[-1] = 6  # the vocabulary has 6 terms: columns 0..5
+    np.save(path / "counts_indices.npy", indices)
+    back = DocumentCache.load(path, 6, {"enc": 3})
+    with pytest.raises(ArtifactError, match="outside the 6 vocabulary terms"):
+        back.rows([len(cache) - 1])
 
 
 # ------------------------------------------------------------------- in the featurizer
@@ -135,7 +241,41 @@ def test_the_cache_holds_every_collection_document(built, synthetic):
         np.testing.assert_allclose(got, want, atol=2e-6)
     assert json.loads((cached.directory / "features.json").read_text())["document_cache"] is True
     assert loaded(plain).cache is None
-    assert not (plain.directory / "featurizer" / "documents.npz").exists()
+    assert not (plain.directory / "featurizer" / "documents").exists()
+
+
+def test_a_featurizer_of_ltr_0_1_loads_and_gives_the_same_rows(built, synthetic, tmp_path):
+    """ltr 0.1 saved the cache as ``documents.npz`` (featurizer format 1); such a featurizer
+    still loads, and its rows are the ones the folder cache gives."""
+    cached, _ = built
+    old = tmp_path / "featurizer"
+    shutil.copytree(cached.directory / "featurizer", old)
+    cache = loaded(cached).cache
+    shuffled = np.random.default_rng(0).permutation(len(cache))  # 0.1 kept the texts' order
+    counts = cache.counts[shuffled]
+    np.savez(
+        old / "documents.npz",
+        keys=np.asarray(cache.keys)[shuffled],
+        lengths=np.asarray(cache.lengths)[shuffled],
+        counts_indptr=counts.indptr,
+        counts_indices=counts.indices,
+        counts_data=counts.data.astype(np.int32),
+        vocabulary_size=np.array(cache.vocabulary_size),
+        vectors_pre=np.asarray(cache.vectors["pre"])[shuffled],
+    )
+    shutil.rmtree(old / "documents")
+    manifest = json.loads((old / "featurizer.json").read_text())
+    manifest.update(format_version=1, document_cache="documents.npz")
+    (old / "featurizer.json").write_text(json.dumps(manifest))
+    docs = load_collection(synthetic.root).doc_texts
+    lists = [docs[:6], docs[10:14]]
+    queries = ["grelbo tuvask", "zorbax"]
+    featurizer = TextFeaturizer.load(old)
+    assert featurizer.documents_seen["cache"] == 0
+    got = featurizer.list_features(queries, lists)
+    assert featurizer.documents_seen["cache"] == 10  # every document from the old cache
+    for a, b in zip(got, loaded(cached).list_features(queries, lists), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_files_made_with_and_without_the_cache_agree(built):
@@ -205,6 +345,7 @@ def test_what_the_cache_holds_is_what_the_columns_use(built, synthetic):
     texts = load_collection(synthetic.root).doc_texts[:4]
     before = featurizer.list_features(["grelbo tuvask"], [texts])[0]
     cache = featurizer.cache
+    cache.vectors["pre"], cache.lengths = np.array(cache.vectors["pre"]), np.array(cache.lengths)
     row = cache.lookup([texts[2]])[0]
     planted = unit_rows(1, cache.vectors["pre"].shape[1], seed=3)[0]
     cache.vectors["pre"][row] = planted
