@@ -19,9 +19,15 @@ reports:
   process mapping the same files (server workers, pods of one node) uses the one copy, and the
   kernel can drop them under memory pressure and read them again.
 
-Both formats are read while the page cache still holds their files (just written), so the load
-times are those of a warm machine; a cold disk adds its read time to the in-memory load and to
-the first calls of the mapped cache. Run from the repository root:
+Each format is measured warm (its files in the page cache, as on a machine that already runs a
+server of the same model) and cold (its files evicted from the page cache first with
+``posix_fadvise(POSIX_FADV_DONTNEED)``, as on a fresh node: what is read then comes from the
+disk); the mapped cache also cold with :meth:`DocumentCache.prefetch` started right after
+loading, as ``ltr serve`` does by default (``featurizer_prefetch``): a background thread reads
+the files front to back while the calls run. A mapped cache's resident set also counts the
+page-cache pages its calls mapped (the kernel maps up to 64 KiB of already cached pages around
+each one touched), which exist whether or not a process maps them. Run from the repository
+root:
 ``python -m benchmarks.document_cache`` (``--no-write`` to only print).
 """
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -42,6 +49,13 @@ import numpy as np
 from benchmarks._report import markdown_table, write_section
 
 CALLS = 500
+CASES = [
+    ("memory", "warm"),
+    ("memory", "cold"),
+    ("mapped", "warm"),
+    ("mapped", "cold"),
+    ("mapped", "cold, prefetched"),
+]
 LIST = 100
 
 
@@ -119,6 +133,14 @@ class InMemory:
         return self.counts[rows], self.lengths[rows], {"enc": self.vectors[rows]}
 
 
+def evict(paths: list[Path]) -> None:
+    """Drop the files' pages from the page cache (they are clean: just written and synced)."""
+    for path in paths:
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def memory() -> dict[str, float]:
     """Resident and anonymous MiB of this process."""
     fields = {}
@@ -131,7 +153,9 @@ def memory() -> dict[str, float]:
     }
 
 
-def child(kind: str, folder: Path, n: int, vocabulary: int, dim: int, seed: int) -> dict:
+def child(
+    kind: str, state: str, folder: Path, n: int, vocabulary: int, dim: int, seed: int
+) -> dict:
     """Load one format in this (fresh) process and time its calls."""
     from ltr.text.cache import DocumentCache
 
@@ -141,6 +165,8 @@ def child(kind: str, folder: Path, n: int, vocabulary: int, dim: int, seed: int)
     started = time.perf_counter()
     if kind == "mapped":
         cache = DocumentCache.load(folder / "documents", vocabulary, {"enc": dim})
+        if state == "cold, prefetched":
+            cache.prefetch()  # as `ltr serve` does (featurizer_prefetch)
     else:
         cache = InMemory(folder / "documents.npz")
     load = time.perf_counter() - started
@@ -186,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="where the caches are written (default: temp)")
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--child", choices=["mapped", "memory"], help=argparse.SUPPRESS)
+    p.add_argument("--state", default="warm", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="ltr-document-cache-"))
     if args.child:
-        result = child(args.child, folder, args.documents, args.vocabulary, args.dim, args.seed)
+        result = child(
+            args.child, args.state, folder, args.documents, args.vocabulary, args.dim, args.seed
+        )
         print(json.dumps(result))
         return 0
     try:
@@ -200,27 +229,34 @@ def main(argv: list[str] | None = None) -> int:
             "mapped": sum(f.stat().st_size for f in (folder / "documents").iterdir()),
             "memory": (folder / "documents.npz").stat().st_size,
         }
-        results: dict[str, list[dict]] = {"mapped": [], "memory": []}
-        for rep in range(args.reps):  # interleaved: the machine's noise falls on both
-            for kind in ("memory", "mapped"):
+        files = {
+            "mapped": sorted((folder / "documents").iterdir()),
+            "memory": [folder / "documents.npz"],
+        }
+        results: dict[tuple[str, str], list[dict]] = {c: [] for c in CASES}
+        for rep in range(args.reps):  # interleaved: the machine's noise falls on all
+            for kind, state in CASES:
+                if state.startswith("cold"):
+                    evict(files[kind])
                 out = subprocess.run(
                     [sys.executable, "-m", "benchmarks.document_cache", "--child", kind,
+                     "--state", state,
                      "--workdir", str(folder), "--documents", str(args.documents),
                      "--vocabulary", str(args.vocabulary), "--dim", str(args.dim),
                      "--seed", str(args.seed)],
                     check=True, capture_output=True, text=True,
                 )  # fmt: skip
-                results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(kind, rep, results[kind][-1], flush=True)
+                results[kind, state].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(kind, state, rep, results[kind, state][-1], flush=True)
     finally:
         if not args.workdir:
             shutil.rmtree(folder, ignore_errors=True)
-    checks = {kind: results[kind][0]["check"] for kind in results}
-    if not np.allclose(checks["mapped"], checks["memory"], rtol=1e-6):
-        raise SystemExit(f"the two formats gathered different rows: {checks}")
+    checks = [r["check"] for runs in results.values() for r in runs]
+    if not all(np.allclose(c, checks[0], rtol=1e-6) for c in checks):
+        raise SystemExit(f"the formats gathered different rows: {checks}")
 
-    def med(kind: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[kind])
+    def med(case: tuple[str, str], key: str) -> float:
+        return statistics.median(r[key] for r in results[case])
 
     labels = {
         "memory": "ltr 0.1: `documents.npz` read into memory",
@@ -229,18 +265,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         [
             labels[kind],
+            state,
             f"{sizes[kind] / 2**20:,.0f}",
-            f"{med(kind, 'load_s'):.2f}",
-            f"{med(kind, 'first_call_s') * 1e3:,.1f}",
-            f"{med(kind, 'p50_ms'):.3f} / {med(kind, 'p99_ms'):.3f}",
-            f"{med(kind, 'rss_loaded'):,.0f} / {med(kind, 'anonymous_loaded'):,.0f}",
-            f"{med(kind, 'rss_after'):,.0f} / {med(kind, 'anonymous_after'):,.0f}",
+            f"{med((kind, state), 'load_s'):.2f}",
+            f"{med((kind, state), 'first_call_s') * 1e3:,.1f}",
+            f"{med((kind, state), 'p50_ms'):.3f} / {med((kind, state), 'p99_ms'):.3f}",
+            f"{med((kind, state), 'rss_loaded'):,.0f} / "
+            f"{med((kind, state), 'anonymous_loaded'):,.0f}",
+            f"{med((kind, state), 'rss_after'):,.0f} / "
+            f"{med((kind, state), 'anonymous_after'):,.0f}",
         ]
-        for kind in ("memory", "mapped")
+        for kind, state in CASES
     ]
     table = markdown_table(
         [
             "cache",
+            "page cache",
             "on disk, MiB",
             "load, s",
             "first call, ms",
@@ -250,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         ],
         rows,
     )
-    ratio = med("memory", "load_s") / med("mapped", "load_s")
+    ratio = {
+        state: med(("memory", state), "load_s") / med(("mapped", state), "load_s")
+        for state in ("warm", "cold")
+    }
     body = (
         f"A synthetic cache of {args.documents:,} documents ({args.terms} vocabulary terms drawn "
         f"per document out of {args.vocabulary:,}, one encoder of width {args.dim}), loaded in "
@@ -259,12 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         "counts, lengths and vectors. Memory is the growth of the process's resident set and "
         "of its anonymous part (the process's own, which no other process shares and the "
         "kernel cannot drop), from `/proc/self/smaps_rollup`; the rest of the resident set is "
-        "file pages of the page cache, one copy for every process that maps the files. The "
-        "files were in the page cache (just written).\n\n"
+        "file pages of the page cache, one copy for every process that maps the files. Warm: "
+        "the files in the page cache; cold: evicted from it first (`POSIX_FADV_DONTNEED`); "
+        "prefetched: `DocumentCache.prefetch` started right after loading, as `ltr serve` "
+        "does.\n\n"
         f"{table}\n\n"
-        f"Loading the memory-mapped folder is {ratio:,.0f}x faster than reading the 0.1 file; "
-        "the pages a mapped cache's calls read stay shared with every other process that maps "
-        "the same files."
+        f"Loading the memory-mapped folder is {ratio['warm']:,.0f}x (warm) and "
+        f"{ratio['cold']:,.0f}x (cold) faster than reading the 0.1 file. A mapped cache adds "
+        "almost nothing to a process's own memory; the file pages its calls read are the page "
+        "cache's, shared by every process that maps the same files."
     )
     print(body)
     if not args.no_write:

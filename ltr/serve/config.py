@@ -131,6 +131,12 @@ class ServeConfig:
     ``ltr text-features`` ran) are tokenised and encoded when first met; this many of them, the
     most recently used, are kept in memory so that they are not computed again (about 2 KB each
     for a Cranfield abstract with one encoder of width 128). 0 = keep none."""
+    featurizer_prefetch: bool = True
+    """Read the featurizer's document cache files once in the background when a model version
+    is loaded, so that on a machine that has not read them yet the first ``RerankText`` calls
+    find their rows in the page cache instead of waiting on the disk row by row (the server
+    answers meanwhile). false: read rows only as calls use them, for a collection much larger
+    than the machine's memory."""
     drain_seconds: float = 30.0
     """On SIGTERM: how long calls in flight may take to complete before the process exits."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -103,11 +103,13 @@ def load_served_model(
     featurizer: str | None = None,
     featurizer_device: str | None = None,
     featurizer_recent_documents: int = 0,
+    featurizer_prefetch: bool = False,
 ) -> ServedModel:
     """Load ``source`` (artifact folder or MLflow URI) for serving on ``backend``, with its text
     featurizer when it has one (see :func:`ltr.text.rerank.featurizer_for`), its encoders on
     ``featurizer_device`` (default ``device``), keeping ``featurizer_recent_documents`` of the
-    documents its cache lacks in memory once computed."""
+    documents its cache lacks in memory once computed, and with ``featurizer_prefetch`` reading
+    its document cache's files into the page cache in the background."""
     from ltr.artifact import load_model
     from ltr.predictor import load_predictor
     from ltr.text.rerank import featurizer_for
@@ -117,6 +119,8 @@ def load_served_model(
     if text is not None:
         text.to(featurizer_device or device)
         text.keep_recent(featurizer_recent_documents)
+        if featurizer_prefetch and text.cache is not None:
+            text.cache.prefetch()
     predictor = load_predictor(
         loaded,
         backend,

@@ -96,6 +96,7 @@ class RerankServer:
                 featurizer=config.featurizer,
                 featurizer_device=config.featurizer_device,
                 featurizer_recent_documents=config.featurizer_recent_documents,
+                featurizer_prefetch=config.featurizer_prefetch,
             ),
             on_reload=self._reloaded,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_saved_as_a_folder_and_loaded_memory_mapped(tmp_path):
     )
     back = DocumentCache.load(path, vocabulary_size=6, dims={"enc": 3})
     for array in (back.vectors["enc"], back.indices, back.term_counts, back.lengths):
-        assert isinstance(array, np.memmap) or isinstance(array.base, np.memmap)
+        assert mapped(array)
     np.testing.assert_array_equal(back.vectors["enc"], cache.vectors["enc"])
     np.testing.assert_array_equal(back.counts.toarray(), cache.counts.toarray())
     np.testing.assert_array_equal(back.lengths, cache.lengths)
@@ -126,6 +127,13 @@ def test_a_cache_of_ltr_0_1_loads(tmp_path):
     np.testing.assert_array_equal(got["enc"], vectors[[2, 0, 3, 1]])
     np.testing.assert_array_equal(counts_got.toarray(), counts.toarray()[[2, 0, 3, 1]])
     np.testing.assert_array_equal(lengths, [3.0, 3, 4, 3])
+
+
+def mapped(array: np.ndarray) -> bool:
+    """Whether ``array``'s memory is a memory-mapped file."""
+    while isinstance(array, np.ndarray):
+        array = array.base
+    return isinstance(array, memoryview) and isinstance(array.obj, mmap.mmap)
 
 
 def umask() -> int:
@@ -166,6 +174,9 @@ def test_broken_caches_are_named(tmp_path):
         "unsorted": save_npy("keys.npy", keys[::-1]),
         "short-vectors": save_npy("vectors_enc.npy", np.zeros((1, 3), dtype=np.float32)),
         "offsets": save_npy("counts_indptr.npy", np.array([0, 5, 2])),
+        "cut-short": lambda folder: (folder / "vectors_enc.npy").write_bytes(
+            (good / "vectors_enc.npy").read_bytes()[:-4]
+        ),
     }
     for name, change in broken.items():
         with pytest.raises(ArtifactError, match=rf"{name}: "):
@@ -178,6 +189,22 @@ def test_broken_caches_are_named(tmp_path):
     short = {"enc": c.vectors["enc"][:1]}
     with pytest.raises(ArtifactError, match="2 keys but 'enc' vectors of shape"):
         DocumentCache(c.keys, c.indptr, c.indices, c.term_counts, 6, c.lengths, short)
+
+
+def test_prefetch_reads_every_mapped_file_once_and_survives_their_removal(tmp_path):
+    cache = small_cache(["a", "b", "c"])
+    assert cache.prefetch() is None  # in memory: nothing to read
+    path = cache.save(tmp_path / "documents")
+    back = DocumentCache.load(path, 6, {"enc": 3})
+    back.prefetch().join(timeout=30)
+    assert back.prefetched_bytes == sum(f.stat().st_size for f in path.glob("*.npy"))
+    gone = DocumentCache.load(path, 6, {"enc": 3})
+    (path / "vectors_enc.npy").unlink()  # the mapping stays valid; the file is gone
+    thread = gone.prefetch()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert 0 < gone.prefetched_bytes < back.prefetched_bytes
+    np.testing.assert_array_equal(gone.rows([0])[2]["enc"], back.rows([0])[2]["enc"])
 
 
 def test_a_damaged_row_is_named_when_it_is_used(tmp_path):

@@ -288,3 +288,20 @@ def test_a_reload_swaps_model_and_featurizer_together_or_not_at_all(tmp_path, tr
     assert holder.reload().swapped
     assert holder.current is not first and holder.current.featurizer is not first.featurizer
     assert holder.current.spec.accepts_text
+
+
+def test_a_loaded_model_reads_its_document_cache_in_the_background(trained) -> None:
+    """With ``featurizer_prefetch`` the served featurizer's cache files are read through once
+    (into the page cache) by a background thread; without it nothing is read ahead."""
+    _, model_dir = trained
+    files = sorted((model_dir / "featurizer" / "documents").glob("*.npy"))
+    total = sum(f.stat().st_size for f in files)
+    served = load_served_model(str(model_dir), backend="torch", featurizer_prefetch=True)
+    cache = served.featurizer.cache
+    assert sorted(cache.files) == files
+    prefetch = [t for t in threading.enumerate() if t.name == "ltr-document-cache-prefetch"]
+    for thread in prefetch:
+        thread.join(timeout=30)
+    assert cache.prefetched_bytes == total
+    lazy = load_served_model(str(model_dir), backend="torch", featurizer_prefetch=False)
+    assert lazy.featurizer.cache.prefetched_bytes == 0
