@@ -90,7 +90,8 @@ def token_vectors(
     ``progress`` names a progress bar (none when None).
     """
     was_training = model.training
-    model.eval()
+    if was_training:  # (switching walks every module: not on every served call)
+        model.eval()
     device = next(model.parameters()).device
     out = torch.zeros((len(rows), model.config.d_model))
     order = np.argsort([len(row) for row in rows], kind="stable")
@@ -101,7 +102,8 @@ def token_vectors(
             ids, mask = pad_token_rows([rows[i] for i in chunk], pad_id)  # (B, T), (B, T)
             out[torch.from_numpy(chunk)] = encode(model, ids.to(device), mask.to(device)).cpu()
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return out
 
 
