@@ -132,18 +132,29 @@ class LexicalStats:
         counts.sum_duplicates()  # one entry per (text, term), its count
         return DocTerms(counts, np.asarray(lengths, dtype=np.float64), unknown)
 
-    @property
+    @cached_property
     def tfidf_idf(self) -> np.ndarray:
         """``[V]`` scikit-learn's smoothed ``ln((1 + N) / (1 + df)) + 1``."""
         return np.log((1 + self.num_docs) / (1 + self.document_frequency)) + 1
 
-    def _tfidf(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-        """Unit rows of ``(1 + ln tf) * idf`` (rows with no vocabulary term stay zero)."""
-        weights = counts.astype(np.float64)
-        weights.data = (1 + np.log(weights.data)) * self.tfidf_idf[weights.indices]
-        norms = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=1)).ravel())  # (R,)
+    @cached_property
+    def bm25_idf(self) -> np.ndarray:
+        """``[V]`` Lucene's BM25 idf of each term."""
+        return lucene_idf(self.document_frequency, self.num_docs)
+
+    def _term_weights(self, counts: sparse.csr_matrix, lengths: np.ndarray | None):
+        """Per stored entry of ``counts``: its TF-IDF weight, ``(1 + ln tf) * idf`` scaled so
+        that each row has unit length, and (given the rows' ``lengths``) its BM25 weight."""
+        tf, columns = counts.data, counts.indices
+        row = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))  # entry -> row
+        tfidf = (1 + np.log(tf)) * self.tfidf_idf[columns]
+        norms = np.sqrt(np.bincount(row, weights=tfidf * tfidf, minlength=counts.shape[0]))
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        return sparse.csr_matrix(sparse.diags(scale) @ weights)
+        tfidf = tfidf * scale[row]
+        if lengths is None:
+            return tfidf, None
+        bm25 = bm25_weights(counts, lengths, self.avgdl, self.bm25_idf, self.k1, self.b)
+        return tfidf, bm25.data  # the same entries, in the same order
 
     def features(
         self, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
@@ -154,19 +165,58 @@ class LexicalStats:
         docs = self.analyze([doc_texts[i] for i in used])
         return self.score(query_texts, docs, np.searchsorted(used, doc_index))
 
-    def score(self, query_texts: Sequence[str], docs: DocTerms, position: np.ndarray):
+    def score(
+        self, query_texts: Sequence[str], docs: DocTerms, position: np.ndarray, chunk: int = 64
+    ) -> np.ndarray:
         """``[Q, K, 5]`` float64 lexical features of query ``q`` with document
-        ``position[q, k]`` of ``docs`` (analysed documents)."""
+        ``position[q, k]`` of ``docs`` (analysed documents).
+
+        Each (query, document) pair is scored over the document's stored terms: a term the
+        query holds adds its share to BM25, TF-IDF cosine and coverage. ``chunk`` queries at a
+        time, so that a whole collection's pairs never sit in memory at once."""
         queries = self.analyze(query_texts)
-        idf = lucene_idf(self.document_frequency, self.num_docs)
-        weights = bm25_weights(docs.counts, docs.lengths, self.avgdl, idf, self.k1, self.b)
-        bm25 = _pair_dot(queries.counts, weights, position)  # (Q, K)
-        cosine = _pair_dot(self._tfidf(queries.counts), self._tfidf(docs.counts), position)
-        coverage = _coverage(queries, docs, position)
+        q_tfidf, _ = self._term_weights(queries.counts, None)
+        d_tfidf, d_bm25 = self._term_weights(docs.counts, docs.lengths)
+        num_queries, k = position.shape
+        bm25 = np.zeros((num_queries, k))
+        cosine = np.zeros((num_queries, k))
+        shared = np.zeros((num_queries, k))
+        d_indptr, d_columns = docs.counts.indptr, docs.counts.indices
+        q_indptr, q_counts = queries.counts.indptr, queries.counts.data
+        # each stored query entry as one sorted key: query * V + term (CSR rows hold sorted terms)
+        width = np.int64(len(self.terms))
+        q_keys = np.repeat(np.arange(num_queries, dtype=np.int64), np.diff(q_indptr)) * width
+        q_keys += queries.counts.indices
+        for start in range(0, num_queries, chunk):
+            stop = min(start + chunk, num_queries)
+            pairs = position[start:stop].ravel()  # (P,) documents, list by list
+            sizes = d_indptr[pairs + 1] - d_indptr[pairs]
+            offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            entry = np.repeat(d_indptr[pairs] - offsets[:-1], sizes) + np.arange(offsets[-1])
+            pair = np.repeat(np.arange(len(pairs)), sizes)  # (E,) the pair of each entry
+            # the query entry of the same term as each document entry, where the query has it
+            keys = (start + pair // k) * width + d_columns[entry]
+            at = np.searchsorted(q_keys, keys)
+            hit = at < len(q_keys)
+            hit[hit] = q_keys[at[hit]] == keys[hit]
+            pair, entry, at = pair[hit], entry[hit], at[hit]
+            rows = slice(start, stop)
+            size = len(pairs)
+            bm25[rows] = np.bincount(pair, q_counts[at] * d_bm25[entry], size).reshape(-1, k)
+            cosine[rows] = np.bincount(pair, q_tfidf[at] * d_tfidf[entry], size).reshape(-1, k)
+            shared[rows] = np.bincount(pair, minlength=size).reshape(-1, k)
+        for q, unknown in enumerate(queries.unknown):  # terms outside the vocabulary count too
+            if unknown:
+                shared[q] += [len(unknown & docs.unknown[d]) for d in position[q]]
+        distinct = np.diff(q_indptr) + np.array([len(u) for u in queries.unknown])  # (Q,)
+        coverage = np.divide(
+            shared, distinct[:, None], out=np.zeros_like(shared), where=distinct[:, None] > 0
+        )
         # rank within each list by BM25, ties in list order
         order = np.argsort(-bm25, axis=1, kind="stable")  # (Q, K)
         ranks = np.empty_like(order)
-        np.put_along_axis(ranks, order, np.arange(1, position.shape[1] + 1)[None], axis=1)
+        np.put_along_axis(ranks, order, np.arange(1, k + 1)[None], axis=1)
         return np.stack(
             [bm25, np.log1p(ranks), cosine, coverage, np.log1p(docs.lengths[position])], axis=-1
         )
@@ -306,39 +356,6 @@ class DocTerms:
             np.concatenate([part.lengths for _, part in parts])[inverse],
             [unknown[i] for i in inverse],
         )
-
-
-def _pair_dot(
-    queries: sparse.csr_matrix, docs: sparse.csr_matrix, position: np.ndarray, chunk: int = 512
-) -> np.ndarray:
-    """``[Q, K]``: dot product of query row ``q`` with document row ``position[q, k]`` (``chunk``
-    queries at a time, so that the row pairs of a whole collection's lists never sit in memory
-    at once)."""
-    q, k = position.shape
-    out = np.empty((q, k), dtype=np.float64)
-    for start in range(0, q, chunk):
-        rows = np.arange(start, min(start + chunk, q))
-        left = queries[np.repeat(rows, k)]  # (C*K, V)
-        right = docs[position[rows].ravel()]  # (C*K, V)
-        out[rows] = np.asarray(left.multiply(right).sum(axis=1)).reshape(len(rows), k)
-    return out
-
-
-def _coverage(queries: DocTerms, docs: DocTerms, position: np.ndarray) -> np.ndarray:
-    """``[Q, K]`` share of query ``q``'s distinct terms (vocabulary or not) that document
-    ``position[q, k]`` holds (0 for a query with no term)."""
-    present = docs.counts.copy()
-    present.data[:] = 1.0
-    wanted = queries.counts.copy()
-    wanted.data[:] = 1.0
-    shared = _pair_dot(wanted, present, position)  # (Q, K) vocabulary terms in common
-    for q, unknown in enumerate(queries.unknown):
-        if unknown:
-            shared[q] += [len(unknown & docs.unknown[d]) for d in position[q]]
-    distinct = np.diff(wanted.indptr) + np.array([len(u) for u in queries.unknown])  # (Q,)
-    return np.divide(
-        shared, distinct[:, None], out=np.zeros_like(shared), where=distinct[:, None] > 0
-    )
 
 
 @dataclass

@@ -158,16 +158,44 @@ def test_broken_featurizers_are_named(written, tmp_path):
         TextFeaturizer.load(folder)
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 512])
-def test_pair_dot_in_chunks_equals_the_dense_products(chunk):
-    from scipy import sparse
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_random_lists_match_dense_formulas(chunk):
+    """Random queries and documents (terms the collection lacks, empty texts, a document in
+    several lists, repeated terms), scored in chunks of queries, against BM25 and coverage
+    computed densely by hand and TF-IDF cosine from scikit-learn."""
+    rng = np.random.default_rng(chunk)
+    vocabulary = [f"term{i}x" for i in range(30)]
+    unknown = [f"zz{i}q" for i in range(4)]
 
-    from ltr.text.featurizer import _pair_dot
+    def text(n: int, words: list[str]) -> str:
+        return " ".join(rng.choice(words, size=n)) if n else ""
 
-    rng = np.random.default_rng(0)
-    queries = rng.poisson(0.3, size=(5, 12)).astype(float)  # (Q, V), mostly zeros
-    docs = rng.poisson(0.5, size=(7, 12)).astype(float)  # (D, V)
-    position = rng.integers(0, 7, size=(5, 4))  # (Q, K)
-    want = np.einsum("qv,qkv->qk", queries, docs[position])
-    got = _pair_dot(sparse.csr_matrix(queries), sparse.csr_matrix(docs), position, chunk=chunk)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    collection = [text(int(rng.integers(1, 12)), vocabulary) for _ in range(40)]
+    stats = LexicalStats.fit(collection)
+    docs = [text(int(rng.integers(0, 10)), vocabulary + unknown) for _ in range(15)]
+    queries = [text(int(rng.integers(0, 5)), vocabulary + unknown) for _ in range(7)]
+    position = rng.integers(0, len(docs), size=(len(queries), 6))
+    got = stats.score(queries, stats.analyze(docs), position, chunk=chunk)  # (Q, K, 5)
+
+    terms = stats.terms
+    df = np.array([sum(t in d.split() for d in collection) for t in terms])
+    n, avgdl = len(collection), np.mean([len(d.split()) for d in collection])
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    count = lambda t: np.array([t.split().count(w) for w in terms], dtype=float)  # noqa: E731
+    qc = np.stack([count(q) for q in queries])  # (Q, V)
+    dc = np.stack([count(d) for d in docs])  # (D, V)
+    length = np.array([len(d.split()) for d in docs], dtype=float)
+    weights = idf * dc * (K1 + 1) / (dc + K1 * (1 - B + B * length[:, None] / avgdl))
+    bm25 = np.einsum("qv,qkv->qk", qc, weights[position])
+    np.testing.assert_allclose(got[..., 0], bm25, rtol=1e-12, atol=1e-12)
+    tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english").fit(collection)
+    cosine = np.einsum(
+        "qv,qkv->qk", tfidf.transform(queries).toarray(), tfidf.transform(docs).toarray()[position]
+    )
+    np.testing.assert_allclose(got[..., 2], cosine, rtol=1e-12, atol=1e-12)
+    for q, query in enumerate(queries):
+        wanted = set(query.split())
+        for k, d in enumerate(position[q]):
+            share = len(wanted & set(docs[d].split())) / len(wanted) if wanted else 0.0
+            assert got[q, k, 3] == pytest.approx(share, abs=1e-12)
+    np.testing.assert_allclose(got[..., 4], np.log1p(length[position]), rtol=1e-12)
