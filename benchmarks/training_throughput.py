@@ -90,7 +90,7 @@ def capture(config: TrainConfig) -> Captured:
         def __init__(self, **kwargs: Any) -> None:
             got["trainer_kwargs"] = kwargs
 
-        def fit(self, module: RankingModule, datamodule: ListDataModule) -> None:
+        def fit(self, module: RankingModule, datamodule: ListDataModule, **_: Any) -> None:
             got.update(module=module, datamodule=datamodule)
             raise _Stop
 
@@ -394,10 +394,16 @@ def report(results: list[DeviceResult], skipped: list[str], args: argparse.Names
         "Both sides' shuffles draw from their own seeded generators, the plain loop keeps its "
         "own global-RNG stream, and the benchmark puts the global RNG state back after each "
         "validation loop (whose DataLoader draws a seed from it): both sides see the same batches "
-        "and dropout masks. Known gap: the two sides' epoch losses differ by up to about 1 % "
-        "(relative) already in the first epoch, with dropout off and with clipping off too, so "
-        "they are not bit-identical computations; the cause is not yet found. Both run the same "
-        "model, loss, optimizer and batches, which is what the time comparison needs.",
+        "and dropout masks. "
+        + (
+            "Their epoch losses are equal to the last bit (the loss gap above is 0): the two "
+            "sides compute the same training."
+            if all(res.loss_gap() == 0 for res in results)
+            else "Their epoch losses differ (the loss gap above): the two sides do not compute "
+            "the same training, so the comparison is not like for like."
+        )
+        + " (Until 2026-11-23 Lightning's epoch loss was the plain mean of its batches' losses, "
+        "not weighted by their lists, which made the two differ by about 1 %.)",
     ]
     notes += [
         f"GPU not measured here: {why} (see the GPU section, measured with `--devices cuda`)."

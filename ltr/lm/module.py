@@ -19,7 +19,12 @@ from ltr.lm.masking import MaskedCollator
 from ltr.lm.model import IGNORE_INDEX, TransformerLM, token_cross_entropy
 from ltr.lm.tokenizer import TextTokenizer
 from ltr.train.config import OptimConfig
-from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
+from ltr.train.module import (
+    TrainingDivergedError,
+    WeightedMean,
+    adamw_with_schedule,
+    stepping_batches,
+)
 
 
 class LMModule(L.LightningModule):
@@ -36,7 +41,7 @@ class LMModule(L.LightningModule):
         self.model = model
         self.optim = optim
         self.total_steps = total_steps
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.train_loss = WeightedMean()
         self.val_loss = MeanMetric()
         self.val_accuracy = MeanMetric()
         self.epoch_log: dict[str, float] = {}
@@ -44,7 +49,7 @@ class LMModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         inputs, labels = batch  # (B, T), (B, T)
         loss = token_cross_entropy(self.model(inputs), labels)
-        self.train_loss.update(loss.detach(), weight=int((labels != IGNORE_INDEX).sum()))
+        self.train_loss.update(loss.detach(), weight=(labels != IGNORE_INDEX).sum())
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=inputs.shape[0])
         return loss
 

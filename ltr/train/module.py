@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from ltr.errors import LtrError
 from ltr.metrics import evaluate_batch
@@ -20,10 +20,37 @@ class TrainingDivergedError(LtrError):
     """The training loss became NaN or infinite."""
 
 
+class WeightedMean(Metric):
+    """``sum(value * weight) / sum(weight)`` over the updates (summed over processes).
+
+    For the training loss, updated every step: it neither checks for NaN nor reads a value back
+    from the device, so a GPU step never waits on it (the epoch's mean is checked instead).
+    torchmetrics' ``MeanMetric(nan_strategy="disable")`` cannot stand in: it drops the weights
+    (torchmetrics 1.9), which made ``train/loss`` the plain mean of the batches' losses.
+    """
+
+    full_state_update = False
+    total: Tensor
+    weight: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: Tensor, weight: Tensor | float) -> None:
+        weight = torch.as_tensor(weight, dtype=self.total.dtype, device=self.total.device)
+        self.total += value.to(self.total.dtype) * weight
+        self.weight += weight
+
+    def compute(self) -> Tensor:
+        return self.total / self.weight
+
+
 class RankingModule(L.LightningModule):
     """Trains ``model`` with ``loss_fn``; validates with ranking metrics over whole lists.
 
-    Logged per epoch: ``train/loss`` (mean over the epoch's steps), ``val/loss`` and
+    Logged per epoch: ``train/loss`` (the epoch's lists' mean loss), ``val/loss`` and
     ``val/<metric>`` for every validation metric (lists with no relevant item follow ``empty``).
     """
 
@@ -49,7 +76,7 @@ class RankingModule(L.LightningModule):
         self.max_grade = max_grade
         self.total_steps = total_steps
         # No per-step NaN check (it would force a GPU sync every step); the epoch mean is checked.
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.train_loss = WeightedMean()
         self.val_loss = MeanMetric()
         # MeanMetric keys cannot hold '@' or '.', so index them by position.
         self.val_metrics = nn.ModuleList(MeanMetric() for _ in self.metric_names)

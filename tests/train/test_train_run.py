@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -144,3 +145,30 @@ def test_rank_aware_model_trains_on_input_order(tiny_config):
         reversed_ = loaded.model(features, mask, torch.tensor([[3, 2, 1]]))
     # identical candidates told apart by their initial rank alone: the embedding is in use
     assert not torch.allclose(in_order, reversed_)
+
+
+def test_train_loss_is_the_mean_loss_of_the_epochs_lists(tiny_config, mq2008_dir):
+    """``train/loss`` weighs each step by its lists: with a learning rate too small to move the
+    weights, the first epoch's value is the softmax loss of every training list under the
+    trained (= initial) model, averaged over the lists, computed here by hand from its scores.
+    The last batch is smaller than the others (157 lists in batches of 64), so the plain mean
+    of the batches' losses would differ."""
+    model = {"name": "setrank", "d_model": 16, "num_heads": 2, "num_blocks": 1, "d_ff": 32}
+    cfg = tiny_config(
+        model={**model, "dropout": 0.0},
+        **{"optim.lr": 1e-12, "trainer.max_epochs": 1, "data.batch_size": 64},
+    )
+    result = train(cfg, verbose=False)
+    logged = _client(cfg).get_metric_history(result.run_id, "train/loss")[0].value
+    data = load_dataset(mq2008_dir / "S1.txt.xz")
+    assert len(data) % 64 != 0
+    scores = score_lists(load_model(result.artifact_dir).model, data).astype(np.float64)
+    losses = []
+    for q in range(len(data)):
+        rows = data[q].rows
+        s, y = scores[rows], data.labels[rows].astype(np.float64)
+        log_p = s - (s.max() + np.log(np.exp(s - s.max()).sum()))
+        losses.append(-(y / y.sum() * log_p).sum() if y.sum() > 0 else 0.0)
+    assert logged == pytest.approx(np.mean(losses), rel=2e-5)
+    batches = [np.mean(losses[i : i + 64]) for i in range(0, len(losses), 64)]
+    assert abs(np.mean(batches) - np.mean(losses)) > 1e-3 * abs(np.mean(losses))
