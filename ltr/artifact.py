@@ -17,6 +17,7 @@ model that is served.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,21 @@ class LoadedModel:
     def onnx_path(self) -> Path | None:
         p = self.path / ONNX
         return p if p.exists() else None
+
+
+def replace_folder(tmp: Path, target: Path) -> Path:
+    """Move the finished folder ``tmp`` to ``target``, replacing any folder there: the old one
+    is moved aside before the new one moves in, so a reader finds the old folder or the new
+    one, never half of either (``tmp`` should sit beside ``target``: same file system)."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.replace(old)
+        tmp.replace(target)
+        shutil.rmtree(old)
+    else:
+        tmp.replace(target)
+    return target
 
 
 def build_model(manifest: Manifest) -> torch.nn.Module:

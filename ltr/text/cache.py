@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-from ltr.artifact import ArtifactError
+from ltr.artifact import ArtifactError, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -278,15 +278,7 @@ class DocumentCache:
             "encoders": {name: int(v.shape[1]) for name, v in self.vectors.items()},
         }
         (tmp / CACHE_META).write_text(json.dumps(meta))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.replace(old)
-            tmp.replace(path)
-            shutil.rmtree(old)
-        else:
-            tmp.replace(path)
-        return path
+        return replace_folder(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path, vocabulary_size: int, dims: Mapping[str, int]) -> DocumentCache:

@@ -44,7 +44,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from tqdm.auto import tqdm
 
 from ltr import __version__
-from ltr.artifact import ArtifactError
+from ltr.artifact import ArtifactError, replace_folder
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
@@ -586,15 +586,7 @@ class TextFeaturizer:
             "ltr_version": __version__,
         }
         (tmp / FEATURIZER_MANIFEST).write_text(json.dumps(manifest))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            directory.replace(old)
-            tmp.replace(directory)
-            shutil.rmtree(old)
-        else:
-            tmp.replace(directory)
-        return directory
+        return replace_folder(tmp, directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> TextFeaturizer:
@@ -654,6 +646,4 @@ def bundle_featurizer(source: str | Path, artifact_dir: str | Path) -> Path:
     tmp = target.with_name(".featurizer.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
-    return target
+    return replace_folder(tmp, target)

@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
+from ltr.artifact import replace_folder
 from ltr.config import to_dict
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LM_MANIFEST, load_lm, save_lm
@@ -591,8 +592,7 @@ def _install_folds(output: Path, artifact_dir: Path, folds: list[FoldResult]) ->
         shutil.copytree(
             output / CROSSFIT_DIR / f"fold{fold.fold}" / "model", tmp / f"fold{fold.fold}"
         )
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
+    replace_folder(tmp, target)
     return {
         "folds": len(folds),
         "directory": CROSSFIT_DIR,
