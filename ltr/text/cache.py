@@ -363,6 +363,7 @@ class DocumentCache:
                 raise ValueError(f"{n} cache keys but {name!r} vectors of shape {array.shape}")
         order = np.argsort(_as_void(keys), kind="stable")
         picked = sparse.csr_matrix(counts[order])
+        picked.sum_duplicates()  # the lexical scores want each row's terms once, in order
         cache = cls(
             keys[order],
             picked.indptr.astype(np.int64),
