@@ -80,6 +80,17 @@ def map_npy(path: Path, random_access: bool = True) -> np.ndarray:
     return np.frombuffer(mapped, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
+def row_entries(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored entries of CSR rows ``rows`` (repeats allowed), one row after the other:
+    ``(entry [E] positions in the data and indices arrays, offsets [len(rows) + 1])``, row
+    ``r``'s entries at ``entry[offsets[r]:offsets[r + 1]]``."""
+    starts = indptr[rows]
+    sizes = indptr[rows + 1] - starts
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1]), offsets
+
+
 def _as_void(keys: np.ndarray) -> np.ndarray:
     """``[N, 16]`` uint8 keys as ``[N]`` 16-byte scalars, which sort and search bytewise."""
     return np.ascontiguousarray(keys).view(f"V{KEY_BYTES}").ravel()
@@ -162,22 +173,37 @@ class DocumentCache:
         """The cache of ``texts[i]``'s rows (a text given twice is kept once, its last row)."""
         row_of = {text_key(t): i for i, t in enumerate(texts)}
         rows = np.fromiter(row_of.values(), dtype=np.int64, count=len(row_of))
-        keys = np.frombuffer(b"".join(row_of), dtype=np.uint8).reshape(-1, KEY_BYTES)
-        order = np.argsort(_as_void(keys), kind="stable")
-        rows, keys = rows[order], keys[order].copy()
         for name, v in vectors.items():
             if not np.isfinite(v[rows]).all():
                 raise ArtifactError(f"{name!r} vectors to cache must be finite")
+        keys = np.frombuffer(b"".join(row_of), dtype=np.uint8).reshape(-1, KEY_BYTES)
+        return cls._in_key_order(keys, rows, counts, lengths, vectors)
+
+    @classmethod
+    def _in_key_order(
+        cls,
+        keys: np.ndarray,
+        rows: np.ndarray,
+        counts: sparse.csr_matrix,
+        lengths: np.ndarray,
+        vectors: Mapping[str, np.ndarray],
+        source: str = "the document cache",
+    ) -> DocumentCache:
+        """The cache whose entry for ``keys[i]`` is row ``rows[i]`` of the other arguments, its
+        rows put in key order (each row's terms once, sorted, as the lexical scores want)."""
+        order = np.argsort(_as_void(keys), kind="stable")
+        rows = rows[order]
         picked = sparse.csr_matrix(counts[rows])
         picked.sum_duplicates()
         return cls(
-            keys,
+            keys[order].copy(),
             picked.indptr.astype(np.int64),
             picked.indices.astype(np.int32),
             picked.data.astype(np.int32),
             int(counts.shape[1]),
             np.asarray(lengths, dtype=np.float64)[rows],
             {n: np.ascontiguousarray(v[rows], dtype=np.float32) for n, v in vectors.items()},
+            source=source,
         )
 
     def __len__(self) -> int:
@@ -190,13 +216,17 @@ class DocumentCache:
 
     def lookup(self, texts: Sequence[str]) -> np.ndarray:
         """``[n]`` int64: each text's row, -1 where it is not cached (a binary search each)."""
-        if not len(texts):
+        return self.find([text_key(t) for t in texts])
+
+    def find(self, keys: Sequence[bytes]) -> np.ndarray:
+        """``[n]`` int64: the row of each :func:`text_key`, -1 where it is not cached."""
+        if not len(keys):
             return np.zeros(0, dtype=np.int64)
-        wanted = _as_void(np.frombuffer(b"".join(map(text_key, texts)), dtype=np.uint8))
+        wanted = _as_void(np.frombuffer(b"".join(keys), dtype=np.uint8))
         stored = _as_void(self.keys)
         rows = np.searchsorted(stored, wanted)
         inside = rows < len(stored)
-        found = np.zeros(len(texts), dtype=bool)
+        found = np.zeros(len(keys), dtype=bool)
         found[inside] = stored[rows[inside]] == wanted[inside]
         return np.where(found, rows, -1).astype(np.int64)
 
@@ -204,11 +234,7 @@ class DocumentCache:
         """Rows ``rows`` (valid row numbers): ``[n, V]`` float64 term counts, ``[n]`` lengths,
         and per encoder ``[n, d]`` float32 vectors, read (from disk if mapped) and checked."""
         rows = np.asarray(rows, dtype=np.int64)
-        starts, ends = self.indptr[rows], self.indptr[rows + 1]
-        sizes = ends - starts
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=indptr[1:])
-        take = np.repeat(starts - indptr[:-1], sizes) + np.arange(indptr[-1])  # (nnz,)
+        take, indptr = row_entries(self.indptr, rows)
         indices = np.asarray(self.indices[take], dtype=np.int32)
         data = np.asarray(self.term_counts[take], dtype=np.float64)
         if len(indices) and (indices.min() < 0 or indices.max() >= self.vocabulary_size):
@@ -361,19 +387,7 @@ class DocumentCache:
                 raise ValueError(f"cached {name!r} vectors must be finite float32")
             if len(array) != n:
                 raise ValueError(f"{n} cache keys but {name!r} vectors of shape {array.shape}")
-        order = np.argsort(_as_void(keys), kind="stable")
-        picked = sparse.csr_matrix(counts[order])
-        picked.sum_duplicates()  # the lexical scores want each row's terms once, in order
-        cache = cls(
-            keys[order],
-            picked.indptr.astype(np.int64),
-            picked.indices.astype(np.int32),
-            picked.data.astype(np.int32),
-            v,
-            np.asarray(lengths, dtype=np.float64)[order],
-            {name: np.ascontiguousarray(a[order]) for name, a in vectors.items()},
-            source=str(path),
-        )
+        cache = cls._in_key_order(keys, np.arange(n), counts, lengths, vectors, source=str(path))
         return cache, v
 
 

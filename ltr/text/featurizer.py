@@ -48,7 +48,7 @@ from ltr.artifact import ArtifactError, replace_folder
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
-from ltr.text.cache import DocumentCache, RecentDocuments, text_key
+from ltr.text.cache import DocumentCache, RecentDocuments, row_entries, text_key
 from ltr.text.encoder import similarities, token_vectors, tokenize_texts
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
@@ -190,11 +190,8 @@ class LexicalStats:
         for start in range(0, num_queries, chunk):
             stop = min(start + chunk, num_queries)
             pairs = position[start:stop].ravel()  # (P,) documents, list by list
-            sizes = d_indptr[pairs + 1] - d_indptr[pairs]
-            offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
-            np.cumsum(sizes, out=offsets[1:])
-            entry = np.repeat(d_indptr[pairs] - offsets[:-1], sizes) + np.arange(offsets[-1])
-            pair = np.repeat(np.arange(len(pairs)), sizes)  # (E,) the pair of each entry
+            entry, offsets = row_entries(d_indptr, pairs)
+            pair = np.repeat(np.arange(len(pairs)), np.diff(offsets))  # (E,) each entry's pair
             # the query entry of the same term as each document entry, where the query has it
             keys = (start + pair // k) * width + d_columns[entry]
             at = np.searchsorted(q_keys, keys)
@@ -427,12 +424,14 @@ class TextFeaturizer:
         """``texts`` analysed, and each encoder's ``[N, d]`` vectors of them: from the
         :attr:`cache` where a text is cached, else from the :attr:`recent` documents, the others
         computed now (and then kept among the recent ones)."""
-        rows = self.cache.lookup(texts) if self.cache is not None else np.full(len(texts), -1)
+        remembers = self.cache is not None or self.recent is not None
+        all_keys = [text_key(t) for t in texts] if remembers else []  # each hashed once a call
+        rows = self.cache.find(all_keys) if self.cache is not None else np.full(len(texts), -1)
         hit, miss = np.flatnonzero(rows >= 0), np.flatnonzero(rows < 0)
         kept, kept_index = [], np.zeros(0, dtype=np.int64)
         keys: list[bytes] = []
         if self.recent is not None and len(miss):
-            keys = [text_key(texts[i]) for i in miss]
+            keys = [all_keys[i] for i in miss]
             entries = self.recent.get(keys)
             found = np.array([e is not None for e in entries], dtype=bool)
             kept = [e for e in entries if e is not None]
