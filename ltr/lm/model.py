@@ -7,7 +7,8 @@ One class, two kinds (Radford et al., 2019; Devlin et al., 2019):
 * ``masked``: an encoder. The same blocks without the causal mask (every token sees every real
   token); trained to recover the tokens hidden by ``[MASK]`` (see :func:`ltr.lm.data.mask_tokens`).
 
-Both: token embedding + position encoding (learned or sinusoidal) -> ``num_layers`` pre-LN blocks
+Both: token embedding + position encoding (learned or sinusoidal, added to the embedding; or
+rotary, turning each attention head's queries and keys instead) -> ``num_layers`` pre-LN blocks
 -> final LayerNorm -> a linear head over the vocabulary whose weight is the token embedding
 (``tie_weights``). :meth:`TransformerLM.hidden` gives the final hidden states, which is what a
 text encoder feeds to the reranker.
@@ -24,12 +25,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
-from ltr.nn import MSAB, KVCache, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from ltr.nn import (
+    MSAB,
+    KVCache,
+    LearnedPositionalEncoding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+)
 
 IGNORE_INDEX = -100
 """Label of positions that carry no loss (padding, unmasked tokens of a masked LM)."""
 
 KINDS = ("causal", "masked")
+POSITIONALS = ("learned", "sinusoidal", "rotary")
 
 
 @dataclass
@@ -48,16 +56,19 @@ class LMConfig:
     d_ff: int = 512
     dropout: float = 0.1
     activation: str = "gelu"
-    positional: Literal["learned", "sinusoidal"] = "learned"
+    positional: Literal["learned", "sinusoidal", "rotary"] = "learned"
+    """``learned`` or ``sinusoidal`` absolute positions added to the token embeddings, or
+    ``rotary``: each head's queries and keys turned by their positions, so attention sees only
+    how far apart two tokens are (no parameters; the head size must be even)."""
     tie_weights: bool = True
     """The output head reuses the token embedding matrix (fewer parameters, better small LMs)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"model.kind must be one of {list(KINDS)}, got {self.kind!r}")
-        if self.positional not in ("learned", "sinusoidal"):
+        if self.positional not in POSITIONALS:
             raise ConfigError(
-                f"model.positional must be 'learned' or 'sinusoidal', got {self.positional!r}"
+                f"model.positional must be one of {list(POSITIONALS)}, got {self.positional!r}"
             )
         for name in ("block_size", "d_model", "num_heads", "num_layers", "d_ff"):
             if getattr(self, name) < 1:
@@ -78,15 +89,19 @@ class TransformerLM(nn.Module):
         self.config = config
         c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos_emb: nn.Module | None = None
+        self.rotary: RotaryEmbedding | None = None
         if c.positional == "learned":
-            self.pos_emb: nn.Module = LearnedPositionalEncoding(c.block_size, c.d_model)
-        else:
+            self.pos_emb = LearnedPositionalEncoding(c.block_size, c.d_model)
+        elif c.positional == "sinusoidal":
             self.pos_emb = SinusoidalPositionalEncoding(c.d_model, c.block_size)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             MSAB(c.d_model, c.num_heads, c.d_ff, c.dropout, activation=c.activation)
             for _ in range(c.num_layers)
         )
+        if c.positional == "rotary":  # after the blocks, which check that heads divide d_model
+            self.rotary = RotaryEmbedding(c.d_model // c.num_heads, c.block_size)
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self._init_weights()
@@ -167,10 +182,16 @@ class TransformerLM(nn.Module):
                 "truncate it or train with a larger block_size"
             )
         positions = torch.arange(past, past + t, device=ids.device)  # (T,)
-        x = self.drop(self.tok_emb(ids) + self.pos_emb(positions))  # (B, T, d)
+        x = self.tok_emb(ids)  # (B, T, d)
+        rotation = None
+        if self.rotary is not None:
+            rotation = self.rotary(positions)  # the angles of this call's positions, every layer
+        else:
+            x = x + self.pos_emb(positions)
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             layer = None if cache is None else cache.layer(i)
-            x = block(x, mask=mask, is_causal=self.is_causal, cache=layer)  # (B, T, d)
+            x = block(x, mask=mask, is_causal=self.is_causal, cache=layer, rotation=rotation)
         if cache is not None:
             cache.advance(t)
         return self.ln_f(x)  # (B, T, d)

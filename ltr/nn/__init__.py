@@ -4,7 +4,10 @@ from ltr.nn.attention import KVCache, LayerCache, MultiHeadAttention, attention_
 from ltr.nn.blocks import ACTIVATIONS, IMSAB, MAB, MSAB, FeedForward, make_activation
 from ltr.nn.positional import (
     LearnedPositionalEncoding,
+    RotaryEmbedding,
+    Rotation,
     SinusoidalPositionalEncoding,
+    rotate,
     sinusoidal_table,
 )
 
@@ -18,8 +21,11 @@ __all__ = [
     "LayerCache",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
+    "RotaryEmbedding",
+    "Rotation",
     "SinusoidalPositionalEncoding",
     "attention_mask",
     "make_activation",
+    "rotate",
     "sinusoidal_table",
 ]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
+from ltr.nn.positional import Rotation, rotate
 
 
 def attention_mask(
@@ -174,6 +175,7 @@ class MultiHeadAttention(nn.Module):
         key_padding_mask: Tensor | None = None,
         is_causal: bool = False,
         cache: LayerCache | None = None,
+        rotation: Rotation | None = None,
     ) -> Tensor:
         """Attend from ``query`` to ``key_value``.
 
@@ -186,6 +188,9 @@ class MultiHeadAttention(nn.Module):
                 no padding). ``key_value``'s keys and values are appended to it, the queries
                 attend to every stored position, and with ``is_causal`` query ``i`` is position
                 ``past + i``.
+            rotation: rotary positions of the new positions (self-attention, ``Lq == Lk``):
+                queries and keys are turned by them (:func:`ltr.nn.rotate`) before the keys are
+                cached, so cached keys keep the angles of their own positions.
 
         Returns:
             ``[B, Lq, d_model]``.
@@ -196,6 +201,8 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(query).view(b, lq, nh, hs).transpose(1, 2)  # (B, nh, Lq, hs)
         k = self.k_proj(key_value).view(b, lk, nh, hs).transpose(1, 2)  # (B, nh, Lk, hs)
         v = self.v_proj(key_value).view(b, lk, nh, hs).transpose(1, 2)  # (B, nh, Lk, hs)
+        if rotation is not None:
+            q, k = rotate(q, rotation), rotate(k, rotation)
         causal = is_causal
         if cache is not None:
             if key_padding_mask is not None:

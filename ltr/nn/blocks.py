@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ltr.errors import unknown_name
 from ltr.nn.attention import LayerCache, MultiHeadAttention
+from ltr.nn.positional import Rotation
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
@@ -95,6 +96,7 @@ class MAB(nn.Module):
         y_mask: Tensor | None = None,
         is_causal: bool = False,
         cache: LayerCache | None = None,
+        rotation: Rotation | None = None,
     ) -> Tensor:
         """Let ``x`` attend to ``y``, then transform each position.
 
@@ -104,6 +106,7 @@ class MAB(nn.Module):
             y_mask: ``[B, Ly]`` bool, True = real element of ``y``; ``None`` = all real.
             is_causal: position ``i`` of ``x`` sees only positions ``j <= i`` of ``y``.
             cache: earlier positions' keys and values (see :class:`ltr.nn.KVCache`).
+            rotation: rotary positions of ``x``'s elements (self-attention only).
 
         Returns:
             ``[B, Lx, d_model]``.
@@ -111,10 +114,14 @@ class MAB(nn.Module):
         if self.norm_first:
             xn = self.norm_attn(x)  # (B, Lx, d)
             yn = xn if y is x else self.norm_attn(y)  # (B, Ly, d)
-            attended = self.attn(xn, yn, key_padding_mask=y_mask, is_causal=is_causal, cache=cache)
+            attended = self.attn(
+                xn, yn, key_padding_mask=y_mask, is_causal=is_causal, cache=cache, rotation=rotation
+            )
             h = x + attended  # (B, Lx, d)
             return h + self.ffn(self.norm_ffn(h))  # (B, Lx, d)
-        attended = self.attn(x, y, key_padding_mask=y_mask, is_causal=is_causal, cache=cache)
+        attended = self.attn(
+            x, y, key_padding_mask=y_mask, is_causal=is_causal, cache=cache, rotation=rotation
+        )
         h = self.norm_attn(x + attended)
         return self.norm_ffn(h + self.ffn(h))  # (B, Lx, d)
 
@@ -145,6 +152,7 @@ class MSAB(nn.Module):
         mask: Tensor | None = None,
         is_causal: bool = False,
         cache: LayerCache | None = None,
+        rotation: Rotation | None = None,
     ) -> Tensor:
         """Self-attention over the elements of ``x``.
 
@@ -154,11 +162,12 @@ class MSAB(nn.Module):
             is_causal: element ``i`` sees only elements ``j <= i`` (sequences, not sets).
             cache: keys and values of the sequence's earlier elements, which ``x`` continues
                 (see :class:`ltr.nn.KVCache`).
+            rotation: rotary positions of the elements (sequences; see :func:`ltr.nn.rotate`).
 
         Returns:
             ``[B, L, d_model]``.
         """
-        return self.mab(x, x, y_mask=mask, is_causal=is_causal, cache=cache)
+        return self.mab(x, x, y_mask=mask, is_causal=is_causal, cache=cache, rotation=rotation)
 
 
 class IMSAB(nn.Module):

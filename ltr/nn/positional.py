@@ -1,13 +1,20 @@
-"""Positional encodings: fixed sinusoidal (Vaswani et al., 2017) and learned embeddings.
+"""Positional encodings: fixed sinusoidal (Vaswani et al., 2017), learned embeddings, and rotary
+positions (RoFormer, Su et al., 2021).
 
-Both map integer positions ``[...]`` to vectors ``[..., d_model]`` that are added to token or item
-embeddings. Sets (SetRank without the initial-rank signal) use neither; SetRank's ordinal
-embedding of an initial rank is a :class:`LearnedPositionalEncoding` with ``padding_idx=0``.
+The first two map integer positions ``[...]`` to vectors ``[..., d_model]`` that are added to
+token or item embeddings. Sets (SetRank without the initial-rank signal) use neither; SetRank's
+ordinal embedding of an initial rank is a :class:`LearnedPositionalEncoding` with
+``padding_idx=0``.
+
+Rotary positions are not added to anything: attention turns each head's query and key at
+position ``p`` by angles ``p * theta_i`` (:func:`rotate`), so a query-key score depends on the
+two tokens and on their distance, never on where the pair sits in the sequence.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -81,3 +88,53 @@ class LearnedPositionalEncoding(nn.Module):
             ``[..., d_model]``.
         """
         return self.embedding(positions)
+
+
+class Rotation(NamedTuple):
+    """The angles of rotary positions for ``T`` positions: ``cos`` and ``sin``, both
+    ``[T, head_size / 2]``, one angle per pair of a head's dimensions (see :func:`rotate`)."""
+
+    cos: Tensor
+    sin: Tensor
+
+
+def rotate(x: Tensor, rotation: Rotation) -> Tensor:
+    """Turn each pair of dimensions ``(2i, 2i + 1)`` of ``x`` by its position's angle ``i``.
+
+    Read as a complex number ``z_i = x[2i] + j x[2i + 1]``, pair ``i`` at position ``p`` becomes
+    ``z_i * exp(j p theta_i)``. Lengths are kept, and ``<rotate(q, m), rotate(k, n)>`` depends on
+    ``m - n`` only.
+
+    Args:
+        x: ``[..., T, head_size]`` queries or keys.
+        rotation: the angles of the ``T`` positions.
+
+    Returns:
+        ``[..., T, head_size]``, in ``x``'s dtype.
+    """
+    cos, sin = rotation.cos.to(x.dtype), rotation.sin.to(x.dtype)  # (T, hs/2)
+    pairs = x.unflatten(-1, (-1, 2))  # (..., T, hs/2, 2)
+    real, imag = pairs[..., 0], pairs[..., 1]  # (..., T, hs/2)
+    turned = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
+    return turned.flatten(-2)  # (..., T, hs)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary positions for ``0 .. max_len - 1``: angle ``p * base^(-2i / head_size)`` for pair
+    ``i`` at position ``p`` (no parameters; the tables are rebuilt, not saved)."""
+
+    def __init__(self, head_size: int, max_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_size % 2 != 0:
+            raise ConfigError(
+                f"rotary positions turn pairs of a head's dimensions, so the head size "
+                f"(d_model / num_heads) must be even, got {head_size}"
+            )
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+        angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq  # (P, hs/2)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, positions: Tensor) -> Rotation:
+        """The angles of ``positions`` (``[T]`` int64 in ``[0, max_len)``)."""
+        return Rotation(self.cos[positions], self.sin[positions])

@@ -33,11 +33,25 @@ def small_lm(kind: str = "causal", **overrides) -> TransformerLM:
     return model
 
 
+def turn(x: torch.Tensor) -> torch.Tensor:
+    """RoFormer's rotary positions by complex multiplication: pair i of a head at position p
+    times exp(j p / 10000^(2i/hs)). ``x`` is ``[B, T, hs]``."""
+    t, hs = x.shape[1], x.shape[2]
+    theta = 10000.0 ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)  # (hs/2,)
+    angle = torch.arange(t, dtype=torch.float64)[:, None] * theta  # (T, hs/2)
+    z = torch.view_as_complex(x.reshape(*x.shape[:-1], hs // 2, 2).contiguous())
+    return torch.view_as_real(z * torch.polar(torch.ones_like(angle), angle)).reshape(x.shape)
+
+
 def reference_logits(model: TransformerLM, ids: torch.Tensor, causal: bool) -> torch.Tensor:
-    """GPT-2 / BERT pre-LN forward written out from the formulas, reading the model's weights."""
+    """GPT-2 / BERT pre-LN forward written out from the formulas, reading the model's weights
+    (learned positions added to the embeddings, or rotary ones turning queries and keys)."""
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     t = ids.shape[1]
-    x = sd["tok_emb.weight"][ids] + sd["pos_emb.embedding.weight"][:t]  # (B, T, d)
+    rotary = model.config.positional == "rotary"
+    x = sd["tok_emb.weight"][ids]  # (B, T, d)
+    if not rotary:
+        x = x + sd["pos_emb.embedding.weight"][:t]
     hs = D // HEADS
     for i in range(LAYERS):
         p = f"blocks.{i}.mab."
@@ -50,7 +64,8 @@ def reference_logits(model: TransformerLM, ids: torch.Tensor, causal: bool) -> t
         out = torch.zeros_like(x)
         for head in range(HEADS):
             s = slice(head * hs, (head + 1) * hs)
-            scores = q[..., s] @ k[..., s].transpose(1, 2) / math.sqrt(hs)  # (B, T, T)
+            qh, kh = (turn(z[..., s]) if rotary else z[..., s] for z in (q, k))  # (B, T, hs)
+            scores = qh @ kh.transpose(1, 2) / math.sqrt(hs)  # (B, T, T)
             if causal:
                 scores = scores.masked_fill(torch.ones(t, t).triu(1).bool(), float("-inf"))
             out[..., s] = scores.softmax(-1) @ v[..., s]
@@ -61,12 +76,23 @@ def reference_logits(model: TransformerLM, ids: torch.Tensor, causal: bool) -> t
     return x @ sd["tok_emb.weight"].T  # tied head
 
 
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
 @pytest.mark.parametrize("kind", ["causal", "masked"])
-def test_forward_matches_explicit_formulas(kind: str) -> None:
-    model = small_lm(kind)
+def test_forward_matches_explicit_formulas(kind: str, positional: str) -> None:
+    model = small_lm(kind, positional=positional)
     ids = torch.randint(0, V, (3, 9), generator=torch.Generator().manual_seed(1))
     expected = reference_logits(model, ids, causal=kind == "causal")
     torch.testing.assert_close(model(ids), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_rotary_model_has_no_position_parameters_and_still_sees_order() -> None:
+    learned, rotary = small_lm("masked"), small_lm("masked", positional="rotary")
+    assert learned.num_parameters() - rotary.num_parameters() == BLOCK * D
+    assert not any("pos" in name for name in rotary.state_dict())
+    ids = torch.randint(0, V, (1, 8), generator=torch.Generator().manual_seed(5))
+    swapped = ids[:, [1, 0, *range(2, 8)]]  # the first two tokens trade places
+    # without positions, self-attention is equivariant: swapping inputs would swap outputs
+    assert not torch.allclose(rotary(swapped)[:, [1, 0]], rotary(ids)[:, :2], atol=1e-6)
 
 
 def test_causal_logits_ignore_later_tokens_and_masked_ones_do_not() -> None:
@@ -134,6 +160,10 @@ def test_mean_pool_averages_real_tokens_only() -> None:
 def test_config_errors_say_what_is_wrong() -> None:
     with pytest.raises(ConfigError, match="kind"):
         LMConfig(kind="seq2seq")
+    with pytest.raises(ConfigError, match=r"positional must be one of .*'rotary'.*, got 'alibi'"):
+        LMConfig(positional="alibi")
+    with pytest.raises(ConfigError, match=r"head size .* must be even, got 5"):
+        TransformerLM(LMConfig(vocab_size=10, d_model=10, num_heads=2, positional="rotary"))
     with pytest.raises(ConfigError, match="divisible"):
         TransformerLM(LMConfig(vocab_size=10, d_model=10, num_heads=3))
     with pytest.raises(ConfigError, match="vocab_size"):
@@ -255,11 +285,12 @@ def test_decoding_refuses_the_wrong_kind_of_model() -> None:
         fill_mask(small_lm("masked"), torch.tensor([1, 3]), mask_id=2)
 
 
-def test_cached_pieces_give_the_reference_logits() -> None:
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_cached_pieces_give_the_reference_logits(positional: str) -> None:
     """Fed in pieces of 4, 1, 3, 1 and 3 tokens through a cache, the logits at every position
     are the causal formula's over the whole sequence (positions and the causal mask offset by
     what is cached)."""
-    model = small_lm("causal")
+    model = small_lm("causal", positional=positional)
     ids = torch.randint(0, V, (2, BLOCK), generator=torch.Generator().manual_seed(4))
     cache = model.new_cache(2)
     pieces, start = [], 0

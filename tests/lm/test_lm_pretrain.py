@@ -150,12 +150,15 @@ def test_cli_generate_continues_the_prompt(causal_run, capsys) -> None:
     assert len(out) == 25 + 1  # 25 characters and print's line end
 
 
-def test_masked_model_pretrains_and_fills_masks(tmp_path, corpus, capsys) -> None:
-    config = load_pretrain_config(
-        None, overrides(tmp_path, corpus, **{"model.kind": "masked", "trainer.max_epochs": 2})
-    )
+def test_masked_model_with_rotary_positions_pretrains_and_fills_masks(
+    tmp_path, corpus, capsys
+) -> None:
+    options = {"model.kind": "masked", "model.positional": "rotary", "trainer.max_epochs": 2}
+    config = load_pretrain_config(None, overrides(tmp_path, corpus, **options))
     result = pretrain(config, verbose=False)
     assert result.sample is None
+    loaded = load_lm(result.artifact_dir).model
+    assert loaded.config.positional == "rotary" and loaded.rotary is not None
     m = result.valid_metrics
     assert 0 < m["val/accuracy"] < 1 and m["val/loss"] < math.log(result_vocab(result))
     assert main(["generate", "--model", str(result.artifact_dir), "--prompt", "Fir[MASK]t"]) == 0
