@@ -93,6 +93,30 @@ def read_scores(path: Path, expected: int):
     return np.asarray(values, dtype=np.float64)
 
 
+def load_model_and_data(args: argparse.Namespace):
+    """``(loaded model, dataset)`` from ``args.model``, ``args.data``, ``args.group_file`` and
+    ``args.context_columns``; the data must have the model's feature count."""
+    from ltr.artifact import load_model
+    from ltr.data.dataset import load_dataset
+    from ltr.data.list_inputs import resolve
+    from ltr.errors import DataFormatError
+
+    loaded = load_model(args.model)
+    manifest = loaded.manifest
+    width = manifest.num_features
+    context = resolve(
+        manifest.model_config,
+        context_columns=args.context_columns,
+        trained_context_columns=manifest.training.get("context_columns"),
+    )
+    data = load_dataset(args.data, group_file=args.group_file, num_features=width, context=context)
+    if data.num_features != width:
+        raise DataFormatError(
+            f"the data has {data.num_features} features but the model expects {width}"
+        )
+    return loaded, data
+
+
 def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
     """Scores for the data from the model, the server or the scores file; returns (metrics,
     info)."""
@@ -105,26 +129,9 @@ def evaluate_source(args: argparse.Namespace) -> tuple[dict, dict]:
         raise ConfigError(f"{' and '.join(tls)}: only for --server; leave them out here")
     info: dict[str, object] = {}
     if args.model:
-        from ltr.artifact import load_model
-        from ltr.data.list_inputs import resolve
-        from ltr.errors import DataFormatError
         from ltr.inference import score_lists
 
-        loaded = load_model(args.model)
-        manifest = loaded.manifest
-        width = manifest.num_features
-        context = resolve(
-            manifest.model_config,
-            context_columns=args.context_columns,
-            trained_context_columns=manifest.training.get("context_columns"),
-        )
-        data = load_dataset(
-            args.data, group_file=args.group_file, num_features=width, context=context
-        )
-        if data.num_features != width:
-            raise DataFormatError(
-                f"the data has {data.num_features} features but the model expects {width}"
-            )
+        loaded, data = load_model_and_data(args)
         scores = score_lists(loaded.model, data, batch_size=args.batch_size).astype("float64")
         info["model"] = args.model
         max_grade = loaded.manifest.training.get("max_grade")
