@@ -11,11 +11,17 @@ that score rows one at a time). Two ways to shuffle:
 * ``lists``: within each list only. A list keeps its own set of values, so only how the feature
   orders a list's candidates counts; a feature constant within every list scores exactly 0.
 
+Features that carry the same information (MQ2008's BM25 of the body, the title and the whole
+document, say) hide each other: shuffle one and the model still reads the others, so each looks
+unimportant alone. ``groups`` measures such features together: one row order moves all of a
+group's columns at once.
+
 A feature the model ignores scores exactly 0 either way. A negative importance means the shuffled
 feature happened to help, which is noise unless it is large against the spread over repetitions.
 
-Permutations are drawn from ``numpy.random.default_rng(seed)``, one per (repetition, feature) in
-that order (repetition-major), so a run repeats exactly with the same seed.
+Permutations are drawn from ``numpy.random.default_rng(seed)``, one per (repetition, feature or
+group) in that order (repetition-major, features before groups), so a run repeats exactly with
+the same seed.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ SHUFFLES = ("all", "lists")
 
 @dataclass(frozen=True)
 class FeatureImportance:
-    """One feature's drops of the metric, one per repetition."""
+    """One feature's (or group of features') drops of the metric, one per repetition."""
 
     name: str
-    index: int
+    indices: tuple[int, ...]
+    """The feature's column, or the group's columns."""
     drops: np.ndarray
 
     @property
@@ -70,7 +77,7 @@ class ImportanceResult:
             "features": [
                 {
                     "name": f.name,
-                    "index": f.index,
+                    "indices": list(f.indices),
                     "mean": f.mean,
                     "std": f.std,
                     "drops": f.drops.tolist(),
@@ -80,15 +87,15 @@ class ImportanceResult:
         }
 
 
-def shuffled_column(
-    column: np.ndarray, offsets: np.ndarray, shuffle: str, rng: np.random.Generator
-) -> np.ndarray:
-    """``column`` (``[N]``) with its values permuted across all rows or within each list."""
+def shuffled_rows(offsets: np.ndarray, shuffle: str, rng: np.random.Generator) -> np.ndarray:
+    """``[N]`` a random order of the rows, across all of them or within each list: ``x[order]``
+    is ``x`` shuffled."""
+    n = int(offsets[-1])
     if shuffle == "all":
-        return column[rng.permutation(len(column))]
+        return rng.permutation(n)
     lists = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # row -> its list
     # rows sorted by (list, random key): each list's block stays where it is, in random order
-    return column[np.lexsort((rng.random(len(column)), lists))]
+    return np.lexsort((rng.random(n), lists))
 
 
 def permutation_importance(
@@ -99,6 +106,7 @@ def permutation_importance(
     *,
     feature_names: Sequence[str] | None = None,
     columns: Sequence[int] | None = None,
+    groups: dict[str, Sequence[int]] | None = None,
     metric: str = "ndcg@10",
     empty: EmptyListPolicy | str = EmptyListPolicy.ONE,
     ties: TieBreak | str = TieBreak.PESSIMISTIC,
@@ -115,7 +123,9 @@ def permutation_importance(
             contiguous, as ``offsets`` says).
         features: ``[N, F]``. labels: ``[N]`` graded relevance. offsets: ``[Q + 1]``.
         feature_names: ``F`` names (default ``f1..fF``).
-        columns: indices of the features to measure.
+        columns: indices of the features to measure one by one (default: all of them, or none
+            when ``groups`` are given).
+        groups: named sets of feature indices, each measured as one unit.
         metric: a metric name (``ndcg@10``, ``map``, ``err@10``, ...); ``empty`` and ``ties``
             as in :func:`ltr.metrics.evaluate_grouped`.
         max_grade: ERR's top grade (default: the largest label, at least 2).
@@ -137,8 +147,14 @@ def permutation_importance(
     names = [f"f{i + 1}" for i in range(width)] if feature_names is None else list(feature_names)
     if len(names) != width:
         raise ConfigError(f"{len(names)} feature names for {width} features")
-    columns = list(range(width)) if columns is None else [int(c) for c in columns]
-    bad = [c for c in columns if not 0 <= c < width]
+    if columns is None:
+        columns = [] if groups else range(width)
+    units = [(names[int(c)] if 0 <= int(c) < width else str(c), (int(c),)) for c in columns]
+    for name, members in (groups or {}).items():
+        if not members:
+            raise ConfigError(f"feature group {name!r} is empty")
+        units.append((name, tuple(int(c) for c in members)))
+    bad = sorted({c for _, cs in units for c in cs if not 0 <= c < width})
     if bad:
         raise ConfigError(f"feature indices {bad} are outside 0..{width - 1}")
     labels = np.asarray(labels, dtype=np.float64)
@@ -155,15 +171,16 @@ def permutation_importance(
 
     baseline = measure(features)
     rng = np.random.default_rng(seed)
-    drops = np.zeros((len(columns), repeats))
+    drops = np.zeros((len(units), repeats))
     permuted = features.copy()
     for r in range(repeats):
-        for i, j in enumerate(columns):
-            permuted[:, j] = shuffled_column(features[:, j], offsets, shuffle, rng)
+        for i, (_, cs) in enumerate(units):
+            cs = list(cs)
+            permuted[:, cs] = features[np.ix_(shuffled_rows(offsets, shuffle, rng), cs)]
             drops[i, r] = baseline - measure(permuted)
-            permuted[:, j] = features[:, j]
+            permuted[:, cs] = features[:, cs]
             if progress is not None:
                 progress(1)
-    found = [FeatureImportance(names[j], j, drops[i]) for i, j in enumerate(columns)]
+    found = [FeatureImportance(name, cs, drops[i]) for i, (name, cs) in enumerate(units)]
     found.sort(key=lambda f: -f.mean)  # stable: equal means keep feature order
     return ImportanceResult(metric, baseline, shuffle, repeats, seed, found)

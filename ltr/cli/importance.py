@@ -45,6 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--features", nargs="+", metavar="NAME", help="measure only these features (default all)"
     )
+    p.add_argument(
+        "--group",
+        action="append",
+        metavar="NAME=F1,F2,...",
+        help="shuffle these features together and report them as one (repeatable); features "
+        "that carry the same signal hide each other when shuffled one at a time. With --group "
+        "and no --features only the groups are measured",
+    )
     p.add_argument("--top", type=int, metavar="N", help="print only the N most important")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--output", type=Path, help="also write the full result here as JSON")
@@ -73,21 +81,31 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
     loaded, data = load_model_and_data(args)
     names = list(loaded.manifest.feature_names)
-    columns = None
-    if args.features:
-        unknown = [f for f in args.features if f not in names]
+
+    def indices(wanted: list[str]) -> list[int]:
+        unknown = [f for f in wanted if f not in names]
         if unknown:
             raise ConfigError(
                 f"the model has no feature(s) {', '.join(unknown)}; its features are "
                 f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
             )
-        columns = [names.index(f) for f in args.features]
+        return [names.index(f) for f in wanted]
+
+    groups = {}
+    for spec in args.group or []:
+        name, sep, members = spec.partition("=")
+        wanted = [m.strip() for m in members.split(",") if m.strip()]
+        if not sep or not name.strip() or not wanted:
+            raise ConfigError(f"--group {spec!r}: write NAME=FEATURE,FEATURE,...")
+        groups[name.strip()] = indices(wanted)
+    columns = indices(args.features) if args.features else None
 
     def score(features):
         permuted = ListDataset(features, data.labels, data.offsets, data.qids, context=data.context)
         return score_lists(loaded.model, permuted, batch_size=args.batch_size)
 
-    total = args.repeats * (len(columns) if columns is not None else len(names))
+    singles = len(columns) if columns is not None else 0 if groups else len(names)
+    total = args.repeats * (singles + len(groups))
     with tqdm(total=total, desc="shuffles", unit="scoring", disable=args.quiet) as bar:
         result = permutation_importance(
             score,
@@ -96,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             data.offsets,
             feature_names=names,
             columns=columns,
+            groups=groups,
             metric=args.metric,
             empty=args.empty,
             ties=args.ties,
@@ -129,7 +148,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{rank:>4}  {f.name:<{width}}  {f.mean:>8.4f}  {f.std:>7.4f}  {share:>6.1%}")
     if len(shown) < len(result.features):
         print(f"({len(result.features) - len(shown)} more; --top to show them)")
-    constant = [f.name for f in result.features if np.ptp(data.features[:, f.index]) == 0]
+    constant = [
+        f.name
+        for f in result.features
+        if np.ptp(data.features[:, list(f.indices)], axis=0).max() == 0
+    ]
     if constant:
         print(
             f"constant in this data, so 0 by construction: {', '.join(constant[:10])}"

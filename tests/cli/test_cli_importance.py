@@ -40,15 +40,18 @@ def test_importance_json_zero_for_ignored_features_and_evaluates_baseline(
     out = tmp_path / "importance.json"
     argv = [
         "importance", "--model", str(model_dir), "--data", data, "--features", "f5", "f11",
-        "f1", "f40", "--repeats", "2", "--format", "json", "--quiet", "--output", str(out),
+        "f1", "f40", "--group", "ignored=f5,f11", "--group", "used=f1,f40", "--repeats", "2",
+        "--format", "json", "--quiet", "--output", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert printed["baseline"] == pytest.approx(evaluated, abs=1e-6)
     drops = {f["name"]: np.array(f["drops"]) for f in printed["features"]}
-    assert set(drops) == {"f5", "f11", "f1", "f40"}
-    assert np.all(drops["f5"] == 0) and np.all(drops["f11"] == 0)
+    assert set(drops) == {"f5", "f11", "f1", "f40", "ignored", "used"}
+    assert np.all(drops["f5"] == 0) and np.all(drops["f11"] == 0) and np.all(drops["ignored"] == 0)
+    indices = {f["name"]: f["indices"] for f in printed["features"]}
+    assert indices["used"] == [0, 39] and indices["f40"] == [39]
     assert any(np.any(drops[name] != 0) for name in ("f1", "f40"))  # used features move it
 
 
@@ -75,6 +78,8 @@ def test_table_lists_the_top_features(model_dir, mq2008_dir, capsys) -> None:
         (["--features", "f99"], "the model has no feature\\(s\\) f99; its features are f1"),
         (["--metric", "ndgc@10"], "unknown metric 'ndgc@10'"),
         (["--top", "0"], "--top must be at least 1"),
+        (["--group", "bm25"], "--group 'bm25': write NAME=FEATURE,FEATURE,..."),
+        (["--group", "g=f1,f99"], "no feature\\(s\\) f99"),
         (["--repeats", "0"], "repeats must be at least 1"),
     ],
 )
@@ -84,3 +89,12 @@ def test_bad_requests_are_refused_with_a_reason(
     argv = ["importance", "--model", str(model_dir), "--data", str(mq2008_dir / "S5.txt.xz")]
     assert main([*argv, "--quiet", *extra]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_groups_alone_measure_only_the_groups(model_dir, mq2008_dir, capsys) -> None:
+    argv = [
+        "importance", "--model", str(model_dir), "--data", str(mq2008_dir / "S5.txt.xz"),
+        "--group", "used=f1,f40", "--repeats", "1", "--format", "json", "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert [f["name"] for f in json.loads(capsys.readouterr().out)["features"]] == ["used"]

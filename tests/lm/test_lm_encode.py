@@ -14,13 +14,13 @@ from ltr.lm.tokenizer import train_tokenizer
 TEXTS = ["to be", "or not to be, that is the question", "a", "whether 'tis nobler in the mind"]
 
 
-@pytest.fixture(scope="module")
-def model_and_tokenizer():
+@pytest.fixture(scope="module", params=["learned", "rotary"])
+def model_and_tokenizer(request):
     tok = train_tokenizer(["".join(TEXTS) + "xyz"], kind="char")
     torch.manual_seed(0)
     config = LMConfig(
         kind="masked", vocab_size=tok.vocab_size, block_size=16, d_model=16, num_heads=2,
-        num_layers=2, d_ff=32, dropout=0.0,
+        num_layers=2, d_ff=32, dropout=0.0, positional=request.param,
     )  # fmt: skip
     return TransformerLM(config).eval(), tok
 

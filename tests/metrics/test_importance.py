@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import ndcg_score
 
 from ltr.errors import ConfigError, RegistryError
-from ltr.importance import permutation_importance, shuffled_column
+from ltr.importance import permutation_importance, shuffled_rows
 
 WEIGHTS = np.array([2.0, 0.0, -1.0, 0.5])
 
@@ -61,7 +61,7 @@ def test_drops_are_sklearns_ndcg_before_and_after_each_documented_shuffle(shuffl
             permuted = x.copy()
             permuted[:, j] = x[order, j]
             expected[j, r] = baseline - sklearn_ndcg10(linear(permuted), labels, offsets)
-    got = {f.index: f.drops for f in result.features}
+    got = {f.indices[0]: f.drops for f in result.features}
     for j in range(4):
         np.testing.assert_allclose(got[j], expected[j], atol=1e-6)
     assert expected[0].mean() > 0.05  # the heaviest feature matters, so the check has teeth
@@ -87,12 +87,39 @@ def test_shuffled_columns_keep_their_values_and_lists_keep_their_own() -> None:
     x, _, offsets = ranking_data(seed=2)
     column = x[:, 0]
     rng = np.random.default_rng(3)
-    everywhere = shuffled_column(column, offsets, "all", rng)
+    everywhere = column[shuffled_rows(offsets, "all", rng)]
     assert sorted(everywhere) == sorted(column) and not np.array_equal(everywhere, column)
-    within = shuffled_column(column, offsets, "lists", rng)
+    within = column[shuffled_rows(offsets, "lists", rng)]
     assert not np.array_equal(within, column)
     for a, b in pairwise(offsets):
         assert sorted(within[a:b]) == sorted(column[a:b])
+
+
+def test_a_group_of_copies_matters_where_each_copy_alone_hardly_does() -> None:
+    """The model reads the mean of f1 and its copy f5: shuffling one copy leaves half the
+    signal, shuffling the group as one leaves none."""
+    x, labels, offsets = ranking_data(seed=6)
+    x = np.column_stack([x, x[:, 0]])  # f5 == f1
+
+    def copies(f: np.ndarray) -> np.ndarray:
+        return (f[:, 0] + f[:, 4]) + f[:, 1:4] @ WEIGHTS[1:]
+
+    result = permutation_importance(
+        copies, x, labels, offsets, columns=[0, 4], groups={"f1+f5": [0, 4]}, repeats=4
+    )
+    by_name = {f.name: f for f in result.features}
+    assert by_name["f1+f5"].indices == (0, 4)
+    assert by_name["f1+f5"].mean > 1.5 * max(by_name["f1"].mean, by_name["f5"].mean)
+    # one row order moves a group's columns together: the copies stay equal on every row
+    seen = []
+    permutation_importance(
+        lambda f: seen.append(f.copy()) or copies(f), x, labels, offsets,
+        groups={"g": [0, 4]}, repeats=1,
+    )  # fmt: skip
+    shuffled = seen[1]
+    assert np.array_equal(shuffled[:, 0], shuffled[:, 4])
+    assert not np.array_equal(shuffled[:, 0], x[:, 0])
+    assert np.array_equal(shuffled[:, 1:4], x[:, 1:4])
 
 
 def test_seeded_runs_repeat_and_other_seeds_differ() -> None:
@@ -125,6 +152,10 @@ def test_errors_say_what_is_wrong() -> None:
         run(repeats=0)
     with pytest.raises(ConfigError, match=r"indices \[4\] are outside 0..3"):
         run(columns=[4])
+    with pytest.raises(ConfigError, match=r"indices \[9\] are outside"):
+        run(groups={"g": [0, 9]})
+    with pytest.raises(ConfigError, match="feature group 'g' is empty"):
+        run(groups={"g": []})
     with pytest.raises(ConfigError, match="3 feature names for 4 features"):
         run(feature_names=["a", "b", "c"])
     with pytest.raises(ConfigError, match="returned shape"):
