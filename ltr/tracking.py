@@ -115,6 +115,9 @@ class RunTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    def log_dict(self, content: Mapping[str, Any], artifact_file: str) -> None:
+        mlflow.log_dict(dict(content), artifact_file)
+
     def log_artifacts(self, directory: str | Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
 
@@ -216,6 +219,19 @@ class RunTracker:
         return logged
 
 
+def check_run(run_id: str, tracking_uri: str | None = None, *, doing: str = "log to") -> None:
+    """Raise a :class:`ConfigError` naming the store unless it holds run ``run_id``."""
+    _configure(tracking_uri)
+    try:
+        mlflow.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise ConfigError(
+            f"cannot {doing} MLflow run {run_id}: the tracking store "
+            f"{resolve_tracking_uri(tracking_uri)} does not have it; {doing} it with the same "
+            "tracking URI"
+        ) from None
+
+
 @contextmanager
 def start_run(
     *,
@@ -235,14 +251,7 @@ def start_run(
     """
     _configure(tracking_uri)
     if run_id is not None:
-        try:
-            mlflow.get_run(run_id)
-        except mlflow.exceptions.MlflowException:
-            raise ConfigError(
-                f"cannot resume MLflow run {run_id}: the tracking store "
-                f"{resolve_tracking_uri(tracking_uri)} does not have it; resume with the same "
-                "tracking URI"
-            ) from None
+        check_run(run_id, tracking_uri, doing="resume")
         with mlflow.start_run(run_id=run_id, nested=nested) as run:
             yield RunTracker(run)
         return

@@ -84,3 +84,30 @@ def plot_delta_histogram(
     fig.savefig(path, format="png")
     plt.close(fig)
     return path
+
+
+def plot_importance(
+    names: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float],
+    path: str | Path,
+    *,
+    title: str,
+    xlabel: str,
+) -> Path:
+    """Horizontal bars, the first name at the top, with ±1 sd whiskers (feature importance)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.28 * len(names)), dpi=100)
+    rows = np.arange(len(names))
+    ax.barh(rows, means, xerr=stds, color="#4c72b0", ecolor="#333333", capsize=2)
+    ax.set_yticks(rows, labels=list(names))
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="#333333", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path

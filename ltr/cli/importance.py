@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -56,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, metavar="N", help="print only the N most important")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--output", type=Path, help="also write the full result here as JSON")
+    p.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="also log the result to the model's training run in MLflow: "
+        "importance/<metric>-<shuffle>.json and a bar chart of the 20 most important",
+    )
+    p.add_argument("--tracking-uri", help="with --mlflow: MLflow tracking URI")
     p.add_argument("--batch-size", type=int, default=128, help="lists per forward pass")
     p.add_argument(
         "--context-columns",
@@ -79,8 +87,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
+    if args.tracking_uri and not args.mlflow:
+        raise ConfigError("--tracking-uri is for --mlflow; add --mlflow or leave it out")
     loaded, data = load_model_and_data(args)
     names = list(loaded.manifest.feature_names)
+    run_id = None
+    if args.mlflow:  # before the work, so a run that cannot be found costs nothing
+        from ltr.tracking import check_run
+
+        run_id = loaded.manifest.training.get("run_id")
+        if not run_id:
+            raise ConfigError(
+                "--mlflow: the model records no training run to log to; use --output instead"
+            )
+        check_run(run_id, args.tracking_uri)
 
     def indices(wanted: list[str]) -> list[int]:
         unknown = [f for f in wanted if f not in names]
@@ -126,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.output:
         args.output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if run_id is not None:
+        log_to_run(result, run_id, args.tracking_uri)
     shown = result.features[: args.top] if args.top else result.features
     if args.format == "json":
         full = result.to_dict()
@@ -159,3 +181,28 @@ def run(args: argparse.Namespace) -> int:
             f"{' ...' if len(constant) > 10 else ''}"
         )
     return 0
+
+
+def log_to_run(result, run_id: str, tracking_uri: str | None) -> None:
+    """Add the result and its chart to MLflow run ``run_id`` under ``importance/``."""
+    import tempfile
+
+    from ltr.tracking import start_run
+    from pipelines.plots import plot_importance, safe_name
+
+    stem = f"importance/{safe_name(f'{result.metric}-{result.shuffle}')}"
+    top = result.features[:20]
+    with start_run(experiment="", run_id=run_id, tracking_uri=tracking_uri) as tracker:
+        tracker.log_dict(result.to_dict(), f"{stem}.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            chart = plot_importance(
+                [f.name for f in top],
+                [f.mean for f in top],
+                [f.std for f in top],
+                Path(tmp) / f"{Path(stem).name}.png",
+                title=f"{result.metric} {result.baseline:.4f}: drop when shuffled "
+                f"({result.shuffle}, {result.repeats} repeats)",
+                xlabel=f"drop of {result.metric}",
+            )
+            tracker.log_artifact(chart, "importance")
+    print(f"logged to MLflow run {run_id}: {stem}.json, {stem}.png", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,40 @@ def test_groups_alone_measure_only_the_groups(model_dir, mq2008_dir, capsys) -> 
     ]  # fmt: skip
     assert main(argv) == 0
     assert [f["name"] for f in json.loads(capsys.readouterr().out)["features"]] == ["used"]
+
+
+def test_mlflow_logs_the_result_and_a_chart_to_the_models_training_run(
+    model_dir, mq2008_dir, tmp_path, capsys
+) -> None:
+    from mlflow import MlflowClient
+
+    from ltr.artifact import load_model
+    from ltr.tracking import start_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with start_run(experiment="importance-tests", tracking_uri=uri) as tracker:
+        run_id = tracker.run_id
+    loaded = load_model(str(model_dir))
+    loaded.manifest.training["run_id"] = run_id
+    tracked = tmp_path / "tracked"
+    save_model(loaded.model, loaded.manifest, tracked)
+    argv = [
+        "importance", "--model", str(tracked), "--data", str(mq2008_dir / "S5.txt.xz"),
+        "--features", "f1", "f5", "--repeats", "1", "--quiet", "--format", "json",
+    ]  # fmt: skip
+    assert main([*argv, "--mlflow", "--tracking-uri", uri]) == 0
+    printed = json.loads(capsys.readouterr().out)  # the note goes to stderr, JSON stays whole
+    client = MlflowClient(uri)
+    logged = {a.path for a in client.list_artifacts(run_id, "importance")}
+    assert logged == {"importance/ndcg_10-all.json", "importance/ndcg_10-all.png"}
+    local = client.download_artifacts(run_id, "importance", str(tmp_path / "down"))
+    assert json.loads((Path(local) / "ndcg_10-all.json").read_text()) == printed
+    assert (Path(local) / "ndcg_10-all.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a store without the run, or a model without one, is refused before any scoring
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main([*argv, "--mlflow", "--tracking-uri", other]) == 2
+    assert f"cannot log to MLflow run {run_id}" in capsys.readouterr().err
+    assert main([*argv[:-2], "--mlflow", "--model", str(model_dir)]) == 2
+    assert "records no training run" in capsys.readouterr().err
+    assert main([*argv, "--tracking-uri", uri]) == 2
+    assert "--tracking-uri is for --mlflow" in capsys.readouterr().err
