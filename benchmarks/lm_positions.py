@@ -6,9 +6,11 @@ token embeddings) and ``rotary`` (queries and keys turned by their positions), e
 equal: the same tokenizer, data order, seed and number of steps. Reports each run's held-out loss
 per token, perplexity and accuracy at its best epoch, its parameters and its wall time. Training
 is seeded, so the losses repeat on one machine; the wall times share the machine with whatever
-else runs. Writes its section of ``docs/BENCHMARKS.md``.
+else runs. Writes its section of ``docs/BENCHMARKS.md``; where a GPU is found (training runs on
+it, as ``ltr pretrain``'s ``accelerator: auto`` does) the section is one of its own.
 
-Run: ``python -m benchmarks.lm_positions [--kinds causal masked] [--epochs N] [--no-write]``
+Run: ``python -m benchmarks.lm_positions [--kinds causal masked] [--epochs N] [--precision
+bf16-mixed] [--no-write]``
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+import torch
 
 from benchmarks._report import markdown_table, write_section
 from ltr.lm.config import load_pretrain_config
@@ -69,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--positionals", nargs="+", choices=POSITIONALS, default=list(POSITIONALS))
     parser.add_argument("--epochs", type=int, help="trainer.max_epochs (default: the preset's)")
     parser.add_argument("--steps", type=int, help="data.steps_per_epoch (default: the preset's)")
+    parser.add_argument(
+        "--precision", choices=["32", "bf16-mixed"], default="32", help="trainer.precision"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     extra: dict = {}
@@ -76,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
         extra["trainer.max_epochs"] = args.epochs
     if args.steps is not None:
         extra["data.steps_per_epoch"] = args.steps
+    if args.precision != "32":
+        extra["trainer.precision"] = args.precision
+    gpu = torch.cuda.is_available()
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="ltr-lm-positions-") as tmp:
@@ -116,15 +126,19 @@ def main(argv: list[str] | None = None) -> None:
         "loss). A "
         "masked model's loss is over the 15 % of tokens it must recover and does not compare with "
         "a causal model's. Losses repeat run to run (seeded); the wall times are one run each on "
-        "a shared machine.\n\n"
-        f"{table}"
+        "a shared machine."
+        + (f" Trained on one {torch.cuda.get_device_name()}." if gpu else " Trained on the CPU.")
+        + f"\n\n{table}"
     )
     print(body)
     if not args.no_write:
         command = "python -m benchmarks.lm_positions " + " ".join(
             sys.argv[1:] if argv is None else argv
         )
-        write_section("lm_positions", "Language-model position encodings", command.strip(), body)
+        name, title = "lm_positions", "Language-model position encodings"
+        if gpu:
+            name, title = f"{name}_cuda", f"{title} (GPU)"
+        write_section(name, title, command.strip(), body)
 
 
 if __name__ == "__main__":
