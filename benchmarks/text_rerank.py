@@ -202,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="stop after the feature files: no SetRank or LightGBM models (their rows left out)",
     )
+    parser.add_argument(
+        "--positional",
+        choices=["learned", "sinusoidal", "rotary"],
+        help="the encoders' position encoding (model.positional of the pretraining; default: "
+        "the preset's). Another one writes a section of its own",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     gpu = args.device != "cpu"
@@ -245,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
                     "tracking.enabled": False,
                     **on_device,
                     "output_dir": str(work / "pretrain"),
+                    **({"model.positional": args.positional} if args.positional else {}),
                 },
             ),
             verbose=False,
@@ -389,7 +396,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{features.recall['test']:.3f} on the test queries). NDCG@10 over the candidate lists "
         "(relevant documents BM25 missed are not counted), exp2 gain, lists with no relevant "
         "candidate count 1. Encoders: the masked LM of `configs/text/bert_cranfield.yaml` "
-        f"({pre.num_parameters:,} parameters, {args.pretrain_epochs} epochs on the "
+        + (f"with `model.positional: {args.positional}` " if args.positional else "")
+        + f"({pre.num_parameters:,} parameters, {args.pretrain_epochs} epochs on the "
         f"{num_docs:,} documents, held-out masked-token accuracy "
         f"{pre.valid_metrics['val/accuracy']:.3f}), "
         f"fine-tuned {args.finetune_epochs} epochs at most with `configs/text/cranfield.yaml` "
@@ -448,6 +456,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         section = "text_rerank" if name == "cranfield" else f"text_rerank_{name}"
         heading = f"Text reranking on {title}"
+        if args.positional:
+            section += f"_{args.positional}"
+            heading += f", {args.positional} positions"
         if gpu:
             section, heading = f"{section}_cuda", f"{heading} (GPU)"
         write_section(section, heading, command.strip(), body)
