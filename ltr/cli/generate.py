@@ -50,13 +50,23 @@ MASK = "[MASK]"
 
 def encode_prompt(tok, prompt: str, *, masks: bool) -> list[int]:
     """Token ids of ``prompt``; with ``masks``, each literal ``[MASK]`` becomes the mask token
-    (the tokenizer itself reads special-token text as plain characters)."""
+    (the tokenizer itself reads special-token text as plain characters).
+
+    With a byte-level BPE tokenizer one space before a ``[MASK]`` goes into the mask, as RoBERTa's
+    ``<mask>`` takes it: words carry their leading space there (``' will'``), so the masked
+    tokens of training stood for a word and its space, and a lone space token before the mask
+    is something the model never saw. A character tokenizer keeps the space: there a mask is one
+    character.
+    """
     if not masks:
         return tok.encode(prompt)
+    parts = prompt.split(MASK)
     ids: list[int] = []
-    for i, part in enumerate(prompt.split(MASK)):
+    for i, part in enumerate(parts):
         if i:
             ids.append(tok.mask_id)
+        if tok.kind == "bpe" and i < len(parts) - 1 and part.endswith(" "):
+            part = part[:-1]
         ids.extend(tok.encode(part))
     return ids
 

@@ -112,11 +112,15 @@ def rotate(x: Tensor, rotation: Rotation) -> Tensor:
     Returns:
         ``[..., T, head_size]``, in ``x``'s dtype.
     """
-    cos, sin = rotation.cos.to(x.dtype), rotation.sin.to(x.dtype)  # (T, hs/2)
-    pairs = x.unflatten(-1, (-1, 2))  # (..., T, hs/2, 2)
-    real, imag = pairs[..., 0], pairs[..., 1]  # (..., T, hs/2)
-    turned = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return turned.flatten(-2)  # (..., T, hs)
+    dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 / fp16 turn in float32
+    turn = torch.complex(rotation.cos.to(dtype), rotation.sin.to(dtype))  # (T, hs/2)
+    pairs = x.to(dtype).unflatten(-1, (-1, 2))  # (..., T, hs/2, 2)
+    # view_as_complex reads pairs in place when they lie side by side on even offsets
+    strides = pairs.stride()
+    if strides[-1] != 1 or any(st % 2 for st in strides[:-1]) or pairs.storage_offset() % 2:
+        pairs = pairs.contiguous()
+    turned = torch.view_as_real(torch.view_as_complex(pairs) * turn)  # (..., T, hs/2, 2)
+    return turned.flatten(-2).to(x.dtype)  # (..., T, hs)
 
 
 class RotaryEmbedding(nn.Module):

@@ -235,3 +235,16 @@ def test_lone_surrogate_is_a_clear_error(bpe):
         bpe.encode("ok \ud800")
     with pytest.raises(DataFormatError, match="surrogate"):
         bpe.encode_batch(["ok", "\udfff"])
+
+
+def test_a_bpe_mask_takes_the_space_before_it_and_a_char_mask_does_not(bpe, char):
+    from ltr.cli.generate import encode_prompt
+
+    ids = encode_prompt(bpe, "My lord, I [MASK] you.", masks=True)
+    assert ids == [*bpe.encode("My lord, I"), bpe.mask_id, *bpe.encode(" you.")]
+    assert all(bpe.decode([i]) != " " for i in ids)  # no lone space token left
+    assert bpe.decode([bpe.encode(" will")[0]]).startswith(" ")  # words carry their space
+    twice = encode_prompt(bpe, "[MASK] and [MASK]", masks=True)
+    assert twice == [bpe.mask_id, *bpe.encode(" and"), bpe.mask_id]
+    chars = encode_prompt(char, "I [MASK] you", masks=True)
+    assert chars == [*char.encode("I "), char.mask_id, *char.encode(" you")]

@@ -113,3 +113,15 @@ def test_rotation_keeps_a_low_precision_dtype() -> None:
 def test_rotary_needs_an_even_head_size() -> None:
     with pytest.raises(ConfigError, match=r"head size .* must be even, got 5"):
         RotaryEmbedding(5, max_len=8)
+
+
+def test_rotation_of_strided_views_equals_rotation_of_copies() -> None:
+    """Queries arrive as transposed views, and a slice can start at an odd offset: the turn
+    reads them in place where it can and copies where it must, with the same result."""
+    rotary = RotaryEmbedding(4, max_len=8)
+    base = torch.randn(2, 5, 3 * 4 + 1)
+    for view in (base[..., 1:5], base[..., :12].unflatten(-1, (3, 4)).transpose(1, 2)):
+        positions = torch.arange(view.shape[-2])
+        torch.testing.assert_close(
+            rotate(view, rotary(positions)), rotate(view.contiguous(), rotary(positions))
+        )
