@@ -41,8 +41,9 @@ def machine_description() -> str:
     except (OSError, StopIteration):
         pass
     threads = torch.get_num_threads()
+    gpu = f"one {torch.cuda.get_device_name()} and an " if torch.cuda.is_available() else ""
     return (
-        f"{cpu}, {threads} torch threads, Python {platform.python_version()}, "
+        f"{gpu}{cpu}, {threads} torch threads, Python {platform.python_version()}, "
         f"torch {torch.__version__}"
     )
 
