@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ltr.data.parquet import default_feature_names
 from ltr.errors import ConfigError
 from ltr.metrics import evaluate_grouped, resolve_metric
 from ltr.types import EmptyListPolicy, TieBreak
@@ -144,12 +145,12 @@ def permutation_importance(
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     features = np.asarray(features)
     n, width = features.shape
-    names = [f"f{i + 1}" for i in range(width)] if feature_names is None else list(feature_names)
+    names = default_feature_names(width) if feature_names is None else list(feature_names)
     if len(names) != width:
         raise ConfigError(f"{len(names)} feature names for {width} features")
     if columns is None:
         columns = [] if groups else range(width)
-    units = [(names[int(c)] if 0 <= int(c) < width else str(c), (int(c),)) for c in columns]
+    units = [(None, (int(c),)) for c in columns]  # a single feature is named after its column
     for name, members in (groups or {}).items():
         if not members:
             raise ConfigError(f"feature group {name!r} is empty")
@@ -157,6 +158,7 @@ def permutation_importance(
     bad = sorted({c for _, cs in units for c in cs if not 0 <= c < width})
     if bad:
         raise ConfigError(f"feature indices {bad} are outside 0..{width - 1}")
+    units = [(name or names[cs[0]], cs) for name, cs in units]
     labels = np.asarray(labels, dtype=np.float64)
     grade = float(max_grade if max_grade is not None else max(2.0, float(labels.max())))
 

@@ -185,7 +185,7 @@ class TransformerLM(nn.Module):
         x = self.tok_emb(ids)  # (B, T, d)
         rotation = None
         if self.rotary is not None:
-            rotation = self.rotary(positions)  # the angles of this call's positions, every layer
+            rotation = self.rotary(positions)  # this call's positions, turned by every layer
         else:
             x = x + self.pos_emb(positions)
         x = self.drop(x)

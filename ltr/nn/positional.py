@@ -91,11 +91,11 @@ class LearnedPositionalEncoding(nn.Module):
 
 
 class Rotation(NamedTuple):
-    """The angles of rotary positions for ``T`` positions: ``cos`` and ``sin``, both
-    ``[T, head_size / 2]``, one angle per pair of a head's dimensions (see :func:`rotate`)."""
+    """Rotary positions of ``T`` positions: ``turn = exp(j p theta_i)``, ``[T, head_size / 2]``
+    complex, one unit number per pair of a head's dimensions (see :func:`rotate`). Built once
+    per forward pass and used by every layer's queries and keys."""
 
-    cos: Tensor
-    sin: Tensor
+    turn: Tensor
 
 
 def rotate(x: Tensor, rotation: Rotation) -> Tensor:
@@ -107,13 +107,13 @@ def rotate(x: Tensor, rotation: Rotation) -> Tensor:
 
     Args:
         x: ``[..., T, head_size]`` queries or keys.
-        rotation: the angles of the ``T`` positions.
+        rotation: the turns of the ``T`` positions.
 
     Returns:
         ``[..., T, head_size]``, in ``x``'s dtype.
     """
     dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 / fp16 turn in float32
-    turn = torch.complex(rotation.cos.to(dtype), rotation.sin.to(dtype))  # (T, hs/2)
+    turn = rotation.turn.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
     pairs = x.to(dtype).unflatten(-1, (-1, 2))  # (..., T, hs/2, 2)
     # view_as_complex reads pairs in place when they lie side by side on even offsets
     strides = pairs.stride()
@@ -140,5 +140,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
     def forward(self, positions: Tensor) -> Rotation:
-        """The angles of ``positions`` (``[T]`` int64 in ``[0, max_len)``)."""
-        return Rotation(self.cos[positions], self.sin[positions])
+        """The turns of ``positions`` (``[T]`` int64 in ``[0, max_len)``)."""
+        cos, sin = self.cos[positions], self.sin[positions]  # (T, hs/2)
+        dtype = torch.promote_types(cos.dtype, torch.float32)  # torch.complex takes no bf16
+        return Rotation(torch.complex(cos.to(dtype), sin.to(dtype)))
