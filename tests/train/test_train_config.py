@@ -32,6 +32,18 @@ def test_yaml_plus_overrides(tmp_path):
     assert isinstance(cfg, TrainConfig)
 
 
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads ``1e-3`` as a string; a float option takes it as 0.001, from a
+    file and from the command line alike, and still refuses words."""
+    path = tmp_path / "c.yaml"
+    path.write_text("optim: {lr: 1e-3, weight_decay: 5E-2}\n")
+    cfg = load_train_config(path, parse_overrides(["--optim.min_lr_ratio", "2e-1"]))
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.min_lr_ratio) == (1e-3, 5e-2, 0.2)
+    for word in ("1e", "e-3", "1e-3x", "nan", "inf"):
+        with pytest.raises(ConfigError, match=r"optim\.lr must be a number"):
+            load_train_config(None, {"optim.lr": word})
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
