@@ -177,19 +177,27 @@ class RunTracker:
         d_model: int,
         registered_name: str | None = None,
         alias: str | None = None,
+        cross: bool = False,
     ) -> LoggedModel:
         """Log a language-model directory as an MLflow pyfunc text encoder under ``lm``.
 
         ``mlflow.pyfunc.load_model(uri).predict(DataFrame(text=[...]))`` returns one unit
-        vector of ``d_model`` floats per text (:func:`ltr.lm.encode.encode_texts`), and
-        ``ltr.lm.artifact.load_lm(uri)`` loads the model itself. With ``registered_name`` the
-        model is registered and ``alias`` points at the new version.
+        vector of ``d_model`` floats per text (:func:`ltr.lm.encode.encode_texts`); for a
+        cross-encoder (``cross``) ``predict(DataFrame(query=[...], text=[...]))`` returns each
+        pair's ``score``. ``ltr.lm.artifact.load_lm(uri)`` loads the model itself. With
+        ``registered_name`` the model is registered and ``alias`` points at the new version.
         """
         from mlflow.models import infer_signature
 
-        signature = infer_signature(
-            pd.DataFrame({"text": ["a", "b"]}), np.zeros((2, d_model), dtype=np.float32)
-        )
+        if cross:
+            signature = infer_signature(
+                pd.DataFrame({"query": ["a"], "text": ["b"]}),
+                pd.DataFrame({"score": np.zeros(1, dtype=np.float32)}),
+            )
+        else:
+            signature = infer_signature(
+                pd.DataFrame({"text": ["a", "b"]}), np.zeros((2, d_model), dtype=np.float32)
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # advice to log models as code
             info = mlflow.pyfunc.log_model(
@@ -397,7 +405,8 @@ class LtrPyfuncModel(mlflow.pyfunc.PythonModel):
 
 class LtrTextEncoderModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapper of a language model as a text encoder:
-    ``DataFrame(text) -> [N, d_model]`` unit vectors (mean-pooled final hidden states)."""
+    ``DataFrame(text) -> [N, d_model]`` unit vectors (mean-pooled final hidden states), or of a
+    cross-encoder: ``DataFrame(query, text) -> DataFrame(score)``, one score per row's pair."""
 
     def load_context(self, context) -> None:
         from ltr.lm.artifact import load_lm
@@ -408,4 +417,15 @@ class LtrTextEncoderModel(mlflow.pyfunc.PythonModel):
         from ltr.lm.encode import encode_texts
 
         texts = [str(t) for t in model_input["text"]]
+        if self.loaded.is_cross:
+            from ltr.text.featurizer import encoder_similarities
+
+            if "query" not in model_input:
+                raise ConfigError(
+                    "this is a cross-encoder: give each row a query column beside its text"
+                )
+            queries = [str(q) for q in model_input["query"]]
+            index = np.arange(len(texts), dtype=np.int64)[:, None]  # row i: its own text
+            scores = encoder_similarities(self.loaded, queries, texts, index)[:, 0]
+            return pd.DataFrame({"score": scores})
         return encode_texts(self.loaded.model, self.loaded.tokenizer, texts)

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "finetune",
         help="fine-tune a pretrained LM on a text collection's judgments (L_task + λ·L_pretrain)",
         description="Fine-tune a language model from ltr pretrain into a text encoder for "
-        "reranking: a listwise loss over each training query's BM25 candidates plus lm_weight "
+        "reranking (architecture: bi, vectors compared by cosine; or architecture: cross, a "
+        "cross-encoder that reads query [SEP] document as one sequence): a listwise loss over "
+        "each training query's BM25 candidates plus lm_weight "
         "times the model's own language-model loss on the collection's documents. Any config "
         "entry can be overridden with a dotted option, e.g. --lm_weight 0 --trainer.max_epochs 5. "
         "Runs are tracked in MLflow (experiment ltr-text).",
@@ -43,9 +45,12 @@ def run(args: argparse.Namespace) -> int:
     m = result.metrics
     for part in ("valid", "test"):
         if f"{part}/bm25_ndcg@10" in m:
-            bm25, pre = m[f"{part}/bm25_ndcg@10"], m[f"{part}/pretrained_ndcg@10"]
-            tuned, recall = m[f"{part}/finetuned_ndcg@10"], m[f"{part}/recall"]
-            print(f"  {part:<31}{bm25:.4f}  {pre:.4f}      {tuned:.4f}      ({recall:.3f})")
+            bm25, tuned = m[f"{part}/bm25_ndcg@10"], m[f"{part}/finetuned_ndcg@10"]
+            recall = m[f"{part}/recall"]
+            # a new cross-encoder's head is random: it has no pretrained score
+            pre = m.get(f"{part}/pretrained_ndcg@10")
+            pre_text = "   —  " if pre is None else f"{pre:.4f}"
+            print(f"  {part:<31}{bm25:.4f}  {pre_text}      {tuned:.4f}      ({recall:.3f})")
     if result.folds:
         print(
             f"cross-fitted encoders ({len(result.folds)}, in {result.artifact_dir / 'crossfit'}):"

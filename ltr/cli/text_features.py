@@ -10,14 +10,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "text-features",
         help="turn a text collection into ranking data: BM25 candidates, lexical features and "
-        "text-encoder similarities, as Parquet",
+        "text-encoder similarities or cross-encoder scores, as Parquet",
         description="Retrieve each judged query's BM25 top-k documents and write one row per "
         "candidate (bm25, bm25_log_rank, tfidf_cosine, query_coverage, doc_log_length and one "
-        "sim_NAME column per --encoder) to OUT/train.parquet, valid.parquet, test.parquet, split "
-        "by query exactly as ltr finetune splits them with the same data section, and the "
-        "featurizer that made them to OUT/featurizer. Train a reranker on them with ltr train "
-        "--data.train OUT/train.parquet ... (the model then carries the featurizer), then "
-        "rerank new queries' texts with ltr rerank-text --model ... or ltr serve --model ...",
+        "column per --encoder: sim_NAME, or cross_NAME for a cross-encoder) to OUT/train.parquet, "
+        "valid.parquet, test.parquet, split by query exactly as ltr finetune splits them with "
+        "the same data section, and the featurizer that made them to OUT/featurizer. Train a "
+        "reranker on them with ltr train --data.train OUT/train.parquet ... (the model then "
+        "carries the featurizer), then rerank new queries' texts with ltr rerank-text "
+        "--model ... or ltr serve --model ...",
         epilog="example: ltr text-features --config configs/text/cranfield.yaml "
         "--encoder ft=runs/cranfield_finetune/model --out runs/cranfield_features",
     )
@@ -28,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=MODEL",
-        help="a text encoder (model directory, runs:/… or models:/…) giving column sim_NAME; "
-        "repeat for several",
+        help="a text encoder (model directory, runs:/… or models:/…) giving column sim_NAME "
+        "(its cosine similarity), or cross_NAME for a cross-encoder (ltr finetune with "
+        "architecture: cross; its score of the pair); repeat for several",
     )
     p.add_argument(
         "--no-document-cache",
@@ -90,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  NDCG@10 of {name} alone: {by_part}")
     for name, folds in result.crossfit.items():
         print(
-            f"  sim_{name} on the training rows: cross-fitted, each query scored by the one of "
-            f"{folds} fold encoders that was not trained on it"
+            f"  {result.encoder_columns[name]} on the training rows: cross-fitted, each query "
+            f"scored by the one of {folds} fold encoders that was not trained on it"
         )
     for warning in result.leak_warnings():
         print(f"warning: {warning}", file=sys.stderr)

@@ -5,6 +5,7 @@ Layout::
     lm_model.json    manifest: format, the LMConfig, training facts
     model.pt         state dict of the TransformerLM
     tokenizer.json   the HF ``tokenizers`` file the model was trained with
+    cross_head.pt    (cross-encoders only) state dict of the score head on the pooled states
 
 :func:`load_lm` takes a directory or an MLflow URI (``runs:/<run_id>/lm``), through the same
 resolver as the ranking models (:func:`ltr.artifact.resolve_artifact_dir`).
@@ -29,6 +30,7 @@ from ltr.lm.tokenizer import TextTokenizer
 LM_MANIFEST = "lm_model.json"
 LM_WEIGHTS = "model.pt"
 TOKENIZER = "tokenizer.json"
+CROSS_HEAD = "cross_head.pt"
 LM_FORMAT = "ltr-lm"
 LM_FORMAT_VERSION = 1
 
@@ -41,6 +43,20 @@ class LoadedLM:
     tokenizer: TextTokenizer
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    head: torch.nn.Linear | None = None
+    """A cross-encoder's score head (:mod:`ltr.text.cross`); None for a language model or a
+    bi-encoder."""
+
+    @property
+    def is_cross(self) -> bool:
+        """Whether this model scores (query, document) pairs read together."""
+        return self.head is not None
+
+    def to(self, device: torch.device | str) -> LoadedLM:
+        self.model.to(device)
+        if self.head is not None:
+            self.head.to(device)
+        return self
 
 
 def save_lm(
@@ -48,9 +64,12 @@ def save_lm(
     tokenizer: TextTokenizer,
     directory: str | Path,
     training: dict[str, Any] | None = None,
+    *,
+    head: torch.nn.Linear | None = None,
 ) -> Path:
     """Write the model, its tokenizer and manifest to ``directory`` (each file replaced
-    atomically, the manifest last, so a reader never sees a manifest without its files)."""
+    atomically, the manifest last, so a reader never sees a manifest without its files);
+    ``head``: a cross-encoder's score head, saved beside the model."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if tokenizer.vocab_size != model.config.vocab_size:
@@ -64,11 +83,18 @@ def save_lm(
     tmp = directory / f".{TOKENIZER}.tmp"
     tokenizer.save(tmp)
     tmp.replace(directory / TOKENIZER)
+    if head is not None:
+        tmp = directory / f".{CROSS_HEAD}.tmp"
+        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, tmp)
+        tmp.replace(directory / CROSS_HEAD)
+    else:
+        (directory / CROSS_HEAD).unlink(missing_ok=True)
     manifest = {
         "format": LM_FORMAT,
         "format_version": LM_FORMAT_VERSION,
         "config": dataclasses.asdict(model.config),
         "training": training or {},
+        "architecture": "cross" if head is not None else "lm",
         "ltr_version": __version__,
     }
     tmp = directory / f".{LM_MANIFEST}.tmp"
@@ -97,4 +123,24 @@ def load_lm(source: str | Path) -> LoadedLM:
         raise ArtifactError(f"{path / LM_WEIGHTS} does not match its manifest: {exc}") from None
     model.eval()
     tokenizer = TextTokenizer.load(path / TOKENIZER)
-    return LoadedLM(model, tokenizer, dict(data.get("training", {})), path)
+    head = None
+    architecture = data.get("architecture", "lm")
+    if architecture == "cross":
+        head = _load_head(path / CROSS_HEAD, config.d_model)
+    elif architecture != "lm":
+        raise ArtifactError(
+            f"{path / LM_MANIFEST}: unknown architecture {architecture!r} (lm or cross)"
+        )
+    return LoadedLM(model, tokenizer, dict(data.get("training", {})), path, head)
+
+
+def _load_head(path: Path, d_model: int) -> torch.nn.Linear:
+    if not path.exists():
+        raise ArtifactError(f"{path.parent} is a cross-encoder but has no {path.name}")
+    head = torch.nn.Linear(d_model, 1)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path} does not match its model: {exc}") from None
+    return head.eval()

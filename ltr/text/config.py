@@ -79,6 +79,9 @@ class FinetuneTrackingConfig(TrackingConfig):
     """Name in the model registry (null = log the model without registering it)."""
 
 
+ARCHITECTURES = ("bi", "cross")
+
+
 @dataclass
 class FinetuneConfig:
     """Everything ``ltr finetune`` needs: ``L = L_task + lm_weight * L_pretrain``."""
@@ -86,12 +89,19 @@ class FinetuneConfig:
     encoder: str = ""
     """The pretrained language model: a model directory, ``runs:/<id>/lm`` or ``models:/…``."""
     data: TextDataConfig = field(default_factory=TextDataConfig)
+    architecture: str = "bi"
+    """``bi``: the encoder maps a query and a document apart to vectors, scored by their cosine
+    (``ltr text-features`` column ``sim_NAME``; documents' vectors can be cached). ``cross``: a
+    cross-encoder reads ``query [SEP] document`` as one sequence and a linear head on its pooled
+    hidden states gives the score (column ``cross_NAME``; one forward pass per pair, nothing to
+    cache)."""
     loss: str = "softmax"
-    """``L_task``: a listwise loss of ``ltr.losses`` over cosine similarities / temperature."""
+    """``L_task``: a listwise loss of ``ltr.losses`` over the scores (a bi-encoder's cosine
+    similarities / temperature, a cross-encoder's head outputs)."""
     lm_weight: float = 0.5
     """λ: weight of the language-model loss on the collection's text (0 = task loss only)."""
     temperature: float = 0.05
-    """Scores are cosine similarities divided by this."""
+    """A bi-encoder's scores are cosine similarities divided by this (unused by ``cross``)."""
     crossfit_folds: int = 0
     """K >= 2: also fine-tune K encoders, each on the training queries less one K-th of them,
     saved inside the model directory (``crossfit/fold<k>``). ``ltr text-features`` then gives
@@ -105,6 +115,10 @@ class FinetuneConfig:
     """Checkpoints and the model directory (``<output_dir>/model``) go here."""
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
+            )
         if self.lm_weight < 0:
             raise ConfigError(f"lm_weight must be >= 0, got {self.lm_weight}")
         if self.temperature <= 0:

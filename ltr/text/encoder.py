@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ltr.lm.encode import pad_token_rows, pooled_vectors
@@ -22,6 +22,7 @@ from ltr.lm.tokenizer import TextTokenizer
 from ltr.metrics import ndcg
 from ltr.text.candidates import CandidateLists
 from ltr.text.collection import TextCollection
+from ltr.text.cross import cross_scores
 
 NDCG_K = 10
 
@@ -43,6 +44,8 @@ class TokenizedTexts:
     docs: list[np.ndarray]
     queries: dict[str, np.ndarray]
     pad_id: int
+    sep_id: int
+    """Between a query and a document read together (a cross-encoder's pair)."""
 
     @classmethod
     def build(
@@ -55,7 +58,12 @@ class TokenizedTexts:
     ) -> TokenizedTexts:
         docs = tokenize_texts(tokenizer, collection.doc_texts, max_doc_tokens)
         queries = tokenize_texts(tokenizer, collection.query_texts, max_query_tokens)
-        return cls(docs, dict(zip(collection.query_ids, queries, strict=True)), tokenizer.pad_id)
+        return cls(
+            docs,
+            dict(zip(collection.query_ids, queries, strict=True)),
+            tokenizer.pad_id,
+            tokenizer.sep_id,
+        )
 
     def stream(self, separator_id: int) -> np.ndarray:
         """Every document's tokens in one stream, ``separator_id`` between two documents."""
@@ -126,10 +134,28 @@ def similarities(
 
 
 def encoder_scores(
-    model: TransformerLM, texts: TokenizedTexts, lists: CandidateLists, *, batch_size: int = 64
+    model: TransformerLM,
+    texts: TokenizedTexts,
+    lists: CandidateLists,
+    *,
+    head: nn.Module | None = None,
+    batch_size: int = 64,
 ) -> np.ndarray:
-    """``[Q, K]`` cosine similarity of every query of ``lists`` with each of its candidates."""
+    """``[Q, K]`` score of every query of ``lists`` with each of its candidates: the cosine
+    similarity of their vectors, or with a cross-encoder's ``head`` the score of the pair read
+    together (:mod:`ltr.text.cross`)."""
     queries = [texts.queries[q] for q in lists.query_ids]
+    if head is not None:
+        return cross_scores(
+            model,
+            head,
+            queries,
+            texts.docs,
+            lists.doc_index,
+            sep_id=texts.sep_id,
+            pad_id=texts.pad_id,
+            batch_size=batch_size,
+        )
     return similarities(
         model, queries, texts.docs, lists.doc_index, texts.pad_id, batch_size=batch_size
     )

@@ -1,10 +1,11 @@
 """Text candidates to the reranker's feature files (``ltr text-features``).
 
 The features are :class:`ltr.text.featurizer.TextFeaturizer`'s (lexical columns and one
-similarity per text encoder, listed there). Rows are written as ``ltr`` Parquet (one file per
-query split: ``train``, ``valid``, ``test``), so ``ltr train`` / ``ltr evaluate`` / ``ltr serve``
-take them like any ranking data, and the featurizer is saved beside them (``featurizer/``) for
-reranking new queries' texts with the model trained on them (:mod:`ltr.text.rerank`).
+column per text encoder: a bi-encoder's similarity or a cross-encoder's score, listed there).
+Rows are written as ``ltr`` Parquet (one file per query split: ``train``, ``valid``, ``test``),
+so ``ltr train`` / ``ltr evaluate`` / ``ltr serve`` take them like any ranking data, and the
+featurizer is saved beside them (``featurizer/``) for reranking new queries' texts with the
+model trained on them (:mod:`ltr.text.rerank`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from ltr.text.candidates import CandidateLists, TextTask
 from ltr.text.collection import TextCollection
 from ltr.text.config import TextDataConfig
 from ltr.text.encoder import mean_ndcg
-from ltr.text.featurizer import LEXICAL_FEATURES, TextFeaturizer, encoder_similarities
+from ltr.text.featurizer import (
+    LEXICAL_FEATURES,
+    TextFeaturizer,
+    encoder_column,
+    encoder_similarities,
+)
 
 __all__ = ["LEXICAL_FEATURES", "FeatureFiles", "build_text_features", "parse_encoders"]
 
@@ -80,6 +86,8 @@ class FeatureFiles:
     """Per split and column: mean NDCG@10 of the candidate lists ranked by that column alone."""
     crossfit: dict[str, int] = field(default_factory=dict)
     """Encoder name -> number of cross-fitted encoders that gave its training rows."""
+    encoder_columns: dict[str, str] = field(default_factory=dict)
+    """Encoder name -> its column (``sim_<name>``, or ``cross_<name>`` for a cross-encoder)."""
     resumed_documents: int = 0
     """Documents whose vectors an interrupted earlier run had encoded and this one read back."""
 
@@ -90,7 +98,7 @@ class FeatureFiles:
         train, valid = self.column_ndcg.get("train", {}), self.column_ndcg.get("valid", {})
         out = []
         for name in self.feature_names:
-            if not (name.startswith("sim_") and name in train and name in valid):
+            if not (name.startswith(("sim_", "cross_")) and name in train and name in valid):
                 continue
             if train[name] - valid[name] > gap:
                 out.append(
@@ -241,11 +249,15 @@ def build_text_features(
     names = featurizer.feature_names
     out = FeatureFiles(out_dir, feature_names=names, resumed_documents=resumed)
     out.crossfit = {name: len(fit.encoders) for name, fit in folds.items()}
+    out.encoder_columns = {
+        name: encoder_column(name, lm.is_cross) for name, lm in featurizer.encoders.items()
+    }
     for part, lists in task.lists.items():
         features = featurizer.features(lists.query_texts, docs, lists.doc_index)
         if part == "train":
             for name, fit in folds.items():
-                fit.similarities(lists, docs, features[..., names.index(f"sim_{name}")])
+                column = names.index(out.encoder_columns[name])
+                fit.similarities(lists, docs, features[..., column])
         path = out.directory / f"{part}.parquet"
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names)
         out.files[part] = path

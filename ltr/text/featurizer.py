@@ -16,7 +16,10 @@ Each (query, candidate) row gets:
 ``tfidf_cosine``    cosine of the query's and the document's TF-IDF vectors (sublinear tf)
 ``query_coverage``  share of the query's distinct terms that occur in the document
 ``doc_log_length``  ``ln(1 + n)`` of the document's counted terms (stop words left out)
-``sim_<name>``      per text encoder: cosine of the query's and the document's vectors
+``sim_<name>``      per text encoder (a bi-encoder): cosine of the query's and the document's
+                    vectors
+``cross_<name>``    per cross-encoder (:mod:`ltr.text.cross`): its score of the query and the
+                    document read together as ``query [SEP] document``
 =================== =============================================================================
 
 Terms are scikit-learn ``CountVectorizer`` tokens (lowercased words of two or more characters,
@@ -32,7 +35,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +52,7 @@ from ltr.errors import ConfigError
 from ltr.lm.artifact import LoadedLM, load_lm, save_lm
 from ltr.text.bm25 import bm25_weights, lucene_idf
 from ltr.text.cache import DocumentCache, RecentDocuments, row_entries, text_key
+from ltr.text.cross import cross_scores
 from ltr.text.encoder import similarities, token_vectors, tokenize_texts
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
@@ -61,9 +65,16 @@ ENCODE_CHUNK = 4096
 """Documents per saved chunk when a collection's encoding can be resumed."""
 
 
-def feature_names(encoders: Sequence[str]) -> list[str]:
-    """The columns a featurizer with these encoder names writes, in order."""
-    return LEXICAL_FEATURES + [f"sim_{name}" for name in encoders]
+def encoder_column(name: str, cross: bool) -> str:
+    """The feature column of encoder ``name``: ``cross_<name>`` for a cross-encoder, else
+    ``sim_<name>``."""
+    return f"cross_{name}" if cross else f"sim_{name}"
+
+
+def feature_names(encoders: Sequence[str], cross: Collection[str] = ()) -> list[str]:
+    """The columns a featurizer with these encoder names (``cross``: those that are
+    cross-encoders) writes, in order."""
+    return LEXICAL_FEATURES + [encoder_column(name, name in cross) for name in encoders]
 
 
 @dataclass
@@ -254,14 +265,35 @@ def _cosines(queries: torch.Tensor, docs: torch.Tensor, position: np.ndarray) ->
     return torch.einsum("qd,qkd->qk", queries, docs[torch.from_numpy(position)]).numpy()
 
 
+def _pair_scores(
+    lm: LoadedLM, query_texts: Sequence[str], doc_texts: Sequence[str], position: np.ndarray
+) -> np.ndarray:
+    """``[Q, K]`` a cross-encoder's score of query ``q`` with ``doc_texts[position[q, k]]``."""
+    limit = lm.model.config.block_size
+    return cross_scores(
+        lm.model,
+        lm.head,
+        tokenize_texts(lm.tokenizer, query_texts, limit),
+        tokenize_texts(lm.tokenizer, doc_texts, limit),
+        position,
+        sep_id=lm.tokenizer.sep_id,
+        pad_id=lm.tokenizer.pad_id,
+    )
+
+
 def encoder_similarities(
     lm: LoadedLM, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
 ) -> np.ndarray:
-    """``[Q, K]`` the ``sim_`` column an encoder gives query ``q`` and document
-    ``doc_texts[doc_index[q, k]]``, computed as :meth:`TextFeaturizer.features` does (every
-    listed document encoded once; no cache)."""
+    """``[Q, K]`` the column an encoder gives query ``q`` and document
+    ``doc_texts[doc_index[q, k]]`` (``sim_``: a bi-encoder's cosine; ``cross_``: a
+    cross-encoder's score), computed as :meth:`TextFeaturizer.features` does (every listed
+    document encoded once; no cache)."""
     doc_index = np.asarray(doc_index, dtype=np.int64)
     used = np.unique(doc_index)  # only the listed documents are tokenised
+    if lm.is_cross:
+        return _pair_scores(
+            lm, query_texts, [doc_texts[i] for i in used], np.searchsorted(used, doc_index)
+        )
     limit = lm.model.config.block_size
     return similarities(
         lm.model,
@@ -391,7 +423,14 @@ class TextFeaturizer:
 
     @property
     def feature_names(self) -> list[str]:
-        return feature_names(list(self.encoders))
+        cross = {name for name, lm in self.encoders.items() if lm.is_cross}
+        return feature_names(list(self.encoders), cross)
+
+    @property
+    def bi_encoders(self) -> dict[str, LoadedLM]:
+        """The encoders that give a document a vector of its own (those the document cache
+        and the recent documents hold vectors of); the others are cross-encoders."""
+        return {name: lm for name, lm in self.encoders.items() if not lm.is_cross}
 
     def features(
         self, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
@@ -417,11 +456,15 @@ class TextFeaturizer:
         position = np.searchsorted(used, doc_index)  # (Q, K) rows of `used`
         columns = [self.lexical.score(query_texts, terms, position)]
         for name, lm in self.encoders.items():
-            columns.append(_cosines(_encode(lm, query_texts), vectors[name], position)[..., None])
+            if lm.is_cross:  # nothing to cache: every pair is read afresh
+                column = _pair_scores(lm, query_texts, [doc_texts[i] for i in used], position)
+            else:
+                column = _cosines(_encode(lm, query_texts), vectors[name], position)
+            columns.append(column[..., None])
         return np.concatenate(columns, axis=-1)
 
     def documents(self, texts: Sequence[str]) -> tuple[DocTerms, dict[str, torch.Tensor]]:
-        """``texts`` analysed, and each encoder's ``[N, d]`` vectors of them: from the
+        """``texts`` analysed, and each bi-encoder's ``[N, d]`` vectors of them: from the
         :attr:`cache` where a text is cached, else from the :attr:`recent` documents, the others
         computed now (and then kept among the recent ones)."""
         remembers = self.cache is not None or self.recent is not None
@@ -445,7 +488,7 @@ class TextFeaturizer:
         fresh = self.lexical.analyze(fresh_texts)
         parts = [(miss, fresh)]
         vectors, fresh_vectors = {}, {}
-        for name, lm in self.encoders.items():
+        for name, lm in self.bi_encoders.items():
             out = torch.empty((len(texts), lm.model.config.d_model))
             if len(miss):
                 fresh_vectors[name] = _encode(lm, fresh_texts)
@@ -518,7 +561,7 @@ class TextFeaturizer:
         keep = np.array([i for i, u in enumerate(terms.unknown) if not u], dtype=np.int64)
         texts = [unique[i] for i in keep]
         vectors, resumed = {}, 0
-        for name, lm in self.encoders.items():
+        for name, lm in self.bi_encoders.items():
             label = f"encoding documents ({name})" if progress else None
             if partial_dir is None:
                 vectors[name] = _encode(lm, texts, progress=label).numpy()
@@ -536,7 +579,7 @@ class TextFeaturizer:
 
         target = resolve_device(device)
         for lm in self.encoders.values():
-            lm.model.to(target)
+            lm.to(target)
         return self
 
     def list_features(
@@ -571,7 +614,7 @@ class TextFeaturizer:
         for name, lm in self.encoders.items():
             # the cross-fitted fold encoders made training rows; they stay with the source
             training = {k: v for k, v in lm.training.items() if k != "crossfit"}
-            save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, training)
+            save_lm(lm.model, lm.tokenizer, tmp / "encoders" / name, training, head=lm.head)
         if self.cache is not None:
             self.cache.save(tmp / DOCUMENT_CACHE)
         manifest = {
@@ -610,7 +653,9 @@ class TextFeaturizer:
         encoders = {name: load_lm(directory / "encoders" / name) for name in names}
         cache = None
         if data.get("document_cache"):
-            dims = {name: lm.model.config.d_model for name, lm in encoders.items()}
+            dims = {
+                name: lm.model.config.d_model for name, lm in encoders.items() if not lm.is_cross
+            }
             cache = DocumentCache.load(directory / data["document_cache"], len(lexical.terms), dims)
         sources = dict(data.get("encoder_sources", {}))
         featurizer = cls(lexical, encoders, sources, cache)

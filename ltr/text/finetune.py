@@ -10,6 +10,10 @@ divided by a temperature. Training minimises ``L = L_task + λ·L_pretrain``:
   collection's documents, which keeps the encoder a language model of this text while the task
   loss, from a few hundred judged queries, pulls it towards relevance.
 
+With ``architecture: cross`` the model is a cross-encoder instead (:mod:`ltr.text.cross`): it
+reads each (query, document) pair as one sequence and a linear head, trained with it, scores
+the pair; the head is saved with the model.
+
 Validation after every epoch ranks each validation query's BM25 candidates by the encoder alone
 (NDCG@10); the best epoch's weights are saved as a language-model directory (the format of
 ``ltr pretrain``), logged to MLflow and registered, so that ``ltr text-features --encoder`` and
@@ -37,7 +41,7 @@ from torchmetrics import MeanMetric
 from ltr.artifact import replace_folder
 from ltr.config import to_dict
 from ltr.errors import ConfigError
-from ltr.lm.artifact import LM_MANIFEST, load_lm, save_lm
+from ltr.lm.artifact import LM_MANIFEST, LoadedLM, load_lm, save_lm
 from ltr.lm.data import CausalWindows, MaskedWindows, derive_seed
 from ltr.lm.masking import MaskedCollator
 from ltr.lm.model import TransformerLM, token_cross_entropy
@@ -46,6 +50,7 @@ from ltr.losses import build_loss
 from ltr.metrics import ndcg
 from ltr.text.candidates import CandidateLists, TextTask
 from ltr.text.config import FinetuneConfig, TextDataConfig, check_finetune_config
+from ltr.text.cross import new_head, pair_row, pair_scores
 from ltr.text.encoder import NDCG_K, TokenizedTexts, encode, encoder_scores, mean_ndcg
 from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
 from ltr.train.run import (
@@ -105,17 +110,33 @@ class TrainingLists(Dataset):
 
 @dataclass
 class ListBatchCollator:
-    """Pads a batch of ``(query row, documents, labels)`` items into encoder inputs."""
+    """Pads a batch of ``(query row, documents, labels)`` items into encoder inputs: queries and
+    documents apart (a bi-encoder), or with ``cross`` each (query, document) pair as one row
+    ``query [SEP] document`` of at most ``block_size`` tokens (a cross-encoder)."""
 
     texts: TokenizedTexts
     lists: CandidateLists
+    cross: bool = False
+    block_size: int = 0
 
     def __call__(self, batch: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, Tensor]:
         queries = [self.texts.queries[self.lists.query_ids[row]] for row, _, _ in batch]
+        labels = torch.from_numpy(np.stack([labels for _, _, labels in batch])).float()
+        if self.cross:
+            pairs = [
+                pair_row(query, self.texts.docs[i], self.texts.sep_id, self.block_size)
+                for query, (_, index, _) in zip(queries, batch, strict=True)
+                for i in index
+            ]
+            pair_ids, pair_mask = self.texts.pad(pairs)
+            return {
+                "pairs": pair_ids,  # (B * L, T)
+                "pair_mask": pair_mask,  # (B * L, T)
+                "labels": labels,  # (B, L)
+            }
         docs = [self.texts.docs[i] for _, index, _ in batch for i in index]
         query_ids, query_mask = self.texts.pad(queries)
         doc_ids, doc_mask = self.texts.pad(docs)
-        labels = torch.from_numpy(np.stack([labels for _, _, labels in batch])).float()
         return {
             "query": query_ids,  # (B, Tq)
             "query_mask": query_mask,  # (B, Tq)
@@ -154,13 +175,14 @@ class FinetuneDataModule(L.LightningDataModule):
         block_size: int,
         with_lm: bool,
         seed: int,
+        cross: bool = False,
     ):
         super().__init__()
         self.config = config
         self.train_set = TrainingLists(train, config.list_size, seed=seed)
-        self.train_collate = ListBatchCollator(texts, train)
+        self.train_collate = ListBatchCollator(texts, train, cross, block_size)
         self.valid_set = ValidationLists(valid)
-        self.valid_collate = ListBatchCollator(texts, valid)
+        self.valid_collate = ListBatchCollator(texts, valid, cross, block_size)
         self.lm_set: CausalWindows | MaskedWindows | None = None
         self.lm_collate = None
         if with_lm:
@@ -202,8 +224,17 @@ class FinetuneDataModule(L.LightningDataModule):
 
 
 # ------------------------------------------------------------------------------- model
-def list_scores(model: TransformerLM, batch: dict[str, Tensor], temperature: float) -> Tensor:
-    """``[B, L]`` cosine similarity of each query with its listed documents / temperature."""
+def list_scores(
+    model: TransformerLM,
+    batch: dict[str, Tensor],
+    temperature: float,
+    head: torch.nn.Module | None = None,
+) -> Tensor:
+    """``[B, L]`` cosine similarity of each query with its listed documents / temperature, or
+    with a cross-encoder's ``head`` the score of each (query, document) pair read together."""
+    if head is not None:
+        b, length = batch["labels"].shape
+        return pair_scores(model, head, batch["pairs"], batch["pair_mask"]).view(b, length)
     queries = encode(model, batch["query"], batch["query_mask"])  # (B, d)
     docs = encode(model, batch["docs"], batch["doc_mask"])  # (B * L, d)
     b, length = batch["labels"].shape
@@ -214,12 +245,20 @@ def list_scores(model: TransformerLM, batch: dict[str, Tensor], temperature: flo
 class FinetuneModule(L.LightningModule):
     """``L = L_task + lm_weight · L_pretrain``; validation NDCG@10 of the encoder alone.
 
+    ``head``: a cross-encoder's score head, trained with the model (None: a bi-encoder).
     Logged per epoch: ``train/loss``, ``train/task_loss``, ``train/lm_loss`` (when used),
     ``train/lr`` and ``val/ndcg@10``."""
 
-    def __init__(self, model: TransformerLM, config: FinetuneConfig, total_steps: int | None):
+    def __init__(
+        self,
+        model: TransformerLM,
+        config: FinetuneConfig,
+        total_steps: int | None,
+        head: torch.nn.Linear | None = None,
+    ):
         super().__init__()
         self.model = model
+        self.head = head
         self.config = config
         self.loss_fn = build_loss(config.loss)
         self.total_steps = total_steps
@@ -231,7 +270,7 @@ class FinetuneModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         task_batch = batch["task"]
-        scores = list_scores(self.model, task_batch, self.config.temperature)  # (B, L)
+        scores = list_scores(self.model, task_batch, self.config.temperature, self.head)  # (B, L)
         labels = task_batch["labels"]
         mask = torch.ones_like(labels, dtype=torch.bool)
         task = self.loss_fn(scores, labels, mask=mask)
@@ -247,7 +286,7 @@ class FinetuneModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        scores = list_scores(self.model, batch, 1.0)
+        scores = list_scores(self.model, batch, 1.0, self.head)
         labels = batch["labels"]
         mask = torch.ones_like(labels, dtype=torch.bool)
         values = ndcg(scores, labels, mask=mask, k=NDCG_K, reduction="none")
@@ -273,7 +312,7 @@ class FinetuneModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_schedule(
-            self.model, self.config.optim, stepping_batches(self, self.total_steps)
+            self, self.config.optim, stepping_batches(self, self.total_steps)
         )
 
 
@@ -351,12 +390,14 @@ def _fit(
     train: CandidateLists,
     valid: CandidateLists,
     *,
+    head: torch.nn.Linear | None,
     resume: bool,
     verbose: bool,
 ) -> _Fit:
-    """Fine-tune ``model`` in place on ``train`` (early stopping on ``valid``) into
-    ``config.output_dir``, resuming from its resume checkpoint when ``resume``; on return the
-    best epoch's weights are loaded (rank zero) and the MLflow run is still open."""
+    """Fine-tune ``model`` (and a cross-encoder's ``head``) in place on ``train`` (early
+    stopping on ``valid``) into ``config.output_dir``, resuming from its resume checkpoint when
+    ``resume``; on return the best epoch's weights are loaded (rank zero) and the MLflow run is
+    still open."""
     output = Path(config.output_dir)
     ckpt_path, run_id = resume_point(output / RESUME_DIR, resume)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
@@ -370,9 +411,10 @@ def _fit(
         block_size=model.config.block_size,
         with_lm=config.lm_weight > 0,
         seed=config.trainer.seed,
+        cross=head is not None,
     )
     steps = math.ceil(len(datamodule.train_set) / config.data.batch_size)
-    module = FinetuneModule(model, config, total_steps=steps * config.trainer.max_epochs)
+    module = FinetuneModule(model, config, steps * config.trainer.max_epochs, head)
     run = run_callbacks(
         output,
         config.tracking,
@@ -403,6 +445,7 @@ def _crossfit(
     pretrained: TransformerLM,
     tokenizer: TextTokenizer,
     *,
+    head: torch.nn.Linear | None,
     resume: bool,
     verbose: bool,
 ) -> list[FoldResult]:
@@ -437,6 +480,7 @@ def _crossfit(
             tracking=replace(config.tracking, enabled=False),
         )
         model = copy.deepcopy(pretrained).train()
+        fold_head = None if head is None else copy.deepcopy(head).train()
         fit = _fit(
             fold_config,
             model,
@@ -444,19 +488,22 @@ def _crossfit(
             texts,
             train.take(keep),
             valid,
+            head=fold_head,
             resume=resume and _has_resume_point(output),
             verbose=verbose,
         )
         if not fit.trainer.is_global_zero:
             continue
         model.cpu().eval()
+        if fold_head is not None:
+            fold_head.cpu().eval()
         held = train.take([i for i, q in enumerate(train.query_ids) if q in out_set])
         metrics = {
             f"valid/finetuned_ndcg@{NDCG_K}": mean_ndcg(
-                encoder_scores(model, texts, valid), valid.labels
+                encoder_scores(model, texts, valid, head=fold_head), valid.labels
             ),
             f"held_out/finetuned_ndcg@{NDCG_K}": mean_ndcg(
-                encoder_scores(model, texts, held), held.labels
+                encoder_scores(model, texts, held, head=fold_head), held.labels
             ),
         }
         result = FoldResult(k, held_out, fit.best_epoch, fit.trainer.current_epoch, metrics)
@@ -472,6 +519,7 @@ def _crossfit(
                 "epochs": result.epochs,
                 "metrics": metrics,
             },
+            head=fold_head,
         )
         fit.tracking.close()
         finish_resumable(output / RESUME_DIR)
@@ -500,6 +548,7 @@ def finetune(
             shutil.rmtree(output / CROSSFIT_DIR, ignore_errors=True)
     loaded = load_lm(config.encoder)
     model, tokenizer = loaded.model.train(), loaded.tokenizer  # load_lm gives it in eval mode
+    head = _starting_head(config, loaded)
     block = model.config.block_size
     task = TextTask.load(config.data)
     if "train" not in task.lists or "valid" not in task.lists:
@@ -510,16 +559,18 @@ def finetune(
         max_doc_tokens=min(config.data.max_doc_tokens or block, block),
         max_query_tokens=min(config.data.max_query_tokens, block),
     )
-    pretrained = {
+    pretrained = {  # a new cross-encoder's head is random: its pretrained score means nothing
         f"{part}/pretrained_ndcg@{NDCG_K}": mean_ndcg(
-            encoder_scores(model, texts, lists), lists.labels
+            encoder_scores(model, texts, lists, head=loaded.head), lists.labels
         )
         for part, lists in task.lists.items()
-        if part != "train"
+        if part != "train" and (head is None or loaded.head is not None)
     }
     folds: list[FoldResult] = []
     if config.crossfit_folds:
-        folds = _crossfit(config, task, texts, model, tokenizer, resume=resume, verbose=verbose)
+        folds = _crossfit(
+            config, task, texts, model, tokenizer, head=head, resume=resume, verbose=verbose
+        )
     if folds and verbose:
         print(f"fine-tuning on all {len(task.lists['train'])} training queries", flush=True)
     main_resume = resume and (not config.crossfit_folds or _has_resume_point(output))
@@ -530,6 +581,7 @@ def finetune(
         texts,
         task.lists["train"],
         task.lists["valid"],
+        head=head,
         resume=main_resume,
         verbose=verbose,
     )
@@ -539,13 +591,15 @@ def finetune(
             return FinetuneResult(output / "model", None, fit.trainer.current_epoch, 0.0)
         best_epoch = fit.best_epoch
         model.cpu().eval()
+        if head is not None:
+            head.cpu().eval()
         metrics = dict(pretrained)
         for part, lists in task.lists.items():
             if part == "train":
                 continue
             metrics[f"{part}/bm25_ndcg@{NDCG_K}"] = mean_ndcg(lists.bm25, lists.labels)
             metrics[f"{part}/finetuned_ndcg@{NDCG_K}"] = mean_ndcg(
-                encoder_scores(model, texts, lists), lists.labels
+                encoder_scores(model, texts, lists, head=head), lists.labels
             )
             metrics[f"{part}/recall"] = lists.recall()
         result = FinetuneResult(
@@ -559,6 +613,7 @@ def finetune(
         )
         training = {
             "finetuned_from": str(config.encoder),
+            "architecture": config.architecture,
             "collection": str(config.data.collection),
             "split": {"fractions": config.data.query_fractions, "seed": config.data.split_seed},
             "loss": config.loss,
@@ -570,7 +625,7 @@ def finetune(
             training["crossfit"] = _install_folds(output, result.artifact_dir, folds)
         if tracking.tracker is not None:
             training["run_id"] = tracking.tracker.run_id
-        save_lm(model, tokenizer, result.artifact_dir, training)
+        save_lm(model, tokenizer, result.artifact_dir, training, head=head)
         if tracking.tracker is not None:
             _log_final(tracking.tracker, result, config, model.config.d_model)
         tracking.close()
@@ -580,6 +635,25 @@ def finetune(
     except BaseException:
         tracking.close(failed=True)
         raise
+
+
+def _starting_head(config: FinetuneConfig, loaded: LoadedLM) -> torch.nn.Linear | None:
+    """The score head a cross-encoder run starts from: the encoder's own when it is one
+    already, else a new one (seeded by ``trainer.seed``); None for a bi-encoder run.
+
+    Raises:
+        ConfigError: a bi-encoder run was given a cross-encoder.
+    """
+    if config.architecture == "bi":
+        if loaded.head is not None:
+            raise ConfigError(
+                f"{config.encoder} is a cross-encoder (it scores a query and a document read "
+                "together); set architecture: cross to fine-tune it further"
+            )
+        return None
+    if loaded.head is not None:
+        return loaded.head.train()
+    return new_head(loaded.model.config.d_model, config.trainer.seed).train()
 
 
 def _install_folds(output: Path, artifact_dir: Path, folds: list[FoldResult]) -> dict[str, Any]:
@@ -616,6 +690,7 @@ def _log_final(tracker, result: FinetuneResult, config: FinetuneConfig, d_model:
             d_model=d_model,
             registered_name=config.tracking.registered_model,
             alias=config.tracking.alias,
+            cross=config.architecture == "cross",
         )
         result.registered_version = logged.registered_version
         result.alias_uri = logged.alias_uri

@@ -146,7 +146,10 @@ def test_empty_document_is_encoded_as_the_sep_token(loaded):
 
 def test_stream_puts_the_separator_between_documents_only():
     texts = TokenizedTexts(
-        docs=[np.array([7, 8]), np.array([9]), np.array([10, 11, 12])], queries={}, pad_id=0
+        docs=[np.array([7, 8]), np.array([9]), np.array([10, 11, 12])],
+        queries={},
+        pad_id=0,
+        sep_id=5,
     )
     assert texts.stream(5).tolist() == [7, 8, 5, 9, 5, 10, 11, 12]
     ids, mask = texts.pad(texts.docs)
