@@ -156,6 +156,33 @@ def finished_lm(folder: Path, crossfit_folds: int = 0) -> SimpleNamespace | None
     )
 
 
+def pretrained_lm(
+    work: Path, docs: Path, epochs: int, overrides: dict[str, Any]
+) -> tuple[SimpleNamespace, float | None]:
+    """The masked LM of ``PRETRAIN_CONFIG`` pretrained on ``docs`` into ``work/pretrain``, or
+    read back from there when an earlier run finished it: ``(result, seconds)``, seconds None
+    when it was read back."""
+    from ltr.lm.config import load_pretrain_config
+    from ltr.lm.pretrain import pretrain
+
+    pre = finished_lm(work / "pretrain")
+    if pre is not None:
+        return pre, None
+    started = time.perf_counter()
+    config = load_pretrain_config(
+        PRETRAIN_CONFIG,
+        {
+            "data.files": [str(docs.resolve())],
+            "trainer.max_epochs": epochs,
+            "trainer.progress_bar": False,
+            "tracking.enabled": False,
+            **overrides,
+            "output_dir": str(work / "pretrain"),
+        },
+    )
+    return pretrain(config, verbose=False), time.perf_counter() - started
+
+
 def finished_features(folder: Path, crossfit: bool) -> SimpleNamespace | None:
     """The feature files an earlier run wrote to ``folder`` (None when it did not finish, or
     cross-fitted where ``crossfit`` says not to or the other way round)."""
@@ -215,8 +242,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from ltr.artifact import MANIFEST
     from ltr.data.dataset import load_dataset
-    from ltr.lm.config import load_pretrain_config
-    from ltr.lm.pretrain import pretrain
     from ltr.text.collection import load_collection
     from ltr.text.config import load_finetune_config
     from ltr.text.features import build_text_features
@@ -236,28 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     seconds: dict[str, float] = {}
     reused: list[str] = []  # stages read back from an earlier run (--resume)
 
-    started = time.perf_counter()
-    pre = finished_lm(work / "pretrain")
-    if pre is not None:
+    positional = {"model.positional": args.positional} if args.positional else {}
+    pre, took = pretrained_lm(work, docs, args.pretrain_epochs, {**on_device, **positional})
+    if took is None:
         reused.append("pretraining")
     else:
-        pre = pretrain(
-            load_pretrain_config(
-                PRETRAIN_CONFIG,
-                {
-                    "data.files": [str(docs.resolve())],
-                    "trainer.max_epochs": args.pretrain_epochs,
-                    "trainer.progress_bar": False,
-                    "tracking.enabled": False,
-                    **on_device,
-                    "output_dir": str(work / "pretrain"),
-                    **({"model.positional": args.positional} if args.positional else {}),
-                },
-            ),
-            verbose=False,
-        )
-    if "pretraining" not in reused:
-        seconds["pretrain"] = time.perf_counter() - started
+        seconds["pretrain"] = took
         print(f"pretraining took {seconds['pretrain'] / 60:.1f} min", flush=True)
     encoders = {"pre": str(pre.artifact_dir)}
     finetuned = {}

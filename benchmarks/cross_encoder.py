@@ -1,0 +1,201 @@
+"""Cross-encoder against bi-encoder on a text collection: one pretrained LM fine-tuned both ways.
+
+One query split (``configs/text/cranfield.yaml``: 60/20/20 of the judged queries, seed 0),
+every number NDCG@10 over each query's BM25 top-100 (the reranking convention):
+
+1. ``ltr pretrain`` a masked LM on the documents (``configs/text/bert_cranfield.yaml``);
+2. ``ltr finetune`` it with ``configs/text/cranfield.yaml`` twice, everything equal but
+   ``architecture``: ``bi`` (query and document encoded apart, cosine of their vectors) and
+   ``cross`` (``query [SEP] document`` read as one sequence, a linear head on the pooled states);
+3. each encoder alone ranks the validation and test queries' candidates;
+4. the cost of a reranking call: the featurizer of ``ltr text-features`` (what ``ltr
+   rerank-text`` and the server's ``RerankText`` run) turns the test queries' candidate lists
+   into feature rows with the lexical columns alone, with the bi-encoder's column (the
+   collection's documents encoded ahead, as ``ltr text-features`` caches them) and with the
+   cross-encoder's (nothing to cache: every pair is read afresh). Timed side by side in one
+   process, in turns, the median of ``--repeats``.
+
+    python -m benchmarks.cross_encoder          # writes its section of docs/BENCHMARKS.md
+    python -m benchmarks.cross_encoder --pretrain-epochs 1 --finetune-epochs 1 --no-write
+
+Cranfield is read from ``../shared/data/cranfield`` (``--collection``); it is not bundled.
+``--collection ../shared/data/scifact --split train`` runs SciFact (its own section).
+With ``--workdir DIR --resume`` a run that stopped goes on: the pretrained and fine-tuned
+encoders found in ``DIR`` are read back instead of trained again (the section says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._report import markdown_table, write_section
+from benchmarks.text_rerank import DEFAULT_COLLECTION, TEXT_CONFIG, finished_lm, pretrained_lm
+
+ARCHITECTURES = ("bi", "cross")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collection", type=Path, default=DEFAULT_COLLECTION)
+    parser.add_argument(
+        "--split", help="the collection's own query split to use (SciFact: train); default none"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="timed turns per featurizer")
+    parser.add_argument("--workdir", type=Path, help="keep the models here")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --workdir: read back every model an earlier run finished there",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    from ltr.text.candidates import TextTask
+    from ltr.text.config import load_finetune_config
+    from ltr.text.finetune import finetune
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ltr-cross-encoder-"))
+    if args.resume and not args.workdir:
+        parser.error("--resume needs the --workdir of the run to go on with")
+    if work.exists() and any(work.iterdir()) and not args.resume:
+        parser.error(f"--workdir {work} is not empty: give a new folder, or --resume")
+    work.mkdir(parents=True, exist_ok=True)
+    collection = str(args.collection.resolve())
+    docs = next(args.collection.glob("docs.jsonl*"))
+    cpu = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.progress_bar": False}
+    seconds: dict[str, float] = {}
+    reused: list[str] = []
+
+    pre, took = pretrained_lm(work, docs, args.pretrain_epochs, cpu)
+    if took is None:
+        reused.append("pretraining")
+    else:
+        seconds["pretraining"] = took
+    tuned = {}
+    for arch in ARCHITECTURES:
+        folder = work / f"finetune-{arch}"
+        tuned[arch] = finished_lm(folder)
+        if tuned[arch] is not None:
+            reused.append(f"fine-tuning {arch}")
+            continue
+        started = time.perf_counter()
+        config = load_finetune_config(
+            TEXT_CONFIG,
+            {
+                "encoder": str(pre.artifact_dir),
+                "architecture": arch,
+                "data.collection": collection,
+                "data.split": args.split,
+                "trainer.max_epochs": args.finetune_epochs,
+                "tracking.enabled": False,
+                **cpu,
+                "output_dir": str(folder),
+            },
+        )
+        tuned[arch] = finetune(config, verbose=False)
+        seconds[f"fine-tuning {arch}"] = time.perf_counter() - started
+        print(f"fine-tuning {arch} took {seconds[f'fine-tuning {arch}'] / 60:.1f} min", flush=True)
+
+    config = load_finetune_config(
+        TEXT_CONFIG, {"data.collection": collection, "data.split": args.split}
+    )
+    task = TextTask.load(config.data)
+    paths = {arch: tuned[arch].artifact_dir for arch in ARCHITECTURES}
+    timing = time_featurizers(task, paths, args.repeats)
+
+    m = {arch: tuned[arch].metrics for arch in ARCHITECTURES}
+    rows = [
+        ["BM25 (first stage)", "—", f"{m['bi']['valid/bm25_ndcg@10']:.4f}",
+         f"{m['bi']['test/bm25_ndcg@10']:.4f}"],
+        ["bi-encoder, pretrained (cosine of mean-pooled vectors)", "—",
+         f"{m['bi']['valid/pretrained_ndcg@10']:.4f}", f"{m['bi']['test/pretrained_ndcg@10']:.4f}"],
+    ]  # fmt: skip
+    for arch in ARCHITECTURES:
+        rows.append(
+            [
+                f"{'bi' if arch == 'bi' else 'cross'}-encoder, fine-tuned",
+                tuned[arch].best_epoch,
+                f"{m[arch]['valid/finetuned_ndcg@10']:.4f}",
+                f"{m[arch]['test/finetuned_ndcg@10']:.4f}",
+            ]
+        )
+    lists = len(task.lists["test"])
+    candidates = task.lists["test"].doc_index.shape[1]
+    base = timing["lexical columns alone"]
+    cost_rows = [
+        [label, f"{value:.2f}", f"{1000 * value / lists:.1f}", f"{value / base:.1f}×"]
+        for label, value in timing.items()
+    ]
+    name = args.collection.resolve().name
+    title = name.capitalize() if name != "scifact" else "SciFact"
+    split = f", its `{args.split}` queries" if args.split else ""
+    body = (
+        f"{title}{split} ({len(task.lists['train'])} training, "
+        f"{len(task.lists['valid'])} validation, {lists} test queries; BM25 top-"
+        f"{candidates} candidates). NDCG@10 over the candidate lists, exp2 gain, lists with no "
+        "relevant candidate count 1. Both encoders start from the same masked LM "
+        f"(`configs/text/bert_cranfield.yaml`, {pre.num_parameters:,} parameters, "
+        f"{args.pretrain_epochs} epochs) and are fine-tuned with `configs/text/cranfield.yaml` "
+        f"(λ = 0.5, {args.finetune_epochs} epochs at most, early stopping on validation "
+        "NDCG@10), `architecture: bi` or `architecture: cross`; nothing else differs.\n\n"
+        + markdown_table(["encoder alone", "best epoch", "valid NDCG@10", "test NDCG@10"], rows)
+        + f"\n\nFeature rows for the {lists} test queries' candidate lists ({lists * candidates:,} "
+        f"(query, document) pairs) from their texts, by the featurizer `ltr rerank-text` and "
+        f"`RerankText` run, median of {args.repeats} turns taken side by side:\n\n"
+        + markdown_table(["featurizer", "seconds", "ms per list", "× lexical alone"], cost_rows)
+        + "\n\nThe bi-encoder's documents were encoded ahead (the document cache `ltr "
+        "text-features` saves with the featurizer), so a call encodes its query only; the "
+        "cross-encoder reads every (query, document) pair, and nothing can be cached.\n\n"
+        + "Time on this machine: "
+        + (", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()) or "none timed")
+        + (
+            f" (read back from an earlier run in the same --workdir: {', '.join(reused)})"
+            if reused
+            else ""
+        )
+        + "."
+    )
+    print(body)
+    if not args.no_write:
+        command = "python -m benchmarks.cross_encoder " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        section = "cross_encoder" if name == "cranfield" else f"cross_encoder_{name}"
+        heading = f"Cross-encoder against bi-encoder on {title}"
+        write_section(section, heading, command.strip(), body)
+
+
+def time_featurizers(task, encoders: dict[str, Path], repeats: int) -> dict[str, float]:
+    """Median seconds for each featurizer to turn the test lists into rows, timed in turns."""
+    from ltr.text.featurizer import TextFeaturizer
+
+    docs = task.collection.doc_texts
+    lexical = TextFeaturizer.fit(docs)
+    bi = TextFeaturizer.fit(docs, {"bi": str(encoders["bi"])})
+    cross = TextFeaturizer.fit(docs, {"cross": str(encoders["cross"])})
+    for featurizer in (lexical, bi, cross):
+        featurizer.cache_documents(docs)
+    featurizers = {
+        "lexical columns alone": lexical,
+        "lexical + bi-encoder (documents cached)": bi,
+        "lexical + cross-encoder": cross,
+    }
+    test = task.lists["test"]
+    times: dict[str, list[float]] = {label: [] for label in featurizers}
+    for _ in range(repeats):
+        for label, featurizer in featurizers.items():
+            started = time.perf_counter()
+            featurizer.features(test.query_texts, docs, test.doc_index)
+            times[label].append(time.perf_counter() - started)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+if __name__ == "__main__":
+    main()
