@@ -195,7 +195,7 @@ class CrossFit:
         from ltr.predictor import resolve_device
 
         for lm in self.encoders:
-            lm.model.to(resolve_device(device))
+            lm.to(resolve_device(device))
         return self
 
 
