@@ -27,6 +27,7 @@ encoders found in ``DIR`` are read back instead of trained again (the section sa
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from ltr.text.candidates import TextTask
     from ltr.text.config import load_finetune_config
+    from ltr.text.encoder import mean_ndcg
     from ltr.text.finetune import finetune
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ltr-cross-encoder-"))
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     collection = str(args.collection.resolve())
     docs = next(args.collection.glob("docs.jsonl*"))
     cpu = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.progress_bar": False}
-    seconds: dict[str, float] = {}
+    times_file = work / "seconds.json"  # stage times, kept for a resumed run's report
+    seconds: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
     reused: list[str] = []
 
     pre, took = pretrained_lm(work, docs, args.pretrain_epochs, cpu)
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         reused.append("pretraining")
     else:
         seconds["pretraining"] = took
+        times_file.write_text(json.dumps(seconds))
     tuned = {}
     for arch in ARCHITECTURES:
         folder = work / f"finetune-{arch}"
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         tuned[arch] = finetune(config, verbose=False)
         seconds[f"fine-tuning {arch}"] = time.perf_counter() - started
+        times_file.write_text(json.dumps(seconds))
         print(f"fine-tuning {arch} took {seconds[f'fine-tuning {arch}'] / 60:.1f} min", flush=True)
 
     config = load_finetune_config(
@@ -109,19 +114,25 @@ def main(argv: list[str] | None = None) -> None:
     task = TextTask.load(config.data)
     paths = {arch: tuned[arch].artifact_dir for arch in ARCHITECTURES}
     timing = time_featurizers(task, paths, args.repeats)
+    train_ndcg = {arch: training_ndcg(task, paths[arch], config.data) for arch in ARCHITECTURES}
+    shuffled = {part: random_order_ndcg(task.lists[part]) for part in ("train", "valid", "test")}
 
     m = {arch: tuned[arch].metrics for arch in ARCHITECTURES}
+    train_bm25 = mean_ndcg(task.lists["train"].bm25, task.lists["train"].labels)
     rows = [
-        ["BM25 (first stage)", "—", f"{m['bi']['valid/bm25_ndcg@10']:.4f}",
+        ["random order (mean ± sd of 200 shuffles)", "—",
+         *(f"{mean:.4f} ± {sd:.4f}" for mean, sd in shuffled.values())],
+        ["BM25 (first stage)", "—", f"{train_bm25:.4f}", f"{m['bi']['valid/bm25_ndcg@10']:.4f}",
          f"{m['bi']['test/bm25_ndcg@10']:.4f}"],
-        ["bi-encoder, pretrained (cosine of mean-pooled vectors)", "—",
+        ["bi-encoder, pretrained (cosine of mean-pooled vectors)", "—", "—",
          f"{m['bi']['valid/pretrained_ndcg@10']:.4f}", f"{m['bi']['test/pretrained_ndcg@10']:.4f}"],
     ]  # fmt: skip
     for arch in ARCHITECTURES:
         rows.append(
             [
-                f"{'bi' if arch == 'bi' else 'cross'}-encoder, fine-tuned",
+                f"{arch}-encoder, fine-tuned",
                 tuned[arch].best_epoch,
+                f"{train_ndcg[arch]:.4f}",
                 f"{m[arch]['valid/finetuned_ndcg@10']:.4f}",
                 f"{m[arch]['test/finetuned_ndcg@10']:.4f}",
             ]
@@ -145,7 +156,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.pretrain_epochs} epochs) and are fine-tuned with `configs/text/cranfield.yaml` "
         f"(λ = 0.5, {args.finetune_epochs} epochs at most, early stopping on validation "
         "NDCG@10), `architecture: bi` or `architecture: cross`; nothing else differs.\n\n"
-        + markdown_table(["encoder alone", "best epoch", "valid NDCG@10", "test NDCG@10"], rows)
+        + markdown_table(
+            ["ranker alone", "best epoch", "train NDCG@10", "valid NDCG@10", "test NDCG@10"], rows
+        )
+        + "\n\n*train*: the fine-tuning queries' own lists, all their candidates (what the "
+        "encoder was trained on; the lists it trained on were 16 of them at a time)."
         + f"\n\nFeature rows for the {lists} test queries' candidate lists ({lists * candidates:,} "
         f"(query, document) pairs) from their texts, by the featurizer `ltr rerank-text` and "
         f"`RerankText` run, median of {args.repeats} turns taken side by side:\n\n"
@@ -156,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         + "Time on this machine: "
         + (", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()) or "none timed")
         + (
-            f" (read back from an earlier run in the same --workdir: {', '.join(reused)})"
+            f" (read back from an earlier run in the same --workdir, with the times it "
+            f"recorded: {', '.join(reused)})"
             if reused
             else ""
         )
@@ -170,6 +186,35 @@ def main(argv: list[str] | None = None) -> None:
         section = "cross_encoder" if name == "cranfield" else f"cross_encoder_{name}"
         heading = f"Cross-encoder against bi-encoder on {title}"
         write_section(section, heading, command.strip(), body)
+
+
+def training_ndcg(task, model_dir: Path, data) -> float:
+    """NDCG@10 of the encoder alone on the training queries' lists (all their candidates),
+    their texts cut as ``ltr finetune`` cuts them with the data section ``data``."""
+    from ltr.lm.artifact import load_lm
+    from ltr.text.encoder import TokenizedTexts, encoder_scores, mean_ndcg
+
+    loaded = load_lm(model_dir)
+    block = loaded.model.config.block_size
+    texts = TokenizedTexts.build(
+        loaded.tokenizer,
+        task.collection,
+        max_doc_tokens=min(data.max_doc_tokens or block, block),
+        max_query_tokens=min(data.max_query_tokens, block),
+    )
+    lists = task.lists["train"]
+    return mean_ndcg(encoder_scores(loaded.model, texts, lists, head=loaded.head), lists.labels)
+
+
+def random_order_ndcg(lists, draws: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Mean and sd over ``draws`` shuffles of NDCG@10 of the lists in a random order."""
+    import numpy as np
+
+    from ltr.text.encoder import mean_ndcg
+
+    rng = np.random.default_rng(seed)
+    values = [mean_ndcg(rng.random(lists.labels.shape), lists.labels) for _ in range(draws)]
+    return float(np.mean(values)), float(np.std(values))
 
 
 def time_featurizers(task, encoders: dict[str, Path], repeats: int) -> dict[str, float]:
