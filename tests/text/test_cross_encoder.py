@@ -417,3 +417,28 @@ def test_cli_finetune_a_cross_encoder_then_text_features(tmp_path, synthetic, en
     assert "cross_ce" in out and "NDCG@10 of cross_ce alone" in out
     _, names = read_parquet(tmp_path / "f" / "test.parquet")
     assert names[-1] == "cross_ce"
+
+
+@pytest.mark.slow
+def test_a_cross_encoder_run_resumes_after_sigkill_to_the_uninterrupted_head(
+    tmp_path, synthetic, encoder_dir, monkeypatch
+):
+    """The head is part of the resume state: killed after its first epoch and resumed, a
+    cross-encoder run ends with the weights, head and metrics of an uninterrupted one."""
+    from tests.train.test_train_resume import assert_same_weights, run_and_kill
+
+    from .test_finetune import uninterrupted_run
+
+    extra = {"architecture": "cross", "trainer.max_epochs": 4, "tracking.enabled": False}
+    whole, options, cut_dir = uninterrupted_run(
+        tmp_path, synthetic, encoder_dir, monkeypatch, **extra
+    )
+    run_and_kill("finetune", options, cut_dir / "out", cwd=cut_dir)
+    monkeypatch.chdir(cut_dir)
+    resumed = finetune(load_finetune_config(None, options), verbose=False, resume=True)
+    assert resumed.epochs == whole.epochs == 4
+    assert resumed.best_epoch == whole.best_epoch and resumed.metrics == whole.metrics
+    for name in ("model.pt", CROSS_HEAD):
+        assert_same_weights(
+            torch.load(resumed.artifact_dir / name), torch.load(whole.artifact_dir / name)
+        )
