@@ -7,7 +7,8 @@ the reranker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -61,6 +62,33 @@ def encode_texts(
     finally:
         model.train(was_training)
     return out
+
+
+@contextmanager
+def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block and back into training mode after it, those
+    that were training (switching walks every module: not done when none was training)."""
+    training = [m for m in modules if m.training]
+    for m in training:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in training:
+            m.train()
+
+
+def length_batches(
+    rows: Sequence[Sequence[int]], pad_id: int, batch_size: int, progress: str | None = None
+) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
+    """``(indices, ids [B, T], mask [B, T])`` batches of ``rows`` in order of length, so that
+    short rows do not pay for the padding of long ones; ``progress`` names a progress bar (none
+    when None)."""
+    order = np.argsort([len(row) for row in rows], kind="stable")
+    steps = range(0, len(rows), batch_size)
+    for start in tqdm(steps, desc=progress, unit="batch", disable=progress is None):
+        chunk = order[start : start + batch_size]
+        yield (chunk, *pad_token_rows([rows[i] for i in chunk], pad_id))
 
 
 def pad_token_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:

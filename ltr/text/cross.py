@@ -20,9 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ltr.lm.encode import pad_token_rows
+from ltr.lm.encode import evaluating, length_batches
 from ltr.lm.model import TransformerLM, mean_pool
 
 
@@ -87,23 +86,8 @@ def cross_scores(
         for k in range(k_count)
     ]
     out = np.zeros(len(rows), dtype=np.float32)
-    if not rows:
-        return out.reshape(q_count, k_count)
-    was_training = model.training or head.training
-    if was_training:
-        model.eval()
-        head.eval()
     device = next(model.parameters()).device
-    order = np.argsort([len(row) for row in rows], kind="stable")
-    steps = range(0, len(rows), batch_size)
-    try:
-        for start in tqdm(steps, desc=progress, unit="batch", disable=progress is None):
-            chunk = order[start : start + batch_size]
-            ids, mask = pad_token_rows([rows[i] for i in chunk], pad_id)  # (B, T), (B, T)
-            scores = pair_scores(model, head, ids.to(device), mask.to(device))
-            out[chunk] = scores.cpu().numpy()
-    finally:
-        if was_training:
-            model.train()
-            head.train()
+    with evaluating(model, head):
+        for chunk, ids, mask in length_batches(rows, pad_id, batch_size, progress):
+            out[chunk] = pair_scores(model, head, ids.to(device), mask.to(device)).cpu().numpy()
     return out.reshape(q_count, k_count)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ltr.lm.encode import pad_token_rows, pooled_vectors
+from ltr.lm.encode import evaluating, length_batches, pad_token_rows, pooled_vectors
 from ltr.lm.model import TransformerLM
 from ltr.lm.tokenizer import TextTokenizer
 from ltr.metrics import ndcg
@@ -97,21 +96,11 @@ def token_vectors(
     pay for the padding of long ones; padding changes no vector (see :func:`encode_texts`).
     ``progress`` names a progress bar (none when None).
     """
-    was_training = model.training
-    if was_training:  # (switching walks every module: not on every served call)
-        model.eval()
     device = next(model.parameters()).device
     out = torch.zeros((len(rows), model.config.d_model))
-    order = np.argsort([len(row) for row in rows], kind="stable")
-    steps = range(0, len(rows), batch_size)
-    try:
-        for start in tqdm(steps, desc=progress, unit="batch", disable=progress is None):
-            chunk = order[start : start + batch_size]
-            ids, mask = pad_token_rows([rows[i] for i in chunk], pad_id)  # (B, T), (B, T)
+    with evaluating(model):
+        for chunk, ids, mask in length_batches(rows, pad_id, batch_size, progress):
             out[torch.from_numpy(chunk)] = encode(model, ids.to(device), mask.to(device)).cpu()
-    finally:
-        if was_training:
-            model.train()
     return out
 
 

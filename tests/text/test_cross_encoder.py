@@ -112,6 +112,24 @@ def test_cross_scores_by_hand_whatever_the_batch(kind, encoder_dir, synthetic):
     assert got[1, 0] == got[1, 1]  # the same pair twice
 
 
+def test_cross_scores_run_in_eval_mode_and_give_training_mode_back(encoder_dir):
+    """Dropout is off while scoring (the same pair twice scores the same), and a model and head
+    that were training are training again afterwards."""
+    tok = load_lm(encoder_dir).tokenizer
+    model = tiny_lm(tok.vocab_size, seed=4, dropout=0.5).train()
+    head = new_head(model.config.d_model, seed=1).train()
+    rows = [np.asarray(tok.encode("the zorbax quillet"), dtype=np.int64)]
+    docs = [np.asarray(tok.encode("zorbax data model"), dtype=np.int64)]
+    got = cross_scores(
+        model, head, rows, docs, np.zeros((1, 3), dtype=np.int64), sep_id=tok.sep_id,
+        pad_id=tok.pad_id, batch_size=1,
+    )  # fmt: skip
+    assert model.training and head.training
+    model.eval()
+    want = hand_score(model, head, hand_pair(rows[0].tolist(), docs[0].tolist(), tok.sep_id, BLOCK))
+    np.testing.assert_allclose(got[0], [want] * 3, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to")  # self.log() outside a Trainer
 def test_training_step_of_a_cross_encoder_is_softmax_cross_entropy_of_pair_scores(
     encoder_dir, synthetic
