@@ -226,7 +226,8 @@ def build_text_features(
             query its similarities from the fold encoder that did not see it (validation and
             test rows, and the saved featurizer, use the encoder trained on all of them).
         device: where the encoders run (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
-        progress: show a progress bar while the collection is encoded.
+        progress: show progress bars while the collection is encoded and while
+            cross-encoders score each split's (query, candidate) pairs.
     """
     if not config.collection:
         raise ConfigError("no collection given: set --collection (a text collection folder)")
@@ -253,7 +254,8 @@ def build_text_features(
         name: encoder_column(name, lm.is_cross) for name, lm in featurizer.encoders.items()
     }
     for part, lists in task.lists.items():
-        features = featurizer.features(lists.query_texts, docs, lists.doc_index)
+        label = part if progress else None
+        features = featurizer.features(lists.query_texts, docs, lists.doc_index, progress=label)
         if part == "train":
             for name, fit in folds.items():
                 column = names.index(out.encoder_columns[name])

@@ -266,7 +266,11 @@ def _cosines(queries: torch.Tensor, docs: torch.Tensor, position: np.ndarray) ->
 
 
 def _pair_scores(
-    lm: LoadedLM, query_texts: Sequence[str], doc_texts: Sequence[str], position: np.ndarray
+    lm: LoadedLM,
+    query_texts: Sequence[str],
+    doc_texts: Sequence[str],
+    position: np.ndarray,
+    progress: str | None = None,
 ) -> np.ndarray:
     """``[Q, K]`` a cross-encoder's score of query ``q`` with ``doc_texts[position[q, k]]``."""
     limit = lm.model.config.block_size
@@ -278,6 +282,7 @@ def _pair_scores(
         position,
         sep_id=lm.tokenizer.sep_id,
         pad_id=lm.tokenizer.pad_id,
+        progress=progress,
     )
 
 
@@ -433,7 +438,12 @@ class TextFeaturizer:
         return {name: lm for name, lm in self.encoders.items() if not lm.is_cross}
 
     def features(
-        self, query_texts: Sequence[str], doc_texts: Sequence[str], doc_index: np.ndarray
+        self,
+        query_texts: Sequence[str],
+        doc_texts: Sequence[str],
+        doc_index: np.ndarray,
+        *,
+        progress: str | None = None,
     ) -> np.ndarray:
         """``[Q, K, F]`` float64 rows of :attr:`feature_names` for each query's candidates.
 
@@ -442,6 +452,8 @@ class TextFeaturizer:
             doc_texts: the documents the lists draw on.
             doc_index: ``[Q, K]`` int: list ``q`` holds ``doc_texts[doc_index[q, k]]``, in
                 first-stage order (which breaks BM25 ties).
+            progress: a label for a progress bar over the cross-encoders' pairs (the long part
+                of many lists); None shows none.
         """
         doc_index = np.asarray(doc_index, dtype=np.int64)
         if doc_index.ndim != 2 or doc_index.shape[0] != len(query_texts):
@@ -457,7 +469,10 @@ class TextFeaturizer:
         columns = [self.lexical.score(query_texts, terms, position)]
         for name, lm in self.encoders.items():
             if lm.is_cross:  # nothing to cache: every pair is read afresh
-                column = _pair_scores(lm, query_texts, [doc_texts[i] for i in used], position)
+                label = None if progress is None else f"{progress}: pairs ({name})"
+                column = _pair_scores(
+                    lm, query_texts, [doc_texts[i] for i in used], position, label
+                )
             else:
                 column = _cosines(_encode(lm, query_texts), vectors[name], position)
             columns.append(column[..., None])

@@ -428,11 +428,12 @@ def test_cli_finetune_a_cross_encoder_then_text_features(tmp_path, synthetic, en
     assert "  valid" in out and "—" in out  # no pretrained score for a new head
     model = tmp_path / "ft" / "model"
     assert load_lm(model).is_cross
-    features = ["text-features", "--data.collection", str(synthetic.root), "--quiet"]
+    features = ["text-features", "--data.collection", str(synthetic.root)]
     features += ["--data.candidates", "6", "--out", str(tmp_path / "f"), "--encoder"]
     assert main([*features, f"ce={model}"]) == 0
-    out = capsys.readouterr().out
-    assert "cross_ce" in out and "NDCG@10 of cross_ce alone" in out
+    captured = capsys.readouterr()
+    assert "cross_ce" in captured.out and "NDCG@10 of cross_ce alone" in captured.out
+    assert "train: pairs (ce)" in captured.err  # a progress bar over the pairs it scores
     _, names = read_parquet(tmp_path / "f" / "test.parquet")
     assert names[-1] == "cross_ce"
 
