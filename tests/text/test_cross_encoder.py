@@ -461,3 +461,21 @@ def test_a_cross_encoder_run_resumes_after_sigkill_to_the_uninterrupted_head(
         assert_same_weights(
             torch.load(resumed.artifact_dir / name), torch.load(whole.artifact_dir / name)
         )
+
+
+def test_fine_tuning_a_cross_encoder_further_starts_from_its_head(cross_run, synthetic, tmp_path):
+    """Given a cross-encoder, a cross run starts from its model and head: the run's
+    "pretrained" NDCG is the given model's fine-tuned NDCG."""
+    _, result = cross_run
+    options = finetune_overrides(
+        tmp_path,
+        synthetic,
+        result.artifact_dir,
+        architecture="cross",
+        **{"trainer.max_epochs": 1, "tracking.enabled": False},
+    )
+    again = finetune(load_finetune_config(None, options), verbose=False)
+    for part in ("valid", "test"):
+        assert again.metrics[f"{part}/pretrained_ndcg@10"] == pytest.approx(
+            result.metrics[f"{part}/finetuned_ndcg@10"], abs=1e-6
+        )
