@@ -134,35 +134,61 @@ def encoder_dir(tmp_path_factory, synthetic) -> Path:
     return save_lm(model, tokenizer, tmp_path_factory.mktemp("encoder") / "model")
 
 
+def train_setrank(files: dict, output: Path, epochs: int) -> Path:
+    """The default SetRank trained for ``epochs`` on text feature files (``ltr train`` bundles
+    their featurizer into the artifact); returns the model directory."""
+    from ltr.train.config import load_train_config
+    from ltr.train.run import train
+
+    overrides = {
+        "data.train": [str(files["train"])],
+        "data.valid": [str(files["valid"])],
+        "data.test": [str(files["test"])],
+        "data.letor_root": None,
+        "data.batch_size": 4,
+        "trainer.max_epochs": epochs,
+        "trainer.progress_bar": False,
+        "trainer.accelerator": "cpu",
+        "tracking.enabled": False,
+        "output_dir": str(output),
+    }
+    repo = Path(__file__).resolve().parents[2]
+    config = load_train_config(repo / "configs" / "setrank_imsab.yaml", overrides)
+    return train(config, verbose=False).artifact_dir
+
+
+def offline_test_lists(test_file: Path, model_dir: Path, synthetic: SyntheticCollection):
+    """``(query text, ids, texts, offline scores)`` of each list of a written test file, in its
+    order, the scores from ``ltr evaluate``'s offline path."""
+    from ltr.data.dataset import load_dataset
+    from ltr.data.parquet import read_parquet
+    from ltr.inference import score_lists
+    from ltr.predictor import load_predictor
+    from ltr.text.collection import load_collection
+
+    offline = score_lists(load_predictor(str(model_dir)).model, load_dataset(test_file))
+    chunk, _ = read_parquet(test_file)
+    collection = load_collection(synthetic.root)
+    text_of = dict(zip(collection.doc_ids, collection.doc_texts, strict=True))
+    query_of = {q["query_id"]: q["text"] for q in synthetic.queries}
+    qids = np.asarray([str(q) for q in chunk.qids])
+    for q in dict.fromkeys(qids):
+        rows = np.flatnonzero(qids == q)
+        ids = [str(d) for d in chunk.doc_ids[rows]]
+        yield query_of[q], ids, [text_of[d] for d in ids], offline[rows]
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, synthetic, encoder_dir):
     """Feature files with one encoder, and the default SetRank trained on them for 2 epochs
     (``ltr train`` bundles the files' featurizer into the artifact)."""
     from ltr.text.config import TextDataConfig
     from ltr.text.features import build_text_features
-    from ltr.train.config import load_train_config
-    from ltr.train.run import train
 
     work = tmp_path_factory.mktemp("text_rerank")
     config = TextDataConfig(collection=str(synthetic.root), candidates=10)
     files = build_text_features(config, {"pre": str(encoder_dir)}, work / "features")
-    overrides = {
-        "data.train": [str(files.files["train"])],
-        "data.valid": [str(files.files["valid"])],
-        "data.test": [str(files.files["test"])],
-        "data.letor_root": None,
-        "data.batch_size": 4,
-        "trainer.max_epochs": 2,
-        "trainer.progress_bar": False,
-        "trainer.accelerator": "cpu",
-        "tracking.enabled": False,
-        "output_dir": str(work / "setrank"),
-    }
-    repo = Path(__file__).resolve().parents[2]
-    run = train(
-        load_train_config(repo / "configs" / "setrank_imsab.yaml", overrides), verbose=False
-    )
-    return files, run.artifact_dir
+    return files, train_setrank(files.files, work / "setrank", epochs=2)
 
 
 def unit_mean_hidden(model: TransformerLM, ids: list[int]) -> np.ndarray:

@@ -21,12 +21,9 @@ import pytest
 import torch
 
 from ltr.artifact import ArtifactError
-from ltr.data.dataset import load_dataset
 from ltr.data.parquet import read_parquet
 from ltr.errors import ConfigError
-from ltr.inference import score_lists
 from ltr.lm.artifact import CROSS_HEAD, LM_MANIFEST, load_lm, save_lm
-from ltr.predictor import load_predictor
 from ltr.text.collection import load_collection
 from ltr.text.config import load_finetune_config
 from ltr.text.cross import cross_scores, new_head, pair_row
@@ -36,7 +33,7 @@ from ltr.text.featurizer import TextFeaturizer
 from ltr.text.finetune import FinetuneModule, ListBatchCollator, TrainingLists, finetune
 from ltr.text.rerank import TextReranker
 
-from .conftest import BLOCK, hand_ndcg, tiny_lm
+from .conftest import BLOCK, hand_ndcg, offline_test_lists, tiny_lm, train_setrank
 from .test_finetune import finetune_overrides, split_lists
 
 
@@ -261,40 +258,8 @@ def test_the_saved_featurizer_scores_new_texts_with_the_cross_encoder(cross_feat
 def cross_ranker(cross_features, tmp_path_factory) -> Path:
     """The default SetRank trained for one epoch on the files with the ``cross_ce`` column
     (``ltr train`` bundles their featurizer, cross-encoder included, into the model)."""
-    from ltr.train.config import load_train_config
-    from ltr.train.run import train
-
-    files = cross_features.files
-    overrides = {
-        "data.train": [str(files["train"])],
-        "data.valid": [str(files["valid"])],
-        "data.test": [str(files["test"])],
-        "data.letor_root": None,
-        "data.batch_size": 4,
-        "trainer.max_epochs": 1,
-        "trainer.progress_bar": False,
-        "trainer.accelerator": "cpu",
-        "tracking.enabled": False,
-        "output_dir": str(tmp_path_factory.mktemp("cross_setrank") / "setrank"),
-    }
-    repo = Path(__file__).resolve().parents[2]
-    config = load_train_config(repo / "configs" / "setrank_imsab.yaml", overrides)
-    return train(config, verbose=False).artifact_dir
-
-
-def offline_test_lists(cross_features, cross_ranker, synthetic):
-    """``(query text, ids, texts, offline scores)`` of each test list of the written file."""
-    files = cross_features.files
-    offline = score_lists(load_predictor(str(cross_ranker)).model, load_dataset(files["test"]))
-    chunk, _ = read_parquet(files["test"])
-    collection = load_collection(synthetic.root)
-    text_of = dict(zip(collection.doc_ids, collection.doc_texts, strict=True))
-    query_of = {q["query_id"]: q["text"] for q in synthetic.queries}
-    qids = np.asarray([str(q) for q in chunk.qids])
-    for q in dict.fromkeys(qids):
-        rows = np.flatnonzero(qids == q)
-        ids = [str(d) for d in chunk.doc_ids[rows]]
-        yield query_of[q], ids, [text_of[d] for d in ids], offline[rows]
+    output = tmp_path_factory.mktemp("cross_setrank") / "setrank"
+    return train_setrank(cross_features.files, output, epochs=1)
 
 
 def test_a_reranker_on_cross_encoder_features_gives_its_offline_scores(
@@ -302,7 +267,9 @@ def test_a_reranker_on_cross_encoder_features_gives_its_offline_scores(
 ):
     reranker = TextReranker.load(cross_ranker, backend="torch")
     assert reranker.featurizer.encoders["ce"].is_cross
-    for query, ids, texts, offline in offline_test_lists(cross_features, cross_ranker, synthetic):
+    for query, ids, texts, offline in offline_test_lists(
+        cross_features.files["test"], cross_ranker, synthetic
+    ):
         got = {h.id: h.score for h in reranker.rerank(query, texts, ids)}
         np.testing.assert_allclose([got[d] for d in ids], offline, rtol=1e-5, atol=1e-6)
 
@@ -321,7 +288,7 @@ def test_rerank_text_over_grpc_with_a_cross_encoder(
         with RerankerClient(server.target) as client:
             assert client.model_info().spec.feature_names[-1] == "cross_ce"
             for query, ids, texts, offline in offline_test_lists(
-                cross_features, cross_ranker, synthetic
+                cross_features.files["test"], cross_ranker, synthetic
             ):
                 ranked = client.rerank_text(query, texts, ids)
                 want = dict(zip(ids, offline.tolist(), strict=True))

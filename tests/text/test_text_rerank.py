@@ -12,16 +12,13 @@ import pytest
 
 from ltr.cli import main
 from ltr.data.dataset import load_dataset
-from ltr.data.parquet import read_parquet
 from ltr.errors import ConfigError
-from ltr.inference import score_lists
 from ltr.predictor import load_predictor
-from ltr.text.collection import load_collection
 from ltr.text.featurizer import TextFeaturizer, featurizer_beside
 from ltr.text.rerank import TextReranker
 from tests.serve._helpers import make_artifact
 
-from .conftest import doc_text
+from .conftest import doc_text, offline_test_lists
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,19 +28,10 @@ def test_test_queries_score_as_the_offline_path(trained, synthetic):
     `ltr evaluate`'s path gives the written rows, and come back in that score order."""
     files, model_dir = trained
     reranker = TextReranker.load(model_dir, backend="torch")
-    data = load_dataset(files.files["test"])
-    offline = score_lists(load_predictor(str(model_dir)).model, data)
-    chunk, _ = read_parquet(files.files["test"])
-    collection = load_collection(synthetic.root)
-    text_of = dict(zip(collection.doc_ids, collection.doc_texts, strict=True))
-    query_of = {q["query_id"]: q["text"] for q in synthetic.queries}
-    qids = np.asarray([str(q) for q in chunk.qids])
-    for q in dict.fromkeys(qids):
-        rows = np.flatnonzero(qids == q)
-        ids = [str(d) for d in chunk.doc_ids[rows]]
-        hits = reranker.rerank(query_of[q], [text_of[d] for d in ids], ids)
+    for query, ids, texts, offline in offline_test_lists(files.files["test"], model_dir, synthetic):
+        hits = reranker.rerank(query, texts, ids)
         got = {hit.id: hit.score for hit in hits}
-        np.testing.assert_allclose([got[d] for d in ids], offline[rows], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([got[d] for d in ids], offline, rtol=1e-5, atol=1e-6)
         assert [hit.score for hit in hits] == sorted(got.values(), reverse=True)
         assert [ids[hit.position] for hit in hits] == [hit.id for hit in hits]
 
@@ -147,29 +135,15 @@ def test_a_rank_aware_model_gets_each_lists_order_from_one(trained, synthetic, t
     """The initial rank of the k-th given candidate is k (1-based, as training and `ltr evaluate`
     give it; 0 would mean 'unknown')."""
     files, _ = trained
-    data = load_dataset(files.files["test"])
     model_dir = make_artifact(
         tmp_path / "ranked", load_dataset(files.files["train"]), seed=3, use_initial_rank=True
     )
     reranker = TextReranker(
         TextFeaturizer.load(files.directory / "featurizer"), load_predictor(str(model_dir))
     )
-    offline = score_lists(load_predictor(str(model_dir)).model, data)  # file order = 1..n
-    chunk, _ = read_parquet(files.files["test"])
-    text_of = dict(zip(*_collection_texts(synthetic), strict=True))
-    query_of = {q["query_id"]: q["text"] for q in synthetic.queries}
-    qids = np.asarray([str(q) for q in chunk.qids])
-    for q in dict.fromkeys(qids):
-        rows = np.flatnonzero(qids == q)
-        texts = [text_of[str(d)] for d in chunk.doc_ids[rows]]
-        np.testing.assert_allclose(
-            reranker.scores(query_of[q], texts), offline[rows], rtol=1e-5, atol=1e-6
-        )
-
-
-def _collection_texts(synthetic):
-    collection = load_collection(synthetic.root)
-    return collection.doc_ids, collection.doc_texts
+    # the offline path scores the file's rows with ranks in file order = 1..n
+    for query, _, texts, offline in offline_test_lists(files.files["test"], model_dir, synthetic):
+        np.testing.assert_allclose(reranker.scores(query, texts), offline, rtol=1e-5, atol=1e-6)
 
 
 def test_list_features_keep_lists_apart(trained):
