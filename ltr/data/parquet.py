@@ -8,7 +8,10 @@ Schema (``ltr.data.parquet.schema(F)``)::
     features  fixed_size_list<float>[F]      not null   dense features (NaN = missing)
 
 Schema metadata records the format version, the feature count and the feature names. Other
-columns may be present in files written by other tools; readers ignore them.
+columns may be present (a model's context vectors, columns written by other tools); readers
+ignore those they were not asked for. ``ParquetListWriter(context_dim=C)`` adds one::
+
+    context   fixed_size_list<float>[C]      not null   the query's context vector, on every row
 
 Each query's rows are contiguous and never straddle two row groups, so a row group can be scored
 on its own. Files are written under a temporary name and renamed when complete: a crash never
@@ -26,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ltr.data.list_inputs import CONTEXT
 from ltr.data.svmlight import RowChunk
 from ltr.errors import DataFormatError
 
@@ -41,17 +45,22 @@ def default_feature_names(num_features: int) -> list[str]:
     return [f"f{i}" for i in range(1, num_features + 1)]
 
 
-def schema(num_features: int, feature_names: list[str] | None = None) -> pa.Schema:
-    """The Parquet schema for ``num_features`` dense features."""
+def schema(
+    num_features: int, feature_names: list[str] | None = None, context_dim: int = 0
+) -> pa.Schema:
+    """The Parquet schema for ``num_features`` dense features (and a ``context`` column of
+    ``context_dim`` floats per row when it is above 0)."""
     names = feature_names or default_feature_names(num_features)
     if len(names) != num_features:
         raise ValueError(f"{len(names)} feature names for {num_features} features")
+    context = [pa.field(CONTEXT, pa.list_(pa.float32(), context_dim), nullable=False)]
     return pa.schema(
         [
             pa.field("qid", pa.string(), nullable=False),
             pa.field("doc_id", pa.string(), nullable=True),
             pa.field("label", pa.float32(), nullable=False),
             pa.field("features", pa.list_(pa.float32(), num_features), nullable=False),
+            *(context if context_dim else []),
         ],
         metadata={
             META_VERSION: FORMAT_VERSION.encode(),
@@ -61,21 +70,28 @@ def schema(num_features: int, feature_names: list[str] | None = None) -> pa.Sche
     )
 
 
-def chunk_to_table(chunk: RowChunk, file_schema: pa.Schema) -> pa.Table:
-    """Convert a :class:`RowChunk` to an Arrow table with the given schema."""
-    n, width = chunk.features.shape
-    features = pa.FixedSizeListArray.from_arrays(
-        pa.array(np.ascontiguousarray(chunk.features, dtype=np.float32).reshape(-1)), width
-    )
-    return pa.Table.from_arrays(
-        [
-            pa.array(chunk.qids.astype(str) if n else [], type=pa.string()),
-            pa.array(list(chunk.doc_ids), type=pa.string()),
-            pa.array(chunk.labels, type=pa.float32()),
-            features,
-        ],
-        schema=file_schema,
-    )
+def _float_rows(values: np.ndarray) -> pa.FixedSizeListArray:
+    """``[n, W]`` numbers as a fixed-size list column of float32."""
+    width = values.shape[1]
+    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), width)
+
+
+def chunk_to_table(
+    chunk: RowChunk, file_schema: pa.Schema, context: np.ndarray | None = None
+) -> pa.Table:
+    """Convert a :class:`RowChunk` to an Arrow table with the given schema (``context``:
+    ``[n, C]`` per-row context vectors, for a schema with a ``context`` column)."""
+    n = len(chunk)
+    columns = [
+        pa.array(chunk.qids.astype(str) if n else [], type=pa.string()),
+        pa.array(list(chunk.doc_ids), type=pa.string()),
+        pa.array(chunk.labels, type=pa.float32()),
+        _float_rows(chunk.features),
+    ]
+    if context is not None:
+        columns.append(_float_rows(context))
+    return pa.Table.from_arrays(columns, schema=file_schema)
 
 
 class ParquetListWriter:
@@ -87,6 +103,8 @@ class ParquetListWriter:
         path: output file.
         num_features: dense width F.
         feature_names: optional names (default ``f1..fF``).
+        context_dim: C > 0 adds the ``context`` column: every :meth:`write` then gives each
+            row's context vector, the same on every row of a query.
         row_group_rows: target rows per row group; a single query larger than this gets a row
             group of its own.
     """
@@ -97,10 +115,12 @@ class ParquetListWriter:
         num_features: int,
         *,
         feature_names: list[str] | None = None,
+        context_dim: int = 0,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
     ):
         self.path = Path(path)
-        self.schema = schema(num_features, feature_names)
+        self.context_dim = context_dim
+        self.schema = schema(num_features, feature_names, context_dim)
         self.row_group_rows = row_group_rows
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._writer: pq.ParquetWriter | None = None
@@ -116,10 +136,18 @@ class ParquetListWriter:
         self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
         return self
 
-    def write(self, chunk: RowChunk) -> None:
-        """Append a chunk of whole queries (queries must not repeat across chunks)."""
+    def write(self, chunk: RowChunk, context: np.ndarray | None = None) -> None:
+        """Append a chunk of whole queries (queries must not repeat across chunks); ``context``:
+        ``[n, C]`` each row's context vector, given exactly when the file has that column."""
         if self._writer is None:
             raise RuntimeError("use ParquetListWriter as a context manager")
+        expected = (len(chunk), self.context_dim)
+        if (context is None) != (self.context_dim == 0) or (
+            context is not None and np.shape(context) != expected
+        ):
+            got = "none" if context is None else f"shape {np.shape(context)}"
+            want = f"shape {expected}" if self.context_dim else "none"
+            raise ValueError(f"context vectors: got {got}, the file takes {want}")
         if len(chunk) == 0:
             return
         starts = query_starts(chunk.qids)
@@ -131,7 +159,7 @@ class ParquetListWriter:
                 )
             self._seen.add(q)
         self.queries_written += len(starts)
-        table = chunk_to_table(chunk, self.schema)
+        table = chunk_to_table(chunk, self.schema, context)
         # Cut the table at query boundaries into pieces of about row_group_rows rows.
         bounds = np.append(starts, len(chunk))
         begin = 0
