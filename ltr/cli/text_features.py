@@ -34,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "architecture: cross; its score of the pair); repeat for several",
     )
     p.add_argument(
+        "--context-encoder",
+        metavar="NAME",
+        help="also write each query's vector from the bi-encoder --encoder NAME as its context "
+        "vector (the list column context on every row), for a reranker trained with "
+        "--model.context_dim set to the encoder's d_model (SetRank's per-list context input); "
+        "the saved featurizer gives new queries theirs",
+    )
+    p.add_argument(
         "--no-document-cache",
         dest="document_cache",
         action="store_false",
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         cache_documents=args.document_cache,
         crossfit=args.crossfit,
+        context_encoder=args.context_encoder,
         device=args.device,
         progress=not args.quiet,
     )
@@ -94,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  {result.encoder_columns[name]} on the training rows: cross-fitted, each query "
             f"scored by the one of {folds} fold encoders that was not trained on it"
+        )
+    if result.context_encoder is not None:
+        print(
+            f"  context: {result.context_dim} values per query, the query's vector from "
+            f"{result.context_encoder}; train with --model.context_dim {result.context_dim}"
         )
     for warning in result.leak_warnings():
         print(f"warning: {warning}", file=sys.stderr)

@@ -77,8 +77,9 @@ class SetRankConfig:
     max_rank: int = 200
     """Initial ranks above this share the embedding of ``max_rank``; rank 0 = padded/unknown."""
     context_dim: int = 0
-    """Size C of the per-list context vector added to every item (0 = no context). Training data
-    carry no context vectors yet, so ``ltr train`` refuses ``context_dim > 0``."""
+    """Size C of the per-list context vector added to every item (0 = no context). ``ltr train``
+    reads it from Parquet data (``data.context_columns``, default the list column ``context``,
+    which ``ltr text-features --context-encoder`` writes)."""
 
     def __post_init__(self) -> None:
         owner = "SetRankConfig"

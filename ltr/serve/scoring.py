@@ -99,7 +99,8 @@ def featurize(
     """Each text list as a :class:`ValidQuery` of ``featurizer``'s rows (feature lists pass as
     they are); a list that cannot be featurized gets its error instead.
 
-    A model that takes initial ranks gets each text list's own order, ``1..n``.
+    A model that takes initial ranks gets each text list's own order, ``1..n``; a model with a
+    context vector gets the featurizer's vector of each list's query.
     """
     out: list[ValidQuery | Exception] = list(items)  # type: ignore[arg-type]
     text = [i for i, q in enumerate(items) if isinstance(q, ValidTextQuery)]
@@ -113,21 +114,24 @@ def featurize(
             )
         return out
     lists = [items[i] for i in text]
+    contexts: Sequence[np.ndarray | None] = [None] * len(lists)
     try:
         rows = featurizer.list_features([q.query for q in lists], [q.texts for q in lists])
+        if spec.context_dim:  # the featurizer's query vectors (paired when the model loaded)
+            contexts = featurizer.query_context([q.query for q in lists])  # (T, C)
     except Exception as exc:  # a bug; fail these lists, not the feature lists beside them
         log.error("computing text features failed", exc_info=exc)
         for i in text:
             out[i] = exc
         return out
-    for i, q, x in zip(text, lists, rows, strict=True):
+    for i, q, x, context in zip(text, lists, rows, contexts, strict=True):
         n = len(q)
         out[i] = ValidQuery(
             query_id=q.query_id,
             candidate_ids=q.candidate_ids,
             features=np.ascontiguousarray(x, dtype=np.float32),  # (n, F)
             initial_ranks=np.arange(1, n + 1, dtype=np.int64) if spec.uses_initial_rank else None,
-            context=None,
+            context=context,
             top_k=q.top_k,
         )
     return out

@@ -5,7 +5,9 @@ column per text encoder: a bi-encoder's similarity or a cross-encoder's score, l
 Rows are written as ``ltr`` Parquet (one file per query split: ``train``, ``valid``, ``test``),
 so ``ltr train`` / ``ltr evaluate`` / ``ltr serve`` take them like any ranking data, and the
 featurizer is saved beside them (``featurizer/``) for reranking new queries' texts with the
-model trained on them (:mod:`ltr.text.rerank`).
+model trained on them (:mod:`ltr.text.rerank`). With a context encoder every row also carries
+its query's vector from that encoder (the list column ``context``), for a model with
+``context_dim`` (SetRank's per-list context input).
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ def write_feature_file(
     lists: CandidateLists,
     features: np.ndarray,
     names: list[str],
+    context: np.ndarray | None = None,
 ) -> int:
     """Write one row per candidate (queries in ``lists`` order, candidates in BM25 order) as
-    ``ltr`` Parquet; return the number of rows."""
+    ``ltr`` Parquet, with each query's ``context`` vector (``[Q, C]``) on its rows when given;
+    return the number of rows."""
     q, k, f = features.shape
     chunk = RowChunk(
         qids=np.repeat(np.asarray(lists.query_ids, dtype=object), k),
@@ -60,8 +64,10 @@ def write_feature_file(
         labels=lists.labels.reshape(-1).astype(np.float32),
         features=features.reshape(q * k, f).astype(np.float32),
     )
-    with ParquetListWriter(path, f, feature_names=names) as writer:
-        writer.write(chunk)
+    dim = 0 if context is None else context.shape[1]
+    per_row = None if context is None else np.repeat(context, k, axis=0)  # (Q*K, C)
+    with ParquetListWriter(path, f, feature_names=names, context_dim=dim) as writer:
+        writer.write(chunk, per_row)
     return len(chunk)
 
 
@@ -88,6 +94,10 @@ class FeatureFiles:
     """Encoder name -> number of cross-fitted encoders that gave its training rows."""
     encoder_columns: dict[str, str] = field(default_factory=dict)
     """Encoder name -> its column (``sim_<name>``, or ``cross_<name>`` for a cross-encoder)."""
+    context_encoder: str | None = None
+    """The encoder whose query vectors fill the ``context`` column (None = no such column)."""
+    context_dim: int = 0
+    """C, the values per query in the ``context`` column (a model's ``context_dim``)."""
     resumed_documents: int = 0
     """Documents whose vectors an interrupted earlier run had encoded and this one read back."""
 
@@ -191,6 +201,18 @@ class CrossFit:
                     lm, [lists.query_texts[r] for r in rows], doc_texts, lists.doc_index[rows]
                 )
 
+    def query_context(
+        self, lists: CandidateLists, featurizer: TextFeaturizer, out: np.ndarray
+    ) -> None:
+        """Write into ``out[q]`` each query's context vector from the encoder that did not
+        see it (``lists`` holds training queries only)."""
+        row_of = {q: i for i, q in enumerate(lists.query_ids)}
+        for part, lm in zip(self.held_out, self.encoders, strict=True):
+            rows = np.array([row_of[q] for q in part if q in row_of], dtype=np.int64)
+            if len(rows):
+                texts = [lists.query_texts[r] for r in rows]
+                out[rows] = featurizer.query_context(texts, encoder=lm)
+
     def to(self, device: str) -> CrossFit:
         from ltr.predictor import resolve_device
 
@@ -206,6 +228,7 @@ def build_text_features(
     *,
     cache_documents: bool = True,
     crossfit: bool = True,
+    context_encoder: str | None = None,
     device: str = "cpu",
     progress: bool = False,
 ) -> FeatureFiles:
@@ -225,6 +248,10 @@ def build_text_features(
         crossfit: where an encoder was fine-tuned with ``crossfit_folds``, give each training
             query its similarities from the fold encoder that did not see it (validation and
             test rows, and the saved featurizer, use the encoder trained on all of them).
+        context_encoder: the name of a bi-encoder of ``encoders`` whose unit vector of each
+            query's text is written as that query's context vector (the list column
+            ``context``, on every row of the query: what a model with ``context_dim`` reads),
+            and given by the saved featurizer for new queries. Cross-fitted like its column.
         device: where the encoders run (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         progress: show progress bars while the collection is encoded and while
             cross-encoders score each split's (query, candidate) pairs.
@@ -233,7 +260,9 @@ def build_text_features(
         raise ConfigError("no collection given: set --collection (a text collection folder)")
     task = TextTask.load(config)
     docs = task.collection.doc_texts
-    featurizer = TextFeaturizer.fit(docs, encoders, k1=config.bm25_k1, b=config.bm25_b)
+    featurizer = TextFeaturizer.fit(
+        docs, encoders, k1=config.bm25_k1, b=config.bm25_b, context_encoder=context_encoder
+    )
     featurizer.to(device)
     folds: dict[str, CrossFit] = {}  # checked before the long work below
     for name, lm in featurizer.encoders.items() if crossfit else ():
@@ -253,15 +282,21 @@ def build_text_features(
     out.encoder_columns = {
         name: encoder_column(name, lm.is_cross) for name, lm in featurizer.encoders.items()
     }
+    out.context_encoder, out.context_dim = featurizer.context_encoder, featurizer.context_dim
     for part, lists in task.lists.items():
         label = part if progress else None
         features = featurizer.features(lists.query_texts, docs, lists.doc_index, progress=label)
+        context = None
+        if featurizer.context_encoder is not None:
+            context = featurizer.query_context(lists.query_texts)  # (Q, C)
         if part == "train":
             for name, fit in folds.items():
                 column = names.index(out.encoder_columns[name])
                 fit.similarities(lists, docs, features[..., column])
+                if name == featurizer.context_encoder:
+                    fit.query_context(lists, featurizer, context)
         path = out.directory / f"{part}.parquet"
-        out.rows[part] = write_feature_file(path, task.collection, lists, features, names)
+        out.rows[part] = write_feature_file(path, task.collection, lists, features, names, context)
         out.files[part] = path
         out.recall[part] = lists.recall()
         out.column_ndcg[part] = {
@@ -282,6 +317,8 @@ def build_text_features(
             "document_cache": cache_documents,
             "crossfit": out.crossfit,
             "feature_names": names,
+            "context_encoder": out.context_encoder,
+            "context_dim": out.context_dim,
             "featurizer": FEATURIZER_DIR,
             "rows": out.rows,
             "queries": {part: len(ids) for part, ids in task.split.parts().items()},

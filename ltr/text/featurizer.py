@@ -27,6 +27,11 @@ English stop words left out) as in :class:`ltr.text.bm25.BM25`. A term the colle
 holds has no weight in BM25 or TF-IDF, but it counts in a document's length and in the query's
 coverage. For a collection document in a first-stage list, ``bm25`` and the rank are the first
 stage's own score and position.
+
+With a ``context_encoder`` (one of the bi-encoders) each query also gets a context vector: that
+encoder's unit vector of the query's text (:meth:`TextFeaturizer.query_context`), the per-list
+input of a SetRank model with ``context_dim`` (PRM's personalisation vector, here the query's
+meaning rather than the user's).
 """
 
 from __future__ import annotations
@@ -402,6 +407,10 @@ class TextFeaturizer:
     """Where each encoder was loaded from when the featurizer was fitted (for the record)."""
     cache: DocumentCache | None = None
     """Documents analysed and encoded ahead (:meth:`cache_documents`), found by their text."""
+    context_encoder: str | None = None
+    """The bi-encoder whose unit vector of a query's text is that query's context vector
+    (:meth:`query_context`; SetRank's ``context_dim``, PRM's per-list vector); None = the
+    featurizer gives no context."""
     recent: RecentDocuments | None = field(default=None, repr=False, compare=False)
     """Documents the cache lacks, kept in memory as they are computed (:meth:`keep_recent`)."""
     documents_seen: dict[str, int] = field(
@@ -420,11 +429,22 @@ class TextFeaturizer:
         *,
         k1: float = 0.9,
         b: float = 0.4,
+        context_encoder: str | None = None,
     ) -> TextFeaturizer:
-        """Collection statistics from ``doc_texts``; ``encoders``: name -> LM directory or URI."""
+        """Collection statistics from ``doc_texts``; ``encoders``: name -> LM directory or URI;
+        ``context_encoder``: the name of the one among them whose query vectors are the
+        queries' context vectors (None = no context)."""
         sources = dict(encoders or {})
+        if context_encoder is not None and context_encoder not in sources:
+            raise ConfigError(
+                f"the context encoder {context_encoder!r} is not one of the encoders given "
+                f"({', '.join(sources) or 'none'}); add it with --encoder "
+                f"{context_encoder}=MODEL"
+            )
         loaded = {name: load_lm(source) for name, source in sources.items()}
-        return cls(LexicalStats.fit(doc_texts, k1=k1, b=b), loaded, sources)
+        featurizer = cls(LexicalStats.fit(doc_texts, k1=k1, b=b), loaded, sources)
+        featurizer.context_encoder = _context_encoder(context_encoder, loaded, "")
+        return featurizer
 
     @property
     def feature_names(self) -> list[str]:
@@ -436,6 +456,31 @@ class TextFeaturizer:
         """The encoders that give a document a vector of its own (those the document cache
         and the recent documents hold vectors of); the others are cross-encoders."""
         return {name: lm for name, lm in self.encoders.items() if not lm.is_cross}
+
+    @property
+    def context_dim(self) -> int:
+        """C, the size of the context vectors :meth:`query_context` gives (0 = none)."""
+        if self.context_encoder is None:
+            return 0
+        return self.encoders[self.context_encoder].model.config.d_model
+
+    def query_context(
+        self, query_texts: Sequence[str], *, encoder: LoadedLM | None = None
+    ) -> np.ndarray:
+        """``[Q, C]`` float32: each query's context vector, the :attr:`context_encoder`'s unit
+        vector of its text (``encoder``: another LM to compute it with, a cross-fitted fold
+        encoder of the same architecture).
+
+        Raises:
+            ConfigError: the featurizer has no context encoder.
+        """
+        if self.context_encoder is None:
+            raise ConfigError(
+                "this featurizer gives no context vector: it was made without a context "
+                "encoder (ltr text-features --context-encoder NAME)"
+            )
+        lm = encoder if encoder is not None else self.encoders[self.context_encoder]
+        return _encode(lm, query_texts).numpy().astype(np.float32, copy=False)
 
     def features(
         self,
@@ -638,6 +683,8 @@ class TextFeaturizer:
             "feature_names": self.feature_names,
             "encoders": list(self.encoders),
             "encoder_sources": self.sources,
+            "context_encoder": self.context_encoder,
+            "context_dim": self.context_dim,
             "lexical": self.lexical.to_json(),
             "document_cache": DOCUMENT_CACHE if self.cache is not None else None,
             "ltr_version": __version__,
@@ -673,15 +720,40 @@ class TextFeaturizer:
             }
             cache = DocumentCache.load(directory / data["document_cache"], len(lexical.terms), dims)
         sources = dict(data.get("encoder_sources", {}))
+        context = data.get("context_encoder")
         featurizer = cls(lexical, encoders, sources, cache)
+        featurizer.context_encoder = _context_encoder(context, encoders, f"{path}: ")
         if featurizer.feature_names != data.get("feature_names"):
             raise ArtifactError(f"{path}: feature_names do not match its encoders")
+        if featurizer.context_dim != int(data.get("context_dim") or 0):
+            raise ArtifactError(f"{path}: context_dim does not match its context encoder")
         return featurizer
 
 
-def featurizer_beside(files: Sequence[str | Path], feature_names: Sequence[str]) -> Path | None:
+def _context_encoder(name: str | None, encoders: Mapping[str, LoadedLM], where: str) -> str | None:
+    """``name`` when it names a bi-encoder of ``encoders`` (or is None); else a
+    :class:`ConfigError` (``where`` empty) or :class:`ArtifactError` (a saved featurizer,
+    ``where`` naming it) that says why."""
+    error = ArtifactError if where else ConfigError
+    if name is None:
+        return None
+    if name not in encoders:
+        raise error(f"{where}the context encoder {name!r} is not one of its encoders")
+    if encoders[name].is_cross:
+        raise error(
+            f"{where}the context encoder {name!r} is a cross-encoder: it scores a (query, "
+            "document) pair and gives a query no vector of its own; name a bi-encoder"
+        )
+    return name
+
+
+def featurizer_beside(
+    files: Sequence[str | Path], feature_names: Sequence[str], context_dim: int = 0
+) -> Path | None:
     """The featurizer ``ltr text-features`` saved beside the data ``files`` (``<dir>/featurizer``)
-    when all of them lie in that one folder and it writes exactly ``feature_names``; else None.
+    when all of them lie in that one folder, it writes exactly ``feature_names`` and, for
+    ``context_dim`` > 0 (a model with a context vector), gives query vectors of that size; else
+    None.
 
     ``ltr train`` bundles it into the model artifact, so that the model is served and used with
     the very featurizer its training rows came from.
@@ -695,6 +767,8 @@ def featurizer_beside(files: Sequence[str | Path], feature_names: Sequence[str])
     except (OSError, json.JSONDecodeError):
         return None
     if data.get("format") != FEATURIZER_FORMAT or data.get("feature_names") != list(feature_names):
+        return None
+    if context_dim and int(data.get("context_dim") or 0) != context_dim:
         return None
     return candidate
 

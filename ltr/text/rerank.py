@@ -20,22 +20,37 @@ from pathlib import Path
 import numpy as np
 
 from ltr.artifact import BUNDLED_FEATURIZER, LoadedModel, Manifest
+from ltr.data.list_inputs import CONTEXT
 from ltr.errors import ConfigError
+from ltr.inference import frame_context_columns
 from ltr.predictor import Predictor, load_predictor
 from ltr.text.featurizer import TextFeaturizer
 
 
 def check_pairing(featurizer: TextFeaturizer, manifest: Manifest) -> None:
-    """Refuse a model that was not trained on ``featurizer``'s columns, or that needs a context
-    vector (which text features do not give)."""
+    """Refuse a model that was not trained on ``featurizer``'s columns, or whose per-query
+    context vector is not the one the featurizer gives (its context encoder's query vector,
+    which ``ltr text-features --context-encoder`` writes as the list column ``context``)."""
     if manifest.feature_names != featurizer.feature_names:
         raise ConfigError(
             "the model and the featurizer do not belong together: the model was trained on "
             f"{manifest.feature_names} but the featurizer writes {featurizer.feature_names}"
         )
-    if manifest.context_dim:
+    if not manifest.context_dim:
+        return
+    if featurizer.context_encoder is None:
         raise ConfigError(
-            "the model takes a per-query context vector, which text features do not give"
+            f"the model takes a per-query context vector of {manifest.context_dim} values, and "
+            "the featurizer gives none; make the features with ltr text-features "
+            "--context-encoder NAME and train on them"
+        )
+    columns = frame_context_columns(manifest)
+    if columns != [CONTEXT] or featurizer.context_dim != manifest.context_dim:
+        raise ConfigError(
+            f"the model was trained on a context vector of {manifest.context_dim} values from "
+            f"the column(s) {', '.join(columns)}, but the featurizer gives the "
+            f"{featurizer.context_dim} values of encoder {featurizer.context_encoder!r}, "
+            f"written as the column {CONTEXT!r} by ltr text-features"
         )
 
 
@@ -102,10 +117,13 @@ class TextReranker:
         k = len(texts)
         features = self.featurizer.list_features([query], [list(texts)])[0][None]  # (1, K, F)
         mask = np.ones((1, k), dtype=bool)
-        initial_rank = None
-        if self.predictor.loaded.manifest.uses_initial_rank:
+        manifest = self.predictor.loaded.manifest
+        initial_rank = context = None
+        if manifest.uses_initial_rank:
             initial_rank = np.arange(1, k + 1, dtype=np.int64)[None]  # (1, K) 1-based, as given
-        return self.predictor.predict(features.astype(np.float32), mask, initial_rank)[0]
+        if manifest.context_dim:
+            context = self.featurizer.query_context([query])  # (1, C)
+        return self.predictor.predict(features.astype(np.float32), mask, initial_rank, context)[0]
 
     def rerank(
         self,

@@ -423,12 +423,16 @@ def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) ->
 
 
 def _text_featurizer(files: list, manifest: Manifest) -> Path | None:
-    """The text featurizer saved beside the training files, when the model can use it."""
-    if not files or manifest.context_dim:
+    """The text featurizer saved beside the training files, when the model can use it: it
+    writes the model's features and, for a model with a context vector read from the column
+    ``context``, gives vectors of that size (``ltr text-features --context-encoder``)."""
+    from ltr.data.list_inputs import CONTEXT
+
+    if not files or (manifest.context_dim and frame_context_columns(manifest) != [CONTEXT]):
         return None
     from ltr.text.featurizer import featurizer_beside
 
-    return featurizer_beside(files, manifest.feature_names)
+    return featurizer_beside(files, manifest.feature_names, manifest.context_dim)
 
 
 def _scorer_config(model: RankingModel) -> dict[str, Any]:

@@ -134,9 +134,10 @@ def encoder_dir(tmp_path_factory, synthetic) -> Path:
     return save_lm(model, tokenizer, tmp_path_factory.mktemp("encoder") / "model")
 
 
-def train_setrank(files: dict, output: Path, epochs: int) -> Path:
+def train_setrank(files: dict, output: Path, epochs: int, **options) -> Path:
     """The default SetRank trained for ``epochs`` on text feature files (``ltr train`` bundles
-    their featurizer into the artifact); returns the model directory."""
+    their featurizer into the artifact), ``options`` overriding its config (dotted keys);
+    returns the model directory."""
     from ltr.train.config import load_train_config
     from ltr.train.run import train
 
@@ -151,6 +152,7 @@ def train_setrank(files: dict, output: Path, epochs: int) -> Path:
         "trainer.accelerator": "cpu",
         "tracking.enabled": False,
         "output_dir": str(output),
+        **options,
     }
     repo = Path(__file__).resolve().parents[2]
     config = load_train_config(repo / "configs" / "setrank_imsab.yaml", overrides)
@@ -159,14 +161,21 @@ def train_setrank(files: dict, output: Path, epochs: int) -> Path:
 
 def offline_test_lists(test_file: Path, model_dir: Path, synthetic: SyntheticCollection):
     """``(query text, ids, texts, offline scores)`` of each list of a written test file, in its
-    order, the scores from ``ltr evaluate``'s offline path."""
+    order, the scores from ``ltr evaluate``'s offline path (which reads a context model's
+    vectors from the file)."""
     from ltr.data.dataset import load_dataset
+    from ltr.data.list_inputs import resolve
     from ltr.data.parquet import read_parquet
     from ltr.inference import score_lists
     from ltr.predictor import load_predictor
     from ltr.text.collection import load_collection
 
-    offline = score_lists(load_predictor(str(model_dir)).model, load_dataset(test_file))
+    loaded = load_predictor(str(model_dir))
+    manifest = loaded.loaded.manifest
+    inputs = resolve(
+        manifest.model_config, trained_context_columns=manifest.training.get("context_columns")
+    )
+    offline = score_lists(loaded.model, load_dataset(test_file, context=inputs))
     chunk, _ = read_parquet(test_file)
     collection = load_collection(synthetic.root)
     text_of = dict(zip(collection.doc_ids, collection.doc_texts, strict=True))

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -191,8 +192,10 @@ def feature_sets(crossfit_run, tmp_path_factory):
     config, result, _ = crossfit_run
     out = tmp_path_factory.mktemp("crossfit_features")
     encoders = {"ft": str(result.artifact_dir)}
-    crossfit = build_text_features(config.data, encoders, out / "crossfit")
-    plain = build_text_features(config.data, encoders, out / "plain", crossfit=False)
+    crossfit = build_text_features(config.data, encoders, out / "crossfit", context_encoder="ft")
+    plain = build_text_features(
+        config.data, encoders, out / "plain", crossfit=False, context_encoder="ft"
+    )
     return crossfit, plain
 
 
@@ -245,6 +248,38 @@ def test_validation_and_test_rows_and_the_featurizer_use_the_full_encoder(
     assert "crossfit" not in served.training  # its folds stay with the fine-tuning run
     facts = json.loads((crossfit.directory / "features.json").read_text())
     assert facts["crossfit"] == {"ft": FOLDS}
+
+
+def test_query_context_is_cross_fitted_like_its_column(crossfit_run, feature_sets, synthetic):
+    """With ``--context-encoder ft`` a training query's context vector is the fold encoder's
+    that left it out; validation and test queries', and the no-crossfit file's, the full one's."""
+    _, result, _ = crossfit_run
+    crossfit, plain = feature_sets
+    collection = load_collection(synthetic.root)
+    text_of = dict(zip(collection.query_ids, collection.query_texts, strict=True))
+    fold_of = {q: fold.fold for fold in result.folds for q in fold.held_out}
+
+    def vectors(model_dir: Path, qids: list[str]) -> np.ndarray:
+        lm = load_lm(model_dir)
+        return encode_texts(lm.model, lm.tokenizer, [text_of[q] for q in qids])
+
+    for part in ("train", "valid", "test"):
+        table = pq.read_table(crossfit.files[part])
+        qids = [str(q) for q in table.column("qid").to_pylist()]
+        context = np.asarray(table.column("context").to_pylist())
+        full = vectors(result.artifact_dir, qids)
+        if part != "train":
+            np.testing.assert_allclose(context, full, atol=2e-6)
+            continue
+        for k in range(FOLDS):
+            rows = [i for i, q in enumerate(qids) if fold_of[q] == k]
+            fold_dir = result.artifact_dir / "crossfit" / f"fold{k}"
+            np.testing.assert_allclose(
+                context[rows], vectors(fold_dir, [qids[i] for i in rows]), atol=2e-6
+            )
+        assert np.abs(context - full).max() > 1e-3  # not the full encoder's
+        plain_context = pq.read_table(plain.files[part]).column("context").to_pylist()
+        np.testing.assert_allclose(np.asarray(plain_context), full, atol=2e-6)
 
 
 def test_column_ndcg_of_crossfitted_training_rows(feature_sets):
