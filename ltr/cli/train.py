@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ltr.cli._training import add_training_arguments, load_config
 
@@ -27,8 +28,17 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args, load_train_config)
     if config is None:
         return 0
+    from ltr.train.datamodule import unread_context
     from ltr.train.run import train
 
+    size = unread_context(config.data, int(config.model.get("context_dim") or 0))
+    if size:
+        print(
+            f"note: the training files carry a context vector of {size} values per query (the "
+            f"column context), which this model does not read; train with --model.context_dim "
+            f"{size} to use it",
+            file=sys.stderr,
+        )
     result = train(config, verbose=not args.quiet, resume=args.resume)
     if result.seconds == 0.0:  # a non-zero rank of a distributed run
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader
 
@@ -39,6 +40,28 @@ def split_files(config: DataConfig) -> dict[str, list[Path]]:
         raise ConfigError("no training data: set data.train (files) or data.letor_root + data.fold")
     fold = letor_fold(resolve_data_path(config.letor_root), config.fold)
     return {"train": list(fold.train), "valid": list(fold.valid), "test": list(fold.test)}
+
+
+def unread_context(config: DataConfig, context_dim: int) -> int:
+    """C when a model without a context vector (``context_dim`` 0) is about to be trained on
+    Parquet files that all carry the list column ``context`` of C values (``ltr text-features
+    --context-encoder`` writes one), which it will not read; else 0."""
+    import pyarrow.parquet as pq
+
+    from ltr.data.list_inputs import CONTEXT
+
+    if context_dim or not config.train:
+        return 0
+    sizes = set()
+    for path in split_files(config)["train"]:
+        try:
+            kind = pq.read_schema(path).field(CONTEXT).type
+        except (OSError, KeyError, ValueError, pa.ArrowException):
+            return 0  # not Parquet, no context column, or not there (training will say so)
+        if not pa.types.is_fixed_size_list(kind):
+            return 0
+        sizes.add(kind.list_size)
+    return sizes.pop() if len(sizes) == 1 else 0
 
 
 class ListDataModule(L.LightningDataModule):

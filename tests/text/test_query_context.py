@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -30,6 +31,8 @@ from ltr.text.cross import new_head
 from ltr.text.features import build_text_features
 from ltr.text.featurizer import TextFeaturizer, featurizer_beside
 from ltr.text.rerank import TextReranker
+from ltr.train.config import DataConfig
+from ltr.train.datamodule import unread_context
 from tests.serve._helpers import ServerProcess
 
 from .conftest import BLOCK, offline_test_lists, tiny_lm, train_setrank, unit_mean_hidden
@@ -235,3 +238,27 @@ def test_the_writer_takes_context_vectors_only_of_its_width(tmp_path):
         writer.write(chunk, np.array([[0.5, -1.0], [0.5, -1.0]]))
     table = pq.read_table(tmp_path / "c.parquet")
     assert table.column("context").to_pylist() == [[0.5, -1.0], [0.5, -1.0]]
+
+
+def test_training_without_the_context_says_the_files_carry_one(
+    with_context, trained, tmp_path, capsys
+):
+    files, _ = with_context
+    splits = {f"data.{part}": [str(path)] for part, path in files.files.items()}
+    assert unread_context(DataConfig(**_data(splits)), 0) == CONTEXT_DIM
+    assert unread_context(DataConfig(**_data(splits)), CONTEXT_DIM) == 0  # it reads it
+    plain = {f"data.{part}": [str(p)] for part, p in trained[0].files.items()}
+    assert unread_context(DataConfig(**_data(plain)), 0) == 0  # no context column
+    config = Path(__file__).resolve().parents[2] / "configs" / "setrank_imsab.yaml"
+    argv = ["train", "--config", str(config), "--trainer.max_epochs", "1", "--quiet",
+            "--tracking.enabled", "false", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    for key, value in splits.items():
+        argv += [f"--{key}", *value]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"carry a context vector of {CONTEXT_DIM} values" in err
+    assert f"--model.context_dim {CONTEXT_DIM}" in err
+
+
+def _data(splits: dict) -> dict:
+    return {key.removeprefix("data."): value for key, value in splits.items()}
