@@ -82,17 +82,24 @@ def ndcg10(scores: np.ndarray, data) -> float:
 
 
 def run_setrank(
-    folder: Path, seed: int, work: Path, on_device: dict[str, Any]
+    folder: Path,
+    seed: int,
+    work: Path,
+    on_device: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    tag: str = "",
 ) -> tuple[float, float]:
     """Train the default SetRank on a feature folder (or read back the model an earlier run
-    left in ``work``): ``(valid, test)`` NDCG@10."""
+    left in ``work``), ``options`` overriding its config (its models named with ``tag``):
+    ``(valid, test)`` NDCG@10. A model with a context vector reads it from the files."""
     from ltr.artifact import MANIFEST, load_model
     from ltr.data.dataset import load_dataset
+    from ltr.data.list_inputs import resolve
     from ltr.inference import score_lists
     from ltr.train.config import load_train_config
     from ltr.train.run import train
 
-    output = work / f"setrank-{folder.name}-{seed}"
+    output = work / f"setrank-{folder.name}{tag}-{seed}"
     overrides: dict[str, Any] = {
         "data.train": [str(folder / "train.parquet")],
         "data.valid": [str(folder / "valid.parquet")],
@@ -101,15 +108,20 @@ def run_setrank(
         "trainer.progress_bar": False,
         "trainer.seed": seed,
         **on_device,
+        **(options or {}),
         "output_dir": str(output),
     }
     if not (output / "model" / MANIFEST).exists():
         train(load_train_config(DEFAULT_CONFIG, overrides), verbose=False)
-    model = load_model(output / "model").model
+    loaded = load_model(output / "model")
+    manifest = loaded.manifest
+    inputs = resolve(
+        manifest.model_config, trained_context_columns=manifest.training.get("context_columns")
+    )
     scores = {}
     for part in ("valid", "test"):
-        data = load_dataset(folder / f"{part}.parquet")
-        scores[part] = ndcg10(score_lists(model, data), data)
+        data = load_dataset(folder / f"{part}.parquet", context=inputs)
+        scores[part] = ndcg10(score_lists(loaded.model, data), data)
     return scores["valid"], scores["test"]
 
 

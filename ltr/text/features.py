@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,28 +190,30 @@ class CrossFit:
             "split_seed) or pass --no-crossfit"
         )
 
-    def similarities(self, lists: CandidateLists, doc_texts: list[str], out: np.ndarray) -> None:
-        """Write into ``out[q, k]`` each query's similarities from the encoder that did not
-        see it (``lists`` holds training queries only)."""
+    def folds_of(self, lists: CandidateLists) -> Iterator[tuple[np.ndarray, LoadedLM]]:
+        """``(rows of lists, the fold encoder that did not see their queries)`` per fold that
+        holds some query of ``lists`` (training queries only)."""
         row_of = {q: i for i, q in enumerate(lists.query_ids)}
         for part, lm in zip(self.held_out, self.encoders, strict=True):
             rows = np.array([row_of[q] for q in part if q in row_of], dtype=np.int64)
             if len(rows):
-                out[rows] = encoder_similarities(
-                    lm, [lists.query_texts[r] for r in rows], doc_texts, lists.doc_index[rows]
-                )
+                yield rows, lm
+
+    def similarities(self, lists: CandidateLists, doc_texts: list[str], out: np.ndarray) -> None:
+        """Write into ``out[q, k]`` each query's similarities from the encoder that did not
+        see it (``lists`` holds training queries only)."""
+        for rows, lm in self.folds_of(lists):
+            queries = [lists.query_texts[r] for r in rows]
+            out[rows] = encoder_similarities(lm, queries, doc_texts, lists.doc_index[rows])
 
     def query_context(
         self, lists: CandidateLists, featurizer: TextFeaturizer, out: np.ndarray
     ) -> None:
         """Write into ``out[q]`` each query's context vector from the encoder that did not
         see it (``lists`` holds training queries only)."""
-        row_of = {q: i for i, q in enumerate(lists.query_ids)}
-        for part, lm in zip(self.held_out, self.encoders, strict=True):
-            rows = np.array([row_of[q] for q in part if q in row_of], dtype=np.int64)
-            if len(rows):
-                texts = [lists.query_texts[r] for r in rows]
-                out[rows] = featurizer.query_context(texts, encoder=lm)
+        for rows, lm in self.folds_of(lists):
+            queries = [lists.query_texts[r] for r in rows]
+            out[rows] = featurizer.query_context(queries, encoder=lm)
 
     def to(self, device: str) -> CrossFit:
         from ltr.predictor import resolve_device
