@@ -187,6 +187,28 @@ def offline_test_lists(test_file: Path, model_dir: Path, synthetic: SyntheticCol
         yield query_of[q], ids, [text_of[d] for d in ids], offline[rows]
 
 
+def check_served_as_offline(tmp: Path, model_dir: Path, test_file: Path, synthetic):
+    """Start a real ``ltr serve`` on ``model_dir`` (ONNX Runtime, exported on load), send every
+    list of ``test_file`` as ``RerankText`` and check each candidate gets the offline path's
+    score; returns the served model's spec (``GetModelInfo``)."""
+    from ltr.serve.client import RerankerClient
+    from tests.serve._helpers import ServerProcess
+
+    process = ServerProcess(tmp, model_dir)
+    server = process.wait_ready()
+    try:
+        with RerankerClient(server.target) as client:
+            for query, ids, texts, offline in offline_test_lists(test_file, model_dir, synthetic):
+                ranked = client.rerank_text(query, texts, ids)
+                want = dict(zip(ids, offline.tolist(), strict=True))
+                np.testing.assert_allclose(
+                    ranked.scores, [want[i] for i in ranked.ids], rtol=1e-5, atol=1e-5
+                )
+            return client.model_info().spec
+    finally:
+        assert process.stop() == 0, process.log()
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, synthetic, encoder_dir):
     """Feature files with one encoder, and the default SetRank trained on them for 2 epochs

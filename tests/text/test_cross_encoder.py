@@ -33,7 +33,14 @@ from ltr.text.featurizer import TextFeaturizer
 from ltr.text.finetune import FinetuneModule, ListBatchCollator, TrainingLists, finetune
 from ltr.text.rerank import TextReranker
 
-from .conftest import BLOCK, hand_ndcg, offline_test_lists, tiny_lm, train_setrank
+from .conftest import (
+    BLOCK,
+    check_served_as_offline,
+    hand_ndcg,
+    offline_test_lists,
+    tiny_lm,
+    train_setrank,
+)
 from .test_finetune import finetune_overrides, split_lists
 
 
@@ -279,24 +286,8 @@ def test_rerank_text_over_grpc_with_a_cross_encoder(
 ):
     """A real ``ltr serve`` process (ONNX Runtime, exported on load) runs the cross-encoder of
     the featurizer the model carries on every text call."""
-    from ltr.serve.client import RerankerClient
-    from tests.serve._helpers import ServerProcess
-
-    process = ServerProcess(tmp_path, cross_ranker)
-    server = process.wait_ready()
-    try:
-        with RerankerClient(server.target) as client:
-            assert client.model_info().spec.feature_names[-1] == "cross_ce"
-            for query, ids, texts, offline in offline_test_lists(
-                cross_features.files["test"], cross_ranker, synthetic
-            ):
-                ranked = client.rerank_text(query, texts, ids)
-                want = dict(zip(ids, offline.tolist(), strict=True))
-                np.testing.assert_allclose(
-                    ranked.scores, [want[i] for i in ranked.ids], rtol=1e-5, atol=1e-5
-                )
-    finally:
-        assert process.stop() == 0, process.log()
+    spec = check_served_as_offline(tmp_path, cross_ranker, cross_features.files["test"], synthetic)
+    assert spec.feature_names[-1] == "cross_ce"
 
 
 def test_crossfitted_cross_encoders_score_the_training_rows(

@@ -25,7 +25,6 @@ from ltr.data.svmlight import RowChunk
 from ltr.errors import ConfigError
 from ltr.lm.artifact import load_lm, save_lm
 from ltr.predictor import load_predictor
-from ltr.serve.client import RerankerClient
 from ltr.text.config import TextDataConfig
 from ltr.text.cross import new_head
 from ltr.text.features import build_text_features
@@ -33,9 +32,15 @@ from ltr.text.featurizer import TextFeaturizer, featurizer_beside
 from ltr.text.rerank import TextReranker
 from ltr.train.config import DataConfig
 from ltr.train.datamodule import unread_context
-from tests.serve._helpers import ServerProcess
 
-from .conftest import BLOCK, offline_test_lists, tiny_lm, train_setrank, unit_mean_hidden
+from .conftest import (
+    BLOCK,
+    check_served_as_offline,
+    offline_test_lists,
+    tiny_lm,
+    train_setrank,
+    unit_mean_hidden,
+)
 
 CONTEXT_DIM = 8
 """The context encoder's d_model: not the similarity encoder's 16, so a vector from the wrong
@@ -115,20 +120,8 @@ def test_rerank_text_over_grpc_gets_the_offline_scores(with_context, synthetic, 
     """A real ``ltr serve`` (ONNX Runtime, exported on load) computes each query's context in
     the batch and answers RerankText with the offline path's scores."""
     files, model_dir = with_context
-    server = ServerProcess(tmp_path, model_dir).wait_ready()
-    try:
-        with RerankerClient(server.target) as client:
-            assert client.model_info().spec.context_dim == CONTEXT_DIM
-            for query, ids, texts, offline in offline_test_lists(
-                files.files["test"], model_dir, synthetic
-            ):
-                ranked = client.rerank_text(query, texts, ids)
-                want = dict(zip(ids, offline.tolist(), strict=True))
-                np.testing.assert_allclose(
-                    ranked.scores, [want[i] for i in ranked.ids], rtol=1e-5, atol=1e-5
-                )
-    finally:
-        assert server.stop() == 0, server.log()
+    spec = check_served_as_offline(tmp_path, model_dir, files.files["test"], synthetic)
+    assert spec.context_dim == CONTEXT_DIM
 
 
 def test_cli_text_features_and_rerank_text_with_a_context_encoder(
