@@ -40,6 +40,8 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -397,6 +399,37 @@ class DocTerms:
         )
 
 
+QUERY_MEMORY = 1024
+"""Query vectors of the context encoder a featurizer keeps (the latest met)."""
+
+
+class QueryVectors:
+    """The vectors of the latest ``capacity`` query texts met, the least recently met dropped
+    first; safe to share between threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._vectors[text] = vector
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self.capacity:
+                self._vectors.popitem(last=False)
+
+    def get(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Each text's vector, None where it is not kept."""
+        with self._lock:
+            found = [self._vectors.get(text) for text in texts]
+            for text, vector in zip(texts, found, strict=True):
+                if vector is not None:
+                    self._vectors.move_to_end(text)
+            return found
+
+
 @dataclass
 class TextFeaturizer:
     """Lexical statistics and text encoders: turns texts into the reranker's feature rows."""
@@ -420,6 +453,11 @@ class TextFeaturizer:
     )
     """Running counts of the documents :meth:`documents` took from the cache, from the recent
     documents, or computed."""
+    latest_queries: QueryVectors = field(
+        default_factory=lambda: QueryVectors(QUERY_MEMORY), repr=False, compare=False
+    )
+    """The context encoder's vectors of the queries :meth:`features` met lately, so that
+    :meth:`query_context` does not encode a query that has just had its rows computed."""
 
     @classmethod
     def fit(
@@ -479,8 +517,18 @@ class TextFeaturizer:
                 "this featurizer gives no context vector: it was made without a context "
                 "encoder (ltr text-features --context-encoder NAME)"
             )
-        lm = encoder if encoder is not None else self.encoders[self.context_encoder]
-        return _encode(lm, query_texts).numpy().astype(np.float32, copy=False)
+        if encoder is not None:
+            return _encode(encoder, query_texts).numpy()
+        out = np.empty((len(query_texts), self.context_dim), dtype=np.float32)
+        known = self.latest_queries.get(query_texts)
+        missing = [i for i, vector in enumerate(known) if vector is None]
+        for i, vector in enumerate(known):
+            if vector is not None:
+                out[i] = vector
+        if missing:
+            lm = self.encoders[self.context_encoder]
+            out[missing] = _encode(lm, [query_texts[i] for i in missing]).numpy()
+        return out
 
     def features(
         self,
@@ -519,7 +567,10 @@ class TextFeaturizer:
                     lm, query_texts, [doc_texts[i] for i in used], position, label
                 )
             else:
-                column = _cosines(_encode(lm, query_texts), vectors[name], position)
+                queries = _encode(lm, query_texts)  # (Q, d)
+                if name == self.context_encoder:
+                    self.latest_queries.put(query_texts, queries.numpy())
+                column = _cosines(queries, vectors[name], position)
             columns.append(column[..., None])
         return np.concatenate(columns, axis=-1)
 

@@ -255,3 +255,41 @@ def test_training_without_the_context_says_the_files_carry_one(
 
 def _data(splits: dict) -> dict:
     return {key.removeprefix("data."): value for key, value in splits.items()}
+
+
+def test_a_query_whose_rows_were_just_computed_is_not_encoded_again(
+    with_context, context_encoder_dir, monkeypatch
+):
+    """Reranking computes the rows (the context encoder's ``sim_ctx`` column encodes the query)
+    and then the context: the vector is taken from the first, and is the same as computed
+    alone."""
+    import ltr.text.featurizer as featurizer_module
+
+    files, _ = with_context
+    featurizer = TextFeaturizer.load(files.directory / "featurizer")
+    encoded: list[tuple[int, list[str]]] = []
+    encode = featurizer_module._encode
+
+    def counting(lm, texts, progress=None):
+        encoded.append((lm.model.config.d_model, list(texts)))
+        return encode(lm, texts, progress)
+
+    monkeypatch.setattr(featurizer_module, "_encode", counting)
+    queries = ["the zorbax quillet", "grelbo tuvask"]
+    featurizer.list_features(queries, [["a text", "another"], ["one more", "and", "last"]])
+
+    def query_encodes() -> list[str]:  # the query texts the context encoder has encoded
+        return sorted(
+            t for dim, texts in encoded if dim == CONTEXT_DIM for t in texts if t in queries
+        )
+
+    assert query_encodes() == sorted(queries)  # for the sim_ctx column
+    context = featurizer.query_context(queries)
+    assert query_encodes() == sorted(queries)  # not again
+    for query, vector in zip(queries, context, strict=True):
+        np.testing.assert_allclose(vector, hand_context(context_encoder_dir, query), atol=2e-6)
+    fresh = featurizer.query_context(["a query never met"])  # not kept: encoded now
+    assert encoded[-1] == (CONTEXT_DIM, ["a query never met"])
+    np.testing.assert_allclose(
+        fresh[0], hand_context(context_encoder_dir, "a query never met"), atol=2e-6
+    )
