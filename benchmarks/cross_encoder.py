@@ -27,35 +27,22 @@ encoders found in ``DIR`` are read back instead of trained again (the section sa
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._chain import StageTimes, add_chain_arguments, open_workdir
 from benchmarks._report import markdown_table, write_section
-from benchmarks.text_rerank import DEFAULT_COLLECTION, TEXT_CONFIG, finished_lm, pretrained_lm
+from benchmarks.text_rerank import TEXT_CONFIG, finished_lm, pretrained_lm
 
 ARCHITECTURES = ("bi", "cross")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collection", type=Path, default=DEFAULT_COLLECTION)
-    parser.add_argument(
-        "--split", help="the collection's own query split to use (SciFact: train); default none"
-    )
-    parser.add_argument("--pretrain-epochs", type=int, default=10)
-    parser.add_argument("--finetune-epochs", type=int, default=10)
+    add_chain_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed turns per featurizer")
-    parser.add_argument("--workdir", type=Path, help="keep the models here")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="with --workdir: read back every model an earlier run finished there",
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
     from ltr.text.candidates import TextTask
@@ -63,31 +50,23 @@ def main(argv: list[str] | None = None) -> None:
     from ltr.text.encoder import mean_ndcg
     from ltr.text.finetune import finetune
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ltr-cross-encoder-"))
-    if args.resume and not args.workdir:
-        parser.error("--resume needs the --workdir of the run to go on with")
-    if work.exists() and any(work.iterdir()) and not args.resume:
-        parser.error(f"--workdir {work} is not empty: give a new folder, or --resume")
-    work.mkdir(parents=True, exist_ok=True)
+    work = open_workdir(parser, args, "ltr-cross-encoder-")
     collection = str(args.collection.resolve())
     docs = next(args.collection.glob("docs.jsonl*"))
     cpu = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.progress_bar": False}
-    times_file = work / "seconds.json"  # stage times, kept for a resumed run's report
-    seconds: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
-    reused: list[str] = []
+    times = StageTimes(work)
 
     pre, took = pretrained_lm(work, docs, args.pretrain_epochs, cpu)
     if took is None:
-        reused.append("pretraining")
+        times.reused.append("pretraining")
     else:
-        seconds["pretraining"] = took
-        times_file.write_text(json.dumps(seconds))
+        times.record("pretraining", took)
     tuned = {}
     for arch in ARCHITECTURES:
         folder = work / f"finetune-{arch}"
         tuned[arch] = finished_lm(folder)
         if tuned[arch] is not None:
-            reused.append(f"fine-tuning {arch}")
+            times.reused.append(f"fine-tuning {arch}")
             continue
         started = time.perf_counter()
         config = load_finetune_config(
@@ -104,9 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             },
         )
         tuned[arch] = finetune(config, verbose=False)
-        seconds[f"fine-tuning {arch}"] = time.perf_counter() - started
-        times_file.write_text(json.dumps(seconds))
-        print(f"fine-tuning {arch} took {seconds[f'fine-tuning {arch}'] / 60:.1f} min", flush=True)
+        times.since(f"fine-tuning {arch}", started)
 
     config = load_finetune_config(
         TEXT_CONFIG, {"data.collection": collection, "data.split": args.split}
@@ -168,15 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         + "\n\nThe bi-encoder's documents were encoded ahead (the document cache `ltr "
         "text-features` saves with the featurizer), so a call encodes its query only; the "
         "cross-encoder reads every (query, document) pair, and nothing can be cached.\n\n"
-        + "Time on this machine: "
-        + (", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()) or "none timed")
-        + (
-            f" (read back from an earlier run in the same --workdir, with the times it "
-            f"recorded: {', '.join(reused)})"
-            if reused
-            else ""
-        )
-        + "."
+        + times.sentence()
     )
     print(body)
     if not args.no_write:
