@@ -12,8 +12,10 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from benchmarks.text_rerank import DEFAULT_COLLECTION
+from benchmarks.text_rerank import DEFAULT_COLLECTION, pretrained_lm
 
 
 def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,3 +78,21 @@ class StageTimes:
             else ""
         )
         return f"Time on this machine: {times or 'none timed'}{back}."
+
+
+def start_chain(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, prefix: str
+) -> tuple[Path, str, dict[str, Any], StageTimes, SimpleNamespace]:
+    """Open the work folder and pretrain the masked LM there (or read back an earlier run's):
+    ``(work folder, the collection's resolved path, the options that keep training on the CPU,
+    the stage times, what pretrain returned)``."""
+    work = open_workdir(parser, args, prefix)
+    docs = next(args.collection.glob("docs.jsonl*"))
+    cpu = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.progress_bar": False}
+    times = StageTimes(work)
+    pre, took = pretrained_lm(work, docs, args.pretrain_epochs, cpu)
+    if took is None:
+        times.reused.append("pretraining")
+    else:
+        times.record("pretraining", took)
+    return work, str(args.collection.resolve()), cpu, times, pre

@@ -32,9 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks._chain import StageTimes, add_chain_arguments, open_workdir
+from benchmarks._chain import add_chain_arguments, start_chain
 from benchmarks._report import markdown_table, write_section
-from benchmarks.text_rerank import TEXT_CONFIG, finished_lm, pretrained_lm
+from benchmarks.text_rerank import TEXT_CONFIG, finished_lm
 
 ARCHITECTURES = ("bi", "cross")
 
@@ -50,17 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     from ltr.text.encoder import mean_ndcg
     from ltr.text.finetune import finetune
 
-    work = open_workdir(parser, args, "ltr-cross-encoder-")
-    collection = str(args.collection.resolve())
-    docs = next(args.collection.glob("docs.jsonl*"))
-    cpu = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.progress_bar": False}
-    times = StageTimes(work)
-
-    pre, took = pretrained_lm(work, docs, args.pretrain_epochs, cpu)
-    if took is None:
-        times.reused.append("pretraining")
-    else:
-        times.record("pretraining", took)
+    work, collection, cpu, times, pre = start_chain(parser, args, "ltr-cross-encoder-")
     tuned = {}
     for arch in ARCHITECTURES:
         folder = work / f"finetune-{arch}"

@@ -36,12 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._chain import StageTimes, add_chain_arguments, open_workdir
+from benchmarks._chain import add_chain_arguments, start_chain
 from benchmarks._report import markdown_table, write_section
 from benchmarks.text_rerank import (
     TEXT_CONFIG,
     finished_lm,
-    pretrained_lm,
     run_setrank,
 )
 
@@ -59,17 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from ltr.text.features import build_text_features
     from ltr.text.finetune import finetune
 
-    work = open_workdir(parser, args, "ltr-query-context-")
-    collection = str(args.collection.resolve())
-    docs = next(args.collection.glob("docs.jsonl*"))
-    cpu = {"trainer.accelerator": "cpu", "trainer.devices": 1, "trainer.progress_bar": False}
-    times = StageTimes(work)
-
-    pre, took = pretrained_lm(work, docs, args.pretrain_epochs, cpu)
-    if took is None:
-        times.reused.append("pretraining")
-    else:
-        times.record("pretraining", took)
+    work, collection, cpu, times, pre = start_chain(parser, args, "ltr-query-context-")
     ft = finished_lm(work / "finetune-ft", args.crossfit_folds)
     if ft is not None:
         times.reused.append("fine-tuning")
