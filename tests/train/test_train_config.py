@@ -10,6 +10,7 @@ from ltr.config import parse_overrides
 from ltr.errors import ConfigError
 from ltr.models import build_scorer
 from ltr.train.config import TrainConfig, load_train_config
+from ltr.train.datamodule import split_files
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -76,3 +77,21 @@ def test_presets_cover_msab_imsab_and_mlp():
         load_train_config(p).model.get("block", load_train_config(p).model["name"]) for p in CONFIGS
     }
     assert {"msab", "imsab", "mlp"} <= blocks
+
+
+def test_the_text_preset_is_the_default_setrank_with_the_softmax_loss():
+    """``configs/text/setrank.yaml`` (chosen in docs/TEXT.md, "Which loss for text") differs
+    from the default only in its loss and its data and tracking names."""
+    repo = Path(__file__).resolve().parents[2]
+    default = load_train_config(repo / "configs" / "setrank_imsab.yaml")
+    text = load_train_config(repo / "configs" / "text" / "setrank.yaml")
+    assert (default.loss, text.loss) == ("listmle", "softmax")
+    assert text.model == default.model
+    assert (text.optim, text.trainer, text.normalizer) == (
+        default.optim,
+        default.trainer,
+        default.normalizer,
+    )
+    assert text.data.batch_size == default.data.batch_size and text.data.letor_root is None
+    with pytest.raises(ConfigError, match="no training data"):
+        split_files(text.data)
