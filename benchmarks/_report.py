@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def git_revision() -> str:
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """``python -m benchmarks.<module> ARGS`` as the run was started (``argv``; the process's
+    own arguments when None), for a section's *Command* line."""
+    args = argv if argv is not None else sys.argv[1:]
+    return f"python -m benchmarks.{module} {' '.join(args)}".strip()
 
 
 def write_section(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 from ltr.models import SetRank, SetRankConfig
 
 BLOCKS = ("msab", "imsab")
@@ -285,13 +285,9 @@ def main(argv: list[str] | None = None) -> None:
         "backward; with dropout 0 (and always in eval/serving) it uses the fused kernel, whose "
         "memory is O(L) even for MSAB — the time is still quadratic."
     )
-    command = "python -m benchmarks.attention_scaling " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = command_line("attention_scaling", argv)
     if not args.no_write:
-        write_section(
-            "attention_scaling", "Attention scaling: MSAB vs IMSAB", command.strip(), body
-        )
+        write_section("attention_scaling", "Attention scaling: MSAB vs IMSAB", command, body)
 
 
 if __name__ == "__main__":

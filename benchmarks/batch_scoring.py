@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 
-from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
+from benchmarks._report import DEFAULT_CONFIG, command_line, markdown_table, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_FEATURES = 46
@@ -331,13 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(body)
     print(text)
     if not args.no_write:
-        command = "python -m benchmarks.batch_scoring " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        command = command_line("batch_scoring", argv)
         gpu = args.device != "cpu"
         name = "batch_scoring_cuda" if gpu else "batch_scoring"
         title = "Batch scoring (`ltr score`)" + (" on a GPU" if gpu else "")
-        write_section(name, title, command.strip(), text)
+        write_section(name, title, command, text)
     return 0
 
 

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from benchmarks._chain import add_chain_arguments, start_chain
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.text_rerank import TEXT_CONFIG, finished_lm
 
 ARCHITECTURES = ("bi", "cross")
@@ -139,12 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.cross_encoder " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        command = command_line("cross_encoder", argv)
         section = "cross_encoder" if name == "cranfield" else f"cross_encoder_{name}"
         heading = f"Cross-encoder against bi-encoder on {title}"
-        write_section(section, heading, command.strip(), body)
+        write_section(section, heading, command, body)
 
 
 def training_ndcg(task, model_dir: Path, data) -> float:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 
 CALLS = 500
 CASES = [
@@ -314,10 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.document_cache " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        write_section("document_cache", "Document cache at scale", command.strip(), body)
+        command = command_line("document_cache", argv)
+        write_section("document_cache", "Document cache at scale", command, body)
     return 0
 
 

@@ -16,13 +16,12 @@ bf16-mixed] [--no-write]``
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 from ltr.lm.config import load_pretrain_config
 from ltr.lm.model import POSITIONALS
 from ltr.lm.pretrain import pretrain
@@ -132,13 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.lm_positions " + " ".join(
-            sys.argv[1:] if argv is None else argv
-        )
+        command = command_line("lm_positions", argv)
         name, title = "lm_positions", "Language-model position encodings"
         if gpu:
             name, title = f"{name}_cuda", f"{title} (GPU)"
-        write_section(name, title, command.strip(), body)
+        write_section(name, title, command, body)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 from ltr.lm.config import load_pretrain_config
 from ltr.lm.generate import generate
 from ltr.lm.model import TransformerLM, token_cross_entropy
@@ -194,15 +193,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{gen_table}"
     )
     print(body)
-    command = "python -m benchmarks.lm_throughput " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = command_line("lm_throughput", argv)
     if not args.no_write:  # a GPU run keeps its own section beside the CPU one
         gpu = device != "cpu"
         name, title = "lm_throughput", "Language-model throughput"
         if gpu:
             name, title = f"{name}_cuda", f"{title} (GPU)"
-        write_section(name, title, command.strip(), body)
+        write_section(name, title, command, body)
 
 
 if __name__ == "__main__":

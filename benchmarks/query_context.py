@@ -30,17 +30,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._chain import add_chain_arguments, start_chain
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.text_rerank import (
     TEXT_CONFIG,
     finished_lm,
+    run_lightgbm,
     run_setrank,
 )
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         ("LightGBM lambdarank, lexical + sim_ft", False),
         ("LightGBM lambdarank, lexical + sim_ft + the query vector as features", True),
     ):
-        valid, test = run_lightgbm(folder, with_context)
+        valid, test = run_lightgbm(folder, with_query_vector if with_context else None)
         rows.append([label, "—", f"{valid:.4f}", f"{test:.4f}", "—"])
     base, ctx = (np.array(results[label]) for label in variants)
     diff = ctx - base  # (seeds, 2) per-seed differences
@@ -159,43 +159,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.query_context " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        command = command_line("query_context", argv)
         section = "query_context" if name == "cranfield" else f"query_context_{name}"
-        write_section(section, f"Query context on {title}", command.strip(), body)
+        write_section(section, f"Query context on {title}", command, body)
 
 
-def run_lightgbm(folder: Path, with_context: bool) -> tuple[float, float]:
-    """LightGBM lambdarank (``benchmarks.quality_cv``'s settings) on the feature files, with each
-    row's query vector appended to its features when ``with_context`` (a tree model has no
-    per-list input): ``(valid, test)`` NDCG@10."""
+def with_query_vector(path: Path):
+    """A feature file as a ``ListDataset`` whose rows carry their query's context vector as more
+    features (how a tree model, which has no per-list input, can be given it)."""
     import pyarrow.parquet as pq
 
-    from benchmarks.quality_cv import train_lightgbm
-    from benchmarks.text_rerank import ndcg10
     from ltr.data.dataset import ListDataset, load_dataset
     from ltr.data.list_inputs import resolve
 
-    data = {}
-    for part in ("train", "valid", "test"):
-        path = folder / f"{part}.parquet"
-        if not with_context:
-            data[part] = load_dataset(path)
-            continue
-        size = pq.read_schema(path).field("context").type.list_size
-        d = load_dataset(path, context=resolve({"context_dim": size}))
-        per_row = np.repeat(d.context, np.diff(d.offsets), axis=0)  # (N, C)
-        data[part] = ListDataset(
-            np.hstack([d.features, per_row]), d.labels, d.offsets, d.qids, d.doc_ids
-        )
-    booster, _ = train_lightgbm(data["train"], data["valid"], threads=2)
-    return tuple(
-        ndcg10(
-            booster.predict(data[part].features, num_iteration=booster.best_iteration), data[part]
-        )
-        for part in ("valid", "test")
-    )
+    size = pq.read_schema(path).field("context").type.list_size
+    d = load_dataset(path, context=resolve({"context_dim": size}))
+    per_row = np.repeat(d.context, np.diff(d.offsets), axis=0)  # (N, C)
+    return ListDataset(np.hstack([d.features, per_row]), d.labels, d.offsets, d.qids, d.doc_ids)
 
 
 def mean_sd(values: np.ndarray) -> str:

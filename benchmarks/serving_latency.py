@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
+from benchmarks._report import DEFAULT_CONFIG, command_line, markdown_table, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 MQ2008 = REPO / "data" / "mq2008"
@@ -466,14 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     body = report(args, setups, cells, compute, by_batch, h2)
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.serving_latency " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        command = command_line("serving_latency", argv)
         # A GPU run keeps its own section beside the CPU one (measured where CI runs).
         gpu = args.device != "cpu"
         name = "serving_latency_cuda" if gpu else "serving_latency"
         title = "gRPC serving latency and throughput" + (" (GPU, PyTorch backend)" if gpu else "")
-        write_section(name, title, command.strip(), body)
+        write_section(name, title, command, body)
     return 0
 
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import markdown_table, write_section
+from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.query_context import mean_sd
 from benchmarks.text_rerank import run_lightgbm, run_setrank
 
@@ -82,11 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.text_losses " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        command = command_line("text_losses", argv)
         section = "text_losses_" + args.name.lower().replace(" ", "_")
-        write_section(section, f"Which loss for text: {args.name}", command.strip(), body)
+        write_section(section, f"Which loss for text: {args.name}", command, body)
 
 
 if __name__ == "__main__":

@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from benchmarks._report import DEFAULT_CONFIG, markdown_table, write_section
+from benchmarks._report import DEFAULT_CONFIG, command_line, markdown_table, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRETRAIN_CONFIG = REPO_ROOT / "configs" / "text" / "bert_cranfield.yaml"
@@ -125,12 +125,14 @@ def run_setrank(
     return scores["valid"], scores["test"]
 
 
-def run_lightgbm(folder: Path) -> tuple[float, float]:
-    """LightGBM lambdarank (``benchmarks.quality_cv``'s settings): ``(valid, test)`` NDCG@10."""
+def run_lightgbm(folder: Path, load: Callable[[Path], Any] | None = None) -> tuple[float, float]:
+    """LightGBM lambdarank (``benchmarks.quality_cv``'s settings): ``(valid, test)`` NDCG@10;
+    ``load`` reads a split's file into a ``ListDataset`` (default: ``load_dataset``)."""
     from benchmarks.quality_cv import train_lightgbm
     from ltr.data.dataset import load_dataset
 
-    data = {part: load_dataset(folder / f"{part}.parquet") for part in ("train", "valid", "test")}
+    load = load or load_dataset
+    data = {part: load(folder / f"{part}.parquet") for part in ("train", "valid", "test")}
     booster, _ = train_lightgbm(data["train"], data["valid"], threads=2)
     best = booster.best_iteration
     return tuple(
@@ -472,9 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        command = "python -m benchmarks.text_rerank " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        command = command_line("text_rerank", argv)
         section = "text_rerank" if name == "cranfield" else f"text_rerank_{name}"
         heading = f"Text reranking on {title}"
         if args.positional:
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
             heading += f", {args.positional} positions"
         if gpu:
             section, heading = f"{section}_cuda", f"{heading} (GPU)"
-        write_section(section, heading, command.strip(), body)
+        write_section(section, heading, command, body)
 
 
 if __name__ == "__main__":
