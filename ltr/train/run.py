@@ -16,6 +16,7 @@ import random
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,11 +312,18 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
-def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    verbose: bool = True,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
     """Train, evaluate, save and log a ranking model as described by ``config``.
 
     With ``resume`` an interrupted run in the same ``output_dir`` goes on from the end of its
-    last complete epoch, in the same MLflow run (:class:`ResumeCheckpoint`).
+    last complete epoch, in the same MLflow run (:class:`ResumeCheckpoint`). ``callbacks`` run
+    beside the command's own (e.g. ``ltr tune``'s pruning, which may stop the run early).
     """
     started = time.perf_counter()
     quiet_lightning()
@@ -357,8 +365,8 @@ def train(config: TrainConfig, *, verbose: bool = True, resume: bool = False) ->
         mode="max",
         patience=config.trainer.early_stopping_patience,
     )
-    checkpoint, tracking, callbacks = run.checkpoint, run.tracking, run.callbacks
-    trainer = build_trainer(config.trainer, callbacks, output, verbose=verbose)
+    checkpoint, tracking = run.checkpoint, run.tracking
+    trainer = build_trainer(config.trainer, [*run.callbacks, *callbacks], output, verbose=verbose)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if not trainer.is_global_zero:

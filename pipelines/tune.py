@@ -1,0 +1,597 @@
+"""Hyperparameter search (``ltr tune``): Optuna trials of :func:`ltr.train.run.train`, each an
+MLflow run nested under one parent run.
+
+A *search space* maps dotted config keys (as on the ``ltr train`` command line) to the values a
+trial may take::
+
+    optim.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+    model.num_blocks: {type: int, low: 1, high: 3}
+    model.d_model: [32, 64, 128]          # a list: one of these values
+
+Every trial trains the base config with its values in ``<study_dir>/trials/<number>`` and is
+scored by its best epoch's validation ``trainer.monitor`` (under ``eval.empty``'s convention),
+the number ``ltr train`` selects checkpoints by. Optuna's TPE sampler (seeded with
+``trainer.seed``) proposes the values; a median pruner stops a trial whose validation curve falls
+below the median of earlier trials at the same epoch.
+
+The study lives in an Optuna storage (``<study_dir>/study.db``, SQLite, unless ``storage`` names
+another database), so the same command run again goes on where it stopped: ``trials`` counts
+finished trials (complete or pruned) over every run of the command. A trial whose process died
+(no heartbeat for twice ``heartbeat`` seconds) is marked failed and tried again with the same
+values, and its training goes on from its last complete epoch. Several processes may work on one
+study at once when they share a storage that allows it (PostgreSQL, MySQL).
+
+The best values, applied to the base config, are written to ``<study_dir>/best.yaml``, ready for
+``ltr train --config``; the best trial's model is already saved in its trial folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import socket
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ltr.config import apply_overrides, from_dict, load_yaml, to_dict
+from ltr.errors import ConfigError, RegistryError
+from ltr.train.config import TrainConfig
+
+KINDS = ("float", "int")
+CONTROLLED = ("output_dir", "tracking", "eval", "trainer.monitor", "data.")
+"""Keys a search space may not set: where trials go, how they are logged and scored, and which
+data they see (``data.batch_size`` and ``data.max_list_length`` are the exceptions)."""
+TUNABLE_DATA = ("data.batch_size", "data.max_list_length")
+STUDY_DB = "study.db"
+BEST_CONFIG = "best.yaml"
+TRIALS_DIR = "trials"
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dimension of a search space."""
+
+    key: str
+    """Dotted config key, e.g. ``optim.lr``."""
+    kind: str
+    """``float``, ``int`` or ``choice``."""
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+
+    def suggest(self, trial) -> Any:
+        """The trial's value of this parameter."""
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+
+    def extremes(self) -> list[Any]:
+        """Values that together exercise the whole range (for checking the space up front)."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return f"one of {list(self.choices)}"
+        scale = ", log scale" if self.log else ""
+        step = f", step {self.step}" if self.step else ""
+        return f"{self.kind} in [{self.low}, {self.high}]{scale}{step}"
+
+
+def parse_space(data: Any, where: str = "search space") -> list[Param]:
+    """Search space from its YAML mapping (see the module docs); every mistake is a
+    :class:`ConfigError` naming the key."""
+    if not isinstance(data, Mapping) or not data:
+        raise ConfigError(
+            f"{where} must be a mapping of dotted config keys to ranges or lists of values, "
+            f"got {data!r}"
+        )
+    return [_parse_param(str(key), spec, where) for key, spec in data.items()]
+
+
+def _parse_param(key: str, spec: Any, where: str) -> Param:
+    at = f"{where}: {key}"
+    if key.startswith(CONTROLLED) and key not in TUNABLE_DATA:
+        raise ConfigError(
+            f"{at}: `ltr tune` sets this itself (output folders, tracking, scoring and data are "
+            "fixed for a study; set them in the base config)"
+        )
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError(f"{at}: the list of values is empty")
+        for value in spec:
+            if value is not None and not isinstance(value, bool | int | float | str):
+                raise ConfigError(
+                    f"{at}: a value to choose must be a number, string, boolean or null, "
+                    f"got {value!r}"
+                )
+        if len(set(map(repr, spec))) != len(spec):
+            raise ConfigError(f"{at}: the list of values repeats a value: {spec}")
+        return Param(key, "choice", choices=tuple(spec))
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"{at}: expected a list of values or a mapping with type, low and high, got {spec!r}"
+        )
+    unknown = sorted(set(spec) - {"type", "low", "high", "log", "step"})
+    if unknown:
+        raise ConfigError(
+            f"{at}: unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
+            "(a range has type, low, high and optionally log or step)"
+        )
+    kind = spec.get("type")
+    if kind not in KINDS:
+        raise ConfigError(f"{at}: type must be one of {', '.join(KINDS)}, got {kind!r}")
+    missing = [name for name in ("low", "high") if name not in spec]
+    if missing:
+        raise ConfigError(f"{at}: a {kind} range needs {' and '.join(missing)}")
+    low, high, step = spec["low"], spec["high"], spec.get("step")
+    for name, value in (("low", low), ("high", high), ("step", step)):
+        if value is None and name == "step":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{at}: {name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{at}: {name} must be finite, got {value!r}")
+        if kind == "int" and not float(value).is_integer():
+            raise ConfigError(f"{at}: {name} of an int range must be a whole number, got {value}")
+    if low >= high:
+        raise ConfigError(f"{at}: low ({low}) must be below high ({high})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{at}: log must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise ConfigError(f"{at}: a log-scale range must start above 0, got low {low}")
+    if step is not None:
+        if step <= 0:
+            raise ConfigError(f"{at}: step must be positive, got {step}")
+        if log:
+            raise ConfigError(f"{at}: a range cannot have both log and step")
+    return Param(key, kind, low=low, high=high, log=log, step=step)
+
+
+def load_space(path: str | Path) -> list[Param]:
+    """Search space from a YAML file."""
+    return parse_space(load_yaml(path), where=str(path))
+
+
+def apply_params(config: TrainConfig, params: Mapping[str, Any]) -> TrainConfig:
+    """``config`` with a trial's values set (validated like a config file)."""
+    return from_dict(TrainConfig, apply_overrides(to_dict(config), dict(params)))
+
+
+def check_space(config: TrainConfig, space: Sequence[Param]) -> None:
+    """Refuse a space whose keys or values the base config cannot take, before any training:
+    every parameter's extremes are applied one at a time and the result validated like a
+    config file (the model's settings by its config class, the loss by the loss registry)."""
+    from ltr.losses import build_loss
+    from ltr.models import config_from_dict
+
+    keys = [p.key for p in space]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"the search space names a key twice: {keys}")
+    for param in space:
+        for value in param.extremes():
+            try:
+                trial = apply_params(config, {param.key: value})
+                model = {k: v for k, v in trial.model.items() if k != "name"}
+                config_from_dict(trial.model["name"], {"num_features": 1, **model})
+                build_loss(trial.loss)
+            except (ConfigError, RegistryError) as exc:
+                raise ConfigError(
+                    f"search space key {param.key} = {value!r} does not fit the base config: {exc}"
+                ) from None
+
+
+def trial_config(config: TrainConfig, params: Mapping[str, Any], output_dir: Path, number: int):
+    """What trial ``number`` trains: the base config with its values, in its own folder, as an
+    MLflow run nested under the study's (its model is saved, not logged or registered)."""
+    trial = apply_params(config, params)
+    return dataclasses.replace(
+        trial,
+        tracking=dataclasses.replace(
+            trial.tracking,
+            nested=True,
+            run_name=f"trial {number}",
+            registered_model=None,
+            alias=None,
+            log_model=False,
+        ),
+        output_dir=str(output_dir),
+    )
+
+
+def objective_key(config: TrainConfig) -> tuple[str, str]:
+    """``(convention, metric)`` of :class:`TrainResult.valid_metrics` that a trial is scored by."""
+    from ltr.metrics.evaluate import CONVENTIONS
+    from ltr.types import EmptyListPolicy
+
+    policy = EmptyListPolicy(config.eval.empty)
+    convention = next(name for name, p in CONVENTIONS.items() if p is policy)
+    return convention, config.trainer.monitor
+
+
+@dataclass
+class TrialRow:
+    """One trial of the study, as the summary table shows it."""
+
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    epochs: int | None = None
+    retry_of: int | None = None
+
+
+@dataclass
+class TuneResult:
+    """What a study holds after this run of ``ltr tune``."""
+
+    study_name: str
+    metric: str
+    trials: list[TrialRow]
+    best: TrialRow | None = None
+    best_config: Path | None = None
+    best_model: Path | None = None
+    parent_run_id: str | None = None
+    ran: int = 0
+    """Trials run (to the end or pruned) by this call."""
+    space: list[Param] = field(default_factory=list)
+
+
+def _pruning_callback(trial, monitor: str):
+    """A Lightning callback that reports every validation epoch to ``trial`` and stops the run
+    (``trainer.should_stop``) when the pruner says so; ``.pruned_at`` is then that epoch."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Pruning(Callback):
+        pruned_at: int | None = None
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking:
+                return
+            value = trainer.callback_metrics.get(monitor)
+            if value is None:
+                return
+            epoch = trainer.current_epoch
+            trial.report(float(value), step=epoch)
+            if trial.should_prune():
+                self.pruned_at = epoch
+                trainer.should_stop = True
+
+    return Pruning()
+
+
+def _fingerprint(config: TrainConfig, space: Sequence[Param]) -> str:
+    base = to_dict(config)
+    base.pop("output_dir", None)
+    base.pop("tracking", None)
+    base.get("trainer", {}).pop("progress_bar", None)
+    return json.dumps(
+        {"config": base, "space": [dataclasses.asdict(p) for p in space]}, sort_keys=True
+    )
+
+
+def open_study(
+    config: TrainConfig,
+    space: Sequence[Param],
+    study_dir: Path,
+    *,
+    study_name: str,
+    storage: str | None,
+    heartbeat: float,
+    prune: bool,
+    prune_startup: int = 5,
+    prune_warmup: int = 5,
+):
+    """Create the study or load it to go on; refuse to go on with another config or space."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    # The heartbeat and the retry of a dead process's trial are marked experimental in Optuna
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(study_dir / STUDY_DB).resolve()}"
+    rdb = RDBStorage(
+        url,
+        heartbeat_interval=max(1, int(heartbeat)),
+        grace_period=max(2, int(2 * heartbeat)),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+            max_retry=3, inherit_intermediate_values=True
+        ),
+    )
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=prune_startup, n_warmup_steps=prune_warmup)
+        if prune
+        else optuna.pruners.NopPruner()
+    )
+    # A process that goes on with a study must not draw the values its predecessor drew: the
+    # sampler's seed moves on with the trials already there (and with the process on a storage
+    # that several processes may share at once).
+    seed = config.trainer.seed + _trials_in(rdb, study_name)
+    if storage is not None:
+        seed += os.getpid()
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=rdb,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed % 2**32),
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    fingerprint = _fingerprint(config, space)
+    known = study.user_attrs.get("ltr.fingerprint")
+    if known is None:
+        study.set_user_attr("ltr.fingerprint", fingerprint)
+    elif known != fingerprint:
+        raise ConfigError(
+            f"study {study_name!r} in {url} was started with another base config or search "
+            "space; go on with the same ones, or start a new study (--study-dir or --study)"
+        )
+    return study
+
+
+def _trials_in(storage, study_name: str) -> int:
+    """How many trials study ``study_name`` holds in ``storage`` (0 when there is none yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def run_tuning(
+    config: TrainConfig,
+    space: Sequence[Param],
+    *,
+    trials: int,
+    study_dir: str | Path,
+    study_name: str = "ltr-tune",
+    storage: str | None = None,
+    prune: bool = True,
+    prune_startup: int = 5,
+    prune_warmup: int = 5,
+    heartbeat: float = 30.0,
+    verbose: bool = False,
+    progress: bool = False,
+) -> TuneResult:
+    """Run trials until the study holds ``trials`` finished ones (see the module docs).
+
+    With ``prune``, a trial is stopped at an epoch when its validation score there is below the
+    median of the earlier trials' at the same epoch, once ``prune_startup`` trials have finished
+    and from epoch ``prune_warmup`` (counted from 0) on. ``verbose`` shows each trial's training
+    progress; ``progress`` a bar over the trials.
+    """
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from ltr.train.run import RESUME_CHECKPOINT, RESUME_DIR, train
+
+    if trials < 1:
+        raise ConfigError(f"trials must be at least 1, got {trials}")
+    if prune_startup < 0 or prune_warmup < 0:
+        raise ConfigError(
+            f"prune_startup and prune_warmup must be 0 or more, got {prune_startup}, {prune_warmup}"
+        )
+    if heartbeat <= 0:
+        raise ConfigError(f"heartbeat must be positive, got {heartbeat}")
+    if not (config.data.valid or config.data.letor_root):
+        raise ConfigError(
+            "tuning scores trials on validation data: set data.valid or data.letor_root"
+        )
+    check_space(config, space)
+    study_dir = Path(study_dir)
+    study = open_study(
+        config,
+        space,
+        study_dir,
+        study_name=study_name,
+        storage=storage,
+        heartbeat=heartbeat,
+        prune=prune,
+        prune_startup=prune_startup,
+        prune_warmup=prune_warmup,
+    )
+    convention, metric = objective_key(config)
+    monitor = f"val/{metric}"
+    result = TuneResult(study_name=study_name, metric=metric, trials=[], space=list(space))
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        params = {p.key: p.suggest(trial) for p in space}
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        first = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        number = trial.number if first is None else first
+        output = study_dir / TRIALS_DIR / str(number)
+        trial.set_user_attr("ltr.output_dir", str(output))
+        trial.set_user_attr("ltr.host", f"{socket.gethostname()}:{os.getpid()}")
+        pruning = _pruning_callback(trial, monitor)
+        resume = first is not None and (output / RESUME_DIR / RESUME_CHECKPOINT).exists()
+        run = train(
+            trial_config(config, params, output, number),
+            verbose=verbose,
+            resume=resume,
+            callbacks=[pruning],
+        )
+        trial.set_user_attr("ltr.epochs", run.epochs)
+        if run.run_id:
+            trial.set_user_attr("ltr.mlflow_run_id", run.run_id)
+        result.ran += 1
+        if pruning.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+        value = run.valid_metrics.get(convention, {}).get(metric)
+        if value is None or not math.isfinite(value):
+            raise ConfigError(f"trial {number} has no finite validation {metric}: {value!r}")
+        return float(value)
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    with ExitStack() as stack:
+        parent = None
+        if config.tracking.enabled:
+            from ltr.tracking import start_run
+
+            parent_id = study.user_attrs.get("ltr.mlflow_parent_run_id")
+            parent = stack.enter_context(
+                start_run(
+                    experiment=config.tracking.experiment,
+                    run_name=config.tracking.run_name or f"tune {study_name}",
+                    tracking_uri=config.tracking.tracking_uri,
+                    tags={"ltr.run_type": "tuning"},
+                    run_id=parent_id,
+                )
+            )
+            if parent_id is None:
+                parent.log_config(to_dict(config))
+                parent.log_dict(
+                    {p.key: p.describe() for p in space}, artifact_file="search_space.yaml"
+                )
+                study.set_user_attr("ltr.mlflow_parent_run_id", parent.run_id)
+            result.parent_run_id = parent.run_id
+        done = len(study.get_trials(deepcopy=False, states=finished))
+        report = [_trial_reporter(metric)] if progress else []
+        if done < trials:
+            # n_trials bounds this process; the callback stops it early when other processes
+            # sharing the storage have finished the rest
+            study.optimize(
+                objective,
+                n_trials=trials - done,
+                callbacks=[MaxTrialsCallback(trials, states=finished), *report],
+                gc_after_trial=True,
+                show_progress_bar=progress,
+            )
+        _summarize(study, result, config, study_dir)
+        if parent is not None:
+            _log_summary(parent, result, study_dir)
+    return result
+
+
+def _trial_reporter(metric: str):
+    """A study callback that prints one line per ended trial above the progress bar."""
+    from tqdm.auto import tqdm
+
+    def report(study, trial) -> None:
+        values = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
+        if trial.value is not None:
+            outcome = f"validation {metric} {trial.value:.4f}"
+        else:
+            outcome = trial.state.name.lower()
+        best = ""
+        if any(t.value is not None for t in study.get_trials(deepcopy=False)):
+            best = f"; best so far: trial {study.best_trial.number} ({study.best_value:.4f})"
+        tqdm.write(f"trial {trial.number}: {outcome} ({values}){best}", file=sys.stderr)
+
+    return report
+
+
+def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) -> None:
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False):
+        result.trials.append(
+            TrialRow(
+                number=t.number,
+                state=t.state.name,
+                value=t.value if t.state == TrialState.COMPLETE else None,
+                params=dict(t.params),
+                epochs=t.user_attrs.get("ltr.epochs"),
+                retry_of=RetryHeartbeatStaleTrialCallback.retried_trial_number(t),
+            )
+        )
+    complete = [t for t in result.trials if t.value is not None]
+    if not complete:
+        return
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    result.best = best
+    # The study's own trial folder holds the model (retried trials train in their first's folder)
+    folder = best.number if best.retry_of is None else best.retry_of
+    result.best_model = study_dir / TRIALS_DIR / str(folder) / "model"
+    best_config = to_dict(apply_params(config, best.params))
+    header = (
+        f"# ltr tune: the best of {len(complete)} complete trials of study "
+        f"{result.study_name!r} (trial {best.number}, validation {result.metric} "
+        f"{best.value:.6f}); its model is {result.best_model}\n"
+    )
+    path = study_dir / BEST_CONFIG
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(header + yaml.safe_dump(best_config, sort_keys=False))
+    tmp.replace(path)
+    result.best_config = path
+
+
+def _log_summary(parent, result: TuneResult, study_dir: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp, "trials.csv")
+        keys = [p.key for p in result.space]
+        with table.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["trial", "state", result.metric, "epochs", *keys])
+            for t in result.trials:
+                writer.writerow(
+                    [t.number, t.state, t.value, t.epochs, *(t.params.get(k) for k in keys)]
+                )
+        parent.log_artifact(table)
+    if result.best is not None:
+        parent.log_metrics(
+            {f"best/valid_{result.metric}": result.best.value, "trials/finished": _finished(result)}
+        )
+        parent.set_tags(
+            {"best.trial": str(result.best.number)}
+            | {f"best.{k}": str(v) for k, v in result.best.params.items()}
+        )
+        parent.log_artifact(result.best_config)
+
+
+def _finished(result: TuneResult) -> int:
+    return sum(t.state in FINISHED for t in result.trials)
+
+
+def format_trials(result: TuneResult, limit: int | None = None) -> str:
+    """Markdown table of the study's trials, best first (failed and running ones last)."""
+    keys = [p.key for p in result.space]
+    rows = sorted(
+        result.trials,
+        key=lambda t: (t.value is None, -(t.value or 0.0), t.state != "PRUNED", t.number),
+    )
+    if limit is not None:
+        rows = rows[:limit]
+    lines = [
+        f"| trial | state | valid {result.metric} | epochs | " + " | ".join(keys) + " |",
+        "|---|---|---|---|" + "---|" * len(keys),
+    ]
+    for t in rows:
+        value = "" if t.value is None else f"{t.value:.4f}"
+        epochs = "" if t.epochs is None else str(t.epochs)
+        cells = [_cell(t.params.get(k)) for k in keys]
+        state = t.state.lower() + (f" (retry of {t.retry_of})" if t.retry_of is not None else "")
+        lines.append(f"| {t.number} | {state} | {value} | {epochs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
