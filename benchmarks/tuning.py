@@ -8,6 +8,7 @@ the study's best config with ``--seeds`` seeds each, and LightGBM lambdarank (as
 The test partition plays no part in the search.
 
     python -m benchmarks.tuning                      # MQ2008 fold 1, 20 trials, 3 seeds
+    python -m benchmarks.tuning --trials 10 --trial-seeds 2   # each trial the mean of 2 seeds
     python -m benchmarks.tuning --trials 4 --seeds 1 --no-write
 
 ``--study-dir`` keeps the study: run the command again to go on with it (more ``--trials``).
@@ -51,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/setrank_imsab.yaml")
     parser.add_argument("--space", default="configs/tune/setrank.yaml")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the final comparison")
+    parser.add_argument(
+        "--trial-seeds", type=int, default=1, help="seeds per trial (ltr tune --seeds)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--study-dir", type=Path, help="keep the study here (default: temporary)")
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             trials=args.trials,
             study_dir=study_dir,
             study_name=f"bench-{args.dataset}-fold{args.fold}",
+            seeds=args.trial_seeds,
             progress=True,
         )
         tuning_seconds = time.perf_counter() - started
@@ -99,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(_row("LightGBM lambdarank", boosted))
 
     states = [t.state for t in study.trials]
+    scored = (
+        f", the mean over {args.trial_seeds} seeds" if args.trial_seeds > 1 else " with one seed"
+    )
     gains = [t - d for t, d in zip(per_seed["tuned"], per_seed["default"], strict=True)]
     body = "\n".join(
         [
             f"`ltr tune` on {args.dataset} fold {args.fold} (train on its three training "
-            "partitions, every trial scored by its best epoch's validation NDCG@10), base config "
-            f"`{args.config}`, search space `{args.space}`, {len(study.trials)} trials "
+            "partitions, every trial scored by its best epoch's validation NDCG@10"
+            f"{scored}), base config `{args.config}`, search space `{args.space}`, "
+            f"{len(study.trials)} trials "
             f"({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned by the median "
             f"rule after 5 trials and 5 epochs) in {tuning_seconds / 60:.1f} min with "
             f"{args.threads} torch thread(s). Then the default and the best config were trained "
@@ -132,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.no_write:
+        per_trial = "" if args.trial_seeds == 1 else f", {args.trial_seeds} seeds per trial"
         write_section(
-            SECTION,
-            f"Hyperparameter search ({args.dataset}, fold {args.fold})",
+            SECTION if args.trial_seeds == 1 else f"{SECTION}-{args.trial_seeds}seeds",
+            f"Hyperparameter search ({args.dataset}, fold {args.fold}{per_trial})",
             command_line("tuning", argv),
             body,
         )

@@ -14,6 +14,10 @@ the number ``ltr train`` selects checkpoints by. Optuna's TPE sampler (seeded wi
 ``trainer.seed``) proposes the values; a median pruner stops a trial whose validation curve falls
 below the median of earlier trials at the same epoch.
 
+With ``seeds`` above 1, a trial trains that many times with successive ``trainer.seed`` values
+and is scored by the mean: on a small validation set one seed's luck can decide which of two
+close configurations wins (``docs/PIPELINES.md`` shows it happen on MQ2008).
+
 The study lives in an Optuna storage (``<study_dir>/study.db``, SQLite, unless ``storage`` names
 another database), so the same command run again goes on where it stopped: ``trials`` counts
 finished trials (complete or pruned) over every run of the command. A trial whose process died
@@ -33,6 +37,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import warnings
@@ -54,6 +59,9 @@ CONTROLLED = ("output_dir", "tracking", "eval", "trainer.monitor", "data.")
 data they see (``data.batch_size`` and ``data.max_list_length`` are the exceptions)."""
 TUNABLE_DATA = ("data.batch_size", "data.max_list_length")
 STUDY_DB = "study.db"
+TRIAL_RESULT = "trial_result.json"
+"""Written into a trial's (or seed's) folder once its training is scored: what a retried trial
+reads back instead of training again."""
 BEST_CONFIG = "best.yaml"
 TRIALS_DIR = "trials"
 FINISHED = ("COMPLETE", "PRUNED")
@@ -203,16 +211,29 @@ def check_space(config: TrainConfig, space: Sequence[Param]) -> None:
                 ) from None
 
 
-def trial_config(config: TrainConfig, params: Mapping[str, Any], output_dir: Path, number: int):
+def trial_config(
+    config: TrainConfig,
+    params: Mapping[str, Any],
+    output_dir: Path,
+    number: int,
+    seed: int | None = None,
+):
     """What trial ``number`` trains: the base config with its values, in its own folder, as an
-    MLflow run nested under the study's (its model is saved, not logged or registered)."""
+    MLflow run nested under the study's (its model is saved, not logged or registered). With
+    ``seed`` (the k-th of a trial's seeds), ``trainer.seed`` moves on by ``seed``."""
     trial = apply_params(config, params)
+    name = f"trial {number}"
+    if seed is not None:
+        name += f" seed {seed}"
+        trial = dataclasses.replace(
+            trial, trainer=dataclasses.replace(trial.trainer, seed=trial.trainer.seed + seed)
+        )
     return dataclasses.replace(
         trial,
         tracking=dataclasses.replace(
             trial.tracking,
             nested=True,
-            run_name=f"trial {number}",
+            run_name=name,
             registered_model=None,
             alias=None,
             log_model=False,
@@ -282,13 +303,14 @@ def _pruning_callback(trial, monitor: str):
     return Pruning()
 
 
-def _fingerprint(config: TrainConfig, space: Sequence[Param]) -> str:
+def _fingerprint(config: TrainConfig, space: Sequence[Param], seeds: int) -> str:
     base = to_dict(config)
     base.pop("output_dir", None)
     base.pop("tracking", None)
     base.get("trainer", {}).pop("progress_bar", None)
     return json.dumps(
-        {"config": base, "space": [dataclasses.asdict(p) for p in space]}, sort_keys=True
+        {"config": base, "space": [dataclasses.asdict(p) for p in space], "seeds": seeds},
+        sort_keys=True,
     )
 
 
@@ -303,6 +325,7 @@ def open_study(
     prune: bool,
     prune_startup: int = 5,
     prune_warmup: int = 5,
+    seeds: int = 1,
 ):
     """Create the study or load it to go on; refuse to go on with another config or space."""
     import optuna
@@ -339,14 +362,15 @@ def open_study(
         pruner=pruner,
         load_if_exists=True,
     )
-    fingerprint = _fingerprint(config, space)
+    fingerprint = _fingerprint(config, space, seeds)
     known = study.user_attrs.get("ltr.fingerprint")
     if known is None:
         study.set_user_attr("ltr.fingerprint", fingerprint)
     elif known != fingerprint:
         raise ConfigError(
-            f"study {study_name!r} in {url} was started with another base config or search "
-            "space; go on with the same ones, or start a new study (--study-dir or --study)"
+            f"study {study_name!r} in {url} was started with another base config, search "
+            "space or number of seeds; go on with the same ones, or start a new study "
+            "(--study-dir or --study)"
         )
     return study
 
@@ -372,6 +396,7 @@ def run_tuning(
     prune_startup: int = 5,
     prune_warmup: int = 5,
     heartbeat: float = 30.0,
+    seeds: int = 1,
     verbose: bool = False,
     progress: bool = False,
 ) -> TuneResult:
@@ -380,7 +405,9 @@ def run_tuning(
     With ``prune``, a trial is stopped at an epoch when its validation score there is below the
     median of the earlier trials' at the same epoch, once ``prune_startup`` trials have finished
     and from epoch ``prune_warmup`` (counted from 0) on. ``verbose`` shows each trial's training
-    progress; ``progress`` a bar over the trials.
+    progress; ``progress`` a bar over the trials. With ``seeds`` above 1 every trial trains
+    that many times (``trainer.seed``, + 1, ...; in ``trials/<number>/seed<k>``) and is scored by
+    the mean of their validation scores; the pruner follows the first seed's curve.
     """
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -395,6 +422,8 @@ def run_tuning(
         raise ConfigError(
             f"prune_startup and prune_warmup must be 0 or more, got {prune_startup}, {prune_warmup}"
         )
+    if seeds < 1:
+        raise ConfigError(f"seeds must be at least 1, got {seeds}")
     if heartbeat <= 0:
         raise ConfigError(f"heartbeat must be positive, got {heartbeat}")
     if not (config.data.valid or config.data.letor_root):
@@ -413,6 +442,7 @@ def run_tuning(
         prune=prune,
         prune_startup=prune_startup,
         prune_warmup=prune_warmup,
+        seeds=seeds,
     )
     convention, metric = objective_key(config)
     monitor = f"val/{metric}"
@@ -423,27 +453,42 @@ def run_tuning(
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         first = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         number = trial.number if first is None else first
-        output = study_dir / TRIALS_DIR / str(number)
-        trial.set_user_attr("ltr.output_dir", str(output))
+        folder = study_dir / TRIALS_DIR / str(number)
+        trial.set_user_attr("ltr.output_dir", str(folder))
         trial.set_user_attr("ltr.host", f"{socket.gethostname()}:{os.getpid()}")
         pruning = _pruning_callback(trial, monitor)
-        resume = first is not None and (output / RESUME_DIR / RESUME_CHECKPOINT).exists()
-        run = train(
-            trial_config(config, params, output, number),
-            verbose=verbose,
-            resume=resume,
-            callbacks=[pruning],
-        )
-        trial.set_user_attr("ltr.epochs", run.epochs)
-        if run.run_id:
-            trial.set_user_attr("ltr.mlflow_run_id", run.run_id)
+        values, epochs = [], []
+        for k in range(seeds):
+            output = folder if seeds == 1 else folder / f"seed{k}"
+            record = output / TRIAL_RESULT
+            if first is not None and record.exists():  # done before the last process died
+                done = json.loads(record.read_text())
+                values.append(done["value"])
+                epochs.append(done["epochs"])
+                continue
+            resume = first is not None and (output / RESUME_DIR / RESUME_CHECKPOINT).exists()
+            run = train(
+                trial_config(config, params, output, number, seed=k if seeds > 1 else None),
+                verbose=verbose,
+                resume=resume,
+                callbacks=[pruning] if k == 0 else [],  # the pruner follows the first seed
+            )
+            if pruning.pruned_at is not None:
+                trial.set_user_attr("ltr.epochs", run.epochs)
+                result.ran += 1
+                raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+            value = run.valid_metrics.get(convention, {}).get(metric)
+            if value is None or not math.isfinite(value):
+                raise ConfigError(f"trial {number} has no finite validation {metric}: {value!r}")
+            _write_json(record, {"value": float(value), "epochs": run.epochs})
+            values.append(float(value))
+            epochs.append(run.epochs)
+        trial.set_user_attr("ltr.epochs", epochs[0])
+        trial.set_user_attr("ltr.model", str(folder if seeds == 1 else folder / "seed0"))
+        if seeds > 1:
+            trial.set_user_attr("ltr.seed_values", values)
         result.ran += 1
-        if pruning.pruned_at is not None:
-            raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
-        value = run.valid_metrics.get(convention, {}).get(metric)
-        if value is None or not math.isfinite(value):
-            raise ConfigError(f"trial {number} has no finite validation {metric}: {value!r}")
-        return float(value)
+        return statistics.fmean(values)
 
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     with ExitStack() as stack:
@@ -486,6 +531,12 @@ def run_tuning(
     return result
 
 
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content))
+    tmp.replace(path)
+
+
 def _trial_reporter(metric: str):
     """A study callback that prints one line per ended trial above the progress bar."""
     from tqdm.auto import tqdm
@@ -524,9 +575,8 @@ def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) 
         return
     best = max(complete, key=lambda t: (t.value, -t.number))
     result.best = best
-    # The study's own trial folder holds the model (retried trials train in their first's folder)
-    folder = best.number if best.retry_of is None else best.retry_of
-    result.best_model = study_dir / TRIALS_DIR / str(folder) / "model"
+    model = next(t for t in study.get_trials(deepcopy=False) if t.number == best.number)
+    result.best_model = Path(model.user_attrs["ltr.model"]) / "model"
     best_config = to_dict(apply_params(config, best.params))
     header = (
         f"# ltr tune: the best of {len(complete)} complete trials of study "

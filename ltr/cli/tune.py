@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Optuna storage URL instead of STUDY_DIR/study.db, e.g. a PostgreSQL database "
         "that several `ltr tune` processes share",
     )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train every trial with this many seeds (trainer.seed, +1, ...) and score it by "
+        "the mean of their validation scores: slower, but one lucky seed no longer wins "
+        "(default: 1)",
+    )
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
     p.add_argument(
         "--prune-startup",
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         prune_startup=args.prune_startup,
         prune_warmup=args.prune_warmup,
         heartbeat=args.heartbeat,
+        seeds=args.seeds,
         verbose=args.verbose,
         progress=not args.quiet,
     )

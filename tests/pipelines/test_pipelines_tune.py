@@ -84,12 +84,7 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
         # a trial's value is what `ltr evaluate` gives for its saved model on the validation
         # partition (fold 1 validates on S4)
         model = tmp_path / "study" / "trials" / str(trial.number) / "model"
-        evaluated = subprocess.run(
-            [LTR, "evaluate", "--model", str(model), "--data", str(mq2008_dir / "S4.txt.xz"),
-             "--format", "json"],
-            capture_output=True, text=True, timeout=300, env=ONE_THREAD, check=True,
-        )  # fmt: skip
-        want = json.loads(evaluated.stdout)["empty=1"]["ndcg@10"]
+        want = _evaluate_on_validation(model, mq2008_dir)
         assert trial.value == pytest.approx(want, abs=1e-6)
         assert child.data.metrics["valid/empty1/ndcg_at_10"] == pytest.approx(want, abs=1e-6)
 
@@ -126,21 +121,36 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
         capture_output=True, text=True, timeout=300, env=ONE_THREAD, cwd=tmp_path,
     )  # fmt: skip
     assert changed.returncode == 2
-    assert "was started with another base config or search space" in changed.stderr
+    assert "was started with another base config, search space or number of seeds" in changed.stderr
     assert len(_study(tmp_path).trials) == 4
 
 
+def _evaluate_on_validation(model, mq2008_dir) -> float:
+    """``ltr evaluate``'s NDCG@10 of ``model`` on fold 1's validation partition (S4)."""
+    evaluated = subprocess.run(
+        [LTR, "evaluate", "--model", str(model), "--data", str(mq2008_dir / "S4.txt.xz"),
+         "--format", "json"],
+        capture_output=True, text=True, timeout=300, env=ONE_THREAD, check=True,
+    )  # fmt: skip
+    return json.loads(evaluated.stdout)["empty=1"]["ndcg@10"]
+
+
 @pytest.mark.slow
-def test_a_trial_killed_mid_run_is_run_again_from_its_last_epoch(mq2008_dir, tmp_path):
-    epochs = 6
-    args = ("--trials", "2", "--heartbeat", "1", "--no-prune", "--tracking.experiment", "kill")
+def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(mq2008_dir, tmp_path):
+    """Two seeds per trial; the process dies in the second seed's training. The trial is run
+    again: the first seed is read back, the second goes on from its last complete epoch, and the
+    trial's score is the mean of the two models' validation NDCG."""
+    epochs = 4
+    args = ("--trials", "2", "--seeds", "2", "--heartbeat", "1", "--no-prune")
+    args = (*args, "--tracking.experiment", "kill")
     proc = _tune(tmp_path, mq2008_dir, *args, epochs=epochs, popen=True)
-    checkpoint = tmp_path / "study" / "trials" / "0" / "resume" / "resume.ckpt"
+    trial0 = tmp_path / "study" / "trials" / "0"
+    checkpoint = trial0 / "seed1" / "resume" / "resume.ckpt"
     try:
         deadline = time.monotonic() + 300
-        while not checkpoint.exists():  # trial 0 has finished an epoch
+        while not checkpoint.exists():  # the second seed of trial 0 has finished an epoch
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "trial 0 finished no epoch"
+            assert time.monotonic() < deadline, "trial 0's second seed finished no epoch"
             time.sleep(0.05)
         proc.kill()  # SIGKILL: no clean-up, the trial stays "running" in the database
     finally:
@@ -148,29 +158,39 @@ def test_a_trial_killed_mid_run_is_run_again_from_its_last_epoch(mq2008_dir, tmp
     assert proc.returncode == -9
     (killed,) = _study(tmp_path).trials
     assert killed.state == optuna.trial.TrialState.RUNNING
-    reached = len(killed.intermediate_values)
-    assert 1 <= reached < epochs
+    assert sorted(killed.intermediate_values) == list(range(epochs))  # the first seed's curve
 
     time.sleep(2.5)  # past the grace period (twice the heartbeat) of the dead process
     _tune(tmp_path, mq2008_dir, *args, epochs=epochs)
     trials = _study(tmp_path).trials
-    states = [t.state.name for t in trials]
-    assert states == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     retry = trials[1]
     assert retry.params == killed.params
     assert retry.system_attrs.get("failed_trial") == 0
-    # the retry trained in trial 0's folder and went on from its last complete epoch, in the
-    # same MLflow run: every epoch was logged once
     assert retry.user_attrs["ltr.output_dir"].endswith("trials/0")
-    assert retry.user_attrs["ltr.epochs"] == epochs
+
+    # the first seed was not trained again, the second went on in its own MLflow run: every
+    # epoch logged once
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent, children = _runs(client, "kill")
     assert parent.info.status == "FINISHED"  # reopened by the second process and ended there
-    assert [c.data.tags["mlflow.runName"] for c in children] == ["trial 0", "trial 2"]
-    history = client.get_metric_history(children[0].info.run_id, "val/ndcg_at_10")
-    assert sorted(m.step for m in history) == list(range(epochs))
-    assert children[0].info.status == "FINISHED"
-    assert (tmp_path / "study" / "best.yaml").exists()
+    names = ["trial 0 seed 0", "trial 0 seed 1", "trial 2 seed 0", "trial 2 seed 1"]
+    assert [c.data.tags["mlflow.runName"] for c in children] == names
+    assert [c.data.params["trainer.seed"] for c in children] == ["42", "43", "42", "43"]
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "val/ndcg_at_10")
+        assert sorted(m.step for m in history) == list(range(epochs))
+        assert child.info.status == "FINISHED"
+
+    # the score is the mean over the seeds of what `ltr evaluate` gives for their models
+    seeds = [_evaluate_on_validation(trial0 / f"seed{k}" / "model", mq2008_dir) for k in (0, 1)]
+    assert seeds[0] != pytest.approx(seeds[1], abs=1e-4)
+    assert retry.user_attrs["ltr.seed_values"] == pytest.approx(seeds, abs=1e-6)
+    assert retry.value == pytest.approx((seeds[0] + seeds[1]) / 2, abs=1e-6)
+    best = max(trials[1:], key=lambda t: t.value)
+    header = (tmp_path / "study" / "best.yaml").read_text().splitlines()[0]
+    folder = "0" if best.number == 1 else "2"
+    assert header.endswith(f"trials/{folder}/seed0/model")
 
 
 @pytest.mark.slow
@@ -263,11 +283,13 @@ def test_a_study_goes_on_only_with_its_own_config_and_space(tmp_path):
     options = {"study_name": "s", "storage": None, "heartbeat": 5, "prune": True}
     open_study(config, space, tmp_path, **options)
     open_study(config, space, tmp_path, **options)  # the same: goes on
-    with pytest.raises(ConfigError, match="started with another base config or search space"):
+    with pytest.raises(ConfigError, match="started with another base config"):
         open_study(config, parse_space({"optim.lr": [0.1, 0.3]}), tmp_path, **options)
     other = load_train_config(None, {"data.letor_root": "x", "loss": "softmax"})
-    with pytest.raises(ConfigError, match="started with another base config or search space"):
+    with pytest.raises(ConfigError, match="started with another base config"):
         open_study(other, space, tmp_path, **options)
+    with pytest.raises(ConfigError, match="number of seeds"):
+        open_study(config, space, tmp_path, **options, seeds=2)
     # where the trials go and how they are logged do not matter
     moved = load_train_config(
         None, {"data.letor_root": "x", "tracking.enabled": False, "output_dir": "elsewhere"}
