@@ -11,6 +11,7 @@ Open the UI on the embedded store with::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -276,6 +277,22 @@ def start_run(
         experiment_id=experiment_id, run_name=run_name, nested=nested, tags=dict(tags or {})
     ) as run:
         yield RunTracker(run)
+
+
+def start_parent_run(
+    tracking: Any, default_name: str, run_type: str, run_id: str | None = None
+) -> contextlib.AbstractContextManager[RunTracker]:
+    """The parent run of a command that nests training runs under it (``ltr cv``, ``ltr tune``):
+    in ``tracking``'s experiment and store (a tracking config section), named
+    ``tracking.run_name`` or ``default_name``, tagged ``ltr.run_type = run_type``; ``run_id``
+    reopens it instead."""
+    return start_run(
+        experiment=tracking.experiment,
+        run_name=tracking.run_name or default_name,
+        tracking_uri=tracking.tracking_uri,
+        tags={"ltr.run_type": run_type},
+        run_id=run_id,
+    )
 
 
 def mark_failed() -> None:

@@ -119,15 +119,10 @@ def run_cv(
     with ExitStack() as stack:
         parent = None
         if config.tracking.enabled:
-            from ltr.tracking import start_run
+            from ltr.tracking import start_parent_run
 
             parent = stack.enter_context(
-                start_run(
-                    experiment=config.tracking.experiment,
-                    run_name=config.tracking.run_name or f"cv {len(folds)} folds",
-                    tracking_uri=config.tracking.tracking_uri,
-                    tags={"ltr.run_type": "cross-validation"},
-                )
+                start_parent_run(config.tracking, f"cv {len(folds)} folds", "cross-validation")
             )
             parent.log_config(to_dict(config))
             parent.log_params({"cv.folds": ",".join(map(str, folds))})

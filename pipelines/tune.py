@@ -494,17 +494,11 @@ def run_tuning(
     with ExitStack() as stack:
         parent = None
         if config.tracking.enabled:
-            from ltr.tracking import start_run
+            from ltr.tracking import start_parent_run
 
             parent_id = study.user_attrs.get("ltr.mlflow_parent_run_id")
             parent = stack.enter_context(
-                start_run(
-                    experiment=config.tracking.experiment,
-                    run_name=config.tracking.run_name or f"tune {study_name}",
-                    tracking_uri=config.tracking.tracking_uri,
-                    tags={"ltr.run_type": "tuning"},
-                    run_id=parent_id,
-                )
+                start_parent_run(config.tracking, f"tune {study_name}", "tuning", parent_id)
             )
             if parent_id is None:
                 parent.log_config(to_dict(config))
