@@ -335,14 +335,17 @@ def open_study(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(study_dir / STUDY_DB).resolve()}"
-    rdb = RDBStorage(
-        url,
-        heartbeat_interval=max(1, int(heartbeat)),
-        grace_period=max(2, int(2 * heartbeat)),
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-            max_retry=3, inherit_intermediate_values=True
-        ),
-    )
+    try:
+        rdb = RDBStorage(
+            url,
+            heartbeat_interval=max(1, int(heartbeat)),
+            grace_period=max(2, int(2 * heartbeat)),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                max_retry=3, inherit_intermediate_values=True
+            ),
+        )
+    except Exception as exc:  # SQLAlchemy's errors (bad URL, missing driver, no server)
+        raise ConfigError(f"cannot open the Optuna storage {url}: {exc}") from exc
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=prune_startup, n_warmup_steps=prune_warmup)
         if prune
