@@ -59,6 +59,8 @@ CONTROLLED = ("output_dir", "tracking", "eval", "trainer.monitor", "data.")
 data they see (``data.batch_size`` and ``data.max_list_length`` are the exceptions)."""
 TUNABLE_DATA = ("data.batch_size", "data.max_list_length")
 STUDY_DB = "study.db"
+STUDY_MARK = "study.json"
+"""Names the study whose trials a study folder holds."""
 TRIAL_RESULT = "trial_result.json"
 """Written into a trial's (or seed's) folder once its training is scored: what a retried trial
 reads back instead of training again."""
@@ -334,6 +336,17 @@ def open_study(
     # The heartbeat and the retry of a dead process's trial are marked experimental in Optuna
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study_dir.mkdir(parents=True, exist_ok=True)
+    # Trials keep their models in <study_dir>/trials/<number>: one study per folder
+    owner = study_dir / STUDY_MARK
+    if owner.exists():
+        held = json.loads(owner.read_text()).get("study")
+        if held != study_name:
+            raise ConfigError(
+                f"{study_dir} holds the trials of study {held!r}, not {study_name!r}: give "
+                "every study a --study-dir of its own"
+            )
+    else:
+        _write_json(owner, {"study": study_name})
     url = storage or f"sqlite:///{(study_dir / STUDY_DB).resolve()}"
     try:
         rdb = RDBStorage(
@@ -372,8 +385,8 @@ def open_study(
     elif known != fingerprint:
         raise ConfigError(
             f"study {study_name!r} in {url} was started with another base config, search "
-            "space or number of seeds; go on with the same ones, or start a new study "
-            "(--study-dir or --study)"
+            "space or number of seeds; go on with the same ones, or start a new study in "
+            "another --study-dir"
         )
     return study
 

@@ -290,6 +290,8 @@ def test_a_study_goes_on_only_with_its_own_config_and_space(tmp_path):
         open_study(other, space, tmp_path, **options)
     with pytest.raises(ConfigError, match="cannot open the Optuna storage nosuchdb://x"):
         open_study(config, space, tmp_path, **{**options, "storage": "nosuchdb://x"})
+    with pytest.raises(ConfigError, match="holds the trials of study 's', not 'other'"):
+        open_study(config, space, tmp_path, **{**options, "study_name": "other"})
     with pytest.raises(ConfigError, match="number of seeds"):
         open_study(config, space, tmp_path, **options, seeds=2)
     # where the trials go and how they are logged do not matter
