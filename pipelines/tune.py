@@ -16,7 +16,9 @@ below the median of earlier trials at the same epoch.
 
 With ``seeds`` above 1, a trial trains that many times with successive ``trainer.seed`` values
 and is scored by the mean: on a small validation set one seed's luck can decide which of two
-close configurations wins (``docs/PIPELINES.md`` shows it happen on MQ2008).
+close configurations wins (``docs/PIPELINES.md`` shows it happen on MQ2008). With ``folds``
+(LETOR folds of ``data.letor_root``), it trains once per fold (and seed) and is scored by the
+mean of each fold's validation score, as ``ltr cv`` rotates them.
 
 The study lives in an Optuna storage (``<study_dir>/study.db``, SQLite, unless ``storage`` names
 another database), so the same command run again goes on where it stopped: ``trials`` counts
@@ -219,12 +221,17 @@ def trial_config(
     output_dir: Path,
     number: int,
     seed: int | None = None,
+    fold: int | None = None,
 ):
     """What trial ``number`` trains: the base config with its values, in its own folder, as an
     MLflow run nested under the study's (its model is saved, not logged or registered). With
-    ``seed`` (the k-th of a trial's seeds), ``trainer.seed`` moves on by ``seed``."""
+    ``seed`` (the k-th of a trial's seeds), ``trainer.seed`` moves on by ``seed``; with ``fold``,
+    the trial trains on that LETOR fold."""
     trial = apply_params(config, params)
     name = f"trial {number}"
+    if fold is not None:
+        name += f" fold {fold}"
+        trial = dataclasses.replace(trial, data=dataclasses.replace(trial.data, fold=fold))
     if seed is not None:
         name += f" seed {seed}"
         trial = dataclasses.replace(
@@ -305,13 +312,20 @@ def _pruning_callback(trial, monitor: str):
     return Pruning()
 
 
-def _fingerprint(config: TrainConfig, space: Sequence[Param], seeds: int) -> str:
+def _fingerprint(
+    config: TrainConfig, space: Sequence[Param], seeds: int, folds: Sequence[int] | None
+) -> str:
     base = to_dict(config)
     base.pop("output_dir", None)
     base.pop("tracking", None)
     base.get("trainer", {}).pop("progress_bar", None)
     return json.dumps(
-        {"config": base, "space": [dataclasses.asdict(p) for p in space], "seeds": seeds},
+        {
+            "config": base,
+            "space": [dataclasses.asdict(p) for p in space],
+            "seeds": seeds,
+            "folds": list(folds or []),
+        },
         sort_keys=True,
     )
 
@@ -328,6 +342,7 @@ def open_study(
     prune_startup: int = 5,
     prune_warmup: int = 5,
     seeds: int = 1,
+    folds: Sequence[int] | None = None,
 ):
     """Create the study or load it to go on; refuse to go on with another config or space."""
     import optuna
@@ -378,14 +393,14 @@ def open_study(
         pruner=pruner,
         load_if_exists=True,
     )
-    fingerprint = _fingerprint(config, space, seeds)
+    fingerprint = _fingerprint(config, space, seeds, folds)
     known = study.user_attrs.get("ltr.fingerprint")
     if known is None:
         study.set_user_attr("ltr.fingerprint", fingerprint)
     elif known != fingerprint:
         raise ConfigError(
             f"study {study_name!r} in {url} was started with another base config, search "
-            "space or number of seeds; go on with the same ones, or start a new study in "
+            "space, seeds or folds; go on with the same ones, or start a new study in "
             "another --study-dir"
         )
     return study
@@ -413,6 +428,7 @@ def run_tuning(
     prune_warmup: int = 5,
     heartbeat: float = 30.0,
     seeds: int = 1,
+    folds: Sequence[int] | None = None,
     verbose: bool = False,
     progress: bool = False,
 ) -> TuneResult:
@@ -423,7 +439,9 @@ def run_tuning(
     and from epoch ``prune_warmup`` (counted from 0) on. ``verbose`` shows each trial's training
     progress; ``progress`` a bar over the trials. With ``seeds`` above 1 every trial trains
     that many times (``trainer.seed``, + 1, ...; in ``trials/<number>/seed<k>``) and is scored by
-    the mean of their validation scores; the pruner follows the first seed's curve.
+    the mean of their validation scores; with ``folds``, once per LETOR fold (and seed, in
+    ``trials/<number>/fold<f>[/seed<k>]``), scored by the mean over all. The pruner follows the
+    first training's curve.
     """
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -440,6 +458,17 @@ def run_tuning(
         )
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
+    if folds:
+        from pipelines.cv import NUM_FOLDS
+
+        folds = list(folds)
+        if config.data.letor_root is None or config.data.valid:
+            raise ConfigError(
+                "--folds rotates LETOR partitions: set data.letor_root (a folder with S1..S5) "
+                "and leave data.train/valid/test empty"
+            )
+        if any(not 1 <= f <= NUM_FOLDS for f in folds) or len(set(folds)) != len(folds):
+            raise ConfigError(f"folds must be distinct numbers 1..{NUM_FOLDS}, got {folds}")
     if heartbeat <= 0:
         raise ConfigError(f"heartbeat must be positive, got {heartbeat}")
     if not (config.data.valid or config.data.letor_root):
@@ -459,10 +488,16 @@ def run_tuning(
         prune_startup=prune_startup,
         prune_warmup=prune_warmup,
         seeds=seeds,
+        folds=folds,
     )
     convention, metric = objective_key(config)
     monitor = f"val/{metric}"
     result = TuneResult(study_name=study_name, metric=metric, trials=[], space=list(space))
+
+    # (fold, seed) of each training of a trial; None = the config's own
+    replicas = [
+        (fold, k if seeds > 1 else None) for fold in (folds or [None]) for k in range(seeds)
+    ]
 
     def objective(trial: optuna.trial.Trial) -> float:
         params = {p.key: p.suggest(trial) for p in space}
@@ -474,8 +509,8 @@ def run_tuning(
         trial.set_user_attr("ltr.host", f"{socket.gethostname()}:{os.getpid()}")
         pruning = _pruning_callback(trial, monitor)
         values, epochs = [], []
-        for k in range(seeds):
-            output = folder if seeds == 1 else folder / f"seed{k}"
+        for fold, k in replicas:
+            output = _replica_dir(folder, fold, k)
             record = output / TRIAL_RESULT
             if first is not None and record.exists():  # done before the last process died
                 done = json.loads(record.read_text())
@@ -484,10 +519,10 @@ def run_tuning(
                 continue
             resume = first is not None and (output / RESUME_DIR / RESUME_CHECKPOINT).exists()
             run = train(
-                trial_config(config, params, output, number, seed=k if seeds > 1 else None),
+                trial_config(config, params, output, number, seed=k, fold=fold),
                 verbose=verbose,
                 resume=resume,
-                callbacks=[pruning] if k == 0 else [],  # the pruner follows the first seed
+                callbacks=[pruning] if not values else [],  # the pruner follows the first
             )
             if pruning.pruned_at is not None:
                 trial.set_user_attr("ltr.epochs", run.epochs)
@@ -500,9 +535,9 @@ def run_tuning(
             values.append(float(value))
             epochs.append(run.epochs)
         trial.set_user_attr("ltr.epochs", epochs[0])
-        trial.set_user_attr("ltr.model", str(folder if seeds == 1 else folder / "seed0"))
-        if seeds > 1:
-            trial.set_user_attr("ltr.seed_values", values)
+        trial.set_user_attr("ltr.model", str(_replica_dir(folder, *replicas[0])))
+        if len(replicas) > 1:
+            trial.set_user_attr("ltr.values", values)
         result.ran += 1
         return statistics.fmean(values)
 
@@ -539,6 +574,13 @@ def run_tuning(
         if parent is not None:
             _log_summary(parent, result, study_dir)
     return result
+
+
+def _replica_dir(folder: Path, fold: int | None, seed: int | None) -> Path:
+    """Where one training of a trial goes: ``folder[/fold<f>][/seed<k>]``."""
+    if fold is not None:
+        folder = folder / f"fold{fold}"
+    return folder if seed is None else folder / f"seed{seed}"
 
 
 def _write_json(path: Path, content: dict) -> None:

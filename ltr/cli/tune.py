@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the mean of their validation scores: slower, but one lucky seed no longer wins "
         "(default: 1)",
     )
+    p.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        help="LETOR folds of data.letor_root to train every trial on (as `ltr cv`); it is "
+        "scored by the mean of their validation scores (default: data.fold alone)",
+    )
     p.add_argument("--no-prune", action="store_true", help="run every trial to its end")
     p.add_argument(
         "--prune-startup",
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         prune_warmup=args.prune_warmup,
         heartbeat=args.heartbeat,
         seeds=args.seeds,
+        folds=args.folds,
         verbose=args.verbose,
         progress=not args.quiet,
     )

@@ -121,14 +121,14 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
         capture_output=True, text=True, timeout=300, env=ONE_THREAD, cwd=tmp_path,
     )  # fmt: skip
     assert changed.returncode == 2
-    assert "was started with another base config, search space or number of seeds" in changed.stderr
+    assert "was started with another base config, search space, seeds or folds" in changed.stderr
     assert len(_study(tmp_path).trials) == 4
 
 
-def _evaluate_on_validation(model, mq2008_dir) -> float:
-    """``ltr evaluate``'s NDCG@10 of ``model`` on fold 1's validation partition (S4)."""
+def _evaluate_on_validation(model, mq2008_dir, partition: str = "S4") -> float:
+    """``ltr evaluate``'s NDCG@10 of ``model`` on a partition (S4: fold 1's validation)."""
     evaluated = subprocess.run(
-        [LTR, "evaluate", "--model", str(model), "--data", str(mq2008_dir / "S4.txt.xz"),
+        [LTR, "evaluate", "--model", str(model), "--data", str(mq2008_dir / f"{partition}.txt.xz"),
          "--format", "json"],
         capture_output=True, text=True, timeout=300, env=ONE_THREAD, check=True,
     )  # fmt: skip
@@ -185,12 +185,46 @@ def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(mq2008_dir, t
     # the score is the mean over the seeds of what `ltr evaluate` gives for their models
     seeds = [_evaluate_on_validation(trial0 / f"seed{k}" / "model", mq2008_dir) for k in (0, 1)]
     assert seeds[0] != pytest.approx(seeds[1], abs=1e-4)
-    assert retry.user_attrs["ltr.seed_values"] == pytest.approx(seeds, abs=1e-6)
+    assert retry.user_attrs["ltr.values"] == pytest.approx(seeds, abs=1e-6)
     assert retry.value == pytest.approx((seeds[0] + seeds[1]) / 2, abs=1e-6)
     best = max(trials[1:], key=lambda t: t.value)
     header = (tmp_path / "study" / "best.yaml").read_text().splitlines()[0]
     folder = "0" if best.number == 1 else "2"
     assert header.endswith(f"trials/{folder}/seed0/model")
+
+
+@pytest.mark.slow
+def test_folds_score_a_trial_by_the_mean_over_letor_folds(mq2008_dir, tmp_path):
+    overrides = {
+        "model": {"name": "setrank", "d_model": 16, "num_heads": 2, "num_blocks": 1, "d_ff": 32},
+        "data.letor_root": str(mq2008_dir), "data.batch_size": 64, "trainer.max_epochs": 1,
+        "trainer.progress_bar": False, "optim.warmup_steps": 0, "tracking.experiment": "folds",
+        "tracking.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }  # fmt: skip
+    config = load_train_config(None, overrides)
+    space = parse_space({"optim.lr": [3.0e-3, 1.0e-3]})
+    result = run_tuning(config, space, trials=1, study_dir=tmp_path / "study", folds=[1, 2])
+    (trial,) = _study(tmp_path).trials
+    # fold 1 validates on S4, fold 2 on S5
+    folder = tmp_path / "study" / "trials" / "0"
+    want = [
+        _evaluate_on_validation(folder / "fold1" / "model", mq2008_dir, "S4"),
+        _evaluate_on_validation(folder / "fold2" / "model", mq2008_dir, "S5"),
+    ]
+    assert trial.user_attrs["ltr.values"] == pytest.approx(want, abs=1e-6)
+    assert trial.value == pytest.approx(sum(want) / 2, abs=1e-6)
+    assert result.best_model == folder / "fold1" / "model"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _parent, children = _runs(client, "folds")
+    assert [c.data.tags["mlflow.runName"] for c in children] == ["trial 0 fold 1", "trial 0 fold 2"]
+    assert [c.data.params["data.fold"] for c in children] == ["1", "2"]
+
+    for folds, message in (([1, 1], "distinct numbers 1..5"), ([6], "distinct numbers 1..5")):
+        with pytest.raises(ConfigError, match=message):
+            run_tuning(config, space, trials=1, study_dir=tmp_path / "other", folds=folds)
+    files = load_train_config(None, {"data.valid": ["v"], "tracking.enabled": False})
+    with pytest.raises(ConfigError, match="--folds rotates LETOR partitions"):
+        run_tuning(files, space, trials=1, study_dir=tmp_path / "other", folds=[1])
 
 
 @pytest.mark.slow
@@ -292,8 +326,10 @@ def test_a_study_goes_on_only_with_its_own_config_and_space(tmp_path):
         open_study(config, space, tmp_path, **{**options, "storage": "nosuchdb://x"})
     with pytest.raises(ConfigError, match="holds the trials of study 's', not 'other'"):
         open_study(config, space, tmp_path, **{**options, "study_name": "other"})
-    with pytest.raises(ConfigError, match="number of seeds"):
+    with pytest.raises(ConfigError, match="seeds or folds"):
         open_study(config, space, tmp_path, **options, seeds=2)
+    with pytest.raises(ConfigError, match="seeds or folds"):
+        open_study(config, space, tmp_path, **options, folds=[1, 2])
     # where the trials go and how they are logged do not matter
     moved = load_train_config(
         None, {"data.letor_root": "x", "tracking.enabled": False, "output_dir": "elsewhere"}
