@@ -103,6 +103,18 @@ class Param:
             return [int(self.low), int(self.high)]
         return [self.low, self.high]
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take."""
+        if self.kind == "choice":
+            return any(type(value) is type(c) and value == c for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind == "int" and not float(value).is_integer():
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        return self.step is None or float((value - self.low) / self.step).is_integer()
+
     def describe(self) -> str:
         if self.kind == "choice":
             return f"one of {list(self.choices)}"
@@ -215,6 +227,20 @@ def check_space(config: TrainConfig, space: Sequence[Param]) -> None:
                 ) from None
 
 
+def base_values(config: TrainConfig, space: Sequence[Param]) -> dict[str, Any]:
+    """The base config's own values of the space's keys, those that lie in the space (the
+    first trial of a new study)."""
+    flat = to_dict(config)
+    values = {}
+    for param in space:
+        node: Any = flat
+        for part in param.key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and param.contains(node):
+            values[param.key] = node
+    return values
+
+
 def trial_config(
     config: TrainConfig,
     params: Mapping[str, Any],
@@ -271,6 +297,8 @@ class TrialRow:
     params: dict[str, Any]
     epochs: int | None = None
     retry_of: int | None = None
+    base: bool = False
+    """The base config's own values (the first trial of a study)."""
 
 
 @dataclass
@@ -397,6 +425,11 @@ def open_study(
     known = study.user_attrs.get("ltr.fingerprint")
     if known is None:
         study.set_user_attr("ltr.fingerprint", fingerprint)
+        base = base_values(config, space)
+        if base and not study.trials:
+            # The first trial is the base config itself: the study then measures its
+            # candidates against it, and its best is never one it scored below the base.
+            study.enqueue_trial(base, user_attrs={"ltr.base": True})
     elif known != fingerprint:
         raise ConfigError(
             f"study {study_name!r} in {url} was started with another base config, search "
@@ -602,7 +635,9 @@ def _trial_reporter(metric: str):
         best = ""
         if any(t.value is not None for t in study.get_trials(deepcopy=False)):
             best = f"; best so far: trial {study.best_trial.number} ({study.best_value:.4f})"
-        tqdm.write(f"trial {trial.number}: {outcome} ({values}){best}", file=sys.stderr)
+        base = " (the base config)" if trial.user_attrs.get("ltr.base") else ""
+        line = f"trial {trial.number}{base}: {outcome} ({values}){best}"
+        tqdm.write(line, file=sys.stderr)
 
     return report
 
@@ -620,6 +655,7 @@ def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) 
                 params=dict(t.params),
                 epochs=t.user_attrs.get("ltr.epochs"),
                 retry_of=RetryHeartbeatStaleTrialCallback.retried_trial_number(t),
+                base=bool(t.user_attrs.get("ltr.base")),
             )
         )
     complete = [t for t in result.trials if t.value is not None]
@@ -687,6 +723,7 @@ def format_trials(result: TuneResult, limit: int | None = None) -> str:
         epochs = "" if t.epochs is None else str(t.epochs)
         cells = [_cell(t.params.get(k)) for k in keys]
         state = t.state.lower() + (f" (retry of {t.retry_of})" if t.retry_of is not None else "")
+        state += " (base config)" if t.base else ""
         lines.append(f"| {t.number} | {state} | {value} | {epochs} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from ltr.errors import ConfigError
 from ltr.train.config import load_train_config
-from pipelines.tune import check_space, load_space, open_study, parse_space, run_tuning
+from pipelines.tune import base_values, check_space, load_space, open_study, parse_space, run_tuning
 from tests.pipelines.helpers import LTR, ONE_THREAD
 
 TINY = "{name: setrank, d_model: 16, num_heads: 2, num_blocks: 1, d_ff: 32}"
@@ -77,6 +77,9 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
     assert [c.data.tags["mlflow.runName"] for c in children] == ["trial 0", "trial 1", "trial 2"]
     trials = _study(tmp_path).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    # the first trial is the base config: ltr's default lr 1e-3, TINY's one block, ListMLE
+    assert trials[0].params == {"optim.lr": 1e-3, "model.num_blocks": 1, "loss": "listmle"}
+    assert "| 0 | complete (base config) |" in first.stdout
     for trial, child in zip(trials, children, strict=True):
         # each MLflow run trained the values Optuna drew for it
         for key, value in trial.params.items():
@@ -289,6 +292,34 @@ def test_search_space_refusals():
         with pytest.raises(ConfigError, match=message):
             parse_space(space)
     assert parse_space({"data.batch_size": [16, 32]})[0].choices == (16, 32)
+
+
+def test_base_values_are_the_configs_own_where_the_space_holds_them():
+    config = load_train_config(
+        None,
+        {
+            "optim.lr": 2e-3,
+            "data.batch_size": 32,
+            "model": {"name": "setrank", "num_blocks": 2},
+            "loss": "softmax",
+        },
+    )
+    space = parse_space(
+        {
+            "optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},  # 2e-3: in
+            "data.batch_size": [16, 64],  # 32: not a choice
+            "model.num_blocks": {"type": "int", "low": 1, "high": 5, "step": 2},  # 2: off step
+            "loss": ["softmax", "listmle"],  # in
+            "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},  # not in the config
+            "optim.weight_decay": [True, 0.01],  # 0.01 == the default, by value and type
+        }
+    )
+    assert base_values(config, space) == {
+        "optim.lr": 2e-3,
+        "loss": "softmax",
+        "optim.weight_decay": 0.01,
+    }
+    assert base_values(config, parse_space({"optim.lr": [1, 2]})) == {}
 
 
 def test_a_space_the_base_config_cannot_take_is_refused_before_training(tmp_path):
