@@ -54,6 +54,7 @@ import yaml
 from ltr.config import apply_overrides, from_dict, load_yaml, to_dict
 from ltr.errors import ConfigError, RegistryError
 from ltr.train.config import TrainConfig
+from pipelines.jobdir import write_json
 
 KINDS = ("float", "int")
 CONTROLLED = ("output_dir", "tracking", "eval", "trainer.monitor", "data.")
@@ -299,6 +300,8 @@ class TrialRow:
     retry_of: int | None = None
     base: bool = False
     """The base config's own values (the first trial of a study)."""
+    model: Path | None = None
+    """The folder of its (first training's) saved model, once it completed."""
 
 
 @dataclass
@@ -389,7 +392,7 @@ def open_study(
                 "every study a --study-dir of its own"
             )
     else:
-        _write_json(owner, {"study": study_name})
+        write_json(owner, {"study": study_name})
     url = storage or f"sqlite:///{(study_dir / STUDY_DB).resolve()}"
     try:
         rdb = RDBStorage(
@@ -564,7 +567,7 @@ def run_tuning(
             value = run.valid_metrics.get(convention, {}).get(metric)
             if value is None or not math.isfinite(value):
                 raise ConfigError(f"trial {number} has no finite validation {metric}: {value!r}")
-            _write_json(record, {"value": float(value), "epochs": run.epochs})
+            write_json(record, {"value": float(value), "epochs": run.epochs})
             values.append(float(value))
             epochs.append(run.epochs)
         trial.set_user_attr("ltr.epochs", epochs[0])
@@ -605,7 +608,7 @@ def run_tuning(
             )
         _summarize(study, result, config, study_dir)
         if parent is not None:
-            _log_summary(parent, result, study_dir)
+            _log_summary(parent, result)
     return result
 
 
@@ -614,12 +617,6 @@ def _replica_dir(folder: Path, fold: int | None, seed: int | None) -> Path:
     if fold is not None:
         folder = folder / f"fold{fold}"
     return folder if seed is None else folder / f"seed{seed}"
-
-
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content))
-    tmp.replace(path)
 
 
 def _trial_reporter(metric: str):
@@ -647,6 +644,7 @@ def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) 
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False):
+        model = t.user_attrs.get("ltr.model")
         result.trials.append(
             TrialRow(
                 number=t.number,
@@ -656,6 +654,7 @@ def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) 
                 epochs=t.user_attrs.get("ltr.epochs"),
                 retry_of=RetryHeartbeatStaleTrialCallback.retried_trial_number(t),
                 base=bool(t.user_attrs.get("ltr.base")),
+                model=None if model is None else Path(model) / "model",
             )
         )
     complete = [t for t in result.trials if t.value is not None]
@@ -663,8 +662,7 @@ def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) 
         return
     best = max(complete, key=lambda t: (t.value, -t.number))
     result.best = best
-    model = next(t for t in study.get_trials(deepcopy=False) if t.number == best.number)
-    result.best_model = Path(model.user_attrs["ltr.model"]) / "model"
+    result.best_model = best.model
     best_config = to_dict(apply_params(config, best.params))
     header = (
         f"# ltr tune: the best of {len(complete)} complete trials of study "
@@ -678,7 +676,7 @@ def _summarize(study, result: TuneResult, config: TrainConfig, study_dir: Path) 
     result.best_config = path
 
 
-def _log_summary(parent, result: TuneResult, study_dir: Path) -> None:
+def _log_summary(parent, result: TuneResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp, "trials.csv")
         keys = [p.key for p in result.space]
