@@ -336,7 +336,18 @@ def train(
     resolved["model"] = {"name": config.model["name"], **_scorer_config(model)}
 
     steps_per_epoch = math.ceil(len(datamodule.train_set) / config.data.batch_size)
-    max_grade = float(max(2.0, datamodule.train_set.labels.max()))
+    # ERR's top grade: the label scale's, read from every partition so that a grade only the
+    # validation or test data hold is not refused.
+    max_grade = float(
+        max(
+            2.0,
+            *(
+                ds.labels.max()
+                for ds in (datamodule.train_set, datamodule.valid_set, datamodule.test_set)
+                if ds is not None
+            ),
+        )
+    )
     module = RankingModule(
         model,
         loss_fn,

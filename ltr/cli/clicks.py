@@ -1,0 +1,211 @@
+"""``ltr clicks``: learn from clicks. Simulate a click log, estimate position bias, make labels."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "clicks",
+        help="click logs: simulate users, estimate position bias, make unbiased (IPS) labels",
+        description="Learning to rank from clicks under the position-based click model. "
+        "`simulate` writes the click log of simulated users from judged data; `propensity` "
+        "estimates how often each position is looked at, by EM, from a log whose rankings "
+        "vary; `labels` turns a log into ltr Parquet for `ltr train`, with each document's "
+        "inverse-propensity-weighted click rate as its label. See docs/CLICKS.md.",
+    )
+    commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
+    commands.required = True
+    _register_simulate(commands)
+    _register_propensity(commands)
+    _register_labels(commands)
+
+
+def _register_simulate(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "simulate",
+        help="click log of simulated users on a logging ranker's rankings of judged data",
+        description="For every query of DATA, SESSIONS simulated users are each shown a ranking "
+        "from the logging ranker (a feature, or a file of scores) and click under the "
+        "position-based model: examination (1/k)^eta at position k, click of an examined "
+        "document of grade y with probability noise + (1 - noise)(2^y - 1)/(2^max_grade - 1). "
+        "With --temperature above 0 each session draws its own Plackett-Luce ranking from the "
+        "scores, which propensity estimation needs. Writes a click log (session, qid, doc_id, "
+        "position, click) with the simulation's parameters in its metadata.",
+        epilog="example: ltr clicks simulate data/mq2008/S1.txt.xz --ranker-feature f25 "
+        "--out clicks/S1.parquet",
+    )
+    p.add_argument("data", nargs="+", type=Path, metavar="DATA", help="judged LETOR/Parquet")
+    p.add_argument("--out", required=True, type=Path, metavar="LOG.parquet")
+    ranker = p.add_mutually_exclusive_group(required=True)
+    ranker.add_argument(
+        "--ranker-feature", metavar="NAME", help="rank by this feature (e.g. f25, BM25 in LETOR 4)"
+    )
+    ranker.add_argument(
+        "--ranker-scores",
+        type=Path,
+        metavar="SCORES",
+        help="rank by the `score` column of a Parquet file or `ltr score` output, joined by "
+        "(qid, doc_id)",
+    )
+    p.add_argument("--sessions", type=int, default=100, help="users per query (default 100)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="Plackett-Luce temperature over the query's standardised scores; 0 = the same "
+        "ranking in every session (default 1)",
+    )
+    p.add_argument("--top-k", type=int, help="show only the first K documents (default: all)")
+    p.add_argument("--eta", type=float, default=1.0, help="position-bias exponent (default 1)")
+    p.add_argument(
+        "--noise", type=float, default=0.1, help="click rate of examined irrelevant documents"
+    )
+    p.add_argument("--max-grade", type=float, help="the top grade (default: the data's highest)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run_simulate)
+
+
+def _register_propensity(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "propensity",
+        help="estimate examination probabilities by position from a click log (EM)",
+        description="Estimate the position-based model's examination probability of every "
+        "position shown in LOG, relative to position 1, by expectation-maximisation over "
+        "impressions and clicks per (document, position). Documents must appear at more than "
+        "one position: a log whose every session shows the same ranking is refused.",
+    )
+    p.add_argument("log", type=Path, metavar="LOG.parquet")
+    p.add_argument("--out", required=True, type=Path, metavar="PROPENSITY.json")
+    p.add_argument("--max-iter", type=int, default=2000, help="most EM steps (default 2000)")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-6,
+        help="stop when no propensity (relative to position 1) moves more in a step",
+    )
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run_propensity)
+
+
+def _register_labels(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "labels",
+        help="turn a click log into ltr Parquet whose labels are IPS-weighted click rates",
+        description="Label every document LOG shows with its clicks, each divided by the "
+        "examination probability of the position it was clicked at, summed and divided by "
+        "its query's sessions: an unbiased estimate of its click probability when examined. "
+        "Features come from FEATURES, joined by (qid, doc_id). Train on the result with a loss "
+        "linear in the labels (e.g. `loss: softmax`; configs/clicks/).",
+        epilog="example: ltr clicks labels clicks/S1.parquet --features data/mq2008/S1.txt.xz "
+        "--propensity clicks/propensity.json --out clicks/S1-ips.parquet",
+    )
+    p.add_argument("log", type=Path, metavar="LOG.parquet")
+    p.add_argument(
+        "--features", nargs="+", required=True, type=Path, help="LETOR/Parquet feature file(s)"
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="OUT.parquet")
+    bias = p.add_mutually_exclusive_group(required=True)
+    bias.add_argument("--propensity", type=Path, help="a file from `ltr clicks propensity`")
+    bias.add_argument("--eta", type=float, help="propensities (1/k)^eta")
+    bias.add_argument(
+        "--naive", action="store_true", help="no correction: labels are click-through rates"
+    )
+    p.add_argument(
+        "--min-propensity",
+        type=float,
+        default=0.0,
+        help="clip propensities from below (bounds the labels' variance; default 0 = unbiased)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run_labels)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from ltr.clicks.model import PositionBasedModel
+    from ltr.clicks.simulate import logging_scores, simulate_clicks
+    from ltr.data.dataset import load_dataset
+
+    started = time.perf_counter()
+    data = load_dataset(args.data)
+    scores = logging_scores(data, feature=args.ranker_feature, scores_path=args.ranker_scores)
+    max_grade = args.max_grade if args.max_grade is not None else float(data.labels.max())
+    model = PositionBasedModel(
+        eta=args.eta, noise=args.noise, max_grade=max_grade if max_grade > 0 else 1.0
+    )
+    ranker = (
+        {"ranker_feature": args.ranker_feature}
+        if args.ranker_feature
+        else {"ranker_scores": str(args.ranker_scores)}
+    )
+    rows = simulate_clicks(
+        data,
+        scores,
+        args.out,
+        model=model,
+        sessions=args.sessions,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        metadata={**ranker, "data": [str(p) for p in args.data]},
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"wrote {args.out}: {rows:,} impressions, {len(data) * args.sessions:,} sessions of "
+            f"{len(data):,} queries in {time.perf_counter() - started:.1f} s"
+        )
+    return 0
+
+
+def run_propensity(args: argparse.Namespace) -> int:
+    from ltr.clicks.log import aggregate, read_log
+    from ltr.clicks.propensity import Propensity, estimate_em, format_propensity
+
+    started = time.perf_counter()
+    log = read_log(args.log)
+    prop = estimate_em(aggregate(log), max_iter=args.max_iter, tol=args.tol)
+    prop = Propensity(**{**prop.__dict__, "log": str(args.log)})
+    prop.save(args.out)
+    if not args.quiet:
+        truth = None
+        if log.simulation and log.simulation.get("model") == "pbm":
+            truth = Propensity.formula(log.simulation["eta"])
+        state = "converged" if prop.converged else "did NOT converge (raise --max-iter)"
+        print(format_propensity(prop, truth=truth))
+        print(
+            f"wrote {args.out}: {len(prop.theta)} positions from {len(log):,} impressions; EM "
+            f"{state} in {prop.iterations} steps, {time.perf_counter() - started:.1f} s"
+        )
+    return 0
+
+
+def run_labels(args: argparse.Namespace) -> int:
+    from ltr.clicks.labels import click_labels, write_labelled
+    from ltr.clicks.log import read_log
+    from ltr.clicks.propensity import Propensity
+    from ltr.data.dataset import load_dataset
+
+    started = time.perf_counter()
+    if args.propensity is not None:
+        prop: Propensity | None = Propensity.load(args.propensity)
+    elif args.eta is not None:
+        prop = Propensity.formula(args.eta)
+    else:
+        prop = None
+    log = read_log(args.log)
+    labels = click_labels(log, prop, min_propensity=args.min_propensity)
+    stats = write_labelled(log, labels, load_dataset(args.features), args.out)
+    if not args.quiet:
+        how = "click-through rates" if prop is None else "IPS click rates"
+        print(
+            f"wrote {args.out} in {time.perf_counter() - started:.1f} s: {stats.documents:,} "
+            f"documents of {stats.queries:,} queries labelled with {how} "
+            f"({stats.clicked_documents:,} clicked; {stats.unlogged_documents:,} never shown, "
+            "left out)"
+        )
+    return 0

@@ -1,0 +1,19 @@
+"""Learning to rank from clicks: click logs, position-bias propensities and unbiased labels.
+
+Logged clicks say as much about where a document was shown as about whether it was relevant:
+users look at the top of a list more than at its bottom. This package turns a click log into
+training data whose labels are unbiased estimates of relevance, by inverse propensity scoring
+(IPS) under the position-based click model (PBM)::
+
+    P(click | document d at position k) = theta_k * gamma_d
+
+- :mod:`ltr.clicks.log`: the click log (one row per impression) and its checks.
+- :mod:`ltr.clicks.model`: the PBM with ``theta_k = (1/k)^eta`` and the graded-relevance click
+  probabilities of Chuklin et al. / Ai et al.; used to simulate logs from judged data.
+- :mod:`ltr.clicks.simulate`: clicks of simulated users on the rankings of a logging ranker.
+- :mod:`ltr.clicks.propensity`: ``theta_k`` from a formula, or estimated from the log by EM.
+- :mod:`ltr.clicks.labels`: per-document IPS relevance labels, joined to features, written as
+  ltr Parquet for ``ltr train``.
+
+The command line is ``ltr clicks simulate | propensity | labels``; see ``docs/CLICKS.md``.
+"""

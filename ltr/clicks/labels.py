@@ -1,0 +1,109 @@
+"""Relevance labels from clicks, joined to features: the training data of click-based LTR.
+
+For a document ``d`` of query ``q`` seen in ``S_q`` sessions, the IPS label is
+
+    label_d = (1 / S_q) * sum over impressions of d at position k of  click / theta_k
+
+Under the position-based model ``E[click] = theta_k * gamma_d`` for every impression, so when
+``d`` is shown in every session of its query the label's expectation is ``gamma_d``, the
+probability that a user who looks at ``d`` clicks it, whatever positions the logging ranker
+gave it (Joachims et al. 2017; Wang et al. 2016). With ``theta_k = 1`` (``propensity=None``) the
+label is the click-through rate, which favours what the logging ranker already put on top.
+
+A listwise loss that is linear in the labels, like ``softmax`` (label-proportional targets), then
+optimises in expectation the same objective as with relevance labels: the IPS-weighted softmax
+cross-entropy of Ai et al. (2018). ``min_propensity`` clips ``theta_k`` from below, which bounds
+the labels' variance at the price of some bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ltr.clicks.log import ClickLog, aggregate
+from ltr.clicks.propensity import Propensity
+from ltr.data.dataset import ListDataset
+from ltr.data.parquet import ParquetListWriter
+from ltr.data.svmlight import RowChunk
+from ltr.errors import ConfigError, DataFormatError
+
+
+def click_labels(
+    log: ClickLog, propensity: Propensity | None, *, min_propensity: float = 0.0
+) -> np.ndarray:
+    """``[D]`` the label of every (query, document) pair of the log (see the module doc)."""
+    if not (0 <= min_propensity <= 1):
+        raise ConfigError(f"min_propensity must be in [0, 1], got {min_propensity}")
+    counts = aggregate(log)
+    if propensity is None:
+        theta = np.ones(len(counts.position))
+    else:
+        theta = np.maximum(propensity.at(counts.position), min_propensity)
+    weighted = np.bincount(counts.doc, weights=counts.clicks / theta, minlength=len(log.doc_ids))
+    return weighted / log.sessions_per_query()[log.doc_qid]
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    queries: int
+    documents: int
+    unlogged_documents: int
+    """Documents of the feature file's logged queries that no session showed (left out)."""
+    clicked_documents: int
+
+
+def write_labelled(
+    log: ClickLog, labels: np.ndarray, features: ListDataset, out: str | Path
+) -> LabelStats:
+    """Write the logged documents of ``features`` with ``labels`` as ltr Parquet to ``out``.
+
+    Queries keep the feature file's order, and documents their order within it. Documents no
+    session showed are left out (nothing was learnt about them); a logged document that the
+    feature file lacks is an error.
+    """
+    pair_of = {
+        (log.qids[q], d): i for i, (q, d) in enumerate(zip(log.doc_qid, log.doc_ids, strict=True))
+    }
+    row_pairs = np.full(features.num_rows, -1, dtype=np.int64)
+    seen: set[tuple[str, str]] = set()
+    query_of_row = features.query_of_row
+    for row, doc in enumerate(features.doc_ids):
+        key = (features.qids[query_of_row[row]], doc)
+        if key in seen:
+            raise DataFormatError(
+                f"the feature data holds document {doc!r} of query {key[0]!r} twice; labels "
+                "are joined by (qid, doc_id), which must be unique"
+            )
+        seen.add(key)
+        row_pairs[row] = pair_of.get(key, -1)
+    found = np.zeros(len(log.doc_ids), dtype=bool)
+    found[row_pairs[row_pairs >= 0]] = True
+    if not found.all():
+        missing = int(np.flatnonzero(~found)[0])
+        raise DataFormatError(
+            f"{int((~found).sum())} logged documents have no features, e.g. document "
+            f"{log.doc_ids[missing]!r} of query {log.qids[log.doc_qid[missing]]!r}; give the "
+            "feature file(s) that cover the log's queries"
+        )
+    keep = row_pairs >= 0
+    logged_queries = np.zeros(len(features), dtype=bool)
+    logged_queries[query_of_row[keep]] = True
+    unlogged = int((~keep & logged_queries[query_of_row]).sum())
+    rows = np.flatnonzero(keep)
+    chunk = RowChunk(
+        qids=features.qids[query_of_row[rows]],
+        doc_ids=features.doc_ids[rows],
+        labels=labels[row_pairs[rows]].astype(np.float32),
+        features=features.features[rows],
+    )
+    with ParquetListWriter(out, features.num_features, feature_names=features.feature_names) as w:
+        w.write(chunk)
+    return LabelStats(
+        queries=int(logged_queries.sum()),
+        documents=len(rows),
+        unlogged_documents=unlogged,
+        clicked_documents=int((chunk.labels > 0).sum()),
+    )

@@ -1,0 +1,182 @@
+"""Simulated users: clicks on a logging ranker's rankings of judged data.
+
+For every query, each of ``sessions`` users is shown a ranking of the query's documents. The
+ranking comes from a logging ranker's scores: with ``temperature`` 0 it is the scores' order in
+every session; above 0 each session draws a Plackett-Luce ranking with probabilities
+``softmax(z / temperature)``, where ``z`` are the query's scores standardised to mean 0 and
+standard deviation 1 (the Gumbel-max trick). Varying rankings are what let
+:func:`ltr.clicks.propensity.estimate_em` tell position from relevance. Only the first
+``top_k`` documents are shown. The user then clicks each shown document with the
+:class:`~ltr.clicks.model.PositionBasedModel` probability of its position and judged grade.
+
+Each query draws from its own generator, seeded by ``(seed, query index)``, so a log does not
+depend on how the work is split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ltr.clicks.log import ClickLogWriter
+from ltr.clicks.model import PositionBasedModel
+from ltr.data.dataset import ListDataset
+from ltr.errors import ConfigError, DataFormatError
+
+FLUSH_ROWS = 1_000_000
+
+
+def rank_sessions(
+    scores: np.ndarray, sessions: int, temperature: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``[sessions, n]`` document indices in shown order, one ranking per session."""
+    n = len(scores)
+    spread = scores.std()
+    z = (scores - scores.mean()) / spread if spread > 0 else np.zeros(n)
+    if temperature == 0:
+        order = np.argsort(-z, kind="stable")
+        return np.broadcast_to(order, (sessions, n))
+    keys = z / temperature + rng.gumbel(size=(sessions, n))
+    return np.argsort(-keys, axis=1, kind="stable")
+
+
+def simulate_clicks(
+    data: ListDataset,
+    logging_scores: np.ndarray,
+    out: str | Path,
+    *,
+    model: PositionBasedModel,
+    sessions: int = 100,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    metadata: dict | None = None,
+    progress: bool = True,
+    on_query: Callable[[int], None] | None = None,
+) -> int:
+    """Simulate ``sessions`` users per query of ``data`` and write their click log to ``out``.
+
+    Args:
+        data: judged lists; ``data.labels`` are the grades the users respond to, and every
+            row needs a document id.
+        logging_scores: ``[N]`` the logging ranker's score of every row of ``data``.
+        model: the click model.
+        temperature: 0 = the same ranking in every session; above 0, Plackett-Luce sampling.
+        top_k: show only the first ``top_k`` documents (None = all).
+
+    Returns:
+        The number of impressions written.
+    """
+    if sessions < 1:
+        raise ConfigError(f"sessions must be at least 1, got {sessions}")
+    if not (np.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"temperature must be a number >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"top_k must be at least 1, got {top_k}")
+    logging_scores = np.asarray(logging_scores, dtype=np.float64)
+    if logging_scores.shape != (data.num_rows,):
+        raise ValueError(f"{logging_scores.shape} logging scores for {data.num_rows} rows")
+    if not np.isfinite(logging_scores).all():
+        row = int(np.flatnonzero(~np.isfinite(logging_scores))[0])
+        raise DataFormatError(f"the logging score of row {row} is not a finite number")
+    missing = np.array([d is None or d == "" for d in data.doc_ids])
+    if missing.any():
+        q = data.qids[data.query_of_row[int(np.flatnonzero(missing)[0])]]
+        raise DataFormatError(
+            f"query {q!r} has a row without a document id; a click log names the documents it "
+            "shows (LETOR files carry them as '#docid = ...')"
+        )
+    if data.labels.max() > model.max_grade:
+        raise ConfigError(
+            f"the data has grade {data.labels.max():g}, above the click model's max_grade "
+            f"{model.max_grade:g}"
+        )
+    meta = {
+        **model.to_dict(),
+        "sessions": sessions,
+        "temperature": temperature,
+        "top_k": top_k,
+        "seed": seed,
+        **(metadata or {}),
+    }
+    buffer: list[tuple[np.ndarray, ...]] = []
+    buffered = 0
+    with ClickLogWriter(out, meta) as writer:
+        for q in tqdm(range(len(data)), desc="simulating", unit="query", disable=not progress):
+            start, end = data.offsets[q], data.offsets[q + 1]
+            rng = np.random.default_rng([seed, q])
+            ranked = rank_sessions(logging_scores[start:end], sessions, temperature, rng)
+            shown = ranked[:, :top_k] if top_k is not None else ranked
+            m = shown.shape[1]
+            positions = np.broadcast_to(np.arange(1, m + 1), shown.shape)
+            p_click = model.click_probability(positions, data.labels[start:end][shown])
+            clicks = rng.random(shown.shape) < p_click
+            session_ids = np.repeat(np.arange(q * sessions, (q + 1) * sessions), m)
+            buffer.append(
+                (
+                    session_ids,
+                    np.full(sessions * m, data.qids[q], dtype=object),
+                    data.doc_ids[start:end][shown].reshape(-1),
+                    positions.reshape(-1),
+                    clicks.reshape(-1).astype(np.int8),
+                )
+            )
+            buffered += sessions * m
+            if buffered >= FLUSH_ROWS:
+                writer.write(*(np.concatenate(c) for c in zip(*buffer, strict=True)))
+                buffer, buffered = [], 0
+            if on_query is not None:
+                on_query(q)
+        if buffer:
+            writer.write(*(np.concatenate(c) for c in zip(*buffer, strict=True)))
+    return writer.rows_written
+
+
+def logging_scores(
+    data: ListDataset, *, feature: str | None = None, scores_path: str | Path | None = None
+) -> np.ndarray:
+    """``[N]`` a logging ranker's scores of ``data``'s rows: one feature's values, or the
+    ``score`` column of a Parquet file (or ``ltr score`` output directory) joined by
+    ``(qid, doc_id)``."""
+    if (feature is None) == (scores_path is None):
+        raise ConfigError("give the logging ranker as a feature name or a scores file, not both")
+    if feature is not None:
+        if feature not in data.feature_names:
+            shown = ", ".join(data.feature_names[:5])
+            raise ConfigError(
+                f"no feature {feature!r} in the data; its {data.num_features} features are "
+                f"named {shown}{', ...' if data.num_features > 5 else ''}"
+            )
+        return data.features[:, data.feature_names.index(feature)].astype(np.float64)
+    return _joined_scores(data, Path(scores_path))
+
+
+def _joined_scores(data: ListDataset, path: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    from pipelines.jobdir import SUCCESS, read_scored
+
+    if not path.exists():
+        raise FileNotFoundError(f"no such scores file: {path}")
+    table = read_scored(path) if (path / SUCCESS).exists() else pq.read_table(path)
+    missing = [c for c in ("qid", "doc_id", "score") if table.schema.get_field_index(c) < 0]
+    if missing:
+        raise DataFormatError(f"{path}: no {', '.join(map(repr, missing))} column")
+    qids = table.column("qid").cast("string").to_pylist()
+    docs = table.column("doc_id").cast("string").to_pylist()
+    values = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+    by_key = dict(zip(zip(qids, docs, strict=True), values, strict=True))
+    query_of_row = data.query_of_row
+    out = np.empty(data.num_rows)
+    for row, doc in enumerate(data.doc_ids):
+        key = (data.qids[query_of_row[row]], doc)
+        if key not in by_key:
+            raise DataFormatError(
+                f"{path} has no score for document {doc!r} of query {key[0]!r}; the logging "
+                "scores must cover every document of the data"
+            )
+        out[row] = by_key[key]
+    return out
