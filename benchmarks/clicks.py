@@ -172,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                             f"fold {number}, eta {eta:g}: {variant}, seed {seed}", file=sys.stderr
                         )
                         run = train_on(
-                            files["train"], files["valid"], fold, work / "run", seed, extra
+                            files["train"],
+                            files["valid"],
+                            fold,
+                            work / f"run-{next(runs)}",
+                            seed,
+                            extra,
                         )
                         record(f"{variant}@{eta:g}", run["ndcg10"])
 

@@ -40,12 +40,16 @@ class Propensity:
         theta: estimated ``theta_k`` for ``k = 1..K``, relative to ``theta_1 = 1`` (``"em"``).
         eta: the exponent (``"formula"``).
         impressions: impressions at each position the estimate saw (``"em"``).
+        tail_eta: the exponent of ``(1/k)^eta`` fitted to the estimate (least squares on
+            ``log theta_k`` against ``log k``, weighted by impressions); positions past ``K``
+            get ``theta_K * (K / k)^tail_eta`` (``"em"``).
     """
 
     method: str
     theta: list[float] = field(default_factory=list)
     eta: float | None = None
     impressions: list[int] = field(default_factory=list)
+    tail_eta: float | None = None
     iterations: int = 0
     converged: bool = True
     log: str | None = None
@@ -61,13 +65,17 @@ class Propensity:
         positions = np.asarray(positions, dtype=np.int64)
         if self.method == "formula":
             return positions.astype(np.float64) ** -float(self.eta or 0.0)
-        beyond = positions > len(self.theta)
-        if np.any(beyond):
+        last = len(self.theta)
+        beyond = positions > last
+        if np.any(beyond) and self.tail_eta is None:
             raise DataFormatError(
                 f"the log shows position {int(positions[beyond].max())}, beyond the "
-                f"{len(self.theta)} positions the propensities were estimated for"
+                f"{last} positions the propensities were estimated for"
             )
-        return np.asarray(self.theta, dtype=np.float64)[positions - 1]
+        theta = np.asarray(self.theta, dtype=np.float64)[np.minimum(positions, last) - 1]
+        if np.any(beyond):
+            theta = np.where(beyond, theta * (last / positions) ** float(self.tail_eta), theta)
+        return theta
 
     def save(self, path: str | Path) -> None:
         from pipelines.jobdir import write_json
@@ -157,10 +165,13 @@ def estimate_em(
         gap = int(np.flatnonzero(~seen[:last])[0]) + 1
         raise DataFormatError(f"the log shows nothing at position {gap} but shows later ones")
     relative = np.clip(theta[:last] / theta[0], 1e-6, 1.0)
+    log_k, weight = np.log(np.arange(1, last + 1)), n_pos[:last]
+    tail = -float((weight * log_k * np.log(relative)).sum() / max((weight * log_k**2).sum(), 1e-12))
     return Propensity(
         method="em",
         theta=[float(v) for v in relative],
         impressions=[int(v) for v in n_pos[:last]],
+        tail_eta=max(tail, 0.0),
         iterations=it,
         converged=converged,
     )
@@ -181,4 +192,9 @@ def format_propensity(prop: Propensity, *, truth: Propensity | None = None, rows
         lines.append(line)
     if len(prop.theta) > shown:
         lines.append(f"     ...  ({len(prop.theta) - shown} more positions)")
+    if prop.tail_eta is not None:
+        lines.append(
+            f"positions past {len(prop.theta)}: theta_{len(prop.theta)} * "
+            f"({len(prop.theta)}/k)^{prop.tail_eta:.3f} (the (1/k)^eta fitted to the estimate)"
+        )
     return "\n".join(lines)

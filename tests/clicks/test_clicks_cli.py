@@ -1,0 +1,164 @@
+"""`ltr clicks simulate | propensity | labels`, then `ltr train` on the result, as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from tests.pipelines.helpers import LTR, ONE_THREAD
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ltr(*args, cwd=None):
+    return subprocess.run(
+        [LTR, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ONE_THREAD,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_clicks_to_a_trained_model(tmp_path, mq2008_dir):
+    s1, s2, s3 = (mq2008_dir / f"S{i}.txt.xz" for i in (1, 2, 3))
+    for name, data, seed in (("train", s1, 0), ("valid", s2, 1)):
+        done = ltr(
+            "clicks",
+            "simulate",
+            data,
+            "--ranker-feature",
+            "f25",
+            "--sessions",
+            30,
+            "--seed",
+            seed,
+            "--out",
+            tmp_path / f"{name}-log.parquet",
+        )
+        assert done.returncode == 0, done.stderr
+        assert "impressions" in done.stdout
+    done = ltr(
+        "clicks", "propensity", tmp_path / "train-log.parquet", "--out", tmp_path / "prop.json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "true theta_k" in done.stdout and "converged" in done.stdout
+
+    done = ltr(
+        "clicks",
+        "labels",
+        tmp_path / "train-log.parquet",
+        "--features",
+        s1,
+        "--eta",
+        1,
+        "--out",
+        tmp_path / "train.parquet",
+    )
+    assert done.returncode == 0, done.stderr
+    # The labels, recomputed from the log with pandas: sum of click * k (1/theta_k) / sessions.
+    log = pq.read_table(tmp_path / "train-log.parquet").to_pandas()
+    log["weighted"] = log.click * log.position
+    sessions = log.groupby("qid").session.nunique()
+    expected = (
+        log.groupby(["qid", "doc_id"]).weighted.sum()
+        / sessions.reindex(
+            log.groupby(["qid", "doc_id"]).weighted.sum().index.get_level_values(0)
+        ).to_numpy()
+    )
+    out = pq.read_table(tmp_path / "train.parquet").to_pandas().set_index(["qid", "doc_id"])
+    assert len(out) == len(expected)
+    np.testing.assert_allclose(out.label.loc[expected.index], expected, rtol=1e-6)
+
+    done = ltr(
+        "clicks",
+        "labels",
+        tmp_path / "valid-log.parquet",
+        "--features",
+        s2,
+        "--propensity",
+        tmp_path / "prop.json",
+        "--out",
+        tmp_path / "valid.parquet",
+    )
+    assert done.returncode == 0, done.stderr
+    done = ltr(
+        "train",
+        "--config",
+        REPO / "configs/clicks/setrank_ips.yaml",
+        "--data.train",
+        f"[{tmp_path / 'train.parquet'}]",
+        "--data.valid",
+        f"[{tmp_path / 'valid.parquet'}]",
+        "--data.test",
+        f"[{s3}]",
+        "--model.d_model",
+        16,
+        "--model.num_heads",
+        2,
+        "--model.num_blocks",
+        1,
+        "--trainer.max_epochs",
+        2,
+        "--trainer.progress_bar",
+        "false",
+        "--tracking.enabled",
+        "false",
+        "--output_dir",
+        tmp_path / "run",
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "model").is_dir() and "ndcg@10" in done.stdout
+
+
+def test_clicks_cli_errors(tmp_path, mq2008_dir):
+    s1 = mq2008_dir / "S1.txt.xz"
+    done = ltr("clicks", "simulate", s1, "--ranker-feature", "bm25", "--out", tmp_path / "x")
+    assert done.returncode == 2 and "no feature 'bm25'" in done.stderr
+    done = ltr(
+        "clicks",
+        "simulate",
+        s1,
+        "--ranker-feature",
+        "f25",
+        "--temperature",
+        0,
+        "--sessions",
+        5,
+        "--out",
+        tmp_path / "fixed.parquet",
+    )
+    assert done.returncode == 0, done.stderr
+    done = ltr("clicks", "propensity", tmp_path / "fixed.parquet", "--out", tmp_path / "p.json")
+    assert done.returncode == 2 and "one position only" in done.stderr
+    assert not (tmp_path / "p.json").exists()
+    done = ltr(
+        "clicks",
+        "labels",
+        tmp_path / "fixed.parquet",
+        "--features",
+        s1,
+        "--naive",
+        "--eta",
+        1,
+        "--out",
+        tmp_path / "y.parquet",
+    )
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
+    done = ltr(
+        "clicks",
+        "labels",
+        tmp_path / "fixed.parquet",
+        "--features",
+        mq2008_dir / "S2.txt.xz",
+        "--naive",
+        "--out",
+        tmp_path / "y.parquet",
+    )
+    assert done.returncode == 2 and "logged documents have no features" in done.stderr
+    assert not (tmp_path / "y.parquet").exists()

@@ -1,0 +1,233 @@
+"""Click logs, EM propensities and IPS labels: by hand, and against the simulation's truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ltr.clicks.labels import click_labels, write_labelled
+from ltr.clicks.log import Counts, aggregate, read_log
+from ltr.clicks.model import PositionBasedModel
+from ltr.clicks.propensity import Propensity, estimate_em
+from ltr.clicks.simulate import simulate_clicks
+from ltr.data.dataset import ListDataset, load_dataset
+from ltr.errors import ConfigError, DataFormatError
+
+from .conftest import judged_lists
+
+
+def _write_log(path, rows, **types):
+    names = ["session", "qid", "doc_id", "position", "click"]
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    pq.write_table(pa.table(dict(zip(names, columns, strict=True))), path)
+    return path
+
+
+def test_one_em_step_by_hand():
+    # Two documents, each at positions 1 and 2. From theta = gamma = 1/2 an unclicked impression
+    # was examined-not-relevant with probability (1/4)/(3/4) = 1/3, so the expected examined
+    # impressions are c + (n - c)/3:  position 1: (2 + 2/3) + (1 + 1/3) = 4 of 6;
+    # position 2: (0 + 2/3) + (1 + 3/3) = 8/3 of 6.  theta_2 / theta_1 = (4/9) / (2/3) = 2/3.
+    counts = Counts(
+        doc=np.array([0, 0, 1, 1]),
+        position=np.array([1, 2, 1, 2]),
+        impressions=np.array([4, 2, 2, 4]),
+        clicks=np.array([2, 0, 1, 1]),
+    )
+    one = estimate_em(counts, max_iter=1)
+    np.testing.assert_allclose(one.theta, [1.0, 2 / 3])
+    assert one.iterations == 1 and not one.converged
+    assert one.impressions == [6, 6]
+
+
+@pytest.mark.parametrize("eta", [1.0, 2.0])
+def test_em_recovers_the_simulated_position_bias(tmp_path, eta):
+    data, scores = judged_lists(300, 10, seed=1)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=PositionBasedModel(eta=eta),
+        sessions=200,
+        temperature=1.0,
+        progress=False,
+    )
+    estimate = estimate_em(aggregate(read_log(tmp_path / "log.parquet")))
+    assert estimate.converged and len(estimate.theta) == 10
+    truth = np.arange(1, 11.0) ** -eta
+    np.testing.assert_allclose(estimate.theta, truth, atol=0.02)
+    assert estimate.tail_eta == pytest.approx(eta, abs=0.05)
+
+
+def test_em_refuses_a_log_that_never_moves_a_document(tmp_path):
+    data, scores = judged_lists(20, 5)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=PositionBasedModel(),
+        sessions=20,
+        temperature=0,
+        progress=False,
+    )
+    with pytest.raises(DataFormatError, match="one position only"):
+        estimate_em(aggregate(read_log(tmp_path / "log.parquet")))
+    no_clicks = Counts(np.array([0, 0]), np.array([1, 2]), np.array([3, 3]), np.array([0, 0]))
+    with pytest.raises(DataFormatError, match="no click"):
+        estimate_em(no_clicks)
+
+
+def test_ips_and_naive_labels_by_hand(tmp_path):
+    # Query A, two sessions with string ids; query B, one session.
+    rows = [
+        ("s1", "A", "x", 1, 0),
+        ("s1", "A", "y", 2, 1),
+        ("s1", "A", "z", 3, 1),
+        ("s2", "A", "y", 1, 1),
+        ("s2", "A", "x", 2, 1),
+        ("s2", "A", "z", 3, 0),
+        ("s3", "B", "x", 1, 0),
+        ("s3", "B", "w", 2, 1),
+    ]
+    log = read_log(_write_log(tmp_path / "log.parquet", rows))
+    by_pair = {
+        (log.qids[q], d): i for i, (q, d) in enumerate(zip(log.doc_qid, log.doc_ids, strict=True))
+    }
+
+    def labels(prop, **kw):
+        values = click_labels(log, prop, **kw)
+        return {key: values[i] for key, i in by_pair.items()}
+
+    naive = labels(None)
+    assert naive == pytest.approx(
+        {("A", "x"): 0.5, ("A", "y"): 1.0, ("A", "z"): 0.5, ("B", "x"): 0.0, ("B", "w"): 1.0}
+    )
+    ips = labels(Propensity.formula(1.0))  # theta_k = 1/k: a click at k counts k
+    assert ips == pytest.approx(
+        {
+            ("A", "x"): 2 / 2,
+            ("A", "y"): (2 + 1) / 2,
+            ("A", "z"): 3 / 2,
+            ("B", "x"): 0.0,
+            ("B", "w"): 2.0,
+        }
+    )
+    clipped = labels(Propensity.formula(1.0), min_propensity=0.5)  # theta_3 = 1/3 -> 1/2
+    assert clipped[("A", "z")] == pytest.approx(2 / 2)
+    estimated = Propensity(method="em", theta=[1.0, 0.25, 0.2])
+    assert labels(estimated)[("A", "y")] == pytest.approx((4 + 1) / 2)
+    with pytest.raises(DataFormatError, match="position 3, beyond the 2 positions"):
+        click_labels(log, Propensity(method="em", theta=[1.0, 0.5]))
+    # Past the estimate: theta_K * (K / k)^tail_eta, here 0.5 * (2/3)^2 at position 3.
+    tail = Propensity(method="em", theta=[1.0, 0.5], tail_eta=2.0)
+    assert labels(tail)[("A", "z")] == pytest.approx(1 / (0.5 * (2 / 3) ** 2) / 2)
+    np.testing.assert_allclose(tail.at([1, 2, 4]), [1.0, 0.5, 0.125])
+    with pytest.raises(ConfigError):
+        click_labels(log, None, min_propensity=2)
+
+
+def test_ips_labels_are_unbiased_and_click_rates_are_not(tmp_path):
+    data, scores = judged_lists(200, 10, seed=2)
+    model = PositionBasedModel(eta=1.0, noise=0.1, max_grade=2)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=model,
+        sessions=300,
+        temperature=1.0,
+        progress=False,
+    )
+    log = read_log(tmp_path / "log.parquet")
+    for prop, unbiased in ((Propensity.formula(1.0), True), (None, False)):
+        write_labelled(log, click_labels(log, prop), data, tmp_path / "out.parquet")
+        out = load_dataset(tmp_path / "out.parquet")
+        np.testing.assert_array_equal(out.doc_ids, data.doc_ids)  # joined back in data order
+        for grade in (0, 1, 2):
+            mean = out.labels[data.labels == grade].mean()
+            expected = model.attractiveness([grade])[0]  # what a user who looks clicks
+            if unbiased:
+                assert mean == pytest.approx(expected, rel=0.05), grade
+            else:
+                assert mean < 0.7 * expected, grade  # clicks lost to unexamined positions
+
+
+def _features(qids, docs):
+    n = len(docs)
+    return ListDataset(
+        np.arange(n * 2, dtype=np.float32).reshape(n, 2),
+        np.zeros(n, dtype=np.float32),
+        np.append(np.flatnonzero(np.r_[True, np.array(qids[1:]) != np.array(qids[:-1])]), n),
+        list(dict.fromkeys(qids)),
+        np.array(docs, dtype=object),
+    )
+
+
+def test_labelled_file_joins_features_and_leaves_unshown_documents_out(tmp_path):
+    rows = [("1", "A", "y", 1, 1), ("1", "A", "x", 2, 0), ("2", "B", "w", 1, 0)]
+    log = read_log(_write_log(tmp_path / "log.parquet", rows))
+    feats = _features(["A", "A", "A", "B", "C"], ["x", "y", "never", "w", "v"])
+    stats = write_labelled(log, click_labels(log, None), feats, tmp_path / "out.parquet")
+    out = load_dataset(tmp_path / "out.parquet")
+    assert list(out.qids) == ["A", "B"] and list(out.doc_ids) == ["x", "y", "w"]
+    np.testing.assert_array_equal(out.labels, [0, 1, 0])
+    np.testing.assert_array_equal(out.features, feats.features[[0, 1, 3]])
+    assert (stats.queries, stats.documents, stats.unlogged_documents) == (2, 3, 1)
+    with pytest.raises(DataFormatError, match=r"1 logged documents have no features.*'w'"):
+        write_labelled(
+            log,
+            click_labels(log, None),
+            _features(["A", "A"], ["x", "y"]),
+            tmp_path / "bad.parquet",
+        )
+    with pytest.raises(DataFormatError, match="document 'x' of query 'A' twice"):
+        write_labelled(
+            log,
+            click_labels(log, None),
+            _features(["A", "A", "B"], ["x", "x", "w"]),
+            tmp_path / "bad.parquet",
+        )
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("1", "A", "x", 0, 1)], "row 0 has position 0; positions are 1-based"),
+        ([("1", "A", "x", 1, 0), ("1", "A", "y", 2, 2)], "row 1 has click 2"),
+        ([("1", "A", "x", 1, 0), ("1", "B", "y", 2, 0)], "row 1: its session also holds another"),
+        ([("1", "A", "x", 1, 0), ("1", "A", "x", 2, 0)], "shows the same document twice"),
+        ([("1", "A", "x", 1, 0), ("1", "A", "y", 1, 0)], "same position twice"),
+        ([("1", "A", None, 1, 0)], "row 0 has no doc_id"),
+        ([], "holds no rows"),
+    ],
+)
+def test_bad_logs_are_refused_with_the_row(tmp_path, rows, message):
+    path = _write_log(tmp_path / "log.parquet", rows)
+    with pytest.raises(DataFormatError, match=message):
+        read_log(path)
+
+
+def test_a_log_without_the_columns_is_refused(tmp_path):
+    pq.write_table(pa.table({"qid": ["A"], "doc_id": ["x"]}), tmp_path / "log.parquet")
+    with pytest.raises(DataFormatError, match="no 'session', 'position', 'click' column"):
+        read_log(tmp_path / "log.parquet")
+    (tmp_path / "text.parquet").write_text("not parquet")
+    with pytest.raises(DataFormatError, match="not a Parquet file"):
+        read_log(tmp_path / "text.parquet")
+
+
+def test_propensity_files(tmp_path):
+    em = Propensity(method="em", theta=[1.0, 0.4], impressions=[10, 10], tail_eta=1.3)
+    em.save(tmp_path / "p.json")
+    assert Propensity.load(tmp_path / "p.json") == em
+    Propensity.formula(2.0).save(tmp_path / "f.json")
+    np.testing.assert_allclose(Propensity.load(tmp_path / "f.json").at([1, 3]), [1, 1 / 9])
+    (tmp_path / "bad.json").write_text('{"method": "em", "theta": [1.0, 1.5]}')
+    with pytest.raises(DataFormatError, match=r"numbers in \(0, 1\]"):
+        Propensity.load(tmp_path / "bad.json")
+    (tmp_path / "junk.json").write_text("{")
+    with pytest.raises(DataFormatError, match="not a propensity file"):
+        Propensity.load(tmp_path / "junk.json")
