@@ -172,3 +172,28 @@ def test_train_loss_is_the_mean_loss_of_the_epochs_lists(tiny_config, mq2008_dir
     assert logged == pytest.approx(np.mean(losses), rel=2e-5)
     batches = [np.mean(losses[i : i + 64]) for i in range(0, len(losses), 64)]
     assert abs(np.mean(batches) - np.mean(losses)) > 1e-3 * abs(np.mean(losses))
+
+
+def test_a_grade_only_the_validation_data_holds_sets_errs_top_grade(tiny_config, tmp_path):
+    """Validation labels above every training label (click labels, a finer grade scale) are
+    evaluated, with ERR's top grade read from them, instead of refused."""
+    from ltr.data.parquet import ParquetListWriter
+    from ltr.data.svmlight import RowChunk
+    from tests.metrics.metrics_reference import err
+
+    cfg = tiny_config()
+    valid = load_dataset(cfg.data.valid)
+    labels = valid.labels * 2  # grades 0, 2, 4 against the training data's 0-2
+    with ParquetListWriter(tmp_path / "valid.parquet", valid.num_features) as writer:
+        writer.write(
+            RowChunk(valid.qids[valid.query_of_row], valid.doc_ids, labels, valid.features)
+        )
+    cfg = tiny_config(**{"data.valid": [str(tmp_path / "valid.parquet")], "data.test": []})
+    result = train(cfg, verbose=False)
+    assert load_model(result.artifact_dir).manifest.training["max_grade"] == 4.0
+    scores = score_lists(load_model(result.artifact_dir).model, load_dataset(cfg.data.valid))
+    per_list = []
+    for a, b in zip(valid.offsets[:-1], valid.offsets[1:], strict=True):
+        value, relevant = err(list(scores[a:b]), list(labels[a:b]), k=10, max_grade=4.0)
+        per_list.append(value if relevant else 1.0)  # the "empty=1" convention
+    assert result.valid_metrics["empty=1"]["err@10"] == pytest.approx(np.mean(per_list), abs=1e-5)
