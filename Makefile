@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.ltr-installed
 
-.PHONY: setup test demo lint format bench clean
+.PHONY: setup test demo clicks-demo lint format bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,23 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/ltr demo
+
+# Learning from clicks on bundled MQ2008 fold 1 (docs/CLICKS.md): simulate users on a BM25
+# ranking, estimate their position bias, train SetRank on IPS labels, test on the judgments.
+CLICKS := runs/clicks
+MQ := data/mq2008
+clicks-demo: setup
+	$(VENV)/bin/ltr clicks simulate $(MQ)/S1.txt.xz $(MQ)/S2.txt.xz $(MQ)/S3.txt.xz \
+		--ranker-feature f25 --out $(CLICKS)/train-log.parquet
+	$(VENV)/bin/ltr clicks simulate $(MQ)/S4.txt.xz --ranker-feature f25 --seed 1 \
+		--out $(CLICKS)/valid-log.parquet
+	$(VENV)/bin/ltr clicks propensity $(CLICKS)/train-log.parquet --out $(CLICKS)/propensity.json
+	$(VENV)/bin/ltr clicks labels $(CLICKS)/train-log.parquet \
+		--features $(MQ)/S1.txt.xz $(MQ)/S2.txt.xz $(MQ)/S3.txt.xz \
+		--propensity $(CLICKS)/propensity.json --out $(CLICKS)/train-ips.parquet
+	$(VENV)/bin/ltr clicks labels $(CLICKS)/valid-log.parquet --features $(MQ)/S4.txt.xz \
+		--propensity $(CLICKS)/propensity.json --out $(CLICKS)/valid-ips.parquet
+	$(VENV)/bin/ltr train --config configs/clicks/setrank_ips.yaml
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -132,7 +132,11 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     data = load_dataset(args.data)
-    scores = logging_scores(data, feature=args.ranker_feature, scores_path=args.ranker_scores)
+    scores = logging_scores(
+        data,
+        feature=args.ranker_feature,
+        scores=None if args.ranker_scores is None else _read_scores(args.ranker_scores),
+    )
     max_grade = args.max_grade if args.max_grade is not None else float(data.labels.max())
     model = PositionBasedModel(
         eta=args.eta, noise=args.noise, max_grade=max_grade if max_grade > 0 else 1.0
@@ -160,6 +164,17 @@ def run_simulate(args: argparse.Namespace) -> int:
             f"{len(data):,} queries in {time.perf_counter() - started:.1f} s"
         )
     return 0
+
+
+def _read_scores(path: Path):
+    """A Parquet file, or the directory of a finished `ltr score` job, as one table."""
+    import pyarrow.parquet as pq
+
+    from pipelines.jobdir import SUCCESS, read_scored
+
+    if not path.exists():
+        raise FileNotFoundError(f"no such scores file: {path}")
+    return read_scored(path) if (path / SUCCESS).exists() else pq.read_table(path)
 
 
 def run_propensity(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -78,9 +79,11 @@ class Propensity:
         return theta
 
     def save(self, path: str | Path) -> None:
-        from pipelines.jobdir import write_json
-
-        write_json(Path(path), asdict(self))
+        """Write as JSON, atomically (a temporary name, then a rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Propensity:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ltr.clicks.log import ClickLogWriter
@@ -136,13 +137,13 @@ def simulate_clicks(
 
 
 def logging_scores(
-    data: ListDataset, *, feature: str | None = None, scores_path: str | Path | None = None
+    data: ListDataset, *, feature: str | None = None, scores: pa.Table | None = None
 ) -> np.ndarray:
     """``[N]`` a logging ranker's scores of ``data``'s rows: one feature's values, or the
-    ``score`` column of a Parquet file (or ``ltr score`` output directory) joined by
-    ``(qid, doc_id)``."""
-    if (feature is None) == (scores_path is None):
-        raise ConfigError("give the logging ranker as a feature name or a scores file, not both")
+    ``score`` column of a table with ``qid``, ``doc_id`` and ``score`` (e.g. ``ltr score``
+    output), joined by ``(qid, doc_id)``."""
+    if (feature is None) == (scores is None):
+        raise ConfigError("give the logging ranker as a feature name or a scores table, not both")
     if feature is not None:
         if feature not in data.feature_names:
             shown = ", ".join(data.feature_names[:5])
@@ -151,23 +152,13 @@ def logging_scores(
                 f"named {shown}{', ...' if data.num_features > 5 else ''}"
             )
         return data.features[:, data.feature_names.index(feature)].astype(np.float64)
-    return _joined_scores(data, Path(scores_path))
-
-
-def _joined_scores(data: ListDataset, path: Path) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    from pipelines.jobdir import SUCCESS, read_scored
-
-    if not path.exists():
-        raise FileNotFoundError(f"no such scores file: {path}")
-    table = read_scored(path) if (path / SUCCESS).exists() else pq.read_table(path)
-    missing = [c for c in ("qid", "doc_id", "score") if table.schema.get_field_index(c) < 0]
+    assert scores is not None
+    missing = [c for c in ("qid", "doc_id", "score") if scores.schema.get_field_index(c) < 0]
     if missing:
-        raise DataFormatError(f"{path}: no {', '.join(map(repr, missing))} column")
-    qids = table.column("qid").cast("string").to_pylist()
-    docs = table.column("doc_id").cast("string").to_pylist()
-    values = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+        raise DataFormatError(f"the scores have no {', '.join(map(repr, missing))} column")
+    qids = scores.column("qid").cast("string").to_pylist()
+    docs = scores.column("doc_id").cast("string").to_pylist()
+    values = scores.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
     by_key = dict(zip(zip(qids, docs, strict=True), values, strict=True))
     query_of_row = data.query_of_row
     out = np.empty(data.num_rows)
@@ -175,8 +166,8 @@ def _joined_scores(data: ListDataset, path: Path) -> np.ndarray:
         key = (data.qids[query_of_row[row]], doc)
         if key not in by_key:
             raise DataFormatError(
-                f"{path} has no score for document {doc!r} of query {key[0]!r}; the logging "
-                "scores must cover every document of the data"
+                f"no logging score for document {doc!r} of query {key[0]!r}; the scores must "
+                "cover every document of the data"
             )
         out[row] = by_key[key]
     return out

@@ -162,3 +162,48 @@ def test_clicks_cli_errors(tmp_path, mq2008_dir):
     )
     assert done.returncode == 2 and "logged documents have no features" in done.stderr
     assert not (tmp_path / "y.parquet").exists()
+
+
+def test_a_scores_file_ranks_as_the_feature_it_holds(tmp_path, mq2008_dir):
+    import pyarrow as pa
+
+    from ltr.data.dataset import load_dataset
+
+    s1 = mq2008_dir / "S1.txt.xz"
+    data = load_dataset(s1)
+    table = pa.table(
+        {
+            "qid": list(data.qids[data.query_of_row]),
+            "doc_id": list(data.doc_ids),
+            "score": data.features[:, data.feature_names.index("f25")],
+        }
+    )
+    pq.write_table(table, tmp_path / "scores.parquet")
+    for name, ranker in (
+        ("a", ["--ranker-feature", "f25"]),
+        ("b", ["--ranker-scores", tmp_path / "scores.parquet"]),
+    ):
+        done = ltr(
+            "clicks",
+            "simulate",
+            s1,
+            *ranker,
+            "--sessions",
+            4,
+            "--quiet",
+            "--out",
+            tmp_path / f"{name}.parquet",
+        )
+        assert done.returncode == 0 and done.stdout == "", done.stderr
+    a, b = (pq.read_table(tmp_path / f"{n}.parquet") for n in "ab")
+    assert a.equals(b)  # same rankings, same clicks (the metadata, which differs, is not compared)
+    done = ltr(
+        "clicks",
+        "simulate",
+        s1,
+        "--ranker-scores",
+        tmp_path / "none.parquet",
+        "--out",
+        tmp_path / "c.parquet",
+    )
+    assert done.returncode == 2 and "no such scores file" in done.stderr

@@ -121,7 +121,7 @@ def test_simulation_refuses_what_it_cannot_do(tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
-def test_logging_scores_join_a_scores_file(tmp_path):
+def test_logging_scores_join_a_scores_table():
     import pyarrow as pa
 
     data, _ = judged_lists(2, 3)
@@ -129,10 +129,8 @@ def test_logging_scores_join_a_scores_file(tmp_path):
     table = pa.table(
         {"qid": qids[::-1], "doc_id": list(data.doc_ids)[::-1], "score": np.arange(6.0)[::-1]}
     )
-    pq.write_table(table, tmp_path / "scores.parquet")
-    np.testing.assert_array_equal(
-        logging_scores(data, scores_path=tmp_path / "scores.parquet"), np.arange(6.0)
-    )
-    pq.write_table(table.slice(1), tmp_path / "short.parquet")
-    with pytest.raises(DataFormatError, match="no score for document 'd2' of query 'q1'"):
-        logging_scores(data, scores_path=tmp_path / "short.parquet")
+    np.testing.assert_array_equal(logging_scores(data, scores=table), np.arange(6.0))
+    with pytest.raises(DataFormatError, match="no logging score for document 'd2' of query 'q1'"):
+        logging_scores(data, scores=table.slice(1))
+    with pytest.raises(DataFormatError, match="no 'score' column"):
+        logging_scores(data, scores=table.drop_columns(["score"]))
