@@ -96,9 +96,9 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "labels",
         help="turn a click log into ltr Parquet whose labels are IPS-weighted click rates",
-        description="Label every document LOG shows with its clicks, each divided by the "
-        "examination probability of the position it was clicked at, summed and divided by "
-        "its query's sessions: an unbiased estimate of its click probability when examined. "
+        description="Label every document LOG shows with the mean over its impressions of "
+        "click / (the examination probability of the impression's position): an unbiased "
+        "estimate of its click probability when examined. "
         "Features come from FEATURES, joined by (qid, doc_id). Train on the result with a loss "
         "linear in the labels (e.g. `loss: softmax`; configs/clicks/).",
         epilog="example: ltr clicks labels clicks/S1.parquet --features data/mq2008/S1.txt.xz "

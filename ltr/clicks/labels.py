@@ -1,14 +1,14 @@
 """Relevance labels from clicks, joined to features: the training data of click-based LTR.
 
-For a document ``d`` of query ``q`` seen in ``S_q`` sessions, the IPS label is
+For a document ``d`` shown ``n_d`` times, the IPS label is the mean over its impressions
 
-    label_d = (1 / S_q) * sum over impressions of d at position k of  click / theta_k
+    label_d = (1 / n_d) * sum over impressions of d at position k of  click / theta_k
 
-Under the position-based model ``E[click] = theta_k * gamma_d`` for every impression, so when
-``d`` is shown in every session of its query the label's expectation is ``gamma_d``, the
-probability that a user who looks at ``d`` clicks it, whatever positions the logging ranker
-gave it (Joachims et al. 2017; Wang et al. 2016). With ``theta_k = 1`` (``propensity=None``) the
-label is the click-through rate, which favours what the logging ranker already put on top.
+Under the position-based model ``E[click] = theta_k * gamma_d`` for every impression, so the
+label's expectation is ``gamma_d``, the probability that a user who looks at ``d`` clicks it,
+whatever positions the logging ranker gave it and however often it was shown (Joachims et al.
+2017; Wang et al. 2016). With ``theta_k = 1`` (``propensity=None``) the label is the
+click-through rate, which favours what the logging ranker already put on top.
 
 A listwise loss that is linear in the labels, like ``softmax`` (label-proportional targets), then
 optimises in expectation the same objective as with relevance labels: the IPS-weighted softmax
@@ -42,8 +42,9 @@ def click_labels(
         theta = np.ones(len(counts.position))
     else:
         theta = np.maximum(propensity.at(counts.position), min_propensity)
-    weighted = np.bincount(counts.doc, weights=counts.clicks / theta, minlength=len(log.doc_ids))
-    return weighted / log.sessions_per_query()[log.doc_qid]
+    size = len(log.doc_ids)
+    weighted = np.bincount(counts.doc, weights=counts.clicks / theta, minlength=size)
+    return weighted / np.bincount(counts.doc, weights=counts.impressions, minlength=size)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def test_em_refuses_a_log_that_never_moves_a_document(tmp_path):
 
 
 def test_ips_and_naive_labels_by_hand(tmp_path):
-    # Query A, two sessions with string ids; query B, one session.
+    # Query A, two sessions with string ids (document v only in the second); query B, one.
     rows = [
         ("s1", "A", "x", 1, 0),
         ("s1", "A", "y", 2, 1),
@@ -88,6 +88,7 @@ def test_ips_and_naive_labels_by_hand(tmp_path):
         ("s2", "A", "y", 1, 1),
         ("s2", "A", "x", 2, 1),
         ("s2", "A", "z", 3, 0),
+        ("s2", "A", "v", 4, 1),
         ("s3", "B", "x", 1, 0),
         ("s3", "B", "w", 2, 1),
     ]
@@ -102,7 +103,14 @@ def test_ips_and_naive_labels_by_hand(tmp_path):
 
     naive = labels(None)
     assert naive == pytest.approx(
-        {("A", "x"): 0.5, ("A", "y"): 1.0, ("A", "z"): 0.5, ("B", "x"): 0.0, ("B", "w"): 1.0}
+        {
+            ("A", "x"): 0.5,
+            ("A", "y"): 1.0,
+            ("A", "z"): 0.5,
+            ("A", "v"): 1.0,  # one click in its one impression
+            ("B", "x"): 0.0,
+            ("B", "w"): 1.0,
+        }
     )
     ips = labels(Propensity.formula(1.0))  # theta_k = 1/k: a click at k counts k
     assert ips == pytest.approx(
@@ -110,19 +118,22 @@ def test_ips_and_naive_labels_by_hand(tmp_path):
             ("A", "x"): 2 / 2,
             ("A", "y"): (2 + 1) / 2,
             ("A", "z"): 3 / 2,
+            ("A", "v"): 4 / 1,
             ("B", "x"): 0.0,
             ("B", "w"): 2.0,
         }
     )
     clipped = labels(Propensity.formula(1.0), min_propensity=0.5)  # theta_3 = 1/3 -> 1/2
     assert clipped[("A", "z")] == pytest.approx(2 / 2)
-    estimated = Propensity(method="em", theta=[1.0, 0.25, 0.2])
+    estimated = Propensity(method="em", theta=[1.0, 0.25, 0.2, 0.1])
     assert labels(estimated)[("A", "y")] == pytest.approx((4 + 1) / 2)
-    with pytest.raises(DataFormatError, match="position 3, beyond the 2 positions"):
+    with pytest.raises(DataFormatError, match="position 4, beyond the 2 positions"):
         click_labels(log, Propensity(method="em", theta=[1.0, 0.5]))
-    # Past the estimate: theta_K * (K / k)^tail_eta, here 0.5 * (2/3)^2 at position 3.
+    # Past the estimate: theta_K * (K / k)^tail_eta, here 0.5 * (2/3)^2 at position 3 and
+    # 0.5 * (2/4)^2 at position 4.
     tail = Propensity(method="em", theta=[1.0, 0.5], tail_eta=2.0)
     assert labels(tail)[("A", "z")] == pytest.approx(1 / (0.5 * (2 / 3) ** 2) / 2)
+    assert labels(tail)[("A", "v")] == pytest.approx(1 / 0.125)
     np.testing.assert_allclose(tail.at([1, 2, 4]), [1.0, 0.5, 0.125])
     with pytest.raises(ConfigError):
         click_labels(log, None, min_propensity=2)
