@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ import numpy as np
 
 from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.quality_cv import HEADLINE, REPO_ROOT, evaluate, load_fold
+from benchmarks.tuning import mean_sd
 
 SECTION = "clicks"
 CONFIG = "configs/clicks/setrank_ips.yaml"
@@ -74,12 +74,6 @@ def train_on(
         "seconds": time.perf_counter() - started,
         "best_epoch": result.best_epoch,
     }
-
-
-def mean_sd(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
