@@ -173,17 +173,15 @@ def read_log(path: str | Path) -> ClickLog:
     if np.any((click != 0) & (click != 1)):
         row = int(np.flatnonzero((click != 0) & (click != 1))[0])
         raise DataFormatError(f"{path}: row {row} has click {click[row]}; clicks are 0 or 1")
+    qid_column = table.column("qid").cast(pa.string())
+    doc_column = table.column("doc_id").cast(pa.string())
     session, _ = _codes(table.column("session").cast(pa.string()))
-    query, qids = _codes(table.column("qid").cast(pa.string()))
-    doc_key, _ = _codes(
-        pc.binary_join_element_wise(
-            table.column("qid").cast(pa.string()), table.column("doc_id").cast(pa.string()), "\x1f"
-        )
-    )
+    query, qids = _codes(qid_column)
+    doc_key, _ = _codes(pc.binary_join_element_wise(qid_column, doc_column, "\x1f"))
     doc_qid = np.zeros(int(doc_key.max()) + 1, dtype=np.int64)
     doc_qid[doc_key] = query
     doc_ids = np.empty(len(doc_qid), dtype=object)
-    doc_ids[doc_key] = table.column("doc_id").cast(pa.string()).to_numpy(zero_copy_only=False)
+    doc_ids[doc_key] = doc_column.to_numpy(zero_copy_only=False)
     _check_sessions(path, session, query, doc_key, position)
     meta = file_schema.metadata or {}
     simulation = json.loads(meta[META_SIMULATION]) if META_SIMULATION in meta else None

@@ -15,7 +15,6 @@ depend on how the work is split.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,6 @@ def simulate_clicks(
     seed: int = 0,
     metadata: dict | None = None,
     progress: bool = True,
-    on_query: Callable[[int], None] | None = None,
 ) -> int:
     """Simulate ``sessions`` users per query of ``data`` and write their click log to ``out``.
 
@@ -129,8 +127,6 @@ def simulate_clicks(
             if buffered >= FLUSH_ROWS:
                 writer.write(*(np.concatenate(c) for c in zip(*buffer, strict=True)))
                 buffer, buffered = [], 0
-            if on_query is not None:
-                on_query(q)
         if buffer:
             writer.write(*(np.concatenate(c) for c in zip(*buffer, strict=True)))
     return writer.rows_written
