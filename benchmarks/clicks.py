@@ -15,7 +15,19 @@ For each LETOR fold and each position-bias severity ``eta``:
    judgments, which no click-trained model sees. The same config trained on judgments and the
    logging ranker itself frame the numbers.
 
+With ``--click-model trust`` the users also trust the top of the ranking
+(:class:`ltr.clicks.model.TrustBiasModel`: false clicks ``0.65 / min(k, 10)``), and two more
+label sets are made: the affine correction with the true ``alpha_k, beta_k`` and with the
+trust-bias EM estimate. That run writes its own section (``clicks-trust``).
+
+For every label set, two checks of the training labels against the judgments: the ratio
+``(L2 - L1) / (L1 - L0)`` of the mean labels ``Ly`` of grades 0-2 (labels that are an affine map
+of the relevance probability ``(2^y - 1) / 3`` give 2), and the correlation, over irrelevant
+documents, of the label with the mean position the logging ranker showed the document at
+(unbiased labels give 0; labels that credit a position's clicks to the document are negative).
+
     python -m benchmarks.clicks                          # fold 1, eta 1 and 2, 3 seeds
+    python -m benchmarks.clicks --click-model trust --folds 1 2 3 --etas 1 --seeds 0
     python -m benchmarks.clicks --folds 1 --etas 1 --seeds 0 --max-epochs 3 --no-write
 
 MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another copy).
@@ -37,9 +49,18 @@ from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.quality_cv import HEADLINE, REPO_ROOT, evaluate, load_fold
 from benchmarks.tuning import mean_sd
 
-SECTION = "clicks"
 CONFIG = "configs/clicks/setrank_ips.yaml"
-VARIANTS = ("naive", "ips-true", "ips-em")
+VARIANTS = {
+    "pbm": ("naive", "ips-true", "ips-em"),
+    "trust": ("naive", "ips-true", "ips-em", "affine-true", "affine-em"),
+}
+NAMES = {
+    "naive": "SetRank on click-through rates (naive)",
+    "ips-true": "SetRank on IPS labels, true examination",
+    "ips-em": "SetRank on IPS labels, PBM EM propensities",
+    "affine-true": "SetRank on affine-corrected labels, true alpha, beta",
+    "affine-em": "SetRank on affine-corrected labels, trust EM alpha, beta",
+}
 
 
 def train_on(
@@ -81,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data" / "mq2008")
     parser.add_argument("--folds", type=int, nargs="+", default=[1])
     parser.add_argument("--etas", type=float, nargs="+", default=[1.0, 2.0])
+    parser.add_argument("--click-model", choices=sorted(VARIANTS), default="pbm")
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
@@ -94,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from ltr.clicks.labels import click_labels, write_labelled
     from ltr.clicks.log import aggregate, read_log
-    from ltr.clicks.model import PositionBasedModel
+    from ltr.clicks.model import PositionBasedModel, TrustBiasModel
     from ltr.clicks.propensity import Propensity, estimate_em
     from ltr.clicks.simulate import logging_scores, simulate_clicks
 
     torch.set_num_threads(args.threads)
     extra = {} if args.max_epochs is None else {"trainer.max_epochs": args.max_epochs}
     results: dict[str, list[float]] = {}
-    em_rows, started = [], time.perf_counter()
+    em_rows, fidelity, started = [], {}, time.perf_counter()
 
     def record(key: str, value: float) -> None:
         results.setdefault(key, []).append(value)
@@ -121,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                 run = train_on(judged[0], judged[1], fold, work / f"run-{next(runs)}", seed, extra)
                 record("judged", run["ndcg10"])
             for eta in args.etas:
-                model = PositionBasedModel(eta=eta, noise=0.1, max_grade=2.0)
+                if args.click_model == "pbm":
+                    model = PositionBasedModel(eta=eta, noise=0.1, max_grade=2.0)
+                else:
+                    model = TrustBiasModel(eta=eta, max_grade=2.0)
                 logs = {}
                 for offset, (part, data) in enumerate(
                     (("train", fold.train), ("valid", fold.valid))
@@ -137,30 +162,31 @@ def main(argv: list[str] | None = None) -> int:
                         seed=1000 * number + offset,
                         progress=False,
                     )
-                t0 = time.perf_counter()
                 train_log = read_log(logs["train"])
-                em = estimate_em(aggregate(train_log))
-                truth = Propensity.formula(eta)
-                top = min(10, len(em.theta))
-                error = np.abs(np.array(em.theta[:top]) - truth.at(np.arange(1, top + 1)))
-                em_rows.append(
-                    [
-                        number,
-                        f"{eta:g}",
-                        em.iterations,
-                        f"{time.perf_counter() - t0:.1f}",
-                        f"{error.max():.4f}",
-                        f"{em.theta[1]:.3f} / {truth.at(np.array([2]))[0]:.3f}",
-                        f"{em.theta[4]:.3f} / {truth.at(np.array([5]))[0]:.3f}",
-                    ]
-                )
-                props = {"naive": None, "ips-true": truth, "ips-em": em}
-                for variant, prop in props.items():
-                    files = {}
+                props = {"naive": None, "ips-true": Propensity.formula(eta)}
+                ems = {"ips-em": "pbm"}
+                if args.click_model == "trust":
+                    props["affine-true"] = Propensity.formula(eta, false_click=model.false_click)
+                    ems["affine-em"] = "trust"
+                for variant, click_model in ems.items():
+                    t0 = time.perf_counter()
+                    em = estimate_em(aggregate(train_log), click_model=click_model)
+                    props[variant] = em
+                    truth = props["ips-true" if click_model == "pbm" else "affine-true"]
+                    em_rows.append(
+                        _em_row(number, eta, click_model, em, truth, time.perf_counter() - t0)
+                    )
+                for variant in VARIANTS[args.click_model]:
+                    prop, files = props[variant], {}
                     for part, data in (("train", fold.train), ("valid", fold.valid)):
                         log = train_log if part == "train" else read_log(logs[part])
                         files[part] = work / f"f{number}-eta{eta:g}-{variant}-{part}.parquet"
-                        write_labelled(log, click_labels(log, prop), data, files[part])
+                        labels = click_labels(log, prop)
+                        write_labelled(log, labels, data, files[part])
+                        if part == "train":
+                            fidelity.setdefault(f"{variant}@{eta:g}", []).append(
+                                label_fidelity(log, labels, data)
+                            )
                     for seed in args.seeds:
                         print(
                             f"fold {number}, eta {eta:g}: {variant}, seed {seed}", file=sys.stderr
@@ -175,16 +201,66 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         record(f"{variant}@{eta:g}", run["ndcg10"])
 
-    body = _report(args, results, em_rows, time.perf_counter() - started)
+    body = _report(args, results, em_rows, fidelity, time.perf_counter() - started)
     print(body)
     if not args.no_write:
+        trust = args.click_model == "trust"
         write_section(
-            SECTION,
-            "Learning from simulated clicks (MQ2008)",
+            "clicks-trust" if trust else "clicks",
+            f"Learning from simulated clicks{' with trust bias' if trust else ''} (MQ2008)",
             command_line("clicks", argv),
             body,
         )
     return 0
+
+
+def label_fidelity(log, labels: np.ndarray, data) -> tuple[float, float]:
+    """``(L2 - L1) / (L1 - L0)`` over the mean labels by judged grade, and the correlation of
+    irrelevant documents' labels with the mean position they were shown at (see the module
+    doc)."""
+    from ltr.clicks.log import aggregate
+
+    grade_of = dict(
+        zip(zip(data.qids[data.query_of_row], data.doc_ids, strict=True), data.labels, strict=True)
+    )
+    grades = np.array(
+        [grade_of[(log.qids[q], d)] for q, d in zip(log.doc_qid, log.doc_ids, strict=True)]
+    )
+    counts = aggregate(log)
+    shown = np.bincount(counts.doc, weights=counts.impressions, minlength=len(grades))
+    mean_position = (
+        np.bincount(counts.doc, weights=counts.position * counts.impressions, minlength=len(grades))
+        / shown
+    )
+    means = [labels[grades == y].mean() for y in (0, 1, 2)]
+    ratio = (means[2] - means[1]) / (means[1] - means[0])
+    irrelevant = grades == 0
+    return float(ratio), float(np.corrcoef(labels[irrelevant], mean_position[irrelevant])[0, 1])
+
+
+def _em_row(number: int, eta: float, click_model: str, em, truth, seconds: float) -> list:
+    top = min(10, len(em.theta))
+    k = np.arange(1, top + 1)
+    row = [number, f"{eta:g}", click_model, em.iterations, f"{seconds:.1f}"]
+    if click_model == "pbm" and truth.click_model == "pbm":
+        error = np.abs(em.at(k) - truth.at(k)).max()
+        return [
+            *row,
+            f"{error:.4f}",
+            *(f"{em.at(p)[0]:.3f} / {truth.at(p)[0]:.3f}" for p in ([2], [5])),
+        ]
+    # Trust: the fit is determined up to an affine map of relevance, so alpha and beta are
+    # shown beside the truth rather than scored against it.
+    alpha, beta = em.at(k), em.offset(k)
+    true_alpha, true_beta = truth.at(k), truth.offset(k)
+    return [
+        *row,
+        "—",
+        *(
+            f"alpha {alpha[i]:.3f} / {true_alpha[i]:.3f}, beta {beta[i]:.3f} / {true_beta[i]:.3f}"
+            for i in (1, 4)
+        ),
+    ]
 
 
 def _write_judged(data, path: Path) -> None:
@@ -196,59 +272,90 @@ def _write_judged(data, path: Path) -> None:
         w.write(chunk)
 
 
-def _report(args, results: dict[str, list[float]], em_rows: list, seconds: float) -> str:
+def _report(
+    args, results: dict[str, list[float]], em_rows: list, fidelity: dict, seconds: float
+) -> str:
     runs = f"{len(args.folds)} fold(s) × {len(args.seeds)} seed(s)"
+    clicks = (
+        "position-based clicks with examination (1/k)^eta and click noise 0.1"
+        if args.click_model == "pbm"
+        else "trust-bias clicks (examination (1/k)^eta; an examined document of relevance "
+        "probability r = (2^y - 1)/3 is clicked with probability eps+_k r + eps-_k (1 - r), "
+        "eps+_k = 1 - (min(k, 20) + 1)/100, eps-_k = 0.65 / min(k, 10))"
+    )
     lines = [
         f"MQ2008 folds {', '.join(map(str, args.folds))}; logging ranker `{args.ranker_feature}` "
         f"(BM25 of the whole document), Plackett-Luce temperature {args.temperature:g}; "
-        f"{args.sessions} simulated sessions per training and validation query; position-based "
-        "clicks with examination (1/k)^eta and click noise 0.1. Every SetRank model is "
-        f"`{CONFIG}` (softmax loss), trained with seeds {' '.join(map(str, args.seeds))}, "
-        "selected on validation labels of its own kind, and tested on the fold's judged test "
-        f"partition. Test NDCG@10 (lists with no relevant document = 1), mean ± sd over "
-        f"{runs}. Total {seconds / 60:.0f} min.",
+        f"{args.sessions} simulated sessions per training and validation query; {clicks}. "
+        f"Every SetRank model is `{CONFIG}` (softmax loss), trained with seeds "
+        f"{' '.join(map(str, args.seeds))}, selected on validation labels of its own kind, and "
+        "tested on the fold's judged test partition. Test NDCG@10 (lists with no relevant "
+        f"document = 1), mean ± sd over {runs}. Total {seconds / 60:.0f} min.",
         "",
     ]
     rows = [
-        ["logging ranker (f25)", "—", mean_sd(results["logging"])],
-        ["SetRank on judgments", "—", mean_sd(results["judged"])],
+        ["logging ranker (f25)", "—", mean_sd(results["logging"]), "—", "—"],
+        ["SetRank on judgments", "—", mean_sd(results["judged"]), "—", "—"],
     ]
-    names = {
-        "naive": "SetRank on click-through rates (naive)",
-        "ips-true": "SetRank on IPS labels, true propensities",
-        "ips-em": "SetRank on IPS labels, EM propensities",
-    }
+    variants = VARIANTS[args.click_model]
     for eta in args.etas:
-        for variant in VARIANTS:
-            rows.append([names[variant], f"{eta:g}", mean_sd(results[f"{variant}@{eta:g}"])])
-    lines.append(markdown_table(["model", "eta", "test NDCG@10"], rows))
+        for variant in variants:
+            key = f"{variant}@{eta:g}"
+            ratio, corr = zip(*fidelity[key], strict=True)
+            rows.append(
+                [
+                    NAMES[variant],
+                    f"{eta:g}",
+                    mean_sd(results[key]),
+                    f"{np.mean(ratio):.2f}",
+                    f"{np.mean(corr):+.2f}",
+                ]
+            )
+    lines.append(
+        markdown_table(
+            [
+                "model",
+                "eta",
+                "test NDCG@10",
+                "label ratio (L2−L1)/(L1−L0), 2 = right",
+                "corr(label, position), grade 0",
+            ],
+            rows,
+        )
+    )
     lines.append("")
+    if args.click_model == "pbm":
+        pairs = [("ips-true", "naive"), ("ips-em", "naive")]
+    else:
+        pairs = [("affine-em", v) for v in ("naive", "ips-true", "ips-em")]
+        pairs.append(("affine-true", "ips-true"))
     for eta in args.etas:
-        for variant in ("ips-true", "ips-em"):
+        for first, second in pairs:
             gains = [
                 a - b
                 for a, b in zip(
-                    results[f"{variant}@{eta:g}"], results[f"naive@{eta:g}"], strict=True
+                    results[f"{first}@{eta:g}"], results[f"{second}@{eta:g}"], strict=True
                 )
             ]
             won = sum(g > 0 for g in gains)
             lines.append(
-                f"- eta {eta:g}, {names[variant]} − naive: {mean_sd(gains)} "
+                f"- eta {eta:g}, {NAMES[first]} − {NAMES[second]}: {mean_sd(gains)} "
                 f"(better in {won} of {len(gains)} runs, paired by fold and seed)"
             )
     lines += [
         "",
-        "EM propensity estimates from each training log, against (1/k)^eta:",
+        "EM estimates from each training log, against the truth:",
         "",
         markdown_table(
             [
                 "fold",
                 "eta",
+                "EM model",
                 "EM steps",
                 "EM s",
-                "largest error, positions 1-10",
-                "theta_2 est / true",
-                "theta_5 est / true",
+                "largest theta error, positions 1-10",
+                "position 2 est / true",
+                "position 5 est / true",
             ],
             em_rows,
         ),

@@ -6,16 +6,20 @@ import argparse
 import time
 from pathlib import Path
 
+CLICK_MODELS = ("pbm", "trust")  # ltr.clicks.propensity.CLICK_MODELS, without importing numpy
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "clicks",
         help="click logs: simulate users, estimate position bias, make unbiased (IPS) labels",
-        description="Learning to rank from clicks under the position-based click model. "
+        description="Learning to rank from clicks under the position-based click model, with or "
+        "without trust bias. "
         "`simulate` writes the click log of simulated users from judged data; `propensity` "
         "estimates how often each position is looked at, by EM, from a log whose rankings "
         "vary; `labels` turns a log into ltr Parquet for `ltr train`, with each document's "
-        "inverse-propensity-weighted click rate as its label. See docs/CLICKS.md.",
+        "inverse-propensity-weighted (or, under trust bias, affine-corrected) click rate as its "
+        "label. See docs/CLICKS.md.",
     )
     commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
     commands.required = True
@@ -32,6 +36,9 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "from the logging ranker (a feature, or a file of scores) and click under the "
         "position-based model: examination (1/k)^eta at position k, click of an examined "
         "document of grade y with probability noise + (1 - noise)(2^y - 1)/(2^max_grade - 1). "
+        "With --click-model trust, users also trust the top: an examined document is clicked "
+        "with probability eps+_k r + eps-_k (1 - r), r = (2^y - 1)/(2^max_grade - 1), "
+        "eps+_k = 1 - (min(k, 20) + 1)/100 and eps-_k = false_click / min(k, 10). "
         "With --temperature above 0 each session draws its own Plackett-Luce ranking from the "
         "scores, which propensity estimation needs. Writes a click log (session, qid, doc_id, "
         "position, click) with the simulation's parameters in its metadata.",
@@ -62,7 +69,18 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, help="show only the first K documents (default: all)")
     p.add_argument("--eta", type=float, default=1.0, help="position-bias exponent (default 1)")
     p.add_argument(
-        "--noise", type=float, default=0.1, help="click rate of examined irrelevant documents"
+        "--click-model",
+        choices=CLICK_MODELS,
+        default="pbm",
+        help="pbm: position bias only (default); trust: position and trust bias",
+    )
+    p.add_argument(
+        "--noise", type=float, help="pbm: click rate of examined irrelevant documents (0.1)"
+    )
+    p.add_argument(
+        "--false-click",
+        type=float,
+        help="trust: click rate of an examined irrelevant document at the top (0.65)",
     )
     p.add_argument("--max-grade", type=float, help="the top grade (default: the data's highest)")
     p.add_argument("--seed", type=int, default=0)
@@ -77,16 +95,24 @@ def _register_propensity(commands: argparse._SubParsersAction) -> None:
         description="Estimate the position-based model's examination probability of every "
         "position shown in LOG, relative to position 1, by expectation-maximisation over "
         "impressions and clicks per (document, position). Documents must appear at more than "
-        "one position: a log whose every session shows the same ranking is refused.",
+        "one position: a log whose every session shows the same ranking is refused. With "
+        "--click-model trust, estimates instead the click rates of relevant and irrelevant "
+        "documents at every position (alpha_k + beta_k and beta_k), for the affine correction.",
     )
     p.add_argument("log", type=Path, metavar="LOG.parquet")
+    p.add_argument(
+        "--click-model",
+        choices=CLICK_MODELS,
+        default="pbm",
+        help="pbm: P(click) = theta_k gamma_d (default); trust: alpha_k gamma_d + beta_k",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="PROPENSITY.json")
     p.add_argument("--max-iter", type=int, default=2000, help="most EM steps (default 2000)")
     p.add_argument(
         "--tol",
         type=float,
         default=1e-6,
-        help="stop when no propensity (relative to position 1) moves more in a step",
+        help="stop when no propensity (pbm: relative to position 1) moves more in a step",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_propensity)
@@ -98,7 +124,9 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         help="turn a click log into ltr Parquet whose labels are IPS-weighted click rates",
         description="Label every document LOG shows with the mean over its impressions of "
         "click / (the examination probability of the impression's position): an unbiased "
-        "estimate of its click probability when examined. "
+        "estimate of its click probability when examined. With a trust-bias propensity file "
+        "the label is the affine correction, the mean of (click - beta_k) / alpha_k, "
+        "negative values made 0. "
         "Features come from FEATURES, joined by (qid, doc_id). Train on the result with a loss "
         "linear in the labels (e.g. `loss: softmax`; configs/clicks/).",
         epilog="example: ltr clicks labels clicks/S1.parquet --features data/mq2008/S1.txt.xz "
@@ -112,6 +140,11 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
     bias = p.add_mutually_exclusive_group(required=True)
     bias.add_argument("--propensity", type=Path, help="a file from `ltr clicks propensity`")
     bias.add_argument("--eta", type=float, help="propensities (1/k)^eta")
+    p.add_argument(
+        "--false-click",
+        type=float,
+        help="with --eta: the trust-bias model's alpha_k and beta_k (see `simulate`)",
+    )
     bias.add_argument(
         "--naive", action="store_true", help="no correction: labels are click-through rates"
     )
@@ -126,9 +159,10 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from ltr.clicks.model import PositionBasedModel
+    from ltr.clicks.model import ClickModel, PositionBasedModel, TrustBiasModel
     from ltr.clicks.simulate import logging_scores, simulate_clicks
     from ltr.data.dataset import load_dataset
+    from ltr.errors import ConfigError
 
     started = time.perf_counter()
     data = load_dataset(args.data)
@@ -138,9 +172,19 @@ def run_simulate(args: argparse.Namespace) -> int:
         scores=None if args.ranker_scores is None else _read_scores(args.ranker_scores),
     )
     max_grade = args.max_grade if args.max_grade is not None else float(data.labels.max())
-    model = PositionBasedModel(
-        eta=args.eta, noise=args.noise, max_grade=max_grade if max_grade > 0 else 1.0
-    )
+    max_grade = max_grade if max_grade > 0 else 1.0
+    if args.click_model == "pbm":
+        if args.false_click is not None:
+            raise ConfigError("--false-click is a parameter of --click-model trust")
+        noise = 0.1 if args.noise is None else args.noise
+        model: ClickModel = PositionBasedModel(eta=args.eta, noise=noise, max_grade=max_grade)
+    else:
+        if args.noise is not None:
+            raise ConfigError(
+                "--noise is a parameter of --click-model pbm; trust has --false-click"
+            )
+        false_click = 0.65 if args.false_click is None else args.false_click
+        model = TrustBiasModel(eta=args.eta, false_click=false_click, max_grade=max_grade)
     ranker = (
         {"ranker_feature": args.ranker_feature}
         if args.ranker_feature
@@ -183,13 +227,22 @@ def run_propensity(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     log = read_log(args.log)
-    prop = estimate_em(aggregate(log), max_iter=args.max_iter, tol=args.tol)
+    prop = estimate_em(
+        aggregate(log), click_model=args.click_model, max_iter=args.max_iter, tol=args.tol
+    )
     prop = Propensity(**{**prop.__dict__, "log": str(args.log)})
     prop.save(args.out)
     if not args.quiet:
         truth = None
-        if log.simulation and log.simulation.get("model") == "pbm":
+        simulated = (log.simulation or {}).get("model")
+        if simulated == args.click_model == "pbm":
             truth = Propensity.formula(log.simulation["eta"])
+        elif simulated == args.click_model == "trust":
+            truth = Propensity.formula(
+                log.simulation["eta"], false_click=log.simulation["false_click"]
+            )
+        elif simulated in CLICK_MODELS:
+            print(f"(the log was simulated with --click-model {simulated})")
         state = "converged" if prop.converged else "did NOT converge (raise --max-iter)"
         print(format_propensity(prop, truth=truth))
         print(
@@ -204,19 +257,24 @@ def run_labels(args: argparse.Namespace) -> int:
     from ltr.clicks.log import read_log
     from ltr.clicks.propensity import Propensity
     from ltr.data.dataset import load_dataset
+    from ltr.errors import ConfigError
 
     started = time.perf_counter()
     if args.propensity is not None:
         prop: Propensity | None = Propensity.load(args.propensity)
     elif args.eta is not None:
-        prop = Propensity.formula(args.eta)
+        prop = Propensity.formula(args.eta, false_click=args.false_click)
     else:
         prop = None
+    if args.false_click is not None and args.eta is None:
+        raise ConfigError("--false-click goes with --eta (a propensity file carries its own)")
     log = read_log(args.log)
     labels = click_labels(log, prop, min_propensity=args.min_propensity)
     stats = write_labelled(log, labels, load_dataset(args.features), args.out)
     if not args.quiet:
         how = "click-through rates" if prop is None else "IPS click rates"
+        if prop is not None and prop.click_model == "trust":
+            how = "affine-corrected click rates"
         print(
             f"wrote {args.out} in {time.perf_counter() - started:.1f} s: {stats.documents:,} "
             f"documents of {stats.queries:,} queries labelled with {how} "

@@ -14,6 +14,14 @@ A listwise loss that is linear in the labels, like ``softmax`` (label-proportion
 optimises in expectation the same objective as with relevance labels: the IPS-weighted softmax
 cross-entropy of Ai et al. (2018). ``min_propensity`` clips ``theta_k`` from below, which bounds
 the labels' variance at the price of some bias.
+
+Under trust bias (a propensity with ``click_model="trust"``) clicks are affine in relevance,
+``E[click] = alpha_k * gamma_d + beta_k``, and the label is the affine correction of Vardasbi
+et al. (2020), the mean over impressions of ``(click - beta_k) / alpha_k``, whose expectation is
+again ``gamma_d``. It is negative for a document whose clicks fall short of the false clicks its
+positions would draw; ranking metrics and the label-proportional losses need labels >= 0, so
+negative labels become 0 (``clip_negative``), which raises the labels of irrelevant documents a
+little (by half the mean absolute value of their noise, at most).
 """
 
 from __future__ import annotations
@@ -32,19 +40,31 @@ from ltr.errors import ConfigError, DataFormatError
 
 
 def click_labels(
-    log: ClickLog, propensity: Propensity | None, *, min_propensity: float = 0.0
+    log: ClickLog,
+    propensity: Propensity | None,
+    *,
+    min_propensity: float = 0.0,
+    clip_negative: bool = True,
 ) -> np.ndarray:
-    """``[D]`` the label of every (query, document) pair of the log (see the module doc)."""
+    """``[D]`` the label of every (query, document) pair of the log (see the module doc).
+
+    ``min_propensity`` clips ``theta_k`` (trust: ``alpha_k``) from below; ``clip_negative``
+    turns the negative labels of the affine correction into 0.
+    """
     if not (0 <= min_propensity <= 1):
         raise ConfigError(f"min_propensity must be in [0, 1], got {min_propensity}")
     counts = aggregate(log)
     if propensity is None:
-        theta = np.ones(len(counts.position))
+        theta, beta = np.ones(len(counts.position)), np.zeros(len(counts.position))
     else:
         theta = np.maximum(propensity.at(counts.position), min_propensity)
+        beta = propensity.offset(counts.position)
     size = len(log.doc_ids)
-    weighted = np.bincount(counts.doc, weights=counts.clicks / theta, minlength=size)
-    return weighted / np.bincount(counts.doc, weights=counts.impressions, minlength=size)
+    corrected = (counts.clicks - counts.impressions * beta) / theta
+    labels = np.bincount(counts.doc, weights=corrected, minlength=size) / np.bincount(
+        counts.doc, weights=counts.impressions, minlength=size
+    )
+    return np.maximum(labels, 0.0) if clip_negative else labels
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The position-based click model (PBM) used to simulate users.
+"""Click models used to simulate users: the position-based model (PBM), and the PBM with trust
+bias (:class:`TrustBiasModel`).
 
 A user examines position ``k`` with probability ``theta_k = (1 / k) ** eta`` (Joachims et al.
 2017), and clicks an examined document of grade ``y`` with probability
@@ -18,6 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ltr.errors import ConfigError
+
+TOP_TRUE_CLICK = 0.98  # eps_plus_1 of the trust-bias model
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,11 @@ class PositionBasedModel:
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
         """``theta_k`` for 1-based ``positions``."""
-        positions = np.asarray(positions, dtype=np.float64)
-        if np.any(positions < 1):
-            raise ValueError("positions are 1-based")
-        return positions**-self.eta
+        return _positions(positions) ** -self.eta
 
     def attractiveness(self, grades: np.ndarray) -> np.ndarray:
         """``epsilon(y)`` for relevance ``grades`` (clipped to ``[0, max_grade]``)."""
-        y = np.clip(np.asarray(grades, dtype=np.float64), 0.0, self.max_grade)
-        return self.noise + (1.0 - self.noise) * np.expm1(y * math.log(2)) / math.expm1(
-            self.max_grade * math.log(2)
-        )
+        return self.noise + (1.0 - self.noise) * _gain_share(grades, self.max_grade)
 
     def click_probability(self, positions: np.ndarray, grades: np.ndarray) -> np.ndarray:
         """``theta_k * epsilon(y)`` element-wise."""
@@ -62,3 +59,90 @@ class PositionBasedModel:
 
     def to_dict(self) -> dict[str, float]:
         return {"model": "pbm", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class TrustBiasModel:
+    """Position bias with trust bias: users trust the top of a ranking, and click irrelevant
+    documents there more often (Agarwal et al. 2019; Vardasbi et al. 2020, 2021).
+
+    With examination ``theta_k = (1/k)^eta`` and relevance probability
+    ``r(y) = (2**y - 1) / (2**max_grade - 1)``,
+
+        P(click | k, y) = theta_k * (eps_plus_k * r(y) + eps_minus_k * (1 - r(y)))
+
+    where an examined relevant document is clicked with ``eps_plus_k = 1 - (min(k, 20) + 1) / 100``
+    and an examined irrelevant one with ``eps_minus_k = false_click / min(k, 10)`` (the curves of
+    Vardasbi et al. 2021, eqs. 10-11, with ``false_click = 0.65``). The click probability is then
+    affine in relevance, ``alpha_k * r(y) + beta_k`` with ``alpha_k = theta_k (eps_plus_k -
+    eps_minus_k)`` and ``beta_k = theta_k eps_minus_k``, which no single multiplicative
+    propensity can undo: IPS is biased under this model; the affine correction is not.
+
+    Attributes:
+        eta: severity of position bias.
+        false_click: ``eps_minus_1``, the click rate of an examined irrelevant document at the
+            top, below ``eps_plus_1 = 0.98``.
+        max_grade: the highest relevance grade (``r(max_grade) = 1``).
+    """
+
+    eta: float = 1.0
+    false_click: float = 0.65
+    max_grade: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            raise ConfigError(f"eta must be a finite number >= 0, got {self.eta}")
+        if not (0 <= self.false_click < TOP_TRUE_CLICK):
+            raise ConfigError(
+                f"false_click must be in [0, {TOP_TRUE_CLICK}) (below the click rate of an "
+                f"examined relevant document at the top), got {self.false_click}"
+            )
+        if not (math.isfinite(self.max_grade) and self.max_grade > 0):
+            raise ConfigError(f"max_grade must be a number > 0, got {self.max_grade}")
+
+    def examination(self, positions: np.ndarray) -> np.ndarray:
+        """``theta_k`` for 1-based ``positions``."""
+        return _positions(positions) ** -self.eta
+
+    def relevance(self, grades: np.ndarray) -> np.ndarray:
+        """``r(y)``, the probability that a document of grade ``y`` is relevant."""
+        return _gain_share(grades, self.max_grade)
+
+    def eps_plus(self, positions: np.ndarray) -> np.ndarray:
+        """Click probability of an examined relevant document at ``positions``."""
+        return 1.0 - (np.minimum(_positions(positions), 20) + 1) / 100
+
+    def eps_minus(self, positions: np.ndarray) -> np.ndarray:
+        """Click probability of an examined irrelevant document at ``positions``."""
+        return self.false_click / np.minimum(_positions(positions), 10)
+
+    def alpha(self, positions: np.ndarray) -> np.ndarray:
+        """``theta_k (eps_plus_k - eps_minus_k)``: what relevance adds to the click rate."""
+        return self.examination(positions) * (self.eps_plus(positions) - self.eps_minus(positions))
+
+    def beta(self, positions: np.ndarray) -> np.ndarray:
+        """``theta_k eps_minus_k``: the click rate of an irrelevant document at ``positions``."""
+        return self.examination(positions) * self.eps_minus(positions)
+
+    def click_probability(self, positions: np.ndarray, grades: np.ndarray) -> np.ndarray:
+        """``alpha_k r(y) + beta_k`` element-wise."""
+        return self.alpha(positions) * self.relevance(grades) + self.beta(positions)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"model": "trust", **asdict(self)}
+
+
+def _positions(positions: np.ndarray) -> np.ndarray:
+    positions = np.asarray(positions, dtype=np.float64)
+    if np.any(positions < 1):
+        raise ValueError("positions are 1-based")
+    return positions
+
+
+def _gain_share(grades: np.ndarray, max_grade: float) -> np.ndarray:
+    """``(2**y - 1) / (2**max_grade - 1)`` for ``y`` clipped to ``[0, max_grade]``."""
+    y = np.clip(np.asarray(grades, dtype=np.float64), 0.0, max_grade)
+    return np.expm1(y * math.log(2)) / math.expm1(max_grade * math.log(2))
+
+
+ClickModel = PositionBasedModel | TrustBiasModel

@@ -15,6 +15,19 @@ so each step sets ``theta_k`` to the expected share of examined impressions at `
 ``gamma_d`` to the expected share of relevant impressions of ``d``. The model is identifiable
 only when documents appear at more than one position (rankings that vary between sessions);
 :func:`estimate_em` refuses a log where none does.
+
+Under trust bias (:class:`ltr.clicks.model.TrustBiasModel`) the click rate is affine in
+relevance, ``P(click) = beta_k + alpha_k * gamma_d``: irrelevant documents are clicked at rate
+``beta_k``, relevant ones at ``alpha_k + beta_k``. ``estimate_em(..., click_model="trust")`` fits
+that model with a relevance variable per impression (Vardasbi et al. 2021): with
+``a_k = alpha_k + beta_k`` and ``b_k = beta_k``, a clicked impression was relevant with
+probability ``gamma_d a_k / (gamma_d a_k + (1 - gamma_d) b_k)`` and an unclicked one with
+``gamma_d (1 - a_k) / (gamma_d (1 - a_k) + (1 - gamma_d)(1 - b_k))``; each step sets
+``gamma_d`` to the expected share of relevant impressions of ``d``, and ``a_k`` (``b_k``) to the
+expected share of clicked impressions among the relevant (irrelevant) ones at ``k``. The fit is
+determined only up to an affine map of ``gamma`` (the rates bound it), which changes every
+label of the log by the same affine map. Its ``alpha_k`` and ``beta_k`` are absolute click
+rates, not relative to position 1, because ``beta_k`` is subtracted from clicks.
 """
 
 from __future__ import annotations
@@ -28,27 +41,39 @@ from pathlib import Path
 import numpy as np
 
 from ltr.clicks.log import Counts
+from ltr.clicks.model import TrustBiasModel
 from ltr.errors import ConfigError, DataFormatError
+
+CLICK_MODELS = ("pbm", "trust")
 
 
 @dataclass(frozen=True)
 class Propensity:
-    """Examination probabilities by position.
+    """Examination probabilities by position (PBM), or affine click rates by position (trust).
 
     Attributes:
-        method: ``"formula"`` (``theta_k = (1/k)^eta``, every position) or ``"em"`` (estimated
-            for positions ``1..len(theta)``).
-        theta: estimated ``theta_k`` for ``k = 1..K``, relative to ``theta_1 = 1`` (``"em"``).
+        method: ``"formula"`` (every position, from ``eta``) or ``"em"`` (estimated for
+            positions ``1..len(theta)``).
+        click_model: ``"pbm"`` (``P(click) = theta_k gamma_d``) or ``"trust"``
+            (``P(click) = theta_k gamma_d + beta_k``).
+        theta: PBM: estimated ``theta_k`` for ``k = 1..K``, relative to ``theta_1 = 1``;
+            trust: ``alpha_k``, what relevance adds to the click rate at ``k`` (``"em"``).
+        beta: trust: ``beta_k``, the click rate of an irrelevant document at ``k`` (``"em"``).
         eta: the exponent (``"formula"``).
+        false_click: the trust-bias model's ``eps_minus_1`` (``"formula"``, trust).
         impressions: impressions at each position the estimate saw (``"em"``).
         tail_eta: the exponent of ``(1/k)^eta`` fitted to the estimate (least squares on
             ``log theta_k`` against ``log k``, weighted by impressions); positions past ``K``
-            get ``theta_K * (K / k)^tail_eta`` (``"em"``).
+            get ``theta_K * (K / k)^tail_eta``, and under trust ``beta_K * (K / k)^tail_eta``
+            too (``"em"``).
     """
 
     method: str
+    click_model: str = "pbm"
     theta: list[float] = field(default_factory=list)
+    beta: list[float] = field(default_factory=list)
     eta: float | None = None
+    false_click: float | None = None
     impressions: list[int] = field(default_factory=list)
     tail_eta: float | None = None
     iterations: int = 0
@@ -56,27 +81,47 @@ class Propensity:
     log: str | None = None
 
     @classmethod
-    def formula(cls, eta: float) -> Propensity:
+    def formula(cls, eta: float, *, false_click: float | None = None) -> Propensity:
+        """``theta_k = (1/k)^eta``; with ``false_click``, the trust-bias model's ``alpha_k``
+        and ``beta_k`` (:class:`~ltr.clicks.model.TrustBiasModel`)."""
         if not (math.isfinite(eta) and eta >= 0):
             raise ConfigError(f"eta must be a finite number >= 0, got {eta}")
-        return cls(method="formula", eta=float(eta))
+        if false_click is None:
+            return cls(method="formula", eta=float(eta))
+        TrustBiasModel(eta=eta, false_click=false_click)  # checks false_click
+        return cls(
+            method="formula", click_model="trust", eta=float(eta), false_click=float(false_click)
+        )
 
     def at(self, positions: np.ndarray) -> np.ndarray:
-        """``theta_k`` of 1-based ``positions``; raises for a position the estimate lacks."""
+        """``theta_k`` (trust: ``alpha_k``) of 1-based ``positions``; raises for a position the
+        estimate lacks."""
+        return self._by_position(positions, self.theta, "alpha")
+
+    def offset(self, positions: np.ndarray) -> np.ndarray:
+        """``beta_k`` of 1-based ``positions``: 0 under the PBM."""
+        if self.click_model == "pbm":
+            return np.zeros(np.shape(positions))
+        return self._by_position(positions, self.beta, "beta")
+
+    def _by_position(self, positions: np.ndarray, values: list[float], name: str) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.int64)
         if self.method == "formula":
-            return positions.astype(np.float64) ** -float(self.eta or 0.0)
-        last = len(self.theta)
+            if self.click_model == "pbm":
+                return positions.astype(np.float64) ** -float(self.eta or 0.0)
+            model = TrustBiasModel(eta=float(self.eta or 0.0), false_click=self.false_click)
+            return getattr(model, name)(positions)
+        last = len(values)
         beyond = positions > last
         if np.any(beyond) and self.tail_eta is None:
             raise DataFormatError(
                 f"the log shows position {int(positions[beyond].max())}, beyond the "
                 f"{last} positions the propensities were estimated for"
             )
-        theta = np.asarray(self.theta, dtype=np.float64)[np.minimum(positions, last) - 1]
+        out = np.asarray(values, dtype=np.float64)[np.minimum(positions, last) - 1]
         if np.any(beyond):
-            theta = np.where(beyond, theta * (last / positions) ** float(self.tail_eta), theta)
-        return theta
+            out = np.where(beyond, out * (last / positions) ** float(self.tail_eta), out)
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write as JSON, atomically (a temporary name, then a rename)."""
@@ -99,33 +144,61 @@ class Propensity:
             ) from None
         if prop.method not in ("formula", "em"):
             raise DataFormatError(f"{path}: unknown propensity method {prop.method!r}")
+        if prop.click_model not in CLICK_MODELS:
+            raise DataFormatError(f"{path}: unknown click model {prop.click_model!r}")
         if prop.method == "formula":
-            return cls.formula(prop.eta if prop.eta is not None else math.nan)
-        if prop.method == "em" and not (
-            prop.theta and all(math.isfinite(t) and 0 < t <= 1 for t in prop.theta)
-        ):
+            try:
+                return cls.formula(
+                    prop.eta if prop.eta is not None else math.nan, false_click=prop.false_click
+                )
+            except ConfigError as exc:
+                raise DataFormatError(f"{path}: {exc}") from None
+        if not (prop.theta and all(math.isfinite(t) and 0 < t <= 1 for t in prop.theta)):
             raise DataFormatError(f"{path}: propensities must be numbers in (0, 1]")
+        if prop.click_model == "trust" and not (
+            len(prop.beta) == len(prop.theta)
+            and all(b >= 0 and a + b <= 1 for a, b in zip(prop.theta, prop.beta, strict=True))
+        ):
+            raise DataFormatError(
+                f"{path}: a trust-bias estimate needs one beta per position, each >= 0 with "
+                "alpha + beta <= 1"
+            )
         return prop
 
 
 def estimate_em(
     counts: Counts,
     *,
+    click_model: str = "pbm",
+    pool_after: int | None = None,
     max_iter: int = 2000,
     tol: float = 1e-6,
 ) -> Propensity:
-    """Estimate PBM examination probabilities from a log's counts by EM.
+    """Estimate examination probabilities (PBM) or affine click rates (trust) by position from
+    a log's counts by EM (see the module doc).
 
     Args:
         counts: impressions and clicks per (document, position), from
             :func:`ltr.clicks.log.aggregate`.
+        click_model: ``"pbm"`` or ``"trust"``.
+        pool_after: positions past this one share their parameters in buckets that widen by a
+            quarter each, ``(p * 1.25^(j-1), p * 1.25^j]``: deep positions are seen rarely and
+            clicked more rarely, and a rate estimated from a handful of clicks can divide a
+            label by almost nothing. None = every position on its own; the default is None for
+            the PBM and 10 for trust, which estimates two rates per position, and as their
+            difference.
         max_iter: the most EM steps.
-        tol: stop when no ``theta_k / theta_1`` moves by more than this in a step.
+        tol: stop when no ``theta_k / theta_1`` (trust: no ``alpha_k`` or ``beta_k``) moves by
+            more than this in a step.
 
     Raises:
         DataFormatError: no click, or no document shown at two positions (nothing separates
-            position from relevance).
+            position from relevance), or positions with gaps.
     """
+    if click_model not in CLICK_MODELS:
+        raise ConfigError(
+            f"click_model must be one of {', '.join(CLICK_MODELS)}, got {click_model!r}"
+        )
     if counts.clicks.sum() == 0:
         raise DataFormatError("the log holds no click; propensities cannot be estimated")
     if not np.any(np.bincount(counts.doc) > 1):  # cells are unique (document, position) pairs
@@ -135,14 +208,72 @@ def estimate_em(
             "sessions (e.g. `ltr clicks simulate --temperature 1`, or a randomised slice of "
             "traffic), or give the propensities by formula (--eta)"
         )
-    k = counts.position - 1
+    n_pos = np.bincount(counts.position - 1, weights=counts.impressions)
+    seen = n_pos > 0
+    last = int(np.flatnonzero(seen).max()) + 1
+    if not seen[:last].all():
+        gap = int(np.flatnonzero(~seen[:last])[0]) + 1
+        raise DataFormatError(f"the log shows nothing at position {gap} but shows later ones")
+    if pool_after is None and click_model == "trust":
+        pool_after = TRUST_POOL_AFTER
+    group = position_buckets(last, pool_after)
+    fit = _em_pbm if click_model == "pbm" else _em_trust
+    alpha, beta, it, converged = fit(counts, group, max_iter, tol)
+    alpha, beta = alpha[group], beta[group]
+    if alpha[0] <= 0:
+        raise DataFormatError(
+            "the log has no click at position 1; propensities are relative to it"
+            if click_model == "pbm"
+            else "clicks at position 1 do not rise with relevance; the trust-bias model does "
+            "not fit this log"
+        )
+    if click_model == "pbm":
+        alpha = np.clip(alpha / alpha[0], 1e-6, 1.0)
+    else:  # rounding can leave a rate a hair outside [0, 1]
+        beta = np.clip(beta, 0.0, 1.0)
+        alpha = np.clip(alpha, 1e-6, 1.0 - beta)
+    relative = np.clip(alpha / alpha[0], 1e-6, 1.0)
+    log_k, weight = np.log(np.arange(1, last + 1)), n_pos
+    tail = -float((weight * log_k * np.log(relative)).sum() / max((weight * log_k**2).sum(), 1e-12))
+    return Propensity(
+        method="em",
+        click_model=click_model,
+        theta=[float(v) for v in alpha],
+        beta=[] if click_model == "pbm" else [float(v) for v in beta],
+        impressions=[int(v) for v in n_pos],
+        tail_eta=max(tail, 0.0),
+        iterations=it,
+        converged=converged,
+    )
+
+
+TRUST_POOL_AFTER = 10
+
+
+def position_buckets(positions: int, pool_after: int | None) -> np.ndarray:
+    """``[positions]`` the bucket of each position ``1..positions`` (0-based, consecutive):
+    one per position up to ``pool_after``, then ``(p * 1.25^(j-1), p * 1.25^j]``."""
+    k = np.arange(1, positions + 1)
+    if pool_after is None:
+        return k - 1
+    if pool_after < 1:
+        raise ConfigError(f"pool_after must be at least 1, got {pool_after}")
+    deep = np.ceil(np.log(np.maximum(k, pool_after) / pool_after) / np.log(1.25) - 1e-9)
+    bucket = np.where(k <= pool_after, k - 1, pool_after - 1 + deep).astype(np.int64)
+    return np.unique(bucket, return_inverse=True)[1]
+
+
+def _em_pbm(
+    counts: Counts, group: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """PBM EM: ``theta`` per bucket (in the fit's own scale), no ``beta``, steps, converged."""
+    k = group[counts.position - 1]
     n = counts.impressions.astype(np.float64)
-    c = counts.clicks.astype(np.float64)
     n_pos = np.bincount(k, weights=n)
+    c = counts.clicks.astype(np.float64)
     n_doc = np.bincount(counts.doc, weights=n)
     theta = np.full(len(n_pos), 0.5)
     gamma = np.full(len(n_doc), 0.5)
-    seen = n_pos > 0
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
@@ -150,8 +281,7 @@ def estimate_em(
         unclicked = (n - c) / np.maximum(1.0 - t * g, 1e-12)
         examined = c + unclicked * t * (1.0 - g)
         relevant = c + unclicked * (1.0 - t) * g
-        new_theta = np.where(seen, np.bincount(k, weights=examined, minlength=len(n_pos)), 0.0)
-        new_theta = np.divide(new_theta, n_pos, out=np.full_like(theta, 0.5), where=seen)
+        new_theta = np.bincount(k, weights=examined, minlength=len(n_pos)) / n_pos
         new_gamma = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))
         new_gamma = np.divide(new_gamma, n_doc, out=np.zeros_like(gamma), where=n_doc > 0)
         # theta and gamma are identified up to a common factor, along which EM drifts slowly:
@@ -161,43 +291,76 @@ def estimate_em(
         if step < tol:
             converged = True
             break
-    if not seen[0] or theta[0] <= 0:
-        raise DataFormatError("the log has no click at position 1; propensities are relative to it")
-    last = int(np.flatnonzero(seen).max()) + 1
-    if not seen[:last].all():
-        gap = int(np.flatnonzero(~seen[:last])[0]) + 1
-        raise DataFormatError(f"the log shows nothing at position {gap} but shows later ones")
-    relative = np.clip(theta[:last] / theta[0], 1e-6, 1.0)
-    log_k, weight = np.log(np.arange(1, last + 1)), n_pos[:last]
-    tail = -float((weight * log_k * np.log(relative)).sum() / max((weight * log_k**2).sum(), 1e-12))
-    return Propensity(
-        method="em",
-        theta=[float(v) for v in relative],
-        impressions=[int(v) for v in n_pos[:last]],
-        tail_eta=max(tail, 0.0),
-        iterations=it,
-        converged=converged,
-    )
+    return theta, np.zeros_like(theta), it, converged
+
+
+def _em_trust(
+    counts: Counts, group: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Trust-bias EM: ``alpha`` and ``beta`` per bucket, steps, converged."""
+    k = group[counts.position - 1]
+    n = counts.impressions.astype(np.float64)
+    n_pos = np.bincount(k, weights=n)
+    c = counts.clicks.astype(np.float64)
+    n_doc = np.bincount(counts.doc, weights=n)
+    # Start with relevant documents clicked more than irrelevant ones, which picks the labelling
+    # of the two mixture components (swapping them fits as well and inverts every label).
+    a = np.full(len(n_pos), 0.6)
+    b = np.full(len(n_pos), 0.2)
+    gamma = np.full(len(n_doc), 0.5)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        ak, bk, g = a[k], b[k], gamma[counts.doc]
+        relevant_clicks = c * g * ak / np.maximum(g * ak + (1 - g) * bk, 1e-12)
+        relevant_skips = (
+            (n - c) * g * (1 - ak) / np.maximum(g * (1 - ak) + (1 - g) * (1 - bk), 1e-12)
+        )
+        relevant = relevant_clicks + relevant_skips
+        rel_pos = np.bincount(k, weights=relevant, minlength=len(n_pos))
+        new_a = np.bincount(k, weights=relevant_clicks, minlength=len(n_pos))
+        new_a = np.divide(new_a, rel_pos, out=np.zeros_like(a), where=rel_pos > 0)
+        irr_pos = n_pos - rel_pos
+        new_b = np.bincount(k, weights=c - relevant_clicks, minlength=len(n_pos))
+        new_b = np.divide(new_b, irr_pos, out=np.zeros_like(b), where=irr_pos > 0)
+        new_gamma = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))
+        new_gamma = np.divide(new_gamma, n_doc, out=np.zeros_like(gamma), where=n_doc > 0)
+        step = max(np.abs(new_a - a).max(), np.abs(new_b - b).max())
+        a, b, gamma = new_a, new_b, new_gamma
+        if step < tol:
+            converged = True
+            break
+    return a - b, b, it, converged
 
 
 def format_propensity(prop: Propensity, *, truth: Propensity | None = None, rows: int = 20) -> str:
-    """A table of ``theta_k`` (with the true values beside, when known)."""
+    """A table of ``theta_k`` (trust: ``alpha_k`` and ``beta_k``), with the true values beside
+    when known."""
+    trust = prop.click_model == "trust"
     if prop.method == "formula":
+        if trust:
+            return f"trust-bias model: eta {prop.eta:g}, false_click {prop.false_click:g}"
         return f"theta_k = (1/k)^{prop.eta:g}"
-    header = "position  theta_k   impressions" + ("  true theta_k" if truth else "")
+    names = ["alpha_k", "beta_k"] if trust else ["theta_k"]
+    header = "position  " + "  ".join(f"{n:<8}" for n in names) + "  impressions"
+    if truth:
+        header += "".join(f"  true {n}" for n in names)
     lines = [header]
     shown = min(rows, len(prop.theta))
-    true = truth.at(np.arange(1, shown + 1)) if truth else None
+    positions = np.arange(1, shown + 1)
+    columns = [prop.at(positions)] + ([prop.offset(positions)] if trust else [])
+    true = [truth.at(positions)] + ([truth.offset(positions)] if trust else []) if truth else []
     for i in range(shown):
-        line = f"{i + 1:>8}  {prop.theta[i]:.4f}  {prop.impressions[i]:>12,}"
-        if true is not None:
-            line += f"  {true[i]:.4f}"
+        line = f"{i + 1:>8}  " + "  ".join(f"{col[i]:<8.4f}" for col in columns)
+        line += f"  {prop.impressions[i]:>11,}"
+        line += "".join(f"  {col[i]:>{len(n) + 5}.4f}" for col, n in zip(true, names, strict=False))
         lines.append(line)
     if len(prop.theta) > shown:
         lines.append(f"     ...  ({len(prop.theta) - shown} more positions)")
     if prop.tail_eta is not None:
+        what = "alpha and beta" if trust else f"theta_{len(prop.theta)}"
         lines.append(
-            f"positions past {len(prop.theta)}: theta_{len(prop.theta)} * "
-            f"({len(prop.theta)}/k)^{prop.tail_eta:.3f} (the (1/k)^eta fitted to the estimate)"
+            f"positions past {len(prop.theta)}: {what} * ({len(prop.theta)}/k)^"
+            f"{prop.tail_eta:.3f} (the (1/k)^eta fitted to the estimate)"
         )
     return "\n".join(lines)

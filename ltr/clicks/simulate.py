@@ -6,8 +6,9 @@ every session; above 0 each session draws a Plackett-Luce ranking with probabili
 ``softmax(z / temperature)``, where ``z`` are the query's scores standardised to mean 0 and
 standard deviation 1 (the Gumbel-max trick). Varying rankings are what let
 :func:`ltr.clicks.propensity.estimate_em` tell position from relevance. Only the first
-``top_k`` documents are shown. The user then clicks each shown document with the
-:class:`~ltr.clicks.model.PositionBasedModel` probability of its position and judged grade.
+``top_k`` documents are shown. The user then clicks each shown document with the click model's
+probability for its position and judged grade (:class:`~ltr.clicks.model.PositionBasedModel`,
+or :class:`~ltr.clicks.model.TrustBiasModel`).
 
 Each query draws from its own generator, seeded by ``(seed, query index)``, so a log does not
 depend on how the work is split.
@@ -22,7 +23,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ltr.clicks.log import ClickLogWriter
-from ltr.clicks.model import PositionBasedModel
+from ltr.clicks.model import ClickModel
 from ltr.data.dataset import ListDataset
 from ltr.errors import ConfigError, DataFormatError
 
@@ -48,7 +49,7 @@ def simulate_clicks(
     logging_scores: np.ndarray,
     out: str | Path,
     *,
-    model: PositionBasedModel,
+    model: ClickModel,
     sessions: int = 100,
     temperature: float = 0.0,
     top_k: int | None = None,
