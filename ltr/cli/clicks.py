@@ -107,6 +107,13 @@ def _register_propensity(commands: argparse._SubParsersAction) -> None:
         help="pbm: P(click) = theta_k gamma_d (default); trust: alpha_k gamma_d + beta_k",
     )
     p.add_argument("--out", required=True, type=Path, metavar="PROPENSITY.json")
+    p.add_argument(
+        "--pool-after",
+        type=int,
+        metavar="K",
+        help="positions past K share parameters in buckets a quarter wider each, "
+        "(K 1.25^(j-1), K 1.25^j] (default: 10 for trust, every position alone for pbm)",
+    )
     p.add_argument("--max-iter", type=int, default=2000, help="most EM steps (default 2000)")
     p.add_argument(
         "--tol",
@@ -228,7 +235,11 @@ def run_propensity(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     log = read_log(args.log)
     prop = estimate_em(
-        aggregate(log), click_model=args.click_model, max_iter=args.max_iter, tol=args.tol
+        aggregate(log),
+        click_model=args.click_model,
+        pool_after=args.pool_after,
+        max_iter=args.max_iter,
+        tol=args.tol,
     )
     prop = Propensity(**{**prop.__dict__, "log": str(args.log)})
     prop.save(args.out)

@@ -111,10 +111,85 @@ def test_clicks_to_a_trained_model(tmp_path, mq2008_dir):
     assert (tmp_path / "run" / "model").is_dir() and "ndcg@10" in done.stdout
 
 
+def test_trust_bias_from_simulation_to_affine_labels(tmp_path, mq2008_dir):
+    s1 = mq2008_dir / "S1.txt.xz"
+    done = ltr(
+        "clicks",
+        "simulate",
+        s1,
+        "--ranker-feature",
+        "f25",
+        "--click-model",
+        "trust",
+        "--sessions",
+        30,
+        "--out",
+        tmp_path / "log.parquet",
+    )
+    assert done.returncode == 0, done.stderr
+    done = ltr(
+        "clicks",
+        "propensity",
+        tmp_path / "log.parquet",
+        "--click-model",
+        "trust",
+        "--out",
+        tmp_path / "trust.json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "true alpha_k" in done.stdout and "true beta_k" in done.stdout
+    done = ltr(
+        "clicks",
+        "labels",
+        tmp_path / "log.parquet",
+        "--features",
+        s1,
+        "--propensity",
+        tmp_path / "trust.json",
+        "--out",
+        tmp_path / "labels.parquet",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "affine-corrected" in done.stdout
+    # Recomputed with pandas from the JSON's per-position rates: the mean over each document's
+    # impressions of (click - beta_k) / alpha_k, negatives made 0.
+    import json
+
+    prop = json.loads((tmp_path / "trust.json").read_text())
+    log = pq.read_table(tmp_path / "log.parquet").to_pandas()
+    assert log.position.max() <= len(prop["theta"])
+    alpha = np.array(prop["theta"])[log.position - 1]
+    beta = np.array(prop["beta"])[log.position - 1]
+    log["corrected"] = (log.click - beta) / alpha
+    expected = log.groupby(["qid", "doc_id"]).corrected.mean().clip(lower=0)
+    out = pq.read_table(tmp_path / "labels.parquet").to_pandas().set_index(["qid", "doc_id"])
+    assert len(out) == len(expected) and (expected == 0).any() and (expected > 1).any()
+    np.testing.assert_allclose(out.label.loc[expected.index], expected, rtol=1e-5, atol=1e-6)
+    # A PBM estimate of a trust log says which model made it instead of a wrong truth.
+    done = ltr("clicks", "propensity", tmp_path / "log.parquet", "--out", tmp_path / "pbm.json")
+    assert done.returncode == 0 and "simulated with --click-model trust" in done.stdout
+    assert "true theta_k" not in done.stdout
+
+
 def test_clicks_cli_errors(tmp_path, mq2008_dir):
     s1 = mq2008_dir / "S1.txt.xz"
     done = ltr("clicks", "simulate", s1, "--ranker-feature", "bm25", "--out", tmp_path / "x")
     assert done.returncode == 2 and "no feature 'bm25'" in done.stderr
+    for model, other in (("trust", "--noise"), ("pbm", "--false-click")):
+        done = ltr(
+            "clicks",
+            "simulate",
+            s1,
+            "--ranker-feature",
+            "f25",
+            "--click-model",
+            model,
+            other,
+            0.2,
+            "--out",
+            tmp_path / "x",
+        )
+        assert done.returncode == 2 and f"{other} is a parameter of" in done.stderr, model
     done = ltr(
         "clicks",
         "simulate",
@@ -145,6 +220,19 @@ def test_clicks_cli_errors(tmp_path, mq2008_dir):
         tmp_path / "y.parquet",
     )
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
+    done = ltr(
+        "clicks",
+        "labels",
+        tmp_path / "fixed.parquet",
+        "--features",
+        s1,
+        "--naive",
+        "--false-click",
+        0.5,
+        "--out",
+        tmp_path / "y.parquet",
+    )
+    assert done.returncode == 2 and "--false-click goes with --eta" in done.stderr
     done = ltr(
         "clicks",
         "labels",

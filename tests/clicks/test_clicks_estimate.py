@@ -9,8 +9,8 @@ import pytest
 
 from ltr.clicks.labels import click_labels, write_labelled
 from ltr.clicks.log import Counts, aggregate, read_log
-from ltr.clicks.model import PositionBasedModel
-from ltr.clicks.propensity import Propensity, estimate_em
+from ltr.clicks.model import PositionBasedModel, TrustBiasModel
+from ltr.clicks.propensity import Propensity, estimate_em, position_buckets
 from ltr.clicks.simulate import simulate_clicks
 from ltr.data.dataset import ListDataset, load_dataset
 from ltr.errors import ConfigError, DataFormatError
@@ -40,6 +40,103 @@ def test_one_em_step_by_hand():
     np.testing.assert_allclose(one.theta, [1.0, 2 / 3])
     assert one.iterations == 1 and not one.converged
     assert one.impressions == [6, 6]
+
+
+def test_one_trust_em_step_by_hand():
+    # The counts of the PBM case. From a = 0.6, b = 0.2, gamma = 1/2 a clicked impression was
+    # relevant with probability 0.3 / (0.3 + 0.1) = 3/4, an unclicked one with
+    # 0.2 / (0.2 + 0.4) = 1/3.  Position 1 (3 clicks, 3 skips): relevant 9/4 + 1 = 13/4, so
+    # a_1 = (9/4) / (13/4) = 9/13 and b_1 = (3/4) / (6 - 13/4) = 3/11.  Position 2 (1 click,
+    # 5 skips): relevant 3/4 + 5/3 = 29/12, a_2 = 9/29, b_2 = (1/4) / (43/12) = 3/43.
+    counts = Counts(
+        doc=np.array([0, 0, 1, 1]),
+        position=np.array([1, 2, 1, 2]),
+        impressions=np.array([4, 2, 2, 4]),
+        clicks=np.array([2, 0, 1, 1]),
+    )
+    one = estimate_em(counts, click_model="trust", max_iter=1)
+    assert one.click_model == "trust" and one.iterations == 1
+    np.testing.assert_allclose(one.beta, [3 / 11, 3 / 43])
+    np.testing.assert_allclose(one.theta, [9 / 13 - 3 / 11, 9 / 29 - 3 / 43])  # alpha = a - b
+    np.testing.assert_allclose(one.at([1, 2]), one.theta)
+    np.testing.assert_allclose(one.offset([1, 2]), one.beta)
+
+
+def test_deep_positions_share_parameters_in_widening_buckets():
+    # (10, 12.5], (12.5, 15.6], (15.6, 19.5], (19.5, 24.4]: one bucket each.
+    bucket = position_buckets(24, 10)
+    assert list(bucket[:10]) == list(range(10))
+    assert list(bucket[10:]) == [10, 10, 11, 11, 11, 12, 12, 12, 12, 13, 13, 13, 13, 13]
+    assert list(position_buckets(4, None)) == [0, 1, 2, 3]
+    # Two documents at positions 1-12: pooling after 10, positions 11 and 12 get one rate.
+    position = np.tile(np.arange(1, 13), 2)
+    relevance = np.repeat([0.9, 0.3], 12)
+    counts = Counts(
+        doc=np.repeat([0, 1], 12),
+        position=position,
+        impressions=np.full(24, 100),
+        clicks=np.rint(100 * relevance / position).astype(np.int64) + (position == 12),
+    )
+    pooled = estimate_em(counts, pool_after=10)
+    assert pooled.theta[10] == pooled.theta[11] and len(pooled.theta) == 12
+    alone = estimate_em(counts)
+    assert alone.theta[10] != pytest.approx(alone.theta[11], abs=0.005)
+    trust = estimate_em(counts, click_model="trust")  # pools after 10 by default
+    assert trust.theta[10] == trust.theta[11] and trust.beta[10] == trust.beta[11]
+    with pytest.raises(ConfigError, match="pool_after"):
+        estimate_em(counts, pool_after=0)
+
+
+def test_affine_labels_undo_trust_bias_where_ips_labels_do_not(tmp_path):
+    data, scores = judged_lists(200, 10, seed=2)
+    model = TrustBiasModel(eta=1.0, false_click=0.65, max_grade=2)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=model,
+        sessions=300,
+        temperature=1.0,
+        progress=False,
+    )
+    log = read_log(tmp_path / "log.parquet")
+    counts = aggregate(log)
+    grade_of = dict(
+        zip(zip(data.qids[data.query_of_row], data.doc_ids, strict=True), data.labels, strict=True)
+    )
+    grades = np.array(
+        [grade_of[(log.qids[q], d)] for q, d in zip(log.doc_qid, log.doc_ids, strict=True)]
+    )
+    shown = np.bincount(counts.doc, weights=counts.impressions)
+    mean_position = np.bincount(counts.doc, weights=counts.position * counts.impressions) / shown
+    irrelevant = grades == 0
+
+    def check(prop):
+        labels = click_labels(log, prop, clip_negative=False)
+        means = np.array([labels[grades == y].mean() for y in (0, 1, 2)])
+        corr = np.corrcoef(labels[irrelevant], mean_position[irrelevant])[0, 1]
+        return means, corr
+
+    # True alpha_k, beta_k: the mean label of each grade is its relevance probability
+    # (2^y - 1)/3, and an irrelevant document's label does not depend on where it was shown.
+    means, corr = check(Propensity.formula(1.0, false_click=0.65))
+    np.testing.assert_allclose(means, [0, 1 / 3, 1], atol=0.02)
+    assert abs(corr) < 0.1
+    # The EM estimate is determined up to an affine map of relevance: the labels' means keep
+    # the spacing of (0, 1/3, 1), (L2 - L1) / (L1 - L0) = 2, and stay free of position.
+    em = estimate_em(counts, click_model="trust")
+    assert em.converged
+    means, corr = check(em)
+    assert (means[2] - means[1]) / (means[1] - means[0]) == pytest.approx(2, rel=0.1)
+    assert abs(corr) < 0.1
+    # IPS with the true examination credits the false clicks of top positions to irrelevant
+    # documents that the logging ranker put there.
+    means, corr = check(Propensity.formula(1.0))
+    assert means[0] > 0.1 and corr < -0.4
+    # Clipped labels are the unclipped ones with negatives made 0.
+    raw, clipped = click_labels(log, em, clip_negative=False), click_labels(log, em)
+    assert (raw < 0).any()
+    np.testing.assert_array_equal(clipped, np.maximum(raw, 0))
 
 
 @pytest.mark.parametrize("eta", [1.0, 2.0])
@@ -137,6 +234,21 @@ def test_ips_and_naive_labels_by_hand(tmp_path):
     np.testing.assert_allclose(tail.at([1, 2, 4]), [1.0, 0.5, 0.125])
     with pytest.raises(ConfigError):
         click_labels(log, None, min_propensity=2)
+    # Trust bias: the mean of (click - beta_k) / alpha_k, negatives made 0.
+    trust = Propensity(
+        method="em",
+        click_model="trust",
+        theta=[0.5, 0.25, 0.2, 0.1],
+        beta=[0.2, 0.1, 0.05, 0.0],
+    )
+    affine = labels(trust)
+    assert affine[("A", "x")] == pytest.approx(((0 - 0.2) / 0.5 + (1 - 0.1) / 0.25) / 2)
+    assert affine[("A", "z")] == pytest.approx(((1 - 0.05) / 0.2 + (0 - 0.05) / 0.2) / 2)
+    assert affine[("B", "x")] == 0.0  # (0 - 0.2) / 0.5 < 0
+    assert labels(trust, clip_negative=False)[("B", "x")] == pytest.approx(-0.4)
+    assert labels(trust, min_propensity=0.4)[("A", "y")] == pytest.approx(
+        ((1 - 0.2) / 0.5 + (1 - 0.1) / 0.4) / 2
+    )
 
 
 def test_ips_labels_are_unbiased_and_click_rates_are_not(tmp_path):
@@ -239,6 +351,26 @@ def test_propensity_files(tmp_path):
     (tmp_path / "bad.json").write_text('{"method": "em", "theta": [1.0, 1.5]}')
     with pytest.raises(DataFormatError, match=r"numbers in \(0, 1\]"):
         Propensity.load(tmp_path / "bad.json")
+    trust = Propensity(
+        method="em", click_model="trust", theta=[0.4, 0.3], beta=[0.5, 0.1], tail_eta=1.0
+    )
+    trust.save(tmp_path / "t.json")
+    assert Propensity.load(tmp_path / "t.json") == trust
+    np.testing.assert_allclose(trust.offset([1, 2, 4]), [0.5, 0.1, 0.1 * 2 / 4])
+    Propensity.formula(1.0, false_click=0.6).save(tmp_path / "tf.json")
+    # alpha_2 = (1/2)(0.97 - 0.3), beta_2 = (1/2)(0.3)
+    formula = Propensity.load(tmp_path / "tf.json")
+    assert (formula.at([2])[0], formula.offset([2])[0]) == pytest.approx((0.335, 0.15))
+    np.testing.assert_array_equal(Propensity.formula(1.0).offset([1, 5]), [0, 0])
+    for bad in (
+        '{"method": "em", "click_model": "trust", "theta": [0.6], "beta": [0.5]}',
+        '{"method": "em", "click_model": "trust", "theta": [0.6, 0.3], "beta": [0.1]}',
+        '{"method": "em", "click_model": "cascade", "theta": [1.0]}',
+        '{"method": "formula", "click_model": "trust", "eta": 1, "false_click": 0.99}',
+    ):
+        (tmp_path / "bad.json").write_text(bad)
+        with pytest.raises(DataFormatError, match=r"bad\.json"):
+            Propensity.load(tmp_path / "bad.json")
     (tmp_path / "junk.json").write_text("{")
     with pytest.raises(DataFormatError, match="not a propensity file"):
         Propensity.load(tmp_path / "junk.json")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ltr.clicks.log import read_log
-from ltr.clicks.model import PositionBasedModel
+from ltr.clicks.model import PositionBasedModel, TrustBiasModel
 from ltr.clicks.simulate import logging_scores, rank_sessions, simulate_clicks
 from ltr.errors import ConfigError, DataFormatError
 
@@ -28,9 +28,42 @@ def test_examination_and_attractiveness_by_hand():
             PositionBasedModel(**bad)
 
 
-def test_click_rates_by_position_and_grade_follow_the_model(tmp_path):
+def test_trust_bias_model_by_hand():
+    m = TrustBiasModel(eta=1.0, false_click=0.6, max_grade=2)
+    # eps+_k = 1 - (min(k, 20) + 1)/100; eps-_k = 0.6 / min(k, 10)
+    np.testing.assert_allclose(m.eps_plus([1, 2, 20, 30]), [0.98, 0.97, 0.79, 0.79])
+    np.testing.assert_allclose(m.eps_minus([1, 3, 10, 30]), [0.6, 0.2, 0.06, 0.06])
+    np.testing.assert_allclose(m.relevance([0, 1, 2]), [0, 1 / 3, 1])
+    # position 3, grade 1: (1/3) * (0.96 * 1/3 + 0.2 * 2/3)
+    np.testing.assert_allclose(m.click_probability([3], [1]), [(0.32 + 0.4 / 3) / 3])
+    np.testing.assert_allclose(m.alpha([2]), [0.5 * (0.97 - 0.3)])
+    np.testing.assert_allclose(m.beta([2]), [0.5 * 0.3])
+    assert TrustBiasModel(eta=2).examination([3])[0] == pytest.approx(1 / 9)
+    for bad in ({"eta": -1}, {"false_click": 0.98}, {"false_click": -0.1}, {"max_grade": 0}):
+        with pytest.raises(ConfigError):
+            TrustBiasModel(**bad)
+
+
+def _pbm_click_rate(position, grade):
+    return (1 / position) * (0.1 + 0.9 * (2**grade - 1) / 3)
+
+
+def _trust_click_rate(position, grade):
+    r = (2**grade - 1) / 3
+    plus, minus = 1 - (min(position, 20) + 1) / 100, 0.65 / min(position, 10)
+    return (1 / position) * (plus * r + minus * (1 - r))
+
+
+@pytest.mark.parametrize(
+    "model, click_rate",
+    [
+        (PositionBasedModel(eta=1.0, noise=0.1, max_grade=2), _pbm_click_rate),
+        (TrustBiasModel(eta=1.0, false_click=0.65, max_grade=2), _trust_click_rate),
+    ],
+    ids=["pbm", "trust"],
+)
+def test_click_rates_by_position_and_grade_follow_the_model(tmp_path, model, click_rate):
     data, scores = judged_lists(30, 6)
-    model = PositionBasedModel(eta=1.0, noise=0.1, max_grade=2)
     simulate_clicks(
         data, scores, tmp_path / "log.parquet", model=model, sessions=1500, progress=False
     )
@@ -42,7 +75,7 @@ def test_click_rates_by_position_and_grade_follow_the_model(tmp_path):
     cells = table.groupby(["position", "grade"]).click.agg(["mean", "count"])
     assert len(cells) >= 15  # most (position, grade) pairs occur
     for (position, g), row in cells.iterrows():
-        p = (1 / position) * (0.1 + 0.9 * (2**g - 1) / 3)
+        p = click_rate(position, g)
         sd = math.sqrt(p * (1 - p) / row["count"])
         assert abs(row["mean"] - p) < 4.5 * sd + 1e-9, (position, g, row["mean"], p)
 
