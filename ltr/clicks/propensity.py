@@ -45,6 +45,7 @@ from ltr.clicks.model import TrustBiasModel
 from ltr.errors import ConfigError, DataFormatError
 
 CLICK_MODELS = ("pbm", "trust")
+TRUST_POOL_AFTER = 10  # the trust-bias EM's default pool_after
 
 
 @dataclass(frozen=True)
@@ -245,9 +246,6 @@ def estimate_em(
         iterations=it,
         converged=converged,
     )
-
-
-TRUST_POOL_AFTER = 10
 
 
 def position_buckets(positions: int, pool_after: int | None) -> np.ndarray:
