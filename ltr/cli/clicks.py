@@ -97,7 +97,10 @@ def _register_propensity(commands: argparse._SubParsersAction) -> None:
         "impressions and clicks per (document, position). Documents must appear at more than "
         "one position: a log whose every session shows the same ranking is refused. With "
         "--click-model trust, estimates instead the click rates of relevant and irrelevant "
-        "documents at every position (alpha_k + beta_k and beta_k), for the affine correction.",
+        "documents at every position (alpha_k + beta_k and beta_k), for the affine correction. "
+        "With --features, relevance is shared between documents through a logistic regression "
+        "on their features (regression EM), which needs far fewer sessions per query and works "
+        "even when each query was seen once.",
     )
     p.add_argument("log", type=Path, metavar="LOG.parquet")
     p.add_argument(
@@ -105,6 +108,14 @@ def _register_propensity(commands: argparse._SubParsersAction) -> None:
         choices=CLICK_MODELS,
         default="pbm",
         help="pbm: P(click) = theta_k gamma_d (default); trust: alpha_k gamma_d + beta_k",
+    )
+    p.add_argument(
+        "--features",
+        nargs="+",
+        type=Path,
+        metavar="DATA",
+        help="LETOR/Parquet features of the log's documents, joined by (qid, doc_id): "
+        "regression EM (pbm only)",
     )
     p.add_argument("--out", required=True, type=Path, metavar="PROPENSITY.json")
     p.add_argument(
@@ -229,14 +240,21 @@ def _read_scores(path: Path):
 
 
 def run_propensity(args: argparse.Namespace) -> int:
+    from ltr.clicks.labels import pair_features
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.propensity import Propensity, estimate_em, format_propensity
+    from ltr.data.dataset import load_dataset
+    from ltr.errors import ConfigError
 
     started = time.perf_counter()
+    if args.features is not None and args.click_model != "pbm":
+        raise ConfigError("--features (regression EM) estimates --click-model pbm only")
     log = read_log(args.log)
+    features = None if args.features is None else pair_features(log, load_dataset(args.features))
     prop = estimate_em(
         aggregate(log),
         click_model=args.click_model,
+        features=features,
         pool_after=args.pool_after,
         max_iter=args.max_iter,
         tol=args.tol,
@@ -255,9 +273,10 @@ def run_propensity(args: argparse.Namespace) -> int:
         elif simulated in CLICK_MODELS:
             print(f"(the log was simulated with --click-model {simulated})")
         state = "converged" if prop.converged else "did NOT converge (raise --max-iter)"
+        how = "regression EM" if prop.relevance_model else "EM"
         print(format_propensity(prop, truth=truth))
         print(
-            f"wrote {args.out}: {len(prop.theta)} positions from {len(log):,} impressions; EM "
+            f"wrote {args.out}: {len(prop.theta)} positions from {len(log):,} impressions; {how} "
             f"{state} in {prop.iterations} steps, {time.perf_counter() - started:.1f} s"
         )
     return 0

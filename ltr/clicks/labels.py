@@ -76,14 +76,13 @@ class LabelStats:
     clicked_documents: int
 
 
-def write_labelled(
-    log: ClickLog, labels: np.ndarray, features: ListDataset, out: str | Path
-) -> LabelStats:
-    """Write the logged documents of ``features`` with ``labels`` as ltr Parquet to ``out``.
+def match_rows(log: ClickLog, features: ListDataset) -> np.ndarray:
+    """``[N]`` the log's pair code of each row of ``features`` by ``(qid, doc_id)``, or -1 for a
+    row the log never showed.
 
-    Queries keep the feature file's order, and documents their order within it. Documents no
-    session showed are left out (nothing was learnt about them); a logged document that the
-    feature file lacks is an error.
+    Raises:
+        DataFormatError: a ``(qid, doc_id)`` twice in ``features``, or a logged pair that
+            ``features`` lacks.
     """
     pair_of = {
         (log.qids[q], d): i for i, (q, d) in enumerate(zip(log.doc_qid, log.doc_ids, strict=True))
@@ -95,8 +94,8 @@ def write_labelled(
         key = (features.qids[query_of_row[row]], doc)
         if key in seen:
             raise DataFormatError(
-                f"the feature data holds document {doc!r} of query {key[0]!r} twice; labels "
-                "are joined by (qid, doc_id), which must be unique"
+                f"the feature data holds document {doc!r} of query {key[0]!r} twice; clicks "
+                "are joined to features by (qid, doc_id), which must be unique"
             )
         seen.add(key)
         row_pairs[row] = pair_of.get(key, -1)
@@ -109,6 +108,29 @@ def write_labelled(
             f"{log.doc_ids[missing]!r} of query {log.qids[log.doc_qid[missing]]!r}; give the "
             "feature file(s) that cover the log's queries"
         )
+    return row_pairs
+
+
+def pair_features(log: ClickLog, features: ListDataset) -> np.ndarray:
+    """``[D, F]`` the features of every (query, document) pair of the log, by pair code."""
+    row_pairs = match_rows(log, features)
+    out = np.empty((len(log.doc_ids), features.num_features), dtype=np.float64)
+    keep = row_pairs >= 0
+    out[row_pairs[keep]] = features.features[keep]
+    return out
+
+
+def write_labelled(
+    log: ClickLog, labels: np.ndarray, features: ListDataset, out: str | Path
+) -> LabelStats:
+    """Write the logged documents of ``features`` with ``labels`` as ltr Parquet to ``out``.
+
+    Queries keep the feature file's order, and documents their order within it. Documents no
+    session showed are left out (nothing was learnt about them); a logged document that the
+    feature file lacks is an error.
+    """
+    row_pairs = match_rows(log, features)
+    query_of_row = features.query_of_row
     keep = row_pairs >= 0
     logged_queries = np.zeros(len(features), dtype=bool)
     logged_queries[query_of_row[keep]] = True

@@ -16,6 +16,13 @@ so each step sets ``theta_k`` to the expected share of examined impressions at `
 only when documents appear at more than one position (rankings that vary between sessions);
 :func:`estimate_em` refuses a log where none does.
 
+A log with few sessions per query gives each ``gamma_d`` a handful of impressions, and EM fits
+them to the noise: with one session per query no document moves at all. Regression EM (Wang
+et al. 2018) shares relevance through features instead: ``gamma_d = sigmoid(w . x_d + b)``, and
+each M-step refits ``w, b`` by logistic regression on the E-step's expected relevant and
+irrelevant impressions of every document (``estimate_em(..., features=X)``). Positions then
+need to vary only relative to what the features predict, not for each document.
+
 Under trust bias (:class:`ltr.clicks.model.TrustBiasModel`) the click rate is affine in
 relevance, ``P(click) = beta_k + alpha_k * gamma_d``: irrelevant documents are clicked at rate
 ``beta_k``, relevant ones at ``alpha_k + beta_k``. ``estimate_em(..., click_model="trust")`` fits
@@ -63,6 +70,8 @@ class Propensity:
         eta: the exponent (``"formula"``).
         false_click: the trust-bias model's ``eps_minus_1`` (``"formula"``, trust).
         impressions: impressions at each position the estimate saw (``"em"``).
+        relevance_model: ``"logistic"`` when relevance was shared through features (regression
+            EM), None when each document had its own (``"em"``).
         tail_eta: the exponent of ``(1/k)^eta`` fitted to the estimate (least squares on
             ``log theta_k`` against ``log k``, weighted by impressions); positions past ``K``
             get ``theta_K * (K / k)^tail_eta``, and under trust ``beta_K * (K / k)^tail_eta``
@@ -77,6 +86,7 @@ class Propensity:
     false_click: float | None = None
     impressions: list[int] = field(default_factory=list)
     tail_eta: float | None = None
+    relevance_model: str | None = None
     iterations: int = 0
     converged: bool = True
     log: str | None = None
@@ -171,6 +181,7 @@ def estimate_em(
     counts: Counts,
     *,
     click_model: str = "pbm",
+    features: np.ndarray | None = None,
     pool_after: int | None = None,
     max_iter: int = 2000,
     tol: float = 1e-6,
@@ -182,6 +193,8 @@ def estimate_em(
         counts: impressions and clicks per (document, position), from
             :func:`ltr.clicks.log.aggregate`.
         click_model: ``"pbm"`` or ``"trust"``.
+        features: ``[D, F]`` the features of every (query, document) pair of the log, by pair
+            code: regression EM (PBM only), whose relevance is a logistic regression on them.
         pool_after: positions past this one share their parameters in buckets that widen by a
             quarter each, ``(p * 1.25^(j-1), p * 1.25^j]``: deep positions are seen rarely and
             clicked more rarely, and a rate estimated from a handful of clicks can divide a
@@ -190,7 +203,8 @@ def estimate_em(
             difference.
         max_iter: the most EM steps.
         tol: stop when no ``theta_k / theta_1`` (trust: no ``alpha_k`` or ``beta_k``) moves by
-            more than this in a step.
+            more than this in a step (regression EM stops at ``max(tol, 1e-4)``: the
+            regression's own solver tolerance leaves the estimate that much noise).
 
     Raises:
         DataFormatError: no click, or no document shown at two positions (nothing separates
@@ -202,12 +216,23 @@ def estimate_em(
         )
     if counts.clicks.sum() == 0:
         raise DataFormatError("the log holds no click; propensities cannot be estimated")
-    if not np.any(np.bincount(counts.doc) > 1):  # cells are unique (document, position) pairs
+    if features is not None:
+        if click_model != "pbm":
+            raise ConfigError("regression EM (features) estimates the PBM only, not trust bias")
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or len(features) <= counts.doc.max():
+            raise ValueError(f"features of shape {features.shape} for {counts.doc.max() + 1} pairs")
+        if not np.isfinite(features).all():
+            raise DataFormatError("the features hold a NaN or infinite value")
+        if len(np.unique(counts.position)) < 2:
+            raise DataFormatError("the log shows one position only; nothing to estimate")
+    elif not np.any(np.bincount(counts.doc) > 1):  # cells are unique (document, position) pairs
         raise DataFormatError(
             "every document in the log was shown at one position only, so position and "
             "relevance cannot be told apart; estimate from a log whose rankings vary between "
             "sessions (e.g. `ltr clicks simulate --temperature 1`, or a randomised slice of "
-            "traffic), or give the propensities by formula (--eta)"
+            "traffic), give the features so that documents share relevance (regression EM, "
+            "--features), or give the propensities by formula (--eta)"
         )
     n_pos = np.bincount(counts.position - 1, weights=counts.impressions)
     seen = n_pos > 0
@@ -218,8 +243,13 @@ def estimate_em(
     if pool_after is None and click_model == "trust":
         pool_after = TRUST_POOL_AFTER
     group = position_buckets(last, pool_after)
-    fit = _em_pbm if click_model == "pbm" else _em_trust
-    alpha, beta, it, converged = fit(counts, group, max_iter, tol)
+    if features is not None:
+        alpha, beta, it, converged = _em_regression(
+            counts, group, features, max_iter, max(tol, 1e-4)
+        )
+    else:
+        fit = _em_pbm if click_model == "pbm" else _em_trust
+        alpha, beta, it, converged = fit(counts, group, max_iter, tol)
     alpha, beta = alpha[group], beta[group]
     if alpha[0] <= 0:
         raise DataFormatError(
@@ -243,6 +273,7 @@ def estimate_em(
         beta=[] if click_model == "pbm" else [float(v) for v in beta],
         impressions=[int(v) for v in n_pos],
         tail_eta=max(tail, 0.0),
+        relevance_model=None if features is None else "logistic",
         iterations=it,
         converged=converged,
     )
@@ -286,6 +317,52 @@ def _em_pbm(
         # judge convergence by the propensities relative to position 1, the estimate's output.
         step = np.abs(new_theta / new_theta[0] - theta / theta[0]).max() if theta[0] > 0 else 1
         theta, gamma = new_theta, new_gamma
+        if step < tol:
+            converged = True
+            break
+    return theta, np.zeros_like(theta), it, converged
+
+
+def _em_regression(
+    counts: Counts, group: np.ndarray, features: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """PBM regression EM: ``theta`` per bucket (in the fit's own scale), no ``beta``, steps,
+    converged. ``gamma`` is a logistic regression on the standardised features of the pairs."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    k = group[counts.position - 1]
+    n = counts.impressions.astype(np.float64)
+    c = counts.clicks.astype(np.float64)
+    n_pos = np.bincount(k, weights=n)
+    n_doc = np.bincount(counts.doc, weights=n, minlength=len(features))
+    logged = np.flatnonzero(n_doc > 0)
+    x = StandardScaler().fit_transform(features[logged])
+    x_twice = np.vstack([x, x])
+    y_twice = np.r_[np.ones(len(x)), np.zeros(len(x))]
+    regression = LogisticRegression(C=1.0, max_iter=500, warm_start=True)
+    theta = np.full(len(n_pos), 0.5)
+    gamma = np.full(len(n_doc), 0.5)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        t, g = theta[k], gamma[counts.doc]
+        unclicked = (n - c) / np.maximum(1.0 - t * g, 1e-12)
+        examined = c + unclicked * t * (1.0 - g)
+        relevant = c + unclicked * (1.0 - t) * g
+        new_theta = np.bincount(k, weights=examined, minlength=len(n_pos)) / n_pos
+        relevant_doc = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))[logged]
+        # Expected relevant impressions as positive examples, the rest as negative ones.
+        weight = np.r_[relevant_doc, n_doc[logged] - relevant_doc]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            regression.fit(x_twice, y_twice, sample_weight=np.maximum(weight, 0.0))
+        gamma[logged] = regression.predict_proba(x)[:, 1]
+        step = np.abs(new_theta / new_theta[0] - theta / theta[0]).max() if theta[0] > 0 else 1
+        theta = new_theta
         if step < tol:
             converged = True
             break

@@ -171,6 +171,38 @@ def test_trust_bias_from_simulation_to_affine_labels(tmp_path, mq2008_dir):
     assert "true theta_k" not in done.stdout
 
 
+def test_regression_em_from_one_session_per_query(tmp_path, mq2008_dir):
+    s1 = mq2008_dir / "S1.txt.xz"
+    done = ltr(
+        "clicks", "simulate", s1, "--ranker-feature", "f25", "--sessions", 1, "--quiet",
+        "--out", tmp_path / "log.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = ltr("clicks", "propensity", tmp_path / "log.parquet", "--out", tmp_path / "p.json")
+    assert done.returncode == 2 and "--features" in done.stderr  # the message names the way out
+    done = ltr(
+        "clicks", "propensity", tmp_path / "log.parquet", "--features", s1,
+        "--out", tmp_path / "p.json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "regression EM converged" in done.stdout
+    import json
+
+    prop = json.loads((tmp_path / "p.json").read_text())
+    assert prop["relevance_model"] == "logistic" and prop["theta"][0] == 1.0
+    done = ltr(
+        "clicks", "propensity", tmp_path / "log.parquet", "--features", mq2008_dir / "S2.txt.xz",
+        "--out", tmp_path / "q.json",
+    )  # fmt: skip
+    assert done.returncode == 2 and "logged documents have no features" in done.stderr
+    done = ltr(
+        "clicks", "propensity", tmp_path / "log.parquet", "--features", s1,
+        "--click-model", "trust", "--out", tmp_path / "q.json",
+    )  # fmt: skip
+    assert done.returncode == 2 and "pbm only" in done.stderr
+    assert not (tmp_path / "q.json").exists()
+
+
 def test_clicks_cli_errors(tmp_path, mq2008_dir):
     s1 = mq2008_dir / "S1.txt.xz"
     done = ltr("clicks", "simulate", s1, "--ranker-feature", "bm25", "--out", tmp_path / "x")

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ltr.clicks.labels import click_labels, write_labelled
+from ltr.clicks.labels import click_labels, pair_features, write_labelled
 from ltr.clicks.log import Counts, aggregate, read_log
 from ltr.clicks.model import PositionBasedModel, TrustBiasModel
 from ltr.clicks.propensity import Propensity, estimate_em, position_buckets
@@ -156,6 +156,63 @@ def test_em_recovers_the_simulated_position_bias(tmp_path, eta):
     truth = np.arange(1, 11.0) ** -eta
     np.testing.assert_allclose(estimate.theta, truth, atol=0.02)
     assert estimate.tail_eta == pytest.approx(eta, abs=0.05)
+
+
+def test_regression_em_with_a_feature_per_document_is_the_per_document_em(tmp_path):
+    # One indicator feature per (query, document): the logistic regression can give every
+    # document its own relevance, as the per-document EM does (up to its mild L2 penalty).
+    data, scores = judged_lists(20, 5, seed=4)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=PositionBasedModel(eta=1.0),
+        sessions=200,
+        temperature=1.0,
+        progress=False,
+    )
+    log = read_log(tmp_path / "log.parquet")
+    counts = aggregate(log)
+    regression = estimate_em(counts, features=np.eye(len(log.doc_ids)))
+    assert regression.relevance_model == "logistic" and regression.converged
+    per_document = estimate_em(counts)
+    assert per_document.relevance_model is None
+    np.testing.assert_allclose(regression.theta, per_document.theta, atol=0.005)
+
+
+@pytest.mark.parametrize("queries, sessions", [(3000, 1), (1000, 3)])
+def test_regression_em_recovers_position_bias_from_few_sessions(tmp_path, queries, sessions):
+    # The first feature is the grade plus noise, so features predict relevance.
+    data, scores = judged_lists(queries, 10, seed=3)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=PositionBasedModel(eta=1.0),
+        sessions=sessions,
+        temperature=1.0,
+        progress=False,
+    )
+    log = read_log(tmp_path / "log.parquet")
+    counts, truth = aggregate(log), 1 / np.arange(1, 11)
+    regression = estimate_em(counts, features=pair_features(log, data))
+    np.testing.assert_allclose(regression.theta, truth, atol=0.05)
+    if sessions == 1:  # no document moves: only shared relevance can tell position apart
+        with pytest.raises(DataFormatError, match="one position only"):
+            estimate_em(counts)
+    else:  # a relevance per document fits the noise of three sessions
+        per_document = estimate_em(counts)
+        assert np.abs(np.array(per_document.theta) - truth).max() > 0.2
+
+
+def test_regression_em_refuses_what_it_cannot_do():
+    counts = Counts(np.array([0, 1]), np.array([1, 2]), np.array([3, 3]), np.array([1, 1]))
+    with pytest.raises(ConfigError, match="PBM only"):
+        estimate_em(counts, click_model="trust", features=np.ones((2, 1)))
+    with pytest.raises(DataFormatError, match="NaN"):
+        estimate_em(counts, features=np.array([[1.0], [np.nan]]))
+    with pytest.raises(ValueError, match="for 2 pairs"):
+        estimate_em(counts, features=np.ones((1, 3)))
 
 
 def test_em_refuses_a_log_that_never_moves_a_document(tmp_path):
