@@ -125,7 +125,7 @@ def _register_propensity(commands: argparse._SubParsersAction) -> None:
         help="positions past K share parameters in buckets a quarter wider each, "
         "(K 1.25^(j-1), K 1.25^j] (default: 10 for trust, every position alone for pbm)",
     )
-    p.add_argument("--max-iter", type=int, default=2000, help="most EM steps (default 2000)")
+    p.add_argument("--max-iter", type=int, default=5000, help="most EM steps (default 5000)")
     p.add_argument(
         "--tol",
         type=float,

@@ -183,7 +183,7 @@ def estimate_em(
     click_model: str = "pbm",
     features: np.ndarray | None = None,
     pool_after: int | None = None,
-    max_iter: int = 2000,
+    max_iter: int = 5000,
     tol: float = 1e-6,
 ) -> Propensity:
     """Estimate examination probabilities (PBM) or affine click rates (trust) by position from
