@@ -20,6 +20,12 @@ With ``--click-model trust`` the users also trust the top of the ranking
 label sets are made: the affine correction with the true ``alpha_k, beta_k`` and with the
 trust-bias EM estimate. That run writes its own section (``clicks-trust``).
 
+With ``--regression-em`` the labels are also made with regression-EM propensities
+(:func:`ltr.clicks.propensity.estimate_em` with the documents' features), which matters when
+``--sessions`` is small; a run with other than 100 sessions writes its own section
+(``clicks-<N>-sessions``). A label set whose EM refuses the log (plain EM on one session per
+query) is reported as refused.
+
 For every label set, two checks of the training labels against the judgments: the ratio
 ``(L2 - L1) / (L1 - L0)`` of the mean labels ``Ly`` of grades 0-2 (labels that are an affine map
 of the relevance probability ``(2^y - 1) / 3`` give 2), and the correlation, over irrelevant
@@ -28,6 +34,7 @@ documents, of the label with the mean position the logging ranker showed the doc
 
     python -m benchmarks.clicks                          # fold 1, eta 1 and 2, 3 seeds
     python -m benchmarks.clicks --click-model trust --folds 1 2 3 --etas 1 --seeds 0
+    python -m benchmarks.clicks --sessions 3 --regression-em --folds 1 2 3 --etas 1 --seeds 0
     python -m benchmarks.clicks --folds 1 --etas 1 --seeds 0 --max-epochs 3 --no-write
 
 MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another copy).
@@ -58,6 +65,7 @@ NAMES = {
     "naive": "SetRank on click-through rates (naive)",
     "ips-true": "SetRank on IPS labels, true examination",
     "ips-em": "SetRank on IPS labels, PBM EM propensities",
+    "ips-regem": "SetRank on IPS labels, PBM regression-EM propensities",
     "affine-true": "SetRank on affine-corrected labels, true alpha, beta",
     "affine-em": "SetRank on affine-corrected labels, trust EM alpha, beta",
 }
@@ -103,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, nargs="+", default=[1])
     parser.add_argument("--etas", type=float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--click-model", choices=sorted(VARIANTS), default="pbm")
+    parser.add_argument(
+        "--regression-em",
+        action="store_true",
+        help="also IPS with regression-EM propensities (relevance shared through features)",
+    )
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
@@ -111,22 +124,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = parser.parse_args(argv)
+    variants = VARIANTS[args.click_model] + (("ips-regem",) if args.regression_em else ())
 
     import torch
 
-    from ltr.clicks.labels import click_labels, write_labelled
+    from ltr.clicks.labels import click_labels, pair_features, write_labelled
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.model import PositionBasedModel, TrustBiasModel
     from ltr.clicks.propensity import Propensity, estimate_em
     from ltr.clicks.simulate import logging_scores, simulate_clicks
+    from ltr.errors import DataFormatError
 
     torch.set_num_threads(args.threads)
     extra = {} if args.max_epochs is None else {"trainer.max_epochs": args.max_epochs}
-    results: dict[str, list[float]] = {}
+    results: dict[str, dict[tuple[int, int], float]] = {}  # key -> (fold, seed) -> NDCG@10
     em_rows, fidelity, started = [], {}, time.perf_counter()
 
-    def record(key: str, value: float) -> None:
-        results.setdefault(key, []).append(value)
+    def record(key: str, value: float, fold: int, seed: int) -> None:
+        results.setdefault(key, {})[(fold, seed)] = value
 
     runs = itertools.count()
     with tempfile.TemporaryDirectory(prefix="ltr-bench-clicks-") as tmp:
@@ -134,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         for number in args.folds:
             fold = load_fold(args.data_root, number)
             logging = logging_scores(fold.test, feature=args.ranker_feature)
-            record("logging", evaluate(logging, fold.test)[HEADLINE]["ndcg@10"])
+            record("logging", evaluate(logging, fold.test)[HEADLINE]["ndcg@10"], number, 0)
             for seed in args.seeds:
                 print(f"fold {number}: judged, seed {seed}", file=sys.stderr)
                 judged = [work / f"f{number}-{p}.parquet" for p in ("train", "valid")]
                 for part, path in zip((fold.train, fold.valid), judged, strict=True):
                     _write_judged(part, path)
                 run = train_on(judged[0], judged[1], fold, work / f"run-{next(runs)}", seed, extra)
-                record("judged", run["ndcg10"])
+                record("judged", run["ndcg10"], number, seed)
             for eta in args.etas:
                 if args.click_model == "pbm":
                     model = PositionBasedModel(eta=eta, noise=0.1, max_grade=2.0)
@@ -164,19 +179,30 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 train_log = read_log(logs["train"])
                 props = {"naive": None, "ips-true": Propensity.formula(eta)}
-                ems = {"ips-em": "pbm"}
+                ems = {"ips-em": ("pbm", None)}
                 if args.click_model == "trust":
                     props["affine-true"] = Propensity.formula(eta, false_click=model.false_click)
-                    ems["affine-em"] = "trust"
-                for variant, click_model in ems.items():
+                    ems["affine-em"] = ("trust", None)
+                if args.regression_em:
+                    ems["ips-regem"] = ("pbm", pair_features(train_log, fold.train))
+                for variant, (click_model, features) in ems.items():
                     t0 = time.perf_counter()
-                    em = estimate_em(aggregate(train_log), click_model=click_model)
+                    try:
+                        em = estimate_em(
+                            aggregate(train_log), click_model=click_model, features=features
+                        )
+                    except DataFormatError as exc:  # e.g. plain EM on one session per query
+                        print(
+                            f"fold {number}, eta {eta:g}: {variant} refused: {exc}", file=sys.stderr
+                        )
+                        continue
                     props[variant] = em
                     truth = props["ips-true" if click_model == "pbm" else "affine-true"]
-                    em_rows.append(
-                        _em_row(number, eta, click_model, em, truth, time.perf_counter() - t0)
-                    )
-                for variant in VARIANTS[args.click_model]:
+                    name = click_model if features is None else f"{click_model}, regression"
+                    em_rows.append(_em_row(number, eta, name, em, truth, time.perf_counter() - t0))
+                for variant in variants:
+                    if variant not in props:
+                        continue
                     prop, files = props[variant], {}
                     for part, data in (("train", fold.train), ("valid", fold.valid)):
                         log = train_log if part == "train" else read_log(logs[part])
@@ -199,15 +225,17 @@ def main(argv: list[str] | None = None) -> int:
                             seed,
                             extra,
                         )
-                        record(f"{variant}@{eta:g}", run["ndcg10"])
+                        record(f"{variant}@{eta:g}", run["ndcg10"], number, seed)
 
     body = _report(args, results, em_rows, fidelity, time.perf_counter() - started)
     print(body)
     if not args.no_write:
         trust = args.click_model == "trust"
+        few = args.sessions != 100  # 100 is the default
         write_section(
-            "clicks-trust" if trust else "clicks",
-            f"Learning from simulated clicks{' with trust bias' if trust else ''} (MQ2008)",
+            "clicks" + ("-trust" if trust else "") + (f"-{args.sessions}-sessions" if few else ""),
+            f"Learning from simulated clicks{' with trust bias' if trust else ''}"
+            f"{f', {args.sessions} sessions per query' if few else ''} (MQ2008)",
             command_line("clicks", argv),
             body,
         )
@@ -242,7 +270,7 @@ def _em_row(number: int, eta: float, click_model: str, em, truth, seconds: float
     top = min(10, len(em.theta))
     k = np.arange(1, top + 1)
     row = [number, f"{eta:g}", click_model, em.iterations, f"{seconds:.1f}"]
-    if click_model == "pbm" and truth.click_model == "pbm":
+    if em.click_model == "pbm" and truth.click_model == "pbm":
         error = np.abs(em.at(k) - truth.at(k)).max()
         return [
             *row,
@@ -272,9 +300,7 @@ def _write_judged(data, path: Path) -> None:
         w.write(chunk)
 
 
-def _report(
-    args, results: dict[str, list[float]], em_rows: list, fidelity: dict, seconds: float
-) -> str:
+def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, seconds: float) -> str:
     runs = f"{len(args.folds)} fold(s) × {len(args.seeds)} seed(s)"
     clicks = (
         "position-based clicks with examination (1/k)^eta and click noise 0.1"
@@ -294,22 +320,23 @@ def _report(
         "",
     ]
     rows = [
-        ["logging ranker (f25)", "—", mean_sd(results["logging"]), "—", "—"],
-        ["SetRank on judgments", "—", mean_sd(results["judged"]), "—", "—"],
+        ["logging ranker (f25)", "—", mean_sd(list(results["logging"].values())), "—", "—"],
+        ["SetRank on judgments", "—", mean_sd(list(results["judged"].values())), "—", "—"],
     ]
-    variants = VARIANTS[args.click_model]
+    variants = VARIANTS[args.click_model] + (("ips-regem",) if args.regression_em else ())
+    runs_per_variant = len(args.folds) * len(args.seeds)
     for eta in args.etas:
         for variant in variants:
             key = f"{variant}@{eta:g}"
+            if key not in results:
+                rows.append([NAMES[variant], f"{eta:g}", "EM refused the log", "—", "—"])
+                continue
             ratio, corr = zip(*fidelity[key], strict=True)
+            ndcg = mean_sd(list(results[key].values()))
+            if len(results[key]) < runs_per_variant:
+                ndcg += f" ({len(results[key])} of {runs_per_variant} runs; EM refused the rest)"
             rows.append(
-                [
-                    NAMES[variant],
-                    f"{eta:g}",
-                    mean_sd(results[key]),
-                    f"{np.mean(ratio):.2f}",
-                    f"{np.mean(corr):+.2f}",
-                ]
+                [NAMES[variant], f"{eta:g}", ndcg, f"{np.mean(ratio):.2f}", f"{np.mean(corr):+.2f}"]
             )
     lines.append(
         markdown_table(
@@ -326,17 +353,17 @@ def _report(
     lines.append("")
     if args.click_model == "pbm":
         pairs = [("ips-true", "naive"), ("ips-em", "naive")]
+        if args.regression_em:
+            pairs += [("ips-regem", "naive"), ("ips-regem", "ips-em")]
     else:
         pairs = [("affine-em", v) for v in ("naive", "ips-true", "ips-em")]
         pairs.append(("affine-true", "ips-true"))
     for eta in args.etas:
         for first, second in pairs:
-            gains = [
-                a - b
-                for a, b in zip(
-                    results[f"{first}@{eta:g}"], results[f"{second}@{eta:g}"], strict=True
-                )
-            ]
+            a, b = results.get(f"{first}@{eta:g}", {}), results.get(f"{second}@{eta:g}", {})
+            gains = [a[run] - b[run] for run in a if run in b]
+            if not gains:
+                continue
             won = sum(g > 0 for g in gains)
             lines.append(
                 f"- eta {eta:g}, {NAMES[first]} − {NAMES[second]}: {mean_sd(gains)} "
