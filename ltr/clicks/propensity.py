@@ -243,13 +243,12 @@ def estimate_em(
     if pool_after is None and click_model == "trust":
         pool_after = TRUST_POOL_AFTER
     group = position_buckets(last, pool_after)
-    if features is not None:
-        alpha, beta, it, converged = _em_regression(
-            counts, group, features, max_iter, max(tol, 1e-4)
-        )
+    if click_model == "pbm":
+        # Regression EM's solver tolerance leaves noise of about 1e-4 in theta.
+        tol = tol if features is None else max(tol, 1e-4)
+        alpha, beta, it, converged = _em_pbm(counts, group, max_iter, tol, features)
     else:
-        fit = _em_pbm if click_model == "pbm" else _em_trust
-        alpha, beta, it, converged = fit(counts, group, max_iter, tol)
+        alpha, beta, it, converged = _em_trust(counts, group, max_iter, tol)
     alpha, beta = alpha[group], beta[group]
     if alpha[0] <= 0:
         raise DataFormatError(
@@ -293,14 +292,20 @@ def position_buckets(positions: int, pool_after: int | None) -> np.ndarray:
 
 
 def _em_pbm(
-    counts: Counts, group: np.ndarray, max_iter: int, tol: float
+    counts: Counts,
+    group: np.ndarray,
+    max_iter: int,
+    tol: float,
+    features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """PBM EM: ``theta`` per bucket (in the fit's own scale), no ``beta``, steps, converged."""
+    """PBM EM: ``theta`` per bucket (in the fit's own scale), no ``beta``, steps, converged.
+    ``gamma`` is one parameter per pair, or with ``features`` a logistic regression on them."""
     k = group[counts.position - 1]
     n = counts.impressions.astype(np.float64)
     n_pos = np.bincount(k, weights=n)
     c = counts.clicks.astype(np.float64)
     n_doc = np.bincount(counts.doc, weights=n)
+    refit = None if features is None else _relevance_regression(features[: len(n_doc)], n_doc)
     theta = np.full(len(n_pos), 0.5)
     gamma = np.full(len(n_doc), 0.5)
     converged = False
@@ -311,8 +316,11 @@ def _em_pbm(
         examined = c + unclicked * t * (1.0 - g)
         relevant = c + unclicked * (1.0 - t) * g
         new_theta = np.bincount(k, weights=examined, minlength=len(n_pos)) / n_pos
-        new_gamma = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))
-        new_gamma = np.divide(new_gamma, n_doc, out=np.zeros_like(gamma), where=n_doc > 0)
+        relevant_doc = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))
+        if refit is None:
+            new_gamma = np.divide(relevant_doc, n_doc, out=np.zeros_like(gamma), where=n_doc > 0)
+        else:
+            new_gamma = refit(relevant_doc)
         # theta and gamma are identified up to a common factor, along which EM drifts slowly:
         # judge convergence by the propensities relative to position 1, the estimate's output.
         step = np.abs(new_theta / new_theta[0] - theta / theta[0]).max() if theta[0] > 0 else 1
@@ -323,50 +331,33 @@ def _em_pbm(
     return theta, np.zeros_like(theta), it, converged
 
 
-def _em_regression(
-    counts: Counts, group: np.ndarray, features: np.ndarray, max_iter: int, tol: float
-) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """PBM regression EM: ``theta`` per bucket (in the fit's own scale), no ``beta``, steps,
-    converged. ``gamma`` is a logistic regression on the standardised features of the pairs."""
+def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):
+    """Regression EM's M-step for ``gamma``: a function from the expected relevant impressions
+    of every pair to ``sigmoid(w . x + b)``, refitted (warm-started) on them each call."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    k = group[counts.position - 1]
-    n = counts.impressions.astype(np.float64)
-    c = counts.clicks.astype(np.float64)
-    n_pos = np.bincount(k, weights=n)
-    n_doc = np.bincount(counts.doc, weights=n, minlength=len(features))
     logged = np.flatnonzero(n_doc > 0)
     x = StandardScaler().fit_transform(features[logged])
     x_twice = np.vstack([x, x])
     y_twice = np.r_[np.ones(len(x)), np.zeros(len(x))]
     regression = LogisticRegression(C=1.0, max_iter=500, warm_start=True)
-    theta = np.full(len(n_pos), 0.5)
     gamma = np.full(len(n_doc), 0.5)
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007
-        t, g = theta[k], gamma[counts.doc]
-        unclicked = (n - c) / np.maximum(1.0 - t * g, 1e-12)
-        examined = c + unclicked * t * (1.0 - g)
-        relevant = c + unclicked * (1.0 - t) * g
-        new_theta = np.bincount(k, weights=examined, minlength=len(n_pos)) / n_pos
-        relevant_doc = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))[logged]
+
+    def refit(relevant_doc: np.ndarray) -> np.ndarray:
         # Expected relevant impressions as positive examples, the rest as negative ones.
-        weight = np.r_[relevant_doc, n_doc[logged] - relevant_doc]
+        relevant = relevant_doc[logged]
+        weight = np.maximum(np.r_[relevant, n_doc[logged] - relevant], 0.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            regression.fit(x_twice, y_twice, sample_weight=np.maximum(weight, 0.0))
+            regression.fit(x_twice, y_twice, sample_weight=weight)
         gamma[logged] = regression.predict_proba(x)[:, 1]
-        step = np.abs(new_theta / new_theta[0] - theta / theta[0]).max() if theta[0] > 0 else 1
-        theta = new_theta
-        if step < tol:
-            converged = True
-            break
-    return theta, np.zeros_like(theta), it, converged
+        return gamma.copy()
+
+    return refit
 
 
 def _em_trust(
