@@ -183,6 +183,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     from ltr.errors import ConfigError
 
     started = time.perf_counter()
+    if args.click_model == "pbm" and args.false_click is not None:
+        raise ConfigError("--false-click is a parameter of --click-model trust")
+    if args.click_model == "trust" and args.noise is not None:
+        raise ConfigError("--noise is a parameter of --click-model pbm; trust has --false-click")
     data = load_dataset(args.data)
     scores = logging_scores(
         data,
@@ -191,16 +195,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     )
     max_grade = args.max_grade if args.max_grade is not None else float(data.labels.max())
     max_grade = max_grade if max_grade > 0 else 1.0
+    model: ClickModel
     if args.click_model == "pbm":
-        if args.false_click is not None:
-            raise ConfigError("--false-click is a parameter of --click-model trust")
         noise = 0.1 if args.noise is None else args.noise
-        model: ClickModel = PositionBasedModel(eta=args.eta, noise=noise, max_grade=max_grade)
+        model = PositionBasedModel(eta=args.eta, noise=noise, max_grade=max_grade)
     else:
-        if args.noise is not None:
-            raise ConfigError(
-                "--noise is a parameter of --click-model pbm; trust has --false-click"
-            )
         false_click = 0.65 if args.false_click is None else args.false_click
         model = TrustBiasModel(eta=args.eta, false_click=false_click, max_grade=max_grade)
     ranker = (
