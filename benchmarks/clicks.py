@@ -22,9 +22,10 @@ trust-bias EM estimate. That run writes its own section (``clicks-trust``).
 
 With ``--regression-em`` the labels are also made with regression-EM propensities
 (:func:`ltr.clicks.propensity.estimate_em` with the documents' features), which matters when
-``--sessions`` is small; a run with other than 100 sessions writes its own section
-(``clicks-<N>-sessions``). A label set whose EM refuses the log (plain EM on one session per
-query) is reported as refused.
+``--sessions`` is small, and with ``--prior-strength S`` labels shrunk towards a feature prior
+of ``S`` impressions (:func:`ltr.clicks.propensity.relevance_prior`); a run with other than 100
+sessions writes its own section (``clicks-<N>-sessions``). A label set whose EM refuses the
+log (plain EM on one session per query) is reported as refused.
 
 For every label set, two checks of the training labels against the judgments: the ratio
 ``(L2 - L1) / (L1 - L0)`` of the mean labels ``Ly`` of grades 0-2 (labels that are an affine map
@@ -34,7 +35,8 @@ documents, of the label with the mean position the logging ranker showed the doc
 
     python -m benchmarks.clicks                          # fold 1, eta 1 and 2, 3 seeds
     python -m benchmarks.clicks --click-model trust --folds 1 2 3 --etas 1 --seeds 0
-    python -m benchmarks.clicks --sessions 3 --regression-em --folds 1 2 3 --etas 1 --seeds 0
+    python -m benchmarks.clicks --sessions 3 --regression-em --prior-strength 10 \
+        --folds 1 2 3 --etas 1 --seeds 0
     python -m benchmarks.clicks --folds 1 --etas 1 --seeds 0 --max-epochs 3 --no-write
 
 MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another copy).
@@ -66,6 +68,7 @@ NAMES = {
     "ips-true": "SetRank on IPS labels, true examination",
     "ips-em": "SetRank on IPS labels, PBM EM propensities",
     "ips-regem": "SetRank on IPS labels, PBM regression-EM propensities",
+    "ips-regem-prior": "SetRank on IPS labels shrunk to a feature prior, regression EM",
     "affine-true": "SetRank on affine-corrected labels, true alpha, beta",
     "affine-em": "SetRank on affine-corrected labels, trust EM alpha, beta",
 }
@@ -116,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also IPS with regression-EM propensities (relevance shared through features)",
     )
+    parser.add_argument(
+        "--prior-strength",
+        type=float,
+        default=0.0,
+        help="also IPS labels with regression-EM propensities shrunk towards a feature prior "
+        "of this many impressions (`ltr clicks labels --prior-strength`)",
+    )
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
@@ -124,14 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = parser.parse_args(argv)
-    variants = VARIANTS[args.click_model] + (("ips-regem",) if args.regression_em else ())
+    variants = _variants(args)
 
     import torch
 
     from ltr.clicks.labels import click_labels, pair_features, write_labelled
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.model import PositionBasedModel, TrustBiasModel
-    from ltr.clicks.propensity import Propensity, estimate_em
+    from ltr.clicks.propensity import Propensity, estimate_em, relevance_prior
     from ltr.clicks.simulate import logging_scores, simulate_clicks
     from ltr.errors import DataFormatError
 
@@ -183,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.click_model == "trust":
                     props["affine-true"] = Propensity.formula(eta, false_click=model.false_click)
                     ems["affine-em"] = ("trust", None)
-                if args.regression_em:
+                if args.regression_em or args.prior_strength:
                     ems["ips-regem"] = ("pbm", pair_features(train_log, fold.train))
                 for variant, (click_model, features) in ems.items():
                     t0 = time.perf_counter()
@@ -200,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                     truth = props["ips-true" if click_model == "pbm" else "affine-true"]
                     name = click_model if features is None else f"{click_model}, regression"
                     em_rows.append(_em_row(number, eta, name, em, truth, time.perf_counter() - t0))
+                if "ips-regem" in props:
+                    props["ips-regem-prior"] = props["ips-regem"]
                 for variant in variants:
                     if variant not in props:
                         continue
@@ -207,7 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                     for part, data in (("train", fold.train), ("valid", fold.valid)):
                         log = train_log if part == "train" else read_log(logs[part])
                         files[part] = work / f"f{number}-eta{eta:g}-{variant}-{part}.parquet"
-                        labels = click_labels(log, prop)
+                        prior = None
+                        if variant == "ips-regem-prior":
+                            prior = relevance_prior(aggregate(log), prop, pair_features(log, data))
+                        labels = click_labels(
+                            log,
+                            prop,
+                            prior=prior,
+                            prior_strength=args.prior_strength if prior is not None else 0.0,
+                        )
                         write_labelled(log, labels, data, files[part])
                         if part == "train":
                             fidelity.setdefault(f"{variant}@{eta:g}", []).append(
@@ -240,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
             body,
         )
     return 0
+
+
+def _variants(args) -> tuple[str, ...]:
+    extra = ("ips-regem",) if args.regression_em else ()
+    return (
+        VARIANTS[args.click_model] + extra + (("ips-regem-prior",) if args.prior_strength else ())
+    )
 
 
 def label_fidelity(log, labels: np.ndarray, data) -> tuple[float, float]:
@@ -323,7 +350,7 @@ def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, secon
         ["logging ranker (f25)", "—", mean_sd(list(results["logging"].values())), "—", "—"],
         ["SetRank on judgments", "—", mean_sd(list(results["judged"].values())), "—", "—"],
     ]
-    variants = VARIANTS[args.click_model] + (("ips-regem",) if args.regression_em else ())
+    variants = _variants(args)
     runs_per_variant = len(args.folds) * len(args.seeds)
     for eta in args.etas:
         for variant in variants:
@@ -355,6 +382,8 @@ def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, secon
         pairs = [("ips-true", "naive"), ("ips-em", "naive")]
         if args.regression_em:
             pairs += [("ips-regem", "naive"), ("ips-regem", "ips-em")]
+        if args.prior_strength:
+            pairs += [("ips-regem-prior", "naive"), ("ips-regem-prior", "ips-regem")]
     else:
         pairs = [("affine-em", v) for v in ("naive", "ips-true", "ips-em")]
         pairs.append(("affine-true", "ips-true"))

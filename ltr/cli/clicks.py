@@ -172,6 +172,15 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="clip propensities from below (bounds the labels' variance; default 0 = unbiased)",
     )
+    p.add_argument(
+        "--prior-strength",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="shrink each label towards a logistic regression of relevance on the features "
+        "(fitted to the log by EM, PBM), as if it were S more impressions: lowers the variance "
+        "of documents shown a few times (default 0 = plain IPS)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_labels)
 
@@ -282,9 +291,9 @@ def run_propensity(args: argparse.Namespace) -> int:
 
 
 def run_labels(args: argparse.Namespace) -> int:
-    from ltr.clicks.labels import click_labels, write_labelled
-    from ltr.clicks.log import read_log
-    from ltr.clicks.propensity import Propensity
+    from ltr.clicks.labels import click_labels, pair_features, write_labelled
+    from ltr.clicks.log import aggregate, read_log
+    from ltr.clicks.propensity import Propensity, relevance_prior
     from ltr.data.dataset import load_dataset
     from ltr.errors import ConfigError
 
@@ -297,13 +306,28 @@ def run_labels(args: argparse.Namespace) -> int:
         prop = None
     if args.false_click is not None and args.eta is None:
         raise ConfigError("--false-click goes with --eta (a propensity file carries its own)")
+    if args.prior_strength and prop is None:
+        raise ConfigError("--prior-strength needs propensities (--propensity or --eta)")
     log = read_log(args.log)
-    labels = click_labels(log, prop, min_propensity=args.min_propensity)
-    stats = write_labelled(log, labels, load_dataset(args.features), args.out)
+    features = load_dataset(args.features)
+    prior = None
+    if args.prior_strength:
+        assert prop is not None
+        prior = relevance_prior(aggregate(log), prop, pair_features(log, features))
+    labels = click_labels(
+        log,
+        prop,
+        min_propensity=args.min_propensity,
+        prior=prior,
+        prior_strength=args.prior_strength,
+    )
+    stats = write_labelled(log, labels, features, args.out)
     if not args.quiet:
         how = "click-through rates" if prop is None else "IPS click rates"
         if prop is not None and prop.click_model == "trust":
             how = "affine-corrected click rates"
+        if prior is not None:
+            how += f" shrunk towards a feature prior of {args.prior_strength:g} impressions"
         print(
             f"wrote {args.out} in {time.perf_counter() - started:.1f} s: {stats.documents:,} "
             f"documents of {stats.queries:,} queries labelled with {how} "

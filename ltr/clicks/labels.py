@@ -15,6 +15,13 @@ optimises in expectation the same objective as with relevance labels: the IPS-we
 cross-entropy of Ai et al. (2018). ``min_propensity`` clips ``theta_k`` from below, which bounds
 the labels' variance at the price of some bias.
 
+A document shown a few times gets a label from a few clicks, each multiplied by up to ``1 /
+theta_k``: unbiased, but noisy enough to drown what it says. A prior shrinks it: the label
+becomes ``(sum of click / theta_k + s * prior_d) / (n_d + s)``, the IPS mean with ``s`` pseudo
+impressions of ``prior_d``, a relevance estimate from the document's features
+(:func:`ltr.clicks.propensity.relevance_prior`). Documents with many impressions keep their
+IPS label; documents with few lean on what their features predict.
+
 Under trust bias (a propensity with ``click_model="trust"``) clicks are affine in relevance,
 ``E[click] = alpha_k * gamma_d + beta_k``, and the label is the affine correction of Vardasbi
 et al. (2020), the mean over impressions of ``(click - beta_k) / alpha_k``, whose expectation is
@@ -45,14 +52,23 @@ def click_labels(
     *,
     min_propensity: float = 0.0,
     clip_negative: bool = True,
+    prior: np.ndarray | None = None,
+    prior_strength: float = 0.0,
 ) -> np.ndarray:
     """``[D]`` the label of every (query, document) pair of the log (see the module doc).
 
     ``min_propensity`` clips ``theta_k`` (trust: ``alpha_k``) from below; ``clip_negative``
-    turns the negative labels of the affine correction into 0.
+    turns the negative labels of the affine correction into 0. With a ``prior`` (``[D]``, e.g.
+    :func:`ltr.clicks.propensity.relevance_prior`), each label is shrunk towards it as if the
+    prior were ``prior_strength`` more impressions: ``(sum of corrected clicks + s * prior) /
+    (n_d + s)``.
     """
     if not (0 <= min_propensity <= 1):
         raise ConfigError(f"min_propensity must be in [0, 1], got {min_propensity}")
+    if not (np.isfinite(prior_strength) and prior_strength >= 0):
+        raise ConfigError(f"prior_strength must be a number >= 0, got {prior_strength}")
+    if (prior is None) != (prior_strength == 0):
+        raise ConfigError("give a prior and a prior_strength above 0 together")
     counts = aggregate(log)
     if propensity is None:
         theta, beta = np.ones(len(counts.position)), np.zeros(len(counts.position))
@@ -61,9 +77,12 @@ def click_labels(
         beta = propensity.offset(counts.position)
     size = len(log.doc_ids)
     corrected = (counts.clicks - counts.impressions * beta) / theta
-    labels = np.bincount(counts.doc, weights=corrected, minlength=size) / np.bincount(
-        counts.doc, weights=counts.impressions, minlength=size
-    )
+    total = np.bincount(counts.doc, weights=corrected, minlength=size)
+    impressions = np.bincount(counts.doc, weights=counts.impressions, minlength=size)
+    if prior is not None:
+        total = total + prior_strength * np.asarray(prior, dtype=np.float64)
+        impressions = impressions + prior_strength
+    labels = total / impressions
     return np.maximum(labels, 0.0) if clip_negative else labels
 
 

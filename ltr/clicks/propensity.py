@@ -311,10 +311,7 @@ def _em_pbm(
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
-        t, g = theta[k], gamma[counts.doc]
-        unclicked = (n - c) / np.maximum(1.0 - t * g, 1e-12)
-        examined = c + unclicked * t * (1.0 - g)
-        relevant = c + unclicked * (1.0 - t) * g
+        examined, relevant = _pbm_posterior(theta[k], gamma[counts.doc], n, c)
         new_theta = np.bincount(k, weights=examined, minlength=len(n_pos)) / n_pos
         relevant_doc = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))
         if refit is None:
@@ -329,6 +326,50 @@ def _em_pbm(
             converged = True
             break
     return theta, np.zeros_like(theta), it, converged
+
+
+def _pbm_posterior(
+    t: np.ndarray, g: np.ndarray, n: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The PBM E-step per cell (examination ``t``, relevance ``g``, ``n`` impressions, ``c``
+    clicks): expected examined and expected relevant impressions."""
+    unclicked = (n - c) / np.maximum(1.0 - t * g, 1e-12)
+    return c + unclicked * t * (1.0 - g), c + unclicked * (1.0 - t) * g
+
+
+def relevance_prior(
+    counts: Counts,
+    propensity: Propensity,
+    features: np.ndarray,
+    *,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+) -> np.ndarray:
+    """``[D]`` a relevance estimate of every pair from its features: the logistic regression of
+    regression EM, fitted with ``theta_k`` held at ``propensity`` (PBM).
+
+    It is on the scale of IPS labels (``theta_1 = 1``), so it can stand in for the labels of
+    documents with few impressions (:func:`ltr.clicks.labels.click_labels`, ``prior``).
+    """
+    if propensity.click_model != "pbm":
+        raise ConfigError("a relevance prior is fitted under the PBM, not trust bias")
+    features = np.asarray(features, dtype=np.float64)
+    if not np.isfinite(features).all():
+        raise DataFormatError("the features hold a NaN or infinite value")
+    n = counts.impressions.astype(np.float64)
+    c = counts.clicks.astype(np.float64)
+    n_doc = np.bincount(counts.doc, weights=n)
+    theta = np.minimum(propensity.at(counts.position), 1.0)
+    refit = _relevance_regression(features[: len(n_doc)], n_doc)
+    gamma = np.full(len(n_doc), 0.5)
+    for _ in range(max_iter):
+        _, relevant = _pbm_posterior(theta, gamma[counts.doc], n, c)
+        new_gamma = refit(np.bincount(counts.doc, weights=relevant, minlength=len(n_doc)))
+        step = np.abs(new_gamma - gamma).max()
+        gamma = new_gamma
+        if step < tol:
+            break
+    return gamma
 
 
 def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):

@@ -201,6 +201,23 @@ def test_regression_em_from_one_session_per_query(tmp_path, mq2008_dir):
     )  # fmt: skip
     assert done.returncode == 2 and "pbm only" in done.stderr
     assert not (tmp_path / "q.json").exists()
+    # Labels from one impression each, shrunk towards a feature prior of 10 impressions: every
+    # label is (click / theta_k + 10 prior) / 11, so an unclicked document keeps 10/11 of a
+    # prior that is above 0.
+    done = ltr(
+        "clicks", "labels", tmp_path / "log.parquet", "--features", s1,
+        "--propensity", tmp_path / "p.json", "--prior-strength", 10,
+        "--out", tmp_path / "shrunk.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "shrunk towards a feature prior of 10 impressions" in done.stdout
+    shrunk = pq.read_table(tmp_path / "shrunk.parquet").column("label").to_numpy()
+    assert (shrunk > 0).all() and len(np.unique(shrunk)) > 100
+    done = ltr(
+        "clicks", "labels", tmp_path / "log.parquet", "--features", s1, "--naive",
+        "--prior-strength", 5, "--out", tmp_path / "r.parquet",
+    )  # fmt: skip
+    assert done.returncode == 2 and "needs propensities" in done.stderr
 
 
 def test_clicks_cli_errors(tmp_path, mq2008_dir):

@@ -10,7 +10,7 @@ import pytest
 from ltr.clicks.labels import click_labels, pair_features, write_labelled
 from ltr.clicks.log import Counts, aggregate, read_log
 from ltr.clicks.model import PositionBasedModel, TrustBiasModel
-from ltr.clicks.propensity import Propensity, estimate_em, position_buckets
+from ltr.clicks.propensity import Propensity, estimate_em, position_buckets, relevance_prior
 from ltr.clicks.simulate import simulate_clicks
 from ltr.data.dataset import ListDataset, load_dataset
 from ltr.errors import ConfigError, DataFormatError
@@ -205,6 +205,73 @@ def test_regression_em_recovers_position_bias_from_few_sessions(tmp_path, querie
         assert np.abs(np.array(per_document.theta) - truth).max() > 0.2
 
 
+def test_relevance_prior_with_a_feature_per_document_is_each_documents_mle(tmp_path):
+    # With theta_k known, a document's PBM likelihood has its maximum where
+    # sum over impressions of c / gamma - (1 - c) theta_k / (1 - theta_k gamma) = 0 (scipy's
+    # root finder); one indicator feature per document lets the prior reach it.
+    from scipy.optimize import brentq
+
+    data, scores = judged_lists(20, 5, seed=4)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=PositionBasedModel(eta=1.0),
+        sessions=200,
+        temperature=1.0,
+        progress=False,
+    )
+    log = read_log(tmp_path / "log.parquet")
+    counts = aggregate(log)
+    prior = relevance_prior(counts, Propensity.formula(1.0), np.eye(len(log.doc_ids)))
+    checked = 0
+    for d in range(len(log.doc_ids)):
+        cells = counts.doc == d
+        t, n, c = 1.0 / counts.position[cells], counts.impressions[cells], counts.clicks[cells]
+
+        def score(g, t=t, n=n, c=c):
+            return (c / g - (n - c) * t / (1 - t * g)).sum()
+
+        mle = brentq(score, 1e-6, 1 - 1e-6) if score(1e-6) > 0 > score(1 - 1e-6) else None
+        if mle is not None and 0.05 < mle < 0.95:  # the logistic cannot reach 0 or 1
+            assert prior[d] == pytest.approx(mle, abs=0.02), d
+            checked += 1
+    assert checked >= 40
+
+
+def test_a_relevance_prior_cuts_the_error_of_labels_from_few_sessions(tmp_path):
+    model = PositionBasedModel(eta=1.0)
+    data, scores = judged_lists(1000, 10, seed=5)
+    simulate_clicks(
+        data,
+        scores,
+        tmp_path / "log.parquet",
+        model=model,
+        sessions=2,
+        temperature=1.0,
+        progress=False,
+    )
+    log = read_log(tmp_path / "log.parquet")
+    grade_of = dict(
+        zip(zip(data.qids[data.query_of_row], data.doc_ids, strict=True), data.labels, strict=True)
+    )
+    truth = model.attractiveness(
+        [grade_of[(log.qids[q], d)] for q, d in zip(log.doc_qid, log.doc_ids, strict=True)]
+    )
+    prop = Propensity.formula(1.0)
+    prior = relevance_prior(aggregate(log), prop, pair_features(log, data))
+    ips = click_labels(log, prop)
+    shrunk = click_labels(log, prop, prior=prior, prior_strength=10)
+    # Two impressions per document: IPS labels are unbiased but their squared error is far
+    # larger than that of labels that lean on the features.
+    assert ((shrunk - truth) ** 2).mean() < 0.2 * ((ips - truth) ** 2).mean()
+    assert abs(shrunk.mean() - truth.mean()) < 0.05
+    with pytest.raises(ConfigError, match="together"):
+        click_labels(log, prop, prior=prior)
+    with pytest.raises(ConfigError, match="not trust bias"):
+        relevance_prior(aggregate(log), Propensity.formula(1.0, false_click=0.5), prior[:, None])
+
+
 def test_regression_em_refuses_what_it_cannot_do():
     counts = Counts(np.array([0, 1]), np.array([1, 2]), np.array([3, 3]), np.array([1, 1]))
     with pytest.raises(ConfigError, match="PBM only"):
@@ -291,6 +358,13 @@ def test_ips_and_naive_labels_by_hand(tmp_path):
     np.testing.assert_allclose(tail.at([1, 2, 4]), [1.0, 0.5, 0.125])
     with pytest.raises(ConfigError):
         click_labels(log, None, min_propensity=2)
+    # A prior of 2 pseudo-impressions: (sum of click / theta_k + 2 * prior) / (n + 2).
+    prior = np.zeros(len(log.doc_ids))
+    prior[by_pair[("A", "y")]], prior[by_pair[("B", "x")]] = 0.5, 0.25
+    shrunk = labels(Propensity.formula(1.0), prior=prior, prior_strength=2)
+    assert shrunk[("A", "y")] == pytest.approx((2 + 1 + 2 * 0.5) / (2 + 2))
+    assert shrunk[("B", "x")] == pytest.approx((0 + 2 * 0.25) / (1 + 2))
+    assert shrunk[("A", "v")] == pytest.approx(4 / (1 + 2))
     # Trust bias: the mean of (click - beta_k) / alpha_k, negatives made 0.
     trust = Propensity(
         method="em",
