@@ -16,7 +16,8 @@ more often: ``P(click) = alpha_k * gamma_d + beta_k``.
   used to simulate logs from judged data.
 - :mod:`ltr.clicks.simulate`: clicks of simulated users on the rankings of a logging ranker.
 - :mod:`ltr.clicks.propensity`: ``theta_k`` (or ``alpha_k, beta_k``) from a formula, or
-  estimated from the log by EM.
+  estimated from the log by EM (regression EM: relevance through features); a relevance prior
+  from features.
 - :mod:`ltr.clicks.labels`: per-document IPS (or affine-corrected) relevance labels, joined to
   features, written as ltr Parquet for ``ltr train``.
 
