@@ -266,6 +266,7 @@ def run_propensity(args: argparse.Namespace) -> int:
         pool_after=args.pool_after,
         max_iter=args.max_iter,
         tol=args.tol,
+        progress=not args.quiet,
     )
     prop = Propensity(**{**prop.__dict__, "log": str(args.log)})
     prop.save(args.out)
@@ -313,7 +314,9 @@ def run_labels(args: argparse.Namespace) -> int:
     prior = None
     if args.prior_strength:
         assert prop is not None
-        prior = relevance_prior(aggregate(log), prop, pair_features(log, features))
+        prior = relevance_prior(
+            aggregate(log), prop, pair_features(log, features), progress=not args.quiet
+        )
     labels = click_labels(
         log,
         prop,

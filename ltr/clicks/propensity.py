@@ -185,6 +185,7 @@ def estimate_em(
     pool_after: int | None = None,
     max_iter: int = 5000,
     tol: float = 1e-6,
+    progress: bool = False,
 ) -> Propensity:
     """Estimate examination probabilities (PBM) or affine click rates (trust) by position from
     a log's counts by EM (see the module doc).
@@ -205,6 +206,7 @@ def estimate_em(
         tol: stop when no ``theta_k / theta_1`` (trust: no ``alpha_k`` or ``beta_k``) moves by
             more than this in a step (regression EM stops at ``max(tol, 1e-4)``: the
             regression's own solver tolerance leaves the estimate that much noise).
+        progress: show a progress bar of the steps and the last change (stderr).
 
     Raises:
         DataFormatError: no click, or no document shown at two positions (nothing separates
@@ -243,12 +245,14 @@ def estimate_em(
     if pool_after is None and click_model == "trust":
         pool_after = TRUST_POOL_AFTER
     group = position_buckets(last, pool_after)
-    if click_model == "pbm":
-        # Regression EM's solver tolerance leaves noise of about 1e-4 in theta.
-        tol = tol if features is None else max(tol, 1e-4)
-        alpha, beta, it, converged = _em_pbm(counts, group, max_iter, tol, features)
-    else:
-        alpha, beta, it, converged = _em_trust(counts, group, max_iter, tol)
+    desc = "regression EM" if features is not None else f"EM ({click_model})"
+    with _Steps(max_iter, desc, progress) as steps:
+        if click_model == "pbm":
+            # Regression EM's solver tolerance leaves noise of about 1e-4 in theta.
+            tol = tol if features is None else max(tol, 1e-4)
+            alpha, beta, it, converged = _em_pbm(counts, group, steps, tol, features)
+        else:
+            alpha, beta, it, converged = _em_trust(counts, group, steps, tol)
     alpha, beta = alpha[group], beta[group]
     if alpha[0] <= 0:
         raise DataFormatError(
@@ -278,6 +282,30 @@ def estimate_em(
     )
 
 
+class _Steps:
+    """EM steps ``1..max_iter``, with a progress bar showing the last step's change."""
+
+    def __init__(self, max_iter: int, desc: str, progress: bool):
+        from tqdm.auto import tqdm
+
+        self.max_iter = max_iter
+        self._bar = tqdm(total=max_iter, desc=desc, unit="step", disable=not progress)
+
+    def __iter__(self):
+        return iter(range(1, self.max_iter + 1))
+
+    def report(self, change: float) -> None:
+        self._bar.update(1)
+        if self._bar.n % 10 == 0:
+            self._bar.set_postfix_str(f"change {change:.1e}", refresh=False)
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+
+
 def position_buckets(positions: int, pool_after: int | None) -> np.ndarray:
     """``[positions]`` the bucket of each position ``1..positions`` (0-based, consecutive):
     one per position up to ``pool_after``, then ``(p * 1.25^(j-1), p * 1.25^j]``."""
@@ -294,7 +322,7 @@ def position_buckets(positions: int, pool_after: int | None) -> np.ndarray:
 def _em_pbm(
     counts: Counts,
     group: np.ndarray,
-    max_iter: int,
+    steps: _Steps,
     tol: float,
     features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
@@ -310,7 +338,7 @@ def _em_pbm(
     gamma = np.full(len(n_doc), 0.5)
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007
+    for it in steps:  # noqa: B007
         examined, relevant = _pbm_posterior(theta[k], gamma[counts.doc], n, c)
         new_theta = np.bincount(k, weights=examined, minlength=len(n_pos)) / n_pos
         relevant_doc = np.bincount(counts.doc, weights=relevant, minlength=len(n_doc))
@@ -322,6 +350,7 @@ def _em_pbm(
         # judge convergence by the propensities relative to position 1, the estimate's output.
         step = np.abs(new_theta / new_theta[0] - theta / theta[0]).max() if theta[0] > 0 else 1
         theta, gamma = new_theta, new_gamma
+        steps.report(step)
         if step < tol:
             converged = True
             break
@@ -344,6 +373,7 @@ def relevance_prior(
     *,
     max_iter: int = 200,
     tol: float = 1e-4,
+    progress: bool = False,
 ) -> np.ndarray:
     """``[D]`` a relevance estimate of every pair from its features: the logistic regression of
     regression EM, fitted with ``theta_k`` held at ``propensity`` (PBM).
@@ -362,13 +392,15 @@ def relevance_prior(
     theta = np.minimum(propensity.at(counts.position), 1.0)
     refit = _relevance_regression(features[: len(n_doc)], n_doc)
     gamma = np.full(len(n_doc), 0.5)
-    for _ in range(max_iter):
-        _, relevant = _pbm_posterior(theta, gamma[counts.doc], n, c)
-        new_gamma = refit(np.bincount(counts.doc, weights=relevant, minlength=len(n_doc)))
-        step = np.abs(new_gamma - gamma).max()
-        gamma = new_gamma
-        if step < tol:
-            break
+    with _Steps(max_iter, "relevance prior", progress) as steps:
+        for _ in steps:
+            _, relevant = _pbm_posterior(theta, gamma[counts.doc], n, c)
+            new_gamma = refit(np.bincount(counts.doc, weights=relevant, minlength=len(n_doc)))
+            step = np.abs(new_gamma - gamma).max()
+            gamma = new_gamma
+            steps.report(step)
+            if step < tol:
+                break
     return gamma
 
 
@@ -402,7 +434,7 @@ def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):
 
 
 def _em_trust(
-    counts: Counts, group: np.ndarray, max_iter: int, tol: float
+    counts: Counts, group: np.ndarray, steps: _Steps, tol: float
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Trust-bias EM: ``alpha`` and ``beta`` per bucket, steps, converged."""
     k = group[counts.position - 1]
@@ -417,7 +449,7 @@ def _em_trust(
     gamma = np.full(len(n_doc), 0.5)
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007
+    for it in steps:  # noqa: B007
         ak, bk, g = a[k], b[k], gamma[counts.doc]
         relevant_clicks = c * g * ak / np.maximum(g * ak + (1 - g) * bk, 1e-12)
         relevant_skips = (
@@ -434,6 +466,7 @@ def _em_trust(
         new_gamma = np.divide(new_gamma, n_doc, out=np.zeros_like(gamma), where=n_doc > 0)
         step = max(np.abs(new_a - a).max(), np.abs(new_b - b).max())
         a, b, gamma = new_a, new_b, new_gamma
+        steps.report(step)
         if step < tol:
             converged = True
             break
