@@ -11,11 +11,10 @@ from ltr.clicks.labels import click_labels, pair_features, write_labelled
 from ltr.clicks.log import Counts, aggregate, read_log
 from ltr.clicks.model import PositionBasedModel, TrustBiasModel
 from ltr.clicks.propensity import Propensity, estimate_em, position_buckets, relevance_prior
-from ltr.clicks.simulate import simulate_clicks
 from ltr.data.dataset import ListDataset, load_dataset
 from ltr.errors import ConfigError, DataFormatError
 
-from .conftest import judged_lists
+from .conftest import judged_lists, pair_grades, simulated_log
 
 
 def _write_log(path, rows, **types):
@@ -90,23 +89,9 @@ def test_deep_positions_share_parameters_in_widening_buckets():
 def test_affine_labels_undo_trust_bias_where_ips_labels_do_not(tmp_path):
     data, scores = judged_lists(200, 10, seed=2)
     model = TrustBiasModel(eta=1.0, false_click=0.65, max_grade=2)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=model,
-        sessions=300,
-        temperature=1.0,
-        progress=False,
-    )
-    log = read_log(tmp_path / "log.parquet")
+    log = simulated_log(tmp_path, data, scores, model, sessions=300)
     counts = aggregate(log)
-    grade_of = dict(
-        zip(zip(data.qids[data.query_of_row], data.doc_ids, strict=True), data.labels, strict=True)
-    )
-    grades = np.array(
-        [grade_of[(log.qids[q], d)] for q, d in zip(log.doc_qid, log.doc_ids, strict=True)]
-    )
+    grades = pair_grades(log, data)
     shown = np.bincount(counts.doc, weights=counts.impressions)
     mean_position = np.bincount(counts.doc, weights=counts.position * counts.impressions) / shown
     irrelevant = grades == 0
@@ -142,16 +127,8 @@ def test_affine_labels_undo_trust_bias_where_ips_labels_do_not(tmp_path):
 @pytest.mark.parametrize("eta", [1.0, 2.0])
 def test_em_recovers_the_simulated_position_bias(tmp_path, eta):
     data, scores = judged_lists(300, 10, seed=1)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=PositionBasedModel(eta=eta),
-        sessions=200,
-        temperature=1.0,
-        progress=False,
-    )
-    estimate = estimate_em(aggregate(read_log(tmp_path / "log.parquet")))
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(eta=eta), sessions=200)
+    estimate = estimate_em(aggregate(log))
     assert estimate.converged and len(estimate.theta) == 10
     truth = np.arange(1, 11.0) ** -eta
     np.testing.assert_allclose(estimate.theta, truth, atol=0.02)
@@ -162,16 +139,7 @@ def test_regression_em_with_a_feature_per_document_is_the_per_document_em(tmp_pa
     # One indicator feature per (query, document): the logistic regression can give every
     # document its own relevance, as the per-document EM does (up to its mild L2 penalty).
     data, scores = judged_lists(20, 5, seed=4)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=PositionBasedModel(eta=1.0),
-        sessions=200,
-        temperature=1.0,
-        progress=False,
-    )
-    log = read_log(tmp_path / "log.parquet")
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(eta=1.0), sessions=200)
     counts = aggregate(log)
     regression = estimate_em(counts, features=np.eye(len(log.doc_ids)))
     assert regression.relevance_model == "logistic" and regression.converged
@@ -184,16 +152,7 @@ def test_regression_em_with_a_feature_per_document_is_the_per_document_em(tmp_pa
 def test_regression_em_recovers_position_bias_from_few_sessions(tmp_path, queries, sessions):
     # The first feature is the grade plus noise, so features predict relevance.
     data, scores = judged_lists(queries, 10, seed=3)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=PositionBasedModel(eta=1.0),
-        sessions=sessions,
-        temperature=1.0,
-        progress=False,
-    )
-    log = read_log(tmp_path / "log.parquet")
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(eta=1.0), sessions=sessions)
     counts, truth = aggregate(log), 1 / np.arange(1, 11)
     regression = estimate_em(counts, features=pair_features(log, data))
     np.testing.assert_allclose(regression.theta, truth, atol=0.05)
@@ -212,16 +171,7 @@ def test_relevance_prior_with_a_feature_per_document_is_each_documents_mle(tmp_p
     from scipy.optimize import brentq
 
     data, scores = judged_lists(20, 5, seed=4)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=PositionBasedModel(eta=1.0),
-        sessions=200,
-        temperature=1.0,
-        progress=False,
-    )
-    log = read_log(tmp_path / "log.parquet")
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(eta=1.0), sessions=200)
     counts = aggregate(log)
     prior = relevance_prior(counts, Propensity.formula(1.0), np.eye(len(log.doc_ids)))
     checked = 0
@@ -242,22 +192,8 @@ def test_relevance_prior_with_a_feature_per_document_is_each_documents_mle(tmp_p
 def test_a_relevance_prior_cuts_the_error_of_labels_from_few_sessions(tmp_path):
     model = PositionBasedModel(eta=1.0)
     data, scores = judged_lists(1000, 10, seed=5)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=model,
-        sessions=2,
-        temperature=1.0,
-        progress=False,
-    )
-    log = read_log(tmp_path / "log.parquet")
-    grade_of = dict(
-        zip(zip(data.qids[data.query_of_row], data.doc_ids, strict=True), data.labels, strict=True)
-    )
-    truth = model.attractiveness(
-        [grade_of[(log.qids[q], d)] for q, d in zip(log.doc_qid, log.doc_ids, strict=True)]
-    )
+    log = simulated_log(tmp_path, data, scores, model, sessions=2)
+    truth = model.attractiveness(pair_grades(log, data))
     prop = Propensity.formula(1.0)
     prior = relevance_prior(aggregate(log), prop, pair_features(log, data))
     ips = click_labels(log, prop)
@@ -284,17 +220,9 @@ def test_regression_em_refuses_what_it_cannot_do():
 
 def test_em_refuses_a_log_that_never_moves_a_document(tmp_path):
     data, scores = judged_lists(20, 5)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=PositionBasedModel(),
-        sessions=20,
-        temperature=0,
-        progress=False,
-    )
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(), sessions=20, temperature=0)
     with pytest.raises(DataFormatError, match="one position only"):
-        estimate_em(aggregate(read_log(tmp_path / "log.parquet")))
+        estimate_em(aggregate(log))
     no_clicks = Counts(np.array([0, 0]), np.array([1, 2]), np.array([3, 3]), np.array([0, 0]))
     with pytest.raises(DataFormatError, match="no click"):
         estimate_em(no_clicks)
@@ -385,16 +313,7 @@ def test_ips_and_naive_labels_by_hand(tmp_path):
 def test_ips_labels_are_unbiased_and_click_rates_are_not(tmp_path):
     data, scores = judged_lists(200, 10, seed=2)
     model = PositionBasedModel(eta=1.0, noise=0.1, max_grade=2)
-    simulate_clicks(
-        data,
-        scores,
-        tmp_path / "log.parquet",
-        model=model,
-        sessions=300,
-        temperature=1.0,
-        progress=False,
-    )
-    log = read_log(tmp_path / "log.parquet")
+    log = simulated_log(tmp_path, data, scores, model, sessions=300)
     for prop, unbiased in ((Propensity.formula(1.0), True), (None, False)):
         write_labelled(log, click_labels(log, prop), data, tmp_path / "out.parquet")
         out = load_dataset(tmp_path / "out.parquet")
