@@ -47,6 +47,7 @@ def test_clicks_to_a_trained_model(tmp_path, mq2008_dir):
     )
     assert done.returncode == 0, done.stderr
     assert "true theta_k" in done.stdout and "converged" in done.stdout
+    assert "warning" not in done.stderr  # 30 sessions per query are enough for plain EM
 
     done = ltr(
         "clicks",
@@ -218,6 +219,15 @@ def test_regression_em_from_one_session_per_query(tmp_path, mq2008_dir):
         "--prior-strength", 5, "--out", tmp_path / "r.parquet",
     )  # fmt: skip
     assert done.returncode == 2 and "needs propensities" in done.stderr
+
+
+def test_plain_em_on_few_sessions_per_query_points_to_regression_em():
+    from ltr.cli.clicks import few_sessions_warning
+
+    warning = few_sessions_warning(np.array([2, 3, 3, 40]))
+    assert warning is not None and "median query has 3 sessions" in warning
+    assert "--features" in warning
+    assert few_sessions_warning(np.array([10, 10, 4])) is None
 
 
 def test_clicks_cli_errors(tmp_path, mq2008_dir):
