@@ -317,7 +317,7 @@ def few_sessions_warning(sessions_per_query) -> str | None:
 
 
 def run_labels(args: argparse.Namespace) -> int:
-    from ltr.clicks.labels import click_labels, pair_features, write_labelled
+    from ltr.clicks.labels import click_labels, match_rows, pair_features, write_labelled
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.propensity import Propensity, relevance_prior
     from ltr.data.dataset import load_dataset
@@ -336,11 +336,12 @@ def run_labels(args: argparse.Namespace) -> int:
         raise ConfigError("--prior-strength needs propensities (--propensity or --eta)")
     log = read_log(args.log)
     features = load_dataset(args.features)
+    rows = match_rows(log, features)  # the join, once for the prior and the output
     prior = None
     if args.prior_strength:
         assert prop is not None
         prior = relevance_prior(
-            aggregate(log), prop, pair_features(log, features), progress=not args.quiet
+            aggregate(log), prop, pair_features(log, features, rows), progress=not args.quiet
         )
     labels = click_labels(
         log,
@@ -349,7 +350,7 @@ def run_labels(args: argparse.Namespace) -> int:
         prior=prior,
         prior_strength=args.prior_strength,
     )
-    stats = write_labelled(log, labels, features, args.out)
+    stats = write_labelled(log, labels, features, args.out, rows)
     if not args.quiet:
         how = "click-through rates" if prop is None else "IPS click rates"
         if prop is not None and prop.click_model == "trust":

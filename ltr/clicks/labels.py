@@ -130,9 +130,13 @@ def match_rows(log: ClickLog, features: ListDataset) -> np.ndarray:
     return row_pairs
 
 
-def pair_features(log: ClickLog, features: ListDataset) -> np.ndarray:
-    """``[D, F]`` the features of every (query, document) pair of the log, by pair code."""
-    row_pairs = match_rows(log, features)
+def pair_features(
+    log: ClickLog, features: ListDataset, row_pairs: np.ndarray | None = None
+) -> np.ndarray:
+    """``[D, F]`` the features of every (query, document) pair of the log, by pair code
+    (``row_pairs``: :func:`match_rows`' result, when the caller already has it)."""
+    if row_pairs is None:
+        row_pairs = match_rows(log, features)
     out = np.empty((len(log.doc_ids), features.num_features), dtype=np.float64)
     keep = row_pairs >= 0
     out[row_pairs[keep]] = features.features[keep]
@@ -140,7 +144,11 @@ def pair_features(log: ClickLog, features: ListDataset) -> np.ndarray:
 
 
 def write_labelled(
-    log: ClickLog, labels: np.ndarray, features: ListDataset, out: str | Path
+    log: ClickLog,
+    labels: np.ndarray,
+    features: ListDataset,
+    out: str | Path,
+    row_pairs: np.ndarray | None = None,
 ) -> LabelStats:
     """Write the logged documents of ``features`` with ``labels`` as ltr Parquet to ``out``.
 
@@ -148,7 +156,8 @@ def write_labelled(
     session showed are left out (nothing was learnt about them); a logged document that the
     feature file lacks is an error.
     """
-    row_pairs = match_rows(log, features)
+    if row_pairs is None:
+        row_pairs = match_rows(log, features)
     query_of_row = features.query_of_row
     keep = row_pairs >= 0
     logged_queries = np.zeros(len(features), dtype=bool)
