@@ -221,11 +221,7 @@ def estimate_em(
     if features is not None:
         if click_model != "pbm":
             raise ConfigError("regression EM (features) estimates the PBM only, not trust bias")
-        features = np.asarray(features, dtype=np.float64)
-        if features.ndim != 2 or len(features) <= counts.doc.max():
-            raise ValueError(f"features of shape {features.shape} for {counts.doc.max() + 1} pairs")
-        if not np.isfinite(features).all():
-            raise DataFormatError("the features hold a NaN or infinite value")
+        features = _pair_features(features, counts)
         if len(np.unique(counts.position)) < 2:
             raise DataFormatError("the log shows one position only; nothing to estimate")
     elif not np.any(np.bincount(counts.doc) > 1):  # cells are unique (document, position) pairs
@@ -379,18 +375,17 @@ def relevance_prior(
     regression EM, fitted with ``theta_k`` held at ``propensity`` (PBM).
 
     It is on the scale of IPS labels (``theta_1 = 1``), so it can stand in for the labels of
-    documents with few impressions (:func:`ltr.clicks.labels.click_labels`, ``prior``).
+    documents with few impressions (:func:`ltr.clicks.labels.click_labels`, ``prior``). Pairs
+    (rows of ``features``) that ``counts`` never shows get the regression's prediction too.
     """
     if propensity.click_model != "pbm":
         raise ConfigError("a relevance prior is fitted under the PBM, not trust bias")
-    features = np.asarray(features, dtype=np.float64)
-    if not np.isfinite(features).all():
-        raise DataFormatError("the features hold a NaN or infinite value")
+    features = _pair_features(features, counts)
     n = counts.impressions.astype(np.float64)
     c = counts.clicks.astype(np.float64)
-    n_doc = np.bincount(counts.doc, weights=n)
+    n_doc = np.bincount(counts.doc, weights=n, minlength=len(features))
     theta = np.minimum(propensity.at(counts.position), 1.0)
-    refit = _relevance_regression(features[: len(n_doc)], n_doc)
+    refit = _relevance_regression(features, n_doc)
     gamma = np.full(len(n_doc), 0.5)
     with _Steps(max_iter, "relevance prior", progress) as steps:
         for _ in steps:
@@ -404,9 +399,20 @@ def relevance_prior(
     return gamma
 
 
+def _pair_features(features: np.ndarray, counts: Counts) -> np.ndarray:
+    """``features`` (``[D, F]``, a row per pair code of ``counts``) as float64, checked."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or len(features) <= counts.doc.max():
+        raise ValueError(f"features of shape {features.shape} for {counts.doc.max() + 1} pairs")
+    if not np.isfinite(features).all():
+        raise DataFormatError("the features hold a NaN or infinite value")
+    return features
+
+
 def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):
     """Regression EM's M-step for ``gamma``: a function from the expected relevant impressions
-    of every pair to ``sigmoid(w . x + b)``, refitted (warm-started) on them each call."""
+    of every pair to ``sigmoid(w . x + b)``, refitted (warm-started) on them each call. It is
+    fitted on the pairs with impressions (``n_doc > 0``) and predicts every row of ``features``."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -414,11 +420,11 @@ def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):
     from sklearn.preprocessing import StandardScaler
 
     logged = np.flatnonzero(n_doc > 0)
-    x = StandardScaler().fit_transform(features[logged])
+    scaler = StandardScaler().fit(features[logged])
+    x, x_all = scaler.transform(features[logged]), scaler.transform(features)
     x_twice = np.vstack([x, x])
     y_twice = np.r_[np.ones(len(x)), np.zeros(len(x))]
     regression = LogisticRegression(C=1.0, max_iter=500, warm_start=True)
-    gamma = np.full(len(n_doc), 0.5)
 
     def refit(relevant_doc: np.ndarray) -> np.ndarray:
         # Expected relevant impressions as positive examples, the rest as negative ones.
@@ -427,8 +433,7 @@ def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             regression.fit(x_twice, y_twice, sample_weight=weight)
-        gamma[logged] = regression.predict_proba(x)[:, 1]
-        return gamma.copy()
+        return regression.predict_proba(x_all)[:, 1]
 
     return refit
 
