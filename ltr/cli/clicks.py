@@ -175,15 +175,29 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--prior-strength",
-        type=float,
+        type=_prior_strength,
         default=0.0,
         metavar="S",
         help="shrink each label towards a logistic regression of relevance on the features "
         "(fitted to the log by EM, PBM), as if it were S more impressions: lowers the variance "
-        "of documents shown a few times (default 0 = plain IPS)",
+        "of documents shown a few times. `auto` tries 0 to 500 and keeps the one whose labels "
+        "best predict held-out sessions' clicks (5-fold cross-validation over sessions, about "
+        "6 prior fits). Default 0 = plain IPS",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_labels)
+
+
+def _prior_strength(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or auto, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or auto, got {text!r}")
+    return value
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -317,7 +331,13 @@ def few_sessions_warning(sessions_per_query) -> str | None:
 
 
 def run_labels(args: argparse.Namespace) -> int:
-    from ltr.clicks.labels import click_labels, match_rows, pair_features, write_labelled
+    from ltr.clicks.labels import (
+        choose_prior_strength,
+        click_labels,
+        match_rows,
+        pair_features,
+        write_labelled,
+    )
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.propensity import Propensity, relevance_prior
     from ltr.data.dataset import load_dataset
@@ -337,18 +357,21 @@ def run_labels(args: argparse.Namespace) -> int:
     log = read_log(args.log)
     features = load_dataset(args.features)
     rows = match_rows(log, features)  # the join, once for the prior and the output
-    prior = None
-    if args.prior_strength:
+    prior, strength = None, args.prior_strength
+    if strength:
         assert prop is not None
-        prior = relevance_prior(
-            aggregate(log), prop, pair_features(log, features, rows), progress=not args.quiet
-        )
+        pairs = pair_features(log, features, rows)
+        if strength == "auto":
+            choice = choose_prior_strength(
+                log, prop, pairs, min_propensity=args.min_propensity, progress=not args.quiet
+            )
+            strength = choice.strength
+            if not args.quiet:
+                print(format_prior_choice(choice))
+        if strength:
+            prior = relevance_prior(aggregate(log), prop, pairs, progress=not args.quiet)
     labels = click_labels(
-        log,
-        prop,
-        min_propensity=args.min_propensity,
-        prior=prior,
-        prior_strength=args.prior_strength,
+        log, prop, min_propensity=args.min_propensity, prior=prior, prior_strength=strength
     )
     stats = write_labelled(log, labels, features, args.out, rows)
     if not args.quiet:
@@ -356,7 +379,7 @@ def run_labels(args: argparse.Namespace) -> int:
         if prop is not None and prop.click_model == "trust":
             how = "affine-corrected click rates"
         if prior is not None:
-            how += f" shrunk towards a feature prior of {args.prior_strength:g} impressions"
+            how += f" shrunk towards a feature prior of {strength:g} impressions"
         print(
             f"wrote {args.out} in {time.perf_counter() - started:.1f} s: {stats.documents:,} "
             f"documents of {stats.queries:,} queries labelled with {how} "
@@ -364,3 +387,18 @@ def run_labels(args: argparse.Namespace) -> int:
             "left out)"
         )
     return 0
+
+
+def format_prior_choice(choice) -> str:
+    """The held-out error of every prior strength that `--prior-strength auto` tried."""
+    best = min(choice.errors)
+    lines = [
+        f"prior strength by {choice.folds}-fold cross-validation over sessions "
+        f"({choice.impressions:,} held-out impressions; squared error of predicted clicks):"
+    ]
+    for strength, error in zip(choice.strengths, choice.errors, strict=True):
+        mark = "  <- chosen" if strength == choice.strength else ""
+        lines.append(f"  S = {strength:>5g}   {error:.5f}   (+{error - best:.5f}){mark}")
+    if choice.strength == 0:
+        lines.append("no prior beats plain IPS on this log: labels are not shrunk")
+    return "\n".join(lines)

@@ -33,12 +33,12 @@ little (by half the mean absolute value of their noise, at most).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ltr.clicks.log import ClickLog, aggregate
+from ltr.clicks.log import ClickLog, Counts, aggregate
 from ltr.clicks.propensity import Propensity
 from ltr.data.dataset import ListDataset
 from ltr.data.parquet import ParquetListWriter
@@ -69,21 +69,133 @@ def click_labels(
         raise ConfigError(f"prior_strength must be a number >= 0, got {prior_strength}")
     if (prior is None) != (prior_strength == 0):
         raise ConfigError("give a prior and a prior_strength above 0 together")
-    counts = aggregate(log)
-    if propensity is None:
-        theta, beta = np.ones(len(counts.position)), np.zeros(len(counts.position))
-    else:
-        theta = np.maximum(propensity.at(counts.position), min_propensity)
-        beta = propensity.offset(counts.position)
-    size = len(log.doc_ids)
-    corrected = (counts.clicks - counts.impressions * beta) / theta
-    total = np.bincount(counts.doc, weights=corrected, minlength=size)
-    impressions = np.bincount(counts.doc, weights=counts.impressions, minlength=size)
+    total, impressions = _corrected_sums(
+        aggregate(log), propensity, min_propensity, len(log.doc_ids)
+    )
     if prior is not None:
         total = total + prior_strength * np.asarray(prior, dtype=np.float64)
         impressions = impressions + prior_strength
     labels = total / impressions
     return np.maximum(labels, 0.0) if clip_negative else labels
+
+
+def _corrected_sums(
+    counts: Counts, propensity: Propensity | None, min_propensity: float, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[size]`` each pair's sum of corrected clicks (``(click - beta_k) / theta_k``) and its
+    impressions."""
+    if propensity is None:
+        theta, beta = np.ones(len(counts.position)), np.zeros(len(counts.position))
+    else:
+        theta = np.maximum(propensity.at(counts.position), min_propensity)
+        beta = propensity.offset(counts.position)
+    corrected = (counts.clicks - counts.impressions * beta) / theta
+    total = np.bincount(counts.doc, weights=corrected, minlength=size)
+    impressions = np.bincount(counts.doc, weights=counts.impressions, minlength=size)
+    return total, impressions.astype(np.float64)
+
+
+PRIOR_STRENGTHS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
+"""The strengths :func:`choose_prior_strength` tries by default (0 = plain IPS)."""
+
+
+@dataclass(frozen=True)
+class PriorChoice:
+    """What :func:`choose_prior_strength` measured: the held-out squared error of each strength."""
+
+    strength: float
+    """The strength with the smallest held-out error (the smallest such, on a tie)."""
+    strengths: tuple[float, ...]
+    errors: tuple[float, ...]
+    """Mean over held-out impressions of ``(click - theta_k * label_d)^2``, per strength."""
+    folds: int
+    impressions: int
+    """Held-out impressions scored (those of documents with impressions in the other folds)."""
+
+
+def choose_prior_strength(
+    log: ClickLog,
+    propensity: Propensity,
+    features: np.ndarray,
+    *,
+    strengths: tuple[float, ...] = PRIOR_STRENGTHS,
+    folds: int = 5,
+    seed: int = 0,
+    min_propensity: float = 0.0,
+    progress: bool = False,
+) -> PriorChoice:
+    """The prior strength whose labels best predict held-out clicks (PBM), by cross-validation
+    over the log's sessions, with no judgment needed.
+
+    The sessions are dealt at random into ``folds`` folds. For each fold, the relevance prior
+    (:func:`ltr.clicks.propensity.relevance_prior`, ``features``: ``[D, F]`` by pair code) is
+    fitted to the other folds' sessions, and each strength ``s`` makes labels from them as
+    :func:`click_labels` does; those labels predict the fold's clicks,
+    ``P(click at k) = theta_k * label_d``, scored by the squared error. Under the PBM a held-out
+    impression's expected squared error is ``Var(click) + theta_k^2 (label_d - gamma_d)^2``, so
+    the strength with the smallest error is the one whose labels are nearest the true relevance
+    (weighted by ``theta_k^2``), up to the noise of the held-out clicks.
+
+    Raises:
+        ConfigError: fewer than 2 folds, more folds than sessions, a strength below 0, or a
+            trust-bias propensity (the prior is fitted under the PBM).
+        DataFormatError: every document was shown in one session only (nothing to score).
+    """
+    from tqdm.auto import tqdm
+
+    from ltr.clicks.propensity import relevance_prior
+
+    grid = np.unique(np.asarray(strengths, dtype=np.float64))  # sorted: ties go to the smallest
+    if len(grid) == 0 or not (np.isfinite(grid).all() and (grid >= 0).all()):
+        raise ConfigError(f"prior strengths must be numbers >= 0, got {list(strengths)}")
+    if propensity.click_model != "pbm":
+        raise ConfigError("the prior strength is chosen under the PBM, not trust bias")
+    if not 2 <= folds <= log.num_sessions:
+        raise ConfigError(f"folds must be in [2, {log.num_sessions}] (the sessions), got {folds}")
+    size = len(log.doc_ids)
+    fold_of_session = np.random.default_rng(seed).permutation(log.num_sessions) % folds
+    fold_of_row = fold_of_session[log.session]
+    squared = np.zeros(len(grid))
+    scored = 0
+    for fold in tqdm(range(folds), desc="choosing the prior strength", disable=not progress):
+        held = fold_of_row == fold
+        train, test = aggregate(_rows(log, ~held)), aggregate(_rows(log, held))
+        total, impressions = _corrected_sums(train, propensity, min_propensity, size)
+        prior = relevance_prior(train, propensity, features)
+        seen = impressions[test.doc] > 0  # a document unseen in training says nothing about s
+        doc, n, c = test.doc[seen], test.impressions[seen], test.clicks[seen]
+        theta = propensity.at(test.position[seen])
+        for i, s in enumerate(grid):
+            label = (total[doc] + s * prior[doc]) / (impressions[doc] + s)
+            p = theta * label
+            squared[i] += (c * (1.0 - p) ** 2 + (n - c) * p**2).sum()
+        scored += int(n.sum())
+    if scored == 0:
+        raise DataFormatError(
+            "no document of a held-out fold was shown in the other folds (each one was shown in "
+            "one session only), so held-out clicks cannot tell the strengths apart; give a "
+            "strength by hand (docs/CLICKS.md)"
+        )
+    errors = squared / scored
+    return PriorChoice(
+        strength=float(grid[int(np.argmin(errors))]),
+        strengths=tuple(float(s) for s in grid),
+        errors=tuple(float(e) for e in errors),
+        folds=folds,
+        impressions=scored,
+    )
+
+
+def _rows(log: ClickLog, keep: np.ndarray) -> ClickLog:
+    """The log's impressions where ``keep``, with the same pair codes."""
+    return replace(
+        log,
+        session=log.session[keep],
+        query=log.query[keep],
+        doc=log.doc[keep],
+        position=log.position[keep],
+        click=log.click[keep],
+    )
 
 
 @dataclass(frozen=True)

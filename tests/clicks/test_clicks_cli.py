@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -219,6 +220,46 @@ def test_regression_em_from_one_session_per_query(tmp_path, mq2008_dir):
         "--prior-strength", 5, "--out", tmp_path / "r.parquet",
     )  # fmt: skip
     assert done.returncode == 2 and "needs propensities" in done.stderr
+    # auto needs documents shown in more than one session: it says so on this log, and on a
+    # log of 3 sessions per query prints every strength tried and uses the one it marks.
+    done = ltr(
+        "clicks", "labels", tmp_path / "log.parquet", "--features", s1, "--quiet",
+        "--propensity", tmp_path / "p.json", "--prior-strength", "auto",
+        "--out", tmp_path / "auto.parquet",
+    )  # fmt: skip
+    assert done.returncode == 2 and "shown in one session only" in done.stderr
+    assert not (tmp_path / "auto.parquet").exists()
+    done = ltr(
+        "clicks", "simulate", s1, "--ranker-feature", "f25", "--sessions", 3, "--quiet",
+        "--out", tmp_path / "log3.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = ltr(
+        "clicks", "labels", tmp_path / "log3.parquet", "--features", s1, "--eta", 1,
+        "--prior-strength", "auto", "--out", tmp_path / "auto.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = re.findall(r"S = +(\S+) +(\S+) +\(\+(\S+)\)( +<- chosen)?", done.stdout)
+    assert len(table) == 10, done.stdout
+    chosen = [strength for strength, _, _, mark in table if mark]
+    errors = {strength: float(error) for strength, error, _, _ in table}
+    assert len(chosen) == 1 and errors[chosen[0]] == min(errors.values())
+    assert errors[chosen[0]] < errors["0"]  # 3 impressions per document: IPS alone is worse
+    assert f"shrunk towards a feature prior of {chosen[0]} impressions" in done.stdout
+    for bad in ("-1", "many", "inf"):
+        done = ltr(
+            "clicks", "labels", tmp_path / "log.parquet", "--features", s1, "--eta", 1,
+            "--prior-strength", bad, "--out", tmp_path / "r.parquet",
+        )  # fmt: skip
+        assert done.returncode == 2 and f"expected a number >= 0 or auto, got '{bad}'" in (
+            done.stderr
+        )
+    done = ltr(
+        "clicks", "labels", tmp_path / "log.parquet", "--features", s1, "--eta", 1,
+        "--false-click", 0.5, "--prior-strength", "auto", "--out", tmp_path / "r.parquet",
+    )  # fmt: skip
+    assert done.returncode == 2 and "not trust bias" in done.stderr
+    assert not (tmp_path / "r.parquet").exists()
 
 
 def test_plain_em_on_few_sessions_per_query_points_to_regression_em():

@@ -7,7 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ltr.clicks.labels import click_labels, pair_features, write_labelled
+from ltr.clicks.labels import (
+    PRIOR_STRENGTHS,
+    choose_prior_strength,
+    click_labels,
+    pair_features,
+    write_labelled,
+)
 from ltr.clicks.log import Counts, aggregate, read_log
 from ltr.clicks.model import PositionBasedModel, TrustBiasModel
 from ltr.clicks.propensity import Propensity, estimate_em, position_buckets, relevance_prior
@@ -206,6 +212,90 @@ def test_a_relevance_prior_cuts_the_error_of_labels_from_few_sessions(tmp_path):
         click_labels(log, prop, prior=prior)
     with pytest.raises(ConfigError, match="not trust bias"):
         relevance_prior(aggregate(log), Propensity.formula(1.0, false_click=0.5), prior[:, None])
+
+
+@pytest.mark.parametrize(
+    ("queries", "sessions", "informative"),
+    [(1000, 2, True), (200, 100, True), (200, 100, False)],
+    ids=["2-sessions", "100-sessions", "100-sessions-noise-features"],
+)
+def test_the_chosen_prior_strength_is_near_the_best_one_by_the_truth(
+    tmp_path, queries, sessions, informative
+):
+    # The truth (each document's attractiveness) is hidden from the choice, which sees clicks
+    # only; its labels must come near the grid's best against the truth, wherever that lies:
+    # strong shrinkage for 2 sessions, little for 100 with features that say nothing.
+    model, prop = PositionBasedModel(eta=1.0), Propensity.formula(1.0)
+    data, scores = judged_lists(queries, 10, seed=5)
+    if not informative:
+        data.features[:] = np.random.default_rng(1).normal(size=data.features.shape)
+    log = simulated_log(tmp_path, data, scores, model, sessions=sessions)
+    truth = model.attractiveness(pair_grades(log, data))
+    features = pair_features(log, data)
+    choice = choose_prior_strength(log, prop, features)
+    prior = relevance_prior(aggregate(log), prop, features)
+    error = {
+        s: (
+            (click_labels(log, prop, prior=prior if s else None, prior_strength=s) - truth) ** 2
+        ).mean()
+        for s in PRIOR_STRENGTHS
+    }
+    assert choice.strengths == PRIOR_STRENGTHS
+    assert error[choice.strength] <= 1.2 * min(error.values()), (choice, error)
+    if sessions == 2:
+        assert error[choice.strength] < 0.2 * error[0.0]
+    if not informative:  # shrinking 100 impressions towards noise: the strongest priors lose
+        assert choice.strength <= 20 and error[500.0] > 3 * error[choice.strength]
+
+
+def test_prior_strength_errors_by_hand_leaving_one_session_out(tmp_path):
+    # With one fold per session the deal does not matter: each session is held out once. With
+    # a constant feature the prior is one relevance g for all, the PBM likelihood's maximum
+    # over the other sessions' impressions (scipy's root finder). Each held-out impression of a
+    # document shown in the other sessions is predicted as theta_k * label, label = (sum of
+    # click / theta_k + s g) / (n + s) over the other sessions.
+    from scipy.optimize import brentq
+
+    data, scores = judged_lists(4, 5, seed=6)
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(eta=1.0), sessions=3)
+    prop, strengths = Propensity.formula(1.0), (0.0, 2.0, 7.0)
+    choice = choose_prior_strength(
+        log, prop, np.ones((len(log.doc_ids), 1)), strengths=strengths, folds=log.num_sessions
+    )
+    theta = 1.0 / log.position
+    squared, scored = np.zeros(len(strengths)), 0
+    for session in range(log.num_sessions):
+        out, rest = log.session == session, log.session != session
+        t, c = theta[rest], log.click[rest]
+
+        def score(g, t=t, c=c):
+            return (c / g - (1 - c) * t / (1 - t * g)).sum()
+
+        g = brentq(score, 1e-9, 1 - 1e-9)
+        for i in np.flatnonzero(out):
+            shown = rest & (log.doc == log.doc[i])
+            if not shown.any():
+                continue
+            ips_sum, n = (log.click[shown] / theta[shown]).sum(), shown.sum()
+            for j, s in enumerate(strengths):
+                label = (ips_sum + s * g) / (n + s)
+                squared[j] += (log.click[i] - theta[i] * label) ** 2
+            scored += 1
+    assert choice.impressions == scored and scored > 20
+    np.testing.assert_allclose(choice.errors, squared / scored, rtol=2e-3)
+    assert choice.strength == strengths[int(np.argmin(squared))]
+
+
+def test_choose_prior_strength_refuses_what_it_cannot_do(tmp_path):
+    data, scores = judged_lists(4, 5, seed=6)
+    log = simulated_log(tmp_path, data, scores, PositionBasedModel(eta=1.0), sessions=3)
+    features, prop = np.ones((len(log.doc_ids), 1)), Propensity.formula(1.0)
+    with pytest.raises(ConfigError, match="folds must be in \\[2, 12\\]"):
+        choose_prior_strength(log, prop, features, folds=13)
+    with pytest.raises(ConfigError, match=">= 0"):
+        choose_prior_strength(log, prop, features, strengths=(1.0, -2.0))
+    with pytest.raises(ConfigError, match="not trust bias"):
+        choose_prior_strength(log, Propensity.formula(1.0, false_click=0.5), features)
 
 
 def test_regression_em_refuses_what_it_cannot_do():
