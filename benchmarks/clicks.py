@@ -22,8 +22,10 @@ trust-bias EM estimate. That run writes its own section (``clicks-trust``).
 
 With ``--regression-em`` the labels are also made with regression-EM propensities
 (:func:`ltr.clicks.propensity.estimate_em` with the documents' features), which matters when
-``--sessions`` is small, and with ``--prior-strength S`` labels shrunk towards a feature prior
-of ``S`` impressions (:func:`ltr.clicks.propensity.relevance_prior`); a run with other than 100
+``--sessions`` is small, and with ``--prior-strength S [S ...]`` labels shrunk towards a feature
+prior of ``S`` impressions (:func:`ltr.clicks.propensity.relevance_prior`), or of the strength
+that ``auto`` chooses from each log's held-out clicks
+(:func:`ltr.clicks.labels.choose_prior_strength`, reported per fold); a run with other than 100
 sessions writes its own section (``clicks-<N>-sessions``). A label set whose EM refuses the
 log (plain EM on one session per query) is reported as refused.
 
@@ -35,7 +37,7 @@ documents, of the label with the mean position the logging ranker showed the doc
 
     python -m benchmarks.clicks                          # fold 1, eta 1 and 2, 3 seeds
     python -m benchmarks.clicks --click-model trust --folds 1 2 3 --etas 1 --seeds 0
-    python -m benchmarks.clicks --sessions 3 --regression-em --prior-strength 10 \
+    python -m benchmarks.clicks --sessions 3 --regression-em --prior-strength 20 100 auto \
         --folds 1 2 3 --etas 1 --seeds 0
     python -m benchmarks.clicks --folds 1 --etas 1 --seeds 0 --max-epochs 3 --no-write
 
@@ -68,10 +70,27 @@ NAMES = {
     "ips-true": "SetRank on IPS labels, true examination",
     "ips-em": "SetRank on IPS labels, PBM EM propensities",
     "ips-regem": "SetRank on IPS labels, PBM regression-EM propensities",
-    "ips-regem-prior": "SetRank on IPS labels shrunk to a feature prior, regression EM",
     "affine-true": "SetRank on affine-corrected labels, true alpha, beta",
     "affine-em": "SetRank on affine-corrected labels, trust EM alpha, beta",
 }
+PRIOR = "ips-regem-prior-"  # + the strength, or "auto": labels shrunk towards a feature prior
+
+
+def _name(variant: str) -> str:
+    if not variant.startswith(PRIOR):
+        return NAMES[variant]
+    strength = variant.removeprefix(PRIOR)
+    how = "chosen on held-out clicks" if strength == "auto" else f"{strength}"
+    return f"SetRank on IPS labels shrunk to a feature prior (strength {how}), regression EM"
+
+
+def _strength(text: str) -> str:
+    if text == "auto":
+        return text
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a prior strength is above 0 or auto, got {text}")
+    return f"{value:g}"
 
 
 def train_on(
@@ -121,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--prior-strength",
-        type=float,
-        default=0.0,
+        type=_strength,
+        nargs="+",
+        default=[],
         help="also IPS labels with regression-EM propensities shrunk towards a feature prior "
-        "of this many impressions (`ltr clicks labels --prior-strength`)",
+        "of this many impressions, or of the strength chosen on held-out clicks (auto), one "
+        "label set each (`ltr clicks labels --prior-strength`)",
     )
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -138,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ltr.clicks.labels import click_labels, pair_features, write_labelled
+    from ltr.clicks.labels import (
+        choose_prior_strength,
+        click_labels,
+        pair_features,
+        write_labelled,
+    )
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.model import PositionBasedModel, TrustBiasModel
     from ltr.clicks.propensity import Propensity, estimate_em, relevance_prior
@@ -149,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {} if args.max_epochs is None else {"trainer.max_epochs": args.max_epochs}
     results: dict[str, dict[tuple[int, int], float]] = {}  # key -> (fold, seed) -> NDCG@10
     em_rows, fidelity, started = [], {}, time.perf_counter()
+    chosen: list[list] = []  # fold, eta, part, strength chosen by `auto`
 
     def record(key: str, value: float, fold: int, seed: int) -> None:
         results.setdefault(key, {})[(fold, seed)] = value
@@ -211,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     name = click_model if features is None else f"{click_model}, regression"
                     em_rows.append(_em_row(number, eta, name, em, truth, time.perf_counter() - t0))
                 if "ips-regem" in props:
-                    props["ips-regem-prior"] = props["ips-regem"]
+                    props.update({PRIOR + s: props["ips-regem"] for s in args.prior_strength})
+                priors: dict[str, np.ndarray] = {}  # part -> the feature prior of its log
                 for variant in variants:
                     if variant not in props:
                         continue
@@ -219,15 +247,21 @@ def main(argv: list[str] | None = None) -> int:
                     for part, data in (("train", fold.train), ("valid", fold.valid)):
                         log = train_log if part == "train" else read_log(logs[part])
                         files[part] = work / f"f{number}-eta{eta:g}-{variant}-{part}.parquet"
-                        prior = None
-                        if variant == "ips-regem-prior":
-                            prior = relevance_prior(aggregate(log), prop, pair_features(log, data))
-                        labels = click_labels(
-                            log,
-                            prop,
-                            prior=prior,
-                            prior_strength=args.prior_strength if prior is not None else 0.0,
-                        )
+                        prior, strength = None, 0.0
+                        if variant.startswith(PRIOR):
+                            strength_text = variant.removeprefix(PRIOR)
+                            feats = pair_features(log, data)
+                            if strength_text == "auto":
+                                choice = choose_prior_strength(log, prop, feats)
+                                strength = choice.strength
+                                chosen.append([number, f"{eta:g}", part, f"{strength:g}"])
+                            else:
+                                strength = float(strength_text)
+                            if strength > 0:
+                                if part not in priors:
+                                    priors[part] = relevance_prior(aggregate(log), prop, feats)
+                                prior = priors[part]
+                        labels = click_labels(log, prop, prior=prior, prior_strength=strength)
                         write_labelled(log, labels, data, files[part])
                         if part == "train":
                             fidelity.setdefault(f"{variant}@{eta:g}", []).append(
@@ -247,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         record(f"{variant}@{eta:g}", run["ndcg10"], number, seed)
 
-    body = _report(args, results, em_rows, fidelity, time.perf_counter() - started)
+    body = _report(args, results, em_rows, fidelity, chosen, time.perf_counter() - started)
     print(body)
     if not args.no_write:
         trust = args.click_model == "trust"
@@ -264,9 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _variants(args) -> tuple[str, ...]:
     extra = ("ips-regem",) if args.regression_em else ()
-    return (
-        VARIANTS[args.click_model] + extra + (("ips-regem-prior",) if args.prior_strength else ())
-    )
+    return VARIANTS[args.click_model] + extra + tuple(PRIOR + s for s in args.prior_strength)
 
 
 def label_fidelity(log, labels: np.ndarray, data) -> tuple[float, float]:
@@ -327,7 +359,9 @@ def _write_judged(data, path: Path) -> None:
         w.write(chunk)
 
 
-def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, seconds: float) -> str:
+def _report(
+    args, results: dict[str, dict], em_rows: list, fidelity: dict, chosen: list, seconds: float
+) -> str:
     runs = f"{len(args.folds)} fold(s) × {len(args.seeds)} seed(s)"
     clicks = (
         "position-based clicks with examination (1/k)^eta and click noise 0.1"
@@ -356,14 +390,14 @@ def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, secon
         for variant in variants:
             key = f"{variant}@{eta:g}"
             if key not in results:
-                rows.append([NAMES[variant], f"{eta:g}", "EM refused the log", "—", "—"])
+                rows.append([_name(variant), f"{eta:g}", "EM refused the log", "—", "—"])
                 continue
             ratio, corr = zip(*fidelity[key], strict=True)
             ndcg = mean_sd(list(results[key].values()))
             if len(results[key]) < runs_per_variant:
                 ndcg += f" ({len(results[key])} of {runs_per_variant} runs; EM refused the rest)"
             rows.append(
-                [NAMES[variant], f"{eta:g}", ndcg, f"{np.mean(ratio):.2f}", f"{np.mean(corr):+.2f}"]
+                [_name(variant), f"{eta:g}", ndcg, f"{np.mean(ratio):.2f}", f"{np.mean(corr):+.2f}"]
             )
     lines.append(
         markdown_table(
@@ -382,8 +416,10 @@ def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, secon
         pairs = [("ips-true", "naive"), ("ips-em", "naive")]
         if args.regression_em:
             pairs += [("ips-regem", "naive"), ("ips-regem", "ips-em")]
-        if args.prior_strength:
-            pairs += [("ips-regem-prior", "naive"), ("ips-regem-prior", "ips-regem")]
+        for strength in args.prior_strength:
+            pairs += [(PRIOR + strength, "naive"), (PRIOR + strength, "ips-regem")]
+        if "auto" in args.prior_strength:
+            pairs += [(PRIOR + "auto", PRIOR + s) for s in args.prior_strength if s != "auto"]
     else:
         pairs = [("affine-em", v) for v in ("naive", "ips-true", "ips-em")]
         pairs.append(("affine-true", "ips-true"))
@@ -395,9 +431,17 @@ def _report(args, results: dict[str, dict], em_rows: list, fidelity: dict, secon
                 continue
             won = sum(g > 0 for g in gains)
             lines.append(
-                f"- eta {eta:g}, {NAMES[first]} − {NAMES[second]}: {mean_sd(gains)} "
+                f"- eta {eta:g}, {_name(first)} − {_name(second)}: {mean_sd(gains)} "
                 f"(better in {won} of {len(gains)} runs, paired by fold and seed)"
             )
+    if chosen:
+        lines += [
+            "",
+            "Prior strengths that `auto` chose from each log (5-fold cross-validation over its "
+            "sessions; the smallest held-out squared error of predicted clicks):",
+            "",
+            markdown_table(["fold", "eta", "log", "strength"], chosen),
+        ]
     lines += [
         "",
         "EM estimates from each training log, against the truth:",
