@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 CLICK_MODELS = ("pbm", "trust")  # ltr.clicks.propensity.CLICK_MODELS, without importing numpy
+SIMULATED = (*CLICK_MODELS, "cascade")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +41,9 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "With --click-model trust, users also trust the top: an examined document is clicked "
         "with probability eps+_k r + eps-_k (1 - r), r = (2^y - 1)/(2^max_grade - 1), "
         "eps+_k = 1 - (min(k, 20) + 1)/100 and eps-_k = false_click / min(k, 10). "
+        "With --click-model cascade (the dependent click model), users read from the top, click "
+        "an examined document with the PBM's probability above, and after a click read on with "
+        "probability --continue-after-click (else they are done). "
         "With --temperature above 0 each session draws its own Plackett-Luce ranking from the "
         "scores, which propensity estimation needs. Writes a click log (session, qid, doc_id, "
         "position, click) with the simulation's parameters in its metadata.",
@@ -68,15 +72,24 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "ranking in every session (default 1)",
     )
     p.add_argument("--top-k", type=int, help="show only the first K documents (default: all)")
-    p.add_argument("--eta", type=float, default=1.0, help="position-bias exponent (default 1)")
+    p.add_argument("--eta", type=float, help="pbm, trust: position-bias exponent (default 1)")
     p.add_argument(
         "--click-model",
-        choices=CLICK_MODELS,
+        choices=SIMULATED,
         default="pbm",
-        help="pbm: position bias only (default); trust: position and trust bias",
+        help="pbm: position bias only (default); trust: position and trust bias; cascade: "
+        "reading from the top, stopping after a click (dependent click model)",
     )
     p.add_argument(
-        "--noise", type=float, help="pbm: click rate of examined irrelevant documents (0.1)"
+        "--noise",
+        type=float,
+        help="pbm, cascade: click rate of examined irrelevant documents (0.1)",
+    )
+    p.add_argument(
+        "--continue-after-click",
+        type=float,
+        metavar="LAMBDA",
+        help="cascade: probability of reading on after a click (0.5; 0 = one click at most)",
     )
     p.add_argument(
         "--false-click",
@@ -167,6 +180,13 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
     bias.add_argument(
         "--naive", action="store_true", help="no correction: labels are click-through rates"
     )
+    bias.add_argument(
+        "--cascade",
+        action="store_true",
+        help="no propensities: fit the dependent click model (users read from the top and may "
+        "stop after a click) to the log's sessions by EM; labels are each document's click "
+        "rate when looked at",
+    )
     p.add_argument(
         "--min-propensity",
         type=float,
@@ -201,13 +221,20 @@ def _prior_strength(text: str) -> float | str:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from ltr.clicks.model import ClickModel, PositionBasedModel, TrustBiasModel
+    from ltr.clicks.model import CascadeModel, ClickModel, PositionBasedModel, TrustBiasModel
     from ltr.clicks.simulate import logging_scores, simulate_clicks
     from ltr.data.dataset import load_dataset
     from ltr.errors import ConfigError
 
     started = time.perf_counter()
-    if args.click_model == "pbm" and args.false_click is not None:
+    if args.click_model != "cascade" and args.continue_after_click is not None:
+        raise ConfigError("--continue-after-click is a parameter of --click-model cascade")
+    if args.click_model == "cascade" and args.eta is not None:
+        raise ConfigError(
+            "--eta is a parameter of the pbm and trust models; in a cascade, what is looked at "
+            "follows from the clicks above (--continue-after-click)"
+        )
+    if args.click_model != "trust" and args.false_click is not None:
         raise ConfigError("--false-click is a parameter of --click-model trust")
     if args.click_model == "trust" and args.noise is not None:
         raise ConfigError("--noise is a parameter of --click-model pbm; trust has --false-click")
@@ -220,12 +247,16 @@ def run_simulate(args: argparse.Namespace) -> int:
     max_grade = args.max_grade if args.max_grade is not None else float(data.labels.max())
     max_grade = max_grade if max_grade > 0 else 1.0
     model: ClickModel
+    eta = 1.0 if args.eta is None else args.eta
+    noise = 0.1 if args.noise is None else args.noise
     if args.click_model == "pbm":
-        noise = 0.1 if args.noise is None else args.noise
-        model = PositionBasedModel(eta=args.eta, noise=noise, max_grade=max_grade)
+        model = PositionBasedModel(eta=eta, noise=noise, max_grade=max_grade)
+    elif args.click_model == "cascade":
+        lam = 0.5 if args.continue_after_click is None else args.continue_after_click
+        model = CascadeModel(continue_after_click=lam, noise=noise, max_grade=max_grade)
     else:
         false_click = 0.65 if args.false_click is None else args.false_click
-        model = TrustBiasModel(eta=args.eta, false_click=false_click, max_grade=max_grade)
+        model = TrustBiasModel(eta=eta, false_click=false_click, max_grade=max_grade)
     ranker = (
         {"ranker_feature": args.ranker_feature}
         if args.ranker_feature
@@ -294,6 +325,12 @@ def run_propensity(args: argparse.Namespace) -> int:
             truth = Propensity.formula(
                 log.simulation["eta"], false_click=log.simulation["false_click"]
             )
+        elif simulated == "cascade":
+            print(
+                "(the log was simulated with --click-model cascade, where what is looked at "
+                "follows from each session's clicks, not from the position alone; "
+                "`ltr clicks labels --cascade` fits that model)"
+            )
         elif simulated in CLICK_MODELS:
             print(f"(the log was simulated with --click-model {simulated})")
         state = "converged" if prop.converged else "did NOT converge (raise --max-iter)"
@@ -354,11 +391,22 @@ def run_labels(args: argparse.Namespace) -> int:
         raise ConfigError("--false-click goes with --eta (a propensity file carries its own)")
     if args.prior_strength and prop is None:
         raise ConfigError("--prior-strength needs propensities (--propensity or --eta)")
+    if args.cascade and args.min_propensity:
+        raise ConfigError("--min-propensity clips propensities; --cascade uses none")
     log = read_log(args.log)
     features = load_dataset(args.features)
     rows = match_rows(log, features)  # the join, once for the prior and the output
-    prior, strength = None, args.prior_strength
-    if strength:
+    prior, strength, cascade = None, args.prior_strength, None
+    if args.cascade:
+        from ltr.clicks.cascade import estimate_cascade
+
+        cascade = estimate_cascade(log, progress=not args.quiet)
+        if not cascade.converged:
+            print(
+                f"warning: cascade EM did not converge in {cascade.iterations} steps",
+                file=sys.stderr,
+            )
+    elif strength:
         assert prop is not None
         pairs = pair_features(log, features, rows)
         if strength == "auto":
@@ -370,12 +418,21 @@ def run_labels(args: argparse.Namespace) -> int:
                 print(format_prior_choice(choice))
         if strength:
             prior = relevance_prior(aggregate(log), prop, pairs, progress=not args.quiet)
-    labels = click_labels(
-        log, prop, min_propensity=args.min_propensity, prior=prior, prior_strength=strength
-    )
+    if cascade is not None:
+        labels = cascade.labels
+    else:
+        labels = click_labels(
+            log, prop, min_propensity=args.min_propensity, prior=prior, prior_strength=strength
+        )
     stats = write_labelled(log, labels, features, args.out, rows)
     if not args.quiet:
         how = "click-through rates" if prop is None else "IPS click rates"
+        if cascade is not None:
+            how = (
+                "click rates when looked at, under the dependent click model (users read on "
+                f"after a click with probability {cascade.continue_after_click:.3f}, EM in "
+                f"{cascade.iterations} steps)"
+            )
         if prop is not None and prop.click_model == "trust":
             how = "affine-corrected click rates"
         if prior is not None:

@@ -1,5 +1,6 @@
-"""Click models used to simulate users: the position-based model (PBM), and the PBM with trust
-bias (:class:`TrustBiasModel`).
+"""Click models used to simulate users: the position-based model (PBM), the PBM with trust
+bias (:class:`TrustBiasModel`), and the dependent click model (:class:`CascadeModel`), where
+what a user looks at depends on what they clicked above.
 
 A user examines position ``k`` with probability ``theta_k = (1 / k) ** eta`` (Joachims et al.
 2017), and clicks an examined document of grade ``y`` with probability
@@ -56,6 +57,11 @@ class PositionBasedModel:
     def click_probability(self, positions: np.ndarray, grades: np.ndarray) -> np.ndarray:
         """``theta_k * epsilon(y)`` element-wise."""
         return self.examination(positions) * self.attractiveness(grades)
+
+    def clicks(self, grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[S, m]`` clicks of ``S`` sessions shown documents of ``grades`` (``[S, m]``, in
+        shown order), each impression on its own."""
+        return _independent_clicks(self, grades, rng)
 
     def to_dict(self) -> dict[str, float]:
         return {"model": "pbm", **asdict(self)}
@@ -128,8 +134,71 @@ class TrustBiasModel:
         """``alpha_k r(y) + beta_k`` element-wise."""
         return self.alpha(positions) * self.relevance(grades) + self.beta(positions)
 
+    def clicks(self, grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[S, m]`` clicks of ``S`` sessions shown documents of ``grades`` (``[S, m]``, in
+        shown order), each impression on its own."""
+        return _independent_clicks(self, grades, rng)
+
     def to_dict(self) -> dict[str, float]:
         return {"model": "trust", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class CascadeModel:
+    """The dependent click model (DCM; Guo et al. 2009), a cascade that allows several clicks.
+
+    A user reads the ranking from the top, one document after another, and clicks an examined
+    document of grade ``y`` with probability ``epsilon(y)`` (as in the PBM). After a click they
+    go on reading with probability ``continue_after_click`` (``lambda``) and are done
+    otherwise; after a document they did not click they always go on. So position bias is not a
+    fixed curve: a document is looked at if no click above it ended the session, which depends
+    on how attractive the documents above it were. ``lambda = 0`` is the cascade model of
+    Craswell et al. (2008), one click at most; ``lambda = 1`` has no position bias at all.
+
+    Attributes:
+        continue_after_click: ``lambda``, the probability of reading on after a click.
+        noise: click probability of an examined irrelevant document, in ``[0, 1)``.
+        max_grade: the highest relevance grade (``epsilon(max_grade) = 1``).
+    """
+
+    continue_after_click: float = 0.5
+    noise: float = 0.1
+    max_grade: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.continue_after_click <= 1):
+            raise ConfigError(
+                f"continue_after_click must be in [0, 1], got {self.continue_after_click}"
+            )
+        PositionBasedModel(eta=0.0, noise=self.noise, max_grade=self.max_grade)  # same checks
+
+    def attractiveness(self, grades: np.ndarray) -> np.ndarray:
+        """``epsilon(y)`` for relevance ``grades`` (clipped to ``[0, max_grade]``)."""
+        return self.noise + (1.0 - self.noise) * _gain_share(grades, self.max_grade)
+
+    def clicks(self, grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[S, m]`` clicks of ``S`` sessions reading documents of ``grades`` (``[S, m]``, in
+        shown order) from the top."""
+        grades = np.atleast_2d(grades)
+        attracted = rng.random(grades.shape) < self.attractiveness(grades)
+        read_on = rng.random(grades.shape) < self.continue_after_click
+        clicks = np.zeros(grades.shape, dtype=bool)
+        reading = np.ones(grades.shape[0], dtype=bool)
+        for k in range(grades.shape[1]):
+            clicks[:, k] = reading & attracted[:, k]
+            reading &= ~clicks[:, k] | read_on[:, k]
+        return clicks
+
+    def to_dict(self) -> dict[str, float]:
+        return {"model": "cascade", **asdict(self)}
+
+
+def _independent_clicks(
+    model: PositionBasedModel | TrustBiasModel, grades: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    grades = np.atleast_2d(grades)
+    positions = np.broadcast_to(np.arange(1, grades.shape[1] + 1), grades.shape)
+    return rng.random(grades.shape) < model.click_probability(positions, grades)
 
 
 def _positions(positions: np.ndarray) -> np.ndarray:
@@ -145,4 +214,4 @@ def _gain_share(grades: np.ndarray, max_grade: float) -> np.ndarray:
     return np.expm1(y * math.log(2)) / math.expm1(max_grade * math.log(2))
 
 
-ClickModel = PositionBasedModel | TrustBiasModel
+ClickModel = PositionBasedModel | TrustBiasModel | CascadeModel

@@ -8,7 +8,8 @@ standard deviation 1 (the Gumbel-max trick). Varying rankings are what let
 :func:`ltr.clicks.propensity.estimate_em` tell position from relevance. Only the first
 ``top_k`` documents are shown. The user then clicks each shown document with the click model's
 probability for its position and judged grade (:class:`~ltr.clicks.model.PositionBasedModel`,
-or :class:`~ltr.clicks.model.TrustBiasModel`).
+or :class:`~ltr.clicks.model.TrustBiasModel`), or reads it from the top and stops after a click
+with some probability (:class:`~ltr.clicks.model.CascadeModel`).
 
 Each query draws from its own generator, seeded by ``(seed, query index)``, so a log does not
 depend on how the work is split.
@@ -112,8 +113,7 @@ def simulate_clicks(
             shown = ranked[:, :top_k] if top_k is not None else ranked
             m = shown.shape[1]
             positions = np.broadcast_to(np.arange(1, m + 1), shown.shape)
-            p_click = model.click_probability(positions, data.labels[start:end][shown])
-            clicks = rng.random(shown.shape) < p_click
+            clicks = model.clicks(data.labels[start:end][shown], rng)
             session_ids = np.repeat(np.arange(q * sessions, (q + 1) * sessions), m)
             buffer.append(
                 (

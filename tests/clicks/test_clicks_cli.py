@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from tests.pipelines.helpers import LTR, ONE_THREAD
 
@@ -262,6 +263,45 @@ def test_regression_em_from_one_session_per_query(tmp_path, mq2008_dir):
     assert not (tmp_path / "r.parquet").exists()
 
 
+def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
+    from ltr.clicks.cascade import estimate_cascade
+    from ltr.clicks.log import read_log
+
+    s1, log = mq2008_dir / "S1.txt.xz", tmp_path / "log.parquet"
+    done = ltr(
+        "clicks", "simulate", s1, "--ranker-feature", "f25", "--click-model", "cascade",
+        "--continue-after-click", 0.3, "--quiet", "--out", log,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta = read_log(log).simulation
+    assert meta["model"] == "cascade" and meta["continue_after_click"] == 0.3
+    # A position-bias estimate of a cascade log says what fits it instead.
+    done = ltr("clicks", "propensity", log, "--quiet", "--out", tmp_path / "p.json")
+    assert done.returncode == 0, done.stderr
+    done = ltr("clicks", "propensity", log, "--out", tmp_path / "p.json")
+    assert "simulated with --click-model cascade" in done.stdout and "--cascade" in done.stdout
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--cascade", "--out", tmp_path / "l.parquet"
+    )
+    assert done.returncode == 0, done.stderr
+    read_on = float(re.search(r"read on after a click with probability ([0-9.]+)", done.stdout)[1])
+    assert read_on == pytest.approx(0.3, abs=0.03)
+    logged = read_log(log)
+    fit = estimate_cascade(logged)
+    out = pq.read_table(tmp_path / "l.parquet").to_pandas()
+    pairs = zip(logged.qids[logged.doc_qid], logged.doc_ids, strict=True)
+    by_pair = dict(zip(pairs, fit.labels, strict=True))
+    expected = [by_pair[(q, d)] for q, d in zip(out.qid, out.doc_id, strict=True)]
+    np.testing.assert_allclose(out.label, expected, rtol=1e-6)
+    for extra in (("--min-propensity", 0.1), ("--prior-strength", 5)):
+        done = ltr(
+            "clicks", "labels", log, "--features", s1, "--cascade", *extra,
+            "--out", tmp_path / "r.parquet",
+        )  # fmt: skip
+        assert done.returncode == 2 and ("--cascade" in done.stderr or "needs" in done.stderr)
+    assert not (tmp_path / "r.parquet").exists()
+
+
 def test_plain_em_on_few_sessions_per_query_points_to_regression_em():
     from ltr.cli.clicks import few_sessions_warning
 
@@ -275,7 +315,13 @@ def test_clicks_cli_errors(tmp_path, mq2008_dir):
     s1 = mq2008_dir / "S1.txt.xz"
     done = ltr("clicks", "simulate", s1, "--ranker-feature", "bm25", "--out", tmp_path / "x")
     assert done.returncode == 2 and "no feature 'bm25'" in done.stderr
-    for model, other in (("trust", "--noise"), ("pbm", "--false-click")):
+    for model, other in (
+        ("trust", "--noise"),
+        ("pbm", "--false-click"),
+        ("cascade", "--false-click"),
+        ("pbm", "--continue-after-click"),
+        ("cascade", "--eta"),
+    ):
         done = ltr(
             "clicks",
             "simulate",
@@ -289,7 +335,7 @@ def test_clicks_cli_errors(tmp_path, mq2008_dir):
             "--out",
             tmp_path / "x",
         )
-        assert done.returncode == 2 and f"{other} is a parameter of" in done.stderr, model
+        assert done.returncode == 2 and f"{other} is a parameter of" in done.stderr, (model, other)
     done = ltr(
         "clicks",
         "simulate",

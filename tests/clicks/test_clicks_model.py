@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ltr.clicks.log import read_log
-from ltr.clicks.model import PositionBasedModel, TrustBiasModel
+from ltr.clicks.model import CascadeModel, PositionBasedModel, TrustBiasModel
 from ltr.clicks.simulate import logging_scores, rank_sessions, simulate_clicks
 from ltr.errors import ConfigError, DataFormatError
 
@@ -42,6 +42,24 @@ def test_trust_bias_model_by_hand():
     for bad in ({"eta": -1}, {"false_click": 0.98}, {"false_click": -0.1}, {"max_grade": 0}):
         with pytest.raises(ConfigError):
             TrustBiasModel(**bad)
+
+
+@pytest.mark.parametrize("read_on", [0.0, 0.4, 1.0])
+def test_cascade_clicks_follow_the_dcm_formula(read_on):
+    # A reader reaches position k unless a click above ended the session: each document above
+    # lets them through with probability 1 - eps_j (1 - lambda), so
+    # P(click at k) = eps_k * prod over j < k of (1 - eps_j (1 - lambda)).
+    m = CascadeModel(continue_after_click=read_on, noise=0.1, max_grade=2)
+    grades = np.array([2, 0, 1, 2, 0])
+    eps = 0.1 + 0.9 * (2.0**grades - 1) / 3
+    reach = np.cumprod(np.r_[1.0, 1 - eps[:-1] * (1 - read_on)])
+    clicks = m.clicks(np.tile(grades, (200_000, 1)), np.random.default_rng(0))
+    np.testing.assert_allclose(clicks.mean(axis=0), eps * reach, atol=0.004)
+    if read_on == 0:  # the cascade model: one click at most
+        assert clicks.sum(axis=1).max() == 1
+    for bad in ({"continue_after_click": 1.5}, {"continue_after_click": -0.1}, {"noise": 1.0}):
+        with pytest.raises(ConfigError):
+            CascadeModel(**bad)
 
 
 def _pbm_click_rate(position, grade):
