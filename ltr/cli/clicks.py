@@ -16,12 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "clicks",
         help="click logs: simulate users, estimate position bias, make unbiased (IPS) labels",
         description="Learning to rank from clicks under the position-based click model, with or "
-        "without trust bias. "
+        "without trust bias, or under the dependent click model (a cascade). "
         "`simulate` writes the click log of simulated users from judged data; `propensity` "
         "estimates how often each position is looked at, by EM, from a log whose rankings "
         "vary; `labels` turns a log into ltr Parquet for `ltr train`, with each document's "
         "inverse-propensity-weighted (or, under trust bias, affine-corrected) click rate as its "
-        "label. See docs/CLICKS.md.",
+        "label (or, with `labels --cascade`, its click rate when looked at). See docs/CLICKS.md.",
     )
     commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
     commands.required = True
@@ -158,7 +158,8 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         "click / (the examination probability of the impression's position): an unbiased "
         "estimate of its click probability when examined. With a trust-bias propensity file "
         "the label is the affine correction, the mean of (click - beta_k) / alpha_k, "
-        "negative values made 0. "
+        "negative values made 0. With --cascade, no propensities: the dependent click model "
+        "is fitted to the sessions by EM and the label is the click rate when looked at. "
         "Features come from FEATURES, joined by (qid, doc_id). Train on the result with a loss "
         "linear in the labels (e.g. `loss: softmax`; configs/clicks/).",
         epilog="example: ltr clicks labels clicks/S1.parquet --features data/mq2008/S1.txt.xz "

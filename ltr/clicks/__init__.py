@@ -8,18 +8,22 @@ training data whose labels are unbiased estimates of relevance, by inverse prope
     P(click | document d at position k) = theta_k * gamma_d
 
 or by the affine correction under trust bias, where users click irrelevant documents at the top
-more often: ``P(click) = alpha_k * gamma_d + beta_k``.
+more often: ``P(click) = alpha_k * gamma_d + beta_k``, or, where users read from the top and may
+stop after a click (a cascade), by fitting the dependent click model to the sessions.
 
 - :mod:`ltr.clicks.log`: the click log (one row per impression) and its checks.
 - :mod:`ltr.clicks.model`: the PBM with ``theta_k = (1/k)^eta`` and the graded-relevance click
-  probabilities of Chuklin et al. / Ai et al., and the trust-bias model of Vardasbi et al.;
-  used to simulate logs from judged data.
+  probabilities of Chuklin et al. / Ai et al., the trust-bias model of Vardasbi et al., and the
+  dependent click model of Guo et al.; used to simulate logs from judged data.
 - :mod:`ltr.clicks.simulate`: clicks of simulated users on the rankings of a logging ranker.
 - :mod:`ltr.clicks.propensity`: ``theta_k`` (or ``alpha_k, beta_k``) from a formula, or
   estimated from the log by EM (regression EM: relevance through features); a relevance prior
   from features.
-- :mod:`ltr.clicks.labels`: per-document IPS (or affine-corrected) relevance labels, joined to
-  features, written as ltr Parquet for ``ltr train``.
+- :mod:`ltr.clicks.labels`: per-document IPS (or affine-corrected) relevance labels, optionally
+  shrunk towards the prior with a strength chosen on held-out sessions, joined to features,
+  written as ltr Parquet for ``ltr train``.
+- :mod:`ltr.clicks.cascade`: relevance labels under the dependent click model, by EM over
+  sessions.
 
 The command line is ``ltr clicks simulate | propensity | labels``; see ``docs/CLICKS.md``.
 """
