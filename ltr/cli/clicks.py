@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_simulate(commands)
     _register_propensity(commands)
     _register_labels(commands)
+    _register_compare(commands)
 
 
 def _register_simulate(commands: argparse._SubParsersAction) -> None:
@@ -207,6 +208,74 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_labels)
+
+
+def _register_compare(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "compare",
+        help="which click model explains a log: PBM, trust bias or a cascade, on held-out sessions",
+        description="Fit the position-based model, the PBM with trust bias and the dependent "
+        "click model (a cascade) to most of LOG's sessions, and score how well each predicts "
+        "the clicks of the sessions held out: log-likelihood per impression (higher is better) "
+        "and perplexity averaged over positions 1-10 (lower is better; 1 = always sure and "
+        "right, 2 = a coin toss). The model that explains the log says which labels to make: "
+        "`labels --propensity` from `propensity` (pbm), from `propensity --click-model trust` "
+        "(trust), or `labels --cascade` (cascade).",
+        epilog="example: ltr clicks compare clicks/S1.parquet",
+    )
+    p.add_argument("log", type=Path, metavar="LOG.parquet")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=SIMULATED,
+        default=list(SIMULATED),
+        help="the click models to fit (default: all three)",
+    )
+    p.add_argument(
+        "--test-share",
+        type=float,
+        default=0.25,
+        help="share of the sessions held out, drawn at random (default 0.25)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the draw of held-out sessions")
+    p.add_argument("--quiet", action="store_true", help="print the table only")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ltr.clicks.compare import compare_click_models
+    from ltr.clicks.log import read_log
+
+    started = time.perf_counter()
+    log = read_log(args.log)
+    result = compare_click_models(
+        log,
+        models=tuple(dict.fromkeys(args.models)),
+        test_share=args.test_share,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        f"{result.train_sessions:,} sessions to fit, {result.test_sessions:,} held out "
+        f"({result.test_impressions:,} impressions):"
+    )
+    print(f"  {'model':<8} {'log-likelihood':>14} {'perplexity':>10}  fitted")
+    for score in result.scores:
+        print(
+            f"  {score.model:<8} {score.log_likelihood:>14.5f} {score.perplexity:>10.4f}  "
+            f"{score.summary}"
+        )
+    best = result.scores[0].model
+    verdict = f"best explained by {result.recommended}"
+    if result.recommended != best:
+        verdict += f" ({best} fits no better by more than the noise, and contains it)"
+    simulated = (log.simulation or {}).get("model")
+    if simulated:
+        verdict += f"; the log was simulated with --click-model {simulated}"
+    print(verdict)
+    if not args.quiet:
+        print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def _prior_strength(text: str) -> float | str:

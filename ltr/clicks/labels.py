@@ -33,7 +33,7 @@ little (by half the mean absolute value of their noise, at most).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,7 @@ def choose_prior_strength(
     scored = 0
     for fold in tqdm(range(folds), desc="choosing the prior strength", disable=not progress):
         held = fold_of_row == fold
-        train, test = aggregate(_rows(log, ~held)), aggregate(_rows(log, held))
+        train, test = aggregate(log.subset(~held)), aggregate(log.subset(held))
         total, impressions = _corrected_sums(train, propensity, min_propensity, size)
         prior = relevance_prior(train, propensity, features)
         seen = impressions[test.doc] > 0  # a document unseen in training says nothing about s
@@ -183,18 +183,6 @@ def choose_prior_strength(
         errors=tuple(float(e) for e in errors),
         folds=folds,
         impressions=scored,
-    )
-
-
-def _rows(log: ClickLog, keep: np.ndarray) -> ClickLog:
-    """The log's impressions where ``keep``, with the same pair codes."""
-    return replace(
-        log,
-        session=log.session[keep],
-        query=log.query[keep],
-        doc=log.doc[keep],
-        position=log.position[keep],
-        click=log.click[keep],
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +116,18 @@ class ClickLog:
 
     def __len__(self) -> int:
         return int(self.position.shape[0])
+
+    def subset(self, keep: np.ndarray) -> ClickLog:
+        """The impressions where ``keep`` (``[N]`` bool), with the same codes for sessions,
+        queries and pairs."""
+        return replace(
+            self,
+            session=self.session[keep],
+            query=self.query[keep],
+            doc=self.doc[keep],
+            position=self.position[keep],
+            click=self.click[keep],
+        )
 
     @property
     def num_sessions(self) -> int:

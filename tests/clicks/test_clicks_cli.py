@@ -293,6 +293,14 @@ def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
     by_pair = dict(zip(pairs, fit.labels, strict=True))
     expected = [by_pair[(q, d)] for q, d in zip(out.qid, out.doc_id, strict=True)]
     np.testing.assert_allclose(out.label, expected, rtol=1e-6)
+    # Which model explains the log: the cascade, by held-out sessions' clicks.
+    done = ltr("clicks", "compare", log, "--quiet")
+    assert done.returncode == 0, done.stderr
+    table = re.findall(r"^  (pbm|trust|cascade) +(-[0-9.]+) +([0-9.]+)  ", done.stdout, re.M)
+    assert [model for model, _, _ in table][0] == "cascade" and len(table) == 3, done.stdout
+    assert "best explained by cascade" in done.stdout
+    done = ltr("clicks", "compare", log, "--test-share", 1.0)
+    assert done.returncode == 2 and "no session to train" in done.stderr
     for extra in (("--min-propensity", 0.1), ("--prior-strength", 5)):
         done = ltr(
             "clicks", "labels", log, "--features", s1, "--cascade", *extra,

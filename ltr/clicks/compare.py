@@ -1,0 +1,241 @@
+"""Which click model explains a log? Held-out sessions' clicks under the PBM, trust bias and the
+dependent click model.
+
+Each label maker of :mod:`ltr.clicks` assumes a model of how users click: the position-based
+model (IPS), the PBM with trust bias (the affine correction), or the dependent click model (a
+cascade; ``--cascade``). Which one a log follows is a question about the log, answered the way
+click-model research does (Chuklin et al. 2015, *Click Models for Web Search*, ch. 7): fit each
+model to most of the sessions, and score how well it predicts the clicks of the sessions held
+out, by
+
+- **log-likelihood** per held-out impression, ``mean of log P(observed click or skip)``;
+- **perplexity** at position ``k``, ``2 ** -(mean over held-out impressions at k of
+  log2 P(observed))``: 1 for a model that is always sure and right, 2 for a coin toss;
+  reported averaged over positions 1 to 10.
+
+The PBM and trust bias predict each impression alone (``theta_k gamma_d``, ``alpha_k gamma_d +
+beta_k``), with each document's relevance ``gamma_d`` the maximum-likelihood fit to the
+training sessions given the fitted propensities. The DCM predicts an impression from the
+session's clicks above it: with no click above, the document is looked at; after a click at
+``l`` and skips between, it is looked at with probability
+``lambda P / ((1 - lambda) + lambda P)``, ``P`` the chance of skipping the documents between.
+A document that no training session showed gets the mean relevance of those that were.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from ltr.clicks.log import ClickLog, Counts, aggregate
+from ltr.clicks.propensity import Propensity
+from ltr.errors import ConfigError, DataFormatError
+
+MODELS = ("pbm", "trust", "cascade")
+NESTED = {"trust": "pbm"}  # trust bias with beta_k = 0 is the PBM
+SAME_FIT = 1e-3  # log-likelihood per impression within which the simpler model is preferred
+PERPLEXITY_POSITIONS = 10
+_FLOOR = 1e-6  # predicted probabilities are kept in [_FLOOR, 1 - _FLOOR]
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    model: str
+    log_likelihood: float
+    """Mean over held-out impressions of the natural log of the observed outcome's probability."""
+    perplexity: float
+    """Mean over positions 1..10 (those shown) of the perplexity at each position."""
+    perplexity_by_position: tuple[float, ...]
+    summary: str
+    """The fitted parameters in a few words."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    scores: tuple[ModelScore, ...]
+    """Best (highest held-out log-likelihood) first."""
+    recommended: str
+    """The best model, or the simpler model it contains (the PBM within trust bias) when that
+    one scores within ``SAME_FIT`` of it."""
+    train_sessions: int
+    test_sessions: int
+    test_impressions: int
+
+
+def compare_click_models(
+    log: ClickLog,
+    *,
+    models: tuple[str, ...] = MODELS,
+    test_share: float = 0.25,
+    seed: int = 0,
+    progress: bool = False,
+) -> Comparison:
+    """Fit each click model to a random ``1 - test_share`` of the sessions and score its
+    predictions of the rest (see the module doc).
+
+    Raises:
+        ConfigError: an unknown model, or a ``test_share`` that leaves no session on a side.
+        DataFormatError: what a model's estimator refuses (e.g. no click among the training
+            sessions, or documents never shown at two positions).
+    """
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ConfigError(f"models must be among {', '.join(MODELS)}, got {list(models)}")
+    held_out = np.random.default_rng(seed).random(log.num_sessions) < test_share
+    if not 0 < test_share < 1 or held_out.all() or not held_out.any():
+        raise ConfigError(
+            f"test_share {test_share} of {log.num_sessions} sessions leaves no session to "
+            "train or to test on"
+        )
+    test_rows = held_out[log.session]
+    train, test = log.subset(~test_rows), log.subset(test_rows)
+    scores = []
+    for model in models:
+        if progress:
+            print(f"fitting {model} to {int((~held_out).sum()):,} sessions", file=sys.stderr)
+        probability, summary = _FITS[model](train, test, progress)
+        scores.append(_score(model, test, probability, summary))
+    scores.sort(key=lambda s: -s.log_likelihood)
+    recommended = scores[0].model
+    simpler = {s.model: s for s in scores}.get(NESTED.get(recommended, ""))
+    if simpler is not None and scores[0].log_likelihood - simpler.log_likelihood < SAME_FIT:
+        recommended = simpler.model
+    return Comparison(
+        scores=tuple(scores),
+        recommended=recommended,
+        train_sessions=int((~held_out).sum()),
+        test_sessions=int(held_out.sum()),
+        test_impressions=len(test),
+    )
+
+
+def relevance_given(
+    counts: Counts,
+    propensity: Propensity,
+    *,
+    size: int | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+) -> np.ndarray:
+    """``[size]`` each pair's maximum-likelihood relevance with the propensities held (PBM:
+    ``theta_k``; trust: ``alpha_k, beta_k``), by EM; 0 for a pair ``counts`` never shows.
+    """
+    n = counts.impressions.astype(np.float64)
+    c = counts.clicks.astype(np.float64)
+    size = int(counts.doc.max()) + 1 if size is None else size
+    n_doc = np.bincount(counts.doc, weights=n, minlength=size)
+    # Click rates of a relevant and of an irrelevant examined-or-trusting impression.
+    relevant_rate = np.minimum(
+        propensity.at(counts.position) + propensity.offset(counts.position), 1
+    )
+    other_rate = propensity.offset(counts.position)
+    gamma = np.full(size, 0.5)
+    for _ in range(max_iter):
+        g = gamma[counts.doc]
+        clicked = (
+            c * g * relevant_rate / np.maximum(g * relevant_rate + (1 - g) * other_rate, 1e-12)
+        )
+        skipped_share = (
+            g
+            * (1 - relevant_rate)
+            / np.maximum(g * (1 - relevant_rate) + (1 - g) * (1 - other_rate), 1e-12)
+        )
+        relevant = np.bincount(
+            counts.doc, weights=clicked + (n - c) * skipped_share, minlength=size
+        )
+        new_gamma = np.divide(relevant, n_doc, out=np.zeros(size), where=n_doc > 0)
+        step = np.abs(new_gamma - gamma).max()
+        gamma = new_gamma
+        if step < tol:
+            break
+    return gamma
+
+
+def cascade_probabilities(log: ClickLog, gamma: np.ndarray, lam: float) -> np.ndarray:
+    """``[N]`` the DCM's probability of a click at each impression of ``log`` (its row order)
+    given the session's clicks above it, for relevance ``gamma`` (by pair code) and probability
+    ``lam`` of reading on after a click."""
+    order = np.lexsort((log.position, log.session))
+    session, click = log.session[order], log.click[order].astype(bool)
+    g = np.clip(gamma[log.doc[order]], 0.0, 1.0)
+    rows = np.arange(len(order))
+    start = np.r_[0, np.flatnonzero(np.diff(session)) + 1]
+    first_row = np.repeat(start, np.diff(np.r_[start, len(order)]))
+    skip = np.cumsum(np.log1p(-np.minimum(g, 1 - 1e-12)))  # log P(skip) summed, inclusive
+    before = np.r_[0.0, skip[:-1]]  # exclusive
+    last_click = np.maximum.accumulate(np.where(click, rows, -1))
+    last_above = np.r_[-1, last_click[:-1]]
+    after_click = last_above >= first_row  # a click above, in the same session
+    between = np.exp(before - skip[np.maximum(last_above, 0)])  # P(skip all between)
+    looked = np.where(
+        after_click, lam * between / np.maximum((1 - lam) + lam * between, 1e-300), 1.0
+    )
+    out = np.empty(len(order))
+    out[order] = looked * g
+    return out
+
+
+def _fit_pbm(train: ClickLog, test: ClickLog, progress: bool):
+    return _fit_propensity(train, test, "pbm", progress)
+
+
+def _fit_trust(train: ClickLog, test: ClickLog, progress: bool):
+    return _fit_propensity(train, test, "trust", progress)
+
+
+def _fit_propensity(train: ClickLog, test: ClickLog, click_model: str, progress: bool):
+    from ltr.clicks.propensity import estimate_em
+
+    counts = aggregate(train)
+    prop = estimate_em(counts, click_model=click_model, progress=progress)
+    gamma = _fill_unseen(relevance_given(counts, prop, size=len(train.doc_ids)), train)
+    k = np.array([2, 5])
+    if click_model == "pbm":
+        summary = "theta_2 {:.3f}, theta_5 {:.3f}".format(*prop.at(k))
+    else:
+        a, b = prop.at(k), prop.offset(k)
+        summary = f"alpha_2 {a[0]:.3f}, beta_2 {b[0]:.3f}, alpha_5 {a[1]:.3f}, beta_5 {b[1]:.3f}"
+    g = gamma[test.doc]
+    return prop.at(test.position) * g + prop.offset(test.position), summary
+
+
+def _fit_cascade(train: ClickLog, test: ClickLog, progress: bool):
+    from ltr.clicks.cascade import estimate_cascade
+
+    fit = estimate_cascade(train, progress=progress)
+    gamma = _fill_unseen(fit.labels, train)
+    summary = f"lambda {fit.continue_after_click:.3f}"
+    return cascade_probabilities(test, gamma, fit.continue_after_click), summary
+
+
+_FITS = {"pbm": _fit_pbm, "trust": _fit_trust, "cascade": _fit_cascade}
+
+
+def _fill_unseen(gamma: np.ndarray, train: ClickLog) -> np.ndarray:
+    """``gamma`` with the documents that ``train`` never shows at the mean of those it does."""
+    seen = np.bincount(train.doc, minlength=len(gamma)) > 0
+    out = gamma.astype(np.float64).copy()
+    out[~seen] = gamma[seen].mean()
+    return out
+
+
+def _score(model: str, test: ClickLog, probability: np.ndarray, summary: str) -> ModelScore:
+    p = np.clip(probability, _FLOOR, 1 - _FLOOR)
+    observed = np.where(test.click == 1, p, 1 - p)
+    top = min(PERPLEXITY_POSITIONS, int(test.position.max()))
+    by_position = []
+    for k in range(1, top + 1):
+        at = test.position == k
+        if at.any():
+            by_position.append(float(2 ** -np.log2(observed[at]).mean()))
+    if not by_position:
+        raise DataFormatError("the held-out sessions show nothing in positions 1 to 10")
+    return ModelScore(
+        model=model,
+        log_likelihood=float(np.log(observed).mean()),
+        perplexity=float(np.mean(by_position)),
+        perplexity_by_position=tuple(by_position),
+        summary=summary,
+    )
