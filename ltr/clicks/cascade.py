@@ -53,13 +53,17 @@ def estimate_cascade(
     log: ClickLog,
     *,
     continue_after_click: float | None = None,
+    pseudo: float = 0.0,
+    prior: float = 0.0,
     max_iter: int = 5000,
     tol: float = 1e-6,
     progress: bool = False,
 ) -> CascadeFit:
     """Fit the DCM to ``log`` by EM (see the module doc): a relevance label per pair and the
     probability of reading on after a click, or with ``continue_after_click`` that probability
-    held.
+    held. With ``pseudo`` above 0, each label is the posterior mean under a prior of ``pseudo``
+    examinations at relevance ``prior``: ``(clicks + pseudo * prior) / (examinations + pseudo)``
+    (a document looked at a few times is not given 0 or 1).
 
     Raises:
         DataFormatError: the log holds no click.
@@ -98,7 +102,7 @@ def estimate_cascade(
             none = np.exp(log_none)
             q = lam * none / np.maximum((1.0 - lam) + lam * none, 1e-300)
             examined = certain + np.bincount(after_doc, weights=q[after_session], minlength=size)
-            new_gamma = np.divide(clicks, examined, out=np.zeros(size), where=examined > 0)
+            new_gamma = _shrunk(clicks, examined, pseudo, prior)
             new_lam = lam
             if continue_after_click is None:
                 new_lam = (read_on_for_sure + q[with_click].sum()) / total_clicks
@@ -109,3 +113,9 @@ def estimate_cascade(
                 converged = True
                 break
     return CascadeFit(labels=gamma, continue_after_click=lam, iterations=it, converged=converged)
+
+
+def _shrunk(hits: np.ndarray, trials: np.ndarray, pseudo: float, prior: float) -> np.ndarray:
+    """``(hits + pseudo * prior) / (trials + pseudo)``, 0 where there is neither."""
+    total = trials + pseudo
+    return np.divide(hits + pseudo * prior, total, out=np.zeros(len(hits)), where=total > 0)

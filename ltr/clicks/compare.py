@@ -14,12 +14,17 @@ out, by
   reported averaged over positions 1 to 10.
 
 The PBM and trust bias predict each impression alone (``theta_k gamma_d``, ``alpha_k gamma_d +
-beta_k``), with each document's relevance ``gamma_d`` the maximum-likelihood fit to the
-training sessions given the fitted propensities. The DCM predicts an impression from the
+beta_k``), with each document's relevance ``gamma_d`` fitted to the training sessions given the
+fitted propensities. Both pool positions past 10 alike (``pool_after``), so that the PBM is
+trust bias with ``beta_k = 0``; when trust bias scores within ``SAME_FIT`` of the PBM, the
+simpler PBM is the one recommended. The DCM predicts an impression from the
 session's clicks above it: with no click above, the document is looked at; after a click at
 ``l`` and skips between, it is looked at with probability
 ``lambda P / ((1 - lambda) + lambda P)``, ``P`` the chance of skipping the documents between.
-A document that no training session showed gets the mean relevance of those that were.
+Every model's relevance is the posterior mode with one pseudo-impression at the mean relevance
+(``PSEUDO``): a document that a few sessions looked at and none clicked is not predicted to
+draw no click at all, which one held-out click would punish without limit. A document that no
+training session showed gets the mean relevance of those that were.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ltr.clicks.cascade import _shrunk
 from ltr.clicks.log import ClickLog, Counts, aggregate
-from ltr.clicks.propensity import Propensity
+from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity
 from ltr.errors import ConfigError, DataFormatError
 
 MODELS = ("pbm", "trust", "cascade")
@@ -38,6 +44,8 @@ NESTED = {"trust": "pbm"}  # trust bias with beta_k = 0 is the PBM
 SAME_FIT = 1e-3  # log-likelihood per impression within which the simpler model is preferred
 PERPLEXITY_POSITIONS = 10
 _FLOOR = 1e-6  # predicted probabilities are kept in [_FLOOR, 1 - _FLOOR]
+PSEUDO = 1.0  # each model's relevance is shrunk by this many impressions at the mean
+POOL_AFTER = TRUST_POOL_AFTER  # both position models pool deep positions alike
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,14 @@ def relevance_given(
     propensity: Propensity,
     *,
     size: int | None = None,
+    pseudo: float = 0.0,
+    prior: float = 0.0,
     max_iter: int = 1000,
     tol: float = 1e-6,
 ) -> np.ndarray:
     """``[size]`` each pair's maximum-likelihood relevance with the propensities held (PBM:
-    ``theta_k``; trust: ``alpha_k, beta_k``), by EM; 0 for a pair ``counts`` never shows.
+    ``theta_k``; trust: ``alpha_k, beta_k``), by EM; 0 for a pair ``counts`` never shows. With
+    ``pseudo`` above 0, the posterior mode under ``pseudo`` impressions of relevance ``prior``.
     """
     n = counts.impressions.astype(np.float64)
     c = counts.clicks.astype(np.float64)
@@ -145,7 +156,7 @@ def relevance_given(
         relevant = np.bincount(
             counts.doc, weights=clicked + (n - c) * skipped_share, minlength=size
         )
-        new_gamma = np.divide(relevant, n_doc, out=np.zeros(size), where=n_doc > 0)
+        new_gamma = _shrunk(relevant, n_doc, pseudo, prior)
         step = np.abs(new_gamma - gamma).max()
         gamma = new_gamma
         if step < tol:
@@ -189,8 +200,11 @@ def _fit_propensity(train: ClickLog, test: ClickLog, click_model: str, progress:
     from ltr.clicks.propensity import estimate_em
 
     counts = aggregate(train)
-    prop = estimate_em(counts, click_model=click_model, progress=progress)
-    gamma = _fill_unseen(relevance_given(counts, prop, size=len(train.doc_ids)), train)
+    prop = estimate_em(counts, click_model=click_model, pool_after=POOL_AFTER, progress=progress)
+    size = len(train.doc_ids)
+    mean = _seen_mean(relevance_given(counts, prop, size=size), train)
+    gamma = relevance_given(counts, prop, size=size, pseudo=PSEUDO, prior=mean)
+    gamma = _fill_unseen(gamma, train, mean)
     k = np.array([2, 5])
     if click_model == "pbm":
         summary = "theta_2 {:.3f}, theta_5 {:.3f}".format(*prop.at(k))
@@ -204,8 +218,9 @@ def _fit_propensity(train: ClickLog, test: ClickLog, click_model: str, progress:
 def _fit_cascade(train: ClickLog, test: ClickLog, progress: bool):
     from ltr.clicks.cascade import estimate_cascade
 
-    fit = estimate_cascade(train, progress=progress)
-    gamma = _fill_unseen(fit.labels, train)
+    mean = _seen_mean(estimate_cascade(train).labels, train)
+    fit = estimate_cascade(train, pseudo=PSEUDO, prior=mean, progress=progress)
+    gamma = _fill_unseen(fit.labels, train, mean)
     summary = f"lambda {fit.continue_after_click:.3f}"
     return cascade_probabilities(test, gamma, fit.continue_after_click), summary
 
@@ -213,11 +228,19 @@ def _fit_cascade(train: ClickLog, test: ClickLog, progress: bool):
 _FITS = {"pbm": _fit_pbm, "trust": _fit_trust, "cascade": _fit_cascade}
 
 
-def _fill_unseen(gamma: np.ndarray, train: ClickLog) -> np.ndarray:
-    """``gamma`` with the documents that ``train`` never shows at the mean of those it does."""
-    seen = np.bincount(train.doc, minlength=len(gamma)) > 0
+def _seen(gamma: np.ndarray, train: ClickLog) -> np.ndarray:
+    return np.bincount(train.doc, minlength=len(gamma)) > 0
+
+
+def _seen_mean(gamma: np.ndarray, train: ClickLog) -> float:
+    """The mean relevance of the documents ``train`` shows."""
+    return float(gamma[_seen(gamma, train)].mean())
+
+
+def _fill_unseen(gamma: np.ndarray, train: ClickLog, mean: float) -> np.ndarray:
+    """``gamma`` with the documents that ``train`` never shows at ``mean``."""
     out = gamma.astype(np.float64).copy()
-    out[~seen] = gamma[seen].mean()
+    out[~_seen(gamma, train)] = mean
     return out
 
 

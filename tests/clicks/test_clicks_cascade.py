@@ -40,6 +40,10 @@ def test_one_cascade_em_step_by_hand(tmp_path):
     assert by_doc == pytest.approx({"x": 0.5, "y": 0.0, "z": 0.0})
     assert fit.continue_after_click == pytest.approx(0.2)
     assert fit.iterations == 1 and not fit.converged
+    # With 2 pseudo-examinations at 0.3: (clicks + 0.6) / (examinations + 2).
+    shrunk = estimate_cascade(log, max_iter=1, pseudo=2.0, prior=0.3)
+    by_doc = dict(zip(log.doc_ids, shrunk.labels, strict=True))
+    assert by_doc == pytest.approx({"x": 1.6 / 4, "y": 0.6 / 3.2, "z": 0.6 / 3.2})
 
 
 def test_with_lambda_held_at_0_labels_are_the_cascade_closed_form(tmp_path):

@@ -297,7 +297,9 @@ def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
     done = ltr("clicks", "compare", log, "--quiet")
     assert done.returncode == 0, done.stderr
     table = re.findall(r"^  (pbm|trust|cascade) +(-[0-9.]+) +([0-9.]+)  ", done.stdout, re.M)
-    assert [model for model, _, _ in table][0] == "cascade" and len(table) == 3, done.stdout
+    assert len(table) == 3 and table[0][0] == "cascade", done.stdout
+    likelihoods = [float(ll) for _, ll, _ in table]
+    assert likelihoods == sorted(likelihoods, reverse=True)
     assert "best explained by cascade" in done.stdout
     done = ltr("clicks", "compare", log, "--test-share", 1.0)
     assert done.returncode == 2 and "no session to train" in done.stderr

@@ -76,6 +76,10 @@ def test_relevance_given_the_propensities_is_the_likelihood_maximum():
         return 4 / x - 1 / (1 - x) - 4 * 0.5 / (1 - 0.5 * x)
 
     assert g[0] == pytest.approx(brentq(score, 1e-9, 1 - 1e-9), abs=1e-6)
+    # Without position bias every impression is looked at, so relevance is the click rate, and
+    # with 2 pseudo-impressions at 0.5 it is (4 + 1) / (9 + 2).
+    flat = relevance_given(counts, Propensity.formula(0.0), pseudo=2.0, prior=0.5)
+    assert flat[0] == pytest.approx(5 / 11)
     # Trust bias: a click rate beta_k of irrelevant documents is credited to them first; with
     # alpha = 0.5 and beta = 0.25 at every position, 0.5 g + 0.25 = 4/9 clicked gives g = 7/18.
     trust = Propensity(method="em", click_model="trust", theta=[0.5, 0.5], beta=[0.25, 0.25],
