@@ -264,6 +264,8 @@ def write_labelled(
     logged_queries[query_of_row[keep]] = True
     unlogged = int((~keep & logged_queries[query_of_row]).sum())
     rows = np.flatnonzero(keep)
+    clicked = np.zeros(len(log.doc_ids), dtype=bool)
+    clicked[log.doc[log.click == 1]] = True  # not labels > 0: a prior lifts unclicked labels
     chunk = RowChunk(
         qids=features.qids[query_of_row[rows]],
         doc_ids=features.doc_ids[rows],
@@ -276,5 +278,5 @@ def write_labelled(
         queries=int(logged_queries.sum()),
         documents=len(rows),
         unlogged_documents=unlogged,
-        clicked_documents=int((chunk.labels > 0).sum()),
+        clicked_documents=int(clicked[row_pairs[rows]].sum()),
     )

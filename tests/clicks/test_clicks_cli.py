@@ -214,6 +214,10 @@ def test_regression_em_from_one_session_per_query(tmp_path, mq2008_dir):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "shrunk towards a feature prior of 10 impressions" in done.stdout
+    # Every shrunk label is above 0, but only documents with a click count as clicked.
+    clicks = pq.read_table(tmp_path / "log.parquet").to_pandas()
+    clicked = clicks[clicks.click == 1][["qid", "doc_id"]].drop_duplicates()
+    assert f"({len(clicked):,} clicked;" in done.stdout
     shrunk = pq.read_table(tmp_path / "shrunk.parquet").column("label").to_numpy()
     assert (shrunk > 0).all() and len(np.unique(shrunk)) > 100
     done = ltr(
