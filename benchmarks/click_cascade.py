@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.clicks import CONFIG, _write_judged, label_fidelity, train_on
-from benchmarks.quality_cv import HEADLINE, REPO_ROOT, evaluate, load_fold
+from benchmarks.clicks import CONFIG, baselines, label_fidelity, train_on
+from benchmarks.quality_cv import REPO_ROOT, load_fold
 from benchmarks.tuning import mean_sd
 
 SECTION = "clicks-cascade"
@@ -81,15 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for number in args.folds:
             fold = load_fold(args.data_root, number)
-            logging = logging_scores(fold.test, feature=args.ranker_feature)
-            record("logging", evaluate(logging, fold.test)[HEADLINE]["ndcg@10"], number, 0)
-            judged = [work / f"f{number}-{p}.parquet" for p in ("train", "valid")]
-            for part, path in zip((fold.train, fold.valid), judged, strict=True):
-                _write_judged(part, path)
-            for seed in args.seeds:
-                print(f"fold {number}: judged, seed {seed}", file=sys.stderr)
-                run = train_on(judged[0], judged[1], fold, work / f"run-{next(runs)}", seed, extra)
-                record("judged", run["ndcg10"], number, seed)
+            logging, judged = baselines(fold, number, args, work, runs, extra)
+            record("logging", logging, number, 0)
+            for seed, ndcg in judged.items():
+                record("judged", ndcg, number, seed)
             for lam in args.lambdas:
                 model = CascadeModel(continue_after_click=lam, noise=0.1, max_grade=2.0)
                 files: dict[str, dict[str, Path]] = {v: {} for v in NAMES}

@@ -127,6 +127,25 @@ def train_on(
     }
 
 
+def baselines(
+    fold, number: int, args, work: Path, runs: itertools.count, extra: dict
+) -> tuple[float, dict[int, float]]:
+    """Test NDCG@10 of the logging ranker (``args.ranker_feature``) and of the click config
+    trained on the fold's judgments, by seed (``args.seeds``): what click labels are framed by."""
+    from ltr.clicks.simulate import logging_scores
+
+    logging = logging_scores(fold.test, feature=args.ranker_feature)
+    judged = [work / f"f{number}-{p}.parquet" for p in ("train", "valid")]
+    for part, path in zip((fold.train, fold.valid), judged, strict=True):
+        _write_judged(part, path)
+    by_seed = {}
+    for seed in args.seeds:
+        print(f"fold {number}: judged, seed {seed}", file=sys.stderr)
+        run = train_on(judged[0], judged[1], fold, work / f"run-{next(runs)}", seed, extra)
+        by_seed[seed] = run["ndcg10"]
+    return evaluate(logging, fold.test)[HEADLINE]["ndcg@10"], by_seed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data" / "mq2008")
@@ -185,15 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for number in args.folds:
             fold = load_fold(args.data_root, number)
-            logging = logging_scores(fold.test, feature=args.ranker_feature)
-            record("logging", evaluate(logging, fold.test)[HEADLINE]["ndcg@10"], number, 0)
-            for seed in args.seeds:
-                print(f"fold {number}: judged, seed {seed}", file=sys.stderr)
-                judged = [work / f"f{number}-{p}.parquet" for p in ("train", "valid")]
-                for part, path in zip((fold.train, fold.valid), judged, strict=True):
-                    _write_judged(part, path)
-                run = train_on(judged[0], judged[1], fold, work / f"run-{next(runs)}", seed, extra)
-                record("judged", run["ndcg10"], number, seed)
+            logging, judged = baselines(fold, number, args, work, runs, extra)
+            record("logging", logging, number, 0)
+            for seed, ndcg in judged.items():
+                record("judged", ndcg, number, seed)
             for eta in args.etas:
                 if args.click_model == "pbm":
                     model = PositionBasedModel(eta=eta, noise=0.1, max_grade=2.0)
