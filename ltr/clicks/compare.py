@@ -36,7 +36,7 @@ import numpy as np
 
 from ltr.clicks.cascade import _shrunk
 from ltr.clicks.log import ClickLog, Counts, aggregate
-from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity
+from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity, _trust_posterior
 from ltr.errors import ConfigError, DataFormatError
 
 MODELS = ("pbm", "trust", "cascade")
@@ -144,18 +144,9 @@ def relevance_given(
     other_rate = propensity.offset(counts.position)
     gamma = np.full(size, 0.5)
     for _ in range(max_iter):
-        g = gamma[counts.doc]
-        clicked = (
-            c * g * relevant_rate / np.maximum(g * relevant_rate + (1 - g) * other_rate, 1e-12)
-        )
-        skipped_share = (
-            g
-            * (1 - relevant_rate)
-            / np.maximum(g * (1 - relevant_rate) + (1 - g) * (1 - other_rate), 1e-12)
-        )
-        relevant = np.bincount(
-            counts.doc, weights=clicked + (n - c) * skipped_share, minlength=size
-        )
+        # PBM: a click rate of 0 when irrelevant, the trust-bias E-step with beta_k = 0.
+        clicks, skips = _trust_posterior(relevant_rate, other_rate, gamma[counts.doc], n, c)
+        relevant = np.bincount(counts.doc, weights=clicks + skips, minlength=size)
         new_gamma = _shrunk(relevant, n_doc, pseudo, prior)
         step = np.abs(new_gamma - gamma).max()
         gamma = new_gamma

@@ -52,7 +52,7 @@ class PositionBasedModel:
 
     def attractiveness(self, grades: np.ndarray) -> np.ndarray:
         """``epsilon(y)`` for relevance ``grades`` (clipped to ``[0, max_grade]``)."""
-        return self.noise + (1.0 - self.noise) * _gain_share(grades, self.max_grade)
+        return _attractiveness(grades, self.noise, self.max_grade)
 
     def click_probability(self, positions: np.ndarray, grades: np.ndarray) -> np.ndarray:
         """``theta_k * epsilon(y)`` element-wise."""
@@ -174,7 +174,7 @@ class CascadeModel:
 
     def attractiveness(self, grades: np.ndarray) -> np.ndarray:
         """``epsilon(y)`` for relevance ``grades`` (clipped to ``[0, max_grade]``)."""
-        return self.noise + (1.0 - self.noise) * _gain_share(grades, self.max_grade)
+        return _attractiveness(grades, self.noise, self.max_grade)
 
     def clicks(self, grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``[S, m]`` clicks of ``S`` sessions reading documents of ``grades`` (``[S, m]``, in
@@ -199,6 +199,10 @@ def _independent_clicks(
     grades = np.atleast_2d(grades)
     positions = np.broadcast_to(np.arange(1, grades.shape[1] + 1), grades.shape)
     return rng.random(grades.shape) < model.click_probability(positions, grades)
+
+
+def _attractiveness(grades: np.ndarray, noise: float, max_grade: float) -> np.ndarray:
+    return noise + (1.0 - noise) * _gain_share(grades, max_grade)
 
 
 def _positions(positions: np.ndarray) -> np.ndarray:

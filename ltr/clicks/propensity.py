@@ -438,6 +438,17 @@ def _relevance_regression(features: np.ndarray, n_doc: np.ndarray):
     return refit
 
 
+def _trust_posterior(
+    a: np.ndarray, b: np.ndarray, g: np.ndarray, n: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The trust-bias E-step per cell (click rate ``a`` of a relevant and ``b`` of an irrelevant
+    impression, relevance ``g``, ``n`` impressions, ``c`` clicks): expected relevant clicks and
+    expected relevant skips."""
+    clicks = c * g * a / np.maximum(g * a + (1 - g) * b, 1e-12)
+    skips = (n - c) * g * (1 - a) / np.maximum(g * (1 - a) + (1 - g) * (1 - b), 1e-12)
+    return clicks, skips
+
+
 def _em_trust(
     counts: Counts, group: np.ndarray, steps: _Steps, tol: float
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
@@ -455,11 +466,7 @@ def _em_trust(
     converged = False
     it = 0
     for it in steps:  # noqa: B007
-        ak, bk, g = a[k], b[k], gamma[counts.doc]
-        relevant_clicks = c * g * ak / np.maximum(g * ak + (1 - g) * bk, 1e-12)
-        relevant_skips = (
-            (n - c) * g * (1 - ak) / np.maximum(g * (1 - ak) + (1 - g) * (1 - bk), 1e-12)
-        )
+        relevant_clicks, relevant_skips = _trust_posterior(a[k], b[k], gamma[counts.doc], n, c)
         relevant = relevant_clicks + relevant_skips
         rel_pos = np.bincount(k, weights=relevant, minlength=len(n_pos))
         new_a = np.bincount(k, weights=relevant_clicks, minlength=len(n_pos))
