@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 CLICK_MODELS = ("pbm", "trust")  # ltr.clicks.propensity.CLICK_MODELS, without importing numpy
-SIMULATED = (*CLICK_MODELS, "cascade")
+SIMULATED = (*CLICK_MODELS, "cascade", "dbn")
+SESSION_MODELS = ("cascade", "dbn")  # what is looked at follows from the clicks above
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "clicks",
         help="click logs: simulate users, estimate position bias, make unbiased (IPS) labels",
         description="Learning to rank from clicks under the position-based click model, with or "
-        "without trust bias, or under the dependent click model (a cascade). "
+        "without trust bias, or under a cascade (the dependent click model, or the dynamic "
+        "Bayesian network). "
         "`simulate` writes the click log of simulated users from judged data; `propensity` "
         "estimates how often each position is looked at, by EM, from a log whose rankings "
         "vary; `labels` turns a log into ltr Parquet for `ltr train`, with each document's "
         "inverse-propensity-weighted (or, under trust bias, affine-corrected) click rate as its "
-        "label (or, with `labels --cascade`, its click rate when looked at). See docs/CLICKS.md.",
+        "label (or, with `labels --cascade`, its click rate when looked at; with `labels --dbn`, "
+        "its rate of satisfying clicks when looked at). See docs/CLICKS.md.",
     )
     commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
     commands.required = True
@@ -45,6 +48,10 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "With --click-model cascade (the dependent click model), users read from the top, click "
         "an examined document with the PBM's probability above, and after a click read on with "
         "probability --continue-after-click (else they are done). "
+        "With --click-model dbn (the dynamic Bayesian network), users read from the top, click "
+        "as in the PBM, are satisfied by a click with probability (2^y - 1)/(2^max_grade - 1) "
+        "and then done, and otherwise read on with probability --perseverance (else they give "
+        "up). "
         "With --temperature above 0 each session draws its own Plackett-Luce ranking from the "
         "scores, which propensity estimation needs. Writes a click log (session, qid, doc_id, "
         "position, click) with the simulation's parameters in its metadata.",
@@ -79,18 +86,25 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         choices=SIMULATED,
         default="pbm",
         help="pbm: position bias only (default); trust: position and trust bias; cascade: "
-        "reading from the top, stopping after a click (dependent click model)",
+        "reading from the top, stopping after a click (dependent click model); dbn: reading "
+        "from the top, stopping when satisfied or giving up (dynamic Bayesian network)",
     )
     p.add_argument(
         "--noise",
         type=float,
-        help="pbm, cascade: click rate of examined irrelevant documents (0.1)",
+        help="pbm, cascade, dbn: click rate of examined irrelevant documents (0.1)",
     )
     p.add_argument(
         "--continue-after-click",
         type=float,
         metavar="LAMBDA",
         help="cascade: probability of reading on after a click (0.5; 0 = one click at most)",
+    )
+    p.add_argument(
+        "--perseverance",
+        type=float,
+        metavar="GAMMA",
+        help="dbn: probability of reading on when not satisfied (0.9; 1 = nobody gives up)",
     )
     p.add_argument(
         "--false-click",
@@ -160,7 +174,9 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         "estimate of its click probability when examined. With a trust-bias propensity file "
         "the label is the affine correction, the mean of (click - beta_k) / alpha_k, "
         "negative values made 0. With --cascade, no propensities: the dependent click model "
-        "is fitted to the sessions by EM and the label is the click rate when looked at. "
+        "is fitted to the sessions by EM and the label is the click rate when looked at; with "
+        "--dbn, the dynamic Bayesian network is, and the label is the rate of satisfying clicks "
+        "when looked at (attractiveness times satisfaction). "
         "Features come from FEATURES, joined by (qid, doc_id). Train on the result with a loss "
         "linear in the labels (e.g. `loss: softmax`; configs/clicks/).",
         epilog="example: ltr clicks labels clicks/S1.parquet --features data/mq2008/S1.txt.xz "
@@ -189,6 +205,20 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         "stop after a click) to the log's sessions by EM; labels are each document's click "
         "rate when looked at",
     )
+    bias.add_argument(
+        "--dbn",
+        action="store_true",
+        help="no propensities: fit the dynamic Bayesian network (users read from the top, stop "
+        "when a click satisfies them, and may give up) to the log's sessions by EM; labels are "
+        "each document's attractiveness times its satisfaction",
+    )
+    p.add_argument(
+        "--perseverance",
+        type=float,
+        metavar="GAMMA",
+        help="with --dbn: hold the probability of reading on when not satisfied at GAMMA "
+        "(default: estimated from the log)",
+    )
     p.add_argument(
         "--min-propensity",
         type=float,
@@ -213,14 +243,15 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
 def _register_compare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "compare",
-        help="which click model explains a log: PBM, trust bias or a cascade, on held-out sessions",
-        description="Fit the position-based model, the PBM with trust bias and the dependent "
-        "click model (a cascade) to most of LOG's sessions, and score how well each predicts "
+        help="which click model explains a log: PBM, trust bias, DCM or DBN, on held-out sessions",
+        description="Fit the position-based model, the PBM with trust bias, the dependent "
+        "click model (a cascade) and the dynamic Bayesian network (a cascade whose users give "
+        "up) to most of LOG's sessions, and score how well each predicts "
         "the clicks of the sessions held out: log-likelihood per impression (higher is better) "
         "and perplexity averaged over positions 1-10 (lower is better; 1 = always sure and "
         "right, 2 = a coin toss). The model that explains the log says which labels to make: "
         "`labels --propensity` from `propensity` (pbm), from `propensity --click-model trust` "
-        "(trust), or `labels --cascade` (cascade).",
+        "(trust), `labels --cascade` (cascade), or `labels --dbn` (dbn).",
         epilog="example: ltr clicks compare clicks/S1.parquet",
     )
     p.add_argument("log", type=Path, metavar="LOG.parquet")
@@ -229,7 +260,7 @@ def _register_compare(commands: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=SIMULATED,
         default=list(SIMULATED),
-        help="the click models to fit (default: all three)",
+        help="the click models to fit (default: all four)",
     )
     p.add_argument(
         "--test-share",
@@ -291,7 +322,13 @@ def _prior_strength(text: str) -> float | str:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from ltr.clicks.model import CascadeModel, ClickModel, PositionBasedModel, TrustBiasModel
+    from ltr.clicks.model import (
+        CascadeModel,
+        ClickModel,
+        DynamicBayesianModel,
+        PositionBasedModel,
+        TrustBiasModel,
+    )
     from ltr.clicks.simulate import logging_scores, simulate_clicks
     from ltr.data.dataset import load_dataset
     from ltr.errors import ConfigError
@@ -299,10 +336,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.click_model != "cascade" and args.continue_after_click is not None:
         raise ConfigError("--continue-after-click is a parameter of --click-model cascade")
-    if args.click_model == "cascade" and args.eta is not None:
+    if args.click_model != "dbn" and args.perseverance is not None:
+        raise ConfigError("--perseverance is a parameter of --click-model dbn")
+    if args.click_model in SESSION_MODELS and args.eta is not None:
         raise ConfigError(
             "--eta is a parameter of the pbm and trust models; in a cascade, what is looked at "
-            "follows from the clicks above (--continue-after-click)"
+            "follows from the clicks above (--continue-after-click, --perseverance)"
         )
     if args.click_model != "trust" and args.false_click is not None:
         raise ConfigError("--false-click is a parameter of --click-model trust")
@@ -324,6 +363,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     elif args.click_model == "cascade":
         lam = 0.5 if args.continue_after_click is None else args.continue_after_click
         model = CascadeModel(continue_after_click=lam, noise=noise, max_grade=max_grade)
+    elif args.click_model == "dbn":
+        gamma = 0.9 if args.perseverance is None else args.perseverance
+        model = DynamicBayesianModel(perseverance=gamma, noise=noise, max_grade=max_grade)
     else:
         false_click = 0.65 if args.false_click is None else args.false_click
         model = TrustBiasModel(eta=eta, false_click=false_click, max_grade=max_grade)
@@ -395,11 +437,11 @@ def run_propensity(args: argparse.Namespace) -> int:
             truth = Propensity.formula(
                 log.simulation["eta"], false_click=log.simulation["false_click"]
             )
-        elif simulated == "cascade":
+        elif simulated in SESSION_MODELS:
             print(
-                "(the log was simulated with --click-model cascade, where what is looked at "
+                f"(the log was simulated with --click-model {simulated}, where what is looked at "
                 "follows from each session's clicks, not from the position alone; "
-                "`ltr clicks labels --cascade` fits that model)"
+                f"`ltr clicks labels --{simulated}` fits that model)"
             )
         elif simulated in CLICK_MODELS:
             print(f"(the log was simulated with --click-model {simulated})")
@@ -461,21 +503,23 @@ def run_labels(args: argparse.Namespace) -> int:
         raise ConfigError("--false-click goes with --eta (a propensity file carries its own)")
     if args.prior_strength and prop is None:
         raise ConfigError("--prior-strength needs propensities (--propensity or --eta)")
-    if args.cascade and args.min_propensity:
-        raise ConfigError("--min-propensity clips propensities; --cascade uses none")
+    session_model = "cascade" if args.cascade else "dbn" if args.dbn else None
+    if session_model and args.min_propensity:
+        raise ConfigError(f"--min-propensity clips propensities; --{session_model} uses none")
+    if args.perseverance is not None and not args.dbn:
+        raise ConfigError("--perseverance is a parameter of --dbn")
     log = read_log(args.log)
     features = load_dataset(args.features)
     rows = match_rows(log, features)  # the join, once for the prior and the output
-    prior, strength, cascade = None, args.prior_strength, None
-    if args.cascade:
+    prior, strength, fit = None, args.prior_strength, None
+    if session_model == "cascade":
         from ltr.clicks.cascade import estimate_cascade
 
-        cascade = estimate_cascade(log, progress=not args.quiet)
-        if not cascade.converged:
-            print(
-                f"warning: cascade EM did not converge in {cascade.iterations} steps",
-                file=sys.stderr,
-            )
+        fit = estimate_cascade(log, progress=not args.quiet)
+    elif session_model == "dbn":
+        from ltr.clicks.dbn import estimate_dbn
+
+        fit = estimate_dbn(log, perseverance=args.perseverance, progress=not args.quiet)
     elif strength:
         assert prop is not None
         pairs = pair_features(log, features, rows)
@@ -488,8 +532,13 @@ def run_labels(args: argparse.Namespace) -> int:
                 print(format_prior_choice(choice))
         if strength:
             prior = relevance_prior(aggregate(log), prop, pairs, progress=not args.quiet)
-    if cascade is not None:
-        labels = cascade.labels
+    if fit is not None:
+        if not fit.converged:
+            print(
+                f"warning: {session_model} EM did not converge in {fit.iterations} steps",
+                file=sys.stderr,
+            )
+        labels = fit.labels
     else:
         labels = click_labels(
             log, prop, min_propensity=args.min_propensity, prior=prior, prior_strength=strength
@@ -497,11 +546,18 @@ def run_labels(args: argparse.Namespace) -> int:
     stats = write_labelled(log, labels, features, args.out, rows)
     if not args.quiet:
         how = "click-through rates" if prop is None else "IPS click rates"
-        if cascade is not None:
+        if session_model == "cascade":
             how = (
                 "click rates when looked at, under the dependent click model (users read on "
-                f"after a click with probability {cascade.continue_after_click:.3f}, EM in "
-                f"{cascade.iterations} steps)"
+                f"after a click with probability {fit.continue_after_click:.3f}, EM in "
+                f"{fit.iterations} steps)"
+            )
+        elif session_model == "dbn":
+            held = "held" if args.perseverance is not None else "estimated"
+            how = (
+                "satisfying-click rates when looked at, under the dynamic Bayesian network "
+                f"(users read on when not satisfied with probability {fit.perseverance:.3f}, "
+                f"{held}; EM in {fit.iterations} steps)"
             )
         if prop is not None and prop.click_model == "trust":
             how = "affine-corrected click rates"

@@ -1,12 +1,13 @@
-"""Which click model explains a log? Held-out sessions' clicks under the PBM, trust bias and the
-dependent click model.
+"""Which click model explains a log? Held-out sessions' clicks under the PBM, trust bias, the
+dependent click model and the dynamic Bayesian network.
 
 Each label maker of :mod:`ltr.clicks` assumes a model of how users click: the position-based
-model (IPS), the PBM with trust bias (the affine correction), or the dependent click model (a
-cascade; ``--cascade``). Which one a log follows is a question about the log, answered the way
-click-model research does (Chuklin et al. 2015, *Click Models for Web Search*, ch. 7): fit each
-model to most of the sessions, and score how well it predicts the clicks of the sessions held
-out, by
+model (IPS), the PBM with trust bias (the affine correction), the dependent click model (a
+cascade; ``--cascade``) or the dynamic Bayesian network (a cascade whose users give up, and
+stop once satisfied; ``--dbn``). Which one a log follows is a question about the log, answered
+the way click-model research does (Chuklin et al. 2015, *Click Models for Web Search*, ch. 7):
+fit each model to most of the sessions, and score how well it predicts the clicks of the
+sessions held out, by
 
 - **log-likelihood** per held-out impression, ``mean of log P(observed click or skip)``;
 - **perplexity** at position ``k``, ``2 ** -(mean over held-out impressions at k of
@@ -21,6 +22,9 @@ simpler PBM is the one recommended. The DCM predicts an impression from the
 session's clicks above it: with no click above, the document is looked at; after a click at
 ``l`` and skips between, it is looked at with probability
 ``lambda P / ((1 - lambda) + lambda P)``, ``P`` the chance of skipping the documents between.
+The DBN predicts the same way with its own forward pass (:func:`ltr.clicks.dbn.dbn_probabilities`);
+it contains the DCM (``gamma = 1``, one satisfaction for all), which is recommended when the DBN
+scores within ``SAME_FIT`` of it.
 Every model's relevance is the posterior mode with one pseudo-impression at the mean relevance
 (``PSEUDO``): a document that a few sessions looked at and none clicked is not predicted to
 draw no click at all, which one held-out click would punish without limit. A document that no
@@ -39,8 +43,8 @@ from ltr.clicks.log import ClickLog, Counts, aggregate
 from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity, _trust_posterior
 from ltr.errors import ConfigError, DataFormatError
 
-MODELS = ("pbm", "trust", "cascade")
-NESTED = {"trust": "pbm"}  # trust bias with beta_k = 0 is the PBM
+MODELS = ("pbm", "trust", "cascade", "dbn")
+NESTED = {"trust": "pbm", "dbn": "cascade"}  # beta_k = 0 is the PBM; see ltr.clicks.dbn
 SAME_FIT = 1e-3  # log-likelihood per impression within which the simpler model is preferred
 PERPLEXITY_POSITIONS = 10
 _FLOOR = 1e-6  # predicted probabilities are kept in [_FLOOR, 1 - _FLOOR]
@@ -65,8 +69,8 @@ class Comparison:
     scores: tuple[ModelScore, ...]
     """Best (highest held-out log-likelihood) first."""
     recommended: str
-    """The best model, or the simpler model it contains (the PBM within trust bias) when that
-    one scores within ``SAME_FIT`` of it."""
+    """The best model, or the simpler model it contains (the PBM within trust bias, the DCM
+    within the DBN) when that one scores within ``SAME_FIT`` of it."""
     train_sessions: int
     test_sessions: int
     test_impressions: int
@@ -216,7 +220,27 @@ def _fit_cascade(train: ClickLog, test: ClickLog, progress: bool):
     return cascade_probabilities(test, gamma, fit.continue_after_click), summary
 
 
-_FITS = {"pbm": _fit_pbm, "trust": _fit_trust, "cascade": _fit_cascade}
+def _fit_dbn(train: ClickLog, test: ClickLog, progress: bool):
+    from ltr.clicks.dbn import dbn_probabilities, estimate_dbn
+
+    plain = estimate_dbn(train)
+    clicked = np.bincount(train.doc[train.click == 1], minlength=len(train.doc_ids)) > 0
+    mean_a = _seen_mean(plain.attractiveness, train)
+    mean_s = float(plain.satisfaction[clicked].mean())
+    fit = estimate_dbn(
+        train,
+        pseudo=PSEUDO,
+        prior_attractiveness=mean_a,
+        prior_satisfaction=mean_s,
+        progress=progress,
+    )
+    a = _fill_unseen(fit.attractiveness, train, mean_a)
+    s = _fill_unseen(fit.satisfaction, train, mean_s)
+    summary = f"gamma {fit.perseverance:.3f}, mean satisfaction {mean_s:.3f}"
+    return dbn_probabilities(test, a, s, fit.perseverance), summary
+
+
+_FITS = {"pbm": _fit_pbm, "trust": _fit_trust, "cascade": _fit_cascade, "dbn": _fit_dbn}
 
 
 def _seen(gamma: np.ndarray, train: ClickLog) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Click models used to simulate users: the position-based model (PBM), the PBM with trust
-bias (:class:`TrustBiasModel`), and the dependent click model (:class:`CascadeModel`), where
-what a user looks at depends on what they clicked above.
+bias (:class:`TrustBiasModel`), the dependent click model (:class:`CascadeModel`), where
+what a user looks at depends on what they clicked above, and the dynamic Bayesian network
+(:class:`DynamicBayesianModel`), where users may also give up, and stop once satisfied.
 
 A user examines position ``k`` with probability ``theta_k = (1 / k) ** eta`` (Joachims et al.
 2017), and clicks an examined document of grade ``y`` with probability
@@ -193,6 +194,61 @@ class CascadeModel:
         return {"model": "cascade", **asdict(self)}
 
 
+@dataclass(frozen=True)
+class DynamicBayesianModel:
+    """The dynamic Bayesian network click model (DBN; Chapelle and Zhang 2009): a cascade in
+    which users give up, and stop once a click has satisfied them.
+
+    A user reads the ranking from the top. An examined document of grade ``y`` attracts a click
+    with probability ``epsilon(y)`` (as in the PBM); a clicked document satisfies them with
+    probability ``sigma(y) = (2**y - 1) / (2**max_grade - 1)``, and a satisfied user is done.
+    Otherwise (no click, or a click that did not satisfy) they read the next document with
+    probability ``perseverance`` (``gamma``) and give up otherwise. What a document is worth to
+    a user who looks at it is then ``epsilon(y) sigma(y)``, the chance that it ends their search
+    well. ``gamma = 1`` with the same satisfaction for every document is the DCM
+    (:class:`CascadeModel`, ``lambda = 1 - sigma``).
+
+    Attributes:
+        perseverance: ``gamma``, the probability of reading on when not satisfied, in ``(0, 1]``.
+        noise: click probability of an examined irrelevant document, in ``[0, 1)``.
+        max_grade: the highest relevance grade (``epsilon(max_grade) = sigma(max_grade) = 1``).
+    """
+
+    perseverance: float = 0.9
+    noise: float = 0.1
+    max_grade: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.perseverance <= 1):
+            raise ConfigError(f"perseverance must be in (0, 1], got {self.perseverance}")
+        PositionBasedModel(eta=0.0, noise=self.noise, max_grade=self.max_grade)  # same checks
+
+    def attractiveness(self, grades: np.ndarray) -> np.ndarray:
+        """``epsilon(y)`` for relevance ``grades`` (clipped to ``[0, max_grade]``)."""
+        return _attractiveness(grades, self.noise, self.max_grade)
+
+    def satisfaction(self, grades: np.ndarray) -> np.ndarray:
+        """``sigma(y)``: the probability that a click on a document of grade ``y`` satisfies."""
+        return _gain_share(grades, self.max_grade)
+
+    def clicks(self, grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[S, m]`` clicks of ``S`` sessions reading documents of ``grades`` (``[S, m]``, in
+        shown order) from the top."""
+        grades = np.atleast_2d(grades)
+        attracted = rng.random(grades.shape) < self.attractiveness(grades)
+        satisfied = rng.random(grades.shape) < self.satisfaction(grades)
+        read_on = rng.random(grades.shape) < self.perseverance
+        clicks = np.zeros(grades.shape, dtype=bool)
+        reading = np.ones(grades.shape[0], dtype=bool)
+        for k in range(grades.shape[1]):
+            clicks[:, k] = reading & attracted[:, k]
+            reading &= ~(clicks[:, k] & satisfied[:, k]) & read_on[:, k]
+        return clicks
+
+    def to_dict(self) -> dict[str, float]:
+        return {"model": "dbn", **asdict(self)}
+
+
 def _independent_clicks(
     model: PositionBasedModel | TrustBiasModel, grades: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
@@ -218,4 +274,4 @@ def _gain_share(grades: np.ndarray, max_grade: float) -> np.ndarray:
     return np.expm1(y * math.log(2)) / math.expm1(max_grade * math.log(2))
 
 
-ClickModel = PositionBasedModel | TrustBiasModel | CascadeModel
+ClickModel = PositionBasedModel | TrustBiasModel | CascadeModel | DynamicBayesianModel

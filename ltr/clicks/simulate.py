@@ -9,7 +9,8 @@ standard deviation 1 (the Gumbel-max trick). Varying rankings are what let
 ``top_k`` documents are shown. The user then clicks each shown document with the click model's
 probability for its position and judged grade (:class:`~ltr.clicks.model.PositionBasedModel`,
 or :class:`~ltr.clicks.model.TrustBiasModel`), or reads it from the top and stops after a click
-with some probability (:class:`~ltr.clicks.model.CascadeModel`).
+with some probability (:class:`~ltr.clicks.model.CascadeModel`), or stops when satisfied or
+gives up (:class:`~ltr.clicks.model.DynamicBayesianModel`).
 
 Each query draws from its own generator, seeded by ``(seed, query index)``, so a log does not
 depend on how the work is split.

@@ -300,8 +300,8 @@ def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
     # Which model explains the log: the cascade, by held-out sessions' clicks.
     done = ltr("clicks", "compare", log, "--quiet")
     assert done.returncode == 0, done.stderr
-    table = re.findall(r"^  (pbm|trust|cascade) +(-[0-9.]+) +([0-9.]+)  ", done.stdout, re.M)
-    assert len(table) == 3 and table[0][0] == "cascade", done.stdout
+    table = re.findall(r"^  (pbm|trust|cascade|dbn) +(-[0-9.]+) +([0-9.]+)  ", done.stdout, re.M)
+    assert len(table) == 4 and table[0][0] == "cascade", done.stdout
     likelihoods = [float(ll) for _, ll, _ in table]
     assert likelihoods == sorted(likelihoods, reverse=True)
     assert "best explained by cascade" in done.stdout
@@ -313,6 +313,51 @@ def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
             "--out", tmp_path / "r.parquet",
         )  # fmt: skip
         assert done.returncode == 2 and ("--cascade" in done.stderr or "needs" in done.stderr)
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_dbn_from_simulation_to_labels(tmp_path, mq2008_dir):
+    from ltr.clicks.dbn import estimate_dbn
+    from ltr.clicks.log import read_log
+
+    s1, log = mq2008_dir / "S1.txt.xz", tmp_path / "log.parquet"
+    done = ltr(
+        "clicks", "simulate", s1, "--ranker-feature", "f25", "--click-model", "dbn",
+        "--perseverance", 0.8, "--sessions", 50, "--quiet", "--out", log,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    logged = read_log(log)
+    assert logged.simulation["model"] == "dbn" and logged.simulation["perseverance"] == 0.8
+    done = ltr("clicks", "labels", log, "--features", s1, "--dbn", "--out", tmp_path / "l.parquet")
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"not satisfied with probability ([0-9.]+), estimated", done.stdout)
+    assert found and float(found[1]) == pytest.approx(0.8, abs=0.03), done.stdout
+    fit = estimate_dbn(logged)
+    out = pq.read_table(tmp_path / "l.parquet").to_pandas()
+    pairs = zip(logged.qids[logged.doc_qid], logged.doc_ids, strict=True)
+    by_pair = dict(zip(pairs, fit.attractiveness * fit.satisfaction, strict=True))
+    expected = [by_pair[(q, d)] for q, d in zip(out.qid, out.doc_id, strict=True)]
+    np.testing.assert_allclose(out.label, expected, rtol=1e-6, atol=1e-30)  # float32 labels
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--dbn", "--perseverance", 0.6,
+        "--out", tmp_path / "held.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0 and "probability 0.600, held" in done.stdout, done.stdout
+    held = pq.read_table(tmp_path / "held.parquet").column("label").to_numpy()
+    assert not np.allclose(held, out.label)  # another gamma, other labels
+    done = ltr("clicks", "compare", log, "--quiet")
+    assert done.returncode == 0 and "best explained by dbn" in done.stdout, done.stdout
+    for extra in (("--min-propensity", 0.1), ("--prior-strength", 5)):
+        done = ltr(
+            "clicks", "labels", log, "--features", s1, "--dbn", *extra,
+            "--out", tmp_path / "r.parquet",
+        )  # fmt: skip
+        assert done.returncode == 2 and ("--dbn" in done.stderr or "needs" in done.stderr)
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--cascade", "--perseverance", 0.5,
+        "--out", tmp_path / "r.parquet",
+    )  # fmt: skip
+    assert done.returncode == 2 and "--perseverance is a parameter of --dbn" in done.stderr
     assert not (tmp_path / "r.parquet").exists()
 
 
@@ -335,6 +380,9 @@ def test_clicks_cli_errors(tmp_path, mq2008_dir):
         ("cascade", "--false-click"),
         ("pbm", "--continue-after-click"),
         ("cascade", "--eta"),
+        ("pbm", "--perseverance"),
+        ("dbn", "--eta"),
+        ("dbn", "--continue-after-click"),
     ):
         done = ltr(
             "clicks",

@@ -11,7 +11,12 @@ import pytest
 
 from ltr.clicks.compare import cascade_probabilities, compare_click_models, relevance_given
 from ltr.clicks.log import Counts, read_log
-from ltr.clicks.model import CascadeModel, PositionBasedModel, TrustBiasModel
+from ltr.clicks.model import (
+    CascadeModel,
+    DynamicBayesianModel,
+    PositionBasedModel,
+    TrustBiasModel,
+)
 from ltr.clicks.propensity import Propensity
 from ltr.errors import ConfigError
 
@@ -25,15 +30,17 @@ from .conftest import judged_lists, simulated_log
         (TrustBiasModel(eta=1.0, false_click=0.65), "trust"),
         (CascadeModel(continue_after_click=0.3), "cascade"),
         (CascadeModel(continue_after_click=0.8), "cascade"),
+        (DynamicBayesianModel(perseverance=0.7), "dbn"),
+        (DynamicBayesianModel(perseverance=1.0), "dbn"),
     ],
-    ids=["pbm", "trust", "cascade-0.3", "cascade-0.8"],
+    ids=["pbm", "trust", "cascade-0.3", "cascade-0.8", "dbn-0.7", "dbn-1.0"],
 )
 def test_each_simulated_log_is_best_explained_by_its_own_model(tmp_path, model, name):
     data, scores = judged_lists(200, 10, seed=4)
     log = simulated_log(tmp_path, data, scores, model, sessions=50)
     result = compare_click_models(log)
     assert result.recommended == name, result.scores
-    assert {s.model for s in result.scores} == {"pbm", "trust", "cascade"}
+    assert {s.model for s in result.scores} == {"pbm", "trust", "cascade", "dbn"}
     assert result.test_sessions + result.train_sessions == log.num_sessions
     assert 0.2 < result.test_sessions / log.num_sessions < 0.3
     # Each score's perplexity is the mean over positions 1-10 of its per-position values.
