@@ -1,6 +1,8 @@
-"""Learning from cascade clicks on MQ2008: position propensities against the dependent click model.
+"""Learning from cascade clicks on MQ2008: position propensities against the dependent click model
+(DCM) and the dynamic Bayesian network (DBN).
 
-For each LETOR fold and each probability ``lambda`` of reading on after a click:
+With ``--click-model cascade`` (the default), for each LETOR fold and each probability
+``lambda`` of reading on after a click:
 
 1. ``ltr clicks simulate --click-model cascade``: users (``--sessions`` per query) read the
    logging ranker's rankings (BM25 of the whole document, ``f25``, Plackett-Luce at
@@ -16,7 +18,14 @@ For each LETOR fold and each probability ``lambda`` of reading on after a click:
    two label checks (grade spacing; correlation of irrelevant documents' labels with their mean
    position).
 
+With ``--click-model dbn``, the users are the DBN's (``ltr clicks simulate --click-model dbn``):
+a click on a document of grade ``y`` satisfies with probability ``(2^y - 1)/3`` and a satisfied
+user is done; otherwise they read on with probability ``gamma`` (``--perseverances``) and give
+up otherwise. A fourth label set is the DBN's EM (``ltr clicks labels --dbn``: attractiveness
+times satisfaction), whose estimate of ``gamma`` is reported; its own section of the docs.
+
     python -m benchmarks.click_cascade                 # folds 1-3, lambda 0 and 0.5, seed 0
+    python -m benchmarks.click_cascade --click-model dbn   # folds 1-3, gamma 0.7 and 0.9
     python -m benchmarks.click_cascade --folds 1 --lambdas 0.5 --max-epochs 3 --no-write
 """
 
@@ -36,11 +45,25 @@ from benchmarks.clicks import CONFIG, baselines, label_fidelity, train_on
 from benchmarks.quality_cv import REPO_ROOT, load_fold
 from benchmarks.tuning import mean_sd
 
-SECTION = "clicks-cascade"
+SECTIONS = {"cascade": "clicks-cascade", "dbn": "clicks-dbn"}
+TITLES = {
+    "cascade": "Learning from simulated cascade clicks (MQ2008)",
+    "dbn": "Learning from simulated DBN clicks (MQ2008)",
+}
+PARAMETER = {"cascade": "lambda", "dbn": "gamma"}
 NAMES = {
     "naive": "SetRank on click-through rates (naive)",
     "ips-em": "SetRank on IPS labels, PBM EM propensities",
     "cascade": "SetRank on DCM labels (`--cascade`)",
+    "dbn": "SetRank on DBN labels (`--dbn`)",
+}
+USERS = {
+    "cascade": "dependent-click-model users (read from the top, click an examined document of "
+    "grade y with probability 0.1 + 0.9 (2^y - 1)/3, read on after a click with probability "
+    "lambda)",
+    "dbn": "DBN users (read from the top, click an examined document of grade y with probability "
+    "0.1 + 0.9 (2^y - 1)/3, are satisfied by a click with probability (2^y - 1)/3 and then done, "
+    "and otherwise read on with probability gamma)",
 }
 
 
@@ -48,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data" / "mq2008")
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--click-model", choices=tuple(SECTIONS), default="cascade")
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.5])
+    parser.add_argument("--perseverances", type=float, nargs="+", default=[0.7, 0.9])
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
@@ -61,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ltr.clicks.cascade import estimate_cascade
+    from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import click_labels, write_labelled
     from ltr.clicks.log import aggregate, read_log
-    from ltr.clicks.model import CascadeModel
+    from ltr.clicks.model import CascadeModel, DynamicBayesianModel
     from ltr.clicks.propensity import estimate_em
     from ltr.clicks.simulate import logging_scores, simulate_clicks
 
@@ -77,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     def record(key: str, value: float, fold: int, seed: int) -> None:
         results.setdefault(key, {})[(fold, seed)] = value
 
+    dbn = args.click_model == "dbn"
+    variants = [v for v in NAMES if dbn or v != "dbn"]
+    settings = args.perseverances if dbn else args.lambdas
     with tempfile.TemporaryDirectory(prefix="ltr-bench-cascade-") as tmp:
         work = Path(tmp)
         for number in args.folds:
@@ -85,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             record("logging", logging, number, 0)
             for seed, ndcg in judged.items():
                 record("judged", ndcg, number, seed)
-            for lam in args.lambdas:
-                model = CascadeModel(continue_after_click=lam, noise=0.1, max_grade=2.0)
-                files: dict[str, dict[str, Path]] = {v: {} for v in NAMES}
+            for lam in settings:
+                model = (
+                    DynamicBayesianModel(perseverance=lam, noise=0.1, max_grade=2.0)
+                    if dbn
+                    else CascadeModel(continue_after_click=lam, noise=0.1, max_grade=2.0)
+                )
+                files: dict[str, dict[str, Path]] = {v: {} for v in variants}
                 for offset, (part, data) in enumerate(
                     (("train", fold.train), ("valid", fold.valid))
                 ):
@@ -104,17 +137,20 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     log = read_log(path)
                     t0 = time.perf_counter()
-                    fit = estimate_cascade(log)
+                    fit = estimate_dbn(log) if dbn else estimate_cascade(log)
                     if part == "train":
+                        found = fit.perseverance if dbn else fit.continue_after_click
                         fits.append(
-                            [number, f"{lam:g}", f"{fit.continue_after_click:.3f}",
-                             fit.iterations, f"{time.perf_counter() - t0:.1f}"]
+                            [number, f"{lam:g}", f"{found:.3f}", fit.iterations,
+                             f"{time.perf_counter() - t0:.1f}"]
                         )  # fmt: skip
                     labels = {
                         "naive": click_labels(log, None),
                         "ips-em": click_labels(log, estimate_em(aggregate(log))),
-                        "cascade": fit.labels,
+                        "cascade": estimate_cascade(log).labels if dbn else fit.labels,
                     }
+                    if dbn:
+                        labels["dbn"] = fit.labels
                     for variant, values in labels.items():
                         out = work / f"f{number}-l{lam:g}-{variant}-{part}.parquet"
                         write_labelled(log, values, data, out)
@@ -123,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                             fidelity.setdefault(f"{variant}@{lam:g}", []).append(
                                 label_fidelity(log, values, data)
                             )
-                for variant in NAMES:
+                for variant in variants:
                     for seed in args.seeds:
-                        print(f"fold {number}, lambda {lam:g}: {variant}, seed {seed}",
-                              file=sys.stderr)  # fmt: skip
+                        print(f"fold {number}, {PARAMETER[args.click_model]} {lam:g}: {variant}, "
+                              f"seed {seed}", file=sys.stderr)  # fmt: skip
                         run = train_on(
                             files[variant]["train"],
                             files[variant]["valid"],
@@ -137,26 +173,29 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         record(f"{variant}@{lam:g}", run["ndcg10"], number, seed)
 
-    body = _report(args, results, fidelity, fits, time.perf_counter() - started)
+    body = _report(args, settings, variants, results, fidelity, fits, time.perf_counter() - started)
     print(body)
     if not args.no_write:
         write_section(
-            SECTION,
-            "Learning from simulated cascade clicks (MQ2008)",
+            SECTIONS[args.click_model],
+            TITLES[args.click_model],
             command_line("click_cascade", argv),
             body,
         )
     return 0
 
 
-def _report(args, results: dict, fidelity: dict, fits: list, seconds: float) -> str:
+def _report(
+    args, values: list, variants: list, results: dict, fidelity: dict, fits: list, seconds: float
+) -> str:
+    name = PARAMETER[args.click_model]
+    right = "2" if args.click_model == "cascade" else "6.5"  # eps * sigma: 0, 0.133, 1 under DBN
     lines = [
         f"MQ2008 folds {', '.join(map(str, args.folds))}; logging ranker `{args.ranker_feature}` "
         f"(BM25 of the whole document), Plackett-Luce temperature {args.temperature:g}; "
-        f"{args.sessions} simulated sessions per training and validation query; dependent-click-"
-        "model users (read from the top, click an examined document of grade y with probability "
-        "0.1 + 0.9 (2^y - 1)/3, read on after a click with probability lambda). Every SetRank "
-        f"model is `{CONFIG}` (softmax loss), trained with seeds "
+        f"{args.sessions} simulated sessions per training and validation query; "
+        f"{USERS[args.click_model]}. Every SetRank model is `{CONFIG}` (softmax loss), trained "
+        "with seeds "
         f"{' '.join(map(str, args.seeds))}, selected on validation labels of its own kind, and "
         "tested on the fold's judged test partition. Test NDCG@10 (lists with no relevant "
         f"document = 1), mean ± sd over {len(args.folds)} fold(s) × {len(args.seeds)} seed(s). "
@@ -167,41 +206,43 @@ def _report(args, results: dict, fidelity: dict, fits: list, seconds: float) -> 
         ["logging ranker (f25)", "—", mean_sd(list(results["logging"].values())), "—", "—"],
         ["SetRank on judgments", "—", mean_sd(list(results["judged"].values())), "—", "—"],
     ]
-    for lam in args.lambdas:
-        for variant, name in NAMES.items():
+    for lam in values:
+        for variant in variants:
             key = f"{variant}@{lam:g}"
             ratio, corr = zip(*fidelity[key], strict=True)
             rows.append(
-                [name, f"{lam:g}", mean_sd(list(results[key].values())),
+                [NAMES[variant], f"{lam:g}", mean_sd(list(results[key].values())),
                  f"{np.mean(ratio):.2f}", f"{np.mean(corr):+.2f}"]
             )  # fmt: skip
     lines.append(
         markdown_table(
             [
                 "model",
-                "lambda",
+                name,
                 "test NDCG@10",
-                "label ratio (L2−L1)/(L1−L0), 2 = right",
+                f"label ratio (L2−L1)/(L1−L0), {right} = right",
                 "corr(label, position), grade 0",
             ],
             rows,
         )
     )
     lines.append("")
-    for lam in args.lambdas:
-        for first, second in (("cascade", "naive"), ("cascade", "ips-em"), ("ips-em", "naive")):
+    best = variants[-1]  # the labels of the model that made the log
+    pairs = [(best, v) for v in variants[:-1]] + [("ips-em", "naive")]
+    for lam in values:
+        for first, second in pairs:
             a, b = results[f"{first}@{lam:g}"], results[f"{second}@{lam:g}"]
             gains = [a[run] - b[run] for run in a if run in b]
             won = sum(g > 0 for g in gains)
             lines.append(
-                f"- lambda {lam:g}, {NAMES[first]} − {NAMES[second]}: {mean_sd(gains)} "
+                f"- {name} {lam:g}, {NAMES[first]} − {NAMES[second]}: {mean_sd(gains)} "
                 f"(better in {won} of {len(gains)} runs, paired by fold and seed)"
             )
     lines += [
         "",
-        "The DCM's EM on each training log:",
+        f"The {'DBN' if best == 'dbn' else 'DCM'}'s EM on each training log:",
         "",
-        markdown_table(["fold", "true lambda", "estimated lambda", "EM steps", "EM s"], fits),
+        markdown_table(["fold", f"true {name}", f"estimated {name}", "EM steps", "EM s"], fits),
     ]
     return "\n".join(lines)
 

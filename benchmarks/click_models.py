@@ -1,10 +1,11 @@
 """Does `ltr clicks compare` name the click model that made a log? Simulated MQ2008 logs.
 
-For each MQ2008 fold, each simulated click model (position-based, trust bias, and the
-dependent click model at two values of ``lambda``) and each number of sessions per query,
-``ltr clicks simulate``'s users click on the fold's training queries ranked by BM25 (``f25``,
-Plackett-Luce at ``--temperature``), and :func:`ltr.clicks.compare.compare_click_models` fits
-the PBM, trust bias and the DCM to 75 % of the sessions and scores the rest. Reported: how often
+For each MQ2008 fold, each simulated click model (position-based, trust bias, the dependent
+click model at two values of ``lambda`` and the DBN at two values of ``gamma``) and each number
+of sessions per query, ``ltr clicks simulate``'s users click on the fold's training queries
+ranked by BM25 (``f25``, Plackett-Luce at ``--temperature``), and
+:func:`ltr.clicks.compare.compare_click_models` fits the PBM, trust bias, the DCM and the DBN to
+75 % of the sessions and scores the rest. Reported: how often
 it named the model that made the log, each fitted model's held-out log-likelihood per impression
 and perplexity (mean over folds), and the seconds a comparison took. No ranker is trained, so
 this runs in minutes.
@@ -41,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from ltr.clicks.compare import MODELS, compare_click_models
     from ltr.clicks.log import read_log
-    from ltr.clicks.model import CascadeModel, PositionBasedModel, TrustBiasModel
+    from ltr.clicks.model import (
+        CascadeModel,
+        DynamicBayesianModel,
+        PositionBasedModel,
+        TrustBiasModel,
+    )
     from ltr.clicks.simulate import logging_scores, simulate_clicks
 
     truths = {
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         "trust (eta 1, false click 0.65)": ("trust", TrustBiasModel(eta=1.0, max_grade=2.0)),
         "cascade (lambda 0)": ("cascade", CascadeModel(continue_after_click=0.0)),
         "cascade (lambda 0.5)": ("cascade", CascadeModel(continue_after_click=0.5)),
+        "dbn (gamma 0.7)": ("dbn", DynamicBayesianModel(perseverance=0.7)),
+        "dbn (gamma 0.9)": ("dbn", DynamicBayesianModel(perseverance=0.9)),
     }
     # (truth, sessions) -> {"named": [...], "seconds": [...], model: [(ll, perplexity), ...]}
     results: dict[tuple[str, int], dict[str, list]] = {}
