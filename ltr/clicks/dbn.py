@@ -177,6 +177,7 @@ def estimate_dbn(
     prior_satisfaction: float = 0.0,
     max_iter: int = 5000,
     tol: float = 1e-6,
+    accelerate: bool = True,
     progress: bool = False,
 ) -> DBNFit:
     """Fit the DBN to ``log`` by EM (see the module doc): attractiveness and satisfaction per
@@ -184,8 +185,9 @@ def estimate_dbn(
     ``pseudo`` above 0, each attractiveness is shrunk by ``pseudo`` examinations at
     ``prior_attractiveness`` and each satisfaction by ``pseudo`` clicks at
     ``prior_satisfaction`` (a document seen or clicked a few times is not given 0 or 1).
-    EM's steps are accelerated by SQUAREM, which keeps the objective from falling; it stops when
-    one plain EM step moves no parameter by ``tol`` or more (``iterations`` counts EM steps).
+    EM's steps are accelerated by SQUAREM (``accelerate``), which keeps the objective from
+    falling; it stops when one plain EM step moves no parameter by ``tol`` or more
+    (``iterations`` counts EM steps).
 
     Raises:
         DataFormatError: the log holds no click.
@@ -242,6 +244,9 @@ def estimate_dbn(
             if change < tol or it >= max_iter:
                 theta, converged = one, change < tol
                 break
+            if not accelerate:
+                theta = one
+                continue
             two, floor = em_step(one)
             it += 1
             steps.report(float(np.abs(two - one).max()))

@@ -190,6 +190,22 @@ def test_dbn_em_recovers_the_simulated_users(tmp_path, perseverance):
     assert ((fit.labels - truth) ** 2).mean() < 0.5 * ((dcm - truth) ** 2).mean()
 
 
+def test_accelerated_em_reaches_plain_em_in_fewer_steps(tmp_path):
+    # SQUAREM only changes the path: the fit (and its likelihood) is plain EM's, in fewer steps.
+    data, scores = judged_lists(100, 8, seed=8)
+    log = simulated_log(tmp_path, data, scores, DynamicBayesianModel(0.8), sessions=40)
+    fast, plain = estimate_dbn(log), estimate_dbn(log, accelerate=False)
+    assert fast.converged and plain.converged
+    assert fast.iterations < 0.5 * plain.iterations
+    assert fast.perseverance == pytest.approx(plain.perseverance, abs=1e-4)
+    np.testing.assert_allclose(fast.labels, plain.labels, atol=2e-4)
+    laid = sessions_of(log)
+    fits = [
+        expectations(laid, f.attractiveness, f.satisfaction, f.perseverance) for f in (fast, plain)
+    ]
+    assert fits[0].log_likelihood == pytest.approx(fits[1].log_likelihood, abs=1e-3)
+
+
 def test_with_perseverance_held_at_1_the_dbn_contains_the_dcm(tmp_path):
     # On a DCM log (nobody gives up; a click ends the session with probability 1 - lambda
     # whatever the document), the DBN with gamma = 1 finds the DCM's labels as attractiveness
