@@ -231,10 +231,11 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         metavar="S",
         help="shrink each label towards a logistic regression of relevance on the features "
-        "(fitted to the log by EM, PBM), as if it were S more impressions: lowers the variance "
-        "of documents shown a few times. `auto` tries 0 to 500 and keeps the one whose labels "
-        "best predict held-out sessions' clicks (5-fold cross-validation over sessions, about "
-        "6 prior fits). Default 0 = plain IPS",
+        "(fitted to the log by EM, PBM; with --cascade or --dbn, to the model's expected "
+        "counts), as if it were S more impressions: lowers the variance of documents shown a "
+        "few times. `auto` tries 0 to 500 and keeps the one whose labels best predict held-out "
+        "sessions' clicks (5-fold cross-validation over sessions, about 6 prior fits). "
+        "Default 0 = unshrunk labels",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_labels)
@@ -501,9 +502,12 @@ def run_labels(args: argparse.Namespace) -> int:
         prop = None
     if args.false_click is not None and args.eta is None:
         raise ConfigError("--false-click goes with --eta (a propensity file carries its own)")
-    if args.prior_strength and prop is None:
-        raise ConfigError("--prior-strength needs propensities (--propensity or --eta)")
     session_model = "cascade" if args.cascade else "dbn" if args.dbn else None
+    if args.prior_strength and prop is None and session_model is None:
+        raise ConfigError(
+            "--prior-strength needs propensities (--propensity or --eta) or a session model "
+            "(--cascade, --dbn); click-through rates are not shrunk"
+        )
     if session_model and args.min_propensity:
         raise ConfigError(f"--min-propensity clips propensities; --{session_model} uses none")
     if args.perseverance is not None and not args.dbn:
@@ -512,14 +516,8 @@ def run_labels(args: argparse.Namespace) -> int:
     features = load_dataset(args.features)
     rows = match_rows(log, features)  # the join, once for the prior and the output
     prior, strength, fit = None, args.prior_strength, None
-    if session_model == "cascade":
-        from ltr.clicks.cascade import estimate_cascade
-
-        fit = estimate_cascade(log, progress=not args.quiet)
-    elif session_model == "dbn":
-        from ltr.clicks.dbn import estimate_dbn
-
-        fit = estimate_dbn(log, perseverance=args.perseverance, progress=not args.quiet)
+    if session_model:
+        fit, strength = _session_fit(args, session_model, log, features, rows)
     elif strength:
         assert prop is not None
         pairs = pair_features(log, features, rows)
@@ -563,6 +561,8 @@ def run_labels(args: argparse.Namespace) -> int:
             how = "affine-corrected click rates"
         if prior is not None:
             how += f" shrunk towards a feature prior of {strength:g} impressions"
+        elif fit is not None and strength:
+            how += f" shrunk towards feature priors of {strength:g} observations"
         print(
             f"wrote {args.out} in {time.perf_counter() - started:.1f} s: {stats.documents:,} "
             f"documents of {stats.queries:,} queries labelled with {how} "
@@ -570,6 +570,39 @@ def run_labels(args: argparse.Namespace) -> int:
             "left out)"
         )
     return 0
+
+
+def _session_fit(args: argparse.Namespace, model: str, log, features, rows):
+    """``labels --cascade`` / ``--dbn``: the model's fit (shrunk towards feature priors with
+    ``--prior-strength``), and the strength used."""
+    from ltr.clicks.cascade import estimate_cascade
+    from ltr.clicks.dbn import estimate_dbn
+    from ltr.clicks.labels import pair_features
+    from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
+
+    strength = args.prior_strength
+    if strength:
+        pairs = pair_features(log, features, rows)
+        if strength == "auto":
+            choice = choose_session_prior_strength(
+                log, model, pairs, perseverance=args.perseverance, progress=not args.quiet
+            )
+            strength = choice.strength
+            if not args.quiet:
+                print(format_prior_choice(choice))
+        if strength:
+            fit = fit_with_prior(
+                log,
+                model,
+                pairs,
+                strength,
+                perseverance=args.perseverance,
+                progress=not args.quiet,
+            )
+            return fit, strength
+    if model == "cascade":
+        return estimate_cascade(log, progress=not args.quiet), 0.0
+    return estimate_dbn(log, perseverance=args.perseverance, progress=not args.quiet), 0.0
 
 
 def format_prior_choice(choice) -> str:
@@ -583,5 +616,5 @@ def format_prior_choice(choice) -> str:
         mark = "  <- chosen" if strength == choice.strength else ""
         lines.append(f"  S = {strength:>5g}   {error:.5f}   (+{error - best:.5f}){mark}")
     if choice.strength == 0:
-        lines.append("no prior beats plain IPS on this log: labels are not shrunk")
+        lines.append("no prior beats the unshrunk labels on this log: labels are not shrunk")
     return "\n".join(lines)

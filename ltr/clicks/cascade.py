@@ -47,6 +47,9 @@ class CascadeFit:
     """``lambda``: estimated, or the value held."""
     iterations: int
     converged: bool
+    examinations: np.ndarray
+    """``[D]`` each pair's expected examinations at the last E-step (the labels' denominator,
+    before any pseudo-examinations)."""
 
 
 def estimate_cascade(
@@ -54,7 +57,7 @@ def estimate_cascade(
     *,
     continue_after_click: float | None = None,
     pseudo: float = 0.0,
-    prior: float = 0.0,
+    prior: float | np.ndarray = 0.0,
     max_iter: int = 5000,
     tol: float = 1e-6,
     progress: bool = False,
@@ -62,7 +65,8 @@ def estimate_cascade(
     """Fit the DCM to ``log`` by EM (see the module doc): a relevance label per pair and the
     probability of reading on after a click, or with ``continue_after_click`` that probability
     held. With ``pseudo`` above 0, each label is the posterior mean under a prior of ``pseudo``
-    examinations at relevance ``prior``: ``(clicks + pseudo * prior) / (examinations + pseudo)``
+    examinations at relevance ``prior`` (a number, or ``[D]`` one per pair, e.g. from features:
+    :mod:`ltr.clicks.session_prior`): ``(clicks + pseudo * prior) / (examinations + pseudo)``
     (a document looked at a few times is not given 0 or 1).
 
     Raises:
@@ -90,6 +94,7 @@ def estimate_cascade(
     after_session, after_doc = log.session[after], log.doc[after]
 
     gamma = np.full(size, 0.5)
+    examined = certain
     lam = 0.5 if continue_after_click is None else float(continue_after_click)
     converged, it = False, 0
     with _Steps(max_iter, "EM (cascade)", progress) as steps:
@@ -112,10 +117,18 @@ def estimate_cascade(
             if step < tol:
                 converged = True
                 break
-    return CascadeFit(labels=gamma, continue_after_click=lam, iterations=it, converged=converged)
+    return CascadeFit(
+        labels=gamma,
+        continue_after_click=lam,
+        iterations=it,
+        converged=converged,
+        examinations=examined,
+    )
 
 
-def _shrunk(hits: np.ndarray, trials: np.ndarray, pseudo: float, prior: float) -> np.ndarray:
+def _shrunk(
+    hits: np.ndarray, trials: np.ndarray, pseudo: float, prior: float | np.ndarray
+) -> np.ndarray:
     """``(hits + pseudo * prior) / (trials + pseudo)``, 0 where there is neither."""
     total = trials + pseudo
     return np.divide(hits + pseudo * prior, total, out=np.zeros(len(hits)), where=total > 0)

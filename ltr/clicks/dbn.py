@@ -52,6 +52,10 @@ class DBNFit:
     """``gamma``: estimated, or the value held."""
     iterations: int
     converged: bool
+    examinations: np.ndarray
+    """``[D]`` each pair's expected examinations at the last E-step."""
+    satisfied_clicks: np.ndarray
+    """``[D]`` each pair's expected satisfying clicks at the last E-step."""
 
     @property
     def labels(self) -> np.ndarray:
@@ -173,8 +177,8 @@ def estimate_dbn(
     *,
     perseverance: float | None = None,
     pseudo: float = 0.0,
-    prior_attractiveness: float = 0.0,
-    prior_satisfaction: float = 0.0,
+    prior_attractiveness: float | np.ndarray = 0.0,
+    prior_satisfaction: float | np.ndarray = 0.0,
     max_iter: int = 5000,
     tol: float = 1e-6,
     accelerate: bool = True,
@@ -184,7 +188,8 @@ def estimate_dbn(
     pair and the perseverance ``gamma``, or with ``perseverance`` that probability held. With
     ``pseudo`` above 0, each attractiveness is shrunk by ``pseudo`` examinations at
     ``prior_attractiveness`` and each satisfaction by ``pseudo`` clicks at
-    ``prior_satisfaction`` (a document seen or clicked a few times is not given 0 or 1).
+    ``prior_satisfaction`` (numbers, or ``[D]`` one per pair: :mod:`ltr.clicks.session_prior`;
+    a document seen or clicked a few times is not given 0 or 1).
     EM's steps are accelerated by SQUAREM (``accelerate``), which keeps the objective from
     falling; it stops when one plain EM step moves no parameter by ``tol`` or more
     (``iterations`` counts EM steps).
@@ -197,6 +202,8 @@ def estimate_dbn(
 
     if perseverance is not None and not 0 < perseverance <= 1:
         raise ConfigError(f"perseverance must be in (0, 1], got {perseverance}")
+    if max_iter < 1:
+        raise ConfigError(f"max_iter must be at least 1, got {max_iter}")
     if not log.click.any():
         raise DataFormatError("the log holds no click; relevance cannot be estimated")
     size = len(log.doc_ids)
@@ -204,6 +211,7 @@ def estimate_dbn(
     doc = sessions.doc
     clicks = np.bincount(doc, weights=sessions.click, minlength=size)
     held = perseverance is not None
+    counts: dict[str, np.ndarray] = {}
 
     def em_step(theta: np.ndarray) -> tuple[np.ndarray, float]:
         """One EM step from ``theta`` = (a, s, gamma), and the objective at ``theta``."""
@@ -211,6 +219,7 @@ def estimate_dbn(
         e = expectations(sessions, a, s, gamma)
         examined = np.bincount(doc, weights=e.examined, minlength=size)
         satisfied = np.bincount(doc, weights=e.satisfied, minlength=size)
+        counts.update(examined=examined, satisfied=satisfied)
         new_gamma = gamma if held or e.chances == 0 else min(e.read_on / e.chances, 1.0)
         new = np.r_[
             _shrunk(clicks, examined, pseudo, prior_attractiveness),
@@ -257,7 +266,7 @@ def estimate_dbn(
             theta = np.clip(theta - 2 * alpha * r + alpha**2 * v, 0.0, 1.0)
             theta[-1] = max(theta[-1], 1e-6)
     a, s, gamma = theta[:size], theta[size:-1], float(theta[-1])
-    return DBNFit(a, s, gamma, it, converged)
+    return DBNFit(a, s, gamma, it, converged, counts["examined"], counts["satisfied"])
 
 
 def dbn_probabilities(log: ClickLog, a: np.ndarray, s: np.ndarray, gamma: float) -> np.ndarray:

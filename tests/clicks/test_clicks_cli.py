@@ -307,12 +307,24 @@ def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
     assert "best explained by cascade" in done.stdout
     done = ltr("clicks", "compare", log, "--test-share", 1.0)
     assert done.returncode == 2 and "no session to train" in done.stderr
-    for extra in (("--min-propensity", 0.1), ("--prior-strength", 5)):
-        done = ltr(
-            "clicks", "labels", log, "--features", s1, "--cascade", *extra,
-            "--out", tmp_path / "r.parquet",
-        )  # fmt: skip
-        assert done.returncode == 2 and ("--cascade" in done.stderr or "needs" in done.stderr)
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--cascade", "--min-propensity", 0.1,
+        "--out", tmp_path / "r.parquet",
+    )  # fmt: skip
+    assert done.returncode == 2 and "--cascade uses none" in done.stderr
+    # Shrunk towards a feature prior, the strength chosen from held-out sessions.
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--cascade", "--prior-strength", "auto",
+        "--out", tmp_path / "shrunk.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = re.findall(r"^  S = +([0-9.]+) +([0-9.]+) ", done.stdout, re.M)
+    chosen = re.search(r"S = +([0-9.]+) .*<- chosen", done.stdout)
+    assert len(table) == 10 and chosen, done.stdout
+    errors = {float(s): float(e) for s, e in table}
+    assert errors[float(chosen[1])] == min(errors.values())
+    if float(chosen[1]) > 0:
+        assert f"feature priors of {float(chosen[1]):g} observations" in done.stdout
     assert not (tmp_path / "r.parquet").exists()
 
 
@@ -338,21 +350,26 @@ def test_dbn_from_simulation_to_labels(tmp_path, mq2008_dir):
     by_pair = dict(zip(pairs, fit.attractiveness * fit.satisfaction, strict=True))
     expected = [by_pair[(q, d)] for q, d in zip(out.qid, out.doc_id, strict=True)]
     np.testing.assert_allclose(out.label, expected, rtol=1e-6, atol=1e-30)  # float32 labels
-    done = ltr(
-        "clicks", "labels", log, "--features", s1, "--dbn", "--perseverance", 0.6,
-        "--out", tmp_path / "held.parquet",
-    )  # fmt: skip
-    assert done.returncode == 0 and "probability 0.600, held" in done.stdout, done.stdout
-    held = pq.read_table(tmp_path / "held.parquet").column("label").to_numpy()
-    assert not np.allclose(held, out.label)  # another gamma, other labels
     done = ltr("clicks", "compare", log, "--quiet")
     assert done.returncode == 0 and "best explained by dbn" in done.stdout, done.stdout
-    for extra in (("--min-propensity", 0.1), ("--prior-strength", 5)):
+    # gamma held, and the labels shrunk towards feature priors: the prior lifts every label
+    # that no click made above 0.
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--dbn", "--perseverance", 0.6,
+        "--prior-strength", 5, "--out", tmp_path / "shrunk.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0 and "probability 0.600, held" in done.stdout, done.stdout
+    assert "feature priors of 5 observations" in done.stdout
+    shrunk = pq.read_table(tmp_path / "shrunk.parquet").column("label").to_numpy()
+    never_clicked = out.label.to_numpy() == 0
+    assert never_clicked.any() and (shrunk[never_clicked] > 0).all()
+    for extra in (("--min-propensity", 0.1), ("--naive", "--prior-strength", 5)):
+        bias = () if "--naive" in extra else ("--dbn",)
         done = ltr(
-            "clicks", "labels", log, "--features", s1, "--dbn", *extra,
+            "clicks", "labels", log, "--features", s1, *bias, *extra,
             "--out", tmp_path / "r.parquet",
         )  # fmt: skip
-        assert done.returncode == 2 and ("--dbn" in done.stderr or "needs" in done.stderr)
+        assert done.returncode == 2 and ("--dbn uses none" in done.stderr or "needs" in done.stderr)
     done = ltr(
         "clicks", "labels", log, "--features", s1, "--cascade", "--perseverance", 0.5,
         "--out", tmp_path / "r.parquet",

@@ -1,0 +1,162 @@
+"""Feature priors for the session click models (DCM and DBN), and their strength chosen from
+held-out sessions' clicks.
+
+With a few sessions per query, the DCM's and the DBN's per-document estimates rest on a few
+examinations (and the DBN's satisfaction on a few clicks): a document looked at twice and
+clicked once gets 0.5. As for the PBM's labels (:mod:`ltr.clicks.labels`), each estimate is
+shrunk towards a prediction from the document's features, as if that prediction were ``S`` more
+observations: ``(clicks + S p_d) / (examinations + S)`` (and for the DBN's satisfaction,
+``(satisfying clicks + S q_d) / (clicks + S)``). The predictions are logistic regressions on the
+features, fitted to the unshrunk model's expected counts (examinations and clicks for ``p``,
+clicks and satisfying clicks for ``q``); the shrunk model is then fitted by EM with those
+pseudo-counts (the posterior mode).
+
+``--prior-strength auto`` chooses ``S`` as for the PBM, by cross-validation over sessions with no
+judgment: for each fold, the model and the regressions are fitted to the other folds, every
+``S`` shrinks the fitted counts, and the shrunk model predicts each held-out click from the
+session's clicks above it (:func:`ltr.clicks.compare.cascade_probabilities`,
+:func:`ltr.clicks.dbn.dbn_probabilities`), scored by squared error. The counts are those of the
+unshrunk fit, held while ``S`` varies (one EM fit per fold, not one per strength).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ltr.clicks.cascade import CascadeFit, _shrunk, estimate_cascade
+from ltr.clicks.dbn import DBNFit, estimate_dbn
+from ltr.clicks.labels import PRIOR_STRENGTHS, PriorChoice
+from ltr.clicks.log import ClickLog
+from ltr.errors import ConfigError, DataFormatError
+
+SESSION_MODELS = ("cascade", "dbn")
+
+
+def _fit(log: ClickLog, model: str, perseverance: float | None, **shrink) -> CascadeFit | DBNFit:
+    if model == "cascade":
+        return estimate_cascade(log, **shrink)
+    return estimate_dbn(log, perseverance=perseverance, **shrink)
+
+
+def _clicks(log: ClickLog) -> np.ndarray:
+    return np.bincount(log.doc, weights=log.click, minlength=len(log.doc_ids))
+
+
+def feature_priors(
+    log: ClickLog, fit: CascadeFit | DBNFit, features: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``[D]`` predictions from ``features`` (``[D, F]`` by pair code) of the attractiveness
+    (the DCM's label) and, for a DBN fit, of the satisfaction (else None): logistic regressions
+    fitted to ``fit``'s expected counts on ``log``."""
+    from ltr.clicks.log import aggregate
+    from ltr.clicks.propensity import _pair_features, _relevance_regression
+
+    features = _pair_features(features, aggregate(log))
+    clicks = _clicks(log)
+    attractive = _relevance_regression(features, fit.examinations)(clicks)
+    if not isinstance(fit, DBNFit):
+        return attractive, None
+    return attractive, _relevance_regression(features, clicks)(fit.satisfied_clicks)
+
+
+def fit_with_prior(
+    log: ClickLog,
+    model: str,
+    features: np.ndarray,
+    strength: float,
+    *,
+    perseverance: float | None = None,
+    progress: bool = False,
+) -> CascadeFit | DBNFit:
+    """``model`` (``cascade`` or ``dbn``) fitted to ``log`` with its estimates shrunk towards
+    feature priors by ``strength`` pseudo-observations (see the module doc)."""
+    if model not in SESSION_MODELS:
+        raise ConfigError(f"model must be one of {SESSION_MODELS}, got {model!r}")
+    if not (np.isfinite(strength) and strength > 0):
+        raise ConfigError(f"the prior strength must be a number > 0, got {strength}")
+    plain = _fit(log, model, perseverance, progress=progress)
+    attractive, satisfying = feature_priors(log, plain, features)
+    if model == "cascade":
+        return estimate_cascade(log, pseudo=strength, prior=attractive, progress=progress)
+    return estimate_dbn(
+        log,
+        perseverance=perseverance,
+        pseudo=strength,
+        prior_attractiveness=attractive,
+        prior_satisfaction=satisfying,
+        progress=progress,
+    )
+
+
+def choose_session_prior_strength(
+    log: ClickLog,
+    model: str,
+    features: np.ndarray,
+    *,
+    strengths: tuple[float, ...] = PRIOR_STRENGTHS,
+    folds: int = 5,
+    seed: int = 0,
+    perseverance: float | None = None,
+    progress: bool = False,
+) -> PriorChoice:
+    """The prior strength whose shrunk ``model`` best predicts held-out sessions' clicks, by
+    ``folds``-fold cross-validation over sessions (see the module doc). Held-out impressions
+    of documents the other folds never showed are not scored; in the sessions, such documents
+    take their feature prior's value at every strength.
+
+    Raises:
+        ConfigError: an unknown model, fewer than 2 folds or more than the sessions, or a
+            strength below 0.
+        DataFormatError: every document was shown in one session only (nothing to score).
+    """
+    from tqdm.auto import tqdm
+
+    from ltr.clicks.compare import cascade_probabilities
+    from ltr.clicks.dbn import dbn_probabilities
+
+    if model not in SESSION_MODELS:
+        raise ConfigError(f"model must be one of {SESSION_MODELS}, got {model!r}")
+    grid = np.unique(np.asarray(strengths, dtype=np.float64))  # sorted: ties go to the smallest
+    if len(grid) == 0 or not (np.isfinite(grid).all() and (grid >= 0).all()):
+        raise ConfigError(f"prior strengths must be numbers >= 0, got {list(strengths)}")
+    if not 2 <= folds <= log.num_sessions:
+        raise ConfigError(f"folds must be in [2, {log.num_sessions}] (the sessions), got {folds}")
+    fold_of_row = (np.random.default_rng(seed).permutation(log.num_sessions) % folds)[log.session]
+    squared = np.zeros(len(grid))
+    scored = 0
+    for fold in tqdm(range(folds), desc="choosing the prior strength", disable=not progress):
+        held = fold_of_row == fold
+        train, test = log.subset(~held), log.subset(held)
+        if not train.click.any():
+            continue
+        fit = _fit(train, model, perseverance)
+        attractive, satisfying = feature_priors(train, fit, features)
+        seen = fit.examinations > 0
+        scoring = seen[test.doc]
+        clicks = _clicks(train)
+        for i, s in enumerate(grid):
+            a = np.where(seen, _shrunk(clicks, fit.examinations, s, attractive), attractive)
+            if isinstance(fit, DBNFit):
+                assert satisfying is not None
+                clicked = clicks > 0
+                sat = _shrunk(fit.satisfied_clicks, clicks, s, satisfying)
+                sat = np.where(clicked | (s > 0), sat, satisfying)
+                p = dbn_probabilities(test, a, sat, fit.perseverance)
+            else:
+                p = cascade_probabilities(test, a, fit.continue_after_click)
+            squared[i] += ((test.click[scoring] - p[scoring]) ** 2).sum()
+        scored += int(scoring.sum())
+    if scored == 0:
+        raise DataFormatError(
+            "no document of a held-out fold was shown in the other folds (each one was shown in "
+            "one session only), so held-out clicks cannot tell the strengths apart; give a "
+            "strength by hand (docs/CLICKS.md)"
+        )
+    errors = squared / scored
+    return PriorChoice(
+        strength=float(grid[int(np.argmin(errors))]),
+        strengths=tuple(float(s) for s in grid),
+        errors=tuple(float(e) for e in errors),
+        folds=folds,
+        impressions=scored,
+    )
