@@ -9,7 +9,7 @@ from pathlib import Path
 
 CLICK_MODELS = ("pbm", "trust")  # ltr.clicks.propensity.CLICK_MODELS, without importing numpy
 SIMULATED = (*CLICK_MODELS, "cascade", "dbn")
-SESSION_MODELS = ("cascade", "dbn")  # what is looked at follows from the clicks above
+SESSION_MODELS = ("cascade", "dbn")  # ltr.clicks.session_prior.SESSION_MODELS, likewise
 
 
 def register(sub: argparse._SubParsersAction) -> None:
