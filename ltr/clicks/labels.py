@@ -145,16 +145,11 @@ def choose_prior_strength(
 
     from ltr.clicks.propensity import relevance_prior
 
-    grid = np.unique(np.asarray(strengths, dtype=np.float64))  # sorted: ties go to the smallest
-    if len(grid) == 0 or not (np.isfinite(grid).all() and (grid >= 0).all()):
-        raise ConfigError(f"prior strengths must be numbers >= 0, got {list(strengths)}")
+    grid = strength_grid(strengths)
     if propensity.click_model != "pbm":
         raise ConfigError("the prior strength is chosen under the PBM, not trust bias")
-    if not 2 <= folds <= log.num_sessions:
-        raise ConfigError(f"folds must be in [2, {log.num_sessions}] (the sessions), got {folds}")
+    fold_of_row = session_folds(log, folds, seed)
     size = len(log.doc_ids)
-    fold_of_session = np.random.default_rng(seed).permutation(log.num_sessions) % folds
-    fold_of_row = fold_of_session[log.session]
     squared = np.zeros(len(grid))
     scored = 0
     for fold in tqdm(range(folds), desc="choosing the prior strength", disable=not progress):
@@ -170,6 +165,27 @@ def choose_prior_strength(
             p = theta * label
             squared[i] += (c * (1.0 - p) ** 2 + (n - c) * p**2).sum()
         scored += int(n.sum())
+    return prior_choice(grid, squared, scored, folds)
+
+
+def strength_grid(strengths: tuple[float, ...]) -> np.ndarray:
+    """The strengths to try, checked and sorted (so that a tie goes to the smallest)."""
+    grid = np.unique(np.asarray(strengths, dtype=np.float64))
+    if len(grid) == 0 or not (np.isfinite(grid).all() and (grid >= 0).all()):
+        raise ConfigError(f"prior strengths must be numbers >= 0, got {list(strengths)}")
+    return grid
+
+
+def session_folds(log: ClickLog, folds: int, seed: int) -> np.ndarray:
+    """``[N]`` the cross-validation fold of each impression: its session's, dealt at random."""
+    if not 2 <= folds <= log.num_sessions:
+        raise ConfigError(f"folds must be in [2, {log.num_sessions}] (the sessions), got {folds}")
+    return (np.random.default_rng(seed).permutation(log.num_sessions) % folds)[log.session]
+
+
+def prior_choice(grid: np.ndarray, squared: np.ndarray, scored: int, folds: int) -> PriorChoice:
+    """The strength of ``grid`` with the least held-out squared error (``squared`` summed over
+    ``scored`` impressions)."""
     if scored == 0:
         raise DataFormatError(
             "no document of a held-out fold was shown in the other folds (each one was shown in "

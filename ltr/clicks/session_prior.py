@@ -25,9 +25,15 @@ import numpy as np
 
 from ltr.clicks.cascade import CascadeFit, _shrunk, estimate_cascade
 from ltr.clicks.dbn import DBNFit, estimate_dbn
-from ltr.clicks.labels import PRIOR_STRENGTHS, PriorChoice
+from ltr.clicks.labels import (
+    PRIOR_STRENGTHS,
+    PriorChoice,
+    prior_choice,
+    session_folds,
+    strength_grid,
+)
 from ltr.clicks.log import ClickLog
-from ltr.errors import ConfigError, DataFormatError
+from ltr.errors import ConfigError
 
 SESSION_MODELS = ("cascade", "dbn")
 
@@ -116,12 +122,8 @@ def choose_session_prior_strength(
 
     if model not in SESSION_MODELS:
         raise ConfigError(f"model must be one of {SESSION_MODELS}, got {model!r}")
-    grid = np.unique(np.asarray(strengths, dtype=np.float64))  # sorted: ties go to the smallest
-    if len(grid) == 0 or not (np.isfinite(grid).all() and (grid >= 0).all()):
-        raise ConfigError(f"prior strengths must be numbers >= 0, got {list(strengths)}")
-    if not 2 <= folds <= log.num_sessions:
-        raise ConfigError(f"folds must be in [2, {log.num_sessions}] (the sessions), got {folds}")
-    fold_of_row = (np.random.default_rng(seed).permutation(log.num_sessions) % folds)[log.session]
+    grid = strength_grid(strengths)
+    fold_of_row = session_folds(log, folds, seed)
     squared = np.zeros(len(grid))
     scored = 0
     for fold in tqdm(range(folds), desc="choosing the prior strength", disable=not progress):
@@ -146,17 +148,4 @@ def choose_session_prior_strength(
                 p = cascade_probabilities(test, a, fit.continue_after_click)
             squared[i] += ((test.click[scoring] - p[scoring]) ** 2).sum()
         scored += int(scoring.sum())
-    if scored == 0:
-        raise DataFormatError(
-            "no document of a held-out fold was shown in the other folds (each one was shown in "
-            "one session only), so held-out clicks cannot tell the strengths apart; give a "
-            "strength by hand (docs/CLICKS.md)"
-        )
-    errors = squared / scored
-    return PriorChoice(
-        strength=float(grid[int(np.argmin(errors))]),
-        strengths=tuple(float(s) for s in grid),
-        errors=tuple(float(e) for e in errors),
-        folds=folds,
-        impressions=scored,
-    )
+    return prior_choice(grid, squared, scored, folds)
