@@ -20,6 +20,8 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ltr.clicks.compare import MODELS, compare_click_models
-    from ltr.clicks.log import read_log
     from ltr.clicks.model import (
         CascadeModel,
         DynamicBayesianModel,
         PositionBasedModel,
         TrustBiasModel,
     )
-    from ltr.clicks.simulate import logging_scores, simulate_clicks
 
     truths = {
         "pbm (eta 1)": ("pbm", PositionBasedModel(eta=1.0, noise=0.1, max_grade=2.0)),
@@ -61,28 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     # (truth, sessions) -> {"named": [...], "seconds": [...], model: [(ll, perplexity), ...]}
     results: dict[tuple[str, int], dict[str, list]] = {}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ltr-bench-click-models-") as tmp:
-        for number in args.folds:
-            data = load_fold(args.data_root, number).train
-            scores = logging_scores(data, feature=args.ranker_feature)
-            for truth, (name, model) in truths.items():
-                for sessions in args.sessions:
-                    print(f"fold {number}: {truth}, {sessions} sessions", file=sys.stderr)
-                    path = Path(tmp) / f"f{number}-{name}-{sessions}.parquet"
-                    simulate_clicks(
-                        data, scores, path, model=model, sessions=sessions,
-                        temperature=args.temperature, seed=1000 * number, progress=False,
-                    )  # fmt: skip
-                    log = read_log(path)
-                    t0 = time.perf_counter()
-                    result = compare_click_models(log)
-                    cell = results.setdefault((truth, sessions), {})
-                    cell.setdefault("named", []).append(result.recommended == name)
-                    cell.setdefault("seconds", []).append(time.perf_counter() - t0)
-                    for score in result.scores:
-                        cell.setdefault(score.model, []).append(
-                            (score.log_likelihood, score.perplexity)
-                        )
+    for simulated in simulated_logs(args, truths):
+        t0 = time.perf_counter()
+        result = compare_click_models(simulated.log)
+        cell = results.setdefault((simulated.title, simulated.sessions), {})
+        cell.setdefault("named", []).append(result.recommended == simulated.name)
+        cell.setdefault("seconds", []).append(time.perf_counter() - t0)
+        for score in result.scores:
+            cell.setdefault(score.model, []).append((score.log_likelihood, score.perplexity))
 
     rows = []
     for (truth, sessions), cell in results.items():
@@ -119,6 +105,40 @@ def main(argv: list[str] | None = None) -> int:
             body,
         )
     return 0
+
+
+@dataclass(frozen=True)
+class SimulatedLog:
+    fold: int
+    data: object  # the fold's training partition (ListDataset)
+    title: str
+    name: str  # the click model's name
+    model: object
+    sessions: int
+    log: object  # ClickLog
+
+
+def simulated_logs(args, models: dict[str, tuple[str, object]]) -> Iterator[SimulatedLog]:
+    """For each of ``args.folds``, each ``title: (name, click model)`` of ``models`` and each of
+    ``args.sessions`` sessions per query, the click log of simulated users on the fold's
+    training queries ranked by ``args.ranker_feature`` (Plackett-Luce at ``args.temperature``,
+    seed ``1000 * fold``), read back from a temporary file."""
+    from ltr.clicks.log import read_log
+    from ltr.clicks.simulate import logging_scores, simulate_clicks
+
+    with tempfile.TemporaryDirectory(prefix="ltr-bench-click-logs-") as tmp:
+        for number in args.folds:
+            data = load_fold(args.data_root, number).train
+            scores = logging_scores(data, feature=args.ranker_feature)
+            for title, (name, model) in models.items():
+                for sessions in args.sessions:
+                    print(f"fold {number}: {title}, {sessions} sessions", file=sys.stderr)
+                    path = Path(tmp) / f"f{number}-{name}-{sessions}.parquet"
+                    simulate_clicks(
+                        data, scores, path, model=model, sessions=sessions,
+                        temperature=args.temperature, seed=1000 * number, progress=False,
+                    )  # fmt: skip
+                    yield SimulatedLog(number, data, title, name, model, sessions, read_log(path))
 
 
 if __name__ == "__main__":

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.quality_cv import REPO_ROOT, load_fold
+from benchmarks.click_models import simulated_logs
+from benchmarks.quality_cv import REPO_ROOT
 from benchmarks.tuning import mean_sd
 
 SECTION = "click-session-prior"
@@ -61,10 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     from ltr.clicks.cascade import estimate_cascade
     from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import match_rows, pair_features
-    from ltr.clicks.log import read_log
     from ltr.clicks.model import CascadeModel, DynamicBayesianModel
     from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
-    from ltr.clicks.simulate import logging_scores, simulate_clicks
 
     models = {
         "DCM (lambda 0.5)": ("cascade", CascadeModel(continue_after_click=0.5)),
@@ -72,47 +70,33 @@ def main(argv: list[str] | None = None) -> int:
     }
     cells: dict[tuple[str, int], dict[str, list]] = {}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ltr-bench-session-prior-") as tmp:
-        for number in args.folds:
-            data = load_fold(args.data_root, number).train
-            scores = logging_scores(data, feature=args.ranker_feature)
-            for title, (name, model) in models.items():
-                for sessions in args.sessions:
-                    print(f"fold {number}: {title}, {sessions} sessions", file=sys.stderr)
-                    path = Path(tmp) / f"f{number}-{name}-{sessions}.parquet"
-                    simulate_clicks(
-                        data, scores, path, model=model, sessions=sessions,
-                        temperature=args.temperature, seed=1000 * number, progress=False,
-                    )  # fmt: skip
-                    log = read_log(path)
-                    rows = match_rows(log, data)
-                    grades = np.zeros(len(log.doc_ids))
-                    grades[rows[rows >= 0]] = data.labels[rows >= 0]
-                    truth = model.attractiveness(grades)
-                    if name == "dbn":
-                        truth = truth * model.satisfaction(grades)
-                    features = pair_features(log, data, rows)
-                    t0 = time.perf_counter()
-                    plain = (estimate_cascade if name == "cascade" else estimate_dbn)(log)
-                    t1 = time.perf_counter()
-                    choice = choose_session_prior_strength(log, name, features)
-                    shrunk = (
-                        fit_with_prior(log, name, features, choice.strength)
-                        if choice.strength
-                        else plain
-                    )
-                    t2 = time.perf_counter()
-                    cell = cells.setdefault((title, sessions), {})
-                    for key, value in (
-                        ("mse plain", ((plain.labels - truth) ** 2).mean()),
-                        ("mse auto", ((shrunk.labels - truth) ** 2).mean()),
-                        ("ndcg plain", label_ndcg(log, plain.labels, grades)),
-                        ("ndcg auto", label_ndcg(log, shrunk.labels, grades)),
-                        ("strength", choice.strength),
-                        ("s plain", t1 - t0),
-                        ("s auto", t2 - t1),
-                    ):
-                        cell.setdefault(key, []).append(float(value))
+    for simulated in simulated_logs(args, models):
+        log, data, name, model = simulated.log, simulated.data, simulated.name, simulated.model
+        title, sessions = simulated.title, simulated.sessions
+        rows = match_rows(log, data)
+        grades = np.zeros(len(log.doc_ids))
+        grades[rows[rows >= 0]] = data.labels[rows >= 0]
+        truth = model.attractiveness(grades)
+        if name == "dbn":
+            truth = truth * model.satisfaction(grades)
+        features = pair_features(log, data, rows)
+        t0 = time.perf_counter()
+        plain = (estimate_cascade if name == "cascade" else estimate_dbn)(log)
+        t1 = time.perf_counter()
+        choice = choose_session_prior_strength(log, name, features)
+        shrunk = fit_with_prior(log, name, features, choice.strength) if choice.strength else plain
+        t2 = time.perf_counter()
+        cell = cells.setdefault((title, sessions), {})
+        for key, value in (
+            ("mse plain", ((plain.labels - truth) ** 2).mean()),
+            ("mse auto", ((shrunk.labels - truth) ** 2).mean()),
+            ("ndcg plain", label_ndcg(log, plain.labels, grades)),
+            ("ndcg auto", label_ndcg(log, shrunk.labels, grades)),
+            ("strength", choice.strength),
+            ("s plain", t1 - t0),
+            ("s auto", t2 - t1),
+        ):
+            cell.setdefault(key, []).append(float(value))
 
     rows_out = []
     for (title, sessions), cell in cells.items():
