@@ -24,8 +24,15 @@ user is done; otherwise they read on with probability ``gamma`` (``--perseveranc
 up otherwise. A fourth label set is the DBN's EM (``ltr clicks labels --dbn``: attractiveness
 times satisfaction), whose estimate of ``gamma`` is reported; its own section of the docs.
 
+With ``--prior-strength S [S ...]`` (a number, or ``auto`` for the strength that
+cross-validation over sessions chooses for each log), the model's labels are also made shrunk
+towards feature priors (``ltr clicks labels --cascade|--dbn --prior-strength``), one label set
+each: what the priors do for rankers when ``--sessions`` is small. A run with other than 100
+sessions per query, or with priors, writes a section of its own.
+
     python -m benchmarks.click_cascade                 # folds 1-3, lambda 0 and 0.5, seed 0
     python -m benchmarks.click_cascade --click-model dbn   # folds 1-3, gamma 0.7 and 0.9
+    python -m benchmarks.click_cascade --sessions 3 --lambdas 0.5 --prior-strength auto
     python -m benchmarks.click_cascade --folds 1 --lambdas 0.5 --max-epochs 3 --no-write
 """
 
@@ -41,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.clicks import CONFIG, baselines, label_fidelity, train_on
+from benchmarks.clicks import CONFIG, _strength, baselines, label_fidelity, train_on
 from benchmarks.quality_cv import REPO_ROOT, load_fold
 from benchmarks.tuning import mean_sd
 
@@ -51,6 +58,8 @@ TITLES = {
     "dbn": "Learning from simulated DBN clicks (MQ2008)",
 }
 PARAMETER = {"cascade": "lambda", "dbn": "gamma"}
+SHORT = {"cascade": "DCM", "dbn": "DBN"}
+PRIOR = "prior-"
 NAMES = {
     "naive": "SetRank on click-through rates (naive)",
     "ips-em": "SetRank on IPS labels, PBM EM propensities",
@@ -77,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
+    parser.add_argument(
+        "--prior-strength",
+        type=_strength,
+        nargs="+",
+        default=[],
+        help="also the model's labels shrunk towards feature priors of this many observations, "
+        "or of the strength chosen on held-out sessions (auto), one label set each",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
@@ -87,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from ltr.clicks.cascade import estimate_cascade
     from ltr.clicks.dbn import estimate_dbn
-    from ltr.clicks.labels import click_labels, write_labelled
+    from ltr.clicks.labels import click_labels, pair_features, write_labelled
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.model import CascadeModel, DynamicBayesianModel
     from ltr.clicks.propensity import estimate_em
+    from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
     from ltr.clicks.simulate import logging_scores, simulate_clicks
 
     torch.set_num_threads(args.threads)
@@ -98,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[tuple[int, int], float]] = {}  # key -> (fold, seed) -> NDCG@10
     fidelity: dict[str, list] = {}
     fits: list[list] = []
+    chosen: list[list] = []  # fold, parameter, part, strength chosen by auto
     started, runs = time.perf_counter(), itertools.count()
 
     def record(key: str, value: float, fold: int, seed: int) -> None:
@@ -105,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dbn = args.click_model == "dbn"
     variants = [v for v in NAMES if dbn or v != "dbn"]
+    variants += [PRIOR + s for s in args.prior_strength]
     settings = args.perseverances if dbn else args.lambdas
     with tempfile.TemporaryDirectory(prefix="ltr-bench-cascade-") as tmp:
         work = Path(tmp)
@@ -151,6 +171,18 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     if dbn:
                         labels["dbn"] = fit.labels
+                    feats = pair_features(log, data) if args.prior_strength else None
+                    for text in args.prior_strength:
+                        strength = float(text) if text != "auto" else None
+                        if strength is None:
+                            choice = choose_session_prior_strength(log, args.click_model, feats)
+                            strength = choice.strength
+                            chosen.append([number, f"{lam:g}", part, f"{strength:g}"])
+                        labels[PRIOR + text] = (
+                            fit_with_prior(log, args.click_model, feats, strength).labels
+                            if strength > 0
+                            else fit.labels
+                        )
                     for variant, values in labels.items():
                         out = work / f"f{number}-l{lam:g}-{variant}-{part}.parquet"
                         write_labelled(log, values, data, out)
@@ -173,20 +205,40 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         record(f"{variant}@{lam:g}", run["ndcg10"], number, seed)
 
-    body = _report(args, settings, variants, results, fidelity, fits, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    body = _report(args, settings, variants, results, fidelity, fits, chosen, seconds)
     print(body)
     if not args.no_write:
+        section, title = SECTIONS[args.click_model], TITLES[args.click_model]
+        if args.sessions != 100 or args.prior_strength:
+            section = f"{section}-{args.sessions}-sessions"
+            title = f"{title[:-1]}, {args.sessions} sessions per query)"
         write_section(
-            SECTIONS[args.click_model],
-            TITLES[args.click_model],
+            section,
+            title,
             command_line("click_cascade", argv),
             body,
         )
     return 0
 
 
+def _name(variant: str, model: str) -> str:
+    if variant.startswith(PRIOR):
+        strength = variant.removeprefix(PRIOR)
+        chosen = "chosen on held-out sessions" if strength == "auto" else f"of {strength}"
+        return f"SetRank on {SHORT[model]} labels, feature priors {chosen} (`--prior-strength`)"
+    return NAMES[variant]
+
+
 def _report(
-    args, values: list, variants: list, results: dict, fidelity: dict, fits: list, seconds: float
+    args,
+    values: list,
+    variants: list,
+    results: dict,
+    fidelity: dict,
+    fits: list,
+    chosen: list,
+    seconds: float,
 ) -> str:
     name = PARAMETER[args.click_model]
     right = "2" if args.click_model == "cascade" else "6.5"  # eps * sigma: 0, 0.133, 1 under DBN
@@ -211,7 +263,8 @@ def _report(
             key = f"{variant}@{lam:g}"
             ratio, corr = zip(*fidelity[key], strict=True)
             rows.append(
-                [NAMES[variant], f"{lam:g}", mean_sd(list(results[key].values())),
+                [_name(variant, args.click_model), f"{lam:g}",
+                 mean_sd(list(results[key].values())),
                  f"{np.mean(ratio):.2f}", f"{np.mean(corr):+.2f}"]
             )  # fmt: skip
     lines.append(
@@ -227,23 +280,33 @@ def _report(
         )
     )
     lines.append("")
-    best = variants[-1]  # the labels of the model that made the log
-    pairs = [(best, v) for v in variants[:-1]] + [("ips-em", "naive")]
+    best = args.click_model  # the labels of the model that made the log
+    plain = [v for v in variants if not v.startswith(PRIOR)]
+    pairs = [(best, v) for v in plain if v != best] + [("ips-em", "naive")]
+    pairs += [(v, best) for v in variants if v.startswith(PRIOR)]
     for lam in values:
         for first, second in pairs:
             a, b = results[f"{first}@{lam:g}"], results[f"{second}@{lam:g}"]
             gains = [a[run] - b[run] for run in a if run in b]
             won = sum(g > 0 for g in gains)
             lines.append(
-                f"- {name} {lam:g}, {NAMES[first]} − {NAMES[second]}: {mean_sd(gains)} "
+                f"- {name} {lam:g}, {_name(first, args.click_model)} − "
+                f"{_name(second, args.click_model)}: {mean_sd(gains)} "
                 f"(better in {won} of {len(gains)} runs, paired by fold and seed)"
             )
     lines += [
         "",
-        f"The {'DBN' if best == 'dbn' else 'DCM'}'s EM on each training log:",
+        f"The {SHORT[best]}'s EM on each training log:",
         "",
         markdown_table(["fold", f"true {name}", f"estimated {name}", "EM steps", "EM s"], fits),
     ]
+    if chosen:
+        lines += [
+            "",
+            "Prior strengths chosen by `auto` (5-fold cross-validation over each log's sessions):",
+            "",
+            markdown_table(["fold", name, "log", "strength"], chosen),
+        ]
     return "\n".join(lines)
 
 
