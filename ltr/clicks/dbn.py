@@ -37,6 +37,7 @@ import numpy as np
 
 from ltr.clicks.cascade import _shrunk
 from ltr.clicks.log import ClickLog
+from ltr.clicks.squarem import squarem
 from ltr.errors import ConfigError, DataFormatError
 
 _TINY = 1e-300
@@ -235,36 +236,21 @@ def estimate_dbn(
                 )
         return new, objective
 
+    def keep_gamma_above_0(theta: np.ndarray) -> np.ndarray:
+        theta[-1] = max(theta[-1], 1e-6)
+        return theta
+
     theta = np.r_[np.full(2 * size, 0.5), 0.5 if perseverance is None else perseverance]
-    converged, it, fallback, floor, change = False, 0, None, -np.inf, np.inf
     with _Steps(max_iter, "EM (DBN)", progress) as steps:
-        while it < max_iter:
-            # SQUAREM (Varadhan and Roland 2008): two EM steps, then a step along their
-            # secant, kept only if it does not lower the objective (else the second EM step).
-            one, objective = em_step(theta)
-            it += 1
-            if objective < floor - 1e-12 * abs(floor):
-                assert fallback is not None
-                theta, fallback, floor = fallback, None, -np.inf
-                steps.report(change)
-                continue
-            change = float(np.abs(one - theta).max())
-            steps.report(change)
-            if change < tol or it >= max_iter:
-                theta, converged = one, change < tol
-                break
-            if not accelerate:
-                theta = one
-                continue
-            two, floor = em_step(one)
-            it += 1
-            steps.report(float(np.abs(two - one).max()))
-            r, v = one - theta, two - 2 * one + theta
-            norm_v = float(np.linalg.norm(v))
-            alpha = min(-float(np.linalg.norm(r)) / norm_v, -1.0) if norm_v > 0 else -1.0
-            fallback = two
-            theta = np.clip(theta - 2 * alpha * r + alpha**2 * v, 0.0, 1.0)
-            theta[-1] = max(theta[-1], 1e-6)
+        theta, it, converged = squarem(
+            em_step,
+            theta,
+            max_iter=max_iter,
+            tol=tol,
+            steps=steps,
+            accelerate=accelerate,
+            project=keep_gamma_above_0,
+        )
     a, s, gamma = theta[:size], theta[size:-1], float(theta[-1])
     return DBNFit(a, s, gamma, it, converged, counts["examined"], counts["satisfied"])
 
