@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 CLICK_MODELS = ("pbm", "trust")  # ltr.clicks.propensity.CLICK_MODELS, without importing numpy
-SIMULATED = (*CLICK_MODELS, "cascade", "dbn")
-SESSION_MODELS = ("cascade", "dbn")  # ltr.clicks.session_prior.SESSION_MODELS, likewise
+SIMULATED = (*CLICK_MODELS, "cascade", "dbn", "ubm")
+CASCADES = ("cascade", "dbn")  # users who read from the top and stop
+SESSION_MODELS = (*CASCADES, "ubm")  # ltr.clicks.session_prior.SESSION_MODELS, likewise
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,14 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "clicks",
         help="click logs: simulate users, estimate position bias, make unbiased (IPS) labels",
         description="Learning to rank from clicks under the position-based click model, with or "
-        "without trust bias, or under a cascade (the dependent click model, or the dynamic "
-        "Bayesian network). "
+        "without trust bias, under a cascade (the dependent click model, or the dynamic "
+        "Bayesian network), or under the user browsing model. "
         "`simulate` writes the click log of simulated users from judged data; `propensity` "
         "estimates how often each position is looked at, by EM, from a log whose rankings "
         "vary; `labels` turns a log into ltr Parquet for `ltr train`, with each document's "
         "inverse-propensity-weighted (or, under trust bias, affine-corrected) click rate as its "
         "label (or, with `labels --cascade`, its click rate when looked at; with `labels --dbn`, "
-        "its rate of satisfying clicks when looked at). See docs/CLICKS.md.",
+        "its rate of satisfying clicks when looked at; with `labels --ubm`, its click rate when "
+        "looked at under the user browsing model). See docs/CLICKS.md.",
     )
     commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
     commands.required = True
@@ -52,6 +54,9 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "as in the PBM, are satisfied by a click with probability (2^y - 1)/(2^max_grade - 1) "
         "and then done, and otherwise read on with probability --perseverance (else they give "
         "up). "
+        "With --click-model ubm (the user browsing model), users look at position k with "
+        "probability (1/(k - l))^eta, l the position of their last click above (0 if none), and "
+        "click as in the PBM. "
         "With --temperature above 0 each session draws its own Plackett-Luce ranking from the "
         "scores, which propensity estimation needs. Writes a click log (session, qid, doc_id, "
         "position, click) with the simulation's parameters in its metadata.",
@@ -80,19 +85,25 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "ranking in every session (default 1)",
     )
     p.add_argument("--top-k", type=int, help="show only the first K documents (default: all)")
-    p.add_argument("--eta", type=float, help="pbm, trust: position-bias exponent (default 1)")
+    p.add_argument(
+        "--eta",
+        type=float,
+        help="pbm, trust, ubm: position-bias exponent (ubm: of the distance to the last click; "
+        "default 1)",
+    )
     p.add_argument(
         "--click-model",
         choices=SIMULATED,
         default="pbm",
         help="pbm: position bias only (default); trust: position and trust bias; cascade: "
         "reading from the top, stopping after a click (dependent click model); dbn: reading "
-        "from the top, stopping when satisfied or giving up (dynamic Bayesian network)",
+        "from the top, stopping when satisfied or giving up (dynamic Bayesian network); ubm: "
+        "attention that falls with the distance to the last click (user browsing model)",
     )
     p.add_argument(
         "--noise",
         type=float,
-        help="pbm, cascade, dbn: click rate of examined irrelevant documents (0.1)",
+        help="pbm, cascade, dbn, ubm: click rate of examined irrelevant documents (0.1)",
     )
     p.add_argument(
         "--continue-after-click",
@@ -176,7 +187,8 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         "negative values made 0. With --cascade, no propensities: the dependent click model "
         "is fitted to the sessions by EM and the label is the click rate when looked at; with "
         "--dbn, the dynamic Bayesian network is, and the label is the rate of satisfying clicks "
-        "when looked at (attractiveness times satisfaction). "
+        "when looked at (attractiveness times satisfaction); with --ubm, the user browsing model "
+        "is, and the label is the click rate when looked at. "
         "Features come from FEATURES, joined by (qid, doc_id). Train on the result with a loss "
         "linear in the labels (e.g. `loss: softmax`; configs/clicks/).",
         epilog="example: ltr clicks labels clicks/S1.parquet --features data/mq2008/S1.txt.xz "
@@ -212,6 +224,13 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         "when a click satisfies them, and may give up) to the log's sessions by EM; labels are "
         "each document's attractiveness times its satisfaction",
     )
+    bias.add_argument(
+        "--ubm",
+        action="store_true",
+        help="no propensities: fit the user browsing model (attention by position and by the "
+        "distance to the last click above) to the log by EM; labels are each document's click "
+        "rate when looked at",
+    )
     p.add_argument(
         "--perseverance",
         type=float,
@@ -231,7 +250,7 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         metavar="S",
         help="shrink each label towards a logistic regression of relevance on the features "
-        "(fitted to the log by EM, PBM; with --cascade or --dbn, to the model's expected "
+        "(fitted to the log by EM, PBM; with --cascade, --dbn or --ubm, to the model's expected "
         "counts), as if it were S more impressions: lowers the variance of documents shown a "
         "few times. `auto` tries 0 to 500 and keeps the one whose labels best predict held-out "
         "sessions' clicks (5-fold cross-validation over sessions, about 6 prior fits). "
@@ -244,15 +263,16 @@ def _register_labels(commands: argparse._SubParsersAction) -> None:
 def _register_compare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "compare",
-        help="which click model explains a log: PBM, trust bias, DCM or DBN, on held-out sessions",
+        help="which click model explains a log: PBM, trust bias, DCM, DBN or UBM, on held-out "
+        "sessions",
         description="Fit the position-based model, the PBM with trust bias, the dependent "
-        "click model (a cascade) and the dynamic Bayesian network (a cascade whose users give "
-        "up) to most of LOG's sessions, and score how well each predicts "
-        "the clicks of the sessions held out: log-likelihood per impression (higher is better) "
-        "and perplexity averaged over positions 1-10 (lower is better; 1 = always sure and "
+        "click model (a cascade), the dynamic Bayesian network (a cascade whose users give "
+        "up) and the user browsing model to most of LOG's sessions, and score how well each "
+        "predicts the clicks of the sessions held out: log-likelihood per impression (higher is "
+        "better) and perplexity averaged over positions 1-10 (lower is better; 1 = always sure and "
         "right, 2 = a coin toss). The model that explains the log says which labels to make: "
         "`labels --propensity` from `propensity` (pbm), from `propensity --click-model trust` "
-        "(trust), `labels --cascade` (cascade), or `labels --dbn` (dbn).",
+        "(trust), `labels --cascade` (cascade), `labels --dbn` (dbn), or `labels --ubm` (ubm).",
         epilog="example: ltr clicks compare clicks/S1.parquet",
     )
     p.add_argument("log", type=Path, metavar="LOG.parquet")
@@ -261,7 +281,7 @@ def _register_compare(commands: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=SIMULATED,
         default=list(SIMULATED),
-        help="the click models to fit (default: all four)",
+        help="the click models to fit (default: all five)",
     )
     p.add_argument(
         "--test-share",
@@ -324,6 +344,7 @@ def _prior_strength(text: str) -> float | str:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from ltr.clicks.model import (
+        BrowsingModel,
         CascadeModel,
         ClickModel,
         DynamicBayesianModel,
@@ -339,10 +360,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise ConfigError("--continue-after-click is a parameter of --click-model cascade")
     if args.click_model != "dbn" and args.perseverance is not None:
         raise ConfigError("--perseverance is a parameter of --click-model dbn")
-    if args.click_model in SESSION_MODELS and args.eta is not None:
+    if args.click_model in CASCADES and args.eta is not None:
         raise ConfigError(
-            "--eta is a parameter of the pbm and trust models; in a cascade, what is looked at "
-            "follows from the clicks above (--continue-after-click, --perseverance)"
+            "--eta is a parameter of the pbm, trust and ubm models; in a cascade, what is looked "
+            "at follows from the clicks above (--continue-after-click, --perseverance)"
         )
     if args.click_model != "trust" and args.false_click is not None:
         raise ConfigError("--false-click is a parameter of --click-model trust")
@@ -367,6 +388,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     elif args.click_model == "dbn":
         gamma = 0.9 if args.perseverance is None else args.perseverance
         model = DynamicBayesianModel(perseverance=gamma, noise=noise, max_grade=max_grade)
+    elif args.click_model == "ubm":
+        model = BrowsingModel(eta=eta, noise=noise, max_grade=max_grade)
     else:
         false_click = 0.65 if args.false_click is None else args.false_click
         model = TrustBiasModel(eta=eta, false_click=false_click, max_grade=max_grade)
@@ -502,11 +525,11 @@ def run_labels(args: argparse.Namespace) -> int:
         prop = None
     if args.false_click is not None and args.eta is None:
         raise ConfigError("--false-click goes with --eta (a propensity file carries its own)")
-    session_model = "cascade" if args.cascade else "dbn" if args.dbn else None
+    session_model = next((m for m in SESSION_MODELS if getattr(args, m)), None)
     if args.prior_strength and prop is None and session_model is None:
         raise ConfigError(
             "--prior-strength needs propensities (--propensity or --eta) or a session model "
-            "(--cascade, --dbn); click-through rates are not shrunk"
+            "(--cascade, --dbn, --ubm); click-through rates are not shrunk"
         )
     if session_model and args.min_propensity:
         raise ConfigError(f"--min-propensity clips propensities; --{session_model} uses none")
@@ -557,6 +580,14 @@ def run_labels(args: argparse.Namespace) -> int:
                 f"(users read on when not satisfied with probability {fit.perseverance:.3f}, "
                 f"{held}; EM in {fit.iterations} steps)"
             )
+        elif session_model == "ubm":
+            g = fit.examination
+            below = f", {g[1, 1]:.3f} right below a click at 1" if len(g) > 1 else ""
+            how = (
+                "click rates when looked at, under the user browsing model (position 2 looked "
+                f"at with probability {g[min(1, len(g) - 1), 0]:.3f} below no click{below}; EM "
+                f"in {fit.iterations} steps)"
+            )
         if prop is not None and prop.click_model == "trust":
             how = "affine-corrected click rates"
         if prior is not None:
@@ -573,12 +604,13 @@ def run_labels(args: argparse.Namespace) -> int:
 
 
 def _session_fit(args: argparse.Namespace, model: str, log, features, rows):
-    """``labels --cascade`` / ``--dbn``: the model's fit (shrunk towards feature priors with
-    ``--prior-strength``), and the strength used."""
+    """``labels --cascade`` / ``--dbn`` / ``--ubm``: the model's fit (shrunk towards feature
+    priors with ``--prior-strength``), and the strength used."""
     from ltr.clicks.cascade import estimate_cascade
     from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import pair_features
     from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
+    from ltr.clicks.ubm import estimate_ubm
 
     strength = args.prior_strength
     if strength:
@@ -602,6 +634,8 @@ def _session_fit(args: argparse.Namespace, model: str, log, features, rows):
             return fit, strength
     if model == "cascade":
         return estimate_cascade(log, progress=not args.quiet), 0.0
+    if model == "ubm":
+        return estimate_ubm(log, progress=not args.quiet), 0.0
     return estimate_dbn(log, perseverance=args.perseverance, progress=not args.quiet), 0.0
 
 

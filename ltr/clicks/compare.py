@@ -43,8 +43,9 @@ from ltr.clicks.log import ClickLog, Counts, aggregate
 from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity, _trust_posterior
 from ltr.errors import ConfigError, DataFormatError
 
-MODELS = ("pbm", "trust", "cascade", "dbn")
-NESTED = {"trust": "pbm", "dbn": "cascade"}  # beta_k = 0 is the PBM; see ltr.clicks.dbn
+MODELS = ("pbm", "trust", "cascade", "dbn", "ubm")
+# beta_k = 0 is the PBM; see ltr.clicks.dbn; examination by position alone is the PBM
+NESTED = {"trust": "pbm", "dbn": "cascade", "ubm": "pbm"}
 SAME_FIT = 1e-3  # log-likelihood per impression within which the simpler model is preferred
 PERPLEXITY_POSITIONS = 10
 _FLOOR = 1e-6  # predicted probabilities are kept in [_FLOOR, 1 - _FLOOR]
@@ -240,7 +241,26 @@ def _fit_dbn(train: ClickLog, test: ClickLog, progress: bool):
     return dbn_probabilities(test, a, s, fit.perseverance), summary
 
 
-_FITS = {"pbm": _fit_pbm, "trust": _fit_trust, "cascade": _fit_cascade, "dbn": _fit_dbn}
+def _fit_ubm(train: ClickLog, test: ClickLog, progress: bool):
+    from ltr.clicks.ubm import estimate_ubm
+
+    mean = _seen_mean(estimate_ubm(train, pool_after=POOL_AFTER).labels, train)
+    fit = estimate_ubm(train, pseudo=PSEUDO, prior=mean, pool_after=POOL_AFTER, progress=progress)
+    a = _fill_unseen(fit.attractiveness, train, mean)
+    g = fit.examination
+    summary = "top only"
+    if len(g) > 1:  # position 2 below nothing clicked, and right below a click at 1
+        summary = f"g(2, no click above) {g[1, 0]:.3f}, g(2, click at 1) {g[1, 1]:.3f}"
+    return fit.probabilities(test, a), summary
+
+
+_FITS = {
+    "pbm": _fit_pbm,
+    "trust": _fit_trust,
+    "cascade": _fit_cascade,
+    "dbn": _fit_dbn,
+    "ubm": _fit_ubm,
+}
 
 
 def _seen(gamma: np.ndarray, train: ClickLog) -> np.ndarray:

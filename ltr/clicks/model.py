@@ -1,7 +1,9 @@
 """Click models used to simulate users: the position-based model (PBM), the PBM with trust
 bias (:class:`TrustBiasModel`), the dependent click model (:class:`CascadeModel`), where
 what a user looks at depends on what they clicked above, and the dynamic Bayesian network
-(:class:`DynamicBayesianModel`), where users may also give up, and stop once satisfied.
+(:class:`DynamicBayesianModel`), where users may also give up, and stop once satisfied, and
+the user browsing model (:class:`BrowsingModel`), where what a user looks at depends on the
+distance to their last click.
 
 A user examines position ``k`` with probability ``theta_k = (1 / k) ** eta`` (Joachims et al.
 2017), and clicks an examined document of grade ``y`` with probability
@@ -249,6 +251,61 @@ class DynamicBayesianModel:
         return {"model": "dbn", **asdict(self)}
 
 
+@dataclass(frozen=True)
+class BrowsingModel:
+    """The user browsing model (UBM; Dupret and Piwowarski 2008): what a user looks at depends
+    on the position and on the distance to their last click above it.
+
+    A user examines the document at position ``k`` with probability ``(1 / (k - l)) ** eta``,
+    ``l`` the position of the last click above ``k`` (0 when there is none): the PBM's curve
+    (:class:`PositionBasedModel`), started afresh below every click, as if each click set the
+    reader's eyes back to the top. An examined document of grade ``y`` is clicked with
+    probability ``epsilon(y)``. Unlike a cascade, a user who skips a document may still look at
+    the next one, and nobody stops; unlike the PBM, a document right below a click is looked at
+    more than its position says.
+
+    Attributes:
+        eta: how fast attention falls with the distance from the last click (0 = none).
+        noise: click probability of an examined irrelevant document, in ``[0, 1)``.
+        max_grade: the highest relevance grade (``epsilon(max_grade) = 1``).
+    """
+
+    eta: float = 1.0
+    noise: float = 0.1
+    max_grade: float = 2.0
+
+    def __post_init__(self) -> None:
+        PositionBasedModel(eta=self.eta, noise=self.noise, max_grade=self.max_grade)  # same checks
+
+    def examination(self, positions: np.ndarray, last_click: np.ndarray) -> np.ndarray:
+        """``(1 / (k - l))^eta`` for 1-based ``positions`` ``k`` and the positions ``l`` of the
+        last click above them (0 = none)."""
+        distance = _positions(positions) - np.asarray(last_click, dtype=np.float64)
+        if np.any(distance < 1):
+            raise ValueError("the last click above a position is above it (or 0 for none)")
+        return distance**-self.eta
+
+    def attractiveness(self, grades: np.ndarray) -> np.ndarray:
+        """``epsilon(y)`` for relevance ``grades`` (clipped to ``[0, max_grade]``)."""
+        return _attractiveness(grades, self.noise, self.max_grade)
+
+    def clicks(self, grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[S, m]`` clicks of ``S`` sessions shown documents of ``grades`` (``[S, m]``, in
+        shown order)."""
+        grades = np.atleast_2d(grades)
+        attracted = rng.random(grades.shape) < self.attractiveness(grades)
+        looks = rng.random(grades.shape)
+        clicks = np.zeros(grades.shape, dtype=bool)
+        last = np.zeros(grades.shape[0])
+        for k in range(grades.shape[1]):
+            clicks[:, k] = (looks[:, k] < self.examination(k + 1, last)) & attracted[:, k]
+            last = np.where(clicks[:, k], k + 1, last)
+        return clicks
+
+    def to_dict(self) -> dict[str, float]:
+        return {"model": "ubm", **asdict(self)}
+
+
 def _independent_clicks(
     model: PositionBasedModel | TrustBiasModel, grades: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
@@ -274,4 +331,6 @@ def _gain_share(grades: np.ndarray, max_grade: float) -> np.ndarray:
     return np.expm1(y * math.log(2)) / math.expm1(max_grade * math.log(2))
 
 
-ClickModel = PositionBasedModel | TrustBiasModel | CascadeModel | DynamicBayesianModel
+ClickModel = (
+    PositionBasedModel | TrustBiasModel | CascadeModel | DynamicBayesianModel | BrowsingModel
+)

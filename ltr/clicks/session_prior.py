@@ -1,22 +1,24 @@
-"""Feature priors for the session click models (DCM and DBN), and their strength chosen from
-held-out sessions' clicks.
+"""Feature priors for the session click models (DCM, DBN and UBM), and their strength chosen
+from held-out sessions' clicks.
 
-With a few sessions per query, the DCM's and the DBN's per-document estimates rest on a few
-examinations (and the DBN's satisfaction on a few clicks): a document looked at twice and
+With a few sessions per query, the DCM's, the DBN's and the UBM's per-document estimates rest on
+a few examinations (and the DBN's satisfaction on a few clicks): a document looked at twice and
 clicked once gets 0.5. As for the PBM's labels (:mod:`ltr.clicks.labels`), each estimate is
 shrunk towards a prediction from the document's features, as if that prediction were ``S`` more
-observations: ``(clicks + S p_d) / (examinations + S)`` (and for the DBN's satisfaction,
-``(satisfying clicks + S q_d) / (clicks + S)``). The predictions are logistic regressions on the
-features, fitted to the unshrunk model's expected counts (examinations and clicks for ``p``,
-clicks and satisfying clicks for ``q``); the shrunk model is then fitted by EM with those
+observations: ``(clicks + S p_d) / (examinations + S)`` (for the DBN's satisfaction,
+``(satisfying clicks + S q_d) / (clicks + S)``; for the UBM, whose M-step divides by
+impressions, ``(expected attractive impressions + S p_d) / (impressions + S)``). The
+predictions are logistic regressions on the features, fitted to the unshrunk model's expected
+counts (those numerators and denominators); the shrunk model is then fitted by EM with those
 pseudo-counts (the posterior mode).
 
 ``--prior-strength auto`` chooses ``S`` as for the PBM, by cross-validation over sessions with no
 judgment: for each fold, the model and the regressions are fitted to the other folds, every
 ``S`` shrinks the fitted counts, and the shrunk model predicts each held-out click from the
 session's clicks above it (:func:`ltr.clicks.compare.cascade_probabilities`,
-:func:`ltr.clicks.dbn.dbn_probabilities`), scored by squared error. The counts are those of the
-unshrunk fit, held while ``S`` varies (one EM fit per fold, not one per strength).
+:func:`ltr.clicks.dbn.dbn_probabilities`, :meth:`ltr.clicks.ubm.UBMFit.probabilities`),
+scored by squared error. The counts are those of the unshrunk fit, held while ``S`` varies (one
+EM fit per fold, not one per strength).
 """
 
 from __future__ import annotations
@@ -33,15 +35,27 @@ from ltr.clicks.labels import (
     strength_grid,
 )
 from ltr.clicks.log import ClickLog
+from ltr.clicks.ubm import UBMFit, estimate_ubm
 from ltr.errors import ConfigError
 
-SESSION_MODELS = ("cascade", "dbn")
+SESSION_MODELS = ("cascade", "dbn", "ubm")
+Fit = CascadeFit | DBNFit | UBMFit
 
 
-def _fit(log: ClickLog, model: str, perseverance: float | None, **shrink) -> CascadeFit | DBNFit:
+def _fit(log: ClickLog, model: str, perseverance: float | None, **shrink) -> Fit:
     if model == "cascade":
         return estimate_cascade(log, **shrink)
+    if model == "ubm":
+        return estimate_ubm(log, **shrink)
     return estimate_dbn(log, perseverance=perseverance, **shrink)
+
+
+def _hits_and_trials(fit: Fit, clicks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the fit's attractiveness is the ratio of, before pseudo-counts: clicks over expected
+    examinations (DCM, DBN), or expected attractive impressions over impressions (UBM)."""
+    if isinstance(fit, UBMFit):
+        return fit.attracted, fit.impressions
+    return clicks, fit.examinations
 
 
 def _clicks(log: ClickLog) -> np.ndarray:
@@ -49,17 +63,18 @@ def _clicks(log: ClickLog) -> np.ndarray:
 
 
 def feature_priors(
-    log: ClickLog, fit: CascadeFit | DBNFit, features: np.ndarray
+    log: ClickLog, fit: Fit, features: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``[D]`` predictions from ``features`` (``[D, F]`` by pair code) of the attractiveness
-    (the DCM's label) and, for a DBN fit, of the satisfaction (else None): logistic regressions
-    fitted to ``fit``'s expected counts on ``log``."""
+    (the DCM's and the UBM's label) and, for a DBN fit, of the satisfaction (else None):
+    logistic regressions fitted to ``fit``'s expected counts on ``log``."""
     from ltr.clicks.log import aggregate
     from ltr.clicks.propensity import _pair_features, _relevance_regression
 
     features = _pair_features(features, aggregate(log))
     clicks = _clicks(log)
-    attractive = _relevance_regression(features, fit.examinations)(clicks)
+    hits, trials = _hits_and_trials(fit, clicks)
+    attractive = _relevance_regression(features, trials)(hits)
     if not isinstance(fit, DBNFit):
         return attractive, None
     return attractive, _relevance_regression(features, clicks)(fit.satisfied_clicks)
@@ -73,17 +88,17 @@ def fit_with_prior(
     *,
     perseverance: float | None = None,
     progress: bool = False,
-) -> CascadeFit | DBNFit:
-    """``model`` (``cascade`` or ``dbn``) fitted to ``log`` with its estimates shrunk towards
-    feature priors by ``strength`` pseudo-observations (see the module doc)."""
+) -> Fit:
+    """``model`` (``cascade``, ``dbn`` or ``ubm``) fitted to ``log`` with its estimates shrunk
+    towards feature priors by ``strength`` pseudo-observations (see the module doc)."""
     if model not in SESSION_MODELS:
         raise ConfigError(f"model must be one of {SESSION_MODELS}, got {model!r}")
     if not (np.isfinite(strength) and strength > 0):
         raise ConfigError(f"the prior strength must be a number > 0, got {strength}")
     plain = _fit(log, model, perseverance, progress=progress)
     attractive, satisfying = feature_priors(log, plain, features)
-    if model == "cascade":
-        return estimate_cascade(log, pseudo=strength, prior=attractive, progress=progress)
+    if model in ("cascade", "ubm"):
+        return _fit(log, model, None, pseudo=strength, prior=attractive, progress=progress)
     return estimate_dbn(
         log,
         perseverance=perseverance,
@@ -133,17 +148,20 @@ def choose_session_prior_strength(
             continue
         fit = _fit(train, model, perseverance)
         attractive, satisfying = feature_priors(train, fit, features)
-        seen = fit.examinations > 0
-        scoring = seen[test.doc]
         clicks = _clicks(train)
+        hits, trials = _hits_and_trials(fit, clicks)
+        seen = trials > 0
+        scoring = seen[test.doc]
         for i, s in enumerate(grid):
-            a = np.where(seen, _shrunk(clicks, fit.examinations, s, attractive), attractive)
+            a = np.where(seen, _shrunk(hits, trials, s, attractive), attractive)
             if isinstance(fit, DBNFit):
                 assert satisfying is not None
                 clicked = clicks > 0
                 sat = _shrunk(fit.satisfied_clicks, clicks, s, satisfying)
                 sat = np.where(clicked | (s > 0), sat, satisfying)
                 p = dbn_probabilities(test, a, sat, fit.perseverance)
+            elif isinstance(fit, UBMFit):
+                p = fit.probabilities(test, a)
             else:
                 p = cascade_probabilities(test, a, fit.continue_after_click)
             squared[i] += ((test.click[scoring] - p[scoring]) ** 2).sum()

@@ -316,8 +316,10 @@ def test_cascade_from_simulation_to_labels(tmp_path, mq2008_dir):
     # Which model explains the log: the cascade, by held-out sessions' clicks.
     done = ltr("clicks", "compare", log, "--quiet")
     assert done.returncode == 0, done.stderr
-    table = re.findall(r"^  (pbm|trust|cascade|dbn) +(-[0-9.]+) +([0-9.]+)  ", done.stdout, re.M)
-    assert len(table) == 4 and table[0][0] == "cascade", done.stdout
+    table = re.findall(
+        r"^  (pbm|trust|cascade|dbn|ubm) +(-[0-9.]+) +([0-9.]+)  ", done.stdout, re.M
+    )
+    assert len(table) == 5 and table[0][0] == "cascade", done.stdout
     likelihoods = [float(ll) for _, ll, _ in table]
     assert likelihoods == sorted(likelihoods, reverse=True)
     assert "best explained by cascade" in done.stdout
@@ -394,6 +396,53 @@ def test_dbn_from_simulation_to_labels(tmp_path, mq2008_dir):
     assert not (tmp_path / "r.parquet").exists()
 
 
+def test_ubm_from_simulation_to_labels(tmp_path, mq2008_dir):
+    from ltr.clicks.log import read_log
+    from ltr.clicks.ubm import estimate_ubm
+
+    s1, log = mq2008_dir / "S1.txt.xz", tmp_path / "log.parquet"
+    done = ltr(
+        "clicks", "simulate", s1, "--ranker-feature", "f25", "--click-model", "ubm",
+        "--eta", 1.5, "--sessions", 30, "--quiet", "--out", log,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    logged = read_log(log)
+    assert logged.simulation["model"] == "ubm" and logged.simulation["eta"] == 1.5
+    done = ltr("clicks", "propensity", log, "--out", tmp_path / "p.json")
+    assert done.returncode == 0 and "`ltr clicks labels --ubm`" in done.stdout, done.stdout
+    done = ltr("clicks", "labels", log, "--features", s1, "--ubm", "--out", tmp_path / "l.parquet")
+    assert done.returncode == 0, done.stderr
+    assert "under the user browsing model" in done.stdout
+    # Right below a click at 1, position 2 is looked at; below none, with (1/2)^1.5 = 0.354.
+    below = re.search(r"probability ([0-9.]+) below no click, ([0-9.]+) right below", done.stdout)
+    assert below and float(below[1]) == pytest.approx(0.5**1.5, abs=0.05), done.stdout
+    assert float(below[2]) == pytest.approx(1.0, abs=0.05)
+    fit = estimate_ubm(logged)
+    out = pq.read_table(tmp_path / "l.parquet").to_pandas()
+    pairs = zip(logged.qids[logged.doc_qid], logged.doc_ids, strict=True)
+    by_pair = dict(zip(pairs, fit.labels, strict=True))
+    expected = [by_pair[(q, d)] for q, d in zip(out.qid, out.doc_id, strict=True)]
+    np.testing.assert_allclose(out.label, expected, rtol=1e-6, atol=1e-30)  # float32 labels
+    done = ltr("clicks", "compare", log, "--quiet")
+    assert done.returncode == 0 and "best explained by ubm" in done.stdout, done.stdout
+    done = ltr(
+        "clicks", "labels", log, "--features", s1, "--ubm", "--prior-strength", 5,
+        "--out", tmp_path / "shrunk.parquet",
+    )  # fmt: skip
+    assert done.returncode == 0 and "feature priors of 5 observations" in done.stdout
+    shrunk = pq.read_table(tmp_path / "shrunk.parquet").column("label").to_numpy()
+    never_clicked = out.label.to_numpy() == 0
+    assert never_clicked.any() and (shrunk[never_clicked] > 0).all()
+    for extra in (("--min-propensity", 0.1), ("--perseverance", 0.5)):
+        done = ltr(
+            "clicks", "labels", log, "--features", s1, "--ubm", *extra,
+            "--out", tmp_path / "r.parquet",
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout
+        assert "--ubm uses none" in done.stderr or "a parameter of --dbn" in done.stderr
+    assert not (tmp_path / "r.parquet").exists()
+
+
 def test_plain_em_on_few_sessions_per_query_points_to_regression_em():
     from ltr.cli.clicks import few_sessions_warning
 
@@ -416,6 +465,8 @@ def test_clicks_cli_errors(tmp_path, mq2008_dir):
         ("pbm", "--perseverance"),
         ("dbn", "--eta"),
         ("dbn", "--continue-after-click"),
+        ("ubm", "--perseverance"),
+        ("ubm", "--false-click"),
     ):
         done = ltr(
             "clicks",

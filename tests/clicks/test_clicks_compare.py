@@ -12,6 +12,7 @@ import pytest
 from ltr.clicks.compare import cascade_probabilities, compare_click_models, relevance_given
 from ltr.clicks.log import Counts, read_log
 from ltr.clicks.model import (
+    BrowsingModel,
     CascadeModel,
     DynamicBayesianModel,
     PositionBasedModel,
@@ -32,15 +33,16 @@ from .conftest import judged_lists, simulated_log
         (CascadeModel(continue_after_click=0.8), "cascade"),
         (DynamicBayesianModel(perseverance=0.7), "dbn"),
         (DynamicBayesianModel(perseverance=1.0), "dbn"),
+        (BrowsingModel(eta=1.0), "ubm"),
     ],
-    ids=["pbm", "trust", "cascade-0.3", "cascade-0.8", "dbn-0.7", "dbn-1.0"],
+    ids=["pbm", "trust", "cascade-0.3", "cascade-0.8", "dbn-0.7", "dbn-1.0", "ubm"],
 )
 def test_each_simulated_log_is_best_explained_by_its_own_model(tmp_path, model, name):
     data, scores = judged_lists(200, 10, seed=4)
     log = simulated_log(tmp_path, data, scores, model, sessions=50)
     result = compare_click_models(log)
     assert result.recommended == name, result.scores
-    assert {s.model for s in result.scores} == {"pbm", "trust", "cascade", "dbn"}
+    assert {s.model for s in result.scores} == {"pbm", "trust", "cascade", "dbn", "ubm"}
     assert result.test_sessions + result.train_sessions == log.num_sessions
     assert 0.2 < result.test_sessions / log.num_sessions < 0.3
     # Each score's perplexity is the mean over positions 1-10 of its per-position values.
@@ -116,7 +118,7 @@ def test_compare_refuses_what_it_cannot_do(tmp_path):
     data, scores = judged_lists(10, 5, seed=9)
     log = simulated_log(tmp_path, data, scores, PositionBasedModel(), sessions=4)
     with pytest.raises(ConfigError, match="must be among"):
-        compare_click_models(log, models=("ubm",))
+        compare_click_models(log, models=("ccm",))
     for share in (0.0, 1.0):
         with pytest.raises(ConfigError, match="no session"):
             compare_click_models(log, test_share=share)

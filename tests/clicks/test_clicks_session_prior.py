@@ -1,4 +1,5 @@
-"""Feature priors for the DCM's and the DBN's labels, and their strength from held-out sessions."""
+"""Feature priors for the DCM's, the DBN's and the UBM's labels, and their strength from
+held-out sessions."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from sklearn.preprocessing import StandardScaler
 from ltr.clicks.cascade import estimate_cascade
 from ltr.clicks.dbn import estimate_dbn
 from ltr.clicks.labels import pair_features
-from ltr.clicks.model import CascadeModel, DynamicBayesianModel
+from ltr.clicks.model import BrowsingModel, CascadeModel, DynamicBayesianModel
 from ltr.clicks.session_prior import (
     choose_session_prior_strength,
     feature_priors,
     fit_with_prior,
 )
+from ltr.clicks.ubm import estimate_ubm
 from ltr.errors import ConfigError
 
 from .conftest import judged_lists, pair_grades, simulated_log
@@ -115,11 +117,26 @@ def test_the_shrunk_fit_is_the_posterior_mode_under_the_feature_prior(tmp_path):
     np.testing.assert_allclose(
         dcm.labels, (clicks + 4 * dcm_prior) / (dcm.examinations + 4), atol=1e-4
     )
+    # The UBM's attractiveness is expected attractive impressions over impressions.
+    ubm = fit_with_prior(log, "ubm", features, 4.0)
+    plain_ubm = estimate_ubm(log)
+    ubm_prior, none = feature_priors(log, plain_ubm, features)
+    assert none is None
+    np.testing.assert_allclose(
+        ubm_prior, _regression(features, plain_ubm.attracted, plain_ubm.impressions), atol=1e-3
+    )
+    np.testing.assert_allclose(
+        ubm.labels, (ubm.attracted + 4 * ubm_prior) / (ubm.impressions + 4), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "model"),
-    [("cascade", CascadeModel(continue_after_click=0.5)), ("dbn", DynamicBayesianModel(0.9))],
+    [
+        ("cascade", CascadeModel(continue_after_click=0.5)),
+        ("dbn", DynamicBayesianModel(0.9)),
+        ("ubm", BrowsingModel(eta=1.0)),
+    ],
 )
 def test_auto_strength_on_few_sessions_is_near_the_best_against_the_truth(tmp_path, name, model):
     # Three sessions per query: the unshrunk labels rest on a few looks each. The strength
@@ -133,7 +150,7 @@ def test_auto_strength_on_few_sessions_is_near_the_best_against_the_truth(tmp_pa
         truth = truth * model.satisfaction(grades)
     features = pair_features(log, data)
     choice = choose_session_prior_strength(log, name, features)
-    plain = estimate_cascade(log) if name == "cascade" else estimate_dbn(log)
+    plain = {"cascade": estimate_cascade, "dbn": estimate_dbn, "ubm": estimate_ubm}[name](log)
     error = {0.0: ((plain.labels - truth) ** 2).mean()}
     for s in choice.strengths[1:]:
         error[s] = ((fit_with_prior(log, name, features, s).labels - truth) ** 2).mean()
