@@ -1,11 +1,12 @@
 """Does `ltr clicks compare` name the click model that made a log? Simulated MQ2008 logs.
 
 For each MQ2008 fold, each simulated click model (position-based, trust bias, the dependent
-click model at two values of ``lambda`` and the DBN at two values of ``gamma``) and each number
+click model at two values of ``lambda``, the DBN at two values of ``gamma`` and the user
+browsing model) and each number
 of sessions per query, ``ltr clicks simulate``'s users click on the fold's training queries
 ranked by BM25 (``f25``, Plackett-Luce at ``--temperature``), and
-:func:`ltr.clicks.compare.compare_click_models` fits the PBM, trust bias, the DCM and the DBN to
-75 % of the sessions and scores the rest. Reported: how often
+:func:`ltr.clicks.compare.compare_click_models` fits the PBM, trust bias, the DCM, the DBN and
+the UBM to 75 % of the sessions and scores the rest. Reported: how often
 it named the model that made the log, each fitted model's held-out log-likelihood per impression
 and perplexity (mean over folds), and the seconds a comparison took. No ranker is trained, so
 this runs in minutes.
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ltr.clicks.compare import MODELS, compare_click_models
     from ltr.clicks.model import (
+        BrowsingModel,
         CascadeModel,
         DynamicBayesianModel,
         PositionBasedModel,
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "cascade (lambda 0.5)": ("cascade", CascadeModel(continue_after_click=0.5)),
         "dbn (gamma 0.7)": ("dbn", DynamicBayesianModel(perseverance=0.7)),
         "dbn (gamma 0.9)": ("dbn", DynamicBayesianModel(perseverance=0.9)),
+        "ubm (eta 1)": ("ubm", BrowsingModel(eta=1.0)),
     }
     # (truth, sessions) -> {"named": [...], "seconds": [...], model: [(ll, perplexity), ...]}
     results: dict[tuple[str, int], dict[str, list]] = {}

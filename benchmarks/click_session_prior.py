@@ -1,15 +1,16 @@
-"""Few sessions per query under a cascade: the DCM's and the DBN's labels shrunk towards feature
-priors, with the strength chosen from held-out sessions (``--prior-strength auto``).
+"""Few sessions per query under the session click models: the DCM's, the DBN's and the UBM's
+labels shrunk towards feature priors, with the strength chosen from held-out sessions
+(``--prior-strength auto``).
 
-For each MQ2008 fold, each session model (the DCM at ``lambda`` 0.5, the DBN at ``gamma`` 0.9)
-and each number of sessions per query, ``ltr clicks simulate``'s users click on the fold's
-training queries ranked by BM25 (``f25``, Plackett-Luce at ``--temperature``); the model's EM
-makes labels without a prior, and with feature priors at the strength that 5-fold
-cross-validation over sessions chooses (:mod:`ltr.clicks.session_prior`). Reported, against
-the simulation's truth (the DCM's attractiveness, the DBN's attractiveness times satisfaction):
-the labels' mean squared error, and NDCG@10 of each query's documents ordered by label against
-their judged grades (gain 2^y - 1; queries without a relevant document left out). No ranker is
-trained, so this runs in minutes.
+For each MQ2008 fold, each session model (the DCM at ``lambda`` 0.5, the DBN at ``gamma`` 0.9,
+the UBM at ``eta`` 1) and each number of sessions per query, ``ltr clicks simulate``'s users
+click on the fold's training queries ranked by BM25 (``f25``, Plackett-Luce at
+``--temperature``); the model's EM makes labels without a prior, and with feature priors at the
+strength that 5-fold cross-validation over sessions chooses (:mod:`ltr.clicks.session_prior`).
+Reported, against the simulation's truth (the DCM's and the UBM's attractiveness, the DBN's
+attractiveness times satisfaction): the labels' mean squared error, and NDCG@10 of each query's
+documents ordered by label against their judged grades (gain 2^y - 1; queries without a
+relevant document left out). No ranker is trained, so this runs in minutes.
 
     python -m benchmarks.click_session_prior                    # folds 1-5, 3 and 10 sessions
     python -m benchmarks.click_session_prior --folds 1 --sessions 3 --no-write
@@ -61,13 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     from ltr.clicks.cascade import estimate_cascade
     from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import match_rows, pair_features
-    from ltr.clicks.model import CascadeModel, DynamicBayesianModel
+    from ltr.clicks.model import BrowsingModel, CascadeModel, DynamicBayesianModel
     from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
+    from ltr.clicks.ubm import estimate_ubm
 
     models = {
         "DCM (lambda 0.5)": ("cascade", CascadeModel(continue_after_click=0.5)),
         "DBN (gamma 0.9)": ("dbn", DynamicBayesianModel(perseverance=0.9)),
+        "UBM (eta 1)": ("ubm", BrowsingModel(eta=1.0)),
     }
+    estimators = {"cascade": estimate_cascade, "dbn": estimate_dbn, "ubm": estimate_ubm}
     cells: dict[tuple[str, int], dict[str, list]] = {}
     started = time.perf_counter()
     for simulated in simulated_logs(args, models):
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             truth = truth * model.satisfaction(grades)
         features = pair_features(log, data, rows)
         t0 = time.perf_counter()
-        plain = (estimate_cascade if name == "cascade" else estimate_dbn)(log)
+        plain = estimators[name](log)
         t1 = time.perf_counter()
         choice = choose_session_prior_strength(log, name, features)
         shrunk = fit_with_prior(log, name, features, choice.strength) if choice.strength else plain
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"MQ2008 training partitions of folds {', '.join(map(str, args.folds))}; logging "
             f"ranker `{args.ranker_feature}`, Plackett-Luce temperature {args.temperature:g}. "
-            "Labels without a prior (`labels --cascade` / `--dbn`) and shrunk towards feature "
+            "Labels without a prior (`labels --cascade` / `--dbn` / `--ubm`) and shrunk towards "
+            "feature "
             "priors at the strength chosen by 5-fold cross-validation over sessions "
             "(`--prior-strength auto`), against the simulation's truth: mean squared error, and "
             "NDCG@10 of each query's documents ordered by label against their judged grades "
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         write_section(
             SECTION,
-            "Feature priors for cascade labels from few sessions (simulated MQ2008 logs)",
+            "Feature priors for session click models' labels from few sessions "
+            "(simulated MQ2008 logs)",
             command_line("click_session_prior", argv),
             body,
         )
