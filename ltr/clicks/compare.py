@@ -1,13 +1,14 @@
 """Which click model explains a log? Held-out sessions' clicks under the PBM, trust bias, the
-dependent click model and the dynamic Bayesian network.
+dependent click model, the dynamic Bayesian network and the user browsing model.
 
 Each label maker of :mod:`ltr.clicks` assumes a model of how users click: the position-based
 model (IPS), the PBM with trust bias (the affine correction), the dependent click model (a
-cascade; ``--cascade``) or the dynamic Bayesian network (a cascade whose users give up, and
-stop once satisfied; ``--dbn``). Which one a log follows is a question about the log, answered
-the way click-model research does (Chuklin et al. 2015, *Click Models for Web Search*, ch. 7):
-fit each model to most of the sessions, and score how well it predicts the clicks of the
-sessions held out, by
+cascade; ``--cascade``), the dynamic Bayesian network (a cascade whose users give up, and
+stop once satisfied; ``--dbn``) or the user browsing model (attention that depends on the
+distance to the last click; ``--ubm``). Which one a log follows is a question about the log,
+answered the way click-model research does (Chuklin et al. 2015, *Click Models for Web
+Search*, ch. 7): fit each model to most of the sessions, and score how well it predicts the
+clicks of the sessions held out, by
 
 - **log-likelihood** per held-out impression, ``mean of log P(observed click or skip)``;
 - **perplexity** at position ``k``, ``2 ** -(mean over held-out impressions at k of
@@ -24,7 +25,10 @@ session's clicks above it: with no click above, the document is looked at; after
 ``lambda P / ((1 - lambda) + lambda P)``, ``P`` the chance of skipping the documents between.
 The DBN predicts the same way with its own forward pass (:func:`ltr.clicks.dbn.dbn_probabilities`);
 it contains the DCM (``gamma = 1``, one satisfaction for all), which is recommended when the DBN
-scores within ``SAME_FIT`` of it.
+scores within ``SAME_FIT`` of it. The UBM predicts ``a_d g(k, d)`` from the distance ``d`` to
+the last click above (:meth:`ltr.clicks.ubm.UBMFit.probabilities`); it contains the PBM (the
+same ``g`` at every distance), which is recommended when the UBM scores within ``SAME_FIT`` of
+it.
 Every model's relevance is the posterior mode with one pseudo-impression at the mean relevance
 (``PSEUDO``): a document that a few sessions looked at and none clicked is not predicted to
 draw no click at all, which one held-out click would punish without limit. A document that no
