@@ -1,5 +1,5 @@
-"""Learning from cascade clicks on MQ2008: position propensities against the dependent click model
-(DCM) and the dynamic Bayesian network (DBN).
+"""Learning from session-dependent clicks on MQ2008: position propensities against the dependent
+click model (DCM), the dynamic Bayesian network (DBN) and the user browsing model (UBM).
 
 With ``--click-model cascade`` (the default), for each LETOR fold and each probability
 ``lambda`` of reading on after a click:
@@ -24,6 +24,12 @@ user is done; otherwise they read on with probability ``gamma`` (``--perseveranc
 up otherwise. A fourth label set is the DBN's EM (``ltr clicks labels --dbn``: attractiveness
 times satisfaction), whose estimate of ``gamma`` is reported; its own section of the docs.
 
+With ``--click-model ubm``, the users are the UBM's (``ltr clicks simulate --click-model ubm``):
+they look at position ``k`` with probability ``(1 / (k - l))^eta`` (``--etas``), ``l`` their
+last click above (0 if none), and click as above. The fourth label set is the UBM's EM
+(``ltr clicks labels --ubm``), whose examination of position 2 below no click gives the
+estimate of ``eta`` reported (``-log2 g(2, none)``); its own section too.
+
 With ``--prior-strength S [S ...]`` (a number, or ``auto`` for the strength that
 cross-validation over sessions chooses for each log), the model's labels are also made shrunk
 towards feature priors (``ltr clicks labels --cascade|--dbn --prior-strength``), one label set
@@ -32,6 +38,7 @@ sessions per query, or with priors, writes a section of its own.
 
     python -m benchmarks.click_cascade                 # folds 1-3, lambda 0 and 0.5, seed 0
     python -m benchmarks.click_cascade --click-model dbn   # folds 1-3, gamma 0.7 and 0.9
+    python -m benchmarks.click_cascade --click-model ubm   # folds 1-3, eta 1
     python -m benchmarks.click_cascade --sessions 3 --lambdas 0.5 --prior-strength auto
     python -m benchmarks.click_cascade --folds 1 --lambdas 0.5 --max-epochs 3 --no-write
 """
@@ -52,19 +59,21 @@ from benchmarks.clicks import CONFIG, _strength, baselines, label_fidelity, trai
 from benchmarks.quality_cv import REPO_ROOT, load_fold
 from benchmarks.tuning import mean_sd
 
-SECTIONS = {"cascade": "clicks-cascade", "dbn": "clicks-dbn"}
+SECTIONS = {"cascade": "clicks-cascade", "dbn": "clicks-dbn", "ubm": "clicks-ubm"}
 TITLES = {
     "cascade": "Learning from simulated cascade clicks (MQ2008)",
     "dbn": "Learning from simulated DBN clicks (MQ2008)",
+    "ubm": "Learning from simulated UBM clicks (MQ2008)",
 }
-PARAMETER = {"cascade": "lambda", "dbn": "gamma"}
-SHORT = {"cascade": "DCM", "dbn": "DBN"}
+PARAMETER = {"cascade": "lambda", "dbn": "gamma", "ubm": "eta"}
+SHORT = {"cascade": "DCM", "dbn": "DBN", "ubm": "UBM"}
 PRIOR = "prior-"
 NAMES = {
     "naive": "SetRank on click-through rates (naive)",
     "ips-em": "SetRank on IPS labels, PBM EM propensities",
     "cascade": "SetRank on DCM labels (`--cascade`)",
     "dbn": "SetRank on DBN labels (`--dbn`)",
+    "ubm": "SetRank on UBM labels (`--ubm`)",
 }
 USERS = {
     "cascade": "dependent-click-model users (read from the top, click an examined document of "
@@ -73,6 +82,9 @@ USERS = {
     "dbn": "DBN users (read from the top, click an examined document of grade y with probability "
     "0.1 + 0.9 (2^y - 1)/3, are satisfied by a click with probability (2^y - 1)/3 and then done, "
     "and otherwise read on with probability gamma)",
+    "ubm": "UBM users (look at position k with probability (1/(k - l))^eta, l the position of "
+    "their last click above or 0, and click an examined document of grade y with probability "
+    "0.1 + 0.9 (2^y - 1)/3)",
 }
 
 
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--click-model", choices=tuple(SECTIONS), default="cascade")
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--perseverances", type=float, nargs="+", default=[0.7, 0.9])
+    parser.add_argument("--etas", type=float, nargs="+", default=[1.0], help="ubm: eta")
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
@@ -106,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import click_labels, pair_features, write_labelled
     from ltr.clicks.log import aggregate, read_log
-    from ltr.clicks.model import CascadeModel, DynamicBayesianModel
+    from ltr.clicks.model import BrowsingModel, CascadeModel, DynamicBayesianModel
     from ltr.clicks.propensity import estimate_em
     from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
     from ltr.clicks.simulate import logging_scores, simulate_clicks
+    from ltr.clicks.ubm import estimate_ubm
 
     torch.set_num_threads(args.threads)
     extra = {} if args.max_epochs is None else {"trainer.max_epochs": args.max_epochs}
@@ -122,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     def record(key: str, value: float, fold: int, seed: int) -> None:
         results.setdefault(key, {})[(fold, seed)] = value
 
-    dbn = args.click_model == "dbn"
-    variants = [v for v in NAMES if dbn or v != "dbn"]
+    kind = args.click_model
+    variants = ["naive", "ips-em", "cascade"] + ([kind] if kind != "cascade" else [])
     variants += [PRIOR + s for s in args.prior_strength]
-    settings = args.perseverances if dbn else args.lambdas
+    settings = {"cascade": args.lambdas, "dbn": args.perseverances, "ubm": args.etas}[kind]
+    estimators = {"cascade": estimate_cascade, "dbn": estimate_dbn, "ubm": estimate_ubm}
     with tempfile.TemporaryDirectory(prefix="ltr-bench-cascade-") as tmp:
         work = Path(tmp)
         for number in args.folds:
@@ -135,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             for seed, ndcg in judged.items():
                 record("judged", ndcg, number, seed)
             for lam in settings:
-                model = (
-                    DynamicBayesianModel(perseverance=lam, noise=0.1, max_grade=2.0)
-                    if dbn
-                    else CascadeModel(continue_after_click=lam, noise=0.1, max_grade=2.0)
-                )
+                if kind == "cascade":
+                    model = CascadeModel(continue_after_click=lam, noise=0.1, max_grade=2.0)
+                elif kind == "dbn":
+                    model = DynamicBayesianModel(perseverance=lam, noise=0.1, max_grade=2.0)
+                else:
+                    model = BrowsingModel(eta=lam, noise=0.1, max_grade=2.0)
                 files: dict[str, dict[str, Path]] = {v: {} for v in variants}
                 for offset, (part, data) in enumerate(
                     (("train", fold.train), ("valid", fold.valid))
@@ -157,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     log = read_log(path)
                     t0 = time.perf_counter()
-                    fit = estimate_dbn(log) if dbn else estimate_cascade(log)
+                    fit = estimators[kind](log)
                     if part == "train":
-                        found = fit.perseverance if dbn else fit.continue_after_click
+                        if kind == "cascade":
+                            found = fit.continue_after_click
+                        elif kind == "dbn":
+                            found = fit.perseverance
+                        else:  # g(2, none) = (1/2)^eta
+                            found = -np.log2(fit.examination[1, 0])
                         fits.append(
                             [number, f"{lam:g}", f"{found:.3f}", fit.iterations,
                              f"{time.perf_counter() - t0:.1f}"]
@@ -167,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                     labels = {
                         "naive": click_labels(log, None),
                         "ips-em": click_labels(log, estimate_em(aggregate(log))),
-                        "cascade": estimate_cascade(log).labels if dbn else fit.labels,
+                        "cascade": fit.labels
+                        if kind == "cascade"
+                        else estimate_cascade(log).labels,
                     }
-                    if dbn:
-                        labels["dbn"] = fit.labels
+                    if kind != "cascade":
+                        labels[kind] = fit.labels
                     feats = pair_features(log, data) if args.prior_strength else None
                     for text in args.prior_strength:
                         strength = float(text) if text != "auto" else None
@@ -241,7 +264,7 @@ def _report(
     seconds: float,
 ) -> str:
     name = PARAMETER[args.click_model]
-    right = "2" if args.click_model == "cascade" else "6.5"  # eps * sigma: 0, 0.133, 1 under DBN
+    right = "6.5" if args.click_model == "dbn" else "2"  # eps * sigma: 0, 0.133, 1 under DBN
     lines = [
         f"MQ2008 folds {', '.join(map(str, args.folds))}; logging ranker `{args.ranker_feature}` "
         f"(BM25 of the whole document), Plackett-Luce temperature {args.temperature:g}; "
