@@ -21,8 +21,9 @@ result, so ``a_d`` is a probability of a click when looked at.
 Deep positions and long distances are pooled as the PBM's propensities are past ``pool_after``
 (:func:`ltr.clicks.propensity.position_buckets`): ``g`` has a row per position bucket and a
 column per distance bucket, after a first column for "no click above". A cell the log never
-shows takes the impression-weighted mean examination of its row's cells that it does show (of
-all cells, if none).
+shows takes the impression-weighted mean examination of its column's cells that it does show
+(the same distance to the last click, or no click above, at other positions; of all cells, if
+none).
 
 With ``g(k, d)`` the same for every ``d`` the UBM is the PBM; :mod:`ltr.clicks.compare` says
 which of the two a log needs.
@@ -207,11 +208,13 @@ def _cell(
 
 
 def _filled(g: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``g`` with every cell that has no impression at its row's (or all cells') weighted mean."""
+    """``g`` with every cell that has no impression at its column's (or all cells') weighted
+    mean: attention at a distance from the last click is nearer that at the same distance
+    elsewhere than that below no click at the same position."""
     out = g.copy()
     seen = counts > 0
     overall = float((g * counts).sum() / counts.sum())
-    for r in range(g.shape[0]):
-        weight = counts[r].sum()
-        out[r, ~seen[r]] = (g[r] * counts[r]).sum() / weight if weight > 0 else overall
+    for c in range(g.shape[1]):
+        weight = counts[:, c].sum()
+        out[~seen[:, c], c] = (g[:, c] * counts[:, c]).sum() / weight if weight > 0 else overall
     return out

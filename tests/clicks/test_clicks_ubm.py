@@ -134,12 +134,15 @@ def test_em_reaches_the_maximum_a_general_optimiser_finds(tmp_path, pseudo):
     np.testing.assert_allclose(fit.examination[free], best.x[: free.sum()], atol=2e-3)
     np.testing.assert_allclose(fit.attractiveness, best.x[free.sum() :], atol=2e-3)
     assert fit.examination[0, 0] == 1.0
-    # A cell the log never shows takes its row's impression-weighted mean.
-    for r in range(1, shown.shape[0]):
-        if (~shown[r]).any() and shown[r].any():
-            weights = fit.cell_impressions[r][shown[r]]
-            mean = (fit.examination[r][shown[r]] * weights).sum() / weights.sum()
-            np.testing.assert_allclose(fit.examination[r][~shown[r]], mean)
+    # A cell the log never shows takes its column's impression-weighted mean.
+    filled = 0
+    for c in range(shown.shape[1]):
+        if (~shown[:, c]).any() and shown[:, c].any():
+            weights = fit.cell_impressions[:, c][shown[:, c]]
+            mean = (fit.examination[:, c][shown[:, c]] * weights).sum() / weights.sum()
+            np.testing.assert_allclose(fit.examination[:, c][~shown[:, c]], mean)
+            filled += 1
+    assert filled
 
 
 def test_squarem_reaches_plain_ems_fit_in_fewer_steps(tmp_path):
