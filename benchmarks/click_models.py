@@ -13,6 +13,7 @@ this runs in minutes.
 
     python -m benchmarks.click_models                     # folds 1-5, 10 and 100 sessions
     python -m benchmarks.click_models --folds 1 --sessions 10 --no-write
+    python -m benchmarks.click_models --folds 1 2 3 --only "lambda 0)"   # one row, not written
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--ranker-feature", default="f25")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="TEXT",
+        help="simulate only the user models whose title holds one of these (e.g. 'lambda 0)'); "
+        "implies --no-write, since the section holds every model",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = parser.parse_args(argv)
 
@@ -64,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     # (truth, sessions) -> {"named": [...], "seconds": [...], model: [(ll, perplexity), ...]}
     results: dict[tuple[str, int], dict[str, list]] = {}
     started = time.perf_counter()
+    if args.only:
+        truths = {t: m for t, m in truths.items() if any(text in t for text in args.only)}
+        if not truths:
+            parser.error(f"--only matches no user model: {args.only}")
+        args.no_write = True
     for simulated in simulated_logs(args, truths):
         t0 = time.perf_counter()
         result = compare_click_models(simulated.log)
