@@ -116,14 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ltr.clicks.cascade import estimate_cascade
-    from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import click_labels, pair_features, write_labelled
     from ltr.clicks.log import aggregate, read_log
     from ltr.clicks.model import BrowsingModel, CascadeModel, DynamicBayesianModel
     from ltr.clicks.propensity import estimate_em
-    from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
+    from ltr.clicks.session_prior import (
+        choose_session_prior_strength,
+        fit_session_model,
+        fit_with_prior,
+    )
     from ltr.clicks.simulate import logging_scores, simulate_clicks
-    from ltr.clicks.ubm import estimate_ubm
 
     torch.set_num_threads(args.threads)
     extra = {} if args.max_epochs is None else {"trainer.max_epochs": args.max_epochs}
@@ -140,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     variants = ["naive", "ips-em", "cascade"] + ([kind] if kind != "cascade" else [])
     variants += [PRIOR + s for s in args.prior_strength]
     settings = {"cascade": args.lambdas, "dbn": args.perseverances, "ubm": args.etas}[kind]
-    estimators = {"cascade": estimate_cascade, "dbn": estimate_dbn, "ubm": estimate_ubm}
     with tempfile.TemporaryDirectory(prefix="ltr-bench-cascade-") as tmp:
         work = Path(tmp)
         for number in args.folds:
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     log = read_log(path)
                     t0 = time.perf_counter()
-                    fit = estimators[kind](log)
+                    fit = fit_session_model(log, kind)
                     if part == "train":
                         if kind == "cascade":
                             found = fit.continue_after_click

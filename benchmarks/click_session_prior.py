@@ -59,19 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = parser.parse_args(argv)
 
-    from ltr.clicks.cascade import estimate_cascade
-    from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import match_rows, pair_features
     from ltr.clicks.model import BrowsingModel, CascadeModel, DynamicBayesianModel
-    from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
-    from ltr.clicks.ubm import estimate_ubm
+    from ltr.clicks.session_prior import (
+        choose_session_prior_strength,
+        fit_session_model,
+        fit_with_prior,
+    )
 
     models = {
         "DCM (lambda 0.5)": ("cascade", CascadeModel(continue_after_click=0.5)),
         "DBN (gamma 0.9)": ("dbn", DynamicBayesianModel(perseverance=0.9)),
         "UBM (eta 1)": ("ubm", BrowsingModel(eta=1.0)),
     }
-    estimators = {"cascade": estimate_cascade, "dbn": estimate_dbn, "ubm": estimate_ubm}
     cells: dict[tuple[str, int], dict[str, list]] = {}
     started = time.perf_counter()
     for simulated in simulated_logs(args, models):
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             truth = truth * model.satisfaction(grades)
         features = pair_features(log, data, rows)
         t0 = time.perf_counter()
-        plain = estimators[name](log)
+        plain = fit_session_model(log, name)
         t1 = time.perf_counter()
         choice = choose_session_prior_strength(log, name, features)
         shrunk = fit_with_prior(log, name, features, choice.strength) if choice.strength else plain

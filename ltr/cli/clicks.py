@@ -606,11 +606,12 @@ def run_labels(args: argparse.Namespace) -> int:
 def _session_fit(args: argparse.Namespace, model: str, log, features, rows):
     """``labels --cascade`` / ``--dbn`` / ``--ubm``: the model's fit (shrunk towards feature
     priors with ``--prior-strength``), and the strength used."""
-    from ltr.clicks.cascade import estimate_cascade
-    from ltr.clicks.dbn import estimate_dbn
     from ltr.clicks.labels import pair_features
-    from ltr.clicks.session_prior import choose_session_prior_strength, fit_with_prior
-    from ltr.clicks.ubm import estimate_ubm
+    from ltr.clicks.session_prior import (
+        choose_session_prior_strength,
+        fit_session_model,
+        fit_with_prior,
+    )
 
     strength = args.prior_strength
     if strength:
@@ -632,11 +633,8 @@ def _session_fit(args: argparse.Namespace, model: str, log, features, rows):
                 progress=not args.quiet,
             )
             return fit, strength
-    if model == "cascade":
-        return estimate_cascade(log, progress=not args.quiet), 0.0
-    if model == "ubm":
-        return estimate_ubm(log, progress=not args.quiet), 0.0
-    return estimate_dbn(log, perseverance=args.perseverance, progress=not args.quiet), 0.0
+    fit = fit_session_model(log, model, perseverance=args.perseverance, progress=not args.quiet)
+    return fit, 0.0
 
 
 def format_prior_choice(choice) -> str:

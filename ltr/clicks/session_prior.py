@@ -42,7 +42,14 @@ SESSION_MODELS = ("cascade", "dbn", "ubm")
 Fit = CascadeFit | DBNFit | UBMFit
 
 
-def _fit(log: ClickLog, model: str, perseverance: float | None, **shrink) -> Fit:
+def fit_session_model(
+    log: ClickLog, model: str, *, perseverance: float | None = None, **shrink
+) -> Fit:
+    """``model`` (``cascade``, ``dbn`` or ``ubm``) fitted to ``log`` by its EM; ``perseverance``
+    holds the DBN's ``gamma`` (other models have none), and ``shrink`` goes to the estimator
+    (``pseudo``, ``prior``, ``progress``)."""
+    if model not in SESSION_MODELS:
+        raise ConfigError(f"model must be one of {SESSION_MODELS}, got {model!r}")
     if model == "cascade":
         return estimate_cascade(log, **shrink)
     if model == "ubm":
@@ -95,10 +102,10 @@ def fit_with_prior(
         raise ConfigError(f"model must be one of {SESSION_MODELS}, got {model!r}")
     if not (np.isfinite(strength) and strength > 0):
         raise ConfigError(f"the prior strength must be a number > 0, got {strength}")
-    plain = _fit(log, model, perseverance, progress=progress)
+    plain = fit_session_model(log, model, perseverance=perseverance, progress=progress)
     attractive, satisfying = feature_priors(log, plain, features)
     if model in ("cascade", "ubm"):
-        return _fit(log, model, None, pseudo=strength, prior=attractive, progress=progress)
+        return fit_session_model(log, model, pseudo=strength, prior=attractive, progress=progress)
     return estimate_dbn(
         log,
         perseverance=perseverance,
@@ -146,7 +153,7 @@ def choose_session_prior_strength(
         train, test = log.subset(~held), log.subset(held)
         if not train.click.any():
             continue
-        fit = _fit(train, model, perseverance)
+        fit = fit_session_model(train, model, perseverance=perseverance)
         attractive, satisfying = feature_priors(train, fit, features)
         clicks = _clicks(train)
         hits, trials = _hits_and_trials(fit, clicks)
