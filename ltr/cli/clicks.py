@@ -320,7 +320,7 @@ def run_compare(args: argparse.Namespace) -> int:
     best = result.scores[0].model
     verdict = f"best explained by {result.recommended}"
     if result.recommended != best:
-        verdict += f" ({best} fits no better by more than the noise, and contains it)"
+        verdict += f" ({best} fits no better by more than the noise, with more parameters)"
     simulated = (log.simulation or {}).get("model")
     if simulated:
         verdict += f"; the log was simulated with --click-model {simulated}"

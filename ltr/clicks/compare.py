@@ -27,8 +27,14 @@ The DBN predicts the same way with its own forward pass (:func:`ltr.clicks.dbn.d
 it contains the DCM (``gamma = 1``, one satisfaction for all), which is recommended when the DBN
 scores within ``SAME_FIT`` of it. The UBM predicts ``a_d g(k, d)`` from the distance ``d`` to
 the last click above (:meth:`ltr.clicks.ubm.UBMFit.probabilities`); it contains the PBM (the
-same ``g`` at every distance), which is recommended when the UBM scores within ``SAME_FIT`` of
-it.
+same ``g`` at every distance) and the cascade model (the DCM at ``lambda = 0``: ``g`` 1 below
+no click, 0 below one).
+
+The rule behind those cases: of the models that score within ``SAME_FIT`` of the best, the one
+with the fewest parameters besides its per-document relevance is recommended (``SIMPLICITY``:
+the PBM and the DCM one per position, trust bias two, the UBM one per position and distance,
+the DBN a satisfaction per document), since a difference that small says nothing about which
+one made the log, and the simpler one's labels rest on fewer estimates.
 Every model's relevance is the posterior mode with one pseudo-impression at the mean relevance
 (``PSEUDO``): a document that a few sessions looked at and none clicked is not predicted to
 draw no click at all, which one held-out click would punish without limit. A document that no
@@ -48,8 +54,10 @@ from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity, _trust_posterior
 from ltr.errors import ConfigError, DataFormatError
 
 MODELS = ("pbm", "trust", "cascade", "dbn", "ubm")
-# beta_k = 0 is the PBM; see ltr.clicks.dbn; examination by position alone is the PBM
-NESTED = {"trust": "pbm", "dbn": "cascade", "ubm": "pbm"}
+SIMPLICITY = {"pbm": 0, "cascade": 0, "trust": 1, "ubm": 2, "dbn": 3}
+"""Rank of each model by its parameters besides relevance (fewer first): the PBM and the DCM
+one per position, trust bias two, the UBM one per position and distance to the last click, the
+DBN one satisfaction per document (and ``gamma``)."""
 SAME_FIT = 1e-3  # log-likelihood per impression within which the simpler model is preferred
 PERPLEXITY_POSITIONS = 10
 _FLOOR = 1e-6  # predicted probabilities are kept in [_FLOOR, 1 - _FLOOR]
@@ -74,8 +82,9 @@ class Comparison:
     scores: tuple[ModelScore, ...]
     """Best (highest held-out log-likelihood) first."""
     recommended: str
-    """The best model, or the simpler model it contains (the PBM within trust bias, the DCM
-    within the DBN) when that one scores within ``SAME_FIT`` of it."""
+    """Of the models within ``SAME_FIT`` of the best, the simplest (``SIMPLICITY``; the
+    better-scoring one of equally simple models): the PBM when trust bias or the UBM fits no
+    better than it, the DCM when the DBN or the UBM fits no better."""
     train_sessions: int
     test_sessions: int
     test_impressions: int
@@ -115,10 +124,9 @@ def compare_click_models(
         probability, summary = _FITS[model](train, test, progress)
         scores.append(_score(model, test, probability, summary))
     scores.sort(key=lambda s: -s.log_likelihood)
-    recommended = scores[0].model
-    simpler = {s.model: s for s in scores}.get(NESTED.get(recommended, ""))
-    if simpler is not None and scores[0].log_likelihood - simpler.log_likelihood < SAME_FIT:
-        recommended = simpler.model
+    best = scores[0].log_likelihood
+    level = [s for s in scores if best - s.log_likelihood < SAME_FIT]  # best first
+    recommended = min(level, key=lambda s: SIMPLICITY[s.model]).model
     return Comparison(
         scores=tuple(scores),
         recommended=recommended,

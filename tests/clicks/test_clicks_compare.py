@@ -29,13 +29,16 @@ from .conftest import judged_lists, simulated_log
     [
         (PositionBasedModel(eta=1.0), "pbm"),
         (TrustBiasModel(eta=1.0, false_click=0.65), "trust"),
+        # lambda 0 is the cascade model, which the UBM contains too (g = 0 below a click): the
+        # two fit alike, and the one with fewer parameters is named
+        (CascadeModel(continue_after_click=0.0), "cascade"),
         (CascadeModel(continue_after_click=0.3), "cascade"),
         (CascadeModel(continue_after_click=0.8), "cascade"),
         (DynamicBayesianModel(perseverance=0.7), "dbn"),
         (DynamicBayesianModel(perseverance=1.0), "dbn"),
         (BrowsingModel(eta=1.0), "ubm"),
     ],
-    ids=["pbm", "trust", "cascade-0.3", "cascade-0.8", "dbn-0.7", "dbn-1.0", "ubm"],
+    ids=["pbm", "trust", "cascade-0.0", "cascade-0.3", "cascade-0.8", "dbn-0.7", "dbn-1.0", "ubm"],
 )
 def test_each_simulated_log_is_best_explained_by_its_own_model(tmp_path, model, name):
     data, scores = judged_lists(200, 10, seed=4)
