@@ -157,6 +157,12 @@ def save_ensemble(
     earlier model's folder there is replaced (never a folder holding anything else). Returns
     the module, its manifest and the folder."""
     output = Path(output)
+    for i, loaded in enumerate(models):
+        if output.exists() and output.resolve() == loaded.path.resolve():
+            raise ConfigError(
+                f"--output {output} is {_describe(i, loaded)}'s own folder; write the ensemble "
+                "to a new folder"
+            )
     if output.exists() and not (output / MANIFEST).exists() and any(output.iterdir()):
         raise ConfigError(
             f"{output} exists and holds something other than a model; pass a new folder or "

@@ -144,6 +144,20 @@ def test_models_that_read_different_inputs_are_refused(members, s1, tmp_path) ->
     with pytest.raises(ConfigError, match="holds something other than a model"):
         save_ensemble(members, elsewhere)
     assert (elsewhere / "todo.txt").read_text() == "keep me"
+    with pytest.raises(ConfigError, match=r"model 2 .*'s own folder"):
+        save_ensemble(members, members[1].path)
+    assert load_model(members[1].path).manifest.architecture == "setrank"
+
+
+def test_an_ensemble_of_ensembles_is_the_mean_of_its_parts(members, s1, tmp_path) -> None:
+    _, _, inner = save_ensemble(members[:2], tmp_path / "inner", "mean")
+    _, _, outer = save_ensemble([load_model(inner), members[2]], tmp_path / "outer", "mean")
+    features, mask = _padded([s1[0].features, s1[4].features])
+    with torch.no_grad():
+        got = load_model(outer).model(features, mask)
+        a, b, c = (m.model(features, mask) for m in members)
+    want = ((a + b) / 2 + c) / 2
+    np.testing.assert_allclose(got[mask].numpy(), want[mask].numpy(), atol=1e-6)
 
 
 def test_members_with_initial_ranks_and_context_get_them(s1, tmp_path) -> None:
