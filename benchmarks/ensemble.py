@@ -158,6 +158,11 @@ def serving_cost(args, root: Path, length: int = 100, reps: int = 300) -> list[l
     return out
 
 
+def _p(value: float) -> str:
+    """A p-value to three decimals, or ``< 0.001``."""
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def report(args, records: list[dict], cost: list[list[object]], seconds: float) -> str:
     from scipy import stats
 
@@ -218,9 +223,9 @@ def report(args, records: list[dict], cost: list[list[object]], seconds: float) 
             " ".join(f"{d:+.4f}" for d in diff),
             mean_sd(list(diff)),
             f"{int((diff > 0).sum())}/{len(diff)}",
-            f"{t_p:.3f}",
+            _p(t_p),
             "/".join(str(int(n.sum())) for n in (per_query > 0, per_query < 0, per_query == 0)),
-            f"{w_p:.3f}",
+            _p(w_p),
         ]
 
     def test10(name: str):
