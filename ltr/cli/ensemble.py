@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on those lists. The ensemble is logged to MLflow as a run (and registered with "
         "--register) unless --no-mlflow.",
         epilog="example: for s in 1 2 3 4 5; do ltr train --config configs/setrank_imsab.yaml "
-        "--trainer.seed $s --output_dir runs/seed$s; done; ltr ensemble --model runs/seed{1,2,3,"
-        "4,5}/model --output runs/ensemble --data data/mq2008/S4.txt.xz",
+        "--trainer.seed $s --output_dir runs/seed$s --tracking.registered_model null; done; "
+        "ltr ensemble --model runs/seed{1,2,3,4,5}/model --output runs/ensemble --data "
+        "data/mq2008/S4.txt.xz --register ltr-mq2008-ensemble --alias candidate",
     )
     p.add_argument(
         "--model",
