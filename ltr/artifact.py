@@ -139,10 +139,26 @@ def replace_folder(tmp: Path, target: Path) -> Path:
 
 
 def build_model(manifest: Manifest) -> torch.nn.Module:
-    """Construct an (untrained) RankingModel from a manifest."""
+    """Construct an (untrained) RankingModel from a manifest, or a RankingEnsemble of them for an
+    ensemble's (``ltr ensemble``)."""
     from ltr.data.normalize import FeatureNormalizer
     from ltr.models import RankingModel, build_scorer
+    from ltr.models.ensemble import ENSEMBLE, RankingEnsemble
 
+    if manifest.architecture == ENSEMBLE:
+        config = manifest.model_config
+        members = [
+            build_model(
+                Manifest(
+                    architecture=member["architecture"],
+                    model_config=member["model_config"],
+                    feature_names=manifest.feature_names,
+                    normalizer=member.get("normalizer", {"enabled": False}),
+                )
+            )
+            for member in config["members"]
+        ]
+        return RankingEnsemble(members, config.get("combine", "zscore"))
     scorer = build_scorer(manifest.architecture, dict(manifest.model_config))
     normalizer = None
     if manifest.normalizer.get("enabled", False):

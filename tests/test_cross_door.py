@@ -2,7 +2,8 @@
 
 The same MQ2008 lists are scored by ``ltr evaluate``'s offline path (``score_lists``), by
 ``ltr score`` (PyTorch and ONNX Runtime backends) and by a real ``ltr serve`` process, all from
-one artifact exported once with ``ltr export``.
+one artifact exported once with ``ltr export``: a single model, and an ensemble of two written
+by ``ltr ensemble``.
 """
 
 from __future__ import annotations
@@ -39,11 +40,16 @@ def _scored(directory) -> dict[tuple[str, str], float]:
     )
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, mq2008_dir):
+@pytest.fixture(scope="module", params=["model", "ensemble"])
+def exported(request, tmp_path_factory, mq2008_dir):
     tmp = tmp_path_factory.mktemp("doors")
     train = load_dataset(mq2008_dir / "S1.txt.xz")
     artifact = make_artifact(tmp / "model", train, seed=7)
+    if request.param == "ensemble":  # two seeds made one artifact by `ltr ensemble`
+        make_artifact(tmp / "model2", train, seed=8)
+        _ltr("ensemble", "--model", str(artifact), str(tmp / "model2"), "--output",
+             str(tmp / "ensemble"), "--no-mlflow", "--quiet", cwd=tmp)  # fmt: skip
+        artifact = tmp / "ensemble"
     _ltr("export", "--model", str(artifact), "--data", str(mq2008_dir / "S5.txt.xz"), cwd=tmp)
     return tmp, artifact
 
