@@ -1,9 +1,11 @@
 """Dynamic batching: requests arriving within a short window share one forward pass.
 
-A :class:`DynamicBatcher` keeps a bounded FIFO of waiting items. One worker task forms a batch
+A :class:`DynamicBatcher` keeps a bounded FIFO of waiting items. A worker task forms a batch
 when ``max_batch_size`` items wait or the oldest has waited ``max_delay`` seconds, whichever comes
 first, and runs ``process(items)`` on an executor thread (the model releases the GIL, so the event
-loop keeps accepting calls meanwhile). Rules:
+loop keeps accepting calls meanwhile). With ``workers`` above 1 as many batches are computed at
+once, each worker taking the next batch from the one queue as soon as its own is done (the
+executor needs that many threads). Rules:
 
 * the queue is bounded: a submit that would exceed ``queue_capacity`` raises
   :class:`~ltr.serve.errors.QueueFullError` at once instead of waiting;
@@ -70,7 +72,9 @@ class DynamicBatcher(Generic[T, R]):
         queue_capacity: most items waiting (not yet in a batch); more are refused at once.
         max_batch_candidates: most padded slots per batch (``items x longest``); None = no cap.
         size: the number of candidates of an item (for ``max_batch_candidates``).
-        executor: where ``process`` runs (None = the loop's default executor).
+        executor: where ``process`` runs (None = the loop's default executor); it needs
+            ``workers`` threads for that many batches to compute at once.
+        workers: batches computed at once.
         observer: receives queue depth and batch sizes.
         clock: monotonic clock in seconds (deadlines use the same clock).
     """
@@ -85,12 +89,14 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_candidates: int | None = None,
         size: Callable[[T], int] = len,  # type: ignore[assignment]
         executor: Executor | None = None,
+        workers: int = 1,
         observer: BatchObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_batch_size < 1 or queue_capacity < 1 or max_delay < 0:
+        if max_batch_size < 1 or queue_capacity < 1 or max_delay < 0 or workers < 1:
             raise ConfigError(
-                "batching needs max_batch_size >= 1, queue_capacity >= 1 and max_delay >= 0"
+                "batching needs max_batch_size >= 1, queue_capacity >= 1, workers >= 1 and "
+                "max_delay >= 0"
             )
         self.process = process
         self.max_batch_size = max_batch_size
@@ -99,11 +105,12 @@ class DynamicBatcher(Generic[T, R]):
         self.max_batch_candidates = max_batch_candidates
         self.size = size
         self.executor = executor
+        self.workers = workers
         self.observer: BatchObserver = observer or _NoObserver()
         self.clock = clock
         self._queue: deque[_Waiting[T, R]] = deque()
         self._arrived = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
     @property
@@ -112,9 +119,12 @@ class DynamicBatcher(Generic[T, R]):
         return len(self._queue)
 
     def start(self) -> None:
-        """Start the worker task on the running event loop."""
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+        """Start the worker tasks on the running event loop."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._run(), name=f"batcher-{i}") for i in range(self.workers)
+            ]
 
     async def submit(self, item: T, deadline: float | None = None) -> R:
         """Queue one item and wait for its result (``deadline`` on :attr:`clock`'s scale)."""
@@ -145,12 +155,12 @@ class DynamicBatcher(Generic[T, R]):
                     w.future.cancel()
 
     async def close(self) -> None:
-        """Refuse new items, finish the waiting ones, then stop the worker."""
+        """Refuse new items, finish the waiting ones, then stop the workers."""
         self._closing = True
         self._arrived.set()
-        if self._worker is not None:
-            await self._worker
-            self._worker = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+            self._tasks = []
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -40,12 +40,21 @@ class BatchingConfig:
     pass outgrows the CPU caches (``benchmarks/serving_latency.py`` measures it by batch size)."""
     queue_capacity: int = 256
     """Most lists waiting for a batch; more are refused with RESOURCE_EXHAUSTED at once."""
+    workers: int = 1
+    """Forward passes computed at once, each on its own compute thread (with ``threads``
+    intra-op threads each). More than 1 lets long lists, whose passes the model's arithmetic
+    dominates, use more cores; the next pass forms while the others compute."""
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.queue_capacity < 1 or self.max_batch_candidates < 1:
+        if (
+            self.max_batch_size < 1
+            or self.queue_capacity < 1
+            or self.max_batch_candidates < 1
+            or self.workers < 1
+        ):
             raise ConfigError(
-                "batching.max_batch_size, batching.queue_capacity and "
-                "batching.max_batch_candidates must be at least 1"
+                "batching.max_batch_size, batching.queue_capacity, "
+                "batching.max_batch_candidates and batching.workers must be at least 1"
             )
         if self.max_delay_ms < 0:
             raise ConfigError(f"batching.max_delay_ms must be >= 0, got {self.max_delay_ms}")

@@ -100,7 +100,9 @@ class RerankServer:
             ),
             on_reload=self._reloaded,
         )
-        self.compute = ThreadPoolExecutor(1, thread_name_prefix="ltr-compute")
+        self.compute = ThreadPoolExecutor(
+            config.batching.workers, thread_name_prefix="ltr-compute"
+        )
         self.stopping = asyncio.Event()
         self.port = 0
         self.server: grpc.aio.Server | None = None

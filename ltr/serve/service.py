@@ -66,6 +66,7 @@ def make_batcher(
         queue_capacity=config.queue_capacity,
         max_batch_candidates=config.max_batch_candidates if on else None,
         executor=executor,
+        workers=config.workers,
         observer=observer,
     )
 

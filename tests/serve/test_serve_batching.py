@@ -185,3 +185,45 @@ def test_submit_many_is_all_or_nothing_and_close_refuses_new_items() -> None:
         return got[0]
 
     assert run(main()) == [2, 4]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_compute_that_many_batches_at_once(workers) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
+    inside, most = [0], [0]
+
+    def process(items: list[int]) -> list[int]:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)  # a forward pass that holds its thread, GIL released
+        with lock:
+            inside[0] -= 1
+        return [2 * x for x in items]
+
+    async def main():
+        pool = ThreadPoolExecutor(2)  # threads to spare: only `workers` may limit
+        b = DynamicBatcher(
+            process,
+            max_batch_size=1,
+            max_delay=0.0,
+            executor=pool,
+            workers=workers,
+            size=lambda x: 1,
+        )
+        b.start()
+        started = time.perf_counter()
+        results = await asyncio.gather(*(b.submit(i) for i in range(8)))
+        seconds = time.perf_counter() - started
+        await b.close()
+        pool.shutdown()
+        return results, seconds
+
+    results, seconds = run(main())
+    assert results == [2 * i for i in range(8)]
+    assert most[0] == workers  # never more passes at once than workers, and that many
+    assert seconds >= 8 * 0.05 / workers * 0.9
+    with pytest.raises(Exception, match="workers >= 1"):
+        DynamicBatcher(process, workers=0)

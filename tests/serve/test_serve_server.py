@@ -34,6 +34,7 @@ def server(tmp_path_factory, tiny_artifact):
         "--max_candidates", str(MAX_CANDIDATES),
         "--max_message_bytes", str(MAX_MESSAGE),
         "--batching.max_delay_ms", "5",
+        "--batching.workers", "2",  # two passes at once; the other servers' tests run one
     )  # fmt: skip
     yield process.wait_ready()
     assert process.stop() == 0, process.log()
