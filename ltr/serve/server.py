@@ -100,9 +100,7 @@ class RerankServer:
             ),
             on_reload=self._reloaded,
         )
-        self.compute = ThreadPoolExecutor(
-            config.batching.workers, thread_name_prefix="ltr-compute"
-        )
+        self.compute = ThreadPoolExecutor(config.batching.workers, thread_name_prefix="ltr-compute")
         self.stopping = asyncio.Event()
         self.port = 0
         self.server: grpc.aio.Server | None = None
