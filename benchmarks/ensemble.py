@@ -16,6 +16,10 @@ gives on average.
 Serving cost: both the fold-1 single model and its K-ensemble are exported to ONNX (with the
 parity check) and timed on one list of 100 test candidates with ONNX Runtime on one thread.
 
+``--also CONFIG ...`` also trains seed 1 of other configs (``configs/setrank_msab.yaml``,
+``configs/mlp.yaml``) on each fold and mixes them with SetRank's seed 1, against an ensemble of
+as many SetRank seeds: do different architectures disagree more usefully than seeds?
+
 Run: ``python -m benchmarks.ensemble [--dataset mq2008|ohsumed] [--folds 1 2 3 4 5] [--seeds 5]``
 """
 
@@ -48,8 +52,8 @@ CONFIG = "configs/setrank_imsab.yaml"
 SIZES = (2, 3, 5)  # ensembles of the first k members reported (those <= --seeds)
 
 
-def train_member(root: Path, fold: int, seed: int, folder: Path) -> Path:
-    """The artifact of ``CONFIG`` trained on ``fold`` with ``seed`` (kept in ``folder``;
+def train_member(root: Path, fold: int, seed: int, folder: Path, config_path: str = CONFIG) -> Path:
+    """The artifact of ``config_path`` trained on ``fold`` with ``seed`` (kept in ``folder``;
     trained only if ``folder/done.json`` is missing)."""
     from ltr.train.config import load_train_config
     from ltr.train.run import train
@@ -57,7 +61,7 @@ def train_member(root: Path, fold: int, seed: int, folder: Path) -> Path:
     done = folder / "done.json"
     if not done.exists():
         overrides = {**ltr_overrides(root, fold, str(folder)), "trainer.seed": seed}
-        config = load_train_config(REPO_ROOT / CONFIG, overrides)
+        config = load_train_config(REPO_ROOT / config_path, overrides)
         started = time.perf_counter()
         result = train(config, verbose=False)
         facts = {"seconds": time.perf_counter() - started, "best_epoch": result.best_epoch}
@@ -87,6 +91,18 @@ def run_fold(args, root: Path, number: int) -> dict[str, Any]:
     for size in [s for s in SIZES if s <= args.seeds]:
         systems[f"ensemble {size} zscore"] = RankingEnsemble(members[:size], "zscore").eval()
     systems[f"ensemble {args.seeds} mean"] = RankingEnsemble(members, "mean").eval()
+    if args.also:  # seed 1 of each other config, alone and mixed with SetRank's seed 1
+        others = []
+        for config_path in args.also:
+            stem = Path(config_path).stem
+            print(f"{args.dataset} fold {number}: {stem}, seed 1", flush=True)
+            folder = args.work_dir / args.dataset / f"fold{number}" / f"{stem}-seed1"
+            others.append(load_model(train_member(root, number, 1, folder, config_path)).model)
+            systems[f"{stem} seed 1"] = others[-1]
+        size = len(others) + 1
+        systems[f"mix {size} zscore"] = RankingEnsemble([members[0], *others]).eval()
+        if size <= args.seeds:
+            systems[f"ensemble {size} zscore"] = RankingEnsemble(members[:size]).eval()
     record: dict[str, Any] = {"fold": number, "systems": {}}
     for name, module in systems.items():
         valid, test = score_lists(module, fold.valid), score_lists(module, fold.test)
@@ -178,7 +194,13 @@ def report(args, records: list[dict], cost: list[list[object]], seconds: float) 
         "`mean`), and LightGBM lambdarank as in *Quality: 5-fold CV*. NDCG with gain 2^rel − 1, "
         "lists with no relevant document counted as 1; mean ± sd over folds. *One seed* is the "
         f"mean over the {seeds} seeds: what one training run gives on average. "
-        f"Total {seconds / 60:.0f} min.",
+        + (
+            f"Mixed: SetRank's seed 1 with seed 1 of {', '.join(f'`{c}`' for c in args.also)}, "
+            "each trained the same way. "
+            if args.also
+            else ""
+        )
+        + f"Total {seconds / 60:.0f} min.",
         "",
     ]
     rows = []
@@ -197,10 +219,19 @@ def report(args, records: list[dict], cost: list[list[object]], seconds: float) 
 
     rows.append(row("LightGBM lambdarank", system("lightgbm")))
     rows.append(row("SetRank, one seed", lambda r, s, m: _one_seed(r, seeds, s, m)))
-    names = [n for n in records[0]["systems"] if n.startswith("ensemble")]
+    names = sorted(
+        (n for n in records[0]["systems"] if n.startswith("ensemble")),
+        key=lambda n: (int(n.split()[1]), n.split()[2] != "zscore"),
+    )
     for name in names:
         k, combine = name.split()[1:]
         rows.append(row(f"SetRank, ensemble of {k} (`{combine}`)", system(name)))
+    stems = [Path(c).stem for c in args.also]
+    for stem in stems:
+        rows.append(row(f"{stem}, seed 1", system(f"{stem} seed 1")))
+    if stems:
+        mix = f"mix {len(stems) + 1} zscore"
+        rows.append(row(f"SetRank seed 1 + {' + '.join(stems)} (`zscore`)", system(mix)))
     lines.append(
         markdown_table(
             ["model", "test NDCG@1", "test NDCG@5", "test NDCG@10", "valid NDCG@10"], rows
@@ -243,6 +274,13 @@ def report(args, records: list[dict], cost: list[list[object]], seconds: float) 
         comparisons.append(compare(f"ensemble of {k} − one seed", *ens, *one))
         comparisons.append(compare(f"ensemble of {k} − LightGBM", *ens, *lgbm))
     comparisons.append(compare("one seed − LightGBM", *one, *lgbm))
+    if stems and len(stems) + 1 <= seeds:
+        size = len(stems) + 1
+        mixed = (test10(f"mix {size} zscore"), per_query(f"mix {size} zscore"))
+        same = (test10(f"ensemble {size} zscore"), per_query(f"ensemble {size} zscore"))
+        comparisons.append(
+            compare(f"SetRank + {' + '.join(stems)} − ensemble of {size} seeds", *mixed, *same)
+        )
     lines.append(
         markdown_table(
             [
@@ -282,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/tmp/ltr-bench-ensemble"),
         help="trained members, kept so that a killed run goes on where it stopped",
     )
+    p.add_argument(
+        "--also",
+        nargs="+",
+        default=[],
+        metavar="CONFIG",
+        help="other configs to train (seed 1) and mix with SetRank's seed 1, against as many seeds",
+    )
     p.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = p.parse_args(argv)
     import torch
@@ -295,9 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     if not args.no_write:
         suffix = "" if args.dataset == "mq2008" else f"-{args.dataset}"
+        what = "Seed ensembles"
+        if args.also:
+            suffix, what = f"{suffix}-mix", "Seed ensembles and mixed architectures"
         write_section(
             f"ensemble{suffix}",
-            f"Seed ensembles ({'MQ2008' if args.dataset == 'mq2008' else 'OHSUMED'})",
+            f"{what} ({'MQ2008' if args.dataset == 'mq2008' else 'OHSUMED'})",
             command_line("ensemble", argv),
             body,
         )
