@@ -91,8 +91,9 @@ class RankingModule(L.LightningModule):
         self.max_grade = max_grade
         self.total_steps = total_steps
         # A teacher's scores of every training row (standardised within each list), when
-        # distilling; not part of the model's weights.
-        self.register_buffer("teacher_scores", teacher_scores, persistent=False)
+        # distilling. A plain attribute, not a buffer: not part of the model's weights, and not
+        # broadcast by DDP at every step; moved to the batches' device when first used.
+        self.teacher_scores = teacher_scores
         self.distill_weight = distill_weight
         self.temperature = temperature
         # No per-step NaN check (it would force a GPU sync every step); the epoch mean is checked.
@@ -109,6 +110,8 @@ class RankingModule(L.LightningModule):
         scores = self(batch)
         loss = self.loss_fn(scores.float(), batch.labels, mask=batch.mask)
         if self.teacher_scores is not None and self.distill_weight > 0:
+            if self.teacher_scores.device != scores.device:
+                self.teacher_scores = self.teacher_scores.to(scores.device)
             loss = loss + self.distill_weight * distill_loss(
                 scores.float(), self.teacher_scores, batch, self.temperature
             )
