@@ -52,15 +52,26 @@ CONFIG = "configs/setrank_imsab.yaml"
 SIZES = (2, 3, 5)  # ensembles of the first k members reported (those <= --seeds)
 
 
-def train_member(root: Path, fold: int, seed: int, folder: Path, config_path: str = CONFIG) -> Path:
-    """The artifact of ``config_path`` trained on ``fold`` with ``seed`` (kept in ``folder``;
-    trained only if ``folder/done.json`` is missing)."""
+def train_member(
+    root: Path,
+    fold: int,
+    seed: int,
+    folder: Path,
+    config_path: str = CONFIG,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """The artifact of ``config_path`` (with ``extra`` overrides) trained on ``fold`` with
+    ``seed``, kept in ``folder``: trained only if ``folder/done.json`` is missing."""
     from ltr.train.config import load_train_config
     from ltr.train.run import train
 
     done = folder / "done.json"
     if not done.exists():
-        overrides = {**ltr_overrides(root, fold, str(folder)), "trainer.seed": seed}
+        overrides = {
+            **ltr_overrides(root, fold, str(folder)),
+            "trainer.seed": seed,
+            **(extra or {}),
+        }
         config = load_train_config(REPO_ROOT / config_path, overrides)
         started = time.perf_counter()
         result = train(config, verbose=False)

@@ -69,6 +69,8 @@ class ListBatch:
         context: optional ``[B, C]`` float32 per-list context vector (PRM personalisation).
         query_index: optional ``[B]`` int64 index of each list in its dataset, so that scores can be
             mapped back to rows.
+        rows: optional ``[B, L]`` int64 row of each candidate in its dataset's flat arrays (-1 at
+            padded slots): how per-row values such as a teacher's scores reach a batch.
     """
 
     features: Tensor
@@ -77,6 +79,7 @@ class ListBatch:
     initial_rank: Tensor | None = None
     context: Tensor | None = None
     query_index: Tensor | None = None
+    rows: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.features.dim() != 3:
@@ -84,7 +87,7 @@ class ListBatch:
                 f"features must be [batch, list, features], got {tuple(self.features.shape)}"
             )
         b, n, _ = self.features.shape
-        for name in ("labels", "mask", "initial_rank"):
+        for name in ("labels", "mask", "initial_rank", "rows"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != (b, n):
                 raise ValueError(f"{name} must have shape {(b, n)}, got {tuple(value.shape)}")

@@ -233,6 +233,7 @@ def collate_lists(items: Sequence[ListExample]) -> ListBatch:
     labels = np.zeros((len(items), longest), dtype=np.float32)
     mask = np.zeros((len(items), longest), dtype=bool)
     ranks = np.zeros((len(items), longest), dtype=np.int64)  # 0 = padded
+    rows = np.full((len(items), longest), -1, dtype=np.int64)  # -1 = padded
     context = np.stack([it.context for it in items]) if all(with_context) else None  # (B, C)
     for b, it in enumerate(items):
         n = len(it.labels)
@@ -240,6 +241,7 @@ def collate_lists(items: Sequence[ListExample]) -> ListBatch:
         labels[b, :n] = it.labels
         mask[b, :n] = True
         ranks[b, :n] = it.ranks()
+        rows[b, :n] = it.rows
     return ListBatch(
         features=torch.from_numpy(features),  # (B, L, F)
         labels=torch.from_numpy(labels),  # (B, L)
@@ -247,6 +249,7 @@ def collate_lists(items: Sequence[ListExample]) -> ListBatch:
         initial_rank=torch.from_numpy(ranks),  # (B, L), input order; used by rank-aware models
         context=None if context is None else torch.from_numpy(context),  # (B, C)
         query_index=torch.tensor([it.index for it in items], dtype=torch.int64),
+        rows=torch.from_numpy(rows),  # (B, L), -1 at padded slots
     )
 
 

@@ -144,6 +144,29 @@ class EvalConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation: learn a teacher's ranking of each training list besides the labels.
+
+    The loss gains ``weight * T^2 * ListNet(scores / T, teacher / T)``: the cross-entropy between
+    the teacher's and the model's top-one distributions over each list, with the teacher's
+    scores standardised within the list first. The teacher (an ensemble from ``ltr ensemble``,
+    say) scores every training list once, whole, before training.
+    """
+
+    teacher: str | None = None
+    """Artifact dir or MLflow URI of the teacher; None = no distillation."""
+    weight: float = 1.0
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.temperature <= 0:
+            raise ConfigError(
+                f"distill.weight must be >= 0 and distill.temperature > 0, got {self.weight} "
+                f"and {self.temperature}"
+            )
+
+
+@dataclass
 class TrainConfig:
     """Everything ``ltr train`` needs."""
 
@@ -157,6 +180,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     output_dir: str = "runs/train"
     """Checkpoints and the exported model artifact go here."""
 

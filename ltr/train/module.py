@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
 from ltr.errors import LtrError
+from ltr.losses.listwise import listnet_loss
 from ltr.metrics import evaluate_batch
 from ltr.train.config import OptimConfig
 from ltr.types import ListBatch, LossFn
@@ -47,6 +48,17 @@ class WeightedMean(Metric):
         return self.total / self.weight
 
 
+def distill_loss(scores: Tensor, teacher_scores: Tensor, batch: ListBatch, temperature: float):
+    """``T^2 * ListNet(scores / T, teacher / T)``: the cross-entropy between the teacher's and the
+    model's top-one distributions over each list (Hinton et al.'s scaling by ``T^2`` keeps the
+    gradient's size across temperatures). ``teacher_scores`` is ``[N]`` per dataset row."""
+    if batch.rows is None:
+        raise ValueError("distillation needs the batch's dataset rows (ListBatch.rows)")
+    teacher = teacher_scores[batch.rows.clamp(min=0)]  # (B, L); padded slots masked below
+    t = temperature
+    return t * t * listnet_loss(scores / t, teacher / t, mask=batch.mask)
+
+
 class RankingModule(L.LightningModule):
     """Trains ``model`` with ``loss_fn``; validates with ranking metrics over whole lists.
 
@@ -65,6 +77,9 @@ class RankingModule(L.LightningModule):
         monitor: str = "ndcg@10",
         max_grade: float = 2.0,
         total_steps: int | None = None,
+        teacher_scores: Tensor | None = None,
+        distill_weight: float = 1.0,
+        temperature: float = 1.0,
     ):
         super().__init__()
         self.model = model
@@ -75,6 +90,12 @@ class RankingModule(L.LightningModule):
         self.monitor = monitor
         self.max_grade = max_grade
         self.total_steps = total_steps
+        # A teacher's scores of every training row (standardised within each list), when
+        # distilling. A plain attribute, not a buffer: not part of the model's weights, and not
+        # broadcast by DDP at every step; moved to the batches' device when first used.
+        self.teacher_scores = teacher_scores
+        self.distill_weight = distill_weight
+        self.temperature = temperature
         # No per-step NaN check (it would force a GPU sync every step); the epoch mean is checked.
         self.train_loss = WeightedMean()
         self.val_loss = MeanMetric()
@@ -88,6 +109,12 @@ class RankingModule(L.LightningModule):
     def training_step(self, batch: ListBatch, batch_idx: int) -> Tensor:
         scores = self(batch)
         loss = self.loss_fn(scores.float(), batch.labels, mask=batch.mask)
+        if self.teacher_scores is not None and self.distill_weight > 0:
+            if self.teacher_scores.device != scores.device:
+                self.teacher_scores = self.teacher_scores.to(scores.device)
+            loss = loss + self.distill_weight * distill_loss(
+                scores.float(), self.teacher_scores, batch, self.temperature
+            )
         self.train_loss.update(loss.detach(), weight=batch.batch_size)
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=batch.batch_size)
         return loss

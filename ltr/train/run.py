@@ -305,6 +305,33 @@ def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingM
     return RankingModel(scorer, normalizer)
 
 
+def teacher_scores(config: TrainConfig, train_set: ListDataset) -> torch.Tensor | None:
+    """``[N]`` the teacher's scores of every training row, standardised within each list (so
+    that the temperature means the same for any teacher), or None without ``distill.teacher``.
+    Every list is scored whole, before any sampling down to ``max_list_length``."""
+    if not config.distill.teacher:
+        return None
+    from ltr.artifact import load_model
+    from ltr.inference import score_lists
+    from ltr.models.ensemble import standardize
+
+    teacher = load_model(config.distill.teacher)
+    names = teacher.manifest.feature_names
+    if names != list(train_set.feature_names):
+        raise ConfigError(
+            f"distill.teacher {config.distill.teacher} reads {len(names)} features "
+            f"({', '.join(names[:3])}, ...), not the training data's {train_set.num_features} "
+            f"({', '.join(list(train_set.feature_names)[:3])}, ...); a teacher must read the "
+            "same features in the same order"
+        )
+    raw = torch.from_numpy(score_lists(teacher.model, train_set))  # (N,)
+    out = torch.empty_like(raw)
+    for start, end in zip(train_set.offsets[:-1], train_set.offsets[1:], strict=True):
+        one = raw[start:end][None]  # (1, n)
+        out[start:end] = standardize(one, torch.ones_like(one, dtype=torch.bool))[0]
+    return out
+
+
 def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -348,6 +375,7 @@ def train(
             ),
         )
     )
+    teacher = teacher_scores(config, datamodule.train_set)
     module = RankingModule(
         model,
         loss_fn,
@@ -357,6 +385,9 @@ def train(
         monitor=config.trainer.monitor,
         max_grade=max_grade,
         total_steps=steps_per_epoch * config.trainer.max_epochs,
+        teacher_scores=teacher,
+        distill_weight=config.distill.weight,
+        temperature=config.distill.temperature,
     )
     if config.trainer.monitor not in config.eval.metrics:
         raise ConfigError(
@@ -417,6 +448,12 @@ def train(
         )
         if datamodule.context.context_dim:
             manifest.training["context_columns"] = list(datamodule.context.context_columns)
+        if config.distill.teacher:
+            manifest.training["distill"] = {
+                "teacher": config.distill.teacher,
+                "weight": config.distill.weight,
+                "temperature": config.distill.temperature,
+            }
         featurizer = _text_featurizer(datamodule.files.get("train", []), manifest)
         if featurizer is not None:
             manifest.training["featurizer"] = str(featurizer)
