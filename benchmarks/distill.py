@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.ensemble import CONFIG, _p, train_member
+from benchmarks.ensemble import CONFIG, paired_row, train_member
 from benchmarks.quality_cv import (
     DEFAULT_DATA_ROOT,
     HEADLINE,
@@ -73,7 +73,6 @@ def run_fold(args, root: Path, number: int) -> dict:
 
 
 def report(args, records: list[dict], seconds: float) -> str:
-    from scipy import stats
 
     s = args.students
     folds = [r["fold"] for r in records]
@@ -102,19 +101,7 @@ def report(args, records: list[dict], seconds: float) -> str:
         )
 
     def compare(name, a, a_q, b, b_q):
-        diff = np.array([a(r) - b(r) for r in records])
-        t_p = stats.ttest_rel([a(r) for r in records], [b(r) for r in records]).pvalue
-        pq = np.concatenate([a_q(r) - b_q(r) for r in records])
-        nz = pq[pq != 0]
-        w_p = stats.wilcoxon(nz).pvalue if nz.size else float("nan")
-        return [
-            name,
-            " ".join(f"{d:+.4f}" for d in diff),
-            mean_sd(list(diff)),
-            f"{int((diff > 0).sum())}/{len(diff)}",
-            _p(t_p) if len(records) > 1 else "—",
-            _p(w_p),
-        ]
+        return paired_row(records, name, a, a_q, b, b_q, query_counts=False)
 
     student = (lambda r: mean_of("student", r, "test"), lambda r: per_query("student", r))
     plain = (lambda r: mean_of("plain", r, "test"), lambda r: per_query("plain", r))

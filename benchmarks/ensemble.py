@@ -185,13 +185,38 @@ def serving_cost(args, root: Path, length: int = 100, reps: int = 300) -> list[l
     return out
 
 
+def paired_row(records, name: str, a, a_q, b, b_q, *, query_counts: bool = True) -> list:
+    """A table row comparing system ``a`` with ``b`` over ``records`` (one per fold): the
+    per-fold differences (``a(r)``, ``b(r)``: test NDCG@10), their mean ± sd, folds won, the
+    paired t-test, the per-query wins/losses/ties (``a_q(r)``, ``b_q(r)``: per-query NDCG@10;
+    with ``query_counts``) and the Wilcoxon signed-rank test over queries pooled over folds."""
+    from scipy import stats
+
+    diff = np.array([a(r) - b(r) for r in records])
+    t_p = stats.ttest_rel([a(r) for r in records], [b(r) for r in records]).pvalue
+    per_query = np.concatenate([a_q(r) - b_q(r) for r in records])
+    nonzero = per_query[per_query != 0]
+    w_p = stats.wilcoxon(nonzero).pvalue if nonzero.size else float("nan")
+    row = [
+        name,
+        " ".join(f"{d:+.4f}" for d in diff),
+        mean_sd(list(diff)),
+        f"{int((diff > 0).sum())}/{len(diff)}",
+        _p(t_p) if len(records) > 1 else "—",
+    ]
+    if query_counts:
+        row.append(
+            "/".join(str(int(n.sum())) for n in (per_query > 0, per_query < 0, per_query == 0))
+        )
+    return [*row, _p(w_p)]
+
+
 def _p(value: float) -> str:
     """A p-value to three decimals, or ``< 0.001``."""
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def report(args, records: list[dict], cost: list[list[object]], seconds: float) -> str:
-    from scipy import stats
 
     seeds = args.seeds
     folds = [r["fold"] for r in records]
@@ -251,24 +276,7 @@ def report(args, records: list[dict], cost: list[list[object]], seconds: float) 
     lines.append("")
 
     def compare(name: str, a, a_q, b, b_q) -> list[object]:
-        diff = np.array([a(r) - b(r) for r in records])
-        t_p = (
-            stats.ttest_rel([a(r) for r in records], [b(r) for r in records]).pvalue
-            if len(records) > 1
-            else float("nan")
-        )
-        per_query = np.concatenate([a_q(r) - b_q(r) for r in records])
-        nonzero = per_query[per_query != 0]
-        w_p = stats.wilcoxon(nonzero).pvalue if nonzero.size else float("nan")
-        return [
-            name,
-            " ".join(f"{d:+.4f}" for d in diff),
-            mean_sd(list(diff)),
-            f"{int((diff > 0).sum())}/{len(diff)}",
-            _p(t_p),
-            "/".join(str(int(n.sum())) for n in (per_query > 0, per_query < 0, per_query == 0)),
-            _p(w_p),
-        ]
+        return paired_row(records, name, a, a_q, b, b_q)
 
     def test10(name: str):
         return lambda r: r["systems"][name]["test"][HEADLINE]["ndcg@10"]

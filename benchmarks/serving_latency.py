@@ -252,6 +252,28 @@ async def burst(
     return latencies, sum(counts), elapsed
 
 
+def measure(
+    server: ServerProcess,
+    cell: Cell,
+    payload: bytes,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+) -> list[float]:
+    """One closed-loop burst against ``server`` added to ``cell`` (latencies, calls, lists/s,
+    lists per forward pass from the server's metrics); returns the burst's latencies."""
+    before = server.batch_counts()
+    lat, calls, secs = asyncio.run(burst(server.port, payload, concurrency, seconds, warmup))
+    after = server.batch_counts()
+    cell.latencies += lat
+    cell.calls += calls
+    cell.seconds += secs
+    cell.rates.append(calls / secs)
+    cell.lists += after[0] - before[0]
+    cell.batches += after[1] - before[1]
+    return lat
+
+
 def h2load_run(
     port: int, payload: bytes, concurrency: int, seconds: float, work: Path, warmup: float = 1.0
 ) -> tuple[int, float]:
@@ -419,21 +441,11 @@ def main(argv: list[str] | None = None) -> int:
                 for c in args.concurrency:
                     for server in servers if rep % 2 == 0 else servers[::-1]:
                         cell = cells[(server.setup, n, c)]
-                        before = server.batch_counts()
-                        lat, calls, secs = asyncio.run(
-                            burst(server.port, payloads[n], c, args.seconds, args.warmup)
-                        )
-                        after = server.batch_counts()
-                        cell.latencies += lat
-                        cell.calls += calls
-                        cell.seconds += secs
-                        cell.rates.append(calls / secs)
-                        cell.lists += after[0] - before[0]
-                        cell.batches += after[1] - before[1]
+                        lat = measure(server, cell, payloads[n], c, args.seconds, args.warmup)
                         print(
                             f"rep {rep} {server.setup.label:<32} n={n:<5} c={c:<3} "
                             f"p50 {ms(lat, 50):7.2f} ms  p99 {ms(lat, 99):7.2f} ms  "
-                            f"{calls / secs:8.1f} lists/s",
+                            f"{cell.rates[-1]:8.1f} lists/s",
                             flush=True,
                         )
         h2: dict[tuple[Setup, int], list[float]] = {}

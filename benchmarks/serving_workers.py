@@ -13,14 +13,21 @@ Run: ``python -m benchmarks.serving_workers`` (``--no-write`` to only print).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
 import statistics
 import tempfile
 from pathlib import Path
 
 from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.serving_latency import Cell, Server, Setup, build_model, make_requests, ms
+from benchmarks.serving_latency import (
+    Cell,
+    Server,
+    Setup,
+    build_model,
+    make_requests,
+    measure,
+    ms,
+)
 
 WORKERS = (1, 2)
 
@@ -66,21 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.lengths:
                 for c in args.concurrency:
                     for key in order:
-                        server, cell = servers[key], cells[(key, n, c)]
-                        before = server.batch_counts()
-                        lat, calls, secs = asyncio.run(
-                            _burst(server.port, payloads[n], c, args.seconds, args.warmup)
-                        )
-                        after = server.batch_counts()
-                        cell.latencies += lat
-                        cell.calls += calls
-                        cell.seconds += secs
-                        cell.rates.append(calls / secs)
-                        cell.lists += after[0] - before[0]
-                        cell.batches += after[1] - before[1]
+                        cell = cells[(key, n, c)]
+                        measure(servers[key], cell, payloads[n], c, args.seconds, args.warmup)
                         print(
                             f"rep {rep} workers {key[0]} batching {'on ' if key[1] else 'off'} "
-                            f"n={n:<5} c={c:<3} {calls / secs:8.1f} lists/s",
+                            f"n={n:<5} c={c:<3} {cell.rates[-1]:8.1f} lists/s",
                             flush=True,
                         )
     finally:
@@ -96,12 +93,6 @@ def main(argv: list[str] | None = None) -> int:
             body,
         )
     return 0
-
-
-async def _burst(port, payload, concurrency, seconds, warmup):
-    from benchmarks.serving_latency import burst
-
-    return await burst(port, payload, concurrency, seconds, warmup)
 
 
 def _ratio(a: Cell, b: Cell) -> str:
