@@ -57,10 +57,8 @@ def run_fold(args, root: Path, number: int) -> dict:
         folder = base / f"{tag}-seed{seed}"
         student = train_member(root, number, seed, folder, CONFIG, extra)
         systems[f"student {seed}"] = load_model(student).model
-        systems[f"plain {seed}"] = members[seed - 1].model if seed <= len(members) else None
-        if systems[f"plain {seed}"] is None:
-            plain = train_member(root, number, seed, base / f"seed{seed}")
-            systems[f"plain {seed}"] = load_model(plain).model
+        plain = train_member(root, number, seed, base / f"seed{seed}")  # the teacher's member, trained once
+        systems[f"plain {seed}"] = load_model(plain).model
     record = {"fold": number, "systems": {}}
     for name, module in systems.items():
         test = score_lists(module, fold.test)
