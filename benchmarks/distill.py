@@ -57,7 +57,8 @@ def run_fold(args, root: Path, number: int) -> dict:
         folder = base / f"{tag}-seed{seed}"
         student = train_member(root, number, seed, folder, CONFIG, extra)
         systems[f"student {seed}"] = load_model(student).model
-        plain = train_member(root, number, seed, base / f"seed{seed}")  # the teacher's member, trained once
+        # the same seed without the teacher: the teacher's member, trained once
+        plain = train_member(root, number, seed, base / f"seed{seed}")
         systems[f"plain {seed}"] = load_model(plain).model
     record = {"fold": number, "systems": {}}
     for name, module in systems.items():
