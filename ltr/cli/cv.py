@@ -15,13 +15,41 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on the next, test on the last). Each fold is an MLflow "
         "run nested under one parent run, which gets every fold's test metrics and their mean "
         "and standard deviation under all three conventions for lists with no relevant item. "
-        "Any config entry can be overridden with a dotted option, as for `ltr train`.",
-        epilog="example: ltr cv --config configs/setrank_imsab.yaml --trainer.max_epochs 30",
+        "With --seeds every fold is trained once per seed and reported as the mean over seeds; "
+        "--ensemble also combines each fold's seeds into one ensemble (as `ltr ensemble`) and "
+        "reports what it gains over one training. A cross-validation that was killed goes on "
+        "with --resume. Any config entry can be overridden with a dotted option, as for "
+        "`ltr train`.",
+        epilog="examples: ltr cv --config configs/setrank_imsab.yaml --trainer.max_epochs 30; "
+        "ltr cv --config configs/setrank_imsab.yaml --seeds 1 2 3 4 5 --ensemble",
     )
     p.add_argument("--config", type=Path, help="YAML training config (see configs/)")
     p.add_argument("--folds", type=int, nargs="+", help="which folds to run (default: 1 2 3 4 5)")
     p.add_argument(
-        "--log-models", action="store_true", help="log each fold's model to its MLflow run"
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="train each fold once per seed (default: once, with trainer.seed)",
+    )
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="combine each fold's seeds into one ensemble and report its gain over one training",
+    )
+    p.add_argument(
+        "--combine",
+        choices=["zscore", "mean"],
+        default="zscore",
+        help="how --ensemble combines scores (as `ltr ensemble --combine`; default zscore)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with a killed cross-validation into the same output_dir: finished trainings "
+        "are kept, the cut-off one goes on from its last complete epoch",
+    )
+    p.add_argument(
+        "--log-models", action="store_true", help="log each training's model to its MLflow run"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or model summaries")
     p.set_defaults(func=run, accepts_overrides=True)
@@ -30,12 +58,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ltr.config import parse_overrides
     from ltr.train.config import load_train_config
-    from pipelines.cv import format_summary, run_cv
+    from pipelines.cv import format_result, run_cv
 
     config = load_train_config(args.config, parse_overrides(args.overrides))
-    result = run_cv(config, folds=args.folds, log_models=args.log_models, verbose=not args.quiet)
+    result = run_cv(
+        config,
+        folds=args.folds,
+        seeds=args.seeds,
+        ensemble=args.ensemble,
+        combine=args.combine,
+        log_models=args.log_models,
+        resume=args.resume,
+        verbose=not args.quiet,
+    )
     print()
-    print(format_summary(result.summary, result.folds))
+    if result.reused:
+        print(f"{result.reused} finished training(s) kept from the interrupted run")
+    print(format_result(result))
     if result.parent_run_id:
-        print(f"MLflow parent run: {result.parent_run_id} ({len(result.child_run_ids)} fold runs)")
+        kind = "training" if result.seeds else "fold"
+        print(
+            f"MLflow parent run: {result.parent_run_id} ({len(result.child_run_ids)} {kind} runs)"
+        )
     return 0
