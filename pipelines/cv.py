@@ -4,7 +4,8 @@ Fold ``k`` is the LETOR fold of ``data.letor_root`` (train on three partitions, 
 next, test on the last; see :mod:`ltr.data.folds`). Each training is an ordinary
 :func:`ltr.train.run.train` run, nested under the parent. With one seed (the default: the
 config's ``trainer.seed``) fold ``k``'s model is saved under ``output_dir/fold<k>/model``; with
-``seeds`` every fold is trained once per seed, under ``output_dir/fold<k>/seed<s>/model``, and the
+``seeds`` K > 1 every fold is trained K times, with seeds ``trainer.seed``, +1, ... (as
+``ltr tune --seeds``), under ``output_dir/fold<k>/seed<s>/model``, and the
 fold's test metrics are the mean over its seeds (what one training gets on average). With
 ``ensemble`` the seeds of each fold are also combined into one ensemble
 (:func:`ltr.ensemble.save_ensemble`, saved as ``output_dir/fold<k>/ensemble``) and tested on the
@@ -185,7 +186,7 @@ def fold_config(
     )
 
 
-def _check_plan(config: TrainConfig, folds: list[int], seeds: list[int], ensemble: bool) -> None:
+def _check_plan(config: TrainConfig, folds: list[int], seeds: int, ensemble: bool) -> None:
     if config.data.letor_root is None:
         raise ConfigError(
             "cross-validation rotates LETOR partitions: set data.letor_root (a folder with "
@@ -198,10 +199,10 @@ def _check_plan(config: TrainConfig, folds: list[int], seeds: list[int], ensembl
     bad = [f for f in folds if not 1 <= f <= NUM_FOLDS]
     if bad or len(set(folds)) != len(folds):
         raise ConfigError(f"folds must be distinct numbers 1..{NUM_FOLDS}, got {folds}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct, got {seeds}")
-    if ensemble and len(seeds) < 2:
-        raise ConfigError("an ensemble needs two or more seeds per fold (--seeds 1 2 3, say)")
+    if seeds < 1:
+        raise ConfigError(f"seeds must be 1 or more trainings per fold, got {seeds}")
+    if ensemble and seeds < 2:
+        raise ConfigError("an ensemble needs two or more seeds per fold (--seeds 3, say)")
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> str:
@@ -293,7 +294,7 @@ def run_cv(
     config: TrainConfig,
     *,
     folds: Sequence[int] | None = None,
-    seeds: Sequence[int] | None = None,
+    seeds: int = 1,
     ensemble: bool = False,
     combine: str = "zscore",
     log_models: bool = False,
@@ -304,8 +305,8 @@ def run_cv(
     one parent. With ``ensemble`` each fold's seeds are also combined and tested; with
     ``resume`` an interrupted cross-validation into the same ``output_dir`` goes on."""
     folds = list(folds or range(1, NUM_FOLDS + 1))
-    seeds = list(seeds or [])
     _check_plan(config, folds, seeds, ensemble)
+    seed_values = [config.trainer.seed + k for k in range(seeds)] if seeds > 1 else []
     output = Path(config.output_dir)
     plan = {
         "config": to_dict(config),
@@ -314,20 +315,16 @@ def run_cv(
         "ensemble": ensemble,
         "combine": combine,
     }
-    if len(seeds) == 1:  # one training per fold, as without seeds, with that seed
-        config = dataclasses.replace(
-            config, trainer=dataclasses.replace(config.trainer, seed=seeds[0])
-        )
-        seeds = []
     configs = {
         fold: [
-            fold_config(config, fold, seed=seed, log_model=log_models) for seed in (seeds or [None])
+            fold_config(config, fold, seed=seed, log_model=log_models)
+            for seed in (seed_values or [None])
         ]
         for fold in folds
     }
     trainings = [Path(c.output_dir) for cs in configs.values() for c in cs]
     state = _start_state(output, plan, resume, trainings)
-    result = CVResult(folds=folds, fold_metrics=[], seeds=seeds)
+    result = CVResult(folds=folds, fold_metrics=[], seeds=seed_values)
     with ExitStack() as stack:
         parent = None
         if config.tracking.enabled:
@@ -346,7 +343,7 @@ def run_cv(
                 parent.log_params(
                     {
                         "cv.folds": ",".join(map(str, folds)),
-                        "cv.seeds": ",".join(map(str, plan["seeds"])) or "config",
+                        "cv.seeds": ",".join(map(str, seed_values or [config.trainer.seed])),
                         "cv.ensemble": ensemble,
                     }
                 )

@@ -15,21 +15,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on the next, test on the last). Each fold is an MLflow "
         "run nested under one parent run, which gets every fold's test metrics and their mean "
         "and standard deviation under all three conventions for lists with no relevant item. "
-        "With --seeds every fold is trained once per seed and reported as the mean over seeds; "
+        "With --seeds K every fold is trained K times (seeds trainer.seed, +1, ...) and reported "
+        "as the mean over seeds; "
         "--ensemble also combines each fold's seeds into one ensemble (as `ltr ensemble`) and "
         "reports what it gains over one training. A cross-validation that was killed goes on "
         "with --resume. Any config entry can be overridden with a dotted option, as for "
         "`ltr train`.",
         epilog="examples: ltr cv --config configs/setrank_imsab.yaml --trainer.max_epochs 30; "
-        "ltr cv --config configs/setrank_imsab.yaml --seeds 1 2 3 4 5 --ensemble",
+        "ltr cv --config configs/setrank_imsab.yaml --seeds 5 --ensemble",
     )
     p.add_argument("--config", type=Path, help="YAML training config (see configs/)")
     p.add_argument("--folds", type=int, nargs="+", help="which folds to run (default: 1 2 3 4 5)")
     p.add_argument(
         "--seeds",
         type=int,
-        nargs="+",
-        help="train each fold once per seed (default: once, with trainer.seed)",
+        default=1,
+        metavar="K",
+        help="train each fold K times, with seeds trainer.seed, +1, ... (default 1)",
     )
     p.add_argument(
         "--ensemble",
