@@ -72,6 +72,9 @@ def run_fold(args, root: Path, number: int) -> dict:
         plain_dir = base / (f"plain{shape}-seed{seed}" if shape else f"seed{seed}")
         plain = train_member(root, number, seed, plain_dir, CONFIG, args.student)
         systems[f"plain {seed}"] = load_model(plain)
+        if shape:  # and the teacher's members' own shape, to price the smaller one
+            member = train_member(root, number, seed, base / f"seed{seed}")
+            systems[f"member {seed}"] = load_model(member)
     record = {
         "fold": number,
         "systems": {},
@@ -148,6 +151,17 @@ def report(args, records: list[dict], seconds: float) -> str:
             "student",
         ),
         (f"distilled (mean of seeds 1..{s})", lambda r, k: mean_of("student", r, k), "student"),
+        *(
+            [
+                (
+                    f"one seed of the members' shape (mean of seeds 1..{s})",
+                    lambda r, k: mean_of("member", r, k),
+                    "member",
+                )
+            ]
+            if shape
+            else []
+        ),
     ):
         params, mflop = records[0]["cost"][which]
         rows.append(
@@ -174,6 +188,11 @@ def report(args, records: list[dict], seconds: float) -> str:
         compare("teacher − distilled", *teacher, *student),
         compare("teacher − one seed", *teacher, *plain),
     ]
+    if args.student:
+        member = (lambda r: mean_of("member", r, "test"), lambda r: per_query("member", r))
+        comparisons.append(
+            compare("one seed of the members' shape − one seed of the student's", *member, *plain)
+        )
     return "\n".join(
         [
             f"{args.dataset.upper() if args.dataset == 'mq2008' else 'OHSUMED'} official folds "
