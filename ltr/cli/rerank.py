@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "query_id": ranked.query_id,
             "model": {"name": ranked.model.name, "version": ranked.model.version},
+            "impression_id": ranked.impression_id,
             "candidates": [
                 {"id": i, "score": float(s)}
                 for i, s in zip(ranked.ids, ranked.scores.tolist(), strict=True)
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"query {ranked.query_id}: {len(ids)} candidates, ranked by {ranked.model.name} "
         f"version {ranked.model.version}"
+        + (f" (impression {ranked.impression_id})" if ranked.impression_id else "")
     )
     print(f"{'rank':>4}  {'score':>10}  {'label':>5}  id")
     for r, (cid, score) in enumerate(zip(ranked.ids, ranked.scores.tolist(), strict=True), 1):

@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the onnx backend too",
     )
     p.add_argument("--no-batching", action="store_true", help="one forward pass per list")
+    p.add_argument(
+        "--impressions",
+        metavar="DIR",
+        help="log every answered list (returned candidates, positions, scores, features) as "
+        "Parquet files in DIR, for learning from clicks (impressions.directory)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=run, accepts_overrides=True)
 
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         "device": args.device,
         "featurizer_device": args.featurizer_device,
         "batching.enabled": False if args.no_batching else None,
+        "impressions.directory": args.impressions,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     config = load_serve_config(args.config, overrides)

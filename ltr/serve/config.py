@@ -84,6 +84,32 @@ class TlsConfig:
 
 
 @dataclass
+class ImpressionsConfig:
+    """The impression log (:mod:`ltr.serve.impressions`): every answered feature list, its
+    returned candidates, positions, scores and features, as Parquet files."""
+
+    directory: str | None = None
+    """Folder for the files (None = no log)."""
+    rows_per_file: int = 100_000
+    """Close a file once it holds this many rows (a list is never split between files)."""
+    flush_seconds: float = 10.0
+    """Close a file at least this often while lists arrive: the most a crash can lose."""
+    max_queued_rows: int = 1_000_000
+    """Most rows waiting to be written; lists beyond are left out of the log and counted."""
+    sample: float = 1.0
+    """Share of answered lists logged, drawn at random per list (the others get no
+    ``impression_id``); below 1 to log a slice of heavy traffic."""
+
+    def __post_init__(self) -> None:
+        if self.rows_per_file < 1 or self.max_queued_rows < 1:
+            raise ConfigError("impressions.rows_per_file and max_queued_rows must be at least 1")
+        if not 0 < self.sample <= 1:
+            raise ConfigError(f"impressions.sample must be in (0, 1], got {self.sample}")
+        if self.flush_seconds <= 0:
+            raise ConfigError(f"impressions.flush_seconds must be > 0, got {self.flush_seconds}")
+
+
+@dataclass
 class ReloadConfig:
     """Model updates."""
 
@@ -152,6 +178,7 @@ class ServeConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     reload: ReloadConfig = field(default_factory=ReloadConfig)
+    impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
 
     def __post_init__(self) -> None:
         for name in ("port", "metrics_port"):

@@ -150,6 +150,7 @@ def ranked_to_proto(ranked: RankedList) -> pb.RerankResponse:
     response = pb.RerankResponse(
         query_id=ranked.query_id,
         model=pb.ModelRef(name=ranked.model.name, version=ranked.model.version),
+        impression_id=ranked.impression_id,
     )
     add = response.candidates.add  # in place: about half the cost of building and copying
     for cid, score, index in zip(
@@ -170,6 +171,7 @@ def ranked_from_proto(response: pb.RerankResponse) -> RankedList:
             (c.request_index for c in candidates), np.int64, count=len(candidates)
         ),
         model=ModelRef(response.model.name, response.model.version),
+        impression_id=response.impression_id,
     )
 
 

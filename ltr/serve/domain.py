@@ -168,6 +168,7 @@ class RankedList:
         scores: ``[k]`` float32 scores in the same order.
         request_indices: ``[k]`` int64 position of each candidate in the request.
         model: the model version that scored them.
+        impression_id: the list's id in the impression log ("" when the server keeps none).
     """
 
     query_id: str
@@ -175,3 +176,4 @@ class RankedList:
     scores: np.ndarray
     request_indices: np.ndarray
     model: ModelRef
+    impression_id: str = ""

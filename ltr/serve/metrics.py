@@ -11,7 +11,9 @@ Metric families (all in a registry of their own, so several servers can live in 
 * ``ltr_model_reloads_total{outcome}`` -- reloads that swapped a model in or failed;
 * ``ltr_text_documents_total{source}`` -- ``RerankText`` candidates whose rows came from the
   featurizer's document cache (``cache``), from the documents it computed lately and keeps
-  (``recent``), or were computed (``computed``: tokenised, encoded).
+  (``recent``), or were computed (``computed``: tokenised, encoded);
+* ``ltr_impressions_written_total`` / ``ltr_impressions_dropped_total{reason}`` -- rows of the
+  impression log written to files, and left out (``queue_full``, ``write_error``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ class ServerMetrics:
             ["source"],
             registry=r,
         )
+        self.impressions = Counter(
+            "ltr_impressions_written", "Impression log rows written to files.", registry=r
+        )
+        self.impressions_lost = Counter(
+            "ltr_impressions_dropped",
+            "Impression log rows left out, by reason (queue_full, write_error).",
+            ["reason"],
+            registry=r,
+        )
         self._http = None
         self._children: dict[tuple[str, str], tuple] = {}
 
@@ -95,6 +106,12 @@ class ServerMetrics:
     def documents_featurized(self, by_source: dict[str, int]) -> None:
         for source, count in by_source.items():
             self.text_documents.labels(source).inc(count)
+
+    def impressions_written(self, rows: int) -> None:
+        self.impressions.inc(rows)
+
+    def impressions_dropped(self, reason: str, rows: int) -> None:
+        self.impressions_lost.labels(reason).inc(rows)
 
     def reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()

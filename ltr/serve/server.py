@@ -127,11 +127,24 @@ class RerankServer:
             observer=self.metrics,
             on_documents=self.metrics.documents_featurized,
         )
+        self.impressions = None
+        if cfg.impressions.directory:
+            from ltr.serve.impressions import ImpressionLog
+
+            self.impressions = ImpressionLog(
+                cfg.impressions.directory,
+                rows_per_file=cfg.impressions.rows_per_file,
+                flush_seconds=cfg.impressions.flush_seconds,
+                max_queued_rows=cfg.impressions.max_queued_rows,
+                sample=cfg.impressions.sample,
+                observer=self.metrics,
+            )
         self.service = RerankService(
             self.holder,
             self.batcher,
             max_candidates=cfg.max_candidates,
             max_message_bytes=cfg.max_message_bytes,
+            impressions=self.impressions,
         )
         server = grpc.aio.server(
             options=[
@@ -202,6 +215,8 @@ class RerankServer:
             left = self.config.drain_seconds - (time.monotonic() - started)
             await self.server.stop(max(left, 1.0))
         await self.batcher.close()
+        if self.impressions is not None:  # every answered list is written before exiting
+            await asyncio.to_thread(self.impressions.close)
         for task in self._tasks:
             task.cancel()
         self.metrics.stop_http()
@@ -224,9 +239,14 @@ class RerankServer:
             if cfg.metrics_port
             else ""
         )
+        impressions = (
+            f"; impressions logged to {cfg.impressions.directory}"
+            if cfg.impressions.directory
+            else ""
+        )
         return (
             f"ltr serve: {spec.ref.name} version {spec.ref.version} on {spec.backend}, "
-            f"listening on {address(cfg.host, self.port)}{security}{metrics}"
+            f"listening on {address(cfg.host, self.port)}{security}{metrics}{impressions}"
         )
 
 

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from dataclasses import replace
 
 from ltr.errors import InputError, LtrError
 from ltr.serve.batching import BatchObserver, DynamicBatcher
@@ -26,6 +27,7 @@ from ltr.serve.domain import (
     ValidTextQuery,
 )
 from ltr.serve.errors import ShuttingDownError
+from ltr.serve.impressions import ImpressionLog
 from ltr.serve.models import ModelHolder
 from ltr.serve.scoring import featurize, score_batch
 from ltr.serve.validation import validate, validate_text
@@ -80,6 +82,7 @@ class RerankService:
         max_candidates: most candidates per list.
         max_message_bytes: largest request the transport accepts (reported by
             :meth:`model_info`; enforced by the transport).
+        impressions: where answered feature lists are logged (None = not logged).
     """
 
     def __init__(
@@ -89,9 +92,11 @@ class RerankService:
         *,
         max_candidates: int,
         max_message_bytes: int,
+        impressions: ImpressionLog | None = None,
     ) -> None:
         self.holder = holder
         self.batcher = batcher
+        self.impressions = impressions
         self.max_candidates = max_candidates
         self.max_message_bytes = max_message_bytes
         self._open = True
@@ -135,7 +140,14 @@ class RerankService:
         with self._accepted():
             spec = self.holder.current.spec
             valid = validate(query, spec, max_candidates=self.max_candidates)
-            return await self.batcher.submit(valid, deadline)
+            return self._logged(valid, await self.batcher.submit(valid, deadline))
+
+    def _logged(self, query: ValidQuery, ranked: RankedList) -> RankedList:
+        """``ranked`` with its impression id, once logged (as it is without a log)."""
+        if self.impressions is None:
+            return ranked
+        names = self.holder.current.spec.feature_names
+        return replace(ranked, impression_id=self.impressions.record(query, ranked, names))
 
     async def rerank_text(self, query: TextQuery, deadline: float | None = None) -> RankedList:
         """Rank one query's candidate texts (features computed in the batch, by the featurizer
@@ -159,7 +171,8 @@ class RerankService:
                     valid.append(validate(query, spec, max_candidates=self.max_candidates))
                 except LtrError as exc:
                     raise type(exc)(f"request {i}: {exc}") from None
-            return await self.batcher.submit_many(valid, deadline)
+            ranked = await self.batcher.submit_many(valid, deadline)
+            return [self._logged(q, r) for q, r in zip(valid, ranked, strict=True)]
 
     def model_info(self) -> ModelInfo:
         """The model in use and the server's limits."""

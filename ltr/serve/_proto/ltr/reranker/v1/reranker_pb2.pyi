@@ -59,14 +59,16 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
-    __slots__ = ("query_id", "candidates", "model")
+    __slots__ = ("query_id", "candidates", "model", "impression_id")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_ID_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     candidates: _containers.RepeatedCompositeFieldContainer[RankedCandidate]
     model: ModelRef
-    def __init__(self, query_id: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RankedCandidate, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
+    impression_id: str
+    def __init__(self, query_id: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RankedCandidate, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., impression_id: _Optional[str] = ...) -> None: ...
 
 class RerankBatchRequest(_message.Message):
     __slots__ = ("requests",)
