@@ -33,12 +33,15 @@ How the log behaves:
   a writer thread turns the queue into files. When more than ``max_queued_rows`` rows wait (the
   disk cannot keep up), new lists are left out of the log and counted
   (``ltr_impressions_dropped_total{reason="queue_full"}``), and the calls still succeed.
-* A file is written under a hidden temporary name and renamed when complete, so every
+* A file is written under a hidden temporary name, a row group of at most ``CHUNK_ROWS`` rows at a
+  time (so that the writer holds the GIL only briefly), and renamed when complete, so every
   ``impressions-*.parquet`` file is whole, and a list's rows are never split between files. A
-  file is closed every ``rows_per_file`` rows or ``flush_seconds``, whichever comes first, so a
-  crash loses at most that much; leftover temporary files are removed at the next start.
-* A write that fails (disk full, folder gone) is logged and its rows counted as dropped
-  (``reason="write_error"``); the server keeps serving and the next write tries again.
+  file holds at most ``rows_per_file`` rows (more only for a single longer list) and is closed
+  ``flush_seconds`` after it was opened (the writer looks at least every half second), so a crash
+  loses at most that much; leftover temporary files are removed at the next start.
+* A write that fails (disk full, folder gone) is logged and the rows of the file it was writing
+  counted as dropped (``reason="write_error"``); the server keeps serving and the next list
+  starts a new file.
 * On shutdown (SIGTERM) the queue is written out before the process exits.
 """
 
@@ -76,6 +79,10 @@ from ltr.serve.domain import RankedList, ValidQuery
 log = logging.getLogger(__name__)
 
 PREFIX = "impressions-"
+CHUNK_ROWS = 8192
+"""Most rows the writer turns into one row group at a time."""
+MAX_IDLE_SECONDS = 0.5
+"""The writer looks at the queue at least this often."""
 STRINGS = ["session", "qid", "doc_id", "model_name", "model_version"]
 
 
@@ -171,6 +178,12 @@ class ImpressionLog:
         self._closing = False
         self._sequence = 0
         self.files_written = 0
+        self._file: pq.ParquetWriter | None = None  # the open file (under self._tmp)
+        self._tmp: Path | None = None
+        self._name = ""
+        self._file_names: tuple[str, ...] = ()
+        self._file_rows = 0
+        self._file_opened = 0.0
         self._thread = threading.Thread(target=self._run, name="ltr-impressions", daemon=True)
         self._thread.start()
 
@@ -198,7 +211,7 @@ class ImpressionLog:
                 dropped = False
                 self._queue.append(served)
                 self._queued_rows += rows
-                if self._queued_rows >= self.rows_per_file:
+                if self._queued_rows >= CHUNK_ROWS:
                     self._wake.notify()
         if dropped and self.observer is not None:
             self.observer.impressions_dropped("queue_full", rows)
@@ -214,13 +227,18 @@ class ImpressionLog:
             log.error("impression log: still writing after %g s; giving up", timeout)
 
     # ---------------------------------------------------------------- writer thread
+    #
+    # The writer appends chunks of at most CHUNK_ROWS rows (whole lists) to the open file as a
+    # row group each, so that turning lists into Arrow holds the GIL (which the event loop
+    # needs) for a few milliseconds at a time, and closes the file (renaming it into place)
+    # when it is full, older than flush_seconds, of another feature schema, or at close().
 
-    def _take(self) -> list[_Served]:
-        """Up to ``rows_per_file`` rows' worth of whole lists from the queue (caller holds the
-        lock)."""
+    def _take(self, limit: int) -> list[_Served]:
+        """Whole lists from the queue, up to ``limit`` rows (at least one list; caller holds
+        the lock)."""
         taken: list[_Served] = []
         rows = 0
-        while self._queue and (not taken or rows + len(self._queue[0]) <= self.rows_per_file):
+        while self._queue and (not taken or rows + len(self._queue[0]) <= limit):
             item = self._queue.popleft()
             taken.append(item)
             rows += len(item)
@@ -228,45 +246,83 @@ class ImpressionLog:
         return taken
 
     def _run(self) -> None:
+        limit = min(CHUNK_ROWS, self.rows_per_file)
         while True:
             with self._lock:
-                if not self._closing and self._queued_rows < self.rows_per_file:
-                    self._wake.wait(self.flush_seconds)
-                batch = self._take()
+                if not self._closing and self._queued_rows < limit:
+                    self._wake.wait(min(self.flush_seconds, MAX_IDLE_SECONDS))
+                chunk = self._take(limit)
                 done = self._closing and not self._queue
-            if batch:
-                self._write(batch)
+            for names, items in _by_schema(chunk):
+                self._append(names, items)
+            if self._file is not None and (done or self._file_age() >= self.flush_seconds):
+                self._close_file()
             if done:
                 return
 
-    def _write(self, batch: list[_Served]) -> None:
-        """One file per feature schema in ``batch`` (one file unless a model swap changed it)."""
-        groups: dict[tuple[str, ...], list[_Served]] = {}
-        for item in batch:
-            groups.setdefault(item.feature_names, []).append(item)
-        for names, items in groups.items():
-            self._write_file(names, items)
+    def _file_age(self) -> float:
+        return time.monotonic() - self._file_opened
 
-    def _write_file(self, names: tuple[str, ...], batch: list[_Served]) -> None:
-        rows = sum(len(item) for item in batch)
+    def _append(self, names: tuple[str, ...], items: list[_Served]) -> None:
+        rows = sum(len(item) for item in items)
+        if self._file is not None and (
+            names != self._file_names or self._file_rows + rows > self.rows_per_file
+        ):
+            self._close_file()
+        try:
+            table = table_of(items, names)
+            if self._file is None:
+                self._open_file(names, table.schema)
+            self._file.write_table(table)
+            self._file_rows += rows
+        except Exception as exc:  # a failed write must not stop the server, nor this thread
+            log.error("impression log: could not write %d rows to %s: %s", rows, self._tmp, exc)
+            lost = rows + self._file_rows  # the open file's earlier rows go with it
+            self._abandon_file()
+            if self.observer is not None:
+                self.observer.impressions_dropped("write_error", lost)
+
+    def _open_file(self, names: tuple[str, ...], file_schema: pa.Schema) -> None:
         self._sequence += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        name = f"{PREFIX}{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
-        tmp = self.directory / f".{name}.tmp"
+        self._name = f"{PREFIX}{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
+        self._tmp = self.directory / f".{self._name}.tmp"
+        # dictionaries only where values repeat (ids of lists and models), not for floats
+        self._file = pq.ParquetWriter(self._tmp, file_schema, use_dictionary=STRINGS)
+        self._file_names, self._file_rows, self._file_opened = names, 0, time.monotonic()
+
+    def _close_file(self) -> None:
+        rows = self._file_rows
         try:
-            # dictionaries only where values repeat (ids of lists and models), not for floats
-            pq.write_table(table_of(batch, names), tmp, use_dictionary=STRINGS)
-            os.replace(tmp, self.directory / name)
-        except Exception as exc:  # a failed write must not stop the server, nor this thread
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            log.error("impression log: could not write %d rows to %s: %s", rows, tmp, exc)
+            self._file.close()
+            os.replace(self._tmp, self.directory / self._name)
+        except Exception as exc:
+            log.error("impression log: could not finish %s: %s", self._tmp, exc)
+            self._abandon_file()
             if self.observer is not None:
                 self.observer.impressions_dropped("write_error", rows)
             return
+        self._file = None
         self.files_written += 1
         if self.observer is not None:
             self.observer.impressions_written(rows)
+
+    def _abandon_file(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink(missing_ok=True)
+        self._file, self._file_rows = None, 0
+
+
+def _by_schema(chunk: list[_Served]) -> list[tuple[tuple[str, ...], list[_Served]]]:
+    """The chunk's lists grouped by feature schema, in order of first appearance."""
+    groups: dict[tuple[str, ...], list[_Served]] = {}
+    for item in chunk:
+        groups.setdefault(item.feature_names, []).append(item)
+    return list(groups.items())
 
 
 def table_of(batch: list[_Served], feature_names: tuple[str, ...]) -> pa.Table:
