@@ -135,7 +135,7 @@ class ImpressionLog:
     Args:
         directory: where the files go (created if missing; must be writable).
         rows_per_file: close a file once it holds this many rows (a list is never split).
-        flush_seconds: close a file at least this often while lists arrive.
+        flush_seconds: close a file this long after it was opened (the most a crash loses).
         max_queued_rows: most rows waiting to be written; lists beyond are dropped and counted.
         sample: the share of answered lists logged, drawn at random per list (1 = all).
         observer: told about rows written and dropped.
@@ -191,8 +191,8 @@ class ImpressionLog:
         self, query: ValidQuery, ranked: RankedList, feature_names: tuple[str, ...] = ()
     ) -> str:
         """Queue one answered list (``feature_names``: the model's; default ``f1 .. fF``);
-        return its impression id, or "" for a list the sample leaves out (a list dropped
-        because the queue is full keeps its id: the call succeeds either way)."""
+        return its impression id, or "" for a list that is not logged (left out by the sample,
+        or dropped because the queue is full: its call succeeds all the same)."""
         if self.sample < 1.0 and self._draw() >= self.sample:
             return ""
         # 32 hex digits: this log's random prefix and a counter. Not uuid4: its os.urandom call
@@ -213,9 +213,11 @@ class ImpressionLog:
                 self._queued_rows += rows
                 if self._queued_rows >= CHUNK_ROWS:
                     self._wake.notify()
-        if dropped and self.observer is not None:
+        if not dropped:
+            return session
+        if self.observer is not None:
             self.observer.impressions_dropped("queue_full", rows)
-        return session
+        return ""
 
     def close(self, timeout: float = 30.0) -> None:
         """Write out everything queued and stop the writer (idempotent)."""

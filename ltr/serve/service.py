@@ -20,6 +20,7 @@ from ltr.serve.batching import BatchObserver, DynamicBatcher
 from ltr.serve.config import BatchingConfig
 from ltr.serve.domain import (
     ModelInfo,
+    ModelSpec,
     RankedList,
     RerankQuery,
     TextQuery,
@@ -140,14 +141,15 @@ class RerankService:
         with self._accepted():
             spec = self.holder.current.spec
             valid = validate(query, spec, max_candidates=self.max_candidates)
-            return self._logged(valid, await self.batcher.submit(valid, deadline))
+            return self._logged(spec, valid, await self.batcher.submit(valid, deadline))
 
-    def _logged(self, query: ValidQuery, ranked: RankedList) -> RankedList:
-        """``ranked`` with its impression id, once logged (as it is without a log)."""
+    def _logged(self, spec: ModelSpec, query: ValidQuery, ranked: RankedList) -> RankedList:
+        """``ranked`` with its impression id, once logged (as it is without a log); the
+        features are named as the model that validated them names them."""
         if self.impressions is None:
             return ranked
-        names = self.holder.current.spec.feature_names
-        return replace(ranked, impression_id=self.impressions.record(query, ranked, names))
+        session = self.impressions.record(query, ranked, spec.feature_names)
+        return replace(ranked, impression_id=session)
 
     async def rerank_text(self, query: TextQuery, deadline: float | None = None) -> RankedList:
         """Rank one query's candidate texts (features computed in the batch, by the featurizer
@@ -172,7 +174,7 @@ class RerankService:
                 except LtrError as exc:
                     raise type(exc)(f"request {i}: {exc}") from None
             ranked = await self.batcher.submit_many(valid, deadline)
-            return [self._logged(q, r) for q, r in zip(valid, ranked, strict=True)]
+            return [self._logged(spec, q, r) for q, r in zip(valid, ranked, strict=True)]
 
     def model_info(self) -> ModelInfo:
         """The model in use and the server's limits."""

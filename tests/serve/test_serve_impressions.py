@@ -176,7 +176,7 @@ def test_a_full_queue_drops_new_lists_and_counts_them(tmp_path):
         tmp_path, rows_per_file=1000, flush_seconds=60, max_queued_rows=5, observer=seen
     )
     kept = log.record(*served(rng, 3))
-    log.record(*served(rng, 3))  # 6 rows would wait: left out, and the call is not failed
+    assert log.record(*served(rng, 3)) == ""  # 6 rows would wait: left out, without an id
     log.close()
     assert seen.dropped == {"queue_full": 3} and seen.written == 3
     (path,) = files(tmp_path)
