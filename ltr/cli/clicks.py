@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inverse-propensity-weighted (or, under trust bias, affine-corrected) click rate as its "
         "label (or, with `labels --cascade`, its click rate when looked at; with `labels --dbn`, "
         "its rate of satisfying clicks when looked at; with `labels --ubm`, its click rate when "
-        "looked at under the user browsing model). See docs/CLICKS.md.",
+        "looked at under the user browsing model); `join` turns a server's impression log "
+        "(`ltr serve --impressions`) and the clicks users made into a click log and its "
+        "features. See docs/CLICKS.md.",
     )
     commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
     commands.required = True
@@ -34,6 +36,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_propensity(commands)
     _register_labels(commands)
     _register_compare(commands)
+    _register_join(commands)
+
+
+def _register_join(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "join",
+        help="a server's impression log + the clicks users made -> a click log and features",
+        description="Join the clicks a front end recorded (one row per click: the response's "
+        "impression_id as `session`, and the clicked candidate's `doc_id`; Parquet, CSV or TSV) "
+        "to the impression log of `ltr serve --impressions DIR`. Writes the click log (every "
+        "logged impression with click 1 or 0) for `ltr clicks propensity`, `labels` and "
+        "`compare`, and with --features-out one row per (qid, doc_id) with the features of its "
+        "latest impression, for `ltr clicks labels --features`. Clicks on impressions the log "
+        "lacks are left out and counted.",
+        epilog="example: ltr clicks join /var/log/ltr/impressions --clicks clicks.csv --out "
+        "runs/clicks/log.parquet --features-out runs/clicks/features.parquet --max-position 10",
+    )
+    p.add_argument(
+        "impressions", nargs="+", type=Path, metavar="IMPRESSIONS",
+        help="impression files or folders holding impressions-*.parquet",
+    )  # fmt: skip
+    p.add_argument("--clicks", required=True, type=Path, help="Parquet, CSV or TSV of clicks")
+    p.add_argument("--out", required=True, type=Path, metavar="LOG.parquet")
+    p.add_argument("--features-out", type=Path, metavar="FEATURES.parquet")
+    p.add_argument(
+        "--max-position",
+        type=int,
+        help="keep only impressions at positions 1..K (the ones users could see)",
+    )
+    p.set_defaults(func=run_join)
+
+
+def run_join(args: argparse.Namespace) -> int:
+    from ltr.clicks.join import join_clicks
+
+    summary = join_clicks(
+        args.impressions,
+        args.clicks,
+        args.out,
+        features_out=args.features_out,
+        max_position=args.max_position,
+    )
+    print(
+        f"{args.out}: {summary.impressions:,} impressions in {summary.sessions:,} sessions, "
+        f"{summary.clicks:,} clicks"
+    )
+    if summary.unmatched_clicks:
+        print(
+            f"{summary.unmatched_clicks:,} clicks matched no logged impression (lists the log "
+            "sampled out, clicks outside its time, or below --max-position) and were left out"
+        )
+    if args.features_out is not None:
+        print(f"{args.features_out}: features of {summary.pairs:,} (qid, doc_id) pairs")
+    return 0
 
 
 def _register_simulate(commands: argparse._SubParsersAction) -> None:
