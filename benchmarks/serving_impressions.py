@@ -21,12 +21,11 @@ from pathlib import Path
 
 from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.serving_latency import (
-    Cell,
     Server,
     Setup,
     build_model,
+    interleaved_bursts,
     make_requests,
-    measure,
     ms,
 )
 from benchmarks.serving_workers import _ratio
@@ -75,23 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                 *args.log_arg,
             ]
         servers[key] = Server(Setup("onnx", True), model, server_args, logs)
-    cells = {(k, n, c): Cell() for k in keys for n in args.lengths for c in args.concurrency}
     dropped = dict.fromkeys(args.sample, 0.0)
     try:
         for server in servers.values():
             server.wait_ready()
-        for rep in range(args.reps):
-            order = keys if rep % 2 == 0 else keys[::-1]
-            for n in args.lengths:
-                for c in args.concurrency:
-                    for key in order:
-                        cell = cells[(key, n, c)]
-                        measure(servers[key], cell, payloads[n], c, args.seconds, args.warmup)
-                        print(
-                            f"rep {rep} {label(key):>20} n={n:<5} c={c:<3} "
-                            f"{cell.rates[-1]:8.1f} lists/s",
-                            flush=True,
-                        )
+        cells = interleaved_bursts(servers, args, payloads, lambda key: f"{label(key):>20}")
     finally:
         for key, server in servers.items():
             if key is not None and server.proc.poll() is None:

@@ -274,6 +274,28 @@ def measure(
     return lat
 
 
+def interleaved_bursts(servers: dict, args, payloads: dict[int, bytes], describe) -> dict:
+    """``{(key, length, concurrency): Cell}`` for servers side by side: in every repetition
+    each length and concurrency is measured on every server in turn, the order reversed every
+    other repetition, so that they all see the same machine. ``describe(key)`` names a server
+    in the progress lines."""
+    keys = list(servers)
+    cells = {(k, n, c): Cell() for k in keys for n in args.lengths for c in args.concurrency}
+    for rep in range(args.reps):
+        order = keys if rep % 2 == 0 else keys[::-1]
+        for n in args.lengths:
+            for c in args.concurrency:
+                for key in order:
+                    cell = cells[(key, n, c)]
+                    measure(servers[key], cell, payloads[n], c, args.seconds, args.warmup)
+                    print(
+                        f"rep {rep} {describe(key)} n={n:<5} c={c:<3} "
+                        f"{cell.rates[-1]:8.1f} lists/s",
+                        flush=True,
+                    )
+    return cells
+
+
 def h2load_run(
     port: int, payload: bytes, concurrency: int, seconds: float, work: Path, warmup: float = 1.0
 ) -> tuple[int, float]:

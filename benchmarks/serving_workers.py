@@ -24,8 +24,8 @@ from benchmarks.serving_latency import (
     Server,
     Setup,
     build_model,
+    interleaved_bursts,
     make_requests,
-    measure,
     ms,
 )
 
@@ -64,22 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         logs = root / f"workers-{w}"
         logs.mkdir(exist_ok=True)
         servers[(w, on)] = Server(Setup("onnx", on), model, server_args, logs)
-    cells = {(k, n, c): Cell() for k in keys for n in args.lengths for c in args.concurrency}
     try:
         for server in servers.values():
             server.wait_ready()
-        for rep in range(args.reps):
-            order = keys if rep % 2 == 0 else keys[::-1]
-            for n in args.lengths:
-                for c in args.concurrency:
-                    for key in order:
-                        cell = cells[(key, n, c)]
-                        measure(servers[key], cell, payloads[n], c, args.seconds, args.warmup)
-                        print(
-                            f"rep {rep} workers {key[0]} batching {'on ' if key[1] else 'off'} "
-                            f"n={n:<5} c={c:<3} {cell.rates[-1]:8.1f} lists/s",
-                            flush=True,
-                        )
+        cells = interleaved_bursts(
+            servers,
+            args,
+            payloads,
+            lambda key: f"workers {key[0]} batching {'on ' if key[1] else 'off'}",
+        )
     finally:
         for server in servers.values():
             server.stop()
