@@ -274,6 +274,22 @@ def measure(
     return lat
 
 
+def default_server_args(lengths: list[int], threads: int = 1) -> argparse.Namespace:
+    """The :class:`Server` options of a server with the default batching settings (what the
+    side-by-side benchmarks start, before their own ``serve_arg``)."""
+    from ltr.serve.config import BatchingConfig
+
+    defaults = BatchingConfig()
+    return argparse.Namespace(
+        threads=threads,
+        lengths=lengths,
+        device="cpu",
+        max_delay_ms=defaults.max_delay_ms,
+        max_batch_size=defaults.max_batch_size,
+        serve_arg=[],
+    )
+
+
 def interleaved_bursts(servers: dict, args, payloads: dict[int, bytes], describe) -> dict:
     """``{(key, length, concurrency): Cell}`` for servers side by side: in every repetition
     each length and concurrency is measured on every server in turn, the order reversed every

@@ -24,6 +24,7 @@ from benchmarks.serving_latency import (
     Server,
     Setup,
     build_model,
+    default_server_args,
     interleaved_bursts,
     make_requests,
     ms,
@@ -42,17 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per worker")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
-    from ltr.serve.config import BatchingConfig
-
-    defaults = BatchingConfig()
-    base = argparse.Namespace(
-        threads=args.threads,
-        lengths=args.lengths,
-        device="cpu",
-        max_delay_ms=defaults.max_delay_ms,
-        max_batch_size=defaults.max_batch_size,
-        serve_arg=[],
-    )
+    base = default_server_args(args.lengths, args.threads)
     root = Path(tempfile.mkdtemp(prefix="ltr-bench-workers-"))
     model = build_model(root)
     payloads = make_requests(args.lengths)
