@@ -124,6 +124,7 @@ def train_on(
         "ndcg10": test[HEADLINE]["ndcg@10"],
         "seconds": time.perf_counter() - started,
         "best_epoch": result.best_epoch,
+        "artifact": Path(result.artifact_dir),
     }
 
 

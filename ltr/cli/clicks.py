@@ -65,6 +65,7 @@ def _register_join(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="keep only impressions at positions 1..K (the ones users could see)",
     )
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_join)
 
 
@@ -78,6 +79,8 @@ def run_join(args: argparse.Namespace) -> int:
         features_out=args.features_out,
         max_position=args.max_position,
     )
+    if args.quiet:
+        return 0
     print(
         f"{args.out}: {summary.impressions:,} impressions in {summary.sessions:,} sessions, "
         f"{summary.clicks:,} clicks"
@@ -132,13 +135,19 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         help="rank by the `score` column of a Parquet file or `ltr score` output, joined by "
         "(qid, doc_id)",
     )
+    ranker.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="show each user the list a running `ltr serve` returns: one Rerank call per "
+        "session, whose impression_id names the session (the server's --impressions log then "
+        "holds what was shown; --clicks-out writes what a front end would record)",
+    )
     p.add_argument("--sessions", type=int, default=100, help="users per query (default 100)")
     p.add_argument(
         "--temperature",
         type=float,
-        default=1.0,
         help="Plackett-Luce temperature over the query's standardised scores; 0 = the same "
-        "ranking in every session (default 1)",
+        "ranking in every session (default 1; not with --server, which ranks)",
     )
     p.add_argument("--top-k", type=int, help="show only the first K documents (default: all)")
     p.add_argument(
@@ -180,6 +189,21 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-grade", type=float, help="the top grade (default: the data's highest)")
     p.add_argument("--seed", type=int, default=0)
+    served = p.add_argument_group("with --server")
+    served.add_argument(
+        "--clicks-out",
+        type=Path,
+        metavar="CLICKS",
+        help="also write the clicks alone, (session, doc_id), as .csv or .parquet: what a front "
+        "end records, for `ltr clicks join`",
+    )
+    served.add_argument(
+        "--concurrency", type=int, default=8, help="queries in flight at once (default 8)"
+    )
+    served.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+    served.add_argument("--ca", type=Path, help="CA certificate (PEM), connect with TLS")
+    served.add_argument("--cert", type=Path, help="client certificate, for mutual TLS")
+    served.add_argument("--key", type=Path, help="client key, for mutual TLS")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run_simulate)
 
@@ -399,19 +423,52 @@ def _prior_strength(text: str) -> float | str:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from ltr.clicks.model import (
-        BrowsingModel,
-        CascadeModel,
-        ClickModel,
-        DynamicBayesianModel,
-        PositionBasedModel,
-        TrustBiasModel,
-    )
     from ltr.clicks.simulate import logging_scores, simulate_clicks
     from ltr.data.dataset import load_dataset
     from ltr.errors import ConfigError
 
     started = time.perf_counter()
+    _check_click_model_args(args)
+    if args.server is not None:
+        return _simulate_served(args, started)
+    served_only = [f for f in ("clicks_out", "ca", "cert", "key") if getattr(args, f) is not None]
+    if served_only:
+        flag = "--" + served_only[0].replace("_", "-")
+        raise ConfigError(f"{flag} is an option of --server (users of a running server)")
+    data = load_dataset(args.data)
+    scores = logging_scores(
+        data,
+        feature=args.ranker_feature,
+        scores=None if args.ranker_scores is None else _read_scores(args.ranker_scores),
+    )
+    ranker = (
+        {"ranker_feature": args.ranker_feature}
+        if args.ranker_feature
+        else {"ranker_scores": str(args.ranker_scores)}
+    )
+    rows = simulate_clicks(
+        data,
+        scores,
+        args.out,
+        model=_click_model(args, data),
+        sessions=args.sessions,
+        temperature=1.0 if args.temperature is None else args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        metadata={**ranker, "data": [str(p) for p in args.data]},
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"wrote {args.out}: {rows:,} impressions, {len(data) * args.sessions:,} sessions of "
+            f"{len(data):,} queries in {time.perf_counter() - started:.1f} s"
+        )
+    return 0
+
+
+def _check_click_model_args(args: argparse.Namespace) -> None:
+    from ltr.errors import ConfigError
+
     if args.click_model != "cascade" and args.continue_after_click is not None:
         raise ConfigError("--continue-after-click is a parameter of --click-model cascade")
     if args.click_model != "dbn" and args.perseverance is not None:
@@ -425,52 +482,80 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise ConfigError("--false-click is a parameter of --click-model trust")
     if args.click_model == "trust" and args.noise is not None:
         raise ConfigError("--noise is a parameter of --click-model pbm; trust has --false-click")
-    data = load_dataset(args.data)
-    scores = logging_scores(
-        data,
-        feature=args.ranker_feature,
-        scores=None if args.ranker_scores is None else _read_scores(args.ranker_scores),
+
+
+def _click_model(args: argparse.Namespace, data):
+    """The simulated users' click model from the command line (grades up to ``--max-grade``,
+    else the data's highest)."""
+    from ltr.clicks.model import (
+        BrowsingModel,
+        CascadeModel,
+        DynamicBayesianModel,
+        PositionBasedModel,
+        TrustBiasModel,
     )
+
     max_grade = args.max_grade if args.max_grade is not None else float(data.labels.max())
     max_grade = max_grade if max_grade > 0 else 1.0
-    model: ClickModel
     eta = 1.0 if args.eta is None else args.eta
     noise = 0.1 if args.noise is None else args.noise
     if args.click_model == "pbm":
-        model = PositionBasedModel(eta=eta, noise=noise, max_grade=max_grade)
-    elif args.click_model == "cascade":
+        return PositionBasedModel(eta=eta, noise=noise, max_grade=max_grade)
+    if args.click_model == "cascade":
         lam = 0.5 if args.continue_after_click is None else args.continue_after_click
-        model = CascadeModel(continue_after_click=lam, noise=noise, max_grade=max_grade)
-    elif args.click_model == "dbn":
+        return CascadeModel(continue_after_click=lam, noise=noise, max_grade=max_grade)
+    if args.click_model == "dbn":
         gamma = 0.9 if args.perseverance is None else args.perseverance
-        model = DynamicBayesianModel(perseverance=gamma, noise=noise, max_grade=max_grade)
-    elif args.click_model == "ubm":
-        model = BrowsingModel(eta=eta, noise=noise, max_grade=max_grade)
-    else:
-        false_click = 0.65 if args.false_click is None else args.false_click
-        model = TrustBiasModel(eta=eta, false_click=false_click, max_grade=max_grade)
-    ranker = (
-        {"ranker_feature": args.ranker_feature}
-        if args.ranker_feature
-        else {"ranker_scores": str(args.ranker_scores)}
-    )
-    rows = simulate_clicks(
-        data,
-        scores,
-        args.out,
-        model=model,
-        sessions=args.sessions,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        seed=args.seed,
-        metadata={**ranker, "data": [str(p) for p in args.data]},
-        progress=not args.quiet,
-    )
-    if not args.quiet:
-        print(
-            f"wrote {args.out}: {rows:,} impressions, {len(data) * args.sessions:,} sessions of "
-            f"{len(data):,} queries in {time.perf_counter() - started:.1f} s"
+        return DynamicBayesianModel(perseverance=gamma, noise=noise, max_grade=max_grade)
+    if args.click_model == "ubm":
+        return BrowsingModel(eta=eta, noise=noise, max_grade=max_grade)
+    false_click = 0.65 if args.false_click is None else args.false_click
+    return TrustBiasModel(eta=eta, false_click=false_click, max_grade=max_grade)
+
+
+def _simulate_served(args: argparse.Namespace, started: float) -> int:
+    """``simulate --server``: users of a running server."""
+    from ltr.clicks.served import simulate_served_clicks
+    from ltr.errors import ConfigError
+    from ltr.serve.client import RerankerClient, load_served_data
+
+    if args.temperature is not None:
+        raise ConfigError(
+            "--temperature is not an option with --server: the server ranks, and every user "
+            "sees the list it returns"
         )
+    with RerankerClient(
+        args.server, ca=args.ca, cert=args.cert, key=args.key, timeout=args.timeout
+    ) as client:
+        data = load_served_data(client.model_info().spec, args.data)
+        result = simulate_served_clicks(
+            client,
+            data,
+            args.out,
+            model=_click_model(args, data),
+            sessions=args.sessions,
+            top_k=args.top_k,
+            seed=args.seed,
+            clicks_out=args.clicks_out,
+            concurrency=args.concurrency,
+            metadata={"server": args.server, "data": [str(p) for p in args.data]},
+            progress=not args.quiet,
+        )
+    if not args.quiet:
+        versions = ", ".join(result.versions)
+        print(
+            f"wrote {args.out}: {result.impressions:,} impressions, {result.sessions:,} sessions "
+            f"of {len(data):,} queries, {result.clicks:,} clicks, served by model version "
+            f"{versions} in {time.perf_counter() - started:.1f} s"
+        )
+        if args.clicks_out is not None:
+            print(f"wrote {args.clicks_out}: the clicks of the logged sessions")
+        if result.unlogged_sessions:
+            print(
+                f"{result.unlogged_sessions:,} sessions came back without an impression id "
+                "(the server logs none, or its sample left them out): their clicks are not in "
+                "the clicks file"
+            )
     return 0
 
 

@@ -31,14 +31,19 @@ from ltr.errors import DataFormatError
 
 COLUMNS = ("session", "qid", "doc_id", "position", "click")
 META_SIMULATION = b"ltr.click_simulation"
+INTEGER_SESSIONS = pa.int64()
+STRING_SESSIONS = pa.string()
 
 
-def log_schema(metadata: dict | None = None) -> pa.Schema:
-    """The schema :class:`ClickLogWriter` writes (``metadata``: recorded as JSON)."""
+def log_schema(
+    metadata: dict | None = None, session_type: pa.DataType = INTEGER_SESSIONS
+) -> pa.Schema:
+    """The schema :class:`ClickLogWriter` writes (``metadata``: recorded as JSON; sessions are
+    integers, or strings such as a server's impression ids)."""
     meta = {META_SIMULATION: json.dumps(metadata).encode()} if metadata else None
     return pa.schema(
         [
-            pa.field("session", pa.int64(), nullable=False),
+            pa.field("session", session_type, nullable=False),
             pa.field("qid", pa.string(), nullable=False),
             pa.field("doc_id", pa.string(), nullable=False),
             pa.field("position", pa.int32(), nullable=False),
@@ -51,9 +56,14 @@ def log_schema(metadata: dict | None = None) -> pa.Schema:
 class ClickLogWriter:
     """Write a click log to Parquet; the file appears under its name only after a clean exit."""
 
-    def __init__(self, path: str | Path, metadata: dict | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: dict | None = None,
+        session_type: pa.DataType = INTEGER_SESSIONS,
+    ):
         self.path = Path(path)
-        self.schema = log_schema(metadata)
+        self.schema = log_schema(metadata, session_type)
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._writer: pq.ParquetWriter | None = None
         self.rows_written = 0
@@ -74,7 +84,7 @@ class ClickLogWriter:
         assert self._writer is not None, "use ClickLogWriter as a context manager"
         table = pa.Table.from_arrays(
             [
-                pa.array(session, pa.int64()),
+                pa.array(session, self.schema.field("session").type),
                 pa.array(qid, pa.string()),
                 pa.array(doc_id, pa.string()),
                 pa.array(position, pa.int32()),

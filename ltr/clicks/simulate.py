@@ -18,13 +18,15 @@ depend on how the work is split.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ltr.clicks.log import ClickLogWriter
+from ltr.clicks.log import INTEGER_SESSIONS, ClickLogWriter
 from ltr.clicks.model import ClickModel
 from ltr.data.dataset import ListDataset
 from ltr.errors import ConfigError, DataFormatError
@@ -84,6 +86,37 @@ def simulate_clicks(
     if not np.isfinite(logging_scores).all():
         row = int(np.flatnonzero(~np.isfinite(logging_scores))[0])
         raise DataFormatError(f"the logging score of row {row} is not a finite number")
+    check_simulable(data, model)
+
+    def shown_sessions() -> Iterator[Shown]:
+        for q in range(len(data)):
+            start, end = data.offsets[q], data.offsets[q + 1]
+            rng = np.random.default_rng([seed, q])
+            ranked = rank_sessions(logging_scores[start:end], sessions, temperature, rng)
+            shown = ranked[:, :top_k] if top_k is not None else ranked
+            yield Shown(q, np.arange(q * sessions, (q + 1) * sessions), shown, rng)
+
+    meta = {"sessions": sessions, "temperature": temperature, "top_k": top_k, "seed": seed}
+    return write_sessions(
+        data, out, shown_sessions(), model=model, metadata={**meta, **(metadata or {})},
+        progress=progress,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the users of one query were shown: ``rankings[s]`` is session ``s``'s list, as the
+    query's row indices (0-based within the query) from the top; ``rng`` draws the clicks."""
+
+    query: int
+    sessions: np.ndarray  # [S] session ids (int64 or str)
+    rankings: np.ndarray  # [S, m] row indices within the query
+    rng: np.random.Generator
+
+
+def check_simulable(data: ListDataset, model: ClickModel) -> None:
+    """Refuse data users cannot be simulated on: a row without a document id, a grade above the
+    click model's top grade."""
     missing = np.array([d is None or d == "" for d in data.doc_ids])
     if missing.any():
         q = data.qids[data.query_of_row[int(np.flatnonzero(missing)[0])]]
@@ -96,36 +129,42 @@ def simulate_clicks(
             f"the data has grade {data.labels.max():g}, above the click model's max_grade "
             f"{model.max_grade:g}"
         )
-    meta = {
-        **model.to_dict(),
-        "sessions": sessions,
-        "temperature": temperature,
-        "top_k": top_k,
-        "seed": seed,
-        **(metadata or {}),
-    }
+
+
+def write_sessions(
+    data: ListDataset,
+    out: str | Path,
+    shown: Iterable[Shown],
+    *,
+    model: ClickModel,
+    metadata: dict,
+    session_type: pa.DataType = INTEGER_SESSIONS,
+    progress: bool = True,
+) -> int:
+    """Draw the clicks of every session in ``shown`` (query by query, in order) under ``model``
+    on ``data``'s grades and write the click log to ``out``; returns the impressions written."""
     buffer: list[tuple[np.ndarray, ...]] = []
     buffered = 0
-    with ClickLogWriter(out, meta) as writer:
-        for q in tqdm(range(len(data)), desc="simulating", unit="query", disable=not progress):
-            start, end = data.offsets[q], data.offsets[q + 1]
-            rng = np.random.default_rng([seed, q])
-            ranked = rank_sessions(logging_scores[start:end], sessions, temperature, rng)
-            shown = ranked[:, :top_k] if top_k is not None else ranked
-            m = shown.shape[1]
-            positions = np.broadcast_to(np.arange(1, m + 1), shown.shape)
-            clicks = model.clicks(data.labels[start:end][shown], rng)
-            session_ids = np.repeat(np.arange(q * sessions, (q + 1) * sessions), m)
+    meta = {**model.to_dict(), **metadata}
+    with ClickLogWriter(out, meta, session_type=session_type) as writer:
+        for item in tqdm(
+            shown, total=len(data), desc="simulating", unit="query", disable=not progress
+        ):
+            start, end = data.offsets[item.query], data.offsets[item.query + 1]
+            rankings = item.rankings
+            count, m = rankings.shape
+            positions = np.broadcast_to(np.arange(1, m + 1), rankings.shape)
+            clicks = model.clicks(data.labels[start:end][rankings], item.rng)
             buffer.append(
                 (
-                    session_ids,
-                    np.full(sessions * m, data.qids[q], dtype=object),
-                    data.doc_ids[start:end][shown].reshape(-1),
+                    np.repeat(item.sessions, m),
+                    np.full(count * m, data.qids[item.query], dtype=object),
+                    data.doc_ids[start:end][rankings].reshape(-1),
                     positions.reshape(-1),
                     clicks.reshape(-1).astype(np.int8),
                 )
             )
-            buffered += sessions * m
+            buffered += count * m
             if buffered >= FLUSH_ROWS:
                 writer.write(*(np.concatenate(c) for c in zip(*buffer, strict=True)))
                 buffer, buffered = [], 0

@@ -249,6 +249,34 @@ def query_of(data, index: int, *, uses_initial_rank: bool, ids: Sequence[str] | 
     )
 
 
+def check_servable(data, info: ModelInfo, *, offline: str) -> None:
+    """Refuse data a server would refuse list by list: a missing or non-finite feature value,
+    a list longer than the server's ``max_candidates`` (``offline``: what to do instead, for the
+    first message).
+
+    Raises:
+        DataFormatError, ConfigError: naming the first such query.
+    """
+    from ltr.errors import ConfigError, DataFormatError
+
+    missing = ~np.isfinite(data.features)
+    if missing.any():
+        row = int(np.argwhere(missing)[0][0])
+        q = int(np.searchsorted(data.offsets, row, side="right")) - 1
+        raise DataFormatError(
+            f"query {data.qids[q]!r} has a missing or non-finite feature value (row {row}); the "
+            f"server refuses those (a request has no way to say 'missing'), so {offline}, or "
+            "fill the values first"
+        )
+    lengths = data.list_lengths
+    if int(lengths.max()) > info.max_candidates:
+        q = int(np.argmax(lengths))
+        raise ConfigError(
+            f"query {data.qids[q]!r} has {int(lengths[q])} candidates but the server scores at "
+            f"most {info.max_candidates} per list; raise its max_candidates to send whole lists"
+        )
+
+
 def score_dataset(
     client: RerankerClient, data, *, lists_per_call: int = 32, progress: bool | None = None
 ) -> np.ndarray:
@@ -263,26 +291,10 @@ def score_dataset(
 
     from tqdm import tqdm
 
-    from ltr.errors import ConfigError, DataFormatError
-
     info = client.model_info()
+    check_servable(data, info, offline="evaluate this data offline with --model")
     spec = info.spec
     lengths = data.list_lengths
-    missing = ~np.isfinite(data.features)
-    if missing.any():
-        row = int(np.argwhere(missing)[0][0])
-        q = int(np.searchsorted(data.offsets, row, side="right")) - 1
-        raise DataFormatError(
-            f"query {data.qids[q]!r} has a missing or non-finite feature value (row {row}); the "
-            "server refuses those (a request has no way to say 'missing'), so evaluate this data "
-            "offline with --model, or fill the values first"
-        )
-    if int(lengths.max()) > info.max_candidates:
-        q = int(np.argmax(lengths))
-        raise ConfigError(
-            f"query {data.qids[q]!r} has {int(lengths[q])} candidates but the server scores at "
-            f"most {info.max_candidates} per list; raise its max_candidates to evaluate whole lists"
-        )
     # bytes per candidate on the wire: features, id and framing (generously), half the limit
     per_candidate = 4 * spec.num_features + 32
     budget = max(info.max_message_bytes // 2, per_candidate * int(lengths.max()))

@@ -1,0 +1,264 @@
+"""The online loop on MQ2008: serve a model, log what it shows, learn from the clicks, repeat.
+
+Every other click benchmark draws its clicks from a fixed logging ranker. Here the ranker is the
+model being trained, served for real, and every step is an ``ltr`` command a team would run:
+
+0. **Start**: the click config (``configs/clicks/setrank_ips.yaml``) trained on the judgments of
+   ``--start-queries`` training queries only (a small judged seed set), early-stopped on the
+   judged validation partition.
+1. **Serve** it: ``ltr serve --impressions DIR`` (PyTorch backend), a real process on loopback.
+2. **Users**: ``ltr clicks simulate --server``: ``--sessions`` simulated users per query of the
+   fold's training and validation partitions each send one ``Rerank`` call, see its top
+   ``--top-k`` and click under the position-based model (examination ``(1/k)^eta``, click noise
+   0.1, grades 0-2). They record their clicks as a front end would (``--clicks-out``).
+3. **Join**: SIGTERM writes the server's impression log; ``ltr clicks join`` joins all clicks so
+   far to all impression logs so far (every round's), with the features the server scored.
+4. **Learn**: ``ltr clicks propensity --features`` (regression EM: the served rankings are the
+   same in every session, so plain EM cannot tell position from relevance), ``ltr clicks
+   labels`` for the training and validation queries, and the click config trained on them.
+5. The new model is served in the next round.
+
+Each model is tested on the fold's test partition with its judgments, which no click-trained
+model sees. The table gives test NDCG@10 by round (mean ± sd over ``--seeds``, each seed its own
+loop from its own start), the served model's clicks per session (what users did), the
+regression-EM examination estimate at position ``--top-k`` against the truth, and, for scale,
+the same config trained on all the fold's judgments.
+
+    python -m benchmarks.click_loop                                   # fold 1, 3 rounds, 3 seeds
+    python -m benchmarks.click_loop --rounds 1 --seeds 0 --sessions 5 --max-epochs 2 --no-write
+
+MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._report import command_line, markdown_table, write_section
+from benchmarks.clicks import _write_judged, train_on
+from benchmarks.quality_cv import REPO_ROOT, load_fold
+from benchmarks.serving_latency import ServerProcess, free_port
+from benchmarks.tuning import mean_sd
+
+
+class LoopServer(ServerProcess):
+    """``ltr serve`` of one round's model, logging impressions to ``impressions``."""
+
+    def __init__(self, model: Path, impressions: Path, log: Path) -> None:
+        self.label = model.name
+        self.port, self.metrics_port = free_port(), free_port()
+        argv = [
+            str(Path(sys.executable).with_name("ltr")), "serve", "--model", str(model),
+            "--backend", "torch", "--host", "127.0.0.1", "--port", str(self.port),
+            "--metrics-port", "0", "--log_level", "WARNING", "--max_candidates", "1000",
+            "--impressions", str(impressions), "--impressions.flush_seconds", "3600",
+        ]  # fmt: skip
+        self.launch(argv, log)
+        self.wait_ready()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def ltr(*argv: object) -> None:
+    """One ``ltr`` command, in this process; a failure stops the benchmark."""
+    from ltr.cli import main as ltr_main
+
+    code = ltr_main([str(a) for a in argv])
+    if code != 0:
+        raise RuntimeError(f"ltr {' '.join(map(str, argv))} exited {code}")
+
+
+def write_sample(data, queries: int, seed: int, path: Path) -> None:
+    """The judgments of ``queries`` training queries drawn at random (``seed``)."""
+    from ltr.data.parquet import ParquetListWriter
+    from ltr.data.svmlight import RowChunk
+
+    chosen = np.random.default_rng(seed).choice(len(data), size=queries, replace=False)
+    rows = np.isin(data.query_of_row, chosen)
+    chunk = RowChunk(
+        data.qids[data.query_of_row][rows], data.doc_ids[rows], data.labels[rows],
+        data.features[rows],
+    )  # fmt: skip
+    with ParquetListWriter(path, data.num_features, feature_names=data.feature_names) as w:
+        w.write(chunk)
+
+
+def split_log(log: Path, qids, out: Path) -> None:
+    """The sessions of ``log`` whose query is in ``qids``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(log)
+    keep = pc.is_in(table["qid"], pa.array([str(q) for q in qids], pa.string()))
+    pq.write_table(table.filter(keep), out)
+
+
+def concat_clicks(files: list[Path], out: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(pa.concat_tables(pcsv.read_csv(f) for f in files), out)
+
+
+def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict]:
+    """One seed's loop on one fold: a row per round (round 0 = the judged start)."""
+    import pyarrow.parquet as pq
+
+    from ltr.data.folds import letor_fold
+
+    fold = load_fold(args.data_root, number)
+    paths = letor_fold(args.data_root, number)
+    judged_valid = work / "judged-valid.parquet"
+    if not judged_valid.exists():
+        _write_judged(fold.valid, judged_valid)
+    start = work / f"s{seed}-start.parquet"
+    write_sample(fold.train, args.start_queries, seed, start)
+    print(f"fold {number}, seed {seed}: start on {args.start_queries} judged queries", flush=True)
+    run = train_on(start, judged_valid, fold, work / f"s{seed}-r0", seed, extra)
+    rows = [{"round": 0, "ndcg10": run["ndcg10"], "artifact": run["artifact"]}]
+    impressions, clicks = [], []
+    for r in range(1, args.rounds + 1):
+        served = rows[-1]["artifact"]
+        here = work / f"s{seed}-r{r}"
+        here.mkdir()
+        impressions.append(here / "impressions")
+        server = LoopServer(served, impressions[-1], here / "serve.log")
+        sessions = clicks_made = 0
+        try:
+            for part, files in (("train", paths.train), ("valid", paths.valid)):
+                clicks.append(here / f"{part}-clicks.csv")
+                ltr("clicks", "simulate", *files, "--server", server.target,
+                    "--sessions", args.sessions, "--top-k", args.top_k, "--eta", args.eta,
+                    "--seed", 1000 * r + 100 * seed + (part == "valid"),
+                    "--out", here / f"{part}-truth.parquet", "--clicks-out", clicks[-1],
+                    "--quiet")  # fmt: skip
+                truth = pq.read_table(here / f"{part}-truth.parquet", columns=["session", "click"])
+                sessions += len(set(truth["session"].to_pylist()))
+                clicks_made += int(np.asarray(truth["click"]).sum())
+        finally:
+            server.stop()
+        everything = here / "clicks-so-far.csv"
+        concat_clicks(clicks, everything)
+        log, features = here / "log.parquet", here / "features.parquet"
+        ltr("clicks", "join", *impressions, "--clicks", everything, "--out", log,
+            "--features-out", features, "--quiet")  # fmt: skip
+        split_log(log, fold.train.qids, here / "train-log.parquet")
+        split_log(log, fold.valid.qids, here / "valid-log.parquet")
+        propensity = here / "propensity.json"
+        ltr("clicks", "propensity", here / "train-log.parquet", "--features", features,
+            "--out", propensity, "--quiet")  # fmt: skip
+        theta = json.loads(propensity.read_text())["theta"]
+        for part in ("train", "valid"):
+            ltr("clicks", "labels", here / f"{part}-log.parquet", "--features", features,
+                "--propensity", propensity, "--out", here / f"{part}-ips.parquet",
+                "--quiet")  # fmt: skip
+        print(f"fold {number}, seed {seed}: round {r}", flush=True)
+        run = train_on(
+            here / "train-ips.parquet", here / "valid-ips.parquet", fold, here / "model", seed,
+            extra,
+        )  # fmt: skip
+        rows[-1]["clicks_per_session"] = clicks_made / sessions
+        rows.append(
+            {"round": r, "ndcg10": run["ndcg10"], "artifact": run["artifact"],
+             "theta_last": float(theta[args.top_k - 1])}
+        )  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data" / "mq2008")
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--start-queries", type=int, default=30)
+    parser.add_argument("--sessions", type=int, default=20, help="users per query and round")
+    parser.add_argument("--top-k", type=int, default=10, help="what users see")
+    parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    extra = {} if args.max_epochs is None else {"trainer.max_epochs": args.max_epochs}
+    started = time.perf_counter()
+    loops, judged = {}, []
+    with tempfile.TemporaryDirectory(prefix="ltr-bench-click-loop-") as tmp:
+        work = Path(tmp)
+        fold = load_fold(args.data_root, args.fold)
+        _write_judged(fold.train, work / "judged-train.parquet")
+        _write_judged(fold.valid, work / "judged-valid.parquet")
+        for seed in args.seeds:
+            loops[seed] = run_loop(args, args.fold, seed, work, extra)
+            print(f"fold {args.fold}, seed {seed}: all judgments", flush=True)
+            full = train_on(
+                work / "judged-train.parquet", work / "judged-valid.parquet", fold,
+                work / f"s{seed}-judged", seed, extra,
+            )  # fmt: skip
+            judged.append(full["ndcg10"])
+    body = report(args, loops, judged, time.perf_counter() - started)
+    print(body)
+    if not args.no_write:
+        write_section(
+            "click-loop",
+            "Learning from one's own served rankings: the online loop (MQ2008)",
+            command_line("click_loop", argv),
+            body,
+        )
+    return 0
+
+
+def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: float) -> str:
+    rows = []
+    for r in range(args.rounds + 1):
+        at = [loop[r] for loop in loops.values()]
+        trained = (
+            f"judgments of {args.start_queries} training queries"
+            if r == 0
+            else f"clicks of rounds 1-{r}"
+            if r > 1
+            else "clicks of round 1"
+        )
+        served = [a["clicks_per_session"] for a in at if "clicks_per_session" in a]
+        theta = [a["theta_last"] for a in at if "theta_last" in a]
+        rows.append([
+            r, trained, mean_sd([a["ndcg10"] for a in at]),
+            mean_sd(served) if served else "(not served)",
+            f"{np.mean(theta):.3f}" if theta else "",
+        ])  # fmt: skip
+    rows.append(["", "all the training partitions' judgments", mean_sd(judged), "", ""])
+    table = markdown_table(
+        [
+            "round",
+            "model trained on",
+            "test NDCG@10",
+            "clicks per session when served",
+            f"estimated examination at {args.top_k} (true {(1 / args.top_k) ** args.eta:.3f})",
+        ],
+        rows,
+    )
+    return (
+        f"Fold {args.fold}, {len(loops)} seed(s) ({', '.join(map(str, loops))}), each its own "
+        f"loop. Users: {args.sessions} sessions per query and round on the training and "
+        f"validation partitions, top {args.top_k} shown, position-based clicks (examination "
+        f"(1/k)^{args.eta:g}, noise 0.1). Served with the PyTorch backend. Test NDCG@10 on the "
+        "judged test partition (empty lists count 1, gain 2^rel - 1); mean ± sd over seeds. "
+        f"Took {seconds / 60:.1f} min.\n\n{table}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
