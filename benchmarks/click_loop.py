@@ -16,7 +16,8 @@ model being trained, served for real, and every step is an ``ltr`` command a tea
 4. **Learn**: ``ltr clicks propensity --features`` (regression EM: the served rankings are the
    same in every session, so plain EM cannot tell position from relevance), ``ltr clicks
    labels`` for the training and validation queries, and the click config trained on them.
-5. The new model is served in the next round.
+5. The new model is served in the next round. For comparison, the same clicks also train a
+   model on click-through rates (``--eta 0``: no position correction), which is not served.
 
 Each model is tested on the fold's test partition with its judgments, which no click-trained
 model sees. The table gives test NDCG@10 by round (mean ± sd over ``--seeds``, each seed its own
@@ -158,19 +159,24 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
         ltr("clicks", "propensity", here / "train-log.parquet", "--features", features,
             "--out", propensity, "--quiet")  # fmt: skip
         theta = json.loads(propensity.read_text())["theta"]
+        # IPS labels, and (the same clicks, no position correction) click-through rates
         for part in ("train", "valid"):
-            ltr("clicks", "labels", here / f"{part}-log.parquet", "--features", features,
-                "--propensity", propensity, "--out", here / f"{part}-ips.parquet",
-                "--quiet")  # fmt: skip
+            for kind, bias in (("ips", ["--propensity", propensity]), ("ctr", ["--eta", 0])):
+                ltr("clicks", "labels", here / f"{part}-log.parquet", "--features", features,
+                    *bias, "--out", here / f"{part}-{kind}.parquet", "--quiet")  # fmt: skip
         print(f"fold {number}, seed {seed}: round {r}", flush=True)
         run = train_on(
             here / "train-ips.parquet", here / "valid-ips.parquet", fold, here / "model", seed,
             extra,
         )  # fmt: skip
+        naive = train_on(
+            here / "train-ctr.parquet", here / "valid-ctr.parquet", fold, here / "naive", seed,
+            extra,
+        )  # fmt: skip
         rows[-1]["clicks_per_session"] = clicks_made / sessions
         rows.append(
             {"round": r, "ndcg10": run["ndcg10"], "artifact": run["artifact"],
-             "theta_last": float(theta[args.top_k - 1])}
+             "theta_last": float(theta[args.top_k - 1]), "naive": naive["ndcg10"]}
         )  # fmt: skip
     return rows
 
@@ -234,17 +240,19 @@ def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: flo
         )
         served = [a["clicks_per_session"] for a in at if "clicks_per_session" in a]
         theta = [a["theta_last"] for a in at if "theta_last" in a]
+        naive = [a["naive"] for a in at if "naive" in a]
         rows.append([
-            r, trained, mean_sd([a["ndcg10"] for a in at]),
+            r, trained, mean_sd([a["ndcg10"] for a in at]), mean_sd(naive) if naive else "",
             mean_sd(served) if served else "(not served)",
             f"{np.mean(theta):.3f}" if theta else "",
         ])  # fmt: skip
-    rows.append(["", "all the training partitions' judgments", mean_sd(judged), "", ""])
+    rows.append(["", "all the training partitions' judgments", mean_sd(judged), "", "", ""])
     table = markdown_table(
         [
             "round",
             "model trained on",
-            "test NDCG@10",
+            "test NDCG@10 (IPS labels; served next)",
+            "test NDCG@10, click-through rates",
             "clicks per session when served",
             f"estimated examination at {args.top_k} (true {(1 / args.top_k) ** args.eta:.3f})",
         ],
