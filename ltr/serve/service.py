@@ -13,14 +13,13 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ltr.errors import InputError, LtrError
 from ltr.serve.batching import BatchObserver, DynamicBatcher
 from ltr.serve.config import BatchingConfig
 from ltr.serve.domain import (
     ModelInfo,
-    ModelSpec,
     RankedList,
     RerankQuery,
     TextQuery,
@@ -34,6 +33,16 @@ from ltr.serve.scoring import featurize, score_batch
 from ltr.serve.validation import validate, validate_text
 
 
+@dataclass(frozen=True)
+class Featurized:
+    """A text list's answer from the batch: its ranking, and the feature rows and names the
+    scoring model computed for it (what the impression log keeps)."""
+
+    ranked: RankedList
+    query: ValidQuery
+    feature_names: tuple[str, ...]
+
+
 def make_batcher(
     holder: ModelHolder,
     config: BatchingConfig,
@@ -41,12 +50,14 @@ def make_batcher(
     executor: Executor | None = None,
     observer: BatchObserver | None = None,
     on_documents: Callable[[dict[str, int]], None] | None = None,
-) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList]:
+) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList | Featurized]:
     """A batcher that scores each batch with the holder's current model; ``on_documents``
     hears how many text candidates of each batch came from each source (``cache``, ``recent``,
     ``computed``: see :meth:`ltr.text.featurizer.TextFeaturizer.documents`)."""
 
-    def process(items: list[ValidQuery | ValidTextQuery]) -> list[RankedList | Exception]:
+    def process(
+        items: list[ValidQuery | ValidTextQuery],
+    ) -> list[RankedList | Featurized | Exception]:
         model = holder.current  # one snapshot per batch: old or new model, never a mix
         seen = dict(model.featurizer.documents_seen) if model.featurizer is not None else None
         queries = featurize(model.featurizer, model.spec, items)  # text lists -> feature rows
@@ -58,6 +69,9 @@ def make_batcher(
         if fit:
             scored = score_batch(model.predictor, model.spec.ref, [queries[i] for i in fit])
             for i, result in zip(fit, scored, strict=True):
+                if isinstance(items[i], ValidTextQuery) and isinstance(result, RankedList):
+                    # the impression log keeps the features this model computed, by its names
+                    result = Featurized(result, queries[i], model.spec.feature_names)
                 results[i] = result
         return results
 
@@ -89,7 +103,7 @@ class RerankService:
     def __init__(
         self,
         holder: ModelHolder,
-        batcher: DynamicBatcher[ValidQuery | ValidTextQuery, RankedList],
+        batcher: DynamicBatcher[ValidQuery | ValidTextQuery, RankedList | Featurized],
         *,
         max_candidates: int,
         max_message_bytes: int,
@@ -141,23 +155,26 @@ class RerankService:
         with self._accepted():
             spec = self.holder.current.spec
             valid = validate(query, spec, max_candidates=self.max_candidates)
-            return self._logged(spec, valid, await self.batcher.submit(valid, deadline))
+            ranked = await self.batcher.submit(valid, deadline)
+            return self._logged(spec.feature_names, valid, ranked)
 
-    def _logged(self, spec: ModelSpec, query: ValidQuery, ranked: RankedList) -> RankedList:
+    def _logged(self, names: tuple[str, ...], query: ValidQuery, ranked: RankedList) -> RankedList:
         """``ranked`` with its impression id, once logged (as it is without a log); the
-        features are named as the model that validated them names them."""
+        features are named ``names``."""
         if self.impressions is None:
             return ranked
-        session = self.impressions.record(query, ranked, spec.feature_names)
+        session = self.impressions.record(query, ranked, names)
         return replace(ranked, impression_id=session)
 
     async def rerank_text(self, query: TextQuery, deadline: float | None = None) -> RankedList:
         """Rank one query's candidate texts (features computed in the batch, by the featurizer
-        of the model that scores them)."""
+        of the model that scores them, and logged as that model names them)."""
         with self._accepted():
             spec = self.holder.current.spec
             valid = validate_text(query, spec, max_candidates=self.max_candidates)
-            return await self.batcher.submit(valid, deadline)
+            done = await self.batcher.submit(valid, deadline)
+            assert isinstance(done, Featurized), "a text list is answered with its features"
+            return self._logged(done.feature_names, done.query, done.ranked)
 
     async def rerank_batch(
         self, queries: Sequence[RerankQuery], deadline: float | None = None
@@ -174,7 +191,8 @@ class RerankService:
                 except LtrError as exc:
                     raise type(exc)(f"request {i}: {exc}") from None
             ranked = await self.batcher.submit_many(valid, deadline)
-            return [self._logged(spec, q, r) for q, r in zip(valid, ranked, strict=True)]
+            names = spec.feature_names
+            return [self._logged(names, q, r) for q, r in zip(valid, ranked, strict=True)]
 
     def model_info(self) -> ModelInfo:
         """The model in use and the server's limits."""

@@ -8,14 +8,17 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from functools import partial
 
 import grpc
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from ltr.cli import main
 from ltr.data.dataset import load_dataset
+from ltr.data.parquet import feature_names_of
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
 from ltr.serve.client import RerankerClient, RerankError
@@ -32,13 +35,18 @@ MAX_CANDIDATES = 40
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, trained):
+    """The text model's server, logging impressions (a file is closed a second after it opens)
+    into ``server.impressions``."""
     _, model_dir = trained
+    tmp = tmp_path_factory.mktemp("text_server")
     process = ServerProcess(
-        tmp_path_factory.mktemp("text_server"),
+        tmp,
         model_dir,
         "--max_candidates", str(MAX_CANDIDATES),
         "--batching.max_delay_ms", "5",
+        "--impressions", str(tmp / "impressions"), "--impressions.flush_seconds", "1",
     )  # fmt: skip
+    process.impressions = tmp / "impressions"
     yield process.wait_ready()
     assert process.stop() == 0, process.log()
 
@@ -88,6 +96,36 @@ def test_text_lists_get_the_in_process_scores(server, reranker, test_lists) -> N
             assert (ranked.query_id, ranked.model.version) == (f"q{k}", version)
         top = client.rerank_text(query, texts, ids, top_k=3)
         assert top.ids == ranked.ids[:3]
+
+
+def test_text_lists_are_logged_with_the_features_the_model_read(server, trained, test_lists):
+    """A RerankText answer carries an impression id; the log holds the returned candidates
+    with the features the server computed, which are the ones ``ltr text-features`` wrote for
+    the same query and documents (no skew between training and serving features)."""
+    files, _ = trained
+    data = load_dataset(files.files["test"])
+    q = 0
+    query, ids, texts = test_lists[q]
+    with RerankerClient(server.target) as client:
+        ranked = client.rerank_text(query, texts, ids, query_id=str(data.qids[q]), top_k=4)
+    assert ranked.impression_id
+    deadline = time.monotonic() + 60
+    rows: list[dict] = []
+    while not rows and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for path in sorted(server.impressions.glob("impressions-*.parquet")):
+            table = pq.read_table(path)
+            rows += [r for r in table.to_pylist() if r["session"] == ranked.impression_id]
+            names = feature_names_of(table.schema)
+    assert [r["doc_id"] for r in rows] == ranked.ids
+    assert [r["position"] for r in rows] == [1, 2, 3, 4]
+    assert {r["qid"] for r in rows} == {str(data.qids[q])}
+    assert list(names) == list(data.feature_names)
+    written = dict(
+        zip(map(str, data.doc_ids[data[q].rows]), data.features[data[q].rows], strict=True)
+    )
+    for r in rows:
+        np.testing.assert_allclose(r["features"], written[r["doc_id"]], rtol=1e-5, atol=1e-5)
 
 
 def test_concurrent_text_and_feature_calls_share_batches(server, trained, test_lists) -> None:
