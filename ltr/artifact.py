@@ -181,6 +181,43 @@ def save_model(model: torch.nn.Module, manifest: Manifest, directory: str | Path
     return directory
 
 
+def save_linear_model(
+    directory: str | Path,
+    feature_names: list[str],
+    weights: dict[str, float],
+) -> Path:
+    """A hand-set linear scorer as an artifact: ``score = sum of weights[f] * feature f`` over
+    the raw features (no normaliser). It exports, serves and scores like a trained model, so a
+    ranking already in production (BM25, say: ``{"f25": 1.0}`` on LETOR 4) can be served as the
+    model a challenger is interleaved with, or evaluated beside trained ones. Its version is
+    the folder's name (as a training run's id would be).
+
+    Raises:
+        ConfigError: a weight names no feature.
+    """
+    from ltr.errors import ConfigError
+
+    unknown = [f for f in weights if f not in feature_names]
+    if unknown:
+        raise ConfigError(f"no feature {unknown[0]!r} among the {len(feature_names)} features")
+    directory = Path(directory)
+    manifest = Manifest(
+        architecture="mlp",
+        model_config={"num_features": len(feature_names), "hidden_sizes": [], "dropout": 0.0},
+        feature_names=list(feature_names),
+        normalizer={"enabled": False},
+        training={"run_id": directory.name, "linear_weights": dict(weights), "data": {}},
+    )
+    model = build_model(manifest)
+    (linear,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+        for feature, weight in weights.items():
+            linear.weight[0, feature_names.index(feature)] = float(weight)
+    return save_model(model.eval(), manifest, directory)
+
+
 def is_mlflow_uri(source: str) -> bool:
     return source.startswith(MLFLOW_SCHEMES)
 

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its rate of satisfying clicks when looked at; with `labels --ubm`, its click rate when "
         "looked at under the user browsing model); `join` turns a server's impression log "
         "(`ltr serve --impressions`) and the clicks users made into a click log and its "
-        "features. See docs/CLICKS.md.",
+        "features; `interleaving` says which of two interleaved models (`ltr serve "
+        "--challenger`) users preferred. See docs/CLICKS.md.",
     )
     commands = p.add_subparsers(dest="clicks_command", metavar="STEP")
     commands.required = True
@@ -37,6 +38,75 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_labels(commands)
     _register_compare(commands)
     _register_join(commands)
+    _register_interleaving(commands)
+
+
+def _register_interleaving(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "interleaving",
+        help="which of two interleaved models users preferred (ltr serve --challenger)",
+        description="Read the impression log of `ltr serve --challenger MODEL --impressions "
+        "DIR` and the clicks users made (one row per click: the response's impression_id as "
+        "`session`, and the clicked candidate's `doc_id`; Parquet, CSV or TSV). Each "
+        "interleaved session's clicks are credited to the teams (model or challenger) that "
+        "placed the clicked candidates; the team with more wins the session. Prints, per pair "
+        "of model versions: sessions, sessions with clicks, wins of each, ties, the "
+        "challenger's preference ((wins + ties/2) / sessions with clicks - 0.5, from -0.5 to "
+        "0.5) and the two-sided sign test's p-value of the wins.",
+        epilog="example: ltr clicks interleaving /var/log/ltr/impressions --clicks clicks.csv "
+        "--max-position 10",
+    )
+    p.add_argument(
+        "impressions", nargs="+", type=Path, metavar="IMPRESSIONS",
+        help="impression files or folders holding impressions-*.parquet",
+    )  # fmt: skip
+    p.add_argument("--clicks", required=True, type=Path, help="Parquet, CSV or TSV of clicks")
+    p.add_argument(
+        "--max-position",
+        type=int,
+        help="credit only clicks at positions 1..K (the ones users could see)",
+    )
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level of the verdict (0.05)"
+    )
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p.set_defaults(func=run_interleaving)
+
+
+def run_interleaving(args: argparse.Namespace) -> int:
+    import json
+
+    from ltr.clicks.interleaving import interleaving_verdict
+    from ltr.errors import ConfigError
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    verdicts = interleaving_verdict(args.impressions, args.clicks, max_position=args.max_position)
+    if args.json:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=1))
+        return 0
+    header = (
+        f"{'model':<24} {'challenger':<24} {'sessions':>9} {'clicked':>8} {'model wins':>10} "
+        f"{'chall. wins':>11} {'ties':>6} {'preference':>10} {'p-value':>9}"
+    )
+    print(header)
+    for v in verdicts:
+        print(
+            f"{v.model:<24} {v.challenger:<24} {v.sessions:>9,} {v.clicked:>8,} "
+            f"{v.model_wins:>10,} {v.challenger_wins:>11,} {v.ties:>6,} {v.preference:>+10.4f} "
+            f"{v.p_value:>9.2g}"
+        )
+    for v in verdicts:
+        said = f"{v.challenger} against {v.model}:"
+        if v.p_value < args.alpha:
+            better = "the challenger" if v.preference > 0 else "the model"
+            print(f"{said} users preferred {better} (p = {v.p_value:.2g} < {args.alpha:g})")
+        else:
+            print(
+                f"{said} no preference shown at the {args.alpha:g} level "
+                f"(p = {v.p_value:.2g}); more sessions may tell"
+            )
+    return 0
 
 
 def _register_join(commands: argparse._SubParsersAction) -> None:

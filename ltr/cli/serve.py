@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="log every answered list (returned candidates, positions, scores, features) as "
         "Parquet files in DIR, for learning from clicks (impressions.directory)",
     )
+    p.add_argument(
+        "--challenger",
+        metavar="MODEL",
+        help="compare MODEL with --model online: answer feature lists with the team-draft "
+        "interleaving of both rankings, each candidate's team in the impression log, for "
+        "`ltr clicks interleaving` (interleaving.challenger)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.set_defaults(func=run, accepts_overrides=True)
 
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         "featurizer_device": args.featurizer_device,
         "batching.enabled": False if args.no_batching else None,
         "impressions.directory": args.impressions,
+        "interleaving.challenger": args.challenger,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     config = load_serve_config(args.config, overrides)

@@ -100,7 +100,7 @@ def feature_names_of_log(file_schema: pa.Schema) -> list[str]:
     return [f"f{i}" for i in range(1, width + 1)]
 
 
-def _read_clicks(path: Path) -> pa.Table:
+def read_clicks(path: Path) -> pa.Table:
     if not path.exists():
         raise FileNotFoundError(f"no such click file: {path}")
     if path.suffix.lower() in (".csv", ".tsv"):
@@ -122,7 +122,7 @@ def _read_clicks(path: Path) -> pa.Table:
     return table
 
 
-def _keys(table: pa.Table) -> pa.ChunkedArray:
+def click_keys(table: pa.Table) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(
         table.column("session").cast(pa.string()),
         table.column("doc_id").cast(pa.string()),
@@ -148,8 +148,8 @@ def join_clicks(
         log = log.filter(pc.less_equal(log.column("position"), max_position))
     if log.num_rows == 0:
         raise DataFormatError("the impression log holds no rows (at those positions)")
-    clicked = pc.unique(_keys(_read_clicks(clicks)).combine_chunks())
-    keys = _keys(log)
+    clicked = pc.unique(click_keys(read_clicks(clicks)).combine_chunks())
+    keys = click_keys(log)
     click = pc.is_in(keys, value_set=clicked)
     matched = pc.unique(pc.filter(keys, click).combine_chunks())
     table = pa.table(

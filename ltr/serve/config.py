@@ -110,6 +110,23 @@ class ImpressionsConfig:
 
 
 @dataclass
+class InterleavingConfig:
+    """Online comparison with a challenger (:mod:`ltr.serve.interleaving`): feature lists are
+    answered with the team-draft interleaving of the model's ranking and the challenger's."""
+
+    challenger: str | None = None
+    """The model to compare with (artifact folder or MLflow URI, like ``model``; an alias is
+    polled and reloaded the same way); it must read the same features. None = no interleaving."""
+    share: float = 1.0
+    """Share of feature lists interleaved, drawn at random per list; the others are answered by
+    the model alone."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ConfigError(f"interleaving.share must be in (0, 1], got {self.share}")
+
+
+@dataclass
 class ReloadConfig:
     """Model updates."""
 
@@ -179,6 +196,7 @@ class ServeConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     reload: ReloadConfig = field(default_factory=ReloadConfig)
     impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
+    interleaving: InterleavingConfig = field(default_factory=InterleavingConfig)
 
     def __post_init__(self) -> None:
         for name in ("port", "metrics_port"):

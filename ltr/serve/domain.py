@@ -169,6 +169,10 @@ class RankedList:
         request_indices: ``[k]`` int64 position of each candidate in the request.
         model: the model version that scored them.
         impression_id: the list's id in the impression log ("" when the server keeps none).
+        teams: ``[k]`` int8, for a list interleaved with a challenger: the team that placed
+            each candidate (0 = ``model``, 1 = ``challenger``); None when not interleaved.
+            ``scores`` are then ``model``'s, and the order is the interleaving's, not theirs.
+        challenger: the model interleaved with ``model`` (None when not interleaved).
     """
 
     query_id: str
@@ -177,3 +181,5 @@ class RankedList:
     request_indices: np.ndarray
     model: ModelRef
     impression_id: str = ""
+    teams: np.ndarray | None = None
+    challenger: ModelRef | None = None

@@ -1,8 +1,8 @@
 """The impression log: every ranked list the server returned, with the features it was scored on.
 
 A reranker learns from what it served. With ``impressions.directory`` set, every list that
-``Rerank`` or ``RerankBatch`` answers gets an id (``impression_id`` in the response) and one row
-per returned candidate in Parquet files under that folder:
+``Rerank``, ``RerankBatch`` or ``RerankText`` answers gets an id (``impression_id`` in the
+response) and one row per returned candidate in Parquet files under that folder:
 
 ========================  ==========================================================
 column                    meaning
@@ -17,6 +17,10 @@ column                    meaning
 ``model_name``            registry name of the model that scored the list
 ``model_version``         its version
 ``served_at``             when the list was answered (UTC, milliseconds)
+``team``                  interleaved lists: 0 = placed by the model, 1 = by the
+                          challenger (:mod:`ltr.serve.interleaving`); null otherwise
+``challenger_name``       interleaved lists: the challenger's name; null otherwise
+``challenger_version``    interleaved lists: the challenger's version; null otherwise
 ========================  ==========================================================
 
 ``session``, ``qid``, ``doc_id`` and ``position`` are the columns of an ``ltr clicks`` log: join
@@ -83,7 +87,10 @@ CHUNK_ROWS = 8192
 """Most rows the writer turns into one row group at a time."""
 MAX_IDLE_SECONDS = 0.5
 """The writer looks at the queue at least this often."""
-STRINGS = ["session", "qid", "doc_id", "model_name", "model_version"]
+STRINGS = [
+    "session", "qid", "doc_id", "model_name", "model_version", "challenger_name",
+    "challenger_version",
+]  # fmt: skip
 
 
 def schema(feature_names: tuple[str, ...]) -> pa.Schema:
@@ -100,6 +107,9 @@ def schema(feature_names: tuple[str, ...]) -> pa.Schema:
             ("model_name", pa.string()),
             ("model_version", pa.string()),
             ("served_at", pa.timestamp("ms", tz="UTC")),
+            ("team", pa.int8()),
+            ("challenger_name", pa.string()),
+            ("challenger_version", pa.string()),
         ],
         metadata={
             META_VERSION: FORMAT_VERSION.encode(),
@@ -354,6 +364,15 @@ def table_of(batch: list[_Served], feature_names: tuple[str, ...]) -> pa.Table:
             for item in batch
         ]
     )
+    team = np.concatenate(
+        [
+            np.full(len(item), -1, dtype=np.int8)
+            if item.ranked.teams is None
+            else item.ranked.teams
+            for item in batch
+        ]
+    )
+    challengers = [item.ranked.challenger for item in batch]
     starts = np.cumsum(sizes) - sizes
     position = np.arange(n, dtype=np.int32) - np.repeat(starts, sizes).astype(np.int32) + 1
     return pa.table(
@@ -369,6 +388,13 @@ def table_of(batch: list[_Served], feature_names: tuple[str, ...]) -> pa.Table:
             "model_version": per_list([item.ranked.model.version for item in batch], pa.string()),
             "served_at": per_list(
                 [int(item.served_at * 1000) for item in batch], pa.timestamp("ms", tz="UTC")
+            ),
+            "team": pa.array(team, pa.int8(), mask=team < 0),
+            "challenger_name": per_list(
+                [None if c is None else c.name for c in challengers], pa.string()
+            ),
+            "challenger_version": per_list(
+                [None if c is None else c.version for c in challengers], pa.string()
             ),
         },
         schema=schema(feature_names),

@@ -184,6 +184,11 @@ class ModelHolder:
         self._lock = threading.Lock()  # one load at a time
 
     @property
+    def loaded(self) -> bool:
+        """Whether a model has been loaded (:meth:`load_initial` succeeded)."""
+        return self._current is not None
+
+    @property
     def current(self) -> ServedModel:
         """The model in use (a consistent snapshot: read it once per batch)."""
         if self._current is None:

@@ -9,6 +9,7 @@ the same batch, so features and scores always come from one model version.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from ltr.errors import InputError
 from ltr.predictor import Predictor
 from ltr.serve.domain import ModelRef, ModelSpec, RankedList, ValidQuery, ValidTextQuery
 from ltr.serve.errors import TextNotServedError
+from ltr.serve.interleaving import team_draft
 
 if TYPE_CHECKING:
     from ltr.text.featurizer import TextFeaturizer
@@ -63,16 +65,16 @@ def rank(query: ValidQuery, scores: np.ndarray, model: ModelRef) -> RankedList:
     )
 
 
-def score_batch(
+def batch_scores(
     predictor: Predictor, model: ModelRef, queries: Sequence[ValidQuery]
-) -> list[RankedList | Exception]:
-    """Score ``queries`` in one forward pass; one result (or error) per query, in order.
+) -> list[np.ndarray | Exception]:
+    """Score ``queries`` in one forward pass: one ``[n]`` float32 array (or error) per query.
 
     A list whose feature count differs from the model's (possible only if the model was swapped
     for one with another schema after the list was validated) gets an :class:`InputError`.
     """
     width = predictor.loaded.manifest.num_features
-    results: list[RankedList | Exception] = [
+    results: list[np.ndarray | Exception] = [
         InputError(
             f"the model now in use ({model.name} {model.version}) expects {width} features; "
             "check GetModelInfo and resend"
@@ -86,8 +88,88 @@ def score_batch(
     features, mask, ranks, context = pad(batch)
     scores = predictor.predict(features, mask, ranks, context)  # (B, L)
     for b, i in enumerate(fit):
-        n = len(queries[i])
-        results[i] = rank(queries[i], np.asarray(scores[b, :n], dtype=np.float32), model)
+        results[i] = np.asarray(scores[b, : len(queries[i])], dtype=np.float32)
+    return results
+
+
+def score_batch(
+    predictor: Predictor, model: ModelRef, queries: Sequence[ValidQuery]
+) -> list[RankedList | Exception]:
+    """Score ``queries`` in one forward pass; one ranking (or error) per query, in order."""
+    return [
+        s if isinstance(s, Exception) else rank(q, s, model)
+        for q, s in zip(queries, batch_scores(predictor, model, queries), strict=True)
+    ]
+
+
+def incompatibility(primary: ModelSpec, challenger: ModelSpec) -> str | None:
+    """Why ``challenger`` cannot score ``primary``'s lists (None = it can): the same features,
+    in the same order, and the same use of initial ranks and context vectors."""
+    if challenger.feature_names != primary.feature_names:
+        return (
+            f"the challenger ({challenger.ref.name} {challenger.ref.version}) reads other "
+            f"features than the model ({challenger.num_features} against {primary.num_features}, "
+            "or other names or order)"
+        )
+    if challenger.uses_initial_rank != primary.uses_initial_rank:
+        return "the challenger and the model differ in whether they read initial ranks"
+    if challenger.context_dim != primary.context_dim:
+        return (
+            f"the challenger reads a context vector of {challenger.context_dim} values, the model "
+            f"{primary.context_dim}"
+        )
+    return None
+
+
+def interleave_batch(
+    primary: tuple[Predictor, ModelRef],
+    challenger: tuple[Predictor, ModelRef],
+    queries: Sequence[ValidQuery],
+    interleave: Sequence[bool],
+    rng: random.Random,
+) -> list[RankedList | Exception]:
+    """Score ``queries`` with both models and answer each list for which ``interleave`` holds
+    with the team-draft interleaving of the two rankings (``top_k`` of it); the others get the
+    primary's ranking. Scores returned are the primary's. A list the challenger fails on gets
+    the primary's ranking: the challenger never fails a call."""
+    ours = batch_scores(*primary, queries)
+    both = [i for i, s in enumerate(ours) if interleave[i] and not isinstance(s, Exception)]
+    theirs: dict[int, np.ndarray | Exception] = {}
+    if both:
+        try:
+            found = batch_scores(*challenger, [queries[i] for i in both])
+        except Exception as exc:  # the challenger's failure is not the caller's
+            log.error("the challenger failed to score a batch", exc_info=exc)
+            found = [exc] * len(both)
+        theirs = dict(zip(both, found, strict=True))
+    model, other = primary[1], challenger[1]
+    results: list[RankedList | Exception] = []
+    for i, (query, scores) in enumerate(zip(queries, ours, strict=True)):
+        if isinstance(scores, Exception):
+            results.append(scores)
+            continue
+        against = theirs.get(i)
+        if against is None or isinstance(against, Exception):
+            results.append(rank(query, scores, model))
+            continue
+        order, team = team_draft(
+            np.argsort(-scores, kind="stable"),
+            np.argsort(-against, kind="stable"),
+            query.top_k,
+            rng,
+        )
+        ids = query.candidate_ids
+        results.append(
+            RankedList(
+                query_id=query.query_id,
+                ids=[ids[j] for j in order.tolist()],
+                scores=scores[order],
+                request_indices=order,
+                model=model,
+                teams=team,
+                challenger=other,
+            )
+        )
     return results
 
 

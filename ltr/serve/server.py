@@ -37,6 +37,7 @@ from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
 from ltr.serve.config import ServeConfig
 from ltr.serve.metrics import ServerMetrics
 from ltr.serve.models import ModelHolder, ReloadResult, load_served_model
+from ltr.serve.scoring import incompatibility
 from ltr.serve.service import RerankService, make_batcher
 from ltr.serve.servicer import RerankerServicer
 from ltr.serve.tls import server_credentials
@@ -84,22 +85,21 @@ class RerankServer:
             )
         self.config = config
         self.metrics = ServerMetrics()
-        self.holder = ModelHolder(
-            config.model,
-            partial(
-                load_served_model,
-                backend=config.backend,
-                threads=config.threads,
-                device=config.device,
-                export_on_load=config.export_on_load,
-                parity_data=tuple(config.parity_data),
-                featurizer=config.featurizer,
-                featurizer_device=config.featurizer_device,
-                featurizer_recent_documents=config.featurizer_recent_documents,
-                featurizer_prefetch=config.featurizer_prefetch,
-            ),
-            on_reload=self._reloaded,
+        load = partial(
+            load_served_model,
+            backend=config.backend,
+            threads=config.threads,
+            device=config.device,
+            export_on_load=config.export_on_load,
+            parity_data=tuple(config.parity_data),
+            featurizer=config.featurizer,
+            featurizer_device=config.featurizer_device,
+            featurizer_recent_documents=config.featurizer_recent_documents,
+            featurizer_prefetch=config.featurizer_prefetch,
         )
+        self.holder = ModelHolder(config.model, load, on_reload=self._reloaded)
+        challenger = config.interleaving.challenger
+        self.challenger = None if not challenger else ModelHolder(challenger, load)
         self.compute = ThreadPoolExecutor(config.batching.workers, thread_name_prefix="ltr-compute")
         self.stopping = asyncio.Event()
         self.port = 0
@@ -120,12 +120,19 @@ class RerankServer:
         sys.setswitchinterval(cfg.switch_interval_ms / 1000.0)
         model = self.holder.load_initial()
         self.metrics.model_in_use(model.spec)
+        if self.challenger is not None:
+            rival = self.challenger.load_initial()
+            why = incompatibility(model.spec, rival.spec)
+            if why is not None:
+                raise ConfigError(f"cannot interleave: {why}")
         self.batcher = make_batcher(
             self.holder,
             cfg.batching,
             executor=self.compute,
             observer=self.metrics,
             on_documents=self.metrics.documents_featurized,
+            challenger=self.challenger,
+            interleave_share=cfg.interleaving.share,
         )
         self.impressions = None
         if cfg.impressions.directory:
@@ -176,18 +183,24 @@ class RerankServer:
         await server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.holder.alias is not None and cfg.reload.poll_seconds > 0:
+        if any(h.alias is not None for h in self._holders()) and cfg.reload.poll_seconds > 0:
             self._tasks.append(asyncio.create_task(self._poll(), name="alias-poll"))
+
+    def _holders(self) -> list[ModelHolder]:
+        """The model's holder, and the challenger's when interleaving."""
+        return [self.holder] + ([self.challenger] if self.challenger is not None else [])
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.config.reload.poll_seconds)
-            await _in_daemon_thread(self.holder.poll)
+            for holder in self._holders():
+                await _in_daemon_thread(holder.poll)
 
     def request_reload(self) -> None:
-        """Reload the model source now (SIGHUP)."""
+        """Reload the model source now, and the challenger's (SIGHUP)."""
         log.info("reload requested")
-        _in_daemon_thread(self.holder.reload)
+        for holder in self._holders():
+            _in_daemon_thread(holder.reload)
 
     def request_stop(self) -> None:
         """Begin draining (SIGTERM, SIGINT)."""
@@ -221,7 +234,9 @@ class RerankServer:
             task.cancel()
         self.metrics.stop_http()
         self.compute.shutdown(wait=True)
-        self.holder.current.retire()  # temporary downloads and exports of the model in use
+        for holder in self._holders():  # temporary downloads and exports of the models in use
+            if holder.loaded:
+                holder.current.retire()
         log.info("stopped")
 
     def describe(self) -> str:
@@ -244,9 +259,18 @@ class RerankServer:
             if cfg.impressions.directory
             else ""
         )
+        interleaving = ""
+        if self.challenger is not None:
+            rival = self.challenger.current.spec.ref
+            share = cfg.interleaving.share
+            interleaving = (
+                f"; interleaved with {rival.name} version {rival.version}"
+                f"{'' if share >= 1 else f' on {share:.0%} of lists'}"
+            )
         return (
             f"ltr serve: {spec.ref.name} version {spec.ref.version} on {spec.backend}, "
             f"listening on {address(cfg.host, self.port)}{security}{metrics}{impressions}"
+            f"{interleaving}"
         )
 
 

@@ -10,6 +10,8 @@ with that same model's featurizer, so features and scores never come from two ve
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -28,9 +30,11 @@ from ltr.serve.domain import (
 )
 from ltr.serve.errors import ShuttingDownError
 from ltr.serve.impressions import ImpressionLog
-from ltr.serve.models import ModelHolder
-from ltr.serve.scoring import featurize, score_batch
+from ltr.serve.models import ModelHolder, ServedModel
+from ltr.serve.scoring import featurize, incompatibility, interleave_batch, score_batch
 from ltr.serve.validation import validate, validate_text
+
+log = logging.getLogger("ltr.serve")
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,39 @@ def make_batcher(
     executor: Executor | None = None,
     observer: BatchObserver | None = None,
     on_documents: Callable[[dict[str, int]], None] | None = None,
+    challenger: ModelHolder | None = None,
+    interleave_share: float = 1.0,
 ) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList | Featurized]:
     """A batcher that scores each batch with the holder's current model; ``on_documents``
     hears how many text candidates of each batch came from each source (``cache``, ``recent``,
-    ``computed``: see :meth:`ltr.text.featurizer.TextFeaturizer.documents`)."""
+    ``computed``: see :meth:`ltr.text.featurizer.TextFeaturizer.documents`).
+
+    With a ``challenger``, ``interleave_share`` of the feature lists (drawn at random per list)
+    are scored by both models and answered with their team-draft interleaving
+    (:mod:`ltr.serve.interleaving`); text lists are answered by the model alone. While the two
+    models read different features (after a reload), lists are answered by the model alone.
+    """
+    rng = random.Random()
+    warned: set[tuple[str, str]] = set()
+
+    def rival_of(model: ServedModel) -> ServedModel | None:
+        if challenger is None:
+            return None
+        rival = challenger.current
+        why = incompatibility(model.spec, rival.spec)
+        if why is None:
+            return rival
+        pair = (model.spec.ref.version, rival.spec.ref.version)
+        if pair not in warned:
+            warned.add(pair)
+            log.error("not interleaving: %s", why)
+        return None
 
     def process(
         items: list[ValidQuery | ValidTextQuery],
     ) -> list[RankedList | Featurized | Exception]:
         model = holder.current  # one snapshot per batch: old or new model, never a mix
+        rival = rival_of(model)
         seen = dict(model.featurizer.documents_seen) if model.featurizer is not None else None
         queries = featurize(model.featurizer, model.spec, items)  # text lists -> feature rows
         if seen is not None and on_documents is not None:
@@ -67,7 +95,22 @@ def make_batcher(
         fit = [i for i, q in enumerate(queries) if isinstance(q, ValidQuery)]
         results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
         if fit:
-            scored = score_batch(model.predictor, model.spec.ref, [queries[i] for i in fit])
+            lists = [queries[i] for i in fit]
+            if rival is None:
+                scored = score_batch(model.predictor, model.spec.ref, lists)
+            else:
+                which = [
+                    not isinstance(items[i], ValidTextQuery)
+                    and (interleave_share >= 1 or rng.random() < interleave_share)
+                    for i in fit
+                ]
+                scored = interleave_batch(
+                    (model.predictor, model.spec.ref),
+                    (rival.predictor, rival.spec.ref),
+                    lists,
+                    which,
+                    rng,
+                )
             for i, result in zip(fit, scored, strict=True):
                 if isinstance(items[i], ValidTextQuery) and isinstance(result, RankedList):
                     # the impression log keeps the features this model computed, by its names

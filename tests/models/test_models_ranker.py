@@ -72,3 +72,25 @@ def test_non_finite_normaliser_output_at_padded_slots_does_not_leak() -> None:
         got = model(padded_x, padded_mask)
     torch.testing.assert_close(got[:, :4], expected, atol=1e-5, rtol=1e-5)
     assert torch.isfinite(got).all()
+
+
+def test_a_hand_set_linear_artifact_scores_the_weighted_sum(tmp_path) -> None:
+    import numpy as np
+    import pytest
+
+    from ltr.artifact import load_model, save_linear_model
+    from ltr.data.dataset import ListDataset
+    from ltr.errors import ConfigError
+    from ltr.inference import score_lists
+
+    names = ["bm25", "tf", "len"]
+    path = save_linear_model(tmp_path / "bm25-baseline", names, {"bm25": 2.0, "len": -0.5})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3)).astype(np.float32) * 10
+    data = ListDataset(x, np.zeros(7, np.float32), np.array([0, 3, 7]), ["a", "b"], None, names)
+    loaded = load_model(path)
+    got = score_lists(loaded.model, data)
+    np.testing.assert_allclose(got, 2.0 * x[:, 0] - 0.5 * x[:, 2], rtol=1e-6, atol=1e-5)
+    assert loaded.manifest.training["linear_weights"] == {"bm25": 2.0, "len": -0.5}
+    with pytest.raises(ConfigError, match="no feature 'f25' among the 3 features"):
+        save_linear_model(tmp_path / "x", names, {"f25": 1.0})

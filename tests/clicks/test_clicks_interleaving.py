@@ -1,0 +1,118 @@
+"""Interleaving end to end: ``ltr serve --challenger`` answers with the team-draft interleaving
+of two models' rankings, simulated users click on it (``ltr clicks simulate --server``), and
+``ltr clicks interleaving`` names the model users prefer, with the credit counted by hand."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ltr.artifact import save_linear_model
+from ltr.cli import main
+from ltr.data import load_dataset
+from ltr.serve.client import RerankerClient
+from tests.serve._helpers import ServerProcess, make_artifact
+
+BM25 = "f25"  # MQ2008's BM25 of the whole document
+
+
+def test_users_prefer_bm25_to_its_reverse_and_the_credit_is_counted_right(
+    tmp_path, mq2008_dir, capsys
+):
+    s5_path = mq2008_dir / "S5.txt.xz"
+    s5 = load_dataset(s5_path)
+    names = list(s5.feature_names)
+    good = save_linear_model(tmp_path / "bm25", names, {BM25: 1.0})
+    bad = save_linear_model(tmp_path / "reverse-bm25", names, {BM25: -1.0})
+    impressions = tmp_path / "impressions"
+    server = ServerProcess(
+        tmp_path, good, "--backend", "torch", "--challenger", str(bad),
+        "--impressions", str(impressions), "--impressions.flush_seconds", "600",
+    ).wait_ready()  # fmt: skip
+    try:
+        assert "interleaved with reverse-bm25" in server.log()
+        truth, clicks = tmp_path / "truth.parquet", tmp_path / "clicks.csv"
+        assert main(["clicks", "simulate", str(s5_path), "--server", server.target,
+                     "--sessions", "4", "--top-k", "10", "--out", str(truth),
+                     "--clicks-out", str(clicks), "--quiet"]) == 0  # fmt: skip
+    finally:
+        server.stop()  # SIGTERM writes the impression log
+
+    log = pa.concat_tables(pq.read_table(p) for p in sorted(impressions.glob("*.parquet")))
+    rows = log.to_pylist()
+    assert {(r["challenger_name"], r["challenger_version"]) for r in rows} == {
+        ("reverse-bm25", "reverse-bm25")  # a local artifact: its version is its run id
+    }
+    # every list is the team-draft interleaving of BM25 (team 0) and reverse BM25 (team 1)
+    bm25 = dict(
+        zip(zip(s5.qids[s5.query_of_row], s5.doc_ids, strict=True), s5.features[:, 24], strict=True)
+    )
+    sessions: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        sessions[r["session"]].append(r)
+    for shown in sessions.values():
+        shown.sort(key=lambda r: r["position"])
+        qid = shown[0]["qid"]
+        docs = {d: v for (q, d), v in bm25.items() if q == qid}
+        by_team = (
+            sorted(docs, key=lambda d: -docs[d]),  # ties: any order of the tied documents
+            sorted(docs, key=lambda d: docs[d]),
+        )
+        teams = [r["team"] for r in shown]
+        for t, r in enumerate(shown):
+            above = {s["doc_id"] for s in shown[:t]}
+            left = [d for d in by_team[r["team"]] if d not in above]
+            best = docs[left[0]]
+            assert docs[r["doc_id"]] == best  # its team's best (by value: ties are equal)
+            assert abs(teams[: t + 1].count(0) - teams[: t + 1].count(1)) <= 1
+            assert r["score"] == pytest.approx(docs[r["doc_id"]], abs=1e-6)  # the model's score
+
+    # the credit, counted by hand from what the users did and who placed it
+    team_of = {(r["session"], r["doc_id"]): r["team"] for r in rows}
+    credit: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in pq.read_table(truth).to_pylist():
+        if r["click"]:
+            credit[r["session"]][team_of[(r["session"], r["doc_id"])]] += 1
+    wins = [sum(c[0] > c[1] for c in credit.values()), sum(c[1] > c[0] for c in credit.values())]
+    ties = sum(c[0] == c[1] for c in credit.values())
+
+    assert (
+        main(["clicks", "interleaving", str(impressions), "--clicks", str(clicks), "--json"]) == 0
+    )
+    (verdict,) = json.loads(capsys.readouterr().out)
+    assert verdict["sessions"] == len(s5) * 4 == len(sessions)
+    assert verdict["clicked_sessions"] == len(credit)
+    assert [verdict["model_wins"], verdict["challenger_wins"], verdict["ties"]] == [*wins, ties]
+    assert verdict["preference"] == pytest.approx((wins[1] + ties / 2) / len(credit) - 0.5)
+    assert verdict["preference"] < -0.1 and verdict["p_value"] < 1e-6  # users prefer BM25
+    assert main(["clicks", "interleaving", str(impressions), "--clicks", str(clicks)]) == 0
+    assert "users preferred the model" in capsys.readouterr().out
+
+
+def test_interleaving_refuses_a_challenger_of_other_features_and_logs_without_teams(
+    tmp_path, mq2008_dir, capsys
+):
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    other = save_linear_model(tmp_path / "three", ["a", "b", "c"], {"a": 1.0})
+    server = ServerProcess(tmp_path, model, "--backend", "torch", "--challenger", str(other))
+    with pytest.raises(RuntimeError, match="cannot interleave: the challenger"):
+        server.wait_ready(timeout=120)
+    assert server.proc.wait(timeout=60) != 0
+
+    plain = tmp_path / "plain"
+    server = ServerProcess(tmp_path, model, "--backend", "torch", "--impressions", str(plain))
+    server.wait_ready()
+    try:
+        with RerankerClient(server.target) as client:  # one list, answered by the model alone
+            assert client.rerank(["a", "b"], s1.features[:2]).impression_id
+    finally:
+        server.stop()
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("session,doc_id\nx,a\n")
+    assert main(["clicks", "interleaving", str(plain), "--clicks", str(clicks)]) != 0
+    assert "holds no interleaved lists" in capsys.readouterr().err
