@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
             "query_id": ranked.query_id,
             "model": {"name": ranked.model.name, "version": ranked.model.version},
             "impression_id": ranked.impression_id,
+            "challenger": None
+            if ranked.challenger is None
+            else {"name": ranked.challenger.name, "version": ranked.challenger.version},
             "candidates": [
                 {"id": i, "score": float(s)}
                 for i, s in zip(ranked.ids, ranked.scores.tolist(), strict=True)
@@ -98,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"query {ranked.query_id}: {len(ids)} candidates, ranked by {ranked.model.name} "
         f"version {ranked.model.version}"
+        + (
+            f", interleaved with {ranked.challenger.name} version {ranked.challenger.version} "
+            "(scores are the model's)"
+            if ranked.challenger is not None
+            else ""
+        )
         + (f" (impression {ranked.impression_id})" if ranked.impression_id else "")
     )
     print(f"{'rank':>4}  {'score':>10}  {'label':>5}  id")

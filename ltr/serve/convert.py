@@ -152,6 +152,9 @@ def ranked_to_proto(ranked: RankedList) -> pb.RerankResponse:
         model=pb.ModelRef(name=ranked.model.name, version=ranked.model.version),
         impression_id=ranked.impression_id,
     )
+    if ranked.challenger is not None:
+        response.challenger.name = ranked.challenger.name
+        response.challenger.version = ranked.challenger.version
     add = response.candidates.add  # in place: about half the cost of building and copying
     for cid, score, index in zip(
         ranked.ids, ranked.scores.tolist(), ranked.request_indices.tolist(), strict=True
@@ -172,7 +175,16 @@ def ranked_from_proto(response: pb.RerankResponse) -> RankedList:
         ),
         model=ModelRef(response.model.name, response.model.version),
         impression_id=response.impression_id,
+        challenger=_ref_or_none(response, "challenger"),
     )
+
+
+def _ref_or_none(message, field: str) -> ModelRef | None:
+    """The :class:`ModelRef` in ``message.field``, or None when the field is unset."""
+    if not message.HasField(field):
+        return None
+    ref = getattr(message, field)
+    return ModelRef(ref.name, ref.version)
 
 
 def batch_from_proto(request: pb.RerankBatchRequest) -> list[RerankQuery]:
@@ -185,8 +197,10 @@ def batch_to_proto(ranked: Sequence[RankedList]) -> pb.RerankBatchResponse:
 
 def info_to_proto(info: ModelInfo) -> pb.ModelInfo:
     spec = info.spec
+    rival = info.challenger
     return pb.ModelInfo(
         model=pb.ModelRef(name=spec.ref.name, version=spec.ref.version),
+        challenger=None if rival is None else pb.ModelRef(name=rival.name, version=rival.version),
         num_features=spec.num_features,
         feature_names=list(spec.feature_names),
         max_candidates=info.max_candidates,
@@ -209,4 +223,9 @@ def info_from_proto(message: pb.ModelInfo) -> ModelInfo:
         context_columns=tuple(message.context_columns),
         accepts_text=message.accepts_text,
     )
-    return ModelInfo(spec, message.max_candidates, message.max_message_bytes)
+    return ModelInfo(
+        spec,
+        message.max_candidates,
+        message.max_message_bytes,
+        challenger=_ref_or_none(message, "challenger"),
+    )

@@ -48,6 +48,8 @@ class ModelInfo:
     spec: ModelSpec
     max_candidates: int
     max_message_bytes: int
+    challenger: ModelRef | None = None
+    """The model interleaved with ``spec``'s (None = no interleaving)."""
 
 
 @dataclass(frozen=True)

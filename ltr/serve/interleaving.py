@@ -6,8 +6,8 @@ the team that has picked fewer candidates so far picks next (a fair coin decides
 picked as many), and it picks its highest-ranked candidate not yet shown. A session's clicks are
 then credited to the teams whose candidates were clicked; the team with more clicked candidates
 wins the session. Users see one list and click as they would, and the comparison is between two
-rankings of the same candidates shown at once, which is why interleaving needs one to two orders
-of magnitude fewer sessions than an A/B test of the same two models (Chapelle et al. 2012).
+rankings of the same candidates shown at once, which is why interleaving needs fewer sessions
+than an A/B test of the same two models (Chapelle et al. 2012; ``benchmarks/interleaving.py``).
 
 With ``interleaving.challenger`` set, ``ltr serve`` scores every feature list with both its model
 (the *primary*, team 0) and the challenger (team 1) and answers with their team-draft

@@ -152,6 +152,7 @@ class RerankServer:
             max_candidates=cfg.max_candidates,
             max_message_bytes=cfg.max_message_bytes,
             impressions=self.impressions,
+            challenger=self.challenger,
         )
         server = grpc.aio.server(
             options=[

@@ -140,7 +140,8 @@ class RerankService:
         max_candidates: most candidates per list.
         max_message_bytes: largest request the transport accepts (reported by
             :meth:`model_info`; enforced by the transport).
-        impressions: where answered feature lists are logged (None = not logged).
+        impressions: where answered lists are logged (None = not logged).
+        challenger: the model interleaved with the holder's, reported by :meth:`model_info`.
     """
 
     def __init__(
@@ -151,8 +152,10 @@ class RerankService:
         max_candidates: int,
         max_message_bytes: int,
         impressions: ImpressionLog | None = None,
+        challenger: ModelHolder | None = None,
     ) -> None:
         self.holder = holder
+        self.challenger = challenger
         self.batcher = batcher
         self.impressions = impressions
         self.max_candidates = max_candidates
@@ -243,4 +246,5 @@ class RerankService:
             spec=self.holder.current.spec,
             max_candidates=self.max_candidates,
             max_message_bytes=self.max_message_bytes,
+            challenger=None if self.challenger is None else self.challenger.current.spec.ref,
         )

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eltr/reranker/v1/reranker.proto\x12\x0fltr.reranker.v1\"?\n\tCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\x02\x12\x14\n\x0cinitial_rank\x18\x03 \x01(\r\"\x94\x01\n\rRerankRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12.\n\ncandidates\x18\x02 \x03(\x0b\x32\x1a.ltr.reranker.v1.Candidate\x12\x12\n\x05top_k\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x0f\n\x07\x63ontext\x18\x04 \x03(\x02\x12\x12\n\nmodel_name\x18\x05 \x01(\tB\x08\n\x06_top_k\"C\n\x0fRankedCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rrequest_index\x18\x03 \x01(\r\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x99\x01\n\x0eRerankResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x34\n\ncandidates\x18\x02 \x03(\x0b\x32 .ltr.reranker.v1.RankedCandidate\x12(\n\x05model\x18\x03 \x01(\x0b\x32\x19.ltr.reranker.v1.ModelRef\x12\x15\n\rimpression_id\x18\x04 \x01(\t\"F\n\x12RerankBatchRequest\x12\x30\n\x08requests\x18\x01 \x03(\x0b\x32\x1e.ltr.reranker.v1.RerankRequest\"I\n\x13RerankBatchResponse\x12\x32\n\tresponses\x18\x01 \x03(\x0b\x32\x1f.ltr.reranker.v1.RerankResponse\")\n\rTextCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x9a\x01\n\x11RerankTextRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x32\n\ncandidates\x18\x03 \x03(\x0b\x32\x1e.ltr.reranker.v1.TextCandidate\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x12\n\nmodel_name\x18\x05 \x01(\tB\x08\n\x06_top_k\"\x15\n\x13GetModelInfoRequest\"\x9f\x02\n\tModelInfo\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.ltr.reranker.v1.ModelRef\x12\x14\n\x0cnum_features\x18\x02 \x01(\r\x12\x15\n\rfeature_names\x18\x03 \x03(\t\x12\x16\n\x0emax_candidates\x18\x04 \x01(\r\x12)\n\x07\x62\x61\x63kend\x18\x05 \x01(\x0e\x32\x18.ltr.reranker.v1.Backend\x12\x19\n\x11uses_initial_rank\x18\x06 \x01(\x08\x12\x13\n\x0b\x63ontext_dim\x18\x07 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x08 \x01(\x04\x12\x17\n\x0f\x63ontext_columns\x18\t \x03(\t\x12\x14\n\x0c\x61\x63\x63\x65pts_text\x18\n \x01(\x08*Q\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42\x41\x43KEND_ONNX_RUNTIME\x10\x01\x12\x13\n\x0f\x42\x41\x43KEND_PYTORCH\x10\x02\x32\xd4\x02\n\x08Reranker\x12I\n\x06Rerank\x12\x1e.ltr.reranker.v1.RerankRequest\x1a\x1f.ltr.reranker.v1.RerankResponse\x12X\n\x0bRerankBatch\x12#.ltr.reranker.v1.RerankBatchRequest\x1a$.ltr.reranker.v1.RerankBatchResponse\x12P\n\x0cGetModelInfo\x12$.ltr.reranker.v1.GetModelInfoRequest\x1a\x1a.ltr.reranker.v1.ModelInfo\x12Q\n\nRerankText\x12\".ltr.reranker.v1.RerankTextRequest\x1a\x1f.ltr.reranker.v1.RerankResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eltr/reranker/v1/reranker.proto\x12\x0fltr.reranker.v1\"?\n\tCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\x02\x12\x14\n\x0cinitial_rank\x18\x03 \x01(\r\"\x94\x01\n\rRerankRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12.\n\ncandidates\x18\x02 \x03(\x0b\x32\x1a.ltr.reranker.v1.Candidate\x12\x12\n\x05top_k\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x0f\n\x07\x63ontext\x18\x04 \x03(\x02\x12\x12\n\nmodel_name\x18\x05 \x01(\tB\x08\n\x06_top_k\"C\n\x0fRankedCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rrequest_index\x18\x03 \x01(\r\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc8\x01\n\x0eRerankResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x34\n\ncandidates\x18\x02 \x03(\x0b\x32 .ltr.reranker.v1.RankedCandidate\x12(\n\x05model\x18\x03 \x01(\x0b\x32\x19.ltr.reranker.v1.ModelRef\x12\x15\n\rimpression_id\x18\x04 \x01(\t\x12-\n\nchallenger\x18\x05 \x01(\x0b\x32\x19.ltr.reranker.v1.ModelRef\"F\n\x12RerankBatchRequest\x12\x30\n\x08requests\x18\x01 \x03(\x0b\x32\x1e.ltr.reranker.v1.RerankRequest\"I\n\x13RerankBatchResponse\x12\x32\n\tresponses\x18\x01 \x03(\x0b\x32\x1f.ltr.reranker.v1.RerankResponse\")\n\rTextCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x9a\x01\n\x11RerankTextRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x32\n\ncandidates\x18\x03 \x03(\x0b\x32\x1e.ltr.reranker.v1.TextCandidate\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x12\n\nmodel_name\x18\x05 \x01(\tB\x08\n\x06_top_k\"\x15\n\x13GetModelInfoRequest\"\xce\x02\n\tModelInfo\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.ltr.reranker.v1.ModelRef\x12\x14\n\x0cnum_features\x18\x02 \x01(\r\x12\x15\n\rfeature_names\x18\x03 \x03(\t\x12\x16\n\x0emax_candidates\x18\x04 \x01(\r\x12)\n\x07\x62\x61\x63kend\x18\x05 \x01(\x0e\x32\x18.ltr.reranker.v1.Backend\x12\x19\n\x11uses_initial_rank\x18\x06 \x01(\x08\x12\x13\n\x0b\x63ontext_dim\x18\x07 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x08 \x01(\x04\x12\x17\n\x0f\x63ontext_columns\x18\t \x03(\t\x12\x14\n\x0c\x61\x63\x63\x65pts_text\x18\n \x01(\x08\x12-\n\nchallenger\x18\x0b \x01(\x0b\x32\x19.ltr.reranker.v1.ModelRef*Q\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42\x41\x43KEND_ONNX_RUNTIME\x10\x01\x12\x13\n\x0f\x42\x41\x43KEND_PYTORCH\x10\x02\x32\xd4\x02\n\x08Reranker\x12I\n\x06Rerank\x12\x1e.ltr.reranker.v1.RerankRequest\x1a\x1f.ltr.reranker.v1.RerankResponse\x12X\n\x0bRerankBatch\x12#.ltr.reranker.v1.RerankBatchRequest\x1a$.ltr.reranker.v1.RerankBatchResponse\x12P\n\x0cGetModelInfo\x12$.ltr.reranker.v1.GetModelInfoRequest\x1a\x1a.ltr.reranker.v1.ModelInfo\x12Q\n\nRerankText\x12\".ltr.reranker.v1.RerankTextRequest\x1a\x1f.ltr.reranker.v1.RerankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ltr.reranker.v1.reranker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BACKEND']._serialized_start=1195
-  _globals['_BACKEND']._serialized_end=1276
+  _globals['_BACKEND']._serialized_start=1289
+  _globals['_BACKEND']._serialized_end=1370
   _globals['_CANDIDATE']._serialized_start=51
   _globals['_CANDIDATE']._serialized_end=114
   _globals['_RERANKREQUEST']._serialized_start=117
@@ -42,19 +42,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELREF']._serialized_start=336
   _globals['_MODELREF']._serialized_end=377
   _globals['_RERANKRESPONSE']._serialized_start=380
-  _globals['_RERANKRESPONSE']._serialized_end=533
-  _globals['_RERANKBATCHREQUEST']._serialized_start=535
-  _globals['_RERANKBATCHREQUEST']._serialized_end=605
-  _globals['_RERANKBATCHRESPONSE']._serialized_start=607
-  _globals['_RERANKBATCHRESPONSE']._serialized_end=680
-  _globals['_TEXTCANDIDATE']._serialized_start=682
-  _globals['_TEXTCANDIDATE']._serialized_end=723
-  _globals['_RERANKTEXTREQUEST']._serialized_start=726
-  _globals['_RERANKTEXTREQUEST']._serialized_end=880
-  _globals['_GETMODELINFOREQUEST']._serialized_start=882
-  _globals['_GETMODELINFOREQUEST']._serialized_end=903
-  _globals['_MODELINFO']._serialized_start=906
-  _globals['_MODELINFO']._serialized_end=1193
-  _globals['_RERANKER']._serialized_start=1279
-  _globals['_RERANKER']._serialized_end=1619
+  _globals['_RERANKRESPONSE']._serialized_end=580
+  _globals['_RERANKBATCHREQUEST']._serialized_start=582
+  _globals['_RERANKBATCHREQUEST']._serialized_end=652
+  _globals['_RERANKBATCHRESPONSE']._serialized_start=654
+  _globals['_RERANKBATCHRESPONSE']._serialized_end=727
+  _globals['_TEXTCANDIDATE']._serialized_start=729
+  _globals['_TEXTCANDIDATE']._serialized_end=770
+  _globals['_RERANKTEXTREQUEST']._serialized_start=773
+  _globals['_RERANKTEXTREQUEST']._serialized_end=927
+  _globals['_GETMODELINFOREQUEST']._serialized_start=929
+  _globals['_GETMODELINFOREQUEST']._serialized_end=950
+  _globals['_MODELINFO']._serialized_start=953
+  _globals['_MODELINFO']._serialized_end=1287
+  _globals['_RERANKER']._serialized_start=1373
+  _globals['_RERANKER']._serialized_end=1713
 # @@protoc_insertion_point(module_scope)

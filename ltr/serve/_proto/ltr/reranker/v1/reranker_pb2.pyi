@@ -59,16 +59,18 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
-    __slots__ = ("query_id", "candidates", "model", "impression_id")
+    __slots__ = ("query_id", "candidates", "model", "impression_id", "challenger")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMPRESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     candidates: _containers.RepeatedCompositeFieldContainer[RankedCandidate]
     model: ModelRef
     impression_id: str
-    def __init__(self, query_id: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RankedCandidate, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., impression_id: _Optional[str] = ...) -> None: ...
+    challenger: ModelRef
+    def __init__(self, query_id: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RankedCandidate, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., impression_id: _Optional[str] = ..., challenger: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
 
 class RerankBatchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -109,7 +111,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "num_features", "feature_names", "max_candidates", "backend", "uses_initial_rank", "context_dim", "max_message_bytes", "context_columns", "accepts_text")
+    __slots__ = ("model", "num_features", "feature_names", "max_candidates", "backend", "uses_initial_rank", "context_dim", "max_message_bytes", "context_columns", "accepts_text", "challenger")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +122,7 @@ class ModelInfo(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     num_features: int
     feature_names: _containers.RepeatedScalarFieldContainer[str]
@@ -130,4 +133,5 @@ class ModelInfo(_message.Message):
     max_message_bytes: int
     context_columns: _containers.RepeatedScalarFieldContainer[str]
     accepts_text: bool
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., context_columns: _Optional[_Iterable[str]] = ..., accepts_text: _Optional[bool] = ...) -> None: ...
+    challenger: ModelRef
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., context_columns: _Optional[_Iterable[str]] = ..., accepts_text: _Optional[bool] = ..., challenger: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
