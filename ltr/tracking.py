@@ -375,6 +375,89 @@ def resolve_alias(name: str, alias: str, tracking_uri: str | None = None) -> str
     return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
 
 
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a registered model."""
+
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    created: float
+    """Seconds since the epoch."""
+
+
+def list_versions(name: str, tracking_uri: str | None = None) -> list[RegisteredVersion]:
+    """Every version of the registered model ``name``, newest first.
+
+    Raises:
+        ConfigError: the registry has no model of that name (the names it has are listed).
+    """
+    _configure(tracking_uri)
+    client = mlflow.MlflowClient()
+    found = client.search_model_versions(f"name = '{_quoted(name)}'")
+    if not found:
+        known = sorted(m.name for m in client.search_registered_models())
+        raise ConfigError(
+            f"no registered model {name!r} in {resolve_tracking_uri(tracking_uri)}"
+            + (f"; it has {', '.join(known)}" if known else "; it has none")
+        )
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    versions = [
+        RegisteredVersion(
+            version=str(v.version),
+            aliases=tuple(sorted(aliases.get(str(v.version), []))),
+            run_id=v.run_id or "",
+            created=(v.creation_timestamp or 0) / 1000.0,
+        )
+        for v in found
+    ]
+    return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+
+def set_alias(name: str, alias: str, version: str, tracking_uri: str | None = None) -> str | None:
+    """Point ``models:/name@alias`` at ``version``; returns the version it named before (None
+    if it was not set).
+
+    Raises:
+        ConfigError: no such model or version.
+    """
+    versions = {v.version: v for v in list_versions(name, tracking_uri)}
+    if str(version) not in versions:
+        raise ConfigError(
+            f"{name} has no version {version}; it has {', '.join(sorted(versions, key=int))}"
+        )
+    before = next((v.version for v in versions.values() if alias in v.aliases), None)
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+    return before
+
+
+def promote(
+    name: str, source_alias: str, target_alias: str, tracking_uri: str | None = None
+) -> tuple[str | None, str]:
+    """Point ``target_alias`` at the version ``source_alias`` names (a candidate becomes the
+    champion); returns ``(version target_alias named before or None, version it names now)``.
+
+    Raises:
+        ConfigError: no such model, or ``source_alias`` is not set.
+    """
+    versions = list_versions(name, tracking_uri)
+    source = next((v.version for v in versions if source_alias in v.aliases), None)
+    if source is None:
+        set_aliases = sorted({a for v in versions for a in v.aliases})
+        raise ConfigError(
+            f"{name} has no alias {source_alias!r}"
+            + (f"; its aliases are {', '.join(set_aliases)}" if set_aliases else "; it has none")
+        )
+    return set_alias(name, target_alias, source, tracking_uri), source
+
+
+def _quoted(name: str) -> str:
+    """``name`` for a single-quoted MLflow search filter."""
+    return name.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def get_run(run_id: str, tracking_uri: str | None = None):
     """The MLflow run object (params, metrics, tags) for ``run_id``."""
     _configure(tracking_uri)

@@ -70,6 +70,13 @@ def _register_interleaving(commands: argparse._SubParsersAction) -> None:
         "--alpha", type=float, default=0.05, help="significance level of the verdict (0.05)"
     )
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 0 only if users preferred the challenger at --alpha, else 1 (errors: 2), "
+        "for a promotion step: `... --exit-code && ltr registry promote NAME`; the log must "
+        "hold one pair of versions",
+    )
     p.set_defaults(func=run_interleaving)
 
 
@@ -82,9 +89,17 @@ def run_interleaving(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha must be between 0 and 1, got {args.alpha}")
     verdicts = interleaving_verdict(args.impressions, args.clicks, max_position=args.max_position)
+    if args.exit_code and len(verdicts) != 1:
+        pairs = "; ".join(f"{v.challenger} against {v.model}" for v in verdicts)
+        raise ConfigError(
+            f"--exit-code needs a log of one pair of model versions; this one holds "
+            f"{len(verdicts)}: {pairs} (pass only the files of one pair)"
+        )
+    preferred = 0 if verdicts[0].p_value < args.alpha and verdicts[0].preference > 0 else 1
+    outcome = preferred if args.exit_code else 0
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=1))
-        return 0
+        return outcome
     header = (
         f"{'model':<24} {'challenger':<24} {'sessions':>9} {'clicked':>8} {'model wins':>10} "
         f"{'chall. wins':>11} {'ties':>6} {'preference':>10} {'p-value':>9}"
@@ -106,7 +121,7 @@ def run_interleaving(args: argparse.Namespace) -> int:
                 f"{said} no preference shown at the {args.alpha:g} level "
                 f"(p = {v.p_value:.2g}); more sessions may tell"
             )
-    return 0
+    return outcome
 
 
 def _register_join(commands: argparse._SubParsersAction) -> None:

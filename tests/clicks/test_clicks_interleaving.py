@@ -99,6 +99,8 @@ def test_users_prefer_bm25_to_its_reverse_and_the_credit_is_counted_right(
     assert verdict["preference"] < -0.05 and verdict["p_value"] < 1e-3
     assert main(["clicks", "interleaving", str(impressions), "--clicks", str(clicks)]) == 0
     assert "users preferred the model" in capsys.readouterr().out
+    assert main(["clicks", "interleaving", str(impressions), "--clicks", str(clicks),
+                 "--exit-code", "--json"]) == 1  # fmt: skip
 
 
 def test_interleaving_refuses_a_challenger_of_other_features_and_logs_without_teams(
@@ -124,3 +126,45 @@ def test_interleaving_refuses_a_challenger_of_other_features_and_logs_without_te
     clicks.write_text("session,doc_id\nx,a\n")
     assert main(["clicks", "interleaving", str(plain), "--clicks", str(clicks)]) != 0
     assert "holds no interleaved lists" in capsys.readouterr().err
+
+
+def test_the_verdict_of_a_hand_made_log_and_its_exit_code(tmp_path, capsys):
+    """Ten interleaved sessions, the challenger's candidate clicked in 9 and both in 1: the
+    challenger wins 9 to 0 with a tie (sign test p = 2 / 2**9), so --exit-code says 0; a log of
+    two model pairs is refused with --exit-code."""
+    import numpy as np
+
+    from ltr.serve.domain import RankedList, ValidQuery
+    from ltr.serve.impressions import ImpressionLog
+
+    def log_sessions(folder, challenger_version: str, count: int) -> list[str]:
+        log = ImpressionLog(folder, rows_per_file=1000, flush_seconds=60)
+        ids = []
+        for k in range(count):
+            query = ValidQuery(f"q{k}", ["a", "b"], np.ones((2, 3), np.float32), None, None, None)
+            ranked = RankedList(
+                f"q{k}", ["a", "b"], np.array([1.0, 0.5], np.float32), np.array([0, 1]),
+                ModelRef("m", "1"), teams=np.array([0, 1], np.int8),
+                challenger=ModelRef("c", challenger_version),
+            )  # fmt: skip
+            ids.append(log.record(query, ranked, ("x", "y", "z")))
+        log.close()
+        return ids
+
+    sessions = log_sessions(tmp_path / "log", "2", 10)
+    clicks = tmp_path / "clicks.csv"
+    rows = [(s, "b") for s in sessions[:9]] + [(sessions[9], "a"), (sessions[9], "b")]
+    clicks.write_text("session,doc_id\n" + "".join(f"{s},{d}\n" for s, d in rows))
+    argv = ["clicks", "interleaving", str(tmp_path / "log"), "--clicks", str(clicks)]
+    assert main([*argv, "--json", "--exit-code"]) == 0
+    (verdict,) = json.loads(capsys.readouterr().out)
+    assert (verdict["model"], verdict["challenger"]) == ("m 1", "c 2")
+    assert [verdict["model_wins"], verdict["challenger_wins"], verdict["ties"]] == [0, 9, 1]
+    assert verdict["preference"] == pytest.approx((9 + 0.5) / 10 - 0.5)
+    assert verdict["p_value"] == pytest.approx(2 / 2**9)
+    assert main([*argv, "--alpha", "0.001", "--exit-code"]) == 1  # not preferred at 0.001
+    assert "no preference shown at the 0.001 level" in capsys.readouterr().out
+
+    log_sessions(tmp_path / "log", "3", 2)  # a second challenger version in the same folder
+    assert main([*argv, "--exit-code"]) == 2
+    assert "holds 2: c 2 against m 1; c 3 against m 1" in capsys.readouterr().err
