@@ -70,3 +70,33 @@ def test_agreeing_rankings_give_that_ranking_and_a_fair_first_pick():
 def test_rankings_of_different_lists_are_refused():
     with pytest.raises(ValueError, match="interleave rankings of one list"):
         team_draft(np.array([0, 1]), np.array([0, 1, 2]))
+
+
+def test_sighup_reloads_the_challenger_too(tmp_path, s1):
+    """A server interleaving two folders; the challenger's folder is retrained in place (another
+    run id) and SIGHUP makes GetModelInfo and the responses name the new challenger."""
+    import signal
+    import time
+
+    from ltr.serve.client import RerankerClient
+    from tests.serve._helpers import ServerProcess, make_artifact
+
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    rival = make_artifact(tmp_path / "rival", s1, seed=2)
+    server = ServerProcess(tmp_path, model, "--backend", "torch", "--challenger", str(rival))
+    server.wait_ready()
+    try:
+        with RerankerClient(server.target) as client:
+            assert client.model_info().challenger.version == "run-seed2"
+            make_artifact(rival, s1, seed=3)  # retrained in place
+            server.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while client.model_info().challenger.version != "run-seed3":
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+            ranked = client.rerank([f"d{i}" for i in range(5)], s1.features[:5])
+            assert ranked.challenger.version == "run-seed3"
+            assert ranked.model.version == "run-seed1"
+            assert sorted(ranked.ids) == [f"d{i}" for i in range(5)]
+    finally:
+        server.stop()
