@@ -79,6 +79,15 @@ class ServerMetrics:
             ["reason"],
             registry=r,
         )
+        self.challenger = Gauge(
+            "ltr_challenger_info", "The challenger interleaved with the model (value 1).",
+            ["name", "version"], registry=r,
+        )  # fmt: skip
+        self.interleaved = Counter(
+            "ltr_interleaved_lists",
+            "Lists answered with the team-draft interleaving of the model and the challenger.",
+            registry=r,
+        )
         self._http = None
         self._children: dict[tuple[str, str], tuple] = {}
 
@@ -102,6 +111,13 @@ class ServerMetrics:
     def model_in_use(self, spec: ModelSpec) -> None:
         self.model.clear()
         self.model.labels(spec.ref.name, spec.ref.version, spec.backend).set(1)
+
+    def challenger_in_use(self, spec: ModelSpec) -> None:
+        self.challenger.clear()
+        self.challenger.labels(spec.ref.name, spec.ref.version).set(1)
+
+    def lists_interleaved(self, count: int) -> None:
+        self.interleaved.inc(count)
 
     def documents_featurized(self, by_source: dict[str, int]) -> None:
         for source, count in by_source.items():

@@ -99,7 +99,11 @@ class RerankServer:
         )
         self.holder = ModelHolder(config.model, load, on_reload=self._reloaded)
         challenger = config.interleaving.challenger
-        self.challenger = None if not challenger else ModelHolder(challenger, load)
+        self.challenger = (
+            None
+            if not challenger
+            else ModelHolder(challenger, load, on_reload=self._challenger_reloaded)
+        )
         self.compute = ThreadPoolExecutor(config.batching.workers, thread_name_prefix="ltr-compute")
         self.stopping = asyncio.Event()
         self.port = 0
@@ -113,6 +117,10 @@ class RerankServer:
         if result.swapped:
             self.metrics.model_in_use(self.holder.current.spec)
 
+    def _challenger_reloaded(self, result: ReloadResult) -> None:
+        if result.swapped and self.challenger is not None:
+            self.metrics.challenger_in_use(self.challenger.current.spec)
+
     async def start(self) -> None:
         """Load the model and start serving (returns once the port is open)."""
         cfg = self.config
@@ -125,6 +133,7 @@ class RerankServer:
             why = incompatibility(model.spec, rival.spec)
             if why is not None:
                 raise ConfigError(f"cannot interleave: {why}")
+            self.metrics.challenger_in_use(rival.spec)
         self.batcher = make_batcher(
             self.holder,
             cfg.batching,
@@ -133,6 +142,7 @@ class RerankServer:
             on_documents=self.metrics.documents_featurized,
             challenger=self.challenger,
             interleave_share=cfg.interleaving.share,
+            on_interleaved=self.metrics.lists_interleaved,
         )
         self.impressions = None
         if cfg.impressions.directory:

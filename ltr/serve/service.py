@@ -56,6 +56,7 @@ def make_batcher(
     on_documents: Callable[[dict[str, int]], None] | None = None,
     challenger: ModelHolder | None = None,
     interleave_share: float = 1.0,
+    on_interleaved: Callable[[int], None] | None = None,
 ) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList | Featurized]:
     """A batcher that scores each batch with the holder's current model; ``on_documents``
     hears how many text candidates of each batch came from each source (``cache``, ``recent``,
@@ -65,6 +66,7 @@ def make_batcher(
     are scored by both models and answered with their team-draft interleaving
     (:mod:`ltr.serve.interleaving`); text lists are answered by the model alone. While the two
     models read different features (after a reload), lists are answered by the model alone.
+    ``on_interleaved`` hears how many lists of each batch were interleaved.
     """
     rng = random.Random()
     warned: set[tuple[str, str]] = set()
@@ -111,6 +113,10 @@ def make_batcher(
                     which,
                     rng,
                 )
+                if on_interleaved is not None:
+                    on_interleaved(
+                        sum(isinstance(r, RankedList) and r.teams is not None for r in scored)
+                    )
             for i, result in zip(fit, scored, strict=True):
                 if isinstance(items[i], ValidTextQuery) and isinstance(result, RankedList):
                     # the impression log keeps the features this model computed, by its names

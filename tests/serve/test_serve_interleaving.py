@@ -79,7 +79,7 @@ def test_sighup_reloads_the_challenger_too(tmp_path, s1):
     import time
 
     from ltr.serve.client import RerankerClient
-    from tests.serve._helpers import ServerProcess, make_artifact
+    from tests.serve._helpers import ServerProcess, make_artifact, metric
 
     model = make_artifact(tmp_path / "model", s1, seed=1)
     rival = make_artifact(tmp_path / "rival", s1, seed=2)
@@ -98,5 +98,9 @@ def test_sighup_reloads_the_challenger_too(tmp_path, s1):
             assert ranked.challenger.version == "run-seed3"
             assert ranked.model.version == "run-seed1"
             assert sorted(ranked.ids) == [f"d{i}" for i in range(5)]
+        samples = server.scrape()
+        assert metric(samples, "ltr_challenger_info", name="rival", version="run-seed3") == 1
+        assert metric(samples, "ltr_challenger_info", name="rival", version="run-seed2") == 0
+        assert metric(samples, "ltr_interleaved_lists_total") == 1
     finally:
         server.stop()
