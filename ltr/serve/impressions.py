@@ -42,7 +42,9 @@ How the log behaves:
   ``impressions-*.parquet`` file is whole, and a list's rows are never split between files. A
   file holds at most ``rows_per_file`` rows (more only for a single longer list) and is closed
   ``flush_seconds`` after it was opened (the writer looks at least every half second), so a crash
-  loses at most that much; leftover temporary files are removed at the next start.
+  loses at most that much; temporary files a crash left are removed when a log next starts in
+  the folder, once untouched for ``STALE_SECONDS`` (or twice ``flush_seconds``). File names hold
+  the process id and a random token, so several servers (or logs) may share one folder.
 * A write that fails (disk full, folder gone) is logged and the rows of the file it was writing
   counted as dropped (``reason="write_error"``); the server keeps serving and the next list
   starts a new file.
@@ -87,6 +89,9 @@ CHUNK_ROWS = 8192
 """Most rows the writer turns into one row group at a time."""
 MAX_IDLE_SECONDS = 0.5
 """The writer looks at the queue at least this often."""
+STALE_SECONDS = 3600.0
+"""A temporary file untouched this long (or twice ``flush_seconds``, if longer) was left by a
+crash, and is removed when a log starts in the folder."""
 STRINGS = [
     "session", "qid", "doc_id", "model_name", "model_version", "challenger_name",
     "challenger_version",
@@ -177,8 +182,13 @@ class ImpressionLog:
             raise ConfigError(
                 f"impressions.directory {str(self.directory)!r} cannot be written: {exc}"
             ) from None
-        for stale in self.directory.glob(f".{PREFIX}*.tmp"):  # a crash mid-write left it
-            stale.unlink(missing_ok=True)
+        # a crash mid-write left it; a live writer (another replica sharing the folder) touches
+        # its file at least every flush_seconds, so only files untouched far longer are stale
+        cutoff = time.time() - max(STALE_SECONDS, 2 * flush_seconds)
+        for stale in self.directory.glob(f".{PREFIX}*.tmp"):
+            with contextlib.suppress(OSError):  # another replica may have removed it
+                if stale.stat().st_mtime < cutoff:
+                    stale.unlink()
         self._prefix = os.urandom(8).hex()
         self._counter = itertools.count(1)
         self._queue: deque[_Served] = deque()
@@ -297,7 +307,9 @@ class ImpressionLog:
     def _open_file(self, names: tuple[str, ...], file_schema: pa.Schema) -> None:
         self._sequence += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        self._name = f"{PREFIX}{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
+        # the pid and this log's random prefix: replicas sharing the folder never collide
+        token = f"{os.getpid()}-{self._prefix[:8]}"
+        self._name = f"{PREFIX}{stamp}-{token}-{self._sequence:06d}.parquet"
         self._tmp = self.directory / f".{self._name}.tmp"
         # dictionaries only where values repeat (ids of lists and models), not for floats
         self._file = pq.ParquetWriter(self._tmp, file_schema, use_dictionary=STRINGS)

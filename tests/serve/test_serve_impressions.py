@@ -205,14 +205,36 @@ def test_a_failed_write_is_counted_and_the_log_goes_on(tmp_path):
 
 
 def test_an_unwritable_folder_is_refused_and_stale_temporary_files_are_removed(tmp_path):
+    import os
+
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match=r"impressions.directory .*file/log.* cannot be written"):
         ImpressionLog(blocker / "log")
-    stale = tmp_path / f".{PREFIX}20260101T000000-1-000001.parquet.tmp"
-    stale.write_bytes(b"half a file")
-    ImpressionLog(tmp_path).close()
-    assert not stale.exists()
+    stale = tmp_path / f".{PREFIX}20260101T000000-1-ab-000001.parquet.tmp"
+    stale.write_bytes(b"half a file, left by a crash two hours ago")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    live = tmp_path / f".{PREFIX}20260101T000000-2-cd-000001.parquet.tmp"
+    live.write_bytes(b"another replica's file, being written")
+    ImpressionLog(tmp_path, flush_seconds=60).close()
+    assert not stale.exists() and live.exists()
+
+
+def test_two_logs_in_one_folder_keep_every_list(tmp_path):
+    """Replicas (here: two logs in one process, in the same second) share a folder: no file
+    overwrites another's, and neither removes the other's file in progress."""
+    rng = np.random.default_rng(5)
+    first = ImpressionLog(tmp_path, rows_per_file=1000, flush_seconds=60)
+    one = [first.record(*served(rng, 3, qid="a")) for _ in range(4)]
+    second = ImpressionLog(tmp_path, rows_per_file=1000, flush_seconds=60)
+    two = [second.record(*served(rng, 2, qid="b")) for _ in range(5)]
+    first.close()
+    second.close()
+    logged = read_log(tmp_path)
+    assert sorted(logged) == sorted(one + two)
+    assert sum(len(rows) for rows in logged.values()) == 4 * 3 + 5 * 2
+    assert len(files(tmp_path)) == 2
 
 
 # ---------------------------------------------------------------- a real server
