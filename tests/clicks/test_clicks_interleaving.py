@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,7 +16,8 @@ from ltr.artifact import save_linear_model
 from ltr.cli import main
 from ltr.data import load_dataset
 from ltr.serve.client import RerankerClient, query_of
-from ltr.serve.domain import ModelRef
+from ltr.serve.domain import ModelRef, RankedList, ValidQuery
+from ltr.serve.impressions import ImpressionLog
 from tests.serve._helpers import ServerProcess, make_artifact
 
 BM25 = "f25"  # MQ2008's BM25 of the whole document
@@ -114,14 +116,12 @@ def test_interleaving_refuses_a_challenger_of_other_features_and_logs_without_te
         server.wait_ready(timeout=120)
     assert server.proc.wait(timeout=60) != 0
 
-    plain = tmp_path / "plain"
-    server = ServerProcess(tmp_path, model, "--backend", "torch", "--impressions", str(plain))
-    server.wait_ready()
-    try:
-        with RerankerClient(server.target) as client:  # one list, answered by the model alone
-            assert client.rerank(["a", "b"], s1.features[:2]).impression_id
-    finally:
-        server.stop()
+    plain = tmp_path / "plain"  # a log of one list answered by the model alone
+    log = ImpressionLog(plain, flush_seconds=60)
+    query = ValidQuery("q", ["a", "b"], s1.features[:2], None, None, None)
+    ranked = RankedList("q", ["a", "b"], np.zeros(2, np.float32), np.arange(2), ModelRef("m", "1"))
+    assert log.record(query, ranked, tuple(s1.feature_names))
+    log.close()
     clicks = tmp_path / "clicks.csv"
     clicks.write_text("session,doc_id\nx,a\n")
     assert main(["clicks", "interleaving", str(plain), "--clicks", str(clicks)]) != 0
@@ -132,10 +132,6 @@ def test_the_verdict_of_a_hand_made_log_and_its_exit_code(tmp_path, capsys):
     """Ten interleaved sessions, the challenger's candidate clicked in 9 and both in 1: the
     challenger wins 9 to 0 with a tie (sign test p = 2 / 2**9), so --exit-code says 0; a log of
     two model pairs is refused with --exit-code."""
-    import numpy as np
-
-    from ltr.serve.domain import RankedList, ValidQuery
-    from ltr.serve.impressions import ImpressionLog
 
     def log_sessions(folder, challenger_version: str, count: int) -> list[str]:
         log = ImpressionLog(folder, rows_per_file=1000, flush_seconds=60)

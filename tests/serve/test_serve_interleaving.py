@@ -72,9 +72,10 @@ def test_rankings_of_different_lists_are_refused():
         team_draft(np.array([0, 1]), np.array([0, 1, 2]))
 
 
-def test_sighup_reloads_the_challenger_too(tmp_path, s1):
-    """A server interleaving two folders; the challenger's folder is retrained in place (another
-    run id) and SIGHUP makes GetModelInfo and the responses name the new challenger."""
+def test_sighup_reloads_the_challenger_too_and_share_interleaves_that_share(tmp_path, s1):
+    """A server interleaving two folders on half of the lists; the challenger's folder is
+    retrained in place (another run id) and SIGHUP makes GetModelInfo and the responses name the
+    new challenger. About half of the lists come back interleaved, as the metric counts."""
     import signal
     import time
 
@@ -83,7 +84,10 @@ def test_sighup_reloads_the_challenger_too(tmp_path, s1):
 
     model = make_artifact(tmp_path / "model", s1, seed=1)
     rival = make_artifact(tmp_path / "rival", s1, seed=2)
-    server = ServerProcess(tmp_path, model, "--backend", "torch", "--challenger", str(rival))
+    server = ServerProcess(
+        tmp_path, model, "--backend", "torch", "--challenger", str(rival),
+        "--interleaving.share", "0.5",
+    )  # fmt: skip
     server.wait_ready()
     try:
         with RerankerClient(server.target) as client:
@@ -94,13 +98,19 @@ def test_sighup_reloads_the_challenger_too(tmp_path, s1):
             while client.model_info().challenger.version != "run-seed3":
                 assert time.monotonic() < deadline, server.log()
                 time.sleep(0.2)
-            ranked = client.rerank([f"d{i}" for i in range(5)], s1.features[:5])
-            assert ranked.challenger.version == "run-seed3"
-            assert ranked.model.version == "run-seed1"
-            assert sorted(ranked.ids) == [f"d{i}" for i in range(5)]
+            answers = [
+                client.rerank([f"d{i}" for i in range(5)], s1.features[:5]) for _ in range(200)
+            ]
+        interleaved = [r for r in answers if r.challenger is not None]
+        assert 60 < len(interleaved) < 140  # 100 +- 7 expected: 5.6 sigma either side
+        assert {r.challenger.version for r in interleaved} == {"run-seed3"}
+        assert {r.model.version for r in answers} == {"run-seed1"}
+        assert all(sorted(r.ids) == [f"d{i}" for i in range(5)] for r in answers)
+        plain = [r for r in answers if r.challenger is None]
+        assert all(list(r.scores) == sorted(r.scores, reverse=True) for r in plain)
         samples = server.scrape()
         assert metric(samples, "ltr_challenger_info", name="rival", version="run-seed3") == 1
         assert metric(samples, "ltr_challenger_info", name="rival", version="run-seed2") == 0
-        assert metric(samples, "ltr_interleaved_lists_total") == 1
+        assert metric(samples, "ltr_interleaved_lists_total") == len(interleaved)
     finally:
         server.stop()
