@@ -52,7 +52,9 @@ from benchmarks.tuning import mean_sd
 class LoopServer(ServerProcess):
     """``ltr serve`` of one round's model, logging impressions to ``impressions``."""
 
-    def __init__(self, model: Path, impressions: Path, log: Path) -> None:
+    def __init__(
+        self, model: Path, impressions: Path, log: Path, challenger: Path | None = None
+    ) -> None:
         self.label = model.name
         self.port, self.metrics_port = free_port(), free_port()
         argv = [
@@ -61,6 +63,8 @@ class LoopServer(ServerProcess):
             "--metrics-port", "0", "--log_level", "WARNING", "--max_candidates", "1000",
             "--impressions", str(impressions), "--impressions.flush_seconds", "3600",
         ]  # fmt: skip
+        if challenger is not None:
+            argv += ["--challenger", str(challenger)]
         self.launch(argv, log)
         self.wait_ready()
 
@@ -127,9 +131,10 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
     print(f"fold {number}, seed {seed}: start on {args.start_queries} judged queries", flush=True)
     run = train_on(start, judged_valid, fold, work / f"s{seed}-r0", seed, extra)
     rows = [{"round": 0, "ndcg10": run["ndcg10"], "artifact": run["artifact"]}]
+    champion = rows[0]  # the round's served model: the newest, or with --gate the one users chose
     impressions, clicks = [], []
     for r in range(1, args.rounds + 1):
-        served = rows[-1]["artifact"]
+        served = champion["artifact"]
         here = work / f"s{seed}-r{r}"
         here.mkdir()
         impressions.append(here / "impressions")
@@ -173,12 +178,44 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
             here / "train-ctr.parquet", here / "valid-ctr.parquet", fold, here / "naive", seed,
             extra,
         )  # fmt: skip
-        rows[-1]["clicks_per_session"] = clicks_made / sessions
         rows.append(
             {"round": r, "ndcg10": run["ndcg10"], "artifact": run["artifact"],
-             "theta_last": float(theta[args.top_k - 1]), "naive": naive["ndcg10"]}
+             "theta_last": float(theta[args.top_k - 1]), "naive": naive["ndcg10"],
+             "served_ndcg10": champion["ndcg10"], "served_clicks": clicks_made / sessions}
         )  # fmt: skip
+        if args.gate:  # users decide between the served model and the new one
+            verdict = interleave(champion["artifact"], run["artifact"], paths, here, args, seed, r)
+            promoted = verdict.p_value < args.alpha and verdict.preference > 0
+            rows[-1].update(preference=verdict.preference, p_value=verdict.p_value,
+                            promoted=promoted)  # fmt: skip
+            champion = rows[-1] if promoted else champion
+        else:
+            champion = rows[-1]
+    rows.append({"round": args.rounds + 1, "served_ndcg10": champion["ndcg10"]})
     return rows
+
+
+def interleave(model: Path, challenger: Path, paths, here: Path, args, seed: int, r: int):
+    """Users of the training and validation queries on the interleaving of ``model`` and
+    ``challenger``: the :class:`~ltr.clicks.interleaving.Verdict`."""
+    from ltr.clicks.interleaving import interleaving_verdict
+
+    impressions, clicks = here / "interleaved", [here / "il-train.csv", here / "il-valid.csv"]
+    server = LoopServer(model, impressions, here / "interleave.log", challenger=challenger)
+    try:
+        for part, files, out in zip(
+            ("train", "valid"), (paths.train, paths.valid), clicks, strict=True
+        ):
+            ltr("clicks", "simulate", *files, "--server", server.target,
+                "--sessions", args.sessions, "--top-k", args.top_k, "--eta", args.eta,
+                "--seed", 1000 * r + 100 * seed + 50 + (part == "valid"),
+                "--out", here / f"il-{part}-truth.parquet", "--clicks-out", out,
+                "--quiet")  # fmt: skip
+    finally:
+        server.stop()
+    concat_clicks(clicks, here / "il-clicks.csv")
+    (verdict,) = interleaving_verdict([impressions], here / "il-clicks.csv")
+    return verdict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=20, help="users per query and round")
     parser.add_argument("--top-k", type=int, default=10, help="what users see")
     parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="serve a new model only when users prefer it: each round's model is interleaved "
+        "with the served one (as many users again) and promoted on a significant preference",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="the gate's significance level")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
@@ -219,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     if not args.no_write:
         write_section(
-            "click-loop",
-            "Learning from one's own served rankings: the online loop (MQ2008)",
+            "click-loop" + ("-gated" if args.gate else ""),
+            "Learning from one's own served rankings: the online loop"
+            + (", gated by interleaving" if args.gate else "")
+            + " (MQ2008)",
             command_line("click_loop", argv),
             body,
         )
@@ -228,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: float) -> str:
+    def mean_of(rows: list[dict], key: str) -> str:
+        values = [row[key] for row in rows if key in row]
+        return mean_sd(values) if values else ""
+
     rows = []
     for r in range(args.rounds + 1):
         at = [loop[r] for loop in loops.values()]
@@ -238,33 +288,51 @@ def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: flo
             if r > 1
             else "clicks of round 1"
         )
-        served = [a["clicks_per_session"] for a in at if "clicks_per_session" in a]
         theta = [a["theta_last"] for a in at if "theta_last" in a]
-        naive = [a["naive"] for a in at if "naive" in a]
-        rows.append([
-            r, trained, mean_sd([a["ndcg10"] for a in at]), mean_sd(naive) if naive else "",
-            mean_sd(served) if served else "(not served)",
-            f"{np.mean(theta):.3f}" if theta else "",
-        ])  # fmt: skip
-    rows.append(["", "all the training partitions' judgments", mean_sd(judged), "", "", ""])
-    table = markdown_table(
-        [
-            "round",
-            "model trained on",
-            "test NDCG@10 (IPS labels; served next)",
-            "test NDCG@10, click-through rates",
-            "clicks per session when served",
-            f"estimated examination at {args.top_k} (true {(1 / args.top_k) ** args.eta:.3f})",
-        ],
-        rows,
+        row = [
+            r, trained, mean_of(at, "ndcg10"), mean_of(at, "naive"), mean_of(at, "served_ndcg10"),
+            mean_of(at, "served_clicks"), f"{np.mean(theta):.3f}" if theta else "",
+        ]  # fmt: skip
+        if args.gate:
+            verdicts = [a for a in at if "promoted" in a]
+            row += [
+                mean_of(verdicts, "preference"),
+                f"{sum(a['promoted'] for a in verdicts)} of {len(verdicts)}" if verdicts else "",
+            ]
+        rows.append(row)
+    last = [loop[-1] for loop in loops.values()]
+    tail = ["" for _ in range(2 if args.gate else 0)]
+    rows.append(
+        ["", "served after the last round", "", "", mean_of(last, "served_ndcg10"), "", "", *tail]
+    )
+    rows.append(
+        ["", "all the training partitions' judgments", mean_sd(judged), "", "", "", "", *tail]
+    )
+    headers = [
+        "round",
+        "model trained on",
+        "test NDCG@10 (IPS labels)",
+        "test NDCG@10, click-through rates",
+        "test NDCG@10 of the model served in the round",
+        "clicks per session in the round",
+        f"estimated examination at {args.top_k} (true {(1 / args.top_k) ** args.eta:.3f})",
+    ]
+    if args.gate:
+        headers += ["users' preference for it over the served model", "promoted"]
+    gate = (
+        " With --gate, each round's new model (IPS labels) is interleaved with the served one "
+        "for as many users again, and promoted when users prefer it (sign test, "
+        f"p < {args.alpha:g})."
+        if args.gate
+        else " Each round's new model (IPS labels) is served in the next round."
     )
     return (
         f"Fold {args.fold}, {len(loops)} seed(s) ({', '.join(map(str, loops))}), each its own "
         f"loop. Users: {args.sessions} sessions per query and round on the training and "
         f"validation partitions, top {args.top_k} shown, position-based clicks (examination "
-        f"(1/k)^{args.eta:g}, noise 0.1). Served with the PyTorch backend. Test NDCG@10 on the "
-        "judged test partition (empty lists count 1, gain 2^rel - 1); mean ± sd over seeds. "
-        f"Took {seconds / 60:.1f} min.\n\n{table}"
+        f"(1/k)^{args.eta:g}, noise 0.1). Served with the PyTorch backend.{gate} Test NDCG@10 "
+        "on the judged test partition (empty lists count 1, gain 2^rel - 1); mean ± sd over "
+        f"seeds. Took {seconds / 60:.1f} min.\n\n{markdown_table(headers, rows)}"
     )
 
 
