@@ -19,6 +19,11 @@ model being trained, served for real, and every step is an ``ltr`` command a tea
 5. The new model is served in the next round. For comparison, the same clicks also train a
    model on click-through rates (``--eta 0``: no position correction), which is not served.
 
+With ``--gate`` the new model must win users over first: it is served as the challenger of the
+current model (``ltr serve --challenger``) to as many users again, and promoted only when
+``ltr clicks interleaving`` finds users prefer it at ``--alpha``; otherwise the current model
+keeps serving. That run writes its own section (``click-loop-gated``).
+
 Each model is tested on the fold's test partition with its judgments, which no click-trained
 model sees. The table gives test NDCG@10 by round (mean ± sd over ``--seeds``, each seed its own
 loop from its own start), the served model's clicks per session (what users did), the
@@ -26,6 +31,7 @@ regression-EM examination estimate at position ``--top-k`` against the truth, an
 the same config trained on all the fold's judgments.
 
     python -m benchmarks.click_loop                                   # fold 1, 3 rounds, 3 seeds
+    python -m benchmarks.click_loop --gate                            # promotion by interleaving
     python -m benchmarks.click_loop --rounds 1 --seeds 0 --sessions 5 --max-epochs 2 --no-write
 
 MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another copy).
