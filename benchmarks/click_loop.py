@@ -20,9 +20,10 @@ model being trained, served for real, and every step is an ``ltr`` command a tea
    model on click-through rates (``--eta 0``: no position correction), which is not served.
 
 With ``--gate`` the new model must win users over first: it is served as the challenger of the
-current model (``ltr serve --challenger``) to as many users again, and promoted only when
-``ltr clicks interleaving`` finds users prefer it at ``--alpha``; otherwise the current model
-keeps serving. That run writes its own section (``click-loop-gated``).
+current model (``ltr serve --challenger``) to ``--gate-sessions`` users per test query (queries
+no model is trained on; their clicks train nothing), and promoted only when ``ltr clicks
+interleaving`` finds users prefer it at ``--alpha``; otherwise the current model keeps serving.
+That run writes its own section (``click-loop-gated``).
 
 Each model is tested on the fold's test partition with its judgments, which no click-trained
 model sees. The table gives test NDCG@10 by round (mean ± sd over ``--seeds``, each seed its own
@@ -202,25 +203,21 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
 
 
 def interleave(model: Path, challenger: Path, paths, here: Path, args, seed: int, r: int):
-    """Users of the training and validation queries on the interleaving of ``model`` and
-    ``challenger``: the :class:`~ltr.clicks.interleaving.Verdict`."""
+    """Users of the test queries (which no model trains on, and whose clicks train nothing) on
+    the interleaving of ``model`` and ``challenger``: the
+    :class:`~ltr.clicks.interleaving.Verdict`."""
     from ltr.clicks.interleaving import interleaving_verdict
 
-    impressions, clicks = here / "interleaved", [here / "il-train.csv", here / "il-valid.csv"]
+    impressions, clicks = here / "interleaved", here / "il-clicks.csv"
     server = LoopServer(model, impressions, here / "interleave.log", challenger=challenger)
     try:
-        for part, files, out in zip(
-            ("train", "valid"), (paths.train, paths.valid), clicks, strict=True
-        ):
-            ltr("clicks", "simulate", *files, "--server", server.target,
-                "--sessions", args.sessions, "--top-k", args.top_k, "--eta", args.eta,
-                "--seed", 1000 * r + 100 * seed + 50 + (part == "valid"),
-                "--out", here / f"il-{part}-truth.parquet", "--clicks-out", out,
-                "--quiet")  # fmt: skip
+        ltr("clicks", "simulate", *paths.test, "--server", server.target,
+            "--sessions", args.gate_sessions, "--top-k", args.top_k, "--eta", args.eta,
+            "--seed", 1000 * r + 100 * seed + 50, "--out", here / "il-truth.parquet",
+            "--clicks-out", clicks, "--quiet")  # fmt: skip
     finally:
         server.stop()
-    concat_clicks(clicks, here / "il-clicks.csv")
-    (verdict,) = interleaving_verdict([impressions], here / "il-clicks.csv")
+    (verdict,) = interleaving_verdict([impressions], clicks)
     return verdict
 
 
@@ -241,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         "with the served one (as many users again) and promoted on a significant preference",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="the gate's significance level")
+    parser.add_argument(
+        "--gate-sessions", type=int, default=80, help="the gate's users per test query (80)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
@@ -327,7 +327,8 @@ def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: flo
         headers += ["users' preference for it over the served model", "promoted"]
     gate = (
         " With --gate, each round's new model (IPS labels) is interleaved with the served one "
-        "for as many users again, and promoted when users prefer it (sign test, "
+        f"for {args.gate_sessions} users per test query (queries no model was trained on, "
+        "whose clicks train nothing), and promoted when users prefer it (sign test, "
         f"p < {args.alpha:g})."
         if args.gate
         else " Each round's new model (IPS labels) is served in the next round."
