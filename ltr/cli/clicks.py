@@ -41,6 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_interleaving(commands)
 
 
+def _add_impressions_and_clicks(p: argparse.ArgumentParser) -> None:
+    """The inputs of ``join`` and ``interleaving``: a server's impression log, and the clicks."""
+    p.add_argument(
+        "impressions", nargs="+", type=Path, metavar="IMPRESSIONS",
+        help="impression files or folders holding impressions-*.parquet",
+    )  # fmt: skip
+    p.add_argument("--clicks", required=True, type=Path, help="Parquet, CSV or TSV of clicks")
+
+
 def _register_interleaving(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "interleaving",
@@ -56,11 +65,7 @@ def _register_interleaving(commands: argparse._SubParsersAction) -> None:
         epilog="example: ltr clicks interleaving /var/log/ltr/impressions --clicks clicks.csv "
         "--max-position 10",
     )
-    p.add_argument(
-        "impressions", nargs="+", type=Path, metavar="IMPRESSIONS",
-        help="impression files or folders holding impressions-*.parquet",
-    )  # fmt: skip
-    p.add_argument("--clicks", required=True, type=Path, help="Parquet, CSV or TSV of clicks")
+    _add_impressions_and_clicks(p)
     p.add_argument(
         "--max-position",
         type=int,
@@ -138,11 +143,7 @@ def _register_join(commands: argparse._SubParsersAction) -> None:
         epilog="example: ltr clicks join /var/log/ltr/impressions --clicks clicks.csv --out "
         "runs/clicks/log.parquet --features-out runs/clicks/features.parquet --max-position 10",
     )
-    p.add_argument(
-        "impressions", nargs="+", type=Path, metavar="IMPRESSIONS",
-        help="impression files or folders holding impressions-*.parquet",
-    )  # fmt: skip
-    p.add_argument("--clicks", required=True, type=Path, help="Parquet, CSV or TSV of clicks")
+    _add_impressions_and_clicks(p)
     p.add_argument("--out", required=True, type=Path, metavar="LOG.parquet")
     p.add_argument("--features-out", type=Path, metavar="FEATURES.parquet")
     p.add_argument(
