@@ -56,28 +56,36 @@ from benchmarks.serving_latency import ServerProcess, free_port
 from benchmarks.tuning import mean_sd
 
 
-class LoopServer(ServerProcess):
-    """``ltr serve`` of one round's model, logging impressions to ``impressions``."""
+class TorchServer(ServerProcess):
+    """``ltr serve`` (PyTorch backend) of ``model`` on loopback, with any further ``args``."""
 
-    def __init__(
-        self, model: Path, impressions: Path, log: Path, challenger: Path | None = None
-    ) -> None:
+    def __init__(self, model: Path, log: Path, *args: str) -> None:
         self.label = model.name
         self.port, self.metrics_port = free_port(), free_port()
         argv = [
             str(Path(sys.executable).with_name("ltr")), "serve", "--model", str(model),
             "--backend", "torch", "--host", "127.0.0.1", "--port", str(self.port),
-            "--metrics-port", "0", "--log_level", "WARNING", "--max_candidates", "1000",
-            "--impressions", str(impressions), "--impressions.flush_seconds", "3600",
+            "--metrics-port", "0", "--log_level", "WARNING", *args,
         ]  # fmt: skip
-        if challenger is not None:
-            argv += ["--challenger", str(challenger)]
         self.launch(argv, log)
         self.wait_ready()
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+def loop_server(
+    model: Path, impressions: Path, log: Path, challenger: Path | None = None
+) -> TorchServer:
+    """A round's server, logging impressions to ``impressions`` (written at SIGTERM)."""
+    args = [
+        "--max_candidates", "1000", "--impressions", str(impressions),
+        "--impressions.flush_seconds", "3600",
+    ]  # fmt: skip
+    if challenger is not None:
+        args += ["--challenger", str(challenger)]
+    return TorchServer(model, log, *args)
 
 
 def ltr(*argv: object) -> None:
@@ -145,7 +153,7 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
         here = work / f"s{seed}-r{r}"
         here.mkdir()
         impressions.append(here / "impressions")
-        server = LoopServer(served, impressions[-1], here / "serve.log")
+        server = loop_server(served, impressions[-1], here / "serve.log")
         sessions = clicks_made = 0
         try:
             for part, files in (("train", paths.train), ("valid", paths.valid)):
@@ -192,7 +200,7 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
         )  # fmt: skip
         if args.gate:  # users decide between the served model and the new one
             verdict = interleave(champion["artifact"], run["artifact"], paths, here, args, seed, r)
-            promoted = verdict.p_value < args.alpha and verdict.preference > 0
+            promoted = verdict.preferred(args.alpha) == "challenger"
             rows[-1].update(preference=verdict.preference, p_value=verdict.p_value,
                             promoted=promoted)  # fmt: skip
             champion = rows[-1] if promoted else champion
@@ -209,7 +217,7 @@ def interleave(model: Path, challenger: Path, paths, here: Path, args, seed: int
     from ltr.clicks.interleaving import interleaving_verdict
 
     impressions, clicks = here / "interleaved", here / "il-clicks.csv"
-    server = LoopServer(model, impressions, here / "interleave.log", challenger=challenger)
+    server = loop_server(model, impressions, here / "interleave.log", challenger=challenger)
     try:
         ltr("clicks", "simulate", *paths.test, "--server", server.target,
             "--sessions", args.gate_sessions, "--top-k", args.top_k, "--eta", args.eta,

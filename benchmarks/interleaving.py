@@ -38,32 +38,20 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.click_loop import ltr, write_sample
+from benchmarks.click_loop import TorchServer, ltr, write_sample
 from benchmarks.clicks import _write_judged, train_on
 from benchmarks.quality_cv import HEADLINE, REPO_ROOT, evaluate, load_fold
-from benchmarks.serving_latency import ServerProcess, free_port
 
 BUDGETS = (100, 200, 500, 1000, 2000, 4000)
 
 
-class Server(ServerProcess):
-    """``ltr serve`` (PyTorch backend) of ``model``, with any further ``args``."""
-
-    def __init__(self, model: Path, log: Path, *args: str) -> None:
-        self.label = model.name
-        self.port, self.metrics_port = free_port(), free_port()
-        argv = [
-            str(Path(sys.executable).with_name("ltr")), "serve", "--model", str(model),
-            "--backend", "torch", "--host", "127.0.0.1", "--port", str(self.port),
-            "--metrics-port", "0", "--log_level", "WARNING", *args,
-        ]  # fmt: skip
-        self.launch(argv, log)
-        self.wait_ready()
+class Server(TorchServer):
+    """A ranker's server, and its simulated users."""
 
     def users(self, args, data: list[Path], out: Path, seed: int, clicks: Path | None = None):
         """Simulated users of this server; returns the path of their click log."""
         extra = [] if clicks is None else ["--clicks-out", clicks]
-        ltr("clicks", "simulate", *data, "--server", f"127.0.0.1:{self.port}",
+        ltr("clicks", "simulate", *data, "--server", self.target,
             "--sessions", args.sessions, "--top-k", 10, "--eta", args.eta, "--seed", seed,
             "--out", out, *extra, "--quiet")  # fmt: skip
         return out

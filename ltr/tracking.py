@@ -423,13 +423,19 @@ def set_alias(name: str, alias: str, version: str, tracking_uri: str | None = No
     Raises:
         ConfigError: no such model or version.
     """
-    versions = {v.version: v for v in list_versions(name, tracking_uri)}
-    if str(version) not in versions:
+    return _point(name, alias, str(version), list_versions(name, tracking_uri))
+
+
+def _point(name: str, alias: str, version: str, versions: list[RegisteredVersion]) -> str | None:
+    """Point ``alias`` at ``version`` of ``versions`` (the model's, as listed); returns the
+    version it named before."""
+    known = [v.version for v in versions]
+    if version not in known:
         raise ConfigError(
-            f"{name} has no version {version}; it has {', '.join(sorted(versions, key=int))}"
+            f"{name} has no version {version}; it has {', '.join(sorted(known, key=int))}"
         )
-    before = next((v.version for v in versions.values() if alias in v.aliases), None)
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+    before = next((v.version for v in versions if alias in v.aliases), None)
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
     return before
 
 
@@ -450,7 +456,7 @@ def promote(
             f"{name} has no alias {source_alias!r}"
             + (f"; its aliases are {', '.join(set_aliases)}" if set_aliases else "; it has none")
         )
-    return set_alias(name, target_alias, source, tracking_uri), source
+    return _point(name, target_alias, source, versions), source
 
 
 def _quoted(name: str) -> str:

@@ -100,8 +100,8 @@ def run_interleaving(args: argparse.Namespace) -> int:
             f"--exit-code needs a log of one pair of model versions; this one holds "
             f"{len(verdicts)}: {pairs} (pass only the files of one pair)"
         )
-    preferred = 0 if verdicts[0].p_value < args.alpha and verdicts[0].preference > 0 else 1
-    outcome = preferred if args.exit_code else 0
+    preferred = verdicts[0].preferred(args.alpha) == "challenger"
+    outcome = (0 if preferred else 1) if args.exit_code else 0
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=1))
         return outcome
@@ -118,9 +118,9 @@ def run_interleaving(args: argparse.Namespace) -> int:
         )
     for v in verdicts:
         said = f"{v.challenger} against {v.model}:"
-        if v.p_value < args.alpha:
-            better = "the challenger" if v.preference > 0 else "the model"
-            print(f"{said} users preferred {better} (p = {v.p_value:.2g} < {args.alpha:g})")
+        better = v.preferred(args.alpha)
+        if better is not None:
+            print(f"{said} users preferred the {better} (p = {v.p_value:.2g} < {args.alpha:g})")
         else:
             print(
                 f"{said} no preference shown at the {args.alpha:g} level "

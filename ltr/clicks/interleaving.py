@@ -20,6 +20,7 @@ model update gives one verdict per pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ class Verdict:
             return float("nan")
         return (self.challenger_wins + self.ties / 2) / self.clicked - 0.5
 
-    @property
+    @cached_property
     def p_value(self) -> float:
         """Two-sided sign test of the wins (ties left out); 1.0 when no session was won."""
         from scipy.stats import binomtest
@@ -68,6 +69,13 @@ class Verdict:
         if decided == 0:
             return 1.0
         return float(binomtest(self.challenger_wins, decided, 0.5).pvalue)
+
+    def preferred(self, alpha: float) -> str | None:
+        """``"challenger"`` or ``"model"``, whichever users preferred at significance level
+        ``alpha``; None when they showed no preference at that level."""
+        if self.p_value >= alpha:
+            return None
+        return "challenger" if self.preference > 0 else "model"
 
     def to_dict(self) -> dict:
         return {
@@ -146,9 +154,11 @@ def session_credit(
     )
     credit = np.zeros((len(sessions), 2), dtype=np.int64)
     np.add.at(credit, (session, team.astype(np.int64)), click.astype(np.int64))
-    who = zip(*(log.column(c).to_pylist() for c in COLUMNS[4:]), strict=True)
+    _, first = np.unique(session, return_index=True)  # a session's pair is on all its rows
+    who = log.select(COLUMNS[4:]).take(first)
     pairs = np.empty(len(sessions), dtype=object)
-    pairs[session] = list(who)
+    for i, pair in enumerate(zip(*(who.column(c).to_pylist() for c in COLUMNS[4:]), strict=True)):
+        pairs[i] = pair
     return SessionCredit(sessions, pairs, credit)
 
 
@@ -173,13 +183,16 @@ def interleaving_verdict(
     impression files or folders ``impressions``, from the click file ``clicks`` (see
     :func:`session_credit`)."""
     found = session_credit(impressions, clicks, max_position=max_position)
+    codes: dict[tuple, int] = {}
+    code = np.array([codes.setdefault(pair, len(codes)) for pair in found.pairs.tolist()])
     verdicts = []
-    for pair in sorted(set(found.pairs.tolist())):
-        mine = np.array([p == pair for p in found.pairs.tolist()])
+    for pair in sorted(codes):
         model_name, model_version, rival_name, rival_version = pair
         verdicts.append(
             verdict_of(
-                found.credit[mine], f"{model_name} {model_version}", f"{rival_name} {rival_version}"
+                found.credit[code == codes[pair]],
+                f"{model_name} {model_version}",
+                f"{rival_name} {rival_version}",
             )
         )
     return verdicts

@@ -161,7 +161,7 @@ def join_clicks(
             "click": pc.cast(click, pa.int8()),
         }
     )
-    _write_atomically(table, out)
+    write_atomically(table, out)
     pairs = 0
     if features_out is not None:
         pairs = _write_features(log, names, features_out)
@@ -174,11 +174,16 @@ def join_clicks(
     )
 
 
-def _write_atomically(table: pa.Table, out: Path) -> None:
+def write_atomically(table: pa.Table, out: Path) -> None:
+    """``table`` to ``out``, as CSV when its name ends in ``.csv``, else Parquet; written under a
+    temporary name and renamed, so ``out`` is whole or absent."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp)
+        if out.suffix == ".csv":
+            pcsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from ltr.clicks.join import write_atomically
 from ltr.clicks.log import STRING_SESSIONS
 from ltr.clicks.model import ClickModel
 from ltr.clicks.simulate import Shown, check_simulable, write_sessions
@@ -161,7 +161,7 @@ def simulate_served_clicks(
     clicked = clicks.filter(pc.equal(clicks["click"], 1))
     if clicks_path is not None:
         logged = pc.invert(pc.is_in(clicked["session"], pa.array(unlogged, pa.string())))
-        _write_clicks(clicked.filter(logged).select(["session", "doc_id"]), clicks_path)
+        write_atomically(clicked.filter(logged).select(["session", "doc_id"]), clicks_path)
     return ServedSimulation(
         impressions=written,
         sessions=len(data) * sessions,
@@ -169,17 +169,3 @@ def simulate_served_clicks(
         unlogged_sessions=len(unlogged),
         versions=tuple(versions),
     )
-
-
-def _write_clicks(table: pa.Table, path: Path) -> None:
-    """``table`` to ``path`` (CSV or Parquet by its suffix), whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if path.suffix == ".csv":
-            pcsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
