@@ -185,6 +185,7 @@ def save_linear_model(
     directory: str | Path,
     feature_names: list[str],
     weights: dict[str, float],
+    featurizer: str | Path | None = None,
 ) -> Path:
     """A hand-set linear scorer as an artifact: ``score = sum of weights[f] * feature f`` over
     the raw features (no normaliser). It exports, serves and scores like a trained model, so a
@@ -192,14 +193,27 @@ def save_linear_model(
     model a challenger is interleaved with, or evaluated beside trained ones. Its version is
     the folder's name (as a training run's id would be).
 
+    ``featurizer`` (a text featurizer folder, ``ltr text-features``' ``OUT/featurizer``, or a
+    text model's bundled one) is bundled into the artifact, so that the scorer also reranks
+    texts (``RerankText``, ``ltr rerank-text``); it must write ``feature_names``.
+
     Raises:
-        ConfigError: a weight names no feature.
+        ConfigError: a weight names no feature, or ``featurizer`` writes other features.
     """
     from ltr.errors import ConfigError
 
     unknown = [f for f in weights if f not in feature_names]
     if unknown:
         raise ConfigError(f"no feature {unknown[0]!r} among the {len(feature_names)} features")
+    if featurizer is not None:
+        from ltr.text.featurizer import TextFeaturizer
+
+        writes = TextFeaturizer.load(featurizer).feature_names
+        if writes != list(feature_names):
+            raise ConfigError(
+                f"the featurizer at {featurizer} writes {writes}, not the features given "
+                f"({list(feature_names)})"
+            )
     directory = Path(directory)
     manifest = Manifest(
         architecture="mlp",
@@ -215,7 +229,12 @@ def save_linear_model(
         linear.bias.zero_()
         for feature, weight in weights.items():
             linear.weight[0, feature_names.index(feature)] = float(weight)
-    return save_model(model.eval(), manifest, directory)
+    path = save_model(model.eval(), manifest, directory)
+    if featurizer is not None:
+        from ltr.text.featurizer import bundle_featurizer
+
+        bundle_featurizer(featurizer, path)
+    return path
 
 
 def is_mlflow_uri(source: str) -> bool:

@@ -111,15 +111,18 @@ class ImpressionsConfig:
 
 @dataclass
 class InterleavingConfig:
-    """Online comparison with a challenger (:mod:`ltr.serve.interleaving`): feature lists are
-    answered with the team-draft interleaving of the model's ranking and the challenger's."""
+    """Online comparison with a challenger (:mod:`ltr.serve.interleaving`): lists are answered
+    with the team-draft interleaving of the model's ranking and the challenger's."""
 
     challenger: str | None = None
     """The model to compare with (artifact folder or MLflow URI, like ``model``; an alias is
-    polled and reloaded the same way); it must read the same features. None = no interleaving."""
+    polled and reloaded the same way). Feature lists are interleaved when it reads the same
+    features as the model; text lists when both carry a text featurizer (each model scores the
+    rows its own featurizer computes, so a challenger may read other text features). A
+    challenger that can interleave neither is refused. None = no interleaving."""
     share: float = 1.0
-    """Share of feature lists interleaved, drawn at random per list; the others are answered by
-    the model alone."""
+    """Share of lists interleaved, drawn at random per list; the others are answered by the
+    model alone."""
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:

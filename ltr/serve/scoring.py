@@ -125,30 +125,36 @@ def interleave_batch(
     primary: tuple[Predictor, ModelRef],
     challenger: tuple[Predictor, ModelRef],
     queries: Sequence[ValidQuery],
-    interleave: Sequence[bool],
+    theirs: Sequence[ValidQuery | Exception | None],
     rng: random.Random,
 ) -> list[RankedList | Exception]:
-    """Score ``queries`` with both models and answer each list for which ``interleave`` holds
-    with the team-draft interleaving of the two rankings (``top_k`` of it); the others get the
-    primary's ranking. Scores returned are the primary's. A list the challenger fails on gets
-    the primary's ranking: the challenger never fails a call."""
+    """Score ``queries`` with the primary and ``theirs`` (the same lists as the challenger reads
+    them: the same query for a feature list, its own featurizer's rows for a text list; None =
+    not interleaved) with the challenger, and answer each list the challenger scored with the
+    team-draft interleaving of the two rankings (``top_k`` of it); the others get the primary's
+    ranking. Scores returned are the primary's. A list the challenger fails on (or could not
+    featurize) gets the primary's ranking: the challenger never fails a call."""
     ours = batch_scores(*primary, queries)
-    both = [i for i, s in enumerate(ours) if interleave[i] and not isinstance(s, Exception)]
-    theirs: dict[int, np.ndarray | Exception] = {}
+    both = [
+        i
+        for i, (s, t) in enumerate(zip(ours, theirs, strict=True))
+        if isinstance(t, ValidQuery) and not isinstance(s, Exception)
+    ]
+    against_of: dict[int, np.ndarray | Exception] = {}
     if both:
         try:
-            found = batch_scores(*challenger, [queries[i] for i in both])
+            found = batch_scores(*challenger, [theirs[i] for i in both])  # type: ignore[misc]
         except Exception as exc:  # the challenger's failure is not the caller's
             log.error("the challenger failed to score a batch", exc_info=exc)
             found = [exc] * len(both)
-        theirs = dict(zip(both, found, strict=True))
+        against_of = dict(zip(both, found, strict=True))
     model, other = primary[1], challenger[1]
     results: list[RankedList | Exception] = []
     for i, (query, scores) in enumerate(zip(queries, ours, strict=True)):
         if isinstance(scores, Exception):
             results.append(scores)
             continue
-        against = theirs.get(i)
+        against = against_of.get(i)
         if against is None or isinstance(against, Exception):
             results.append(rank(query, scores, model))
             continue

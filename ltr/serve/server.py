@@ -99,10 +99,12 @@ class RerankServer:
         )
         self.holder = ModelHolder(config.model, load, on_reload=self._reloaded)
         challenger = config.interleaving.challenger
-        self.challenger = (
+        self.challenger = (  # with the featurizer it carries, not the model's `featurizer`
             None
             if not challenger
-            else ModelHolder(challenger, load, on_reload=self._challenger_reloaded)
+            else ModelHolder(
+                challenger, partial(load, featurizer=None), on_reload=self._challenger_reloaded
+            )
         )
         self.compute = ThreadPoolExecutor(config.batching.workers, thread_name_prefix="ltr-compute")
         self.stopping = asyncio.Event()
@@ -131,8 +133,10 @@ class RerankServer:
         if self.challenger is not None:
             rival = self.challenger.load_initial()
             why = incompatibility(model.spec, rival.spec)
-            if why is not None:
+            if why is not None and (model.featurizer is None or rival.featurizer is None):
                 raise ConfigError(f"cannot interleave: {why}")
+            if why is not None:  # two text models: each scores the features it computes
+                log.warning("interleaving text lists only; feature lists: %s", why)
             self.metrics.challenger_in_use(rival.spec)
         self.batcher = make_batcher(
             self.holder,

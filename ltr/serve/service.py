@@ -62,33 +62,35 @@ def make_batcher(
     hears how many text candidates of each batch came from each source (``cache``, ``recent``,
     ``computed``: see :meth:`ltr.text.featurizer.TextFeaturizer.documents`).
 
-    With a ``challenger``, ``interleave_share`` of the feature lists (drawn at random per list)
-    are scored by both models and answered with their team-draft interleaving
-    (:mod:`ltr.serve.interleaving`); text lists are answered by the model alone. While the two
-    models read different features (after a reload), lists are answered by the model alone.
+    With a ``challenger``, ``interleave_share`` of the lists (drawn at random per list) are
+    scored by both models and answered with their team-draft interleaving
+    (:mod:`ltr.serve.interleaving`). A text list is interleaved when the challenger carries a
+    text featurizer: each model scores the features its own featurizer computes. A feature list
+    is interleaved when both models read the same features; while they do not (a challenger of
+    other text features, or after a reload), feature lists are answered by the model alone.
     ``on_interleaved`` hears how many lists of each batch were interleaved.
     """
     rng = random.Random()
     warned: set[tuple[str, str]] = set()
 
-    def rival_of(model: ServedModel) -> ServedModel | None:
+    def rival_of(model: ServedModel) -> tuple[ServedModel | None, bool, bool]:
+        """The challenger, and whether it can score feature lists and text lists now."""
         if challenger is None:
-            return None
+            return None, False, False
         rival = challenger.current
         why = incompatibility(model.spec, rival.spec)
-        if why is None:
-            return rival
+        texts = rival.featurizer is not None and model.featurizer is not None
         pair = (model.spec.ref.version, rival.spec.ref.version)
-        if pair not in warned:
+        if why is not None and pair not in warned:
             warned.add(pair)
-            log.error("not interleaving: %s", why)
-        return None
+            log.error("not interleaving %s: %s", "feature lists" if texts else "any list", why)
+        return rival, why is None, texts
 
     def process(
         items: list[ValidQuery | ValidTextQuery],
     ) -> list[RankedList | Featurized | Exception]:
         model = holder.current  # one snapshot per batch: old or new model, never a mix
-        rival = rival_of(model)
+        rival, features_ok, texts_ok = rival_of(model)
         seen = dict(model.featurizer.documents_seen) if model.featurizer is not None else None
         queries = featurize(model.featurizer, model.spec, items)  # text lists -> feature rows
         if seen is not None and on_documents is not None:
@@ -98,19 +100,26 @@ def make_batcher(
         results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
         if fit:
             lists = [queries[i] for i in fit]
-            if rival is None:
+            if rival is None or not (features_ok or texts_ok):
                 scored = score_batch(model.predictor, model.spec.ref, lists)
             else:
-                which = [
-                    not isinstance(items[i], ValidTextQuery)
-                    and (interleave_share >= 1 or rng.random() < interleave_share)
-                    for i in fit
-                ]
+                theirs: list = []  # each list as the challenger reads it; None = not drawn
+                for i in fit:
+                    drawn = interleave_share >= 1 or rng.random() < interleave_share
+                    if isinstance(items[i], ValidTextQuery):
+                        theirs.append(items[i] if drawn and texts_ok else None)  # featurized below
+                    else:
+                        theirs.append(queries[i] if drawn and features_ok else None)
+                text = [j for j, t in enumerate(theirs) if isinstance(t, ValidTextQuery)]
+                if text:  # the challenger's own features for the text lists it scores
+                    rows = featurize(rival.featurizer, rival.spec, [theirs[j] for j in text])
+                    for j, row in zip(text, rows, strict=True):
+                        theirs[j] = row
                 scored = interleave_batch(
                     (model.predictor, model.spec.ref),
                     (rival.predictor, rival.spec.ref),
                     lists,
-                    which,
+                    theirs,
                     rng,
                 )
                 if on_interleaved is not None:

@@ -343,3 +343,64 @@ def test_a_loaded_model_reads_its_document_cache_in_the_background(trained) -> N
     assert cache.prefetched_bytes == total
     lazy = load_served_model(str(model_dir), backend="torch", featurizer_prefetch=False)
     assert lazy.featurizer.cache.prefetched_bytes == 0
+
+
+def test_text_lists_are_interleaved_with_a_challenger_of_other_text_features(
+    tmp_path, trained, synthetic, reranker, test_lists
+) -> None:
+    """The text SetRank served with a BM25 challenger of 5 lexical features (``ltr
+    linear-model`` on a lexical-only featurizer): each model scores the rows its own featurizer
+    computes, so every text list comes back as the team-draft interleaving of the SetRank's
+    ranking and BM25's (checked with an independent BM25 of the collection), while feature
+    lists, which the two cannot both read, are answered by the model alone."""
+    from ltr.text.bm25 import BM25
+    from ltr.text.featurizer import LEXICAL_FEATURES
+
+    _, model_dir = trained
+    lexical = TextFeaturizer(TextFeaturizer.load(model_dir / "featurizer").lexical)
+    lexical.save(tmp_path / "lexical")
+    bm25_model = tmp_path / "text-bm25"
+    assert main(["linear-model", str(bm25_model), "--weight", "bm25=1",
+                 "--like", str(tmp_path / "lexical")]) == 0  # fmt: skip
+    impressions = tmp_path / "impressions"
+    process = ServerProcess(
+        tmp_path, model_dir, "--backend", "torch", "--challenger", str(bm25_model),
+        "--impressions", str(impressions), "--impressions.flush_seconds", "600",
+    ).wait_ready()  # fmt: skip
+    try:
+        assert "interleaving text lists only" in process.log()
+        with RerankerClient(process.target) as client:
+            assert client.model_info().challenger.name == "text-bm25"
+            answers = [
+                client.rerank_text(query, texts, ids, query_id=f"q{q}", top_k=6)
+                for q, (query, ids, texts) in enumerate(test_lists)
+            ]
+            files, _ = trained
+            data = load_dataset(files.files["test"])
+            rows = data[0].rows
+            plain = client.rerank([str(i) for i in range(len(rows))], data.features[rows])
+        assert plain.challenger is None
+        assert all(a.challenger.name == "text-bm25" for a in answers)
+        samples = process.scrape()
+        assert metric(samples, "ltr_interleaved_lists_total") == len(test_lists)
+    finally:
+        assert process.stop() == 0, process.log()  # SIGTERM writes the impression log
+
+    collection = load_collection(synthetic.root)
+    column = {d: j for j, d in enumerate(collection.doc_ids)}
+    independent = BM25(collection.doc_texts)  # Lucene idf, k1 0.9, b 0.4: the featurizer's
+    log = [r for p in sorted(impressions.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert len(LEXICAL_FEATURES) == 5 and len(log[0]["features"]) == len(data.feature_names)
+    for q, ((query, ids, texts), answer) in enumerate(zip(test_lists, answers, strict=True)):
+        ours = dict(zip(ids, reranker.scores(query, texts).tolist(), strict=True))
+        bm25 = independent.scores([query])[0]
+        theirs = {d: float(bm25[column[d]]) for d in ids}
+        shown = sorted((r for r in log if r["qid"] == f"q{q}"), key=lambda r: r["position"])
+        assert [r["doc_id"] for r in shown] == answer.ids and len(shown) == min(6, len(ids))
+        np.testing.assert_allclose(answer.scores, [ours[d] for d in answer.ids], atol=1e-5)
+        teams = [r["team"] for r in shown]
+        for t, r in enumerate(shown):  # each pick is its team's best left (by value: ties)
+            left = [d for d in ids if d not in answer.ids[:t]]
+            by = ours if r["team"] == 0 else theirs
+            assert by[r["doc_id"]] == pytest.approx(max(by[d] for d in left), abs=1e-4)
+            assert abs(teams[: t + 1].count(0) - teams[: t + 1].count(1)) <= 1
