@@ -21,6 +21,14 @@ that find the ranker with the higher test NDCG@10 significantly better (the powe
 that find the other one better (errors). Users are drawn from the test partition's queries, which
 no ranker was trained on.
 
+A second table reads the verdict as sessions come in, as a team deciding whether to promote a
+challenger would: ``--draws`` random orders of each pool of interleaved sessions, the verdict
+read every ``--look-every`` sessions up to the largest budget, stopping at the first reading
+significant at ``--alpha``, by the sign test (peeking at a fixed-horizon test) and by the
+anytime p-value of ``ltr clicks interleaving --sequential`` (``--effect``). Beside the two
+challengers it adds an A/A pool, the model interleaved with a copy of itself, where users can
+have no preference and every significant reading is a false alarm.
+
     python -m benchmarks.interleaving
     python -m benchmarks.interleaving --sessions 4 --draws 50 --max-epochs 2 --no-write   # smoke
 
@@ -30,6 +38,7 @@ MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another cop
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -89,6 +98,51 @@ def power(
     return {k: (v[0] / draws, v[1] / draws) for k, v in found.items()}
 
 
+def read_as_they_come(
+    credit: np.ndarray, draws: int, alpha: float, every: int, horizon: int, effect: float,
+    rng: np.random.Generator,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """``{"sign" | "anytime": {"model", "challenger", "median", "undecided"}}``: over ``draws``
+    random orders of the sessions ``credit``, the verdict read every ``every`` sessions up to
+    ``horizon`` and stopped at the first reading with p < ``alpha``: the shares of orders that
+    stopped for the model and for the challenger, the median sessions read at those stops, and
+    the share that never stopped."""
+    from scipy.stats import binom
+
+    from ltr.clicks.interleaving import Verdict
+
+    looks = np.arange(every, min(horizon, len(credit)) + 1, every)  # (K,)
+    anytime: dict[tuple[int, int], float] = {}
+    found = {test: {"model": 0, "challenger": 0, "stops": []} for test in ("sign", "anytime")}
+    for _ in range(draws):
+        order = credit[rng.permutation(len(credit))[: looks[-1]]]
+        model = np.cumsum(order[:, 0] > order[:, 1])[looks - 1]  # (K,) wins so far
+        rival = np.cumsum(order[:, 1] > order[:, 0])[looks - 1]
+        decided = model + rival
+        sign = np.minimum(1.0, 2 * binom.cdf(np.minimum(model, rival), decided, 0.5))
+        sign[decided == 0] = 1.0
+        seq = np.empty(len(looks))
+        for k, (m, r) in enumerate(zip(model.tolist(), rival.tolist(), strict=True)):
+            if (m, r) not in anytime:
+                anytime[(m, r)] = Verdict("", "", 0, 0, m, r, 0).anytime_p_value(effect)
+            seq[k] = anytime[(m, r)]
+        for test, p in (("sign", sign), ("anytime", seq)):
+            hit = np.flatnonzero(p < alpha)
+            if len(hit):
+                k = hit[0]
+                found[test]["challenger" if rival[k] > model[k] else "model"] += 1
+                found[test]["stops"].append(int(looks[k]))
+    return {
+        test: {
+            "model": f["model"] / draws,
+            "challenger": f["challenger"] / draws,
+            "median": float(np.median(f["stops"])) if f["stops"] else float("nan"),
+            "undecided": 1 - len(f["stops"]) / draws,
+        }
+        for test, f in found.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data" / "mq2008")
@@ -98,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-queries", type=int, default=30, help="the weak ranker's data")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--look-every", type=int, default=50, help="sessions between readings")
+    parser.add_argument("--effect", type=float, default=0.05, help="the anytime test's tuning")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
@@ -116,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     fold = load_fold(args.data_root, args.fold)
     test_files = list(letor_fold(args.data_root, args.fold).test)
     rng = np.random.default_rng(args.seed)
-    rows, quality = [], {}
+    rows, quality, peeking = [], {}, []
     with tempfile.TemporaryDirectory(prefix="ltr-bench-interleaving-") as tmp:
         work = Path(tmp)
         for part, data in (("train", fold.train), ("valid", fold.valid)):
@@ -130,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                              fold, work / "weak", args.seed, extra)["artifact"],
             "bm25": save_linear_model(work / "bm25", list(fold.train.feature_names), {"f25": 1.0}),
         }  # fmt: skip
+        shutil.copytree(rankers["strong"], work / "strong-copy")  # the A/A challenger
         from ltr.artifact import load_model
         from ltr.inference import score_lists
 
@@ -145,12 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             alone[name] = clicks_per_session(log)
-        for rival in ("weak", "bm25"):
+        for rival in ("weak", "bm25", "strong-copy"):
             print(f"interleaving: strong against {rival}", flush=True)
             impressions, clicks = work / f"impressions-{rival}", work / f"clicks-{rival}.csv"
             server = Server(
                 rankers["strong"], work / f"interleave-{rival}.log", "--challenger",
-                str(rankers[rival]), "--impressions", str(impressions),
+                str(rankers.get(rival, work / rival)), "--impressions", str(impressions),
                 "--impressions.flush_seconds", "3600",
             )  # fmt: skip
             try:
@@ -158,12 +215,17 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             credit = session_credit([impressions], clicks).credit
+            peeking.append((rival, len(credit), read_as_they_come(
+                credit, args.draws, args.alpha, args.look_every, BUDGETS[-1], args.effect, rng
+            )))  # fmt: skip
+            if rival not in rankers:
+                continue  # the A/A pool: no A/B arm, and only read as sessions come in
             for budget in BUDGETS:
                 found = power(
                     credit, alone["strong"], alone[rival], budget, args.draws, args.alpha, rng
                 )
                 rows.append([rival, budget, found])
-    body = report(args, quality, alone, rows, time.perf_counter() - started)
+    body = report(args, quality, alone, rows, peeking, time.perf_counter() - started)
     print(body)
     if not args.no_write:
         write_section(
@@ -175,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(args, quality: dict, alone: dict, rows: list, seconds: float) -> str:
-    names = {"weak": f"trained on {args.start_queries} queries' judgments", "bm25": "BM25 (f25)"}
+def report(args, quality: dict, alone: dict, rows: list, peeking: list, seconds: float) -> str:
+    names = {
+        "weak": f"trained on {args.start_queries} queries' judgments",
+        "bm25": "BM25 (f25)",
+        "strong-copy": "the model itself (A/A)",
+    }
     table = markdown_table(
         ["challenger", "sessions", "interleaving: right / wrong", "A/B: right / wrong"],
         [
@@ -184,6 +250,16 @@ def report(args, quality: dict, alone: dict, rows: list, seconds: float) -> str:
              f"{found['interleaving'][0]:.0%} / {found['interleaving'][1]:.0%}",
              f"{found['ab'][0]:.0%} / {found['ab'][1]:.0%}"]
             for rival, budget, found in rows
+        ],
+    )  # fmt: skip
+    sequential = markdown_table(
+        ["challenger", "pool", "test", "stopped for model / challenger", "sessions", "undecided"],
+        [
+            [names[rival], f"{pool:,}", test,
+             f"{found[test]['model']:.1%} / {found[test]['challenger']:.1%}",
+             f"{found[test]['median']:,.0f}", f"{found[test]['undecided']:.1%}"]
+            for rival, pool, found in peeking
+            for test in ("sign", "anytime")
         ],
     )  # fmt: skip
     ctr = ", ".join(f"{k} {v.mean():.3f}" for k, v in alone.items())
@@ -196,7 +272,15 @@ def report(args, quality: dict, alone: dict, rows: list, seconds: float) -> str:
         f"when served alone: {ctr}. Each cell: {args.draws} draws of that many sessions (A/B: "
         f"half per arm); right = significant at {args.alpha:g} in favour of the ranker with the "
         "higher test NDCG@10 (sign test of sessions won / Welch's t-test of clicks per "
-        f"session), wrong = significant the other way. Took {seconds / 60:.1f} min.\n\n{table}"
+        f"session), wrong = significant the other way.\n\n{table}\n\n"
+        f"Reading the verdict as sessions come in: {args.draws} random orders of each pool of "
+        f"interleaved sessions, read every {args.look_every} sessions up to {BUDGETS[-1]:,}, "
+        f"stopping at the first reading with p < {args.alpha:g}: by the sign test (peeking at "
+        "a fixed-horizon test) or by the anytime p-value (`ltr clicks interleaving "
+        f"--sequential`, effect {args.effect:g}). Stopped for: the share of orders that stopped "
+        "with users preferring the model / the challenger; sessions: the median read at those "
+        "stops; undecided: never stopped. In the A/A pool users can prefer neither, so every "
+        f"stop is a false alarm. Took {seconds / 60:.1f} min.\n\n{sequential}"
     )
 
 

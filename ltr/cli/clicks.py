@@ -61,9 +61,11 @@ def _register_interleaving(commands: argparse._SubParsersAction) -> None:
         "placed the clicked candidates; the team with more wins the session. Prints, per pair "
         "of model versions: sessions, sessions with clicks, wins of each, ties, the "
         "challenger's preference ((wins + ties/2) / sessions with clicks - 0.5, from -0.5 to "
-        "0.5) and the two-sided sign test's p-value of the wins.",
+        "0.5) and the two-sided sign test's p-value of the wins. The sign test holds for a "
+        "number of sessions fixed in advance; to read the verdict as sessions come in and stop "
+        "once it is clear, pass --sequential.",
         epilog="example: ltr clicks interleaving /var/log/ltr/impressions --clicks clicks.csv "
-        "--max-position 10",
+        "--max-position 10 --sequential",
     )
     _add_impressions_and_clicks(p)
     p.add_argument(
@@ -73,6 +75,20 @@ def _register_interleaving(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--alpha", type=float, default=0.05, help="significance level of the verdict (0.05)"
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="decide by the anytime p-value (a mixture sequential probability ratio test), "
+        "which stays valid however often the verdict is read as sessions come in, instead of "
+        "the sign test's, which holds only for a number of sessions fixed in advance",
+    )
+    p.add_argument(
+        "--effect",
+        type=float,
+        default=None,
+        help="with --sequential: the preference the test is tuned to (default 0.05); smaller "
+        "effects are found with fewer sessions when they are real, larger ones with more",
     )
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     p.add_argument(
@@ -88,11 +104,17 @@ def _register_interleaving(commands: argparse._SubParsersAction) -> None:
 def run_interleaving(args: argparse.Namespace) -> int:
     import json
 
-    from ltr.clicks.interleaving import interleaving_verdict
+    from ltr.clicks.interleaving import DEFAULT_EFFECT, interleaving_verdict, prior_strength
     from ltr.errors import ConfigError
 
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.effect is not None and not args.sequential:
+        raise ConfigError("--effect tunes the sequential test; pass it with --sequential")
+    effect = None
+    if args.sequential:
+        effect = DEFAULT_EFFECT if args.effect is None else args.effect
+        prior_strength(effect)  # refuses an effect outside (0, 0.5) before reading the log
     verdicts = interleaving_verdict(args.impressions, args.clicks, max_position=args.max_position)
     if args.exit_code and len(verdicts) != 1:
         pairs = "; ".join(f"{v.challenger} against {v.model}" for v in verdicts)
@@ -100,31 +122,43 @@ def run_interleaving(args: argparse.Namespace) -> int:
             f"--exit-code needs a log of one pair of model versions; this one holds "
             f"{len(verdicts)}: {pairs} (pass only the files of one pair)"
         )
-    preferred = verdicts[0].preferred(args.alpha) == "challenger"
+    preferred = verdicts[0].preferred(args.alpha, effect) == "challenger"
     outcome = (0 if preferred else 1) if args.exit_code else 0
     if args.json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=1))
+        print(json.dumps([v.to_dict(effect) for v in verdicts], indent=1))
         return outcome
+    anytime = "" if effect is None else f" {'anytime p':>9}"
     header = (
         f"{'model':<24} {'challenger':<24} {'sessions':>9} {'clicked':>8} {'model wins':>10} "
-        f"{'chall. wins':>11} {'ties':>6} {'preference':>10} {'p-value':>9}"
+        f"{'chall. wins':>11} {'ties':>6} {'preference':>10} {'p-value':>9}{anytime}"
     )
     print(header)
     for v in verdicts:
+        anytime = "" if effect is None else f" {v.anytime_p_value(effect):>9.2g}"
         print(
             f"{v.model:<24} {v.challenger:<24} {v.sessions:>9,} {v.clicked:>8,} "
             f"{v.model_wins:>10,} {v.challenger_wins:>11,} {v.ties:>6,} {v.preference:>+10.4f} "
-            f"{v.p_value:>9.2g}"
+            f"{v.p_value:>9.2g}{anytime}"
         )
     for v in verdicts:
         said = f"{v.challenger} against {v.model}:"
-        better = v.preferred(args.alpha)
+        p, which = (
+            (v.p_value, "p")
+            if effect is None
+            else (v.anytime_p_value(effect), f"anytime p, effect {effect:g}")
+        )
+        better = v.preferred(args.alpha, effect)
         if better is not None:
-            print(f"{said} users preferred the {better} (p = {v.p_value:.2g} < {args.alpha:g})")
+            print(f"{said} users preferred the {better} ({which} = {p:.2g} < {args.alpha:g})")
+        elif effect is None:
+            print(
+                f"{said} no preference shown at the {args.alpha:g} level ({which} = {p:.2g}); "
+                "more sessions may tell, but reading again as they come in needs --sequential"
+            )
         else:
             print(
-                f"{said} no preference shown at the {args.alpha:g} level "
-                f"(p = {v.p_value:.2g}); more sessions may tell"
+                f"{said} no preference shown yet at the {args.alpha:g} level ({which} = "
+                f"{p:.2g}); keep collecting sessions and read again"
             )
     return outcome
 

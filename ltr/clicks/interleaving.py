@@ -11,7 +11,18 @@ candidate's ``team``. :func:`interleaving_verdict` reads that log and the clicks
   -0.5 (users always preferred the model) to +0.5 (always the challenger), as in Chapelle et
   al. (2012), *Large-scale validation and analysis of interleaved search evaluation*;
 * the **p-value** is a two-sided sign test of the challenger's wins against the model's (ties
-  left out): the chance of a split at least this uneven if users had no preference.
+  left out): the chance of a split at least this uneven if users had no preference. It holds
+  for a number of sessions fixed in advance: read again and again as sessions come in, and
+  stopped at the first small value, it finds a preference that is not there far more often
+  than ``alpha`` says;
+* the **anytime p-value** (:meth:`Verdict.anytime_p_value`) may be read as often as one likes
+  and the test stopped whenever it falls below ``alpha``: a mixture sequential probability
+  ratio test (Robbins 1970; Johari et al. 2017, *Peeking at A/B tests*) of the same wins. Under
+  no preference, the Bayes factor ``B(W + a, L + a) / B(a, a) * 2^(W + L)`` of ``W`` challenger
+  and ``L`` model wins, for win probabilities drawn from ``Beta(a, a)``, is a martingale of
+  mean 1, so by Ville's inequality the chance that it *ever* reaches ``1 / alpha`` is at most
+  ``alpha``; its inverse is the p-value. ``a`` is set from the ``effect`` the test is tuned to:
+  the prior's standard deviation of the win probability around 1/2.
 
 Sessions are grouped by the pair of model versions that served them, so that a log that spans a
 model update gives one verdict per pair.
@@ -29,12 +40,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ltr.clicks.join import click_keys, impression_files, read_clicks
-from ltr.errors import DataFormatError
+from ltr.errors import ConfigError, DataFormatError
 
 COLUMNS = [
     "session", "doc_id", "position", "team", "model_name", "model_version", "challenger_name",
     "challenger_version",
 ]  # fmt: skip
+
+
+DEFAULT_EFFECT = 0.05
+"""The win probability's distance from 1/2 the anytime p-value is tuned to by default: a
+preference of 0.05, about what separates rankers a point or two of NDCG apart."""
+
+
+def prior_strength(effect: float) -> float:
+    """``a`` of the ``Beta(a, a)`` prior whose standard deviation is ``effect`` (0 < effect <
+    1/2): ``sd^2 = 1 / (4 (2a + 1))``."""
+    if not 0 < effect < 0.5:
+        raise ConfigError(f"the effect must be between 0 and 0.5, got {effect}")
+    return (1 / (4 * effect**2) - 1) / 2
 
 
 @dataclass(frozen=True)
@@ -70,14 +94,29 @@ class Verdict:
             return 1.0
         return float(binomtest(self.challenger_wins, decided, 0.5).pvalue)
 
-    def preferred(self, alpha: float) -> str | None:
+    def anytime_p_value(self, effect: float = DEFAULT_EFFECT) -> float:
+        """The always-valid p-value of the wins (ties left out), from the mixture sequential
+        probability ratio test tuned to ``effect`` (see the module's docstring): valid however
+        often it is read as sessions come in. 1.0 when no session was won."""
+        from scipy.special import betaln
+
+        a = prior_strength(effect)
+        won, lost = self.challenger_wins, self.model_wins
+        log_factor = betaln(won + a, lost + a) - betaln(a, a) + (won + lost) * np.log(2.0)
+        return float(min(1.0, np.exp(-log_factor)))
+
+    def preferred(self, alpha: float, effect: float | None = None) -> str | None:
         """``"challenger"`` or ``"model"``, whichever users preferred at significance level
-        ``alpha``; None when they showed no preference at that level."""
-        if self.p_value >= alpha:
+        ``alpha`` (by the sign test, or with ``effect`` by the anytime p-value); None when they
+        showed no preference at that level."""
+        p = self.p_value if effect is None else self.anytime_p_value(effect)
+        if p >= alpha:
             return None
         return "challenger" if self.preference > 0 else "model"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, effect: float | None = None) -> dict:
+        """The verdict's counts and measures; with ``effect``, its anytime p-value too."""
+        more = {} if effect is None else {"anytime_p_value": self.anytime_p_value(effect)}
         return {
             "model": self.model,
             "challenger": self.challenger,
@@ -88,7 +127,7 @@ class Verdict:
             "ties": self.ties,
             "preference": self.preference,
             "p_value": self.p_value,
-        }
+        } | more
 
 
 def _read(files: list[Path]) -> pa.Table:

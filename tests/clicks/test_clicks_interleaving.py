@@ -5,6 +5,7 @@ of two models' rankings, simulated users click on it (``ltr clicks simulate --se
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -161,6 +162,65 @@ def test_the_verdict_of_a_hand_made_log_and_its_exit_code(tmp_path, capsys):
     assert main([*argv, "--alpha", "0.001", "--exit-code"]) == 1  # not preferred at 0.001
     assert "no preference shown at the 0.001 level" in capsys.readouterr().out
 
+    # sequential: with a = 1 (sd of the uniform prior, sqrt(1/12)) the Bayes factor of 9 wins to
+    # 0 is B(10, 1) / B(1, 1) * 2**9 = 512 / 10, so the anytime p-value is 10 / 512
+    uniform = ["--sequential", "--effect", str(math.sqrt(1 / 12))]
+    assert main([*argv, *uniform, "--json", "--exit-code"]) == 0
+    (verdict,) = json.loads(capsys.readouterr().out)
+    assert verdict["anytime_p_value"] == pytest.approx(10 / 512)
+    assert main([*argv, *uniform, "--alpha", "0.01", "--exit-code"]) == 1
+    assert "no preference shown yet at the 0.01 level" in capsys.readouterr().out
+    # the default effect, 0.05: a = (1 / (4 * 0.05**2) - 1) / 2 = 49.5
+    assert main([*argv, "--sequential", "--json"]) == 0
+    a = 49.5
+    log_b = math.lgamma(9 + a) + math.lgamma(a) - math.lgamma(9 + 2 * a)
+    log_b0 = 2 * math.lgamma(a) - math.lgamma(2 * a)
+    (verdict,) = json.loads(capsys.readouterr().out)
+    assert verdict["anytime_p_value"] == pytest.approx(math.exp(log_b0 - log_b) / 2**9)
+    assert main([*argv, "--effect", "0.1"]) == 2
+    assert "pass it with --sequential" in capsys.readouterr().err
+    assert main([*argv, "--sequential", "--effect", "0.5"]) == 2
+    assert "the effect must be between 0 and 0.5" in capsys.readouterr().err
+
     log_sessions(tmp_path / "log", "3", 2)  # a second challenger version in the same folder
     assert main([*argv, "--exit-code"]) == 2
     assert "holds 2: c 2 against m 1; c 3 against m 1" in capsys.readouterr().err
+
+
+def test_the_anytime_p_value_may_be_read_after_every_session():
+    """Users with no preference, and the verdict read every 5 decided sessions up to 400: the
+    sign test's p-value falls below 0.05 at some reading in far more than 5 % of 2,000 such
+    experiments (peeking), the anytime p-value in at most 5 % (Ville's inequality; 3 sigma of
+    slack for the draws). With a real preference (the challenger wins 60 % of decided
+    sessions) the sequential test stops in most experiments, most of them well before the
+    last reading."""
+    from scipy.stats import binom
+
+    from ltr.clicks.interleaving import Verdict
+
+    rng = np.random.default_rng(7)
+    runs, horizon, every = 2000, 400, 5
+    looks = np.arange(every, horizon + 1, every)  # (K,)
+    table: dict[tuple[int, int], float] = {}
+
+    def anytime(won: int, lost: int) -> float:
+        if (won, lost) not in table:
+            table[(won, lost)] = Verdict("m", "c", 0, 0, lost, won, 0).anytime_p_value()
+        return table[(won, lost)]
+
+    def first_rejection(p_win: float, sequential: bool) -> np.ndarray:
+        """Per experiment, the first reading (sessions decided) at p < 0.05; 0 = never."""
+        wins = np.cumsum(rng.random((runs, horizon)) < p_win, axis=1)[:, looks - 1]  # (R, K)
+        if sequential:
+            p = np.vectorize(lambda w, n: anytime(int(w), int(n - w)))(wins, looks)
+        else:  # two-sided sign test, symmetric: 2 P(X <= min(w, n - w))
+            p = np.minimum(1.0, 2 * binom.cdf(np.minimum(wins, looks - wins), looks, 0.5))
+        hit = p < 0.05
+        return np.where(hit.any(axis=1), looks[hit.argmax(axis=1)], 0)
+
+    sigma = math.sqrt(0.05 * 0.95 / runs)
+    assert (first_rejection(0.5, sequential=False) > 0).mean() > 0.15  # peeking inflates it
+    assert (first_rejection(0.5, sequential=True) > 0).mean() <= 0.05 + 3 * sigma
+    stops = first_rejection(0.6, sequential=True)
+    assert (stops > 0).mean() > 0.8
+    assert np.median(stops[stops > 0]) < 0.7 * horizon  # about 215 of 400 sessions
