@@ -181,11 +181,21 @@ def save_model(model: torch.nn.Module, manifest: Manifest, directory: str | Path
     return directory
 
 
+def check_weights(feature_names: list[str], weights: dict[str, float]) -> None:
+    """Refuse (:class:`ConfigError`) weights of features not among ``feature_names``."""
+    from ltr.errors import ConfigError
+
+    unknown = [f for f in weights if f not in feature_names]
+    if unknown:
+        raise ConfigError(f"no feature {unknown[0]!r} among the {len(feature_names)} features")
+
+
 def save_linear_model(
     directory: str | Path,
     feature_names: list[str],
     weights: dict[str, float],
     featurizer: str | Path | None = None,
+    facts: dict | None = None,
 ) -> Path:
     """A hand-set linear scorer as an artifact: ``score = sum of weights[f] * feature f`` over
     the raw features (no normaliser). It exports, serves and scores like a trained model, so a
@@ -195,16 +205,15 @@ def save_linear_model(
 
     ``featurizer`` (a text featurizer folder, ``ltr text-features``' ``OUT/featurizer``, or a
     text model's bundled one) is bundled into the artifact, so that the scorer also reranks
-    texts (``RerankText``, ``ltr rerank-text``); it must write ``feature_names``.
+    texts (``RerankText``, ``ltr rerank-text``); it must write ``feature_names``. ``facts`` go
+    into the manifest's training record (an MLflow ``run_id`` for the version, say).
 
     Raises:
         ConfigError: a weight names no feature, or ``featurizer`` writes other features.
     """
     from ltr.errors import ConfigError
 
-    unknown = [f for f in weights if f not in feature_names]
-    if unknown:
-        raise ConfigError(f"no feature {unknown[0]!r} among the {len(feature_names)} features")
+    check_weights(feature_names, weights)
     if featurizer is not None:
         from ltr.text.featurizer import TextFeaturizer
 
@@ -220,7 +229,8 @@ def save_linear_model(
         model_config={"num_features": len(feature_names), "hidden_sizes": [], "dropout": 0.0},
         feature_names=list(feature_names),
         normalizer={"enabled": False},
-        training={"run_id": directory.name, "linear_weights": dict(weights), "data": {}},
+        training={"run_id": directory.name, "linear_weights": dict(weights), "data": {}}
+        | dict(facts or {}),
     )
     model = build_model(manifest)
     (linear,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]

@@ -93,3 +93,33 @@ def test_a_featurizer_of_other_features_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"writes .*'bm25'.*not the features given"):
         save_linear_model(tmp_path / "x", ["f1", "f2"], {"f1": 1.0}, tmp_path / "featurizer")
     assert not (tmp_path / "x").exists()
+
+
+def test_register_puts_the_scorer_in_the_registry_behind_an_alias(
+    tmp_path, mlflow_server, mq2008_dir, monkeypatch, capsys
+):
+    """``--register bm25 --alias champion`` against a real ``mlflow server``: the run logs the
+    weights, ``models:/NAME@champion`` loads a scorer of the same weighted sum, whose version is
+    the registry's, and ``ltr registry list`` shows it."""
+    from mlflow import MlflowClient
+
+    name = "linear-cli-bm25"
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    argv = ["linear-model", str(tmp_path / "bm25"), "--weight", "f25=1", "--like",
+            str(mq2008_dir / "S1.txt.xz"), "--tracking-uri", mlflow_server]  # fmt: skip
+    assert main([*argv, "--alias", "champion"]) == 2
+    assert "--alias needs --register NAME" in capsys.readouterr().err
+    assert main([*argv, "--register", name, "--alias", "champion"]) == 0
+    said = capsys.readouterr().out
+    assert f"registered {name} version 1: models:/{name}@champion" in said
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    loaded = load_model(f"models:/{name}@champion")
+    assert loaded.manifest.version == "1"
+    np.testing.assert_allclose(score_lists(loaded.model, s1), s1.features[:, 24], atol=1e-5)
+    version = MlflowClient(tracking_uri=mlflow_server).get_model_version(name, "1")
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(version.run_id)
+    assert run.data.params["weight.f25"] == "1.0"
+    assert run.data.tags["ltr.run_type"] == "linear-model"
+    assert load_model(tmp_path / "bm25").manifest.training["run_id"] == version.run_id
+    assert main(["registry", "list", name, "--tracking-uri", mlflow_server]) == 0
+    assert "champion" in capsys.readouterr().out
