@@ -23,7 +23,12 @@ With ``--gate`` the new model must win users over first: it is served as the cha
 current model (``ltr serve --challenger``) to ``--gate-sessions`` users per test query (queries
 no model is trained on; their clicks train nothing), and promoted only when ``ltr clicks
 interleaving`` finds users prefer it at ``--alpha``; otherwise the current model keeps serving.
-That run writes its own section (``click-loop-gated``).
+That run writes its own section (``click-loop-gated``). With ``--gate --sequential`` the gate
+reads the verdict as the users come in: every ``--gate-every`` sessions per test query, by the
+anytime p-value of ``ltr clicks interleaving --sequential``, and stops at the first significant
+reading (the sessions after it are not needed); the table adds the sessions read and what the
+fixed-horizon sign test of all ``--gate-sessions`` would have decided on the same users
+(section ``click-loop-gated-sequential``).
 
 Each model is tested on the fold's test partition with its judgments, which no click-trained
 model sees. The table gives test NDCG@10 by round (mean ± sd over ``--seeds``, each seed its own
@@ -33,6 +38,7 @@ the same config trained on all the fold's judgments.
 
     python -m benchmarks.click_loop                                   # fold 1, 3 rounds, 3 seeds
     python -m benchmarks.click_loop --gate                            # promotion by interleaving
+    python -m benchmarks.click_loop --gate --sequential               # ... read as users come in
     python -m benchmarks.click_loop --rounds 1 --seeds 0 --sessions 5 --max-epochs 2 --no-write
 
 MQ2008 is read from the bundled ``data/mq2008`` (``--data-root`` for another copy).
@@ -199,10 +205,16 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
              "served_ndcg10": champion["ndcg10"], "served_clicks": clicks_made / sessions}
         )  # fmt: skip
         if args.gate:  # users decide between the served model and the new one
-            verdict = interleave(champion["artifact"], run["artifact"], paths, here, args, seed, r)
-            promoted = verdict.preferred(args.alpha) == "challenger"
+            verdict, read = interleave(
+                champion["artifact"], run["artifact"], paths, here, args, seed, r
+            )
+            fixed = verdict.preferred(args.alpha) == "challenger"
+            promoted = read.preferred(args.alpha, args.effect) == "challenger" if (
+                args.sequential
+            ) else fixed  # fmt: skip
             rows[-1].update(preference=verdict.preference, p_value=verdict.p_value,
-                            promoted=promoted)  # fmt: skip
+                            promoted=promoted, fixed=fixed, read=read.sessions,
+                            offered=verdict.sessions)  # fmt: skip
             champion = rows[-1] if promoted else champion
         else:
             champion = rows[-1]
@@ -213,8 +225,12 @@ def run_loop(args, number: int, seed: int, work: Path, extra: dict) -> list[dict
 def interleave(model: Path, challenger: Path, paths, here: Path, args, seed: int, r: int):
     """Users of the test queries (which no model trains on, and whose clicks train nothing) on
     the interleaving of ``model`` and ``challenger``: the
-    :class:`~ltr.clicks.interleaving.Verdict`."""
-    from ltr.clicks.interleaving import interleaving_verdict
+    :class:`~ltr.clicks.interleaving.Verdict` of all their sessions, and the verdict where a
+    reader stopped (with ``--sequential``: the first reading, every ``--gate-every`` sessions
+    per query, whose anytime p-value is below ``--alpha``; else all sessions)."""
+    import pyarrow.parquet as pq
+
+    from ltr.clicks.interleaving import session_credit, verdict_of
 
     impressions, clicks = here / "interleaved", here / "il-clicks.csv"
     server = loop_server(model, impressions, here / "interleave.log", challenger=challenger)
@@ -225,8 +241,25 @@ def interleave(model: Path, challenger: Path, paths, here: Path, args, seed: int
             "--clicks-out", clicks, "--quiet")  # fmt: skip
     finally:
         server.stop()
-    (verdict,) = interleaving_verdict([impressions], clicks)
-    return verdict
+    found = session_credit([impressions], clicks)
+    verdict = verdict_of(found.credit)
+    if not args.sequential:
+        return verdict, verdict
+    # users came query by query, each query's sessions in order: the k-th reading holds every
+    # query's first k * gate_every sessions
+    truth = pq.read_table(here / "il-truth.parquet", columns=["session", "qid"])
+    ordinal: dict[str, int] = {}
+    per_query: dict[str, int] = {}
+    for session, qid in zip(truth["session"].to_pylist(), truth["qid"].to_pylist(), strict=True):
+        if session not in ordinal:
+            ordinal[session] = per_query.get(qid, 0)
+            per_query[qid] = ordinal[session] + 1
+    reading = np.array([ordinal[s] // args.gate_every for s in found.sessions.tolist()])
+    for k in range(int(reading.max()) + 1):
+        read = verdict_of(found.credit[reading <= k])
+        if read.preferred(args.alpha, args.effect) is not None:
+            break
+    return verdict, read
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,10 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gate-sessions", type=int, default=80, help="the gate's users per test query (80)"
     )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --gate: read the verdict every --gate-every sessions per query, by the "
+        "anytime p-value, and stop at the first significant reading",
+    )
+    parser.add_argument("--gate-every", type=int, default=10, help="sessions per query a reading")
+    parser.add_argument("--effect", type=float, default=0.05, help="the anytime test's tuning")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, help="cap every training run (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
     args = parser.parse_args(argv)
+    if args.sequential and not args.gate:
+        parser.error("--sequential reads the gate's verdict; pass it with --gate")
 
     import torch
 
@@ -277,9 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     if not args.no_write:
         write_section(
-            "click-loop" + ("-gated" if args.gate else ""),
+            "click-loop"
+            + ("-gated" if args.gate else "")
+            + ("-sequential" if args.sequential else ""),
             "Learning from one's own served rankings: the online loop"
             + (", gated by interleaving" if args.gate else "")
+            + (" read as users come in" if args.sequential else "")
             + " (MQ2008)",
             command_line("click_loop", argv),
             body,
@@ -313,9 +359,14 @@ def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: flo
                 mean_of(verdicts, "preference"),
                 f"{sum(a['promoted'] for a in verdicts)} of {len(verdicts)}" if verdicts else "",
             ]
+        if args.sequential:
+            row += [
+                ", ".join(f"{a['read']:,} of {a['offered']:,}" for a in verdicts),
+                f"{sum(a['fixed'] for a in verdicts)} of {len(verdicts)}" if verdicts else "",
+            ]
         rows.append(row)
     last = [loop[-1] for loop in loops.values()]
-    tail = ["" for _ in range(2 if args.gate else 0)]
+    tail = ["" for _ in range((2 if args.gate else 0) + (2 if args.sequential else 0))]
     rows.append(
         ["", "served after the last round", "", "", mean_of(last, "served_ndcg10"), "", "", *tail]
     )
@@ -333,6 +384,8 @@ def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: flo
     ]
     if args.gate:
         headers += ["users' preference for it over the served model", "promoted"]
+    if args.sequential:
+        headers += ["gate sessions read (per seed)", "the fixed test of all would have promoted"]
     gate = (
         " With --gate, each round's new model (IPS labels) is interleaved with the served one "
         f"for {args.gate_sessions} users per test query (queries no model was trained on, "
@@ -341,6 +394,13 @@ def report(args, loops: dict[int, list[dict]], judged: list[float], seconds: flo
         if args.gate
         else " Each round's new model (IPS labels) is served in the next round."
     )
+    if args.sequential:
+        gate = gate.replace(
+            f"(sign test, p < {args.alpha:g}).",
+            f"as read every {args.gate_every} sessions per query, stopping at the first "
+            f"reading whose anytime p-value (effect {args.effect:g}) is below {args.alpha:g}; "
+            "the preference is that of all the gate's sessions.",
+        )
     return (
         f"Fold {args.fold}, {len(loops)} seed(s) ({', '.join(map(str, loops))}), each its own "
         f"loop. Users: {args.sessions} sessions per query and round on the training and "
