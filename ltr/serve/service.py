@@ -83,7 +83,10 @@ def make_batcher(
         pair = (model.spec.ref.version, rival.spec.ref.version)
         if why is not None and pair not in warned:
             warned.add(pair)
-            log.error("not interleaving %s: %s", "feature lists" if texts else "any list", why)
+            if texts:  # text lists still are: expected of two text models of other features
+                log.warning("interleaving text lists only; feature lists: %s", why)
+            else:
+                log.error("not interleaving: %s", why)
         return rival, why is None, texts
 
     def process(
