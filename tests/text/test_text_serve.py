@@ -404,3 +404,70 @@ def test_text_lists_are_interleaved_with_a_challenger_of_other_text_features(
             by = ours if r["team"] == 0 else theirs
             assert by[r["doc_id"]] == pytest.approx(max(by[d] for d in left), abs=1e-4)
             assert abs(teams[: t + 1].count(0) - teams[: t + 1].count(1)) <= 1
+
+
+def test_which_lists_a_challenger_interleaves_and_that_its_failures_fail_no_call(
+    tmp_path, trained, test_lists
+) -> None:
+    """In process: a challenger of the same features without a featurizer interleaves feature
+    lists but not text lists (it cannot compute their rows); a challenger whose featurizer
+    fails answers text lists with the model's own ranking, and the calls succeed."""
+    import asyncio
+
+    from ltr.artifact import save_linear_model
+    from ltr.serve.config import BatchingConfig
+    from ltr.serve.domain import RerankQuery, TextQuery
+    from ltr.serve.service import RerankService, make_batcher
+
+    files, model_dir = trained
+    data = load_dataset(files.files["test"])
+    model = load_served_model(model_dir, backend="torch")
+    names = list(model.spec.feature_names)
+    plain = load_served_model(
+        save_linear_model(tmp_path / "plain", names, {"bm25": 1.0}), backend="torch"
+    )
+    broken = load_served_model(
+        save_linear_model(tmp_path / "broken", names, {"bm25": 1.0}, model_dir / "featurizer"),
+        backend="torch",
+    )
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the challenger's encoder is gone")
+
+    broken.featurizer.list_features = fail  # type: ignore[method-assign]
+    query, ids, texts = test_lists[0]
+    rows = data[0].rows
+    feature_list = RerankQuery.from_matrix([str(i) for i in range(len(rows))], data.features[rows])
+    offline = TextReranker.load(model_dir, backend="torch").scores(query, texts)
+
+    def answers(rival):
+        async def main():
+            holder = ModelHolder("m", lambda uri: model)
+            challenger = ModelHolder("c", lambda uri: rival)
+            holder.load_initial()
+            challenger.load_initial()
+            batcher = make_batcher(holder, BatchingConfig(), challenger=challenger)
+            service = RerankService(
+                holder, batcher, max_candidates=MAX_CANDIDATES, max_message_bytes=1 << 20,
+                challenger=challenger,
+            )  # fmt: skip
+            batcher.start()
+            try:
+                return (
+                    await service.rerank_text(TextQuery("q", query, ids, texts)),
+                    await service.rerank(feature_list),
+                )
+            finally:
+                await batcher.close()
+
+        return asyncio.run(main())
+
+    text, features = answers(plain)
+    assert text.challenger is None and text.teams is None
+    assert features.challenger.name == "plain" and features.teams is not None
+    text, features = answers(broken)
+    assert text.challenger is None and text.teams is None  # the model's ranking, not a failure
+    want = dict(zip(ids, offline.tolist(), strict=True))
+    np.testing.assert_allclose(text.scores, [want[i] for i in text.ids], atol=1e-5)
+    assert list(text.scores) == sorted(text.scores, reverse=True)
+    assert features.challenger.name == "broken" and features.teams is not None
