@@ -103,17 +103,24 @@ def per_query_ndcg10(scores: np.ndarray, data: ListDataset) -> list[float]:
 
 
 def train_lightgbm(
-    train: ListDataset, valid: ListDataset, threads: int, seed: int = 0
+    train: ListDataset,
+    valid: ListDataset,
+    threads: int,
+    seed: int = 0,
+    *,
+    params: dict[str, Any] | None = None,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Any, float]:
-    """LightGBM lambdarank with early stopping on ``valid``: ``(booster, training seconds)``."""
+    """LightGBM lambdarank with early stopping on ``valid``: ``(booster, training seconds)``.
+    ``params`` override :data:`LGBM_PARAMS` (another objective, say); ``labels`` replace the
+    datasets' own (training, validation)."""
     import lightgbm as lgb
 
-    params = {**LGBM_PARAMS, "num_threads": threads, "seed": seed}
+    params = {**LGBM_PARAMS, **(params or {}), "num_threads": threads, "seed": seed}
+    y_train, y_valid = labels if labels is not None else (train.labels, valid.labels)
     started = time.perf_counter()
-    train_set = lgb.Dataset(train.features, train.labels, group=train.list_lengths)
-    valid_set = lgb.Dataset(
-        valid.features, valid.labels, group=valid.list_lengths, reference=train_set
-    )
+    train_set = lgb.Dataset(train.features, y_train, group=train.list_lengths)
+    valid_set = lgb.Dataset(valid.features, y_valid, group=valid.list_lengths, reference=train_set)
     booster = lgb.train(
         params,
         train_set,
