@@ -116,7 +116,11 @@ class Verdict:
 
     def to_dict(self, effect: float | None = None) -> dict:
         """The verdict's counts and measures; with ``effect``, its anytime p-value too."""
-        more = {} if effect is None else {"anytime_p_value": self.anytime_p_value(effect)}
+        more = (
+            {}
+            if effect is None
+            else {"anytime_p_value": self.anytime_p_value(effect), "effect": effect}
+        )
         return {
             "model": self.model,
             "challenger": self.challenger,

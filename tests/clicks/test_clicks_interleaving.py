@@ -177,6 +177,7 @@ def test_the_verdict_of_a_hand_made_log_and_its_exit_code(tmp_path, capsys):
     log_b0 = 2 * math.lgamma(a) - math.lgamma(2 * a)
     (verdict,) = json.loads(capsys.readouterr().out)
     assert verdict["anytime_p_value"] == pytest.approx(math.exp(log_b0 - log_b) / 2**9)
+    assert verdict["effect"] == 0.05
     assert main([*argv, "--effect", "0.1"]) == 2
     assert "pass it with --sequential" in capsys.readouterr().err
     assert main([*argv, "--sequential", "--effect", "0.5"]) == 2
