@@ -6,7 +6,10 @@ requests and client of ``benchmarks.serving_latency``): one without the log, and
 size and flush interval). Bursts alternate between them in every repetition, so that they see the
 same machine. Reported: p50/p99 latency and lists/s per cell, the throughput ratio logged / not
 logged, and what each log holds: rows written (after the server's SIGTERM drain), rows dropped,
-files, and bytes on disk per row.
+files, and bytes on disk per row. Where the time goes: each server thread's CPU (``/proc``) per
+list served over every burst (warm-up included, lists from the server's metrics), by thread:
+the event loop (the main thread), the compute thread, the impression log's writer, and the
+rest (gRPC's own threads).
 
 Run: ``python -m benchmarks.serving_impressions`` (``--no-write`` to only print).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -69,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for server in servers.values():
             server.wait_ready()
-        cells = interleaved_bursts(servers, args, payloads, lambda key: f"{label(key):>20}")
+        cells = interleaved_bursts(
+            servers, args, payloads, lambda key: f"{label(key):>20}", probe=cpu_and_lists
+        )
     finally:
         for key, server in servers.items():
             if key is not None and server.proc.poll() is None:
@@ -92,6 +98,46 @@ def main(argv: list[str] | None = None) -> int:
             body,
         )
     return 0
+
+
+THREADS = ("event loop", "compute", "impression log", "other")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_group(pid: int, task: Path) -> str:
+    """Which of :data:`THREADS` a thread of server ``pid`` is, by its id and name."""
+    if int(task.name) == pid:
+        return "event loop"
+    name = (task / "comm").read_text().strip()
+    if name.startswith("ltr-compute"):
+        return "compute"
+    if name == "ltr-impressions":
+        return "impression log"
+    return "other"
+
+
+def cpu_and_lists(server) -> tuple[dict[str, float], float]:
+    """The server's CPU seconds so far by thread group, and the lists it has served."""
+    pid = server.proc.pid
+    cpu = dict.fromkeys(THREADS, 0.0)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu[thread_group(pid, task)] += (int(fields[11]) + int(fields[12])) / TICK
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return cpu, server.batch_counts()[0]
+
+
+def cpu_per_list(cell) -> dict[str, float]:
+    """CPU milliseconds per list served, by thread group, over the cell's bursts."""
+    spent = dict.fromkeys(THREADS, 0.0)
+    lists = 0.0
+    for (cpu0, lists0), (cpu1, lists1) in cell.probes:
+        for group in THREADS:
+            spent[group] += cpu1[group] - cpu0[group]
+        lists += lists1 - lists0
+    return {group: 1000 * spent[group] / max(lists, 1.0) for group in THREADS}
 
 
 def label(key: float | None) -> str:
@@ -133,6 +179,15 @@ def report(args, keys, cells, held) -> str:
         for n in args.lengths
         for c in args.concurrency
     ]
+    cpu = []
+    for n in args.lengths:
+        for c in args.concurrency:
+            for key in keys:
+                per = cpu_per_list(cells[(key, n, c)])
+                cpu.append(
+                    [f"{n:,}", c, label(key), *(f"{per[g]:.3f}" for g in THREADS),
+                     f"{sum(per.values()):.3f}"]
+                )  # fmt: skip
     logs = [
         [label(k), f"{rows:,}", files, f"{size / max(rows, 1):.0f}", f"{lost:,.0f}"]
         for k, (rows, files, size, lost) in held.items()
@@ -155,6 +210,16 @@ def report(args, keys, cells, held) -> str:
             markdown_table(
                 ["candidates", "concurrency", *(f"{label(k)} / no log" for k in args.sample)],
                 ratios,
+            ),
+            "",
+            "Where the time goes: each server thread's CPU milliseconds per list served, over "
+            "all bursts of a cell (warm-up included), from `/proc`; the main thread runs the "
+            "event loop (gRPC calls, decoding, validation, the log's `record`), the compute "
+            "thread the model, the writer turns queued lists into Parquet:",
+            "",
+            markdown_table(
+                ["candidates", "concurrency", "server", *(f"{g} ms" for g in THREADS), "total ms"],
+                cpu,
             ),
             "",
             "What the logs hold after the servers' SIGTERM drain (every returned candidate of "

@@ -61,6 +61,7 @@ class Cell:
     lists: float = 0.0
     batches: float = 0.0
     rates: list[float] = field(default_factory=list)  # lists/s of each repetition
+    probes: list = field(default_factory=list)  # (before, after) of each burst, when probed
 
 
 def build_model(root: Path) -> Path:
@@ -290,11 +291,14 @@ def default_server_args(lengths: list[int], threads: int = 1) -> argparse.Namesp
     )
 
 
-def interleaved_bursts(servers: dict, args, payloads: dict[int, bytes], describe) -> dict:
+def interleaved_bursts(
+    servers: dict, args, payloads: dict[int, bytes], describe, probe=None
+) -> dict:
     """``{(key, length, concurrency): Cell}`` for servers side by side: in every repetition
     each length and concurrency is measured on every server in turn, the order reversed every
     other repetition, so that they all see the same machine. ``describe(key)`` names a server
-    in the progress lines."""
+    in the progress lines; ``probe(server)``, when given, is read before and after each burst
+    into the cell's ``probes``."""
     keys = list(servers)
     cells = {(k, n, c): Cell() for k in keys for n in args.lengths for c in args.concurrency}
     for rep in range(args.reps):
@@ -303,7 +307,10 @@ def interleaved_bursts(servers: dict, args, payloads: dict[int, bytes], describe
             for c in args.concurrency:
                 for key in order:
                     cell = cells[(key, n, c)]
+                    before = probe(servers[key]) if probe is not None else None
                     measure(servers[key], cell, payloads[n], c, args.seconds, args.warmup)
+                    if probe is not None:
+                        cell.probes.append((before, probe(servers[key])))
                     print(
                         f"rep {rep} {describe(key)} n={n:<5} c={c:<3} "
                         f"{cell.rates[-1]:8.1f} lists/s",

@@ -81,6 +81,7 @@ from ltr.data.parquet import (
 )
 from ltr.errors import ConfigError
 from ltr.serve.domain import RankedList, ValidQuery
+from ltr.serve.osthreads import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ class ImpressionLog:
         return taken
 
     def _run(self) -> None:
+        name_native_thread()  # "ltr-impressions" in top -H
         limit = min(CHUNK_ROWS, self.rows_per_file)
         while True:
             with self._lock:

@@ -37,6 +37,7 @@ from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
 from ltr.serve.config import ServeConfig
 from ltr.serve.metrics import ServerMetrics
 from ltr.serve.models import ModelHolder, ReloadResult, load_served_model
+from ltr.serve.osthreads import name_native_thread
 from ltr.serve.scoring import incompatibility
 from ltr.serve.service import RerankService, make_batcher
 from ltr.serve.servicer import RerankerServicer
@@ -106,7 +107,11 @@ class RerankServer:
                 challenger, partial(load, featurizer=None), on_reload=self._challenger_reloaded
             )
         )
-        self.compute = ThreadPoolExecutor(config.batching.workers, thread_name_prefix="ltr-compute")
+        self.compute = ThreadPoolExecutor(
+            config.batching.workers,
+            thread_name_prefix="ltr-compute",
+            initializer=name_native_thread,  # named in top -H
+        )
         self.stopping = asyncio.Event()
         self.port = 0
         self.server: grpc.aio.Server | None = None

@@ -293,6 +293,12 @@ def test_the_server_logs_what_it_answered_and_sigterm_writes_the_rest(
             query = RerankQuery.from_matrix([f"r{r}" for r in s5[9].rows], s5[9].features)
             client_session = client.rerank_query(query).impression_id
         assert not files(log_dir)
+        # the compute thread and the log's writer are named for top -H and /proc
+        names = {
+            (task / "comm").read_text().strip()
+            for task in Path(f"/proc/{server.proc.pid}/task").iterdir()
+        }
+        assert {"ltr-compute_0", "ltr-impressions"} <= names, names
         server.signal(signal.SIGTERM)
         assert server.proc.wait(timeout=60) == 0
     finally:
