@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         files = sorted((root / f"sample-{key:g}" / "impressions").glob("impressions-*.parquet"))
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         held[key] = (rows, len(files), sum(f.stat().st_size for f in files), dropped[key])
-    body = report(args, keys, cells, held)
+    body = report(args, keys, cells, held, record_microseconds(args.lengths))
     print(body)
     if not args.no_write:
         write_section(
@@ -140,6 +140,33 @@ def cpu_per_list(cell) -> dict[str, float]:
     return {group: 1000 * spent[group] / max(lists, 1.0) for group in THREADS}
 
 
+def record_microseconds(lengths: list[int], calls: int = 20_000) -> dict[int, float]:
+    """Microseconds per list of what the log adds to the event loop's own work, timed in this
+    process: :meth:`ImpressionLog.record` and the response's copy that carries the id."""
+    import time
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ltr.serve.domain import ModelRef, RankedList, ValidQuery
+    from ltr.serve.impressions import ImpressionLog
+
+    out = {}
+    names = tuple(f"f{i + 1}" for i in range(46))
+    for n in lengths:
+        ids = [f"d{i}" for i in range(n)]
+        query = ValidQuery("q", ids, np.ones((n, 46), np.float32), None, None, None)
+        ranked = RankedList("q", ids, np.zeros(n, np.float32), np.arange(n), ModelRef("m", "1"))
+        with tempfile.TemporaryDirectory() as folder:
+            log = ImpressionLog(folder, flush_seconds=3600, max_queued_rows=calls * n + 1)
+            started = time.perf_counter()
+            for _ in range(calls):
+                replace(ranked, impression_id=log.record(query, ranked, names))
+            out[n] = 1e6 * (time.perf_counter() - started) / calls
+            log.close()
+    return out
+
+
 def label(key: float | None) -> str:
     return "no log" if key is None else f"log {key:.0%} of lists"
 
@@ -158,7 +185,7 @@ def dropped_rows(port: int) -> float:
     )
 
 
-def report(args, keys, cells, held) -> str:
+def report(args, keys, cells, held, recorded: dict[int, float]) -> str:
     rows = []
     for key in keys:
         for n in args.lengths:
@@ -221,6 +248,11 @@ def report(args, keys, cells, held) -> str:
                 ["candidates", "concurrency", "server", *(f"{g} ms" for g in THREADS), "total ms"],
                 cpu,
             ),
+            "",
+            "The log's own work on the event loop (`record` and the response's copy with its id), "
+            "timed alone in the benchmark process: "
+            + ", ".join(f"{us:.1f} µs per list of {n:,}" for n, us in recorded.items())
+            + ".",
             "",
             "What the logs hold after the servers' SIGTERM drain (every returned candidate of "
             "the logged lists, warm-up bursts included). Every request of a length repeats the "
