@@ -47,7 +47,12 @@ def _add_impressions_and_clicks(p: argparse.ArgumentParser) -> None:
         "impressions", nargs="+", type=Path, metavar="IMPRESSIONS",
         help="impression files or folders holding impressions-*.parquet",
     )  # fmt: skip
-    p.add_argument("--clicks", required=True, type=Path, help="Parquet, CSV or TSV of clicks")
+    p.add_argument(
+        "--clicks",
+        required=True,
+        type=Path,
+        help="the clicks: a Parquet, CSV or TSV file, or a folder of such files",
+    )
 
 
 def _register_interleaving(commands: argparse._SubParsersAction) -> None:

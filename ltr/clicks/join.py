@@ -100,9 +100,34 @@ def feature_names_of_log(file_schema: pa.Schema) -> list[str]:
     return [f"f{i}" for i in range(1, width + 1)]
 
 
-def read_clicks(path: Path) -> pa.Table:
+CLICK_SUFFIXES = (".parquet", ".csv", ".tsv")
+
+
+def click_files(path: Path) -> list[Path]:
+    """The click files of ``path``: the file itself, or a folder's ``*.parquet``, ``*.csv``
+    and ``*.tsv`` files (sorted; hidden ones, such as files being written, left out), as a
+    front end that writes its clicks in parts leaves them."""
     if not path.exists():
-        raise FileNotFoundError(f"no such click file: {path}")
+        raise FileNotFoundError(f"no such click file or folder: {path}")
+    if not path.is_dir():
+        return [path]
+    found = sorted(
+        f
+        for f in path.iterdir()
+        if f.is_file() and f.suffix.lower() in CLICK_SUFFIXES and not f.name.startswith(".")
+    )
+    if not found:
+        raise DataFormatError(f"{path}: no click files (*.parquet, *.csv, *.tsv) in this folder")
+    return found
+
+
+def read_clicks(path: Path) -> pa.Table:
+    """The ``session`` and ``doc_id`` of every click in the file or folder ``path`` (Parquet,
+    CSV or TSV; see :func:`click_files`), as strings."""
+    return pa.concat_tables(_read_click_file(f) for f in click_files(path))
+
+
+def _read_click_file(path: Path) -> pa.Table:
     if path.suffix.lower() in (".csv", ".tsv"):
         options = pcsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         table = pcsv.read_csv(path, parse_options=options)
@@ -119,7 +144,8 @@ def read_clicks(path: Path) -> pa.Table:
     for name in CLICK_COLUMNS:
         if table.column(name).null_count:
             raise DataFormatError(f"{path}: {table.column(name).null_count} clicks have no {name}")
-    return table
+    # as strings: parts whose ids a CSV reader typed as numbers still concatenate
+    return pa.table({name: table.column(name).cast(pa.string()) for name in CLICK_COLUMNS})
 
 
 def click_keys(table: pa.Table) -> pa.ChunkedArray:

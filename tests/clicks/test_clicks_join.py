@@ -120,3 +120,42 @@ def test_join_refuses_what_it_cannot_read(tmp_path, capsys):
     refused(str(not_a_log), why="not an impression log (no 'session', 'doc_id'")
     refused(str(tmp_path), why="no impressions-*.parquet files in this folder")
     refused(str(tmp_path / "a"), "--max-position", "0", why="--max-position must be at least 1")
+
+
+def test_clicks_written_in_parts_join_as_one_file(tmp_path, capsys):
+    """A front end's clicks as a folder of parts (a CSV, a TSV and a Parquet file, and a hidden
+    file still being written) join exactly as the same clicks in one file; a folder without
+    click files is refused."""
+    rng = np.random.default_rng(2)
+    served = serve_lists(tmp_path / "impressions", rng)
+    rows = [(s, ranking[k]) for s, (_, ranking, _) in served.items() for k in (0, 2)]
+    whole = tmp_path / "clicks.csv"
+    whole.write_text("session,doc_id\n" + "".join(f"{s},{d}\n" for s, d in rows))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    third = len(rows) // 3
+    (parts / "a.csv").write_text(
+        "session,doc_id\n" + "".join(f"{s},{d}\n" for s, d in rows[:third])
+    )
+    (parts / "b.tsv").write_text(
+        "session\tdoc_id\n" + "".join(f"{s}\t{d}\n" for s, d in rows[third : 2 * third])
+    )
+    session, doc = zip(*rows[2 * third :], strict=True)
+    pq.write_table(pa.table({"doc_id": list(doc), "session": list(session)}), parts / "c.parquet")
+    unseen = [(s, ranking[1]) for s, (_, ranking, _) in served.items()]  # clicks not to read
+    (parts / ".d.csv.tmp").write_text("session,doc_id\n{},{}\n".format(*unseen[0]))
+    (parts / ".e.csv").write_text("session,doc_id\n{},{}\n".format(*unseen[1]))
+
+    outs = {}
+    for name, clicks in (("whole", whole), ("parts", parts)):
+        outs[name] = tmp_path / f"{name}.parquet"
+        assert main(["clicks", "join", str(tmp_path / "impressions"), "--clicks", str(clicks),
+                     "--out", str(outs[name]), "--quiet"]) == 0  # fmt: skip
+    assert pq.read_table(outs["parts"]).equals(pq.read_table(outs["whole"]))
+    assert pq.read_table(outs["parts"]).column("click").to_numpy().sum() == len(rows)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["clicks", "join", str(tmp_path / "impressions"), "--clicks", str(empty),
+                 "--out", str(tmp_path / "o.parquet")]) == 2  # fmt: skip
+    assert "no click files (*.parquet, *.csv, *.tsv) in this folder" in capsys.readouterr().err
