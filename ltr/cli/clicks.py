@@ -323,6 +323,12 @@ def _register_simulate(commands: argparse._SubParsersAction) -> None:
         "end records, for `ltr clicks join`",
     )
     served.add_argument(
+        "--record-clicks",
+        action="store_true",
+        help="also send the clicks back to the server (RecordClicks), as a front end would, "
+        "into its click log: IMPRESSIONS/clicks",
+    )
+    served.add_argument(
         "--concurrency", type=int, default=8, help="queries in flight at once (default 8)"
     )
     served.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
@@ -557,6 +563,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.server is not None:
         return _simulate_served(args, started)
     served_only = [f for f in ("clicks_out", "ca", "cert", "key") if getattr(args, f) is not None]
+    served_only += ["record_clicks"] if args.record_clicks else []
     if served_only:
         flag = "--" + served_only[0].replace("_", "-")
         raise ConfigError(f"{flag} is an option of --server (users of a running server)")
@@ -662,6 +669,7 @@ def _simulate_served(args: argparse.Namespace, started: float) -> int:
             top_k=args.top_k,
             seed=args.seed,
             clicks_out=args.clicks_out,
+            record_clicks=args.record_clicks,
             concurrency=args.concurrency,
             metadata={"server": args.server, "data": [str(p) for p in args.data]},
             progress=not args.quiet,
@@ -675,6 +683,8 @@ def _simulate_served(args: argparse.Namespace, started: float) -> int:
         )
         if args.clicks_out is not None:
             print(f"wrote {args.clicks_out}: the clicks of the logged sessions")
+        if args.record_clicks:
+            print("sent the clicks of the logged sessions back to the server (RecordClicks)")
         if result.unlogged_sessions:
             print(
                 f"{result.unlogged_sessions:,} sessions came back without an impression id "

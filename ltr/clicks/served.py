@@ -62,6 +62,7 @@ def simulate_served_clicks(
     top_k: int | None = None,
     seed: int = 0,
     clicks_out: str | Path | None = None,
+    record_clicks: bool = False,
     concurrency: int = 8,
     metadata: dict | None = None,
     progress: bool = True,
@@ -78,6 +79,8 @@ def simulate_served_clicks(
             :func:`~ltr.clicks.simulate.simulate_clicks`: on the same rankings, the same clicks.
         clicks_out: also write the clicks alone, ``(session, doc_id)``, as CSV (``.csv``) or
             Parquet (``.parquet``): what a front end records for ``ltr clicks join``.
+        record_clicks: also send the clicks back to the server (``RecordClicks``), as a front
+            end would, for its click log (``<impressions.directory>/clicks``).
         concurrency: queries in flight at once (each sends its sessions one after another).
 
     Raises:
@@ -159,9 +162,14 @@ def simulate_served_clicks(
         pool.shutdown(wait=True, cancel_futures=True)
     clicks = pq.read_table(out, columns=["session", "doc_id", "click"])
     clicked = clicks.filter(pc.equal(clicks["click"], 1))
+    logged = pc.invert(pc.is_in(clicked["session"], pa.array(unlogged, pa.string())))
+    front_end = clicked.filter(logged).select(["session", "doc_id"])  # what users could report
     if clicks_path is not None:
-        logged = pc.invert(pc.is_in(clicked["session"], pa.array(unlogged, pa.string())))
-        write_atomically(clicked.filter(logged).select(["session", "doc_id"]), clicks_path)
+        write_atomically(front_end, clicks_path)
+    if record_clicks and front_end.num_rows:
+        client.record_clicks(
+            zip(front_end["session"].to_pylist(), front_end["doc_id"].to_pylist(), strict=True)
+        )
     return ServedSimulation(
         impressions=written,
         sessions=len(data) * sessions,

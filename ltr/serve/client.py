@@ -23,7 +23,7 @@ over the server's size limit is also ``RESOURCE_EXHAUSTED`` and is retried in va
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import grpc
@@ -34,7 +34,14 @@ from ltr.errors import LtrError
 from ltr.serve import convert
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
-from ltr.serve.domain import ModelInfo, ModelSpec, RankedList, RerankQuery, TextQuery
+from ltr.serve.domain import (
+    MAX_CLICKS_PER_CALL,
+    ModelInfo,
+    ModelSpec,
+    RankedList,
+    RerankQuery,
+    TextQuery,
+)
 from ltr.serve.tls import channel_credentials
 
 
@@ -73,7 +80,7 @@ def retry_service_config(retries: int, initial_backoff: float = 0.02) -> str:
 
 class RerankerClient:
     """Blocking client: :meth:`rerank`, :meth:`rerank_batch`, :meth:`rerank_text`,
-    :meth:`model_info`, :meth:`health`.
+    :meth:`record_clicks`, :meth:`model_info`, :meth:`health`.
 
     Args:
         target: ``host:port`` of the server.
@@ -184,6 +191,24 @@ class RerankerClient:
             TextQuery(query_id, query, ids, list(texts), top_k, model_name)
         )
         return convert.ranked_from_proto(self._invoke(self.stub.RerankText, request, timeout))
+
+    def record_clicks(
+        self, clicks: Iterable[tuple[str, str]], *, timeout: float | None = None
+    ) -> int:
+        """Send users' clicks back, ``(impression_id, candidate_id)`` pairs, for the server's
+        click log (``RecordClicks``, in calls of at most 10,000); returns how many it took (no
+        call for no clicks)."""
+        pairs = [(str(s), str(c)) for s, c in clicks]
+        recorded = 0
+        for start in range(0, len(pairs), MAX_CLICKS_PER_CALL):
+            request = pb.RecordClicksRequest(
+                clicks=[
+                    pb.Click(impression_id=s, candidate_id=c)
+                    for s, c in pairs[start : start + MAX_CLICKS_PER_CALL]
+                ]
+            )
+            recorded += self._invoke(self.stub.RecordClicks, request, timeout).recorded
+        return recorded
 
     def model_info(self, *, timeout: float | None = None) -> ModelInfo:
         """The served model (name, version, features) and the server's limits."""

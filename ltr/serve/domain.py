@@ -14,6 +14,10 @@ import numpy as np
 Backend = Literal["onnx", "torch"]
 
 
+MAX_CLICKS_PER_CALL = 10_000
+"""Most clicks one ``RecordClicks`` call may carry (the client splits larger sends)."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which model produced a ranking: registry name and version (or run id for local files)."""

@@ -26,3 +26,7 @@ class ShuttingDownError(LtrError):
 
 class TextNotServedError(LtrError):
     """A text request reached a server whose model came without a text featurizer."""
+
+
+class ClicksNotRecordedError(LtrError):
+    """Clicks reached a server that keeps no impression log, so no click log either."""

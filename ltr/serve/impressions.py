@@ -125,6 +125,32 @@ def schema(feature_names: tuple[str, ...]) -> pa.Schema:
     )
 
 
+def prepare_folder(directory: Path, prefix: str, flush_seconds: float, setting: str) -> None:
+    """Create ``directory`` and check that it can be written (else a :class:`ConfigError`
+    naming ``setting``); remove the temporary files of ``prefix`` that a crash left there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{setting} {str(directory)!r} cannot be written: {exc}") from None
+    # a crash mid-write left it; a live writer (another replica sharing the folder) touches its
+    # file at least every flush_seconds, so only files untouched far longer are stale
+    cutoff = time.time() - max(STALE_SECONDS, 2 * flush_seconds)
+    for stale in directory.glob(f".{prefix}*.tmp"):
+        with contextlib.suppress(OSError):  # another replica may have removed it
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+
+
+def file_name(prefix: str, token: str, sequence: int) -> str:
+    """``<prefix><UTC time>-<pid>-<token>-<sequence>.parquet``: the pid and a random token per
+    log, so that replicas sharing a folder never collide."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{prefix}{stamp}-{os.getpid()}-{token[:8]}-{sequence:06d}.parquet"
+
+
 class ImpressionObserver(Protocol):
     """What the log reports (the server's metrics)."""
 
@@ -174,22 +200,7 @@ class ImpressionLog:
         self.sample = sample
         self._draw = random.Random(os.urandom(16)).random  # no system call per list
         self.observer = observer
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            probe = self.directory / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(
-                f"impressions.directory {str(self.directory)!r} cannot be written: {exc}"
-            ) from None
-        # a crash mid-write left it; a live writer (another replica sharing the folder) touches
-        # its file at least every flush_seconds, so only files untouched far longer are stale
-        cutoff = time.time() - max(STALE_SECONDS, 2 * flush_seconds)
-        for stale in self.directory.glob(f".{PREFIX}*.tmp"):
-            with contextlib.suppress(OSError):  # another replica may have removed it
-                if stale.stat().st_mtime < cutoff:
-                    stale.unlink()
+        prepare_folder(self.directory, PREFIX, flush_seconds, "impressions.directory")
         self._prefix = os.urandom(8).hex()
         self._counter = itertools.count(1)
         self._queue: deque[_Served] = deque()
@@ -308,10 +319,7 @@ class ImpressionLog:
 
     def _open_file(self, names: tuple[str, ...], file_schema: pa.Schema) -> None:
         self._sequence += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        # the pid and this log's random prefix: replicas sharing the folder never collide
-        token = f"{os.getpid()}-{self._prefix[:8]}"
-        self._name = f"{PREFIX}{stamp}-{token}-{self._sequence:06d}.parquet"
+        self._name = file_name(PREFIX, self._prefix, self._sequence)
         self._tmp = self.directory / f".{self._name}.tmp"
         # dictionaries only where values repeat (ids of lists and models), not for floats
         self._file = pq.ParquetWriter(self._tmp, file_schema, use_dictionary=STRINGS)

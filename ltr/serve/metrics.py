@@ -13,7 +13,8 @@ Metric families (all in a registry of their own, so several servers can live in 
   featurizer's document cache (``cache``), from the documents it computed lately and keeps
   (``recent``), or were computed (``computed``: tokenised, encoded);
 * ``ltr_impressions_written_total`` / ``ltr_impressions_dropped_total{reason}`` -- rows of the
-  impression log written to files, and left out (``queue_full``, ``write_error``).
+  impression log written to files, and left out (``queue_full``, ``write_error``);
+* ``ltr_clicks_written_total`` -- clicks sent back with ``RecordClicks`` written to the click log.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class ServerMetrics:
             ["source"],
             registry=r,
         )
+        self.clicks = Counter(
+            "ltr_clicks_written", "Clicks (RecordClicks) written to the click log.", registry=r
+        )
         self.impressions = Counter(
             "ltr_impressions_written", "Impression log rows written to files.", registry=r
         )
@@ -122,6 +126,9 @@ class ServerMetrics:
     def documents_featurized(self, by_source: dict[str, int]) -> None:
         for source, count in by_source.items():
             self.text_documents.labels(source).inc(count)
+
+    def clicks_written(self, clicks: int) -> None:
+        self.clicks.inc(clicks)
 
     def impressions_written(self, rows: int) -> None:
         self.impressions.inc(rows)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -154,8 +155,16 @@ class RerankServer:
             on_interleaved=self.metrics.lists_interleaved,
         )
         self.impressions = None
+        self.clicks = None
         if cfg.impressions.directory:
+            from ltr.serve.clicklog import FOLDER, ClickLog
             from ltr.serve.impressions import ImpressionLog
+
+            self.clicks = ClickLog(
+                Path(cfg.impressions.directory) / FOLDER,
+                flush_seconds=cfg.impressions.flush_seconds,
+                on_written=self.metrics.clicks_written,
+            )
 
             self.impressions = ImpressionLog(
                 cfg.impressions.directory,
@@ -171,6 +180,7 @@ class RerankServer:
             max_candidates=cfg.max_candidates,
             max_message_bytes=cfg.max_message_bytes,
             impressions=self.impressions,
+            clicks=self.clicks,
             challenger=self.challenger,
         )
         server = grpc.aio.server(
@@ -250,6 +260,8 @@ class RerankServer:
         await self.batcher.close()
         if self.impressions is not None:  # every answered list is written before exiting
             await asyncio.to_thread(self.impressions.close)
+        if self.clicks is not None:  # and every click received
+            await asyncio.to_thread(self.clicks.close)
         for task in self._tasks:
             task.cancel()
         self.metrics.stop_http()

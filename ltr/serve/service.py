@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 
 from ltr.errors import InputError, LtrError
 from ltr.serve.batching import BatchObserver, DynamicBatcher
+from ltr.serve.clicklog import ClickLog
 from ltr.serve.config import BatchingConfig
 from ltr.serve.domain import (
+    MAX_CLICKS_PER_CALL,
     ModelInfo,
     RankedList,
     RerankQuery,
@@ -28,7 +30,7 @@ from ltr.serve.domain import (
     ValidQuery,
     ValidTextQuery,
 )
-from ltr.serve.errors import ShuttingDownError
+from ltr.serve.errors import ClicksNotRecordedError, ShuttingDownError
 from ltr.serve.impressions import ImpressionLog
 from ltr.serve.models import ModelHolder, ServedModel
 from ltr.serve.scoring import featurize, incompatibility, interleave_batch, score_batch
@@ -159,6 +161,7 @@ class RerankService:
         max_message_bytes: largest request the transport accepts (reported by
             :meth:`model_info`; enforced by the transport).
         impressions: where answered lists are logged (None = not logged).
+        clicks: where clicks sent back with ``RecordClicks`` are logged (None = refused).
         challenger: the model interleaved with the holder's, reported by :meth:`model_info`.
     """
 
@@ -170,12 +173,14 @@ class RerankService:
         max_candidates: int,
         max_message_bytes: int,
         impressions: ImpressionLog | None = None,
+        clicks: ClickLog | None = None,
         challenger: ModelHolder | None = None,
     ) -> None:
         self.holder = holder
         self.challenger = challenger
         self.batcher = batcher
         self.impressions = impressions
+        self.clicks = clicks
         self.max_candidates = max_candidates
         self.max_message_bytes = max_message_bytes
         self._open = True
@@ -257,6 +262,28 @@ class RerankService:
             ranked = await self.batcher.submit_many(valid, deadline)
             names = spec.feature_names
             return [self._logged(names, q, r) for q, r in zip(valid, ranked, strict=True)]
+
+    def record_clicks(self, clicks: Sequence[tuple[str, str]]) -> int:
+        """Queue users' clicks, ``(impression id, candidate id)`` pairs, for the click log;
+        returns how many. A bad click fails the call, naming its position, and none is kept."""
+        with self._accepted():
+            if self.clicks is None:
+                raise ClicksNotRecordedError(
+                    "this server keeps no impression log (impressions.directory), so it records "
+                    "no clicks; start it with --impressions DIR"
+                )
+            if not clicks:
+                raise InputError("the request holds no clicks; send at least one")
+            if len(clicks) > MAX_CLICKS_PER_CALL:
+                raise InputError(
+                    f"the request holds {len(clicks):,} clicks, more than the "
+                    f"{MAX_CLICKS_PER_CALL:,} one call may carry; split them"
+                )
+            for i, (session, candidate) in enumerate(clicks):
+                if not session or not candidate:
+                    what = "impression_id" if not session else "candidate_id"
+                    raise InputError(f"click {i} has an empty {what}")
+            return self.clicks.record(list(clicks))
 
     def model_info(self) -> ModelInfo:
         """The model in use and the server's limits."""

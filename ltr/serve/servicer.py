@@ -78,6 +78,15 @@ class RerankerServicer(pb_grpc.RerankerServicer):
 
         return await self._call("RerankText", context, work)
 
+    async def RecordClicks(
+        self, request: pb.RecordClicksRequest, context
+    ) -> pb.RecordClicksResponse:
+        async def work(deadline: float | None) -> pb.RecordClicksResponse:
+            clicks = [(c.impression_id, c.candidate_id) for c in request.clicks]
+            return pb.RecordClicksResponse(recorded=self.service.record_clicks(clicks))
+
+        return await self._call("RecordClicks", context, work)
+
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.ModelInfo:
         async def work(deadline: float | None) -> pb.ModelInfo:
             return convert.info_to_proto(self.service.model_info())

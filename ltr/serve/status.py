@@ -6,6 +6,7 @@ error                                  status code             typical cause
 :class:`ltr.errors.InputError`         ``INVALID_ARGUMENT``    bad features, ids, list size
 :class:`~ltr.serve.errors.UnknownModelError`  ``NOT_FOUND``    model_name of another model
 :class:`~ltr.serve.errors.TextNotServedError`  ``FAILED_PRECONDITION``  text, no featurizer
+:class:`~ltr.serve.errors.ClicksNotRecordedError`  ``FAILED_PRECONDITION``  no impression log
 :class:`~ltr.serve.errors.QueueFullError`     ``RESOURCE_EXHAUSTED``  overload
 :class:`~ltr.serve.errors.DeadlineExpiredError`  ``DEADLINE_EXCEEDED``  waited past deadline
 :class:`~ltr.serve.errors.ShuttingDownError`  ``UNAVAILABLE``  draining after SIGTERM
@@ -23,6 +24,7 @@ import grpc
 
 from ltr.errors import InputError
 from ltr.serve.errors import (
+    ClicksNotRecordedError,
     DeadlineExpiredError,
     QueueFullError,
     ShuttingDownError,
@@ -36,6 +38,7 @@ STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
     InputError: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownModelError: grpc.StatusCode.NOT_FOUND,
     TextNotServedError: grpc.StatusCode.FAILED_PRECONDITION,
+    ClicksNotRecordedError: grpc.StatusCode.FAILED_PRECONDITION,
     QueueFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExpiredError: grpc.StatusCode.DEADLINE_EXCEEDED,
     ShuttingDownError: grpc.StatusCode.UNAVAILABLE,

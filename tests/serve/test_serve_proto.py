@@ -30,6 +30,7 @@ def test_the_loaded_descriptor_is_the_proto_file() -> None:
         "RerankBatch",
         "GetModelInfo",
         "RerankText",
+        "RecordClicks",
     ]
     # fixed values are enumerations, not strings
     assert pb.ModelInfo.DESCRIPTOR.fields_by_name["backend"].enum_type.name == "Backend"

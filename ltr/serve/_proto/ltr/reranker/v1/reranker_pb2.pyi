@@ -135,3 +135,23 @@ class ModelInfo(_message.Message):
     accepts_text: bool
     challenger: ModelRef
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., num_features: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., backend: _Optional[_Union[Backend, str]] = ..., uses_initial_rank: _Optional[bool] = ..., context_dim: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., context_columns: _Optional[_Iterable[str]] = ..., accepts_text: _Optional[bool] = ..., challenger: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
+
+class Click(_message.Message):
+    __slots__ = ("impression_id", "candidate_id")
+    IMPRESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    impression_id: str
+    candidate_id: str
+    def __init__(self, impression_id: _Optional[str] = ..., candidate_id: _Optional[str] = ...) -> None: ...
+
+class RecordClicksRequest(_message.Message):
+    __slots__ = ("clicks",)
+    CLICKS_FIELD_NUMBER: _ClassVar[int]
+    clicks: _containers.RepeatedCompositeFieldContainer[Click]
+    def __init__(self, clicks: _Optional[_Iterable[_Union[Click, _Mapping]]] = ...) -> None: ...
+
+class RecordClicksResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

@@ -54,6 +54,11 @@ class RerankerStub:
                 request_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankTextRequest.SerializeToString,
                 response_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankResponse.FromString,
                 _registered_method=True)
+        self.RecordClicks = channel.unary_unary(
+                '/ltr.reranker.v1.Reranker/RecordClicks',
+                request_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RecordClicksRequest.SerializeToString,
+                response_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RecordClicksResponse.FromString,
+                _registered_method=True)
 
 
 class RerankerServicer:
@@ -90,6 +95,16 @@ class RerankerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordClicks(self, request, context):
+        """Record the clicks users made on answered lists (by the response's impression_id). The
+        server writes them beside its impression log (impressions.directory/clicks), where
+        `ltr clicks join` and `ltr clicks interleaving` read them. A server without an impression
+        log answers FAILED_PRECONDITION; a full click queue, RESOURCE_EXHAUSTED (retry later).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RerankerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +127,11 @@ def add_RerankerServicer_to_server(servicer, server):
                     servicer.RerankText,
                     request_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankTextRequest.FromString,
                     response_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankResponse.SerializeToString,
+            ),
+            'RecordClicks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordClicks,
+                    request_deserializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RecordClicksRequest.FromString,
+                    response_serializer=ltr_dot_reranker_dot_v1_dot_reranker__pb2.RecordClicksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +242,33 @@ class Reranker:
             '/ltr.reranker.v1.Reranker/RerankText',
             ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankTextRequest.SerializeToString,
             ltr_dot_reranker_dot_v1_dot_reranker__pb2.RerankResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordClicks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ltr.reranker.v1.Reranker/RecordClicks',
+            ltr_dot_reranker_dot_v1_dot_reranker__pb2.RecordClicksRequest.SerializeToString,
+            ltr_dot_reranker_dot_v1_dot_reranker__pb2.RecordClicksResponse.FromString,
             options,
             channel_credentials,
             insecure,
