@@ -93,3 +93,48 @@ def test_a_server_without_an_impression_log_refuses_clicks(tmp_path, tiny_artifa
     finally:
         server.signal(signal.SIGTERM)
         assert server.stop() == 0, server.log()
+
+
+def test_the_click_log_keeps_the_clicks_of_a_failed_write(tmp_path, monkeypatch):
+    """In process: the first write fails (a full disk, say); its clicks are written with a
+    later flush, none lost or doubled, and no temporary file is left."""
+    from ltr.serve import clicklog
+
+    real_write = clicklog.pq.write_table
+    failures = []
+
+    def flaky(table, where, **kwargs):
+        if not failures:
+            failures.append(table.num_rows)
+            raise OSError("No space left on device")
+        return real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(clicklog.pq, "write_table", flaky)
+    log = clicklog.ClickLog(tmp_path / "clicks", flush_seconds=0.2)
+    assert log.record([("s1", "a"), ("s1", "b")]) == 2
+    deadline = time.monotonic() + 30
+    while not failures:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert log.record([("s3", "a")]) == 1
+    log.close()
+    rows = click_rows(tmp_path / "clicks")
+    assert failures == [2]
+    assert sorted(zip(rows["session"].to_pylist(), rows["doc_id"].to_pylist(), strict=True)) == [
+        ("s1", "a"), ("s1", "b"), ("s3", "a"),
+    ]  # fmt: skip
+    assert not list((tmp_path / "clicks").glob(".*"))
+
+
+def test_a_call_that_does_not_fit_in_the_click_queue_is_refused_whole(tmp_path):
+    from ltr.serve.clicklog import ClickLog
+    from ltr.serve.errors import QueueFullError
+
+    log = ClickLog(tmp_path / "clicks", flush_seconds=3600, max_queued=5)
+    assert log.record([("s1", "a"), ("s1", "b")]) == 2
+    with pytest.raises(QueueFullError, match="queue is full"):
+        log.record([("s2", "a"), ("s2", "b"), ("s2", "c"), ("s2", "d")])  # 2 + 4 > 5
+    assert log.record([("s3", "a"), ("s3", "b"), ("s3", "c")]) == 3  # 2 + 3 = 5 fits
+    log.close()  # writes what is queued
+    rows = click_rows(tmp_path / "clicks")
+    assert sorted(set(rows["session"].to_pylist())) == ["s1", "s3"] and rows.num_rows == 5
