@@ -49,10 +49,27 @@ def _add_impressions_and_clicks(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--clicks",
-        required=True,
         type=Path,
-        help="the clicks: a Parquet, CSV or TSV file, or a folder of such files",
+        help="the clicks: a Parquet, CSV or TSV file, or a folder of such files (default: the "
+        "server's click log, IMPRESSIONS/clicks, of RecordClicks)",
     )
+
+
+def clicks_of(args: argparse.Namespace) -> Path:
+    """``--clicks``, else the click log of the one impression folder that has one."""
+    from ltr.errors import ConfigError
+    from ltr.serve.clicklog import FOLDER
+
+    if args.clicks is not None:
+        return args.clicks
+    logs = [p / FOLDER for p in args.impressions if (p / FOLDER).is_dir()]
+    if len(logs) != 1:
+        found = "none of the impression folders has" if not logs else "several folders have"
+        raise ConfigError(
+            f"pass --clicks FILE_OR_FOLDER: {found} a click log ({FOLDER}/, written by a server "
+            "that received RecordClicks)"
+        )
+    return logs[0]
 
 
 def _register_interleaving(commands: argparse._SubParsersAction) -> None:
@@ -120,7 +137,9 @@ def run_interleaving(args: argparse.Namespace) -> int:
     if args.sequential:
         effect = DEFAULT_EFFECT if args.effect is None else args.effect
         prior_strength(effect)  # refuses an effect outside (0, 0.5) before reading the log
-    verdicts = interleaving_verdict(args.impressions, args.clicks, max_position=args.max_position)
+    verdicts = interleaving_verdict(
+        args.impressions, clicks_of(args), max_position=args.max_position
+    )
     if args.exit_code and len(verdicts) != 1:
         pairs = "; ".join(f"{v.challenger} against {v.model}" for v in verdicts)
         raise ConfigError(
@@ -199,7 +218,7 @@ def run_join(args: argparse.Namespace) -> int:
 
     summary = join_clicks(
         args.impressions,
-        args.clicks,
+        clicks_of(args),
         args.out,
         features_out=args.features_out,
         max_position=args.max_position,

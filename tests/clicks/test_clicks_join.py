@@ -159,3 +159,9 @@ def test_clicks_written_in_parts_join_as_one_file(tmp_path, capsys):
     assert main(["clicks", "join", str(tmp_path / "impressions"), "--clicks", str(empty),
                  "--out", str(tmp_path / "o.parquet")]) == 2  # fmt: skip
     assert "no click files (*.parquet, *.csv, *.tsv) in this folder" in capsys.readouterr().err
+    # without --clicks: the impression folder's click log, which this one has not
+    assert main(["clicks", "join", str(tmp_path / "impressions"),
+                 "--out", str(tmp_path / "o.parquet")]) == 2  # fmt: skip
+    assert "pass --clicks FILE_OR_FOLDER: none of the impression folders has a click log" in (
+        capsys.readouterr().err
+    )

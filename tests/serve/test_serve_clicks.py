@@ -72,11 +72,11 @@ def test_clicks_sent_back_join_like_the_front_ends_file(tmp_path, tiny_artifact,
     want = set(zip(sent["session"].to_pylist(), map(str, sent["doc_id"].to_pylist()), strict=True))
     assert pairs == want and logged.num_rows == sent.num_rows  # none lost, none twice
     assert logged["received_at"].null_count == 0
-    outs = {}
-    for name, clicks in (("file", tmp_path / "clicks.csv"), ("log", impressions / "clicks")):
+    outs = {}  # the click log is the default --clicks of an impression folder that has one
+    for name, clicks in (("file", ["--clicks", str(tmp_path / "clicks.csv")]), ("log", [])):
         outs[name] = tmp_path / f"join-{name}.parquet"
-        assert main(["clicks", "join", str(impressions), "--clicks", str(clicks), "--out",
-                     str(outs[name]), "--quiet"]) == 0  # fmt: skip
+        assert main(["clicks", "join", str(impressions), *clicks, "--out", str(outs[name]),
+                     "--quiet"]) == 0  # fmt: skip
     assert pq.read_table(outs["log"]).equals(pq.read_table(outs["file"]))
 
 
