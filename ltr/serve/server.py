@@ -287,7 +287,8 @@ class RerankServer:
             else ""
         )
         impressions = (
-            f"; impressions logged to {cfg.impressions.directory}"
+            f"; impressions logged to {cfg.impressions.directory} (RecordClicks clicks to "
+            f"{Path(cfg.impressions.directory) / 'clicks'})"
             if cfg.impressions.directory
             else ""
         )
