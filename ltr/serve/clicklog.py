@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -33,8 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ltr.serve.errors import QueueFullError
-from ltr.serve.impressions import MAX_IDLE_SECONDS, file_name, prepare_folder
-from ltr.serve.osthreads import name_native_thread
+from ltr.serve.impressions import (
+    MAX_IDLE_SECONDS,
+    BackgroundWriter,
+    file_name,
+    prepare_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ SCHEMA = pa.schema(
 )
 
 
-class ClickLog:
+class ClickLog(BackgroundWriter):
     """Writes recorded clicks to Parquet files in ``directory`` from a background thread.
 
     Args:
@@ -60,6 +63,8 @@ class ClickLog:
         max_queued: most clicks waiting; :meth:`record` refuses more (the caller retries).
         on_written: told how many clicks each file held.
     """
+
+    label = "click log"
 
     def __init__(
         self,
@@ -80,13 +85,9 @@ class ClickLog:
         self._sessions: list[str] = []
         self._docs: list[str] = []
         self._times: list[int] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._closing = False
         self._sequence = 0
         self.files_written = 0
-        self._thread = threading.Thread(target=self._run, name="ltr-clicks", daemon=True)
-        self._thread.start()
+        self._start_writer("ltr-clicks")
 
     def record(self, clicks: list[tuple[str, str]]) -> int:
         """Queue ``clicks`` (``(impression id, candidate id)`` pairs) all or none; returns how
@@ -107,17 +108,7 @@ class ClickLog:
                 self._wake.notify()
         return len(clicks)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write out everything queued and stop the writer (idempotent)."""
-        with self._lock:
-            self._closing = True
-            self._wake.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.error("click log: still writing after %g s; giving up", timeout)
-
     def _run(self) -> None:
-        name_native_thread()
         last = time.monotonic()
         while True:
             with self._lock:

@@ -151,6 +151,38 @@ def file_name(prefix: str, token: str, sequence: int) -> str:
     return f"{prefix}{stamp}-{os.getpid()}-{token[:8]}-{sequence:06d}.parquet"
 
 
+class BackgroundWriter:
+    """A log whose files a background thread writes (the impression log, the click log).
+
+    Callers queue under ``_lock`` and wake the writer with ``_wake``; the subclass's ``_run``
+    is the writer's loop, which returns once ``_closing`` is set and everything queued is
+    written. A subclass calls :meth:`_start_writer` at the end of its ``__init__``.
+    """
+
+    label = "log"
+    """What the log is called in its messages."""
+
+    def _start_writer(self, name: str) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._closing = False
+        self._thread = threading.Thread(target=self._writer, name=name, daemon=True)
+        self._thread.start()
+
+    def _writer(self) -> None:
+        name_native_thread()  # its name in top -H
+        self._run()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write out everything queued and stop the writer (idempotent)."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("%s: still writing after %g s; giving up", self.label, timeout)
+
+
 class ImpressionObserver(Protocol):
     """What the log reports (the server's metrics)."""
 
@@ -171,7 +203,7 @@ class _Served:
         return len(self.ranked.ids)
 
 
-class ImpressionLog:
+class ImpressionLog(BackgroundWriter):
     """Writes served lists to Parquet files in ``directory`` from a background thread.
 
     Args:
@@ -182,6 +214,8 @@ class ImpressionLog:
         sample: the share of answered lists logged, drawn at random per list (1 = all).
         observer: told about rows written and dropped.
     """
+
+    label = "impression log"
 
     def __init__(
         self,
@@ -205,9 +239,6 @@ class ImpressionLog:
         self._counter = itertools.count(1)
         self._queue: deque[_Served] = deque()
         self._queued_rows = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._closing = False
         self._sequence = 0
         self.files_written = 0
         self._file: pq.ParquetWriter | None = None  # the open file (under self._tmp)
@@ -216,8 +247,7 @@ class ImpressionLog:
         self._file_names: tuple[str, ...] = ()
         self._file_rows = 0
         self._file_opened = 0.0
-        self._thread = threading.Thread(target=self._run, name="ltr-impressions", daemon=True)
-        self._thread.start()
+        self._start_writer("ltr-impressions")
 
     def record(
         self, query: ValidQuery, ranked: RankedList, feature_names: tuple[str, ...] = ()
@@ -251,15 +281,6 @@ class ImpressionLog:
             self.observer.impressions_dropped("queue_full", rows)
         return ""
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write out everything queued and stop the writer (idempotent)."""
-        with self._lock:
-            self._closing = True
-            self._wake.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.error("impression log: still writing after %g s; giving up", timeout)
-
     # ---------------------------------------------------------------- writer thread
     #
     # The writer appends chunks of at most CHUNK_ROWS rows (whole lists) to the open file as a
@@ -280,7 +301,6 @@ class ImpressionLog:
         return taken
 
     def _run(self) -> None:
-        name_native_thread()  # "ltr-impressions" in top -H
         limit = min(CHUNK_ROWS, self.rows_per_file)
         while True:
             with self._lock:
