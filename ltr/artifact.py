@@ -47,7 +47,8 @@ class Manifest:
     """What a model artifact says about itself.
 
     Attributes:
-        architecture: registry name of the scorer (``setrank``, ``mlp``).
+        architecture: registry name of the scorer (``setrank``, ``mlp``), ``gbdt`` for a
+            LightGBM model (``ltr lightgbm-model``) or ``ensemble`` (``ltr ensemble``).
         model_config: the scorer's resolved config (``num_features`` included).
         feature_names: names of the F input features, in order.
         normalizer: ``{"enabled": bool, "log1p": bool}``.
@@ -140,10 +141,12 @@ def replace_folder(tmp: Path, target: Path) -> Path:
 
 def build_model(manifest: Manifest) -> torch.nn.Module:
     """Construct an (untrained) RankingModel from a manifest, or a RankingEnsemble of them for an
-    ensemble's (``ltr ensemble``)."""
+    ensemble's (``ltr ensemble``). A tree ensemble's (``gbdt``, ``ltr lightgbm-model``) has
+    empty trees until its state dict is loaded."""
     from ltr.data.normalize import FeatureNormalizer
     from ltr.models import RankingModel, build_scorer
     from ltr.models.ensemble import ENSEMBLE, RankingEnsemble
+    from ltr.models.gbdt import GBDT, GBDTConfig, GBDTScorer
 
     if manifest.architecture == ENSEMBLE:
         config = manifest.model_config
@@ -159,7 +162,10 @@ def build_model(manifest: Manifest) -> torch.nn.Module:
             for member in config["members"]
         ]
         return RankingEnsemble(members, config.get("combine", "zscore"))
-    scorer = build_scorer(manifest.architecture, dict(manifest.model_config))
+    if manifest.architecture == GBDT:
+        scorer: torch.nn.Module = GBDTScorer(GBDTConfig(**manifest.model_config))
+    else:
+        scorer = build_scorer(manifest.architecture, dict(manifest.model_config))
     normalizer = None
     if manifest.normalizer.get("enabled", False):
         normalizer = FeatureNormalizer(
@@ -211,18 +217,8 @@ def save_linear_model(
     Raises:
         ConfigError: a weight names no feature, or ``featurizer`` writes other features.
     """
-    from ltr.errors import ConfigError
-
     check_weights(feature_names, weights)
-    if featurizer is not None:
-        from ltr.text.featurizer import TextFeaturizer
-
-        writes = TextFeaturizer.load(featurizer).feature_names
-        if writes != list(feature_names):
-            raise ConfigError(
-                f"the featurizer at {featurizer} writes {writes}, not the features given "
-                f"({list(feature_names)})"
-            )
+    check_featurizer(featurizer, feature_names)
     directory = Path(directory)
     manifest = Manifest(
         architecture="mlp",
@@ -239,12 +235,121 @@ def save_linear_model(
         linear.bias.zero_()
         for feature, weight in weights.items():
             linear.weight[0, feature_names.index(feature)] = float(weight)
-    path = save_model(model.eval(), manifest, directory)
+    return _save_with_featurizer(model.eval(), manifest, directory, featurizer)
+
+
+LIGHTGBM_FILE = "lightgbm_model.txt"
+"""The LightGBM model file a ``gbdt`` artifact was read from, kept in it for the record."""
+
+
+def save_lightgbm_model(
+    directory: str | Path,
+    booster: Any,
+    feature_names: list[str] | None = None,
+    featurizer: str | Path | None = None,
+    facts: dict | None = None,
+) -> Path:
+    """A LightGBM model (a LambdaMART, say) as an artifact that exports, serves, evaluates and
+    is interleaved like a trained ``ltr`` model (:mod:`ltr.models.gbdt`). Its score is
+    LightGBM's raw score (``predict(raw_score=True)``; averaged over the trees for a random
+    forest, as ``predict`` does), over the raw features (no normaliser). Its version is the
+    folder's name.
+
+    Args:
+        booster: a ``lightgbm.Booster`` or the path of a model file (``Booster.save_model``).
+        feature_names: the features the artifact takes, in order (a data file's, say). The
+            booster's features are found among them by name; a booster whose names are
+            LightGBM's defaults (``Column_0``...) reads them by position. None: the booster's
+            own names.
+        featurizer: a text featurizer folder to bundle (as in :func:`save_linear_model`).
+        facts: go into the manifest's training record.
+
+    Raises:
+        ConfigError: the file is no LightGBM model, a tree cannot be read (categorical split,
+            linear tree, multi-class), or the features do not match.
+    """
+    import lightgbm
+
+    from ltr.errors import ConfigError
+    from ltr.models import RankingModel
+    from ltr.models.gbdt import GBDT, from_lightgbm
+
+    if not isinstance(booster, lightgbm.Booster):
+        source = Path(booster)
+        if not source.is_file():
+            raise ConfigError(f"no LightGBM model file at {source}")
+        try:
+            booster = lightgbm.Booster(model_file=str(source))
+        except lightgbm.basic.LightGBMError as exc:
+            raise ConfigError(f"{source} is not a LightGBM model file: {exc}") from None
+    scorer, own_names = from_lightgbm(booster.dump_model())
+    names = list(feature_names) if feature_names is not None else own_names
+    remap = _lightgbm_columns(own_names, names)
+    scorer.set_features(remap, len(names))
+    check_featurizer(featurizer, names)
+    directory = Path(directory)
+    manifest = Manifest(
+        architecture=GBDT,
+        model_config=dict(vars(scorer.config)),
+        feature_names=names,
+        normalizer={"enabled": False},
+        training={"run_id": directory.name, "lightgbm_trees": scorer.config.num_trees, "data": {}}
+        | dict(facts or {}),
+    )
+    path = _save_with_featurizer(RankingModel(scorer).eval(), manifest, directory, featurizer)
+    booster.save_model(str(path / LIGHTGBM_FILE))
+    return path
+
+
+def _lightgbm_columns(own: list[str], names: list[str]) -> list[int]:
+    """For each of the booster's features, its column among ``names``."""
+    from ltr.errors import ConfigError
+
+    if own == names:
+        return list(range(len(own)))
+    if all(name in names for name in own):
+        return [names.index(name) for name in own]
+    if own == [f"Column_{i}" for i in range(len(own))]:
+        if len(own) != len(names):
+            raise ConfigError(
+                f"the LightGBM model reads {len(own)} unnamed features (Column_0...) but "
+                f"{len(names)} features were given; its columns are read by position, so the "
+                "counts must agree"
+            )
+        return list(range(len(own)))
+    missing = next(name for name in own if name not in names)
+    raise ConfigError(
+        f"the LightGBM model's feature {missing!r} is not among the {len(names)} features given "
+        f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+    )
+
+
+def _save_with_featurizer(
+    model: torch.nn.Module, manifest: Manifest, directory: Path, featurizer: str | Path | None
+) -> Path:
+    path = save_model(model, manifest, directory)
     if featurizer is not None:
         from ltr.text.featurizer import bundle_featurizer
 
         bundle_featurizer(featurizer, path)
     return path
+
+
+def check_featurizer(featurizer: str | Path | None, feature_names: list[str]) -> None:
+    """Refuse (:class:`ConfigError`) a text featurizer that writes other features than
+    ``feature_names``."""
+    from ltr.errors import ConfigError
+
+    if featurizer is None:
+        return
+    from ltr.text.featurizer import TextFeaturizer
+
+    writes = TextFeaturizer.load(featurizer).feature_names
+    if writes != list(feature_names):
+        raise ConfigError(
+            f"the featurizer at {featurizer} writes {writes}, not the features given "
+            f"({list(feature_names)})"
+        )
 
 
 def is_mlflow_uri(source: str) -> bool:

@@ -110,3 +110,21 @@ def shakespeare_30k(tmp_path_factory) -> Path:
     with lzma.open(SHAKESPEARE, "rt", encoding="utf-8") as f:
         path.write_text(f.read(30_000))
     return path
+
+
+@pytest.fixture(scope="session")
+def mq2008_lambdamart(tmp_path_factory) -> Path:
+    """A LightGBM LambdaMART (40 trees of up to 15 leaves) trained on MQ2008's S1, saved as a
+    LightGBM model file: the ranker a user brings to ``ltr lightgbm-model``."""
+    import lightgbm
+    import numpy as np
+
+    from ltr.data import load_dataset
+
+    s1 = load_dataset(MQ2008 / "S1.txt.xz")
+    data = lightgbm.Dataset(s1.features, s1.labels, group=np.diff(s1.offsets))
+    params = {"objective": "lambdarank", "num_leaves": 15, "verbose": -1, "num_threads": 1}
+    booster = lightgbm.train(params, data, num_boost_round=40)
+    path = tmp_path_factory.mktemp("lambdamart") / "lambdamart.txt"
+    booster.save_model(str(path))
+    return path

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ltr.cli._saved_model import add_register_arguments, check_register_arguments, save_and_register
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -41,14 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where the feature names come from: a LETOR/Parquet file, a model (folder or "
         "MLflow URI) or a featurizer folder (ltr text-features' OUT/featurizer)",
     )
-    p.add_argument(
-        "--register",
-        metavar="NAME",
-        help="log the scorer as an MLflow run and register it under NAME (models:/NAME@ALIAS)",
-    )
-    p.add_argument("--alias", help="with --register: point this alias at the new version")
-    p.add_argument("--experiment", default="ltr-linear-models", help="MLflow experiment")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    add_register_arguments(p, "ltr-linear-models")
     p.set_defaults(func=run)
 
 
@@ -91,43 +86,21 @@ def features_like(source: str) -> tuple[list[str], Path | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import contextlib
-
     from ltr.artifact import check_weights, save_linear_model
-    from ltr.errors import ConfigError
 
-    if args.alias and not args.register:
-        raise ConfigError("--alias needs --register NAME")
+    check_register_arguments(args)
     weights = parse_weights(args.weight)
     names, featurizer = features_like(args.like)
     check_weights(names, weights)  # before a run is started for nothing
     formula = " + ".join(f"{w:g} x {f}" for f, w in weights.items())
-    with contextlib.ExitStack() as stack:
-        tracker = None
-        facts: dict = {}
-        if args.register:
-            from ltr.tracking import start_run
-
-            tracker = stack.enter_context(
-                start_run(
-                    experiment=args.experiment,
-                    run_name=args.out.name,
-                    tracking_uri=args.tracking_uri,
-                    tags={"ltr.run_type": "linear-model"},
-                )
-            )
-            facts = {"run_id": tracker.run_id, "registered_model": args.register}
-        path = save_linear_model(args.out, names, weights, featurizer=featurizer, facts=facts)
-        text = ", with its text featurizer (reranks texts)" if featurizer is not None else ""
-        print(f"wrote {path}: score = {formula}, over {len(names)} features{text}")
-        if tracker is not None:
-            tracker.log_params({"weight." + f: w for f, w in weights.items()} | {"like": args.like})
-            logged = tracker.log_model(
-                path, feature_names=names, registered_name=args.register, alias=args.alias
-            )
-            alias = f": {logged.alias_uri}" if logged.alias_uri else ""
-            print(
-                f"MLflow run {logged.run_id}: registered {logged.registered_name} version "
-                f"{logged.registered_version}{alias}"
-            )
+    text = ", with its text featurizer (reranks texts)" if featurizer is not None else ""
+    save_and_register(
+        args,
+        lambda facts: save_linear_model(
+            args.out, names, weights, featurizer=featurizer, facts=facts
+        ),
+        run_type="linear-model",
+        params=lambda _: {"weight." + f: w for f, w in weights.items()} | {"like": args.like},
+        describe=lambda _: f"score = {formula}, over {len(names)} features{text}",
+    )
     return 0

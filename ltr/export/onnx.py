@@ -116,7 +116,14 @@ def export_graph(loaded: LoadedModel, path: str | Path) -> Path:
     """Export ``loaded.model`` to ONNX at ``path`` (no parity check; see :func:`export_checked`)."""
     from torch.export import Dim
 
+    from ltr.models.gbdt import GBDTScorer
+
     path = Path(path)
+    scorer = getattr(loaded.model, "scorer", None)
+    if isinstance(scorer, GBDTScorer) and isinstance(loaded.model.normalizer, nn.Identity):
+        from ltr.export.gbdt import export_gbdt_graph
+
+        return export_gbdt_graph(scorer, path)  # ONNX-ML's tree operator, not gathers
     names = input_names(loaded)
     batch, length = Dim("batch", min=1), Dim("list", min=1)
     every = {
