@@ -1,0 +1,290 @@
+"""A LightGBM LambdaMART served by ``ltr``: does the artifact score as LightGBM does, what does a
+list cost through each engine, and what does serving it cost beside the default SetRank?
+
+1. **Agreement** (MQ2008, each of the 5 LETOR folds): LightGBM lambdarank trained with early
+   stopping as in ``benchmarks.quality_cv``, saved with ``Booster.save_model`` and read by
+   ``ltr.artifact.save_lightgbm_model`` (what ``ltr lightgbm-model`` does). On the test fold:
+   the largest difference between LightGBM's ``predict`` and the artifact's scores through
+   PyTorch and through its exported ONNX graph, and NDCG@10 of each.
+2. **Compute per list** (fold 1's data, one thread everywhere): LambdaMARTs of a fixed number of
+   trees (31 leaves, no early stopping), one list of 10, 100 and 1,000 MQ2008 rows at a time,
+   through LightGBM's ``predict``, ONNX Runtime (the artifact's graph: ONNX-ML's
+   ``TreeEnsembleRegressor``) and PyTorch (the artifact's module), timed interleaved; medians,
+   with each engine's ratio to LightGBM.
+3. **Served** (``ltr serve``, ONNX Runtime, batching on, the default settings): the 500-tree
+   LambdaMART and the default SetRank (random weights, as in ``benchmarks.serving_latency``)
+   side by side, interleaved bursts from a ``grpc.aio`` client on this machine: p50/p99 latency
+   and lists/s.
+
+Run: ``python -m benchmarks.lightgbm_model`` (``--no-write`` to only print; see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._report import command_line, markdown_table, write_section
+from benchmarks.quality_cv import HEADLINE, dataset_root, evaluate, load_fold, train_lightgbm
+
+ENGINES = ("LightGBM", "ONNX Runtime", "PyTorch")
+
+
+def agreement(root: Path, folds: list[int], work: Path) -> list[list[object]]:
+    import lightgbm
+    import torch
+
+    from ltr.artifact import load_model, save_lightgbm_model
+    from ltr.export.onnx import export_checked, parity_batches_from_lists
+    from ltr.inference import score_lists
+    from ltr.predictor import load_predictor
+
+    rows = []
+    for number in folds:
+        fold = load_fold(root, number)
+        booster, _ = train_lightgbm(fold.train, fold.valid, threads=1)
+        model_file = work / f"fold{number}.txt"
+        booster.save_model(str(model_file))  # the best iteration's trees
+        reference = lightgbm.Booster(model_file=str(model_file)).predict(fold.test.features)
+        folder = save_lightgbm_model(work / f"fold{number}", model_file, fold.test.feature_names)
+        loaded = load_model(folder)
+        lists = [fold.test[i].features for i in range(len(fold.test))]
+        export_checked(loaded, folder, parity_batches_from_lists(loaded, lists[:64]))
+        with torch.no_grad():
+            by_torch = score_lists(loaded.model, fold.test)
+        engine = load_predictor(str(folder), "onnx", threads=1)
+        by_onnx = np.empty(len(reference), dtype=np.float32)
+        for i, x in enumerate(lists):
+            by_onnx[fold.test[i].rows] = engine.predict(x[None], np.ones((1, len(x)), bool))[0]
+        ndcg = [evaluate(s, fold.test)[HEADLINE]["ndcg@10"] for s in (reference, by_torch, by_onnx)]
+        rows.append(
+            [
+                number,
+                loaded.manifest.model_config["num_trees"],
+                f"{np.abs(by_torch - reference).max():.1e}",
+                f"{np.abs(by_onnx - reference).max():.1e}",
+                *(f"{v:.4f}" for v in ndcg),
+            ]
+        )
+        print("agreement", rows[-1], flush=True)
+    return rows
+
+
+def fixed_size_models(root: Path, trees: list[int], work: Path) -> dict[int, Path]:
+    import lightgbm
+
+    from ltr.artifact import load_model, save_lightgbm_model
+    from ltr.export.onnx import export_checked, parity_batches_from_lists
+
+    fold = load_fold(root, 1)
+    data = lightgbm.Dataset(
+        fold.train.features, fold.train.labels, group=np.diff(fold.train.offsets)
+    )
+    params = {"objective": "lambdarank", "num_leaves": 31, "learning_rate": 0.05}
+    params |= {"verbosity": -1, "num_threads": 1, "min_data_in_leaf": 5}
+    out = {}
+    for n in trees:
+        booster = lightgbm.train(params, data, num_boost_round=n)
+        folder = save_lightgbm_model(work / f"trees{n}", booster, fold.train.feature_names)
+        loaded = load_model(folder)
+        lists = [fold.test[i].features for i in range(32)]
+        export_checked(loaded, folder, parity_batches_from_lists(loaded, lists))
+        out[n] = folder
+    return out
+
+
+def compute_per_list(
+    models: dict[int, Path], lengths: list[int], reps: int
+) -> dict[tuple[int, int, str], float]:
+    """Median milliseconds of one list, per (trees, length, engine), engines interleaved."""
+    import lightgbm
+    import torch
+
+    from ltr.artifact import LIGHTGBM_FILE, load_model
+    from ltr.data import load_dataset
+    from ltr.predictor import load_predictor
+
+    torch.set_num_threads(1)
+    rows = load_dataset(dataset_root("mq2008", Path()) / "S5.txt.xz").features
+    rng = np.random.default_rng(0)
+    out = {}
+    for trees, folder in models.items():
+        booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_FILE))
+        onnx = load_predictor(str(folder), "onnx", threads=1)
+        module = load_model(folder).model
+        for n in lengths:
+            x = rows[rng.integers(0, len(rows), n)]
+            mask = np.ones((1, n), dtype=bool)
+            xt, mt = torch.from_numpy(x)[None], torch.from_numpy(mask)
+
+            def by_torch(xt=xt, mt=mt, module=module):
+                with torch.no_grad():
+                    module(xt, mt)
+
+            run = {
+                "LightGBM": lambda x=x, b=booster: b.predict(x, num_threads=1),
+                "ONNX Runtime": lambda x=x, m=mask, o=onnx: o.predict(x[None], m),
+                "PyTorch": by_torch,
+            }
+            times: dict[str, list[float]] = {e: [] for e in ENGINES}
+            for f in run.values():
+                f()
+            budget = max(3, min(reps, int(2000 / n)))
+            for _ in range(budget):
+                for engine, f in run.items():
+                    t = time.perf_counter()
+                    f()
+                    times[engine].append(time.perf_counter() - t)
+            for engine in ENGINES:
+                out[(trees, n, engine)] = 1e3 * statistics.median(times[engine])
+            print(
+                f"{trees} trees, {n} candidates: "
+                + ", ".join(f"{e} {out[(trees, n, e)]:.3f} ms" for e in ENGINES),
+                flush=True,
+            )
+    return out
+
+
+def served(model: Path, args: argparse.Namespace, work: Path) -> dict:
+    from benchmarks.serving_latency import (
+        Server,
+        Setup,
+        build_model,
+        default_server_args,
+        interleaved_bursts,
+        make_requests,
+    )
+
+    setrank = build_model(work)
+    server_args = default_server_args(args.lengths)
+    server_args.seconds, server_args.warmup, server_args.reps = args.seconds, 0.5, args.serve_reps
+    server_args.concurrency = args.concurrency
+    setup = Setup("onnx", True)
+    servers = {
+        "LambdaMART": Server(setup, model, server_args, work),
+        "SetRank": Server(setup, setrank, server_args, work),
+    }
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        return interleaved_bursts(
+            servers, server_args, make_requests(args.lengths), lambda k: f"{k:<10}"
+        )
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def report(args, agreed, compute, cells, served_trees: int, seconds: float) -> str:
+    parts = [
+        "### Agreement with LightGBM (test fold, LightGBM lambdarank with early stopping)",
+        "",
+        markdown_table(
+            [
+                "fold",
+                "trees",
+                "max diff PyTorch",
+                "max diff ONNX",
+                "NDCG@10 LightGBM",
+                "NDCG@10 PyTorch",
+                "NDCG@10 ONNX",
+            ],
+            agreed,
+        ),
+        "",
+        "Max diff: the largest |artifact score - LightGBM's predict| over the fold's test rows "
+        "(the artifact's scores are float32). NDCG@10: lists with no relevant document count as "
+        "1, pessimistic ties, as in the other MQ2008 tables.",
+        "",
+        "### Compute per list (one thread, median ms)",
+        "",
+    ]
+    rows = []
+    for trees in args.trees:
+        for n in args.lengths:
+            lgb = compute[(trees, n, "LightGBM")]
+            ort = compute[(trees, n, "ONNX Runtime")]
+            pt = compute[(trees, n, "PyTorch")]
+            rows.append(
+                [trees, n, f"{lgb:.3f}", f"{ort:.3f}", f"{ort / lgb:.2f}×", f"{pt:.3f}",
+                 f"{pt / lgb:.1f}×"]
+            )  # fmt: skip
+    parts += [
+        markdown_table(
+            [
+                "trees",
+                "candidates",
+                "LightGBM",
+                "ONNX Runtime",
+                "ORT / LightGBM",
+                "PyTorch",
+                "PyTorch / LightGBM",
+            ],
+            rows,
+        ),
+        "",
+        f"### Served by `ltr serve` (ONNX Runtime, batching on): the {served_trees}-tree "
+        "LambdaMART beside the default SetRank",
+        "",
+    ]
+    rows = []
+    for key in ("LambdaMART", "SetRank"):
+        for n in args.lengths:
+            for c in args.concurrency:
+                cell = cells[(key, n, c)]
+                lat = sorted(cell.latencies)
+                p50 = 1e3 * float(np.percentile(lat, 50))
+                p99 = 1e3 * float(np.percentile(lat, 99))
+                rows.append(
+                    [key, n, c, f"{p50:.2f}", f"{p99:.2f}", f"{cell.calls / cell.seconds:,.0f}"]
+                )
+    parts += [
+        markdown_table(["model", "candidates", "concurrency", "p50 ms", "p99 ms", "lists/s"], rows),
+        "",
+        f"{args.serve_reps} interleaved repetitions of {args.seconds:g} s bursts per cell; the "
+        f"whole run took {seconds / 60:.1f} min.",
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--trees", type=int, nargs="+", default=[100, 500, 1000])
+    p.add_argument("--lengths", type=int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--reps", type=int, default=200, help="timed calls per engine and cell")
+    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per burst")
+    p.add_argument("--serve-reps", type=int, default=3, help="interleaved server repetitions")
+    p.add_argument("--serve-trees", type=int, default=500, help="the served LambdaMART's trees")
+    p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md")
+    args = p.parse_args(argv)
+    if args.serve_trees not in args.trees:
+        p.error(f"--serve-trees {args.serve_trees} must be one of --trees {args.trees}")
+    started = time.perf_counter()
+    root = dataset_root("mq2008", Path())
+    with tempfile.TemporaryDirectory(prefix="ltr-bench-lightgbm-") as tmp:
+        work = Path(tmp)
+        agreed = agreement(root, args.folds, work)
+        models = fixed_size_models(root, args.trees, work)
+        compute = compute_per_list(models, args.lengths, args.reps)
+        cells = served(models[args.serve_trees], args, work)
+    body = report(args, agreed, compute, cells, args.serve_trees, time.perf_counter() - started)
+    print(body)
+    if not args.no_write:
+        write_section(
+            "lightgbm_model",
+            "A LightGBM LambdaMART served by ltr (MQ2008)",
+            command_line("lightgbm_model", argv),
+            body,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
