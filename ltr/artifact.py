@@ -260,7 +260,7 @@ def save_lightgbm_model(
         feature_names: the features the artifact takes, in order (a data file's, say). The
             booster's features are found among them by name; a booster whose names are
             LightGBM's defaults (``Column_0``...) reads them by position. None: the booster's
-            own names.
+            own names (a booster without names then needs ``feature_names``).
         featurizer: a text featurizer folder to bundle (as in :func:`save_linear_model`).
         facts: go into the manifest's training record.
 
@@ -271,8 +271,7 @@ def save_lightgbm_model(
     import lightgbm
 
     from ltr.errors import ConfigError
-    from ltr.models import RankingModel
-    from ltr.models.gbdt import GBDT, from_lightgbm
+    from ltr.models.gbdt import from_lightgbm
 
     if not isinstance(booster, lightgbm.Booster):
         source = Path(booster)
@@ -283,9 +282,89 @@ def save_lightgbm_model(
         except lightgbm.basic.LightGBMError as exc:
             raise ConfigError(f"{source} is not a LightGBM model file: {exc}") from None
     scorer, own_names = from_lightgbm(booster.dump_model())
-    names = list(feature_names) if feature_names is not None else own_names
-    remap = _lightgbm_columns(own_names, names)
-    scorer.set_features(remap, len(names))
+    return _save_trees(
+        directory,
+        scorer,
+        own_names,
+        feature_names,
+        featurizer,
+        facts,
+        lambda path: booster.save_model(str(path / LIGHTGBM_FILE)),
+    )
+
+
+XGBOOST_FILE = "xgboost_model.json"
+"""The XGBoost model file a ``gbdt`` artifact was read from, kept in it for the record."""
+
+
+def save_xgboost_model(
+    directory: str | Path,
+    booster: Any,
+    feature_names: list[str] | None = None,
+    featurizer: str | Path | None = None,
+    facts: dict | None = None,
+) -> Path:
+    """An XGBoost model (``rank:ndcg``, say) as an artifact, like :func:`save_lightgbm_model`.
+    Its score is XGBoost's margin (``predict(output_margin=True)``) over every tree.
+
+    Args:
+        booster: the path of a JSON model file (``Booster.save_model("model.json")``), or an
+            object with ``save_raw`` (an ``xgboost.Booster``).
+        feature_names: as for :func:`save_lightgbm_model`; a booster without feature names
+            (XGBoost's default) reads its columns by position.
+
+    Raises:
+        ConfigError: the file is no XGBoost JSON model, or it cannot be read (see
+            :func:`ltr.models.gbdt.from_xgboost`), or the features do not match.
+    """
+    from ltr.errors import ConfigError
+    from ltr.models.gbdt import from_xgboost
+
+    if hasattr(booster, "save_raw"):
+        raw = bytes(booster.save_raw(raw_format="json"))
+    else:
+        source = Path(booster)
+        if not source.is_file():
+            raise ConfigError(f"no XGBoost model file at {source}")
+        raw = source.read_bytes()
+    try:
+        model = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(
+            "the XGBoost model is not JSON: save it with booster.save_model('model.json') "
+            "(a .ubj or old binary file cannot be read)"
+        ) from None
+    scorer, own_names = from_xgboost(model)
+    return _save_trees(
+        directory,
+        scorer,
+        own_names,
+        feature_names,
+        featurizer,
+        facts,
+        lambda path: (path / XGBOOST_FILE).write_bytes(raw),
+    )
+
+
+def _save_trees(
+    directory: str | Path,
+    scorer: Any,
+    own_names: list[str] | None,
+    feature_names: list[str] | None,
+    featurizer: str | Path | None,
+    facts: dict | None,
+    keep_source: Any,
+) -> Path:
+    from ltr.errors import ConfigError
+    from ltr.models import RankingModel
+    from ltr.models.gbdt import GBDT
+
+    if feature_names is None and own_names is None:
+        raise ConfigError(
+            "the model's features have no names: give the features it reads, in order (--like DATA)"
+        )
+    names = list(feature_names) if feature_names is not None else list(own_names or [])
+    scorer.set_features(_booster_columns(own_names, names, scorer.config.num_features), len(names))
     check_featurizer(featurizer, names)
     directory = Path(directory)
     manifest = Manifest(
@@ -293,35 +372,33 @@ def save_lightgbm_model(
         model_config=dict(vars(scorer.config)),
         feature_names=names,
         normalizer={"enabled": False},
-        training={"run_id": directory.name, "lightgbm_trees": scorer.config.num_trees, "data": {}}
+        training={"run_id": directory.name, "trees": scorer.config.num_trees, "data": {}}
         | dict(facts or {}),
     )
     path = _save_with_featurizer(RankingModel(scorer).eval(), manifest, directory, featurizer)
-    booster.save_model(str(path / LIGHTGBM_FILE))
+    keep_source(path)
     return path
 
 
-def _lightgbm_columns(own: list[str], names: list[str]) -> list[int]:
-    """For each of the booster's features, its column among ``names``."""
+def _booster_columns(own: list[str] | None, names: list[str], count: int) -> list[int]:
+    """For each of the booster's ``count`` features (named ``own``, or None: unnamed), its
+    column among ``names``."""
     from ltr.errors import ConfigError
 
-    if own == names:
-        return list(range(len(own)))
-    if all(name in names for name in own):
-        return [names.index(name) for name in own]
-    if own == [f"Column_{i}" for i in range(len(own))]:
-        if len(own) != len(names):
+    if own is None:
+        if count != len(names):
             raise ConfigError(
-                f"the LightGBM model reads {len(own)} unnamed features (Column_0...) but "
-                f"{len(names)} features were given; its columns are read by position, so the "
-                "counts must agree"
+                f"the model reads {count} unnamed features but {len(names)} features were "
+                "given; its columns are read by position, so the counts must agree"
             )
-        return list(range(len(own)))
-    missing = next(name for name in own if name not in names)
-    raise ConfigError(
-        f"the LightGBM model's feature {missing!r} is not among the {len(names)} features given "
-        f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
-    )
+        return list(range(count))
+    missing = [name for name in own if name not in names]
+    if missing:
+        raise ConfigError(
+            f"the model's feature {missing[0]!r} is not among the {len(names)} features given "
+            f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+        )
+    return [names.index(name) for name in own]
 
 
 def _save_with_featurizer(

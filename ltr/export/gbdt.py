@@ -144,6 +144,7 @@ def export_gbdt_graph(scorer: GBDTScorer, path: str | Path) -> Path:
             n_targets=1,
             aggregate_function="AVERAGE" if c.average_output else "SUM",
             post_transform="NONE",
+            base_values_as_tensor=onnx.numpy_helper.from_array(np.array([c.bias])),
             **trees,
         ),
         helper.make_node("Cast", ["summed64"], ["summed"], to=TensorProto.FLOAT),

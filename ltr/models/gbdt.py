@@ -52,6 +52,8 @@ class GBDTConfig:
     """Steps from a root to the deepest leaf of any tree (0 when every tree is one leaf)."""
     average_output: bool = False
     """Divide the sum by the number of trees (LightGBM's random-forest mode)."""
+    bias: float = 0.0
+    """Added to the sum of the leaves (XGBoost's base margin; LightGBM's is in its trees)."""
     zero_missing: bool = False
     """Whether any node treats zero as missing (missing type ``Zero``): the check is left out of
     the graph when none does."""
@@ -66,6 +68,10 @@ class GBDTConfig:
         check_int(owner, "depth", self.depth, 0)
         check_bool(owner, "average_output", self.average_output)
         check_bool(owner, "zero_missing", self.zero_missing)
+        if isinstance(self.bias, bool) or not isinstance(self.bias, int | float):
+            raise ConfigError(f"{owner}.bias must be a number, got {self.bias!r}")
+        if not np.isfinite(self.bias):
+            raise ConfigError(f"{owner}.bias must be finite, got {self.bias!r}")
         if self.context_dim != 0:
             raise ConfigError(f"{owner}.context_dim must be 0, got {self.context_dim!r}")
 
@@ -139,6 +145,8 @@ class GBDTScorer(nn.Module):
         total = self.value[node].sum(dim=-1)  # (M,) float64
         if c.average_output:
             total = total / c.num_trees
+        if c.bias:
+            total = total + c.bias
         return total.to(features.dtype).reshape(b, length)  # (B, L)
 
 
@@ -203,8 +211,10 @@ def _read_tree(structure: dict[str, Any], where: str) -> tuple[_Nodes, int]:
     return nodes, depth
 
 
-def from_lightgbm(dump: dict[str, Any]) -> tuple[GBDTScorer, list[str]]:
-    """A :class:`GBDTScorer` equal to a LightGBM model's raw score, and the model's feature names.
+def from_lightgbm(dump: dict[str, Any]) -> tuple[GBDTScorer, list[str] | None]:
+    """A :class:`GBDTScorer` equal to a LightGBM model's raw score, and the model's feature names
+    (None when they are LightGBM's defaults, ``Column_0``...: the columns are then read by
+    position).
 
     Args:
         dump: ``lightgbm.Booster.dump_model()``'s dictionary.
@@ -228,14 +238,125 @@ def from_lightgbm(dump: dict[str, Any]) -> tuple[GBDTScorer, list[str]]:
         _read_tree(t["tree_structure"], f"tree {t.get('tree_index', i)}")
         for i, t in enumerate(trees)
     ]
+    scorer = _build(read, num_features, "LightGBM", bool(dump.get("average_output", False)))
+    unnamed = names == [f"Column_{i}" for i in range(len(names))]
+    return scorer, None if unnamed or not names else names
+
+
+XGBOOST_MARGINS = {
+    **dict.fromkeys(
+        ("reg:squarederror", "reg:squaredlogerror", "reg:pseudohubererror", "reg:absoluteerror",
+         "reg:quantileerror", "rank:ndcg", "rank:pairwise", "rank:map"),
+        "identity",
+    ),
+    **dict.fromkeys(("binary:logistic", "reg:logistic", "binary:logitraw"), "logit"),
+    **dict.fromkeys(("count:poisson", "reg:gamma", "reg:tweedie"), "log"),
+}  # fmt: skip
+"""XGBoost objectives ltr reads, and how each turns ``base_score`` into the margin it adds."""
+
+
+def from_xgboost(model: dict[str, Any]) -> tuple[GBDTScorer, list[str] | None]:
+    """A :class:`GBDTScorer` equal to an XGBoost model's margin (``predict(output_margin=True)``,
+    every tree), and the model's feature names (None when it has none: read by position).
+
+    XGBoost sends ``x < threshold`` left and a NaN its node's default way; the threshold kept is
+    the float32 just below XGBoost's (float32) one, so ``x <= it`` is the same test.
+
+    Args:
+        model: the parsed JSON of ``Booster.save_model("model.json")``.
+
+    Raises:
+        ConfigError: not a ``gbtree`` model, several targets or classes, categorical splits, an
+            objective whose base margin ltr does not know, or no trees.
+    """
+    try:
+        learner = model["learner"]
+        booster = learner["gradient_booster"]
+        params = learner["learner_model_param"]
+        objective = learner["objective"]["name"]
+    except (KeyError, TypeError):
+        raise ConfigError("not an XGBoost model (no learner in the JSON)") from None
+    if booster.get("name") != "gbtree":
+        raise ConfigError(
+            f"the XGBoost model's booster is {booster.get('name')!r}; ltr reads gbtree models"
+        )
+    if int(params.get("num_class", 0)) > 1 or int(params.get("num_target", 1)) > 1:
+        raise ConfigError(
+            "the XGBoost model has several classes or targets; a ranker has one score per candidate"
+        )
+    if objective not in XGBOOST_MARGINS:
+        raise ConfigError(
+            f"the XGBoost objective {objective!r} is not one ltr reads; known: "
+            f"{', '.join(sorted(XGBOOST_MARGINS))}"
+        )
+    trees = booster["model"]["trees"]
+    if not trees:
+        raise ConfigError("the XGBoost model has no trees")
+    base = float(str(params.get("base_score", "0")).strip("[]"))
+    margin = XGBOOST_MARGINS[objective]
+    if margin == "logit":
+        bias = float(np.log(base / (1.0 - base)))
+    elif margin == "log":
+        bias = float(np.log(base))
+    else:
+        bias = base
+    read = [_read_tree(_xgboost_tree(tree, i), f"tree {i}") for i, tree in enumerate(trees)]
+    num_features = int(params["num_feature"])
+    scorer = _build(read, num_features, "XGBoost", False, bias=bias)
+    names = list(learner.get("feature_names") or [])
+    return scorer, names or None
+
+
+def _xgboost_tree(tree: dict[str, Any], index: int) -> dict[str, Any]:
+    """An XGBoost tree's arrays as LightGBM's nested ``tree_structure`` (``<=`` thresholds)."""
+    if int(tree.get("tree_param", {}).get("size_leaf_vector", "1")) > 1:
+        raise ConfigError(f"XGBoost tree {index} has vector leaves (a multi-target model)")
+    left, right = tree["left_children"], tree["right_children"]
+    cond, feature = tree["split_conditions"], tree["split_indices"]
+    kinds, default_left = tree.get("split_type") or [0] * len(left), tree["default_left"]
+    nodes: list[dict[str, Any]] = []
+    for i in range(len(left)):
+        if left[i] == -1:
+            nodes.append({"leaf_value": float(cond[i])})
+            continue
+        if kinds[i] != 0:
+            raise ConfigError(
+                f"XGBoost tree {index} splits on a categorical feature (feature {feature[i]}); "
+                "ltr reads numerical splits only"
+            )
+        below = np.nextafter(np.float32(cond[i]), np.float32(-np.inf))  # x < t iff x <= below
+        nodes.append(
+            {
+                "split_feature": int(feature[i]),
+                "threshold": float(below),
+                "decision_type": "<=",
+                "default_left": bool(default_left[i]),
+                "missing_type": "NaN",
+            }
+        )
+    for i, node in enumerate(nodes):
+        if "split_feature" in node:
+            node["left_child"], node["right_child"] = nodes[left[i]], nodes[right[i]]
+    return nodes[0]
+
+
+def _build(
+    read: list[tuple[_Nodes, int]],
+    num_features: int,
+    library: str,
+    average_output: bool,
+    bias: float = 0.0,
+) -> GBDTScorer:
+    """The scorer holding trees read by :func:`_read_tree`."""
     width = max(len(nodes.value) for nodes, _ in read)
     config = GBDTConfig(
         num_features=num_features,
         num_trees=len(read),
         nodes_per_tree=width,
         depth=max(depth for _, depth in read),
-        average_output=bool(dump.get("average_output", False)),
+        average_output=average_output,
         zero_missing=any(_MISSING_TYPES["Zero"] in nodes.missing for nodes, _ in read),
+        bias=bias,
     )
     scorer = GBDTScorer(config)
     arrays = {
@@ -254,7 +375,7 @@ def from_lightgbm(dump: dict[str, Any]) -> tuple[GBDTScorer, list[str]]:
         missing[span] = torch.tensor(nodes.missing)
     if int(arrays["feature"].max()) >= num_features:
         raise ConfigError(
-            f"the LightGBM model splits on feature {int(arrays['feature'].max())} but has "
+            f"the {library} model splits on feature {int(arrays['feature'].max())} but has "
             f"{num_features} features"
         )
     with torch.no_grad():
@@ -262,4 +383,4 @@ def from_lightgbm(dump: dict[str, Any]) -> tuple[GBDTScorer, list[str]]:
             getattr(scorer, name).copy_(array)
         scorer.missing_zero.copy_(missing == _MISSING_TYPES["Zero"])
         scorer.missing_nan.copy_(missing == _MISSING_TYPES["NaN"])
-    return scorer.eval(), names
+    return scorer.eval()

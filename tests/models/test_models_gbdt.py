@@ -4,6 +4,9 @@ LightGBM's missing-value rules, and models it cannot read are refused with the r
 
 from __future__ import annotations
 
+import json
+import re
+
 import lightgbm
 import numpy as np
 import onnxruntime as ort
@@ -211,3 +214,105 @@ def test_a_lambdamart_and_a_setrank_blend_in_an_ensemble(tmp_path, mq2008_dir, m
             theirs = setrank.model(torch.from_numpy(x)[None], mask)[0].double().numpy()
         want = (zscore(predicted[s1[i].rows]) + zscore(theirs)) / 2
         np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+# -- XGBoost ----------------------------------------------------------------------------------
+
+
+def _xgboost(x, y, objective: str, rounds: int = 20, **params):
+    import xgboost
+
+    groups = {"group": [len(x) // 20] * 20} if objective.startswith("rank:") else {}
+    data = xgboost.DMatrix(x, y, **groups, feature_names=params.pop("feature_names", None))
+    params = {"objective": objective, "max_depth": 4, "nthread": 1, "eta": 0.3, **params}
+    return xgboost.train(params, data, num_boost_round=rounds)
+
+
+@pytest.mark.parametrize(
+    "objective", ["rank:ndcg", "rank:pairwise", "reg:squarederror", "binary:logistic",
+                  "count:poisson"],
+)  # fmt: skip
+def test_scores_are_xgboosts_margin_through_pytorch_and_onnx(objective, tmp_path):
+    import xgboost
+
+    from ltr.models.gbdt import from_xgboost
+
+    x, y = _data(seed=7)
+    x[np.random.default_rng(2).random(x.shape) < 0.1] = np.nan  # missing: the default branch
+    if objective == "binary:logistic":
+        y = (y > 0).astype(np.float32)
+    elif objective == "count:poisson":
+        y = np.round(np.exp(y / 2)).astype(np.float32)
+    elif objective.startswith("rank:"):
+        y = np.clip(np.round(y), 0, 3).astype(np.float32)
+    booster = _xgboost(x, y, objective)
+    model_file = tmp_path / "model.json"
+    booster.save_model(str(model_file))
+    scorer, names = from_xgboost(json.loads(model_file.read_text()))
+    assert names is None  # XGBoost names no features unless told
+    test, _ = _data(seed=98)
+    test[np.random.default_rng(3).random(test.shape) < 0.1] = np.nan
+    rows = np.concatenate([x, test])  # training rows sit on the split values more often
+    reference = booster.predict(xgboost.DMatrix(rows), output_margin=True)
+    tol = 2e-6 * np.maximum(1.0, np.abs(reference))  # XGBoost sums in float32
+    np.testing.assert_array_less(np.abs(_torch_scores(scorer, rows) - reference), tol)
+    np.testing.assert_array_less(np.abs(_onnx_scores(scorer, rows, tmp_path) - reference), tol)
+
+
+def test_xgboosts_strict_split_sends_a_value_equal_to_the_threshold_right():
+    import xgboost
+
+    from ltr.models.gbdt import from_xgboost
+
+    x = np.repeat(np.arange(4, dtype=np.float32), 50)[:, None]
+    y = (x[:, 0] >= 2).astype(np.float32)
+    booster = _xgboost(x, y, "reg:squarederror", rounds=1, max_depth=1)
+    (tree,) = json.loads(booster.save_raw(raw_format="json"))["learner"]["gradient_booster"][
+        "model"
+    ]["trees"]
+    threshold = tree["split_conditions"][0]
+    probe = np.array([[threshold], [np.nextafter(np.float32(threshold), np.float32(-1))]])
+    probe = probe.astype(np.float32)
+    scorer, _ = from_xgboost(json.loads(booster.save_raw(raw_format="json")))
+    reference = booster.predict(xgboost.DMatrix(probe), output_margin=True)
+    assert reference[0] != reference[1]  # the threshold itself goes right, just below it left
+    np.testing.assert_allclose(_torch_scores(scorer, probe), reference, rtol=1e-6)
+
+
+def test_an_xgboost_artifact_reads_features_by_name_and_refuses_what_it_cannot_read(tmp_path):
+    import xgboost
+
+    from ltr.artifact import XGBOOST_FILE, save_xgboost_model
+
+    x, y = _data(seed=11)
+    booster = _xgboost(x[:, :3], y, "reg:squarederror", feature_names=["len", "bm25", "pr"])
+    path = save_xgboost_model(tmp_path / "art", booster, ["pr", "clicks", "len", "bm25"])
+    assert (path / XGBOOST_FILE).is_file()
+    rows = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    reference = booster.predict(
+        xgboost.DMatrix(rows[:, [2, 3, 0]], feature_names=["len", "bm25", "pr"]),
+        output_margin=True,
+    )
+    with torch.no_grad():
+        got = load_model(path).model(torch.from_numpy(rows)[None], torch.ones(1, 40, dtype=bool))
+    np.testing.assert_allclose(got[0].numpy(), reference, rtol=2e-6, atol=2e-6)
+
+    refused = {
+        "booster is 'dart'": _xgboost(x, y, "reg:squarederror", rounds=2, booster="dart"),
+        "several classes or targets": _xgboost(
+            x, (y > 0).astype(int) + (y > 1), "multi:softmax", rounds=2, num_class=3
+        ),
+        "objective 'survival:cox' is not one ltr reads": _xgboost(
+            x, np.abs(y) + 1, "survival:cox", rounds=2
+        ),
+    }
+    for reason, model in refused.items():
+        with pytest.raises(ConfigError, match=re.escape(reason)):
+            save_xgboost_model(tmp_path / "refused", model, [f"c{i}" for i in range(6)])
+    ubj = tmp_path / "model.ubj"
+    booster.save_model(str(ubj))
+    with pytest.raises(
+        ConfigError, match=r"not JSON: save it with booster.save_model\('model.json'\)"
+    ):
+        save_xgboost_model(tmp_path / "refused", ubj, ["len", "bm25", "pr"])
+    assert not (tmp_path / "refused").exists()

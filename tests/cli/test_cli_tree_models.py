@@ -1,6 +1,6 @@
-"""``ltr lightgbm-model``: a LambdaMART trained with LightGBM becomes an artifact that
-``ltr evaluate`` rates exactly as it rates LightGBM's own predictions, and that registers behind
-an alias on a real ``mlflow server``."""
+"""``ltr lightgbm-model`` and ``ltr xgboost-model``: a LambdaMART trained with LightGBM or
+XGBoost becomes an artifact that ``ltr evaluate`` rates exactly as it rates the library's own
+predictions, and that registers behind an alias on a real ``mlflow server``."""
 
 from __future__ import annotations
 
@@ -41,9 +41,32 @@ def test_evaluate_rates_the_artifact_as_it_rates_lightgbms_predictions(
     assert by_artifact.keys() == by_lightgbm.keys()
     for group, metrics in by_lightgbm.items():
         assert by_artifact[group] == pytest.approx(metrics, abs=1e-12), group
-    # without --like: the booster's own feature names (LightGBM's Column_0...)
-    assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "own")]) == 0
-    assert load_model(tmp_path / "own").manifest.feature_names[:2] == ["Column_0", "Column_1"]
+
+
+def test_evaluate_rates_an_xgboost_artifact_as_it_rates_xgboosts_predictions(
+    tmp_path, mq2008_dir, capsys
+):
+    import xgboost
+
+    s1_path, s5_path = mq2008_dir / "S1.txt.xz", mq2008_dir / "S5.txt.xz"
+    s1, s5 = load_dataset(s1_path), load_dataset(s5_path)
+    train = xgboost.DMatrix(s1.features, s1.labels, group=np.diff(s1.offsets))
+    params = {"objective": "rank:ndcg", "max_depth": 5, "eta": 0.1, "nthread": 1}
+    booster = xgboost.train(params, train, num_boost_round=40)
+    model_file = tmp_path / "lambdamart.json"
+    booster.save_model(str(model_file))
+    out = tmp_path / "xgb"
+    assert main(["xgboost-model", str(model_file), str(out), "--like", str(s5_path)]) == 0
+    assert f"wrote {out}: 40 trees of up to" in capsys.readouterr().out
+    predicted = booster.predict(xgboost.DMatrix(s5.features), output_margin=True)
+    scores = tmp_path / "xgboost-scores.txt"
+    scores.write_text("".join(f"{float(p)!r}\n" for p in predicted))  # float32 already
+    by_xgboost = _evaluate(capsys, "--scores", str(scores), "--data", str(s5_path))
+    by_artifact = _evaluate(capsys, "--model", str(out), "--data", str(s5_path))
+    for group, metrics in by_xgboost.items():
+        assert by_artifact[group] == pytest.approx(metrics, abs=1e-12), group
+    assert main(["xgboost-model", str(s5_path), str(tmp_path / "bad")]) == 2
+    assert "the XGBoost model is not JSON" in capsys.readouterr().err
 
 
 def test_bad_input_is_refused_in_one_line(tmp_path, mq2008_lambdamart, capsys):
@@ -53,11 +76,16 @@ def test_bad_input_is_refused_in_one_line(tmp_path, mq2008_lambdamart, capsys):
     assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "b"),
                  "--like", str(like)]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "46 unnamed features (Column_0...) but 2 features were given" in err
+    assert "the model reads 46 unnamed features but 2 features were given" in err
+    # a booster trained on a bare array names no features: --like must
+    assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "d")]) == 2
+    assert "the model's features have no names: give the features it reads" in (
+        capsys.readouterr().err
+    )
     assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "c"),
                  "--alias", "champion"]) == 2  # fmt: skip
     assert "--alias needs --register NAME" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in "abc")
+    assert not any((tmp_path / d).exists() for d in "abcd")
 
 
 def test_register_serves_the_lambdamart_as_champion_from_the_registry(
