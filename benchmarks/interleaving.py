@@ -4,9 +4,10 @@ On MQ2008 fold 1, with real servers and simulated users:
 
 * the **rankers**: the click config (``configs/clicks/setrank_ips.yaml``) trained on all of the
   fold's training judgments (*strong*), the same trained on the judgments of 30 training queries
-  (*weak*), and BM25 alone (``f25``, a hand-set linear artifact from
-  ``ltr.artifact.save_linear_model``); the strong ranker is the model, the two others the
-  challengers;
+  (*weak*), BM25 alone (``f25``, a hand-set linear artifact from
+  ``ltr.artifact.save_linear_model``), and LightGBM's LambdaMART trained on the same judgments
+  (early-stopped on the validation fold, served from ``ltr.artifact.save_lightgbm_model``'s
+  artifact); the strong ranker is the model, the others the challengers;
 * **interleaving**: ``ltr serve --model STRONG --challenger OTHER --impressions DIR``, users
   (``ltr clicks simulate --server``: ``--sessions`` per test query, top 10 shown, position-based
   clicks, examination ``(1/k)^eta``, noise 0.1), credit per session from the impression log's
@@ -18,7 +19,8 @@ Then, for each budget of N sessions, ``--draws`` random draws of N sessions from
 (A/B: N/2 per arm) are tested at ``--alpha``: interleaving with the two-sided sign test of the
 sessions won, A/B with Welch's t-test of clicks per session. The table gives the share of draws
 that find the ranker with the higher test NDCG@10 significantly better (the power), and the share
-that find the other one better (errors). Users are drawn from the test partition's queries, which
+that find the other one better (errors); when the two are close (the LambdaMART), "errors" say
+little more than which way users lean. Users are drawn from the test partition's queries, which
 no ranker was trained on.
 
 A second table reads the verdict as sessions come in, as a team deciding whether to promote a
@@ -49,7 +51,7 @@ import numpy as np
 from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.click_loop import TorchServer, ltr, write_sample
 from benchmarks.clicks import _write_judged, train_on
-from benchmarks.quality_cv import HEADLINE, REPO_ROOT, evaluate, load_fold
+from benchmarks.quality_cv import HEADLINE, REPO_ROOT, evaluate, load_fold, train_lightgbm
 
 BUDGETS = (100, 200, 500, 1000, 2000, 4000)
 
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ltr.artifact import save_linear_model
+    from ltr.artifact import save_lightgbm_model, save_linear_model
     from ltr.clicks.interleaving import session_credit
     from ltr.data.folds import letor_fold
 
@@ -185,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             "weak": train_on(work / "sample.parquet", work / "judged-valid.parquet",
                              fold, work / "weak", args.seed, extra)["artifact"],
             "bm25": save_linear_model(work / "bm25", list(fold.train.feature_names), {"f25": 1.0}),
+            "lambdamart": save_lightgbm_model(  # the LambdaMART a team may be serving today
+                work / "lambdamart", train_lightgbm(fold.train, fold.valid, args.threads)[0],
+                list(fold.train.feature_names),
+            ),
         }  # fmt: skip
         shutil.copytree(rankers["strong"], work / "strong-copy")  # the A/A challenger
         from ltr.artifact import load_model
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             alone[name] = clicks_per_session(log)
-        for rival in ("weak", "bm25", "strong-copy"):
+        for rival in ("weak", "bm25", "lambdamart", "strong-copy"):
             print(f"interleaving: strong against {rival}", flush=True)
             impressions, clicks = work / f"impressions-{rival}", work / f"clicks-{rival}.csv"
             server = Server(
@@ -224,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 found = power(
                     credit, alone["strong"], alone[rival], budget, args.draws, args.alpha, rng
                 )
+                if quality[rival] > quality["strong"]:  # right = for the better ranker
+                    found = {k: (v[1], v[0]) for k, v in found.items()}
                 rows.append([rival, budget, found])
     body = report(args, quality, alone, rows, peeking, time.perf_counter() - started)
     print(body)
@@ -241,6 +249,7 @@ def report(args, quality: dict, alone: dict, rows: list, peeking: list, seconds:
     names = {
         "weak": f"trained on {args.start_queries} queries' judgments",
         "bm25": "BM25 (f25)",
+        "lambdamart": "LightGBM LambdaMART",
         "strong-copy": "the model itself (A/A)",
     }
     table = markdown_table(
@@ -266,7 +275,9 @@ def report(args, quality: dict, alone: dict, rows: list, peeking: list, seconds:
     return (
         f"Fold {args.fold}; the model: the click config trained on all training judgments "
         f"(test NDCG@10 {quality['strong']:.4f}); challengers: trained on "
-        f"{args.start_queries} queries ({quality['weak']:.4f}) and BM25 ({quality['bm25']:.4f}). "
+        f"{args.start_queries} queries ({quality['weak']:.4f}), BM25 ({quality['bm25']:.4f}) and "
+        f"LightGBM's LambdaMART on the same judgments, early-stopped on the validation fold and "
+        f"served from `ltr lightgbm-model`'s artifact ({quality['lambdamart']:.4f}). "
         f"Users: {args.sessions} sessions per test query and server (top 10 shown, "
         f"position-based clicks, examination (1/k)^{args.eta:g}, noise 0.1); clicks per session "
         f"when served alone: {ctr}. Each cell: {args.draws} draws of that many sessions (A/B: "
