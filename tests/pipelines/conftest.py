@@ -20,6 +20,20 @@ def model_dir(tmp_path_factory, mq2008_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mq2008_parquet_dir(tmp_path_factory, mq2008_dir) -> Path:
+    """Bundled MQ2008's partitions S1..S5 converted once to Parquet (``ltr convert``): the same
+    queries, labels and feature values, for the pipelines that train many times (``ltr tune``,
+    ``ltr cv --resume``). Every training reads its five partitions again, in 0.15 s from Parquet
+    instead of 1 s of parsing LETOR text."""
+    from ltr.data.convert import convert_files
+
+    root = tmp_path_factory.mktemp("mq2008-parquet")
+    for i in range(1, 6):
+        convert_files([mq2008_dir / f"S{i}.txt.xz"], root / f"S{i}.parquet")
+    return root
+
+
+@pytest.fixture(scope="session")
 def other_model_dir(tmp_path_factory) -> Path:
     """Another SetRank with other random weights (to test that resume notices a new model)."""
     return make_model(tmp_path_factory.mktemp("model2") / "setrank", seed=1)

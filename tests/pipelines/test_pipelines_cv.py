@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from ltr.errors import ConfigError
 from ltr.train.config import load_train_config
 from pipelines.cv import run_cv
-from tests.pipelines.helpers import LTR, ONE_THREAD
+from tests.pipelines.helpers import LTR, ONE_THREAD, ltr
 
 pytestmark = pytest.mark.slow
 
@@ -119,12 +119,18 @@ def _ndcg10_empty0(scores, labels, offsets) -> float:
     return float(np.mean(values))
 
 
-def test_cv_seeds_and_ensemble_survive_sigkill_and_resume(mq2008_dir, mlflow_server, tmp_path):
+def test_cv_seeds_and_ensemble_survive_sigkill_and_resume(
+    mq2008_parquet_dir, mlflow_server, tmp_path, monkeypatch
+):
     """`ltr cv --seeds 2 --ensemble` (seeds 1 and 2) killed with SIGKILL in fold 2's first
     training goes on with --resume: fold 1 is not trained again, the cut-off training goes on
     from its last epoch, the results equal an uninterrupted run's, and the MLflow parent run is
     the same one, with each fold logged once. The ensembles' metrics are checked against
-    scikit-learn."""
+    scikit-learn.
+
+    Only the run that is killed is a process of its own; the uninterrupted run and the resumed
+    one go through ``ltr``'s entry point in this process. MQ2008 is read as Parquet (every
+    training reads its partitions again)."""
     import signal
     import time
 
@@ -138,22 +144,20 @@ def test_cv_seeds_and_ensemble_survive_sigkill_and_resume(mq2008_dir, mlflow_ser
 
     def command(out, *extra):
         return [
-            *(LTR, "cv", "--folds", "1", "2", "--seeds", "2", "--trainer.seed", "1"),
+            *("cv", "--folds", "1", "2", "--seeds", "2", "--trainer.seed", "1"),
             *("--ensemble", "--quiet"),
-            *("--model", TINY, "--loss", "softmax", "--data.letor_root", str(mq2008_dir)),
+            *("--model", TINY, "--loss", "softmax", "--data.letor_root", str(mq2008_parquet_dir)),
             *("--data.batch_size", "64", "--trainer.max_epochs", "2", "--optim.warmup_steps", "0"),
             *("--tracking.tracking_uri", mlflow_server, "--output_dir", str(out), *extra),
         ]
 
-    whole = subprocess.run(
-        command(tmp_path / "whole", "--tracking.experiment", "cv-whole"),
-        capture_output=True, text=True, timeout=600, env=ONE_THREAD, cwd=tmp_path,
-    )  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # where the killed process runs
+    whole = ltr(*command(tmp_path / "whole", "--tracking.experiment", "cv-whole"))
     assert whole.returncode == 0, whole.stderr
 
     out = tmp_path / "cut"
     cut = command(out, "--tracking.experiment", "cv-cut")
-    proc = subprocess.Popen(cut, env=ONE_THREAD, cwd=tmp_path, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([LTR, *cut], env=ONE_THREAD, cwd=tmp_path, stderr=subprocess.PIPE)
     epoch_done = out / "fold2" / "seed1" / RESUME_DIR / RESUME_CHECKPOINT
     try:
         deadline = time.monotonic() + 300
@@ -169,14 +173,7 @@ def test_cv_seeds_and_ensemble_survive_sigkill_and_resume(mq2008_dir, mlflow_ser
     assert not (out / "fold2" / "seed1" / TRAINING_RECORD).exists()
     parent_id = json.loads((out / STATE).read_text())["parent_run_id"]
 
-    resumed = subprocess.run(
-        [*cut, "--resume"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=ONE_THREAD,
-        cwd=tmp_path,
-    )
+    resumed = ltr(*cut, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "2 finished training(s) kept from the interrupted run" in resumed.stdout
     # the same tables as the uninterrupted run, and the same per-training metrics
@@ -220,7 +217,7 @@ def test_cv_seeds_and_ensemble_survive_sigkill_and_resume(mq2008_dir, mlflow_ser
     saved = json.loads(Path(local).read_text())
     gains = []
     for i, (fold, test_part) in enumerate(((1, "S5"), (2, "S1"))):
-        data = load_dataset([mq2008_dir / f"{test_part}.txt.xz"])
+        data = load_dataset([mq2008_parquet_dir / f"{test_part}.parquet"])
         member_scores = [
             score_lists(load_model(out / f"fold{fold}" / f"seed{s}" / "model").model, data)
             for s in (1, 2)

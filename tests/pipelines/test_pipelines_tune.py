@@ -1,6 +1,10 @@
 """``ltr tune``: Optuna trials of real training runs on bundled MQ2008, nested MLflow runs on a
 real ``mlflow server``, a study that goes on where it stopped, a trial killed mid-run and run
-again, pruning, and the search space's refusals."""
+again, pruning, and the search space's refusals.
+
+The trainings read MQ2008 as Parquet (``mq2008_parquet_dir``: every training reads its
+partitions again) and ``ltr`` runs in this process, through its entry point, except where the
+test kills it."""
 
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from ltr.data.folds import partition_path
 from ltr.errors import ConfigError
 from ltr.train.config import load_train_config
 from pipelines.tune import base_values, check_space, load_space, open_study, parse_space, run_tuning
-from tests.pipelines.helpers import LTR, ONE_THREAD
+from tests.pipelines.helpers import LTR, ONE_THREAD, ltr
 
 TINY = "{name: setrank, d_model: 16, num_heads: 2, num_blocks: 1, d_ff: 32}"
 SPACE = {
@@ -28,24 +33,30 @@ SPACE = {
 }
 
 
-def _tune(tmp_path, mq2008_dir, *args, epochs=2, timeout=600, popen=False):
+def _tune_args(tmp_path, letor_root, *args, epochs=2) -> list[str]:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
-    command = [
-        *(LTR, "tune", "--space", str(space), "--study-dir", str(tmp_path / "study")),
-        *("--model", TINY, "--data.letor_root", str(mq2008_dir), "--data.batch_size", "64"),
+    return [
+        *("tune", "--space", str(space), "--study-dir", str(tmp_path / "study")),
+        *("--model", TINY, "--data.letor_root", str(letor_root), "--data.batch_size", "64"),
         *("--trainer.max_epochs", str(epochs), "--optim.warmup_steps", "0"),
         *args,
     ]
-    if popen:
-        return subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ONE_THREAD, cwd=tmp_path
-        )
-    proc = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env=ONE_THREAD, cwd=tmp_path
+
+
+def _tune(tmp_path, letor_root, *args, epochs=2) -> subprocess.CompletedProcess:
+    """``ltr tune`` in this process (run from ``tmp_path``, as ``_tune_process``)."""
+    done = ltr(*_tune_args(tmp_path, letor_root, *args, epochs=epochs))
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _tune_process(tmp_path, letor_root, *args, epochs=2) -> subprocess.Popen:
+    """``ltr tune`` as a process of its own, to be killed."""
+    command = [LTR, *_tune_args(tmp_path, letor_root, *args, epochs=epochs)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ONE_THREAD, cwd=tmp_path
     )
-    assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def _study(tmp_path) -> optuna.Study:
@@ -65,10 +76,11 @@ def _runs(client: MlflowClient, experiment: str):
 
 @pytest.mark.slow
 def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
-    mq2008_dir, mlflow_server, tmp_path
+    mq2008_parquet_dir, mlflow_server, tmp_path, monkeypatch
 ):
+    monkeypatch.chdir(tmp_path)
     tracking = ("--tracking.tracking_uri", mlflow_server, "--tracking.experiment", "tune")
-    first = _tune(tmp_path, mq2008_dir, "--trials", "3", *tracking)
+    first = _tune(tmp_path, mq2008_parquet_dir, "--trials", "3", *tracking)
     assert "3 trials (3 run now)" in first.stdout
 
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -87,7 +99,7 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
         # a trial's value is what `ltr evaluate` gives for its saved model on the validation
         # partition (fold 1 validates on S4)
         model = tmp_path / "study" / "trials" / str(trial.number) / "model"
-        want = _evaluate_on_validation(model, mq2008_dir)
+        want = _evaluate_on_validation(model, mq2008_parquet_dir)
         assert trial.value == pytest.approx(want, abs=1e-6)
         assert child.data.metrics["valid/empty1/ndcg_at_10"] == pytest.approx(want, abs=1e-6)
 
@@ -107,7 +119,7 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
 
     # the same command with more trials runs only the missing one, with values not drawn before,
     # under the same parent run
-    again = _tune(tmp_path, mq2008_dir, "--trials", "4", "--quiet", *tracking)
+    again = _tune(tmp_path, mq2008_parquet_dir, "--trials", "4", "--quiet", *tracking)
     assert "4 trials (1 run now)" in again.stdout
     trials = _study(tmp_path).trials
     assert len(trials) == 4
@@ -118,35 +130,34 @@ def test_tune_scores_trials_by_validation_and_goes_on_where_it_stopped(
 
     # a study goes on only with the config and space it was started with
     space = tmp_path / "space.yaml"
-    changed = subprocess.run(
-        [LTR, "tune", "--space", str(space), "--study-dir", str(tmp_path / "study"),
-         "--trials", "5", "--data.letor_root", str(mq2008_dir), *tracking],
-        capture_output=True, text=True, timeout=300, env=ONE_THREAD, cwd=tmp_path,
+    changed = ltr(
+        "tune", "--space", space, "--study-dir", tmp_path / "study", "--trials", "5",
+        "--data.letor_root", mq2008_parquet_dir, *tracking,
     )  # fmt: skip
     assert changed.returncode == 2
     assert "was started with another base config, search space, seeds or folds" in changed.stderr
     assert len(_study(tmp_path).trials) == 4
 
 
-def _evaluate_on_validation(model, mq2008_dir, partition: str = "S4") -> float:
+def _evaluate_on_validation(model, letor_root, partition: str = "S4") -> float:
     """``ltr evaluate``'s NDCG@10 of ``model`` on a partition (S4: fold 1's validation)."""
-    evaluated = subprocess.run(
-        [LTR, "evaluate", "--model", str(model), "--data", str(mq2008_dir / f"{partition}.txt.xz"),
-         "--format", "json"],
-        capture_output=True, text=True, timeout=300, env=ONE_THREAD, check=True,
-    )  # fmt: skip
+    data = partition_path(letor_root, int(partition.removeprefix("S")))
+    evaluated = ltr("evaluate", "--model", model, "--data", data, "--format", "json")
+    assert evaluated.returncode == 0, evaluated.stderr
     return json.loads(evaluated.stdout)["empty=1"]["ndcg@10"]
 
 
 @pytest.mark.slow
-def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(mq2008_dir, tmp_path):
+def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(
+    mq2008_parquet_dir, tmp_path, monkeypatch
+):
     """Two seeds per trial; the process dies in the second seed's training. The trial is run
     again: the first seed is read back, the second goes on from its last complete epoch, and the
     trial's score is the mean of the two models' validation NDCG."""
     epochs = 4
     args = ("--trials", "2", "--seeds", "2", "--heartbeat", "1", "--no-prune")
     args = (*args, "--tracking.experiment", "kill")
-    proc = _tune(tmp_path, mq2008_dir, *args, epochs=epochs, popen=True)
+    proc = _tune_process(tmp_path, mq2008_parquet_dir, *args, epochs=epochs)
     trial0 = tmp_path / "study" / "trials" / "0"
     checkpoint = trial0 / "seed1" / "resume" / "resume.ckpt"
     try:
@@ -164,7 +175,8 @@ def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(mq2008_dir, t
     assert sorted(killed.intermediate_values) == list(range(epochs))  # the first seed's curve
 
     time.sleep(2.5)  # past the grace period (twice the heartbeat) of the dead process
-    _tune(tmp_path, mq2008_dir, *args, epochs=epochs)
+    monkeypatch.chdir(tmp_path)  # the MLflow store of both runs: ./mlflow.db
+    _tune(tmp_path, mq2008_parquet_dir, *args, epochs=epochs)
     trials = _study(tmp_path).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     retry = trials[1]
@@ -186,7 +198,9 @@ def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(mq2008_dir, t
         assert child.info.status == "FINISHED"
 
     # the score is the mean over the seeds of what `ltr evaluate` gives for their models
-    seeds = [_evaluate_on_validation(trial0 / f"seed{k}" / "model", mq2008_dir) for k in (0, 1)]
+    seeds = [
+        _evaluate_on_validation(trial0 / f"seed{k}" / "model", mq2008_parquet_dir) for k in (0, 1)
+    ]
     assert seeds[0] != pytest.approx(seeds[1], abs=1e-4)
     assert retry.user_attrs["ltr.values"] == pytest.approx(seeds, abs=1e-6)
     assert retry.value == pytest.approx((seeds[0] + seeds[1]) / 2, abs=1e-6)
@@ -197,10 +211,10 @@ def test_a_trial_killed_mid_run_is_run_again_from_where_it_stopped(mq2008_dir, t
 
 
 @pytest.mark.slow
-def test_folds_score_a_trial_by_the_mean_over_letor_folds(mq2008_dir, tmp_path):
+def test_folds_score_a_trial_by_the_mean_over_letor_folds(mq2008_parquet_dir, tmp_path):
     overrides = {
         "model": {"name": "setrank", "d_model": 16, "num_heads": 2, "num_blocks": 1, "d_ff": 32},
-        "data.letor_root": str(mq2008_dir), "data.batch_size": 64, "trainer.max_epochs": 1,
+        "data.letor_root": str(mq2008_parquet_dir), "data.batch_size": 64, "trainer.max_epochs": 1,
         "trainer.progress_bar": False, "optim.warmup_steps": 0, "tracking.experiment": "folds",
         "tracking.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }  # fmt: skip
@@ -211,8 +225,8 @@ def test_folds_score_a_trial_by_the_mean_over_letor_folds(mq2008_dir, tmp_path):
     # fold 1 validates on S4, fold 2 on S5
     folder = tmp_path / "study" / "trials" / "0"
     want = [
-        _evaluate_on_validation(folder / "fold1" / "model", mq2008_dir, "S4"),
-        _evaluate_on_validation(folder / "fold2" / "model", mq2008_dir, "S5"),
+        _evaluate_on_validation(folder / "fold1" / "model", mq2008_parquet_dir, "S4"),
+        _evaluate_on_validation(folder / "fold2" / "model", mq2008_parquet_dir, "S5"),
     ]
     assert trial.user_attrs["ltr.values"] == pytest.approx(want, abs=1e-6)
     assert trial.value == pytest.approx(sum(want) / 2, abs=1e-6)
@@ -231,10 +245,10 @@ def test_folds_score_a_trial_by_the_mean_over_letor_folds(mq2008_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(mq2008_dir, tmp_path):
+def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(mq2008_parquet_dir, tmp_path):
     overrides = {
         "model": {"name": "setrank", "d_model": 16, "num_heads": 2, "num_blocks": 1, "d_ff": 32},
-        "data.letor_root": str(mq2008_dir), "data.batch_size": 64, "trainer.max_epochs": 4,
+        "data.letor_root": str(mq2008_parquet_dir), "data.batch_size": 64, "trainer.max_epochs": 4,
         "trainer.progress_bar": False, "optim.warmup_steps": 0, "tracking.enabled": False,
     }  # fmt: skip
     config = load_train_config(None, overrides)
