@@ -193,7 +193,9 @@ def test_unreadable_models_are_refused_with_the_reason(tmp_path):
     assert not any((tmp_path / d).exists() for d in "abcd")  # nothing half-written
 
 
-def test_a_lambdamart_and_a_setrank_blend_in_an_ensemble(tmp_path, mq2008_dir, mq2008_lambdamart):
+def test_a_lambdamart_and_a_setrank_blend_in_an_ensemble_that_exports(
+    tmp_path, mq2008_dir, mq2008_lambdamart
+):
     from scipy.stats import zscore
 
     from ltr.data import load_dataset
@@ -214,6 +216,13 @@ def test_a_lambdamart_and_a_setrank_blend_in_an_ensemble(tmp_path, mq2008_dir, m
             theirs = setrank.model(torch.from_numpy(x)[None], mask)[0].double().numpy()
         want = (zscore(predicted[s1[i].rows]) + zscore(theirs)) / 2
         np.testing.assert_allclose(got, want, atol=2e-5)
+    # exported whole: the trees as the module's gathers, checked against PyTorch on real lists
+    from ltr.export.onnx import export_checked, parity_batches_from_lists
+
+    loaded = load_model(folder)
+    lists = [s1[i].features for i in range(16)]
+    report = export_checked(loaded, folder, parity_batches_from_lists(loaded, lists))
+    assert report.passed and report.lists == 16
 
 
 # -- XGBoost ----------------------------------------------------------------------------------
