@@ -1,21 +1,27 @@
-"""A gradient-boosted tree ensemble (a LightGBM model) as a scorer, so that the ranker already in
-production, a LambdaMART, is served, exported, evaluated and interleaved like any ``ltr`` model.
+"""A gradient-boosted tree ensemble (a LightGBM or XGBoost model) as a scorer, so that the ranker
+already in production, a LambdaMART, is served, exported, evaluated and interleaved like any
+``ltr`` model.
 
 The trees are tensors, not code: every node of every tree is a slot of flat arrays (split
-feature, threshold, children, missing-value rule, leaf value). A forward pass starts each
-(candidate, tree) pair at its tree's root and takes ``depth`` steps, each one gathering the split
-feature's value and moving to a child; a leaf's children are itself, so a path that reaches its
-leaf early stays there. The score is the sum of the leaves reached, in float64 like LightGBM's
-own, rounded to float32. This is a handful of gathers and comparisons per step, which
-``torch.onnx.export`` turns into an ONNX graph like any other model's.
+feature, threshold, left child, missing-value rule, leaf value; a node's right child is the slot
+after its left one). A forward pass starts each (candidate, tree) pair at its tree's root and
+takes ``depth`` steps, each one gathering the split feature's value and moving to a child; a
+leaf's left child is itself and its threshold +inf, so a path that reaches its leaf early stays
+there. The score is the sum of the leaves reached (plus a bias, XGBoost's base margin), in
+float64 like LightGBM's own, rounded to float32. ``torch.onnx.export`` turns these gathers into
+an ONNX graph (inside an ensemble); on its own, a tree model is exported as ONNX-ML's tree
+operator instead (:mod:`ltr.export.gbdt`).
 
 Decisions are LightGBM's (``Tree::NumericalDecision``): a NaN becomes 0 unless the node sends NaN
 its default way; a node whose missing type is ``Zero`` sends values within 1e-35 of 0 (and NaN)
 its default way, one whose type is ``NaN`` sends NaN its default way; otherwise ``x <= threshold``
 goes left. Thresholds are stored as the largest float32 at or below LightGBM's double, so a
 float32 feature (what every ``ltr`` path feeds) takes exactly the branch it takes in LightGBM.
+XGBoost's trees (``x < threshold`` left, NaN the default way) are read into the same form
+(:func:`from_xgboost`).
 
-Categorical splits and linear trees are refused when the model is read (:func:`from_lightgbm`).
+Categorical splits, linear trees and several scores per candidate are refused when a model is
+read (:func:`from_lightgbm`, :func:`from_xgboost`).
 """
 
 from __future__ import annotations
