@@ -92,3 +92,19 @@ def test_a_student_learns_its_teachers_order(tiny_config, tmp_path, mq2008_dir) 
     assert taught > 0.6 and taught > alone + 0.5, (taught, alone)
     recorded = load_model(result.artifact_dir).manifest.training["distill"]
     assert recorded == {"teacher": str(teacher), "weight": 20.0, "temperature": 1.0}
+
+
+def test_a_lambdamart_teaches_its_lightgbm_scores(
+    tiny_config, tmp_path, mq2008_dir, mq2008_lambdamart
+) -> None:
+    import lightgbm
+
+    from ltr.artifact import save_lightgbm_model
+
+    train_set = load_dataset(mq2008_dir / "S1.txt.xz")
+    teacher = save_lightgbm_model(tmp_path / "lm", mq2008_lambdamart, train_set.feature_names)
+    got = teacher_scores(tiny_config(**{"distill.teacher": str(teacher)}), train_set).numpy()
+    raw = lightgbm.Booster(model_file=str(mq2008_lambdamart)).predict(train_set.features)
+    for a, b in zip(train_set.offsets[:-1], train_set.offsets[1:], strict=True):
+        if b - a > 1 and raw[a:b].std() > 1e-3:  # a list LightGBM does not score all alike
+            np.testing.assert_allclose(got[a:b], zscore(raw[a:b]), atol=2e-3)
