@@ -325,3 +325,16 @@ def test_an_xgboost_artifact_reads_features_by_name_and_refuses_what_it_cannot_r
     ):
         save_xgboost_model(tmp_path / "refused", ubj, ["len", "bm25", "pr"])
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_model_of_one_leaf_scores_its_constant(tmp_path):
+    # no split is worth making (min_data_in_leaf above half the rows): one tree, one leaf
+    x, _ = _data(seed=13, rows=100)
+    y = np.repeat([0.0, 1.0], 50).astype(np.float32)
+    booster = _train(x, y, rounds=3, objective="regression", min_data_in_leaf=60)
+    scorer, _ = from_lightgbm(booster.dump_model())
+    assert (scorer.config.num_trees, scorer.config.depth) == (1, 0)
+    reference = booster.predict(x)
+    assert np.all(reference == 0.5)
+    np.testing.assert_array_equal(_torch_scores(scorer, x), reference)
+    np.testing.assert_array_equal(_onnx_scores(scorer, x, tmp_path), reference)
