@@ -1,5 +1,6 @@
-"""A LightGBM LambdaMART served by ``ltr``: does the artifact score as LightGBM does, what does a
-list cost through each engine, and what does serving it cost beside the default SetRank?
+"""A LightGBM (or XGBoost) LambdaMART served by ``ltr``: does the artifact score as the library
+does, what does a list cost through each engine, and what does serving it cost beside the default
+SetRank?
 
 1. **Agreement** (MQ2008, each of the 5 LETOR folds): LightGBM lambdarank trained with early
    stopping as in ``benchmarks.quality_cv``, saved with ``Booster.save_model`` and read by
@@ -15,6 +16,10 @@ list cost through each engine, and what does serving it cost beside the default 
    LambdaMART and the default SetRank (random weights, as in ``benchmarks.serving_latency``)
    side by side, interleaved bursts from a ``grpc.aio`` client on this machine: p50/p99 latency
    and lists/s.
+4. **XGBoost** (``ltr xgboost-model``; ``--no-xgboost`` leaves it out): 1 and 2 again for
+   XGBoost ``rank:ndcg`` (early-stopped on the validation fold, the trees up to the best
+   iteration kept; then ``--xgboost-trees`` trees on fold 1), against XGBoost's own
+   ``predict(output_margin=True)`` and ``inplace_predict``.
 
 Run: ``python -m benchmarks.lightgbm_model`` (``--no-write`` to only print; see ``--help``).
 """
@@ -32,17 +37,13 @@ import numpy as np
 from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.quality_cv import HEADLINE, dataset_root, evaluate, load_fold, train_lightgbm
 
-ENGINES = ("LightGBM", "ONNX Runtime", "PyTorch")
+ENGINES = ("library", "ONNX Runtime", "PyTorch")  # library: LightGBM or XGBoost itself
 
 
 def agreement(root: Path, folds: list[int], work: Path) -> list[list[object]]:
     import lightgbm
-    import torch
 
-    from ltr.artifact import load_model, save_lightgbm_model
-    from ltr.export.onnx import export_checked, parity_batches_from_lists
-    from ltr.inference import score_lists
-    from ltr.predictor import load_predictor
+    from ltr.artifact import save_lightgbm_model
 
     rows = []
     for number in folds:
@@ -52,25 +53,7 @@ def agreement(root: Path, folds: list[int], work: Path) -> list[list[object]]:
         booster.save_model(str(model_file))  # the best iteration's trees
         reference = lightgbm.Booster(model_file=str(model_file)).predict(fold.test.features)
         folder = save_lightgbm_model(work / f"fold{number}", model_file, fold.test.feature_names)
-        loaded = load_model(folder)
-        lists = [fold.test[i].features for i in range(len(fold.test))]
-        export_checked(loaded, folder, parity_batches_from_lists(loaded, lists[:64]))
-        with torch.no_grad():
-            by_torch = score_lists(loaded.model, fold.test)
-        engine = load_predictor(str(folder), "onnx", threads=1)
-        by_onnx = np.empty(len(reference), dtype=np.float32)
-        for i, x in enumerate(lists):
-            by_onnx[fold.test[i].rows] = engine.predict(x[None], np.ones((1, len(x)), bool))[0]
-        ndcg = [evaluate(s, fold.test)[HEADLINE]["ndcg@10"] for s in (reference, by_torch, by_onnx)]
-        rows.append(
-            [
-                number,
-                loaded.manifest.model_config["num_trees"],
-                f"{np.abs(by_torch - reference).max():.1e}",
-                f"{np.abs(by_onnx - reference).max():.1e}",
-                *(f"{v:.4f}" for v in ndcg),
-            ]
-        )
+        rows.append([number, *_check_artifact(reference, folder, fold.test)])
         print("agreement", rows[-1], flush=True)
     return rows
 
@@ -78,8 +61,7 @@ def agreement(root: Path, folds: list[int], work: Path) -> list[list[object]]:
 def fixed_size_models(root: Path, trees: list[int], work: Path) -> dict[int, Path]:
     import lightgbm
 
-    from ltr.artifact import load_model, save_lightgbm_model
-    from ltr.export.onnx import export_checked, parity_batches_from_lists
+    from ltr.artifact import save_lightgbm_model
 
     fold = load_fold(root, 1)
     data = lightgbm.Dataset(
@@ -91,21 +73,125 @@ def fixed_size_models(root: Path, trees: list[int], work: Path) -> dict[int, Pat
     for n in trees:
         booster = lightgbm.train(params, data, num_boost_round=n)
         folder = save_lightgbm_model(work / f"trees{n}", booster, fold.train.feature_names)
-        loaded = load_model(folder)
-        lists = [fold.test[i].features for i in range(32)]
-        export_checked(loaded, folder, parity_batches_from_lists(loaded, lists))
-        out[n] = folder
+        out[n] = _exported(folder, fold.test)
     return out
 
 
-def compute_per_list(
-    models: dict[int, Path], lengths: list[int], reps: int
-) -> dict[tuple[int, int, str], float]:
-    """Median milliseconds of one list, per (trees, length, engine), engines interleaved."""
-    import lightgbm
+def _exported(folder: Path, test) -> Path:
+    """``folder`` with its ONNX graph, checked against PyTorch on 32 lists of ``test``."""
+    from ltr.artifact import load_model
+    from ltr.export.onnx import export_checked, parity_batches_from_lists
+
+    loaded = load_model(folder)
+    lists = [test[i].features for i in range(32)]
+    export_checked(loaded, folder, parity_batches_from_lists(loaded, lists))
+    return folder
+
+
+def _check_artifact(booster_scores, folder: Path, test) -> list[object]:
+    """Largest differences from the library's scores, and NDCG@10 of each, on ``test``."""
     import torch
 
-    from ltr.artifact import LIGHTGBM_FILE, load_model
+    from ltr.artifact import load_model
+    from ltr.export.onnx import export_checked, parity_batches_from_lists
+    from ltr.inference import score_lists
+    from ltr.predictor import load_predictor
+
+    loaded = load_model(folder)
+    lists = [test[i].features for i in range(len(test))]
+    export_checked(loaded, folder, parity_batches_from_lists(loaded, lists[:64]))
+    with torch.no_grad():
+        by_torch = score_lists(loaded.model, test)
+    engine = load_predictor(str(folder), "onnx", threads=1)
+    by_onnx = np.empty(len(booster_scores), dtype=np.float32)
+    for i, x in enumerate(lists):
+        by_onnx[test[i].rows] = engine.predict(x[None], np.ones((1, len(x)), bool))[0]
+    scores = (booster_scores, by_torch, by_onnx)
+    ndcg = [evaluate(s, test)[HEADLINE]["ndcg@10"] for s in scores]
+    return [
+        loaded.manifest.model_config["num_trees"],
+        f"{np.abs(by_torch - booster_scores).max():.1e}",
+        f"{np.abs(by_onnx - booster_scores).max():.1e}",
+        *(f"{v:.4f}" for v in ndcg),
+    ]
+
+
+XGB_PARAMS = {"objective": "rank:ndcg", "eta": 0.05, "max_depth": 5, "nthread": 1}
+
+
+def xgboost_agreement(root: Path, folds: list[int], work: Path) -> list[list[object]]:
+    """As :func:`agreement`, for XGBoost ``rank:ndcg`` early-stopped on the validation fold
+    (the trees up to the best iteration kept, as ``booster[: best + 1]``)."""
+    import xgboost
+
+    from ltr.artifact import save_xgboost_model
+
+    rows = []
+    for number in folds:
+        fold = load_fold(root, number)
+        train = xgboost.DMatrix(
+            fold.train.features, fold.train.labels, group=fold.train.list_lengths
+        )
+        valid = xgboost.DMatrix(
+            fold.valid.features, fold.valid.labels, group=fold.valid.list_lengths
+        )
+        booster = xgboost.train(
+            {**XGB_PARAMS, "eval_metric": "ndcg@10"}, train, num_boost_round=1000,
+            evals=[(valid, "valid")], early_stopping_rounds=50, verbose_eval=False,
+        )  # fmt: skip
+        booster = booster[: booster.best_iteration + 1]
+        model_file = work / f"xgb-fold{number}.json"
+        booster.save_model(str(model_file))
+        reference = booster.predict(xgboost.DMatrix(fold.test.features), output_margin=True)
+        folder = save_xgboost_model(work / f"xgb-fold{number}", model_file, fold.test.feature_names)
+        rows.append([number, *_check_artifact(reference, folder, fold.test)])
+        print("xgboost agreement", rows[-1], flush=True)
+    return rows
+
+
+def xgboost_models(root: Path, trees: list[int], work: Path) -> dict[int, Path]:
+    """XGBoost ``rank:ndcg`` models of a fixed number of trees (depth 5: up to 32 leaves)."""
+    import xgboost
+
+    from ltr.artifact import save_xgboost_model
+
+    fold = load_fold(root, 1)
+    train = xgboost.DMatrix(fold.train.features, fold.train.labels, group=fold.train.list_lengths)
+    out = {}
+    for n in trees:
+        booster = xgboost.train(XGB_PARAMS, train, num_boost_round=n)
+        folder = save_xgboost_model(work / f"xgb{n}", booster, fold.train.feature_names)
+        out[n] = _exported(folder, fold.test)
+    return out
+
+
+def lightgbm_predict(folder: Path):
+    import lightgbm
+
+    from ltr.artifact import LIGHTGBM_FILE
+
+    booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_FILE))
+    return lambda x: booster.predict(x, num_threads=1)
+
+
+def xgboost_predict(folder: Path):
+    import xgboost
+
+    from ltr.artifact import XGBOOST_FILE
+
+    booster = xgboost.Booster(model_file=str(folder / XGBOOST_FILE))
+    booster.set_param({"nthread": 1})
+    return lambda x: booster.inplace_predict(x, predict_type="margin")
+
+
+def compute_per_list(
+    models: dict[int, Path], lengths: list[int], reps: int, library=lightgbm_predict
+) -> dict[tuple[int, int, str], float]:
+    """Median milliseconds of one list, per (trees, length, engine), engines interleaved;
+    ``library(folder)`` is the library's own predict of the artifact's source model."""
+    import torch
+
+    from ltr.artifact import load_model
     from ltr.data import load_dataset
     from ltr.predictor import load_predictor
 
@@ -114,7 +200,7 @@ def compute_per_list(
     rng = np.random.default_rng(0)
     out = {}
     for trees, folder in models.items():
-        booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_FILE))
+        predict = library(folder)
         onnx = load_predictor(str(folder), "onnx", threads=1)
         module = load_model(folder).model
         for n in lengths:
@@ -127,7 +213,7 @@ def compute_per_list(
                     module(xt, mt)
 
             run = {
-                "LightGBM": lambda x=x, b=booster: b.predict(x, num_threads=1),
+                "library": lambda x=x, f=predict: f(x),
                 "ONNX Runtime": lambda x=x, m=mask, o=onnx: o.predict(x[None], m),
                 "PyTorch": by_torch,
             }
@@ -180,54 +266,56 @@ def served(model: Path, args: argparse.Namespace, work: Path) -> dict:
             server.stop()
 
 
-def report(args, agreed, compute, cells, served_trees: int, seconds: float) -> str:
+def _agreement_table(library: str, rows: list[list[object]]) -> str:
+    headers = ["fold", "trees", "max diff PyTorch", "max diff ONNX", f"NDCG@10 {library}"]
+    return markdown_table([*headers, "NDCG@10 PyTorch", "NDCG@10 ONNX"], rows)
+
+
+def _compute_table(library: str, compute: dict, trees: list[int], lengths: list[int]) -> str:
+    rows = []
+    for t in trees:
+        for n in lengths:
+            own, ort, pt = (compute[(t, n, e)] for e in ENGINES)
+            rows.append(
+                [t, n, f"{own:.3f}", f"{ort:.3f}", f"{ort / own:.2f}×", f"{pt:.3f}",
+                 f"{pt / own:.1f}×"]
+            )  # fmt: skip
+    headers = ["trees", "candidates", library, "ONNX Runtime", f"ORT / {library}", "PyTorch"]
+    return markdown_table([*headers, f"PyTorch / {library}"], rows)
+
+
+def report(args, agreed, compute, xgb, cells, served_trees: int, seconds: float) -> str:
     parts = [
         "### Agreement with LightGBM (test fold, LightGBM lambdarank with early stopping)",
         "",
-        markdown_table(
-            [
-                "fold",
-                "trees",
-                "max diff PyTorch",
-                "max diff ONNX",
-                "NDCG@10 LightGBM",
-                "NDCG@10 PyTorch",
-                "NDCG@10 ONNX",
-            ],
-            agreed,
-        ),
+        _agreement_table("LightGBM", agreed),
         "",
-        "Max diff: the largest |artifact score - LightGBM's predict| over the fold's test rows "
-        "(the artifact's scores are float32). NDCG@10: lists with no relevant document count as "
-        "1, pessimistic ties, as in the other MQ2008 tables.",
+        "Max diff: the largest |artifact score - the library's predict| over the fold's test "
+        "rows (the artifact's scores are float32). NDCG@10: lists with no relevant document "
+        "count as 1, pessimistic ties, as in the other MQ2008 tables.",
         "",
         "### Compute per list (one thread, median ms)",
         "",
-    ]
-    rows = []
-    for trees in args.trees:
-        for n in args.lengths:
-            lgb = compute[(trees, n, "LightGBM")]
-            ort = compute[(trees, n, "ONNX Runtime")]
-            pt = compute[(trees, n, "PyTorch")]
-            rows.append(
-                [trees, n, f"{lgb:.3f}", f"{ort:.3f}", f"{ort / lgb:.2f}×", f"{pt:.3f}",
-                 f"{pt / lgb:.1f}×"]
-            )  # fmt: skip
-    parts += [
-        markdown_table(
-            [
-                "trees",
-                "candidates",
-                "LightGBM",
-                "ONNX Runtime",
-                "ORT / LightGBM",
-                "PyTorch",
-                "PyTorch / LightGBM",
-            ],
-            rows,
-        ),
+        _compute_table("LightGBM", compute, args.trees, args.lengths),
         "",
+    ]
+    if xgb is not None:
+        xgb_agreed, xgb_compute = xgb
+        parts += [
+            "### XGBoost (`ltr xgboost-model`): agreement and compute per list",
+            "",
+            f"`rank:ndcg`, eta {XGB_PARAMS['eta']}, max depth {XGB_PARAMS['max_depth']}, "
+            "early-stopped on the validation fold by NDCG@10 (the trees up to the best "
+            "iteration kept); the reference is `predict(output_margin=True)`. Compute: "
+            f"{args.xgboost_trees} trees on fold 1, the library's own `inplace_predict` on one "
+            "thread.",
+            "",
+            _agreement_table("XGBoost", xgb_agreed),
+            "",
+            _compute_table("XGBoost", xgb_compute, [args.xgboost_trees], args.lengths),
+            "",
+        ]
+    parts += [
         f"### Served by `ltr serve` (ONNX Runtime, batching on): the {served_trees}-tree "
         "LambdaMART beside the default SetRank",
         "",
@@ -262,8 +350,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per burst")
     p.add_argument("--serve-reps", type=int, default=3, help="interleaved server repetitions")
     p.add_argument("--serve-trees", type=int, default=500, help="the served LambdaMART's trees")
+    p.add_argument("--xgboost-trees", type=int, default=500, help="the timed XGBoost's trees")
+    p.add_argument("--no-xgboost", action="store_true", help="leave XGBoost out")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md")
     args = p.parse_args(argv)
+    if not args.no_xgboost:
+        try:
+            import xgboost  # noqa: F401
+        except ImportError:
+            p.error("XGBoost is not installed (pip install xgboost-cpu, or pass --no-xgboost)")
     if args.serve_trees not in args.trees:
         p.error(f"--serve-trees {args.serve_trees} must be one of --trees {args.trees}")
     started = time.perf_counter()
@@ -273,8 +368,20 @@ def main(argv: list[str] | None = None) -> int:
         agreed = agreement(root, args.folds, work)
         models = fixed_size_models(root, args.trees, work)
         compute = compute_per_list(models, args.lengths, args.reps)
+        xgb = None
+        if not args.no_xgboost:
+            xgb = (
+                xgboost_agreement(root, args.folds, work),
+                compute_per_list(
+                    xgboost_models(root, [args.xgboost_trees], work),
+                    args.lengths,
+                    args.reps,
+                    xgboost_predict,
+                ),
+            )
         cells = served(models[args.serve_trees], args, work)
-    body = report(args, agreed, compute, cells, args.serve_trees, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    body = report(args, agreed, compute, xgb, cells, args.serve_trees, seconds)
     print(body)
     if not args.no_write:
         write_section(
