@@ -48,8 +48,9 @@ def add_tree_command(
         help=f"save a {library} model (a LambdaMART) as a model to serve, evaluate, interleave",
         description=f"Write a model artifact that scores as the {library} model in BOOSTER: "
         f"{score}, over the raw features (no normaliser). ONNX export writes ONNX-ML's tree "
-        "operator, which ONNX Runtime runs faster than the library itself. Numerical splits "
-        f"only; refused: {refused}. Its version is the folder's name.",
+        "operator for ONNX Runtime, the default backend (its speed against the library's own "
+        f"predict: docs/SERVING.md). Numerical splits only; refused: {refused}. Its version "
+        "is the folder's name.",
         epilog=f"example: ltr {command} {example} runs/lambdamart --like data/mq2008/S1.txt.xz",
     )
     p.add_argument("booster", type=Path, metavar="BOOSTER", help=booster_help)
