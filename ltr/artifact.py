@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,7 +354,7 @@ def _save_trees(
     feature_names: list[str] | None,
     featurizer: str | Path | None,
     facts: dict | None,
-    keep_source: Any,
+    keep_source: Callable[[Path], object],
 ) -> Path:
     from ltr.errors import ConfigError
     from ltr.models import RankingModel

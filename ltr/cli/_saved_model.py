@@ -7,7 +7,10 @@ import argparse
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ltr.artifact import Manifest
 
 
 def add_register_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
@@ -33,11 +36,16 @@ def save_and_register(
     save: Callable[[dict[str, Any]], Path],
     *,
     run_type: str,
-    params: Callable[[Path], dict[str, Any]],
-    describe: Callable[[Path], str],
+    params: Callable[[Manifest], dict[str, Any]],
+    describe: Callable[[Manifest], str],
 ) -> Path:
     """``save(facts)`` the artifact to ``args.out``; with ``--register``, inside an MLflow run
-    (whose id goes into the manifest's facts) that logs ``params(path)`` and registers it."""
+    (whose id goes into the manifest's facts) that logs ``params(manifest)`` and registers it.
+    ``describe(manifest)`` says what was written; the manifest is read once, from the folder."""
+    import json
+
+    from ltr.artifact import MANIFEST, Manifest
+
     with contextlib.ExitStack() as stack:
         tracker = None
         facts: dict[str, Any] = {}
@@ -54,14 +62,15 @@ def save_and_register(
             )
             facts = {"run_id": tracker.run_id, "registered_model": args.register}
         path = save(facts)
-        print(f"wrote {path}: {describe(path)}")
+        manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()), path)
+        print(f"wrote {path}: {describe(manifest)}")
         if tracker is not None:
-            from ltr.artifact import load_model
-
-            tracker.log_params(params(path))
-            names = list(load_model(path).manifest.feature_names)
+            tracker.log_params(params(manifest))
             logged = tracker.log_model(
-                path, feature_names=names, registered_name=args.register, alias=args.alias
+                path,
+                feature_names=list(manifest.feature_names),
+                registered_name=args.register,
+                alias=args.alias,
             )
             alias = f": {logged.alias_uri}" if logged.alias_uri else ""
             print(

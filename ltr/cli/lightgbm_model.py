@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     names, featurizer = features_like(args.like) if args.like else (None, None)
     save = getattr(artifact, args.save)
 
-    def describe(path: Path) -> str:
-        manifest = artifact.load_model(path).manifest
+    def describe(manifest: artifact.Manifest) -> str:
         config = manifest.model_config
         text = ", with its text featurizer (reranks texts)" if featurizer is not None else ""
         return (
@@ -88,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
         args,
         lambda facts: save(args.out, args.booster, names, featurizer=featurizer, facts=facts),
         run_type=args.run_type,
-        params=lambda path: {
+        params=lambda manifest: {
             "booster": str(args.booster),
             "like": args.like or "",
-            "trees": artifact.load_model(path).manifest.model_config["num_trees"],
+            "trees": manifest.model_config["num_trees"],
         },
         describe=describe,
     )
