@@ -26,6 +26,7 @@ from ltr.artifact import (
     replace_folder,
     save_model,
 )
+from ltr.drift import PROFILE
 from ltr.errors import ConfigError
 from ltr.models.ensemble import ENSEMBLE, RankingEnsemble
 
@@ -153,7 +154,8 @@ def save_ensemble(
     facts: Mapping[str, Any] | None = None,
 ) -> tuple[RankingEnsemble, Manifest, Path]:
     """Write the ensemble of ``models`` as the artifact folder ``output``, with the members'
-    text featurizer if they carry one. The folder is written beside and moved in whole, so an
+    text featurizer if they carry one, and the first member's feature profile
+    (:mod:`ltr.drift`) if one has it. The folder is written beside and moved in whole, so an
     earlier model's folder there is replaced (never a folder holding anything else). Returns
     the module, its manifest and the folder."""
     output = Path(output)
@@ -173,6 +175,9 @@ def save_ensemble(
     tmp = output.with_name(f".{output.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(ensemble, manifest, tmp)
+    profiled = [m.path / PROFILE for m in models if (m.path / PROFILE).exists()]
+    if profiled:  # the members read the same features: the first one's training profile
+        shutil.copyfile(profiled[0], tmp / PROFILE)
     featurizer = models[0].path / BUNDLED_FEATURIZER
     if featurizer.is_dir():
         shutil.copytree(featurizer, tmp / BUNDLED_FEATURIZER)

@@ -130,6 +130,27 @@ class InterleavingConfig:
 
 
 @dataclass
+class DriftConfig:
+    """Feature drift (:mod:`ltr.serve.drift`): the features of the lists answered lately against
+    the model's training profile (``feature_profile.json``, written by ``ltr train``)."""
+
+    window_rows: int = 20_000
+    """Compare the last this many candidate rows (0 = do not monitor)."""
+    seconds: float = 30.0
+    """How often to compare them and update the gauges."""
+    warn_psi: float = 0.25
+    """Log a warning when a feature's PSI passes this (0.25: a major shift)."""
+
+    def __post_init__(self) -> None:
+        if self.window_rows < 0:
+            raise ConfigError(f"drift.window_rows must be >= 0, got {self.window_rows}")
+        if self.seconds <= 0:
+            raise ConfigError(f"drift.seconds must be > 0, got {self.seconds}")
+        if self.warn_psi <= 0:
+            raise ConfigError(f"drift.warn_psi must be > 0, got {self.warn_psi}")
+
+
+@dataclass
 class ReloadConfig:
     """Model updates."""
 
@@ -200,6 +221,7 @@ class ServeConfig:
     reload: ReloadConfig = field(default_factory=ReloadConfig)
     impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
     interleaving: InterleavingConfig = field(default_factory=InterleavingConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self) -> None:
         for name in ("port", "metrics_port"):

@@ -14,14 +14,19 @@ Metric families (all in a registry of their own, so several servers can live in 
   (``recent``), or were computed (``computed``: tokenised, encoded);
 * ``ltr_impressions_written_total`` / ``ltr_impressions_dropped_total{reason}`` -- rows of the
   impression log written to files, and left out (``queue_full``, ``write_error``);
-* ``ltr_clicks_written_total`` -- clicks sent back with ``RecordClicks`` written to the click log.
+* ``ltr_clicks_written_total`` -- clicks sent back with ``RecordClicks`` written to the click log;
+* ``ltr_feature_psi{feature}`` / ``ltr_feature_out_of_range{feature}`` -- each feature's
+  population stability index against the model's training profile, and the share of its values
+  outside the training range, over the last ``ltr_drift_rows`` candidate rows
+  (:mod:`ltr.serve.drift`).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ltr.serve.domain import ModelSpec
+from ltr.drift import FeatureDrift
+from ltr.serve.domain import ModelRef, ModelSpec
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
@@ -92,6 +97,24 @@ class ServerMetrics:
             "Lists answered with the team-draft interleaving of the model and the challenger.",
             registry=r,
         )
+        self.psi = Gauge(
+            "ltr_feature_psi",
+            "Population stability index of each feature over the last ltr_drift_rows candidate "
+            "rows against the model's training data (above 0.25: a major shift).",
+            ["feature"],
+            registry=r,
+        )
+        self.out_of_range = Gauge(
+            "ltr_feature_out_of_range",
+            "Share of each feature's values over the last ltr_drift_rows candidate rows outside "
+            "the training data's range.",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_rows = Gauge(
+            "ltr_drift_rows", "Candidate rows behind ltr_feature_psi.", registry=r
+        )
+        self._drift_features: tuple[str, ...] = ()
         self._http = None
         self._children: dict[tuple[str, str], tuple] = {}
 
@@ -135,6 +158,18 @@ class ServerMetrics:
 
     def impressions_dropped(self, reason: str, rows: int) -> None:
         self.impressions_lost.labels(reason).inc(rows)
+
+    def feature_drift(self, model: ModelRef, report: list[FeatureDrift], rows: int) -> None:
+        """The drift gauges from a :class:`~ltr.serve.drift.DriftMonitor` report."""
+        names = tuple(d.name for d in report)
+        if names != self._drift_features:  # another model's features: no stale series
+            self.psi.clear()
+            self.out_of_range.clear()
+            self._drift_features = names
+        for d in report:
+            self.psi.labels(d.name).set(d.psi)
+            self.out_of_range.labels(d.name).set(d.out_of_range)
+        self.drift_rows.set(rows)
 
     def reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ltr.artifact import LoadedModel, is_mlflow_uri
+from ltr.artifact import ArtifactError, LoadedModel, is_mlflow_uri
+from ltr.drift import FeatureProfile
 from ltr.predictor import Predictor
 from ltr.serve.domain import Backend, ModelRef, ModelSpec
 
@@ -45,6 +46,8 @@ class ServedModel:
     spec: ModelSpec
     scratch: tuple[Path, ...] = field(default=())
     featurizer: TextFeaturizer | None = None
+    profile: FeatureProfile | None = None
+    """The training features' profile the artifact carries (:mod:`ltr.drift`), if any."""
 
     def retire(self) -> None:
         """Delete temporary folders (downloads, exported graphs) once the model is replaced."""
@@ -133,7 +136,25 @@ def load_served_model(
     warm_up(predictor, spec)
     if text is not None:
         text.list_features(["warm up"], [["warm up the text featurizer"]])
-    return ServedModel(predictor, spec, _scratch_folders(loaded, predictor), text)
+    profile = _profile(loaded, spec)
+    return ServedModel(predictor, spec, _scratch_folders(loaded, predictor), text, profile)
+
+
+def _profile(loaded: LoadedModel, spec: ModelSpec) -> FeatureProfile | None:
+    """The artifact's feature profile; one that cannot be read only costs the drift gauges."""
+    try:
+        profile = FeatureProfile.load(loaded.path)
+    except ArtifactError as exc:
+        log.error("feature drift is not monitored: %s", exc)
+        return None
+    if profile is not None and profile.names != spec.feature_names:
+        log.error(
+            "feature drift is not monitored: %s's feature profile names other features than "
+            "the model reads",
+            loaded.source,
+        )
+        return None
+    return profile
 
 
 def warm_up(predictor: Predictor, spec: ModelSpec, lengths: tuple[int, ...] = (1, 16)) -> None:

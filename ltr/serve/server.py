@@ -7,7 +7,9 @@ when configured), and Prometheus metrics on another. Then:
 * SIGTERM / SIGINT: health turns NOT_SERVING, new calls are refused (``UNAVAILABLE``), calls in
   flight complete (up to ``drain_seconds``), and the process exits 0;
 * SIGHUP: reload the model source now (a registry alias is resolved again);
-* every ``reload.poll_seconds``: reload if the registry alias moved.
+* every ``reload.poll_seconds``: reload if the registry alias moved;
+* every ``drift.seconds``: compare the features of the lists answered lately with the model's
+  training profile (:mod:`ltr.serve.drift`).
 
 A reload loads the new version beside the old one and swaps it in atomically; if it fails, the old
 model keeps serving (see :mod:`ltr.serve.models`).
@@ -36,6 +38,7 @@ from ltr.errors import ConfigError
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
 from ltr.serve.config import ServeConfig
+from ltr.serve.drift import DriftMonitor
 from ltr.serve.metrics import ServerMetrics
 from ltr.serve.models import ModelHolder, ReloadResult, load_served_model
 from ltr.serve.osthreads import name_native_thread
@@ -144,6 +147,19 @@ class RerankServer:
             if why is not None:  # two text models: each scores the features it computes
                 log.warning("interleaving text lists only; feature lists: %s", why)
             self.metrics.challenger_in_use(rival.spec)
+        self.drift = None
+        if cfg.drift.window_rows:
+            self.drift = DriftMonitor(
+                cfg.drift.window_rows,
+                warn_psi=cfg.drift.warn_psi,
+                on_report=self.metrics.feature_drift,
+            )
+            if model.profile is None:
+                log.info(
+                    "%s carries no feature profile: feature drift is not monitored (ltr drift "
+                    "--save-profile writes one)",
+                    cfg.model,
+                )
         self.batcher = make_batcher(
             self.holder,
             cfg.batching,
@@ -153,6 +169,7 @@ class RerankServer:
             challenger=self.challenger,
             interleave_share=cfg.interleaving.share,
             on_interleaved=self.metrics.lists_interleaved,
+            on_rows=None if self.drift is None else self.drift.observe,
         )
         self.impressions = None
         self.clicks = None
@@ -215,6 +232,8 @@ class RerankServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if any(h.alias is not None for h in self._holders()) and cfg.reload.poll_seconds > 0:
             self._tasks.append(asyncio.create_task(self._poll(), name="alias-poll"))
+        if self.drift is not None:
+            self._tasks.append(asyncio.create_task(self._watch_drift(), name="drift"))
 
     def _holders(self) -> list[ModelHolder]:
         """The model's holder, and the challenger's when interleaving."""
@@ -225,6 +244,15 @@ class RerankServer:
             await asyncio.sleep(self.config.reload.poll_seconds)
             for holder in self._holders():
                 await _in_daemon_thread(holder.poll)
+
+    async def _watch_drift(self) -> None:
+        assert self.drift is not None
+        while True:
+            await asyncio.sleep(self.config.drift.seconds)
+            try:
+                await _in_daemon_thread(self.drift.publish)
+            except Exception:  # a bug here must not stop serving, nor the next comparison
+                log.exception("comparing the served features with the training profile failed")
 
     def request_reload(self) -> None:
         """Reload the model source now, and the challenger's (SIGHUP)."""
@@ -300,10 +328,15 @@ class RerankServer:
                 f"; interleaved with {rival.name} version {rival.version}"
                 f"{'' if share >= 1 else f' on {share:.0%} of lists'}"
             )
+        drift = (
+            f"; feature drift against the training data every {cfg.drift.seconds:g} s"
+            if self.drift is not None and self.holder.current.profile is not None
+            else ""
+        )
         return (
             f"ltr serve: {spec.ref.name} version {spec.ref.version} on {spec.backend}, "
             f"listening on {address(cfg.host, self.port)}{security}{metrics}{impressions}"
-            f"{interleaving}"
+            f"{interleaving}{drift}"
         )
 
 

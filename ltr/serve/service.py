@@ -17,6 +17,8 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from ltr.errors import InputError, LtrError
 from ltr.serve.batching import BatchObserver, DynamicBatcher
 from ltr.serve.clicklog import ClickLog
@@ -59,6 +61,7 @@ def make_batcher(
     challenger: ModelHolder | None = None,
     interleave_share: float = 1.0,
     on_interleaved: Callable[[int], None] | None = None,
+    on_rows: Callable[[ServedModel, list[np.ndarray]], None] | None = None,
 ) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList | Featurized]:
     """A batcher that scores each batch with the holder's current model; ``on_documents``
     hears how many text candidates of each batch came from each source (``cache``, ``recent``,
@@ -70,7 +73,9 @@ def make_batcher(
     text featurizer: each model scores the features its own featurizer computes. A feature list
     is interleaved when both models read the same features; while they do not (a challenger of
     other text features, or after a reload), feature lists are answered by the model alone.
-    ``on_interleaved`` hears how many lists of each batch were interleaved.
+    ``on_interleaved`` hears how many lists of each batch were interleaved. ``on_rows`` gets
+    the feature rows ``[n, F]`` of each list the model scored, with that model (drift
+    monitoring, :mod:`ltr.serve.drift`).
     """
     rng = random.Random()
     warned: set[tuple[str, str]] = set()
@@ -105,6 +110,11 @@ def make_batcher(
         results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
         if fit:
             lists = [queries[i] for i in fit]
+            if on_rows is not None:
+                try:
+                    on_rows(model, [q.features for q in lists])
+                except Exception:  # monitoring must never fail the lists it watches
+                    log.exception("keeping the batch's rows for drift monitoring failed")
             if rival is None or not (features_ok or texts_ok):
                 scored = score_batch(model.predictor, model.spec.ref, lists)
             else:

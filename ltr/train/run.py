@@ -31,6 +31,7 @@ from ltr.artifact import BUNDLED_FEATURIZER, Manifest, save_model
 from ltr.config import to_dict
 from ltr.data.dataset import ListDataset
 from ltr.data.normalize import FeatureNormalizer
+from ltr.drift import profile_features
 from ltr.errors import ConfigError
 from ltr.inference import frame_context_columns, score_lists
 from ltr.losses import build_loss
@@ -461,6 +462,11 @@ def train(
             manifest.training["run_id"] = tracking.tracker.run_id
             manifest.training["registered_model"] = config.tracking.registered_model
         save_model(model, manifest, result.artifact_dir)
+        train_set = datamodule.train_set  # what the server's and `ltr drift`'s inputs are held to
+        trained_on = manifest.training["data"].get("train", [])
+        profile_features(train_set.features, train_set.feature_names, source=trained_on).save(
+            result.artifact_dir
+        )
         if featurizer is not None:
             from ltr.text.featurizer import bundle_featurizer
 

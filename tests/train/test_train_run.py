@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 
 from ltr.artifact import load_model
 from ltr.data import load_dataset
+from ltr.drift import FeatureProfile
 from ltr.inference import score_lists
 from ltr.train.run import train
 
@@ -44,6 +45,18 @@ def test_run_logs_config_metrics_and_registered_model(tiny_config, mq2008_dir, m
     registered = load_model("models:/tiny@candidate")
     assert registered.manifest.version == "1" and registered.manifest.name == "tiny"
     np.testing.assert_array_equal(score_lists(registered.model, test), local)
+    # Both carry the training features' profile: each feature's share of S1's rows in each bin
+    train_rows = load_dataset(mq2008_dir / "S1.txt.xz").features
+    for folder in (result.artifact_dir, registered.path):
+        profile = FeatureProfile.load(folder)
+        assert profile is not None and profile.rows == len(train_rows)
+        assert profile.names == tuple(registered.manifest.feature_names)
+        for j in (0, 10, 45):
+            edges = profile.features[j].edges
+            x = train_rows[:, j]
+            below = [np.mean(x <= e) for e in edges] + [1.0]
+            shares = np.diff([0.0, *below])
+            np.testing.assert_allclose(profile.features[j].shares, shares, atol=1e-12)
     # ...and through MLflow's own pyfunc interface
     frame = _frame(test, registered.manifest.feature_names)
     pyfunc = mlflow.pyfunc.load_model("models:/tiny@candidate")

@@ -1,0 +1,306 @@
+"""Feature drift: how far the features a model is given now are from the ones it learned on.
+
+A model's quality silently depends on its inputs looking like its training data. When an
+upstream pipeline changes (a feature rescaled, a join that now yields zeros, a new index), the
+server keeps answering and nothing fails, but the rankings degrade. So every trained artifact
+carries a **feature profile** (``feature_profile.json``): for each feature, the training
+values' deciles as bin edges, the share of training values in each bin, the share missing
+(NaN), and the range, mean and standard deviation. ``ltr drift`` compares data with it, and
+``ltr serve`` compares the lists it answers with it as they come in (Prometheus gauges).
+
+The comparison per feature:
+
+* **PSI**, the population stability index over the profile's bins plus one bin for missing
+  values: ``sum((a - e) * ln(a / e))`` over bins, ``e`` the training share and ``a`` the new
+  share, both floored at :data:`PSI_FLOOR` so that an empty bin does not give infinity. The
+  usual reading: below 0.1 stable, 0.1 to 0.25 a moderate shift, above 0.25 a major one.
+* the share of new values **outside the training range** (a rescaled feature shows here
+  first), and the **mean shift** in training standard deviations.
+
+Bins are the deciles of the training values, cut at values the data holds and merged where
+they coincide, so a feature that is 0 on 70 % of rows gets a bin ``(-inf, 0]`` holding 70 %
+and the rest split at its upper deciles. A bin is closed on the right: ``(edge[i-1],
+edge[i]]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ltr.errors import DataFormatError
+
+PROFILE = "feature_profile.json"
+"""The profile's file name inside a model artifact."""
+BINS = 10
+"""Quantile bins per feature (deciles), before merging bins whose edges coincide."""
+PSI_FLOOR = 1e-4
+"""Bin shares below this count as this in the PSI (an empty bin would give infinity)."""
+MODERATE, MAJOR = 0.1, 0.25
+"""PSI above which a feature's shift is called moderate, and major."""
+MAX_ROWS = 1_000_000
+"""Most rows a profile is computed from (a seeded random sample of larger data)."""
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """One feature's training distribution.
+
+    Attributes:
+        edges: sorted distinct bin edges; bin ``i`` holds ``(edges[i-1], edges[i]]``, the first
+            ``(-inf, edges[0]]`` and the last ``(edges[-1], inf)``.
+        shares: share of all training values in each of the ``len(edges) + 1`` bins; the
+            missing values' share, :attr:`missing`, completes them to 1.
+        missing: share of training values that were NaN.
+        minimum, maximum, mean, std: over the non-missing values (0 when all are missing).
+    """
+
+    name: str
+    edges: tuple[float, ...]
+    shares: tuple[float, ...]
+    missing: float
+    minimum: float
+    maximum: float
+    mean: float
+    std: float
+
+    def histogram(self, values: np.ndarray) -> np.ndarray:
+        """Shares of ``values`` in this feature's bins, then the missing share: ``[bins + 1]``."""
+        counts = np.zeros(len(self.edges) + 2, dtype=np.float64)
+        if len(values) == 0:
+            return counts
+        nan = np.isnan(values)
+        present = values[~nan]
+        index = np.searchsorted(np.asarray(self.edges), present, side="left")
+        counts[: len(self.edges) + 1] = np.bincount(index, minlength=len(self.edges) + 1)
+        counts[-1] = nan.sum()
+        return counts / len(values)
+
+    @property
+    def expected(self) -> np.ndarray:
+        """The training shares in the layout of :meth:`histogram`."""
+        return np.array([*self.shares, self.missing], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """Every feature's training distribution, in the model's feature order."""
+
+    features: tuple[FeatureStats, ...]
+    rows: int
+    """Rows the profile was computed from."""
+    source: tuple[str, ...] = field(default=())
+    """Where those rows came from (file names), for the record."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "ltr-feature-profile",
+            "version": 1,
+            "bins": BINS,
+            "rows": self.rows,
+            "source": list(self.source),
+            "features": [asdict(f) for f in self.features],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureProfile:
+        features = tuple(
+            FeatureStats(
+                name=str(f["name"]),
+                edges=tuple(float(x) for x in f["edges"]),
+                shares=tuple(float(x) for x in f["shares"]),
+                missing=float(f["missing"]),
+                minimum=float(f["minimum"]),
+                maximum=float(f["maximum"]),
+                mean=float(f["mean"]),
+                std=float(f["std"]),
+            )
+            for f in data["features"]
+        )
+        for f in features:
+            if len(f.shares) != len(f.edges) + 1:
+                raise ValueError(
+                    f"feature {f.name!r} has {len(f.edges)} edges but {len(f.shares)} shares"
+                )
+        return cls(features, int(data["rows"]), tuple(data.get("source", ())))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the profile into a model artifact folder (atomically)."""
+        path = Path(directory) / PROFILE
+        tmp = path.with_name(f".{PROFILE}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> FeatureProfile | None:
+        """The profile in a model artifact folder, or None if it has none."""
+        path = Path(directory) / PROFILE
+        if not path.exists():
+            return None
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            from ltr.artifact import ArtifactError  # (imports torch)
+
+            raise ArtifactError(f"{path} is not a feature profile: {exc}") from None
+
+
+def _stats(name: str, values: np.ndarray, bins: int) -> FeatureStats:
+    values = values.astype(np.float64)
+    nan = np.isnan(values)
+    present = values[~nan]
+    missing = float(nan.mean()) if len(values) else 0.0
+    if len(present) == 0:
+        return FeatureStats(name, (), (0.0,), missing, 0.0, 0.0, 0.0, 0.0)
+    finite = present[np.isfinite(present)]
+    cuts = np.quantile(present, np.arange(1, bins) / bins, method="inverted_cdf")
+    edges = tuple(float(x) for x in np.unique(cuts[np.isfinite(cuts)]))
+    stats = FeatureStats(name, edges, (), missing, 0.0, 0.0, 0.0, 0.0)
+    shares = stats.histogram(values)[:-1]
+    moments = finite if len(finite) else np.zeros(1)
+    return FeatureStats(
+        name=name,
+        edges=edges,
+        shares=tuple(float(s) for s in shares),
+        missing=missing,
+        minimum=float(moments.min()),
+        maximum=float(moments.max()),
+        mean=float(moments.mean()),
+        std=float(moments.std()),
+    )
+
+
+def profile_features(
+    features: np.ndarray,
+    names: Sequence[str],
+    *,
+    bins: int = BINS,
+    source: Sequence[str] = (),
+    max_rows: int = MAX_ROWS,
+    seed: int = 0,
+) -> FeatureProfile:
+    """The profile of ``features [N, F]`` (columns named ``names``); data of more than
+    ``max_rows`` rows is profiled from a seeded random sample of that many."""
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != len(names):
+        raise DataFormatError(
+            f"features of shape {features.shape} for {len(names)} feature names; expected "
+            f"[rows, {len(names)}]"
+        )
+    if len(features) == 0:
+        raise DataFormatError("no rows to profile")
+    rows = len(features)
+    if rows > max_rows:
+        pick = np.random.default_rng(seed).choice(rows, size=max_rows, replace=False)
+        features = features[np.sort(pick)]
+    return FeatureProfile(
+        tuple(_stats(name, features[:, j], bins) for j, name in enumerate(names)),
+        rows=rows,
+        source=tuple(str(s) for s in source),
+    )
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> float:
+    """The population stability index of shares ``actual`` against ``expected`` (same bins)."""
+    e = np.maximum(np.asarray(expected, dtype=np.float64), floor)
+    a = np.maximum(np.asarray(actual, dtype=np.float64), floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def level(value: float) -> str:
+    """``stable``, ``moderate`` or ``major`` for a PSI value."""
+    return "major" if value > MAJOR else "moderate" if value > MODERATE else "stable"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """How one feature's new values compare with its training profile."""
+
+    name: str
+    psi: float
+    out_of_range: float
+    """Share of new non-missing values below the training minimum or above its maximum."""
+    missing: float
+    """Share of new values that are NaN (:attr:`FeatureStats.missing` in training)."""
+    mean_shift: float
+    """(new mean - training mean) / training standard deviation; inf when the training values
+    were constant and the new mean differs, nan when no new value is present."""
+
+    @property
+    def level(self) -> str:
+        return level(self.psi)
+
+
+def compare(profile: FeatureProfile, features: np.ndarray) -> list[FeatureDrift]:
+    """Each feature of ``features [N, F]`` (the profile's feature order) against ``profile``."""
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != len(profile.features):
+        raise DataFormatError(
+            f"features of shape {features.shape} for a profile of {len(profile.features)} features"
+        )
+    if len(features) == 0:
+        raise DataFormatError("no rows to compare with the feature profile")
+    out = []
+    for j, stats in enumerate(profile.features):
+        values = features[:, j].astype(np.float64)
+        shares = stats.histogram(values)
+        present = values[~np.isnan(values)]
+        if len(present):
+            outside = float(np.mean((present < stats.minimum) | (present > stats.maximum)))
+            finite = present[np.isfinite(present)]
+            mean = float(finite.mean()) if len(finite) else math.nan
+            delta = mean - stats.mean
+            if stats.std > 0:
+                shift = delta / stats.std
+            else:
+                shift = 0.0 if delta == 0 else math.copysign(math.inf, delta)
+        else:
+            outside, shift = 0.0, math.nan
+        out.append(
+            FeatureDrift(
+                name=stats.name,
+                psi=psi(stats.expected, shares),
+                out_of_range=outside,
+                missing=float(shares[-1]),
+                mean_shift=shift,
+            )
+        )
+    return out
+
+
+class RowWindow:
+    """The last ``capacity`` rows of ``[n, F]`` blocks added (a ring buffer; not thread-safe)."""
+
+    def __init__(self, capacity: int, num_features: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"a window holds at least 1 row, got {capacity}")
+        self.buffer = np.empty((capacity, num_features), dtype=np.float32)
+        self.next = 0  # where the next row goes
+        self.count = 0  # rows held
+
+    def add(self, rows: np.ndarray) -> None:
+        capacity = len(self.buffer)
+        rows = rows[-capacity:]  # only the last `capacity` rows can stay
+        n = len(rows)
+        first = min(n, capacity - self.next)
+        self.buffer[self.next : self.next + first] = rows[:first]
+        self.buffer[: n - first] = rows[first:]
+        self.next = (self.next + n) % capacity
+        self.count = min(capacity, self.count + n)
+
+    def rows(self) -> np.ndarray:
+        """A copy of the rows held, oldest first."""
+        if self.count < len(self.buffer):
+            return self.buffer[: self.count].copy()
+        return np.concatenate([self.buffer[self.next :], self.buffer[: self.next]])

@@ -1,0 +1,85 @@
+"""Feature drift of the lists the server answers, against the model's training profile.
+
+Every batch hands the feature rows it scored to :meth:`DriftMonitor.observe` (a copy into a ring
+buffer of the last ``window_rows`` rows: no arithmetic on the serving path). Every
+``drift.seconds`` the server calls :meth:`DriftMonitor.publish` off the event loop, which
+compares the window with the profile (:func:`ltr.drift.compare`) and reports it: per-feature
+PSI and out-of-range share as Prometheus gauges, and a warning in the log when the set of
+features past ``warn_psi`` changes. A model swap starts a new window against the new model's
+profile; a model without a profile is not monitored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ltr.drift import FeatureDrift, RowWindow, compare
+from ltr.serve.domain import ModelRef
+from ltr.serve.models import ServedModel
+
+log = logging.getLogger("ltr.serve")
+
+Report = Callable[[ModelRef, list[FeatureDrift], int], None]
+"""``(model, per-feature drift, rows compared)``."""
+
+
+class DriftMonitor:
+    """The last ``window_rows`` feature rows the model in use scored, and their comparison with
+    its training profile."""
+
+    def __init__(
+        self, window_rows: int, *, warn_psi: float = 0.25, on_report: Report | None = None
+    ) -> None:
+        self.window_rows = window_rows
+        self.warn_psi = warn_psi
+        self._on_report = on_report or (lambda ref, report, rows: None)
+        self._lock = threading.Lock()
+        self._model: ServedModel | None = None
+        self._window: RowWindow | None = None
+        self._warned: frozenset[str] = frozenset()
+
+    def observe(self, model: ServedModel, blocks: Sequence[np.ndarray]) -> None:
+        """Keep the rows ``[n, F]`` of ``blocks``, lists ``model`` scored."""
+        if model.profile is None or not blocks:
+            return
+        with self._lock:
+            if model is not self._model:  # a new model: a new window, held to its own profile
+                self._model = model
+                self._window = RowWindow(self.window_rows, len(model.profile.features))
+                self._warned = frozenset()
+            assert self._window is not None
+            for rows in blocks:
+                self._window.add(rows)
+
+    def publish(self) -> list[FeatureDrift] | None:
+        """Compare the window with the profile and report it (None while nothing was seen)."""
+        with self._lock:
+            model, window = self._model, self._window
+            if model is None or window is None or window.count == 0:
+                return None
+            rows = window.rows()
+        assert model.profile is not None
+        report = compare(model.profile, rows)
+        self._on_report(model.spec.ref, report, len(rows))
+        drifted = sorted((d for d in report if d.psi > self.warn_psi), key=lambda d: -d.psi)
+        names = frozenset(d.name for d in drifted)
+        if names != self._warned:
+            self._warned = names
+            if drifted:
+                log.warning(
+                    "feature drift: %d feature(s) of the last %d rows are past PSI %.2f against "
+                    "the training data of %s %s: %s",
+                    len(drifted),
+                    len(rows),
+                    self.warn_psi,
+                    model.spec.ref.name,
+                    model.spec.ref.version,
+                    ", ".join(f"{d.name} {d.psi:.2f}" for d in drifted[:10]),
+                )
+            else:
+                log.info("feature drift: every feature is back below PSI %.2f", self.warn_psi)
+        return report

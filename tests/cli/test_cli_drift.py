@@ -1,0 +1,157 @@
+"""``ltr drift``: a model's training profile against LETOR files, Parquet files and a folder shaped
+like the server's impression log; a rescaled feature is found, by the PSI computed here by hand
+from the profile's bins, and fails the pipeline with --fail-above; models without a profile are
+told how to get one."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ltr.cli import main
+from ltr.data import load_dataset
+from ltr.drift import PROFILE, PSI_FLOOR, FeatureProfile
+from tests.serve._helpers import make_artifact
+
+
+def _drift(capsys, *argv: str) -> tuple[int, dict, str]:
+    """Exit status, the JSON report and what went to stderr."""
+    code = main(["drift", *argv, "--format", "json"])
+    said = capsys.readouterr()
+    return code, json.loads(said.out[said.out.index("{") :]), said.err
+
+
+def _hand_psi(stats, x: np.ndarray) -> float:
+    """PSI over the profile's bins, shares counted bin by bin with comparisons."""
+    bounds = [-np.inf, *stats.edges, np.inf]
+    shares = [np.mean((x > lo) & (x <= hi)) for lo, hi in itertools.pairwise(bounds)]
+    total = 0.0
+    for e, a in zip([*stats.shares, stats.missing], [*shares, 0.0], strict=True):
+        e, a = max(e, PSI_FLOOR), max(a, PSI_FLOOR)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def _rescaled(source, target, column: int, factor: float) -> None:
+    """``source`` (ltr Parquet) with one feature column multiplied, schema and metadata kept."""
+    table = pq.read_table(source)
+    width = table.schema.field("features").type.list_size
+    values = table.column("features").combine_chunks().flatten().to_numpy().reshape(-1, width)
+    values = values.copy()
+    values[:, column] *= factor
+    array = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel(), pa.float32()), width)
+    index = table.schema.get_field_index("features")
+    pq.write_table(table.set_column(index, table.schema.field("features"), array), target)
+
+
+def test_a_rescaled_feature_is_found_and_fails_the_pipeline(tmp_path, mq2008_dir, capsys):
+    s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
+    model = make_artifact(tmp_path / "model", s1, seed=1)  # made by hand: no profile yet
+    code = main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S5.txt.xz")])
+    assert code == 2
+    assert "--save-profile" in capsys.readouterr().err  # how to get one
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    assert "2,933 rows" in capsys.readouterr().out  # S1's rows
+    profile = FeatureProfile.load(model)
+    assert profile is not None and profile.rows == len(s1.features)
+
+    # the training data against its own profile: nothing moved
+    code, same, _ = _drift(capsys, "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"))
+    assert code == 0 and same["rows"] == len(s1.features)
+    assert max(f["psi"] for f in same["features"]) == 0.0
+
+    # S5, then S5 with f5 tripled, as Parquet
+    s5_parquet = tmp_path / "s5.parquet"
+    assert main(["convert", str(mq2008_dir / "S5.txt.xz"), str(s5_parquet)]) == 0
+    _rescaled(s5_parquet, tmp_path / "s5-moved.parquet", column=4, factor=3.0)
+    code, plain, _ = _drift(capsys, "--model", str(model), "--data", str(s5_parquet))
+    assert code == 0
+    moved_file = str(tmp_path / "s5-moved.parquet")
+    code, moved, err = _drift(capsys, "--model", str(model), "--data", moved_file,
+                              "--fail-above", "0.25")  # fmt: skip
+    assert code == 1 and "f5's PSI" in err
+    top = moved["features"][0]
+    assert top["name"] == "f5" and top["level"] == "major"
+    want = _hand_psi(profile.features[4], s5.features[:, 4] * 3.0)
+    assert top["psi"] == pytest.approx(want, rel=1e-9)
+    above = np.mean(s5.features[:, 4] * 3 > s1.features[:, 4].max())
+    assert top["out_of_range"] == pytest.approx(above)
+    # every other feature reads as it did before the rescaling, and as computed by hand
+    before = {f["name"]: f["psi"] for f in plain["features"]}
+    for f in moved["features"][1:]:
+        assert f["psi"] == before[f["name"]]
+    j = 24  # f25
+    assert before["f25"] == pytest.approx(_hand_psi(profile.features[j], s5.features[:, j]))
+
+
+def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys):
+    """Only a ``features`` column is needed; a file of other features (a model swap) is skipped."""
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    log = tmp_path / "impressions"
+    log.mkdir()
+    names = list(s1.feature_names)
+
+    def write(path, rows: np.ndarray, feature_names: list[str]) -> None:
+        width = rows.shape[1]
+        features = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel(), pa.float32()), width)
+        table = pa.table({"qid": pa.array(["q"] * len(rows)), "features": features})
+        meta = {b"ltr.feature_names": json.dumps(feature_names).encode()}
+        pq.write_table(table.replace_schema_metadata(meta), path)
+
+    write(log / "impressions-1.parquet", s1.features[:1000], names)
+    write(log / "impressions-2.parquet", s1.features[1000:1200, :3], ["a", "b", "c"])
+    write(log / ".impressions-3.parquet.tmp", s1.features[:5], names)  # being written: ignored
+    code, report, _ = _drift(capsys, "--model", str(model), "--data", str(log))
+    assert code == 0 and report["rows"] == 1000
+    code = main(["drift", "--model", str(model), "--data", str(log)])
+    said = capsys.readouterr().out
+    assert code == 0 and "skipped:" in said and "impressions-2.parquet" in said
+    # named on its own, a file of other features is an error, not a skip
+    code = main(["drift", "--model", str(model), "--data", str(log / "impressions-2.parquet")])
+    assert code == 2 and "3 features other than the model's 46" in capsys.readouterr().err
+
+
+def test_an_ensemble_carries_its_first_profiled_members_profile(tmp_path, mq2008_dir, capsys):
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    a = make_artifact(tmp_path / "a", s1, seed=1)
+    b = make_artifact(tmp_path / "b", s1, seed=2)
+    assert main(["drift", "--model", str(b), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    assert main(["ensemble", "--model", str(a), str(b), "--output", str(tmp_path / "ens"),
+                 "--no-mlflow", "--quiet"]) == 0  # fmt: skip
+    assert (tmp_path / "ens" / PROFILE).read_bytes() == (b / PROFILE).read_bytes()
+    capsys.readouterr()
+
+
+def test_save_profile_refuses_a_registry_model(capsys):
+    code = main(["drift", "--model", "models:/ranker@champion", "--data", "x.parquet",
+                 "--save-profile"])  # fmt: skip
+    assert code == 2 and "not an MLflow model" in capsys.readouterr().err
+
+
+def test_one_column_per_feature_reads_as_the_ltr_schema(tmp_path, mq2008_dir, capsys):
+    s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    columns = {"qid": pa.array(np.repeat(s5.qids.astype(str), s5.list_lengths))}
+    columns.update({n: pa.array(s5.features[:, j]) for j, n in enumerate(s5.feature_names)})
+    pq.write_table(pa.table(columns), tmp_path / "wide.parquet")
+    _, wide, _ = _drift(capsys, "--model", str(model), "--data", str(tmp_path / "wide.parquet"))
+    _, letor, _ = _drift(capsys, "--model", str(model), "--data", str(mq2008_dir / "S5.txt.xz"))
+    assert wide == letor and wide["rows"] == len(s5.features)
+    pq.write_table(pa.table({"qid": ["q"], "f1": [1.0]}), tmp_path / "narrow.parquet")
+    code = main(["drift", "--model", str(model), "--data", str(tmp_path / "narrow.parquet")])
+    assert (
+        code == 2 and "nor a column for each of the model's 46 features" in capsys.readouterr().err
+    )

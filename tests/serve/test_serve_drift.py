@@ -1,0 +1,106 @@
+"""A real ``ltr serve`` watching the features it is sent: its Prometheus gauges hold each
+feature's PSI and out-of-range share over the rows it scored, against the model's training
+profile; a rescaled feature upstream shows up there and in the log; a model without a profile is
+served as before, unmonitored."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from ltr.drift import compare, profile_features
+from ltr.serve.client import RerankerClient, query_of
+from ltr.serve.domain import RerankQuery
+from tests.serve._helpers import ServerProcess, make_artifact, metric
+
+
+def _send(server: ServerProcess, queries: list[RerankQuery]) -> None:
+    with RerankerClient(server.target) as client:
+        for start in range(0, len(queries), 64):
+            client.rerank_batch(queries[start : start + 64])
+
+
+def _gauges_once(server: ServerProcess, rows: int, timeout: float = 30.0) -> dict:
+    """The metrics once the drift gauges cover ``rows`` rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = server.scrape()
+        if metric(samples, "ltr_drift_rows") == rows:
+            return samples
+        time.sleep(0.2)
+    raise AssertionError(f"the drift gauges never covered {rows} rows:\n{server.log()}")
+
+
+def test_the_server_reports_each_features_drift(tmp_path, s1, s5):
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    profile = profile_features(s1.features, list(s1.feature_names))
+    profile.save(model)
+    window = 3000  # more than S5's 2,874 rows
+    server = ServerProcess(
+        tmp_path, model, "--drift.seconds", "0.2", "--drift.window_rows", str(window)
+    ).wait_ready()
+    assert "feature drift against the training data every 0.2 s" in server.log()
+    try:
+        plain = [query_of(s5, i, uses_initial_rank=False) for i in range(len(s5))]
+        _send(server, plain)
+        samples = _gauges_once(server, len(s5.features))
+        want = compare(profile, s5.features)  # the rows it was sent, in any order
+        for d in want:
+            got = metric(samples, "ltr_feature_psi", feature=d.name)
+            assert got == pytest.approx(d.psi, rel=1e-9, abs=1e-12), d.name
+            outside = metric(samples, "ltr_feature_out_of_range", feature=d.name)
+            assert outside == pytest.approx(d.out_of_range)
+        assert max(d.psi for d in want) < 0.25
+        assert "feature drift:" not in server.log()
+
+        # upstream starts sending f5 tripled: the last 3,000 rows are mostly such lists
+        moved = []
+        for i in range(len(s5)):
+            x = s5[i].features.copy()
+            x[:, 4] *= 3.0
+            moved.append(RerankQuery.from_matrix([str(r) for r in s5[i].rows], x))
+        _send(server, moved)
+        time.sleep(1.0)  # comparisons every 0.2 s: several since the last row came in
+        samples = _gauges_once(server, window)
+        assert metric(samples, "ltr_feature_psi", feature="f5") > 0.25
+        assert metric(samples, "ltr_feature_out_of_range", feature="f5") > 0.05
+        deadline = time.monotonic() + 10
+        while "feature drift: 1 feature(s)" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "feature drift: 1 feature(s)" in server.log() and "f5 " in server.log()
+        others = [metric(samples, "ltr_feature_psi", feature=f"f{j}") for j in range(1, 47)]
+        assert sum(v > 0.25 for v in others) == 1  # f5 alone
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_model_without_a_profile_is_served_unmonitored(tmp_path, tiny_artifact, s5):
+    server = ServerProcess(tmp_path, tiny_artifact, "--drift.seconds", "0.2").wait_ready()
+    try:
+        _send(server, [query_of(s5, i, uses_initial_rank=False) for i in range(20)])
+        time.sleep(0.6)  # three comparisons' time
+        samples = server.scrape()
+        assert not [key for key in samples if key[0] == "ltr_feature_psi"]
+        assert metric(samples, "ltr_drift_rows") == 0.0
+        assert "carries no feature profile" in server.log()
+        assert "feature drift against" not in server.log()
+    finally:
+        assert server.stop() == 0
+    assert np.isfinite(s5.features).all()  # the lists sent were servable
+
+
+def test_a_profile_that_cannot_be_used_costs_only_the_monitoring(tmp_path, s1, caplog):
+    from ltr.drift import PROFILE
+    from ltr.serve.models import load_served_model
+
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    (model / PROFILE).write_text("{not json")
+    assert load_served_model(str(model), backend="torch").profile is None
+    assert "is not a feature profile" in caplog.text
+    profile_features(s1.features[:, :3], ["a", "b", "c"]).save(model)  # other features
+    assert load_served_model(str(model), backend="torch").profile is None
+    assert "names other features than the model reads" in caplog.text
+    profile_features(s1.features, list(s1.feature_names)).save(model)
+    assert load_served_model(str(model), backend="torch").profile is not None
