@@ -2,7 +2,8 @@
 
 Every batch hands the feature rows it scored to :meth:`DriftMonitor.observe` (a copy into a ring
 buffer of the last ``window_rows`` rows: no arithmetic on the serving path). Every
-``drift.seconds`` the server calls :meth:`DriftMonitor.publish` off the event loop, which
+``drift.seconds`` the server calls :meth:`DriftMonitor.publish` off the event loop, which, once
+``drift.min_rows`` rows came in (a few queries' rows differ from the training data by chance),
 compares the window with the profile (:func:`ltr.drift.compare`) and reports it: per-feature
 PSI and out-of-range share as Prometheus gauges, and a warning in the log when the set of
 features past ``warn_psi`` changes. A model swap starts a new window against the new model's
@@ -32,10 +33,18 @@ class DriftMonitor:
     its training profile."""
 
     def __init__(
-        self, window_rows: int, *, warn_psi: float = 0.25, on_report: Report | None = None
+        self,
+        window_rows: int,
+        *,
+        min_rows: int = 1,
+        warn_psi: float = 0.25,
+        on_report: Report | None = None,
+        on_waiting: Callable[[int], None] | None = None,
     ) -> None:
         self.window_rows = window_rows
+        self.min_rows = min(min_rows, window_rows)
         self.warn_psi = warn_psi
+        self._on_waiting = on_waiting or (lambda rows: None)
         self._on_report = on_report or (lambda ref, report, rows: None)
         self._lock = threading.Lock()
         self._model: ServedModel | None = None
@@ -56,10 +65,13 @@ class DriftMonitor:
                 self._window.add(rows)
 
     def publish(self) -> list[FeatureDrift] | None:
-        """Compare the window with the profile and report it (None while nothing was seen)."""
+        """Compare the window with the profile and report it; None (and only the row count to
+        ``on_waiting``) while fewer than ``min_rows`` rows came in."""
         with self._lock:
             model, window = self._model, self._window
-            if model is None or window is None or window.count == 0:
+            held = 0 if window is None else window.count
+            if model is None or window is None or held < self.min_rows:
+                self._on_waiting(held)
                 return None
             rows = window.rows()
         assert model.profile is not None

@@ -171,6 +171,15 @@ class ServerMetrics:
             self.out_of_range.labels(d.name).set(d.out_of_range)
         self.drift_rows.set(rows)
 
+    def drift_waiting(self, rows: int) -> None:
+        """Fewer rows than ``drift.min_rows`` so far (since start or the last model swap): no
+        PSI gauges, only the count."""
+        if self._drift_features:
+            self.psi.clear()
+            self.out_of_range.clear()
+            self._drift_features = ()
+        self.drift_rows.set(rows)
+
     def reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()
 

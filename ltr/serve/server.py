@@ -151,8 +151,10 @@ class RerankServer:
         if cfg.drift.window_rows:
             self.drift = DriftMonitor(
                 cfg.drift.window_rows,
+                min_rows=cfg.drift.min_rows,
                 warn_psi=cfg.drift.warn_psi,
                 on_report=self.metrics.feature_drift,
+                on_waiting=self.metrics.drift_waiting,
             )
             if model.profile is None:
                 log.info(

@@ -12,7 +12,7 @@ import pytest
 
 from ltr.drift import compare, profile_features
 from ltr.serve.client import RerankerClient, query_of
-from ltr.serve.domain import RerankQuery
+from ltr.serve.domain import ModelRef, RerankQuery
 from tests.serve._helpers import ServerProcess, make_artifact, metric
 
 
@@ -104,3 +104,35 @@ def test_a_profile_that_cannot_be_used_costs_only_the_monitoring(tmp_path, s1, c
     assert "names other features than the model reads" in caplog.text
     profile_features(s1.features, list(s1.feature_names)).save(model)
     assert load_served_model(str(model), backend="torch").profile is not None
+
+
+def test_nothing_is_published_before_min_rows_and_a_swap_starts_over(s1):
+    from types import SimpleNamespace
+
+    from ltr.serve.drift import DriftMonitor
+
+    profile = profile_features(s1.features, list(s1.feature_names))
+    v1, v2 = ModelRef("ranker", "1"), ModelRef("ranker", "2")
+    first = SimpleNamespace(profile=profile, spec=SimpleNamespace(ref=v1))
+    second = SimpleNamespace(profile=profile, spec=SimpleNamespace(ref=v2))
+    reports, waiting = [], []
+    monitor = DriftMonitor(
+        500,
+        min_rows=300,
+        on_report=lambda ref, report, rows: reports.append((ref, rows)),
+        on_waiting=waiting.append,
+    )
+    assert monitor.publish() is None and waiting == [0]
+    monitor.observe(first, [s1.features[:200], s1.features[200:299]])
+    assert monitor.publish() is None and waiting[-1] == 299 and not reports
+    monitor.observe(first, [s1.features[299:300]])
+    report = monitor.publish()
+    assert reports == [(v1, 300)]
+    want = compare(profile, s1.features[:300])
+    assert [d.psi for d in report] == [d.psi for d in want]
+    monitor.observe(first, [s1.features[300:900]])  # the window keeps the last 500
+    assert [d.psi for d in monitor.publish()] == [
+        d.psi for d in compare(profile, s1.features[400:900])
+    ]
+    monitor.observe(second, [s1.features[:10]])  # a swap: a new window, below min_rows again
+    assert monitor.publish() is None and waiting[-1] == 10
