@@ -2,8 +2,9 @@
 
 For each official LETOR fold, the feature profile of the training partitions (what ``ltr train``
 writes into the artifact) is compared with windows of held-out lists (the validation and test
-partitions: other queries, no drift), each window whole lists drawn at random until it holds at
-least N rows, as a server's recent rows are. Per window size N:
+partitions: other queries, no drift), each window N whole lists drawn at random, as a server's
+recent rows are. Per window size N (in lists: rows of one list are alike, so the lists, not the
+rows, say how much a window has seen):
 
 * **no drift**: the largest PSI over all features in a window, and the share of windows where
   some feature passes 0.25 (a false alarm of the server's default ``drift.warn_psi``) or 0.1;
@@ -29,19 +30,14 @@ import numpy as np
 from benchmarks._report import command_line, markdown_table, write_section
 from benchmarks.quality_cv import DEFAULT_DATA_ROOT, dataset_root, load_fold
 
-SIZES = (250, 500, 1000, 2000, 4000)
+SIZES = (10, 25, 50, 100, 200)  # lists per window
 WARN, MODERATE, RANGE = 0.25, 0.1, 0.01
 
 
-def _window(offsets: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
-    """Row indices of whole lists, drawn at random, until at least ``rows``."""
-    picked, count = [], 0
-    for q in rng.permutation(len(offsets) - 1):
-        picked.append(np.arange(offsets[q], offsets[q + 1]))
-        count += offsets[q + 1] - offsets[q]
-        if count >= rows:
-            break
-    return np.concatenate(picked)
+def _window(offsets: np.ndarray, lists: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of ``lists`` whole lists drawn at random (without replacement)."""
+    picked = rng.choice(len(offsets) - 1, size=lists, replace=False)
+    return np.concatenate([np.arange(offsets[q], offsets[q + 1]) for q in picked])
 
 
 def _one(stats, values: np.ndarray) -> tuple[float, float]:
@@ -73,13 +69,15 @@ def run_fold(root: Path, fold: int, windows: int, seed: int) -> dict:
     profile = profile_features(train.features, list(train.feature_names))
     watched = [j for j, f in enumerate(profile.features) if len(f.edges) >= 4]
     rng = np.random.default_rng(seed + fold)
-    out: dict = {"watched": len(watched), "rows": len(train.features), "sizes": {}}
-    for size in SIZES:
-        top_psi, top_range = [], []
+    pool = len(offsets) - 1
+    out: dict = {"watched": len(watched), "rows": len(train.features), "pool": pool, "sizes": {}}
+    for size in (s for s in SIZES if s <= pool // 2):  # windows far from all of the pool
+        top_psi, top_range, rows_seen = [], [], []
         caught: dict[str, list[bool]] = {}
         by_range: dict[str, list[bool]] = {}
         for _ in range(windows):
             x = held[_window(offsets, size, rng)]
+            rows_seen.append(len(x))
             report = compare(profile, x)
             top_psi.append(max(d.psi for d in report))
             top_range.append(max(d.out_of_range for d in report))
@@ -90,7 +88,7 @@ def run_fold(root: Path, fold: int, windows: int, seed: int) -> dict:
                     caught.setdefault(name, []).append(value > WARN)
                     by_range.setdefault(name, []).append(value > WARN or outside > RANGE)
         out["sizes"][size] = {
-            "rows": size,
+            "rows": float(np.mean(rows_seen)),
             "top_psi": np.array(top_psi),
             "top_range": np.array(top_range),
             "caught": {k: float(np.mean(v)) for k, v in caught.items()},
@@ -105,9 +103,10 @@ def report(args, records: list[dict], seconds: float) -> str:
     lines = [
         f"{name} folds {folds}: each fold's training profile (`ltr train`'s "
         f"`feature_profile.json`, {records[0]['rows']:,} rows in fold {args.folds[0]}) against "
-        f"{args.windows} windows per fold and size of whole held-out lists (validation and test "
-        "partitions: other queries, no drift), each drawn at random until it holds at least "
-        f"the rows shown. Breaks are applied to one watched feature at a time "
+        f"{args.windows} windows per fold and size, each as many whole held-out lists as shown "
+        "(from the validation and test partitions: other queries, no drift; "
+        f"{records[0]['pool']} lists in fold {args.folds[0]}, and no window takes more than "
+        f"half of them), drawn at random. Breaks are applied to one watched feature at a time "
         f"({records[0]['watched']} of them in fold {args.folds[0]}: those with at least 5 "
         f"decile bins in training). Total {seconds:.0f} s.",
         "",
@@ -115,13 +114,16 @@ def report(args, records: list[dict], seconds: float) -> str:
         "in a window; pooled over folds).",
         "",
     ]
+    sizes = [s for s in SIZES if all(s in r["sizes"] for r in records)]
     rows = []
-    for size in SIZES:
+    for size in sizes:
         top = np.concatenate([r["sizes"][size]["top_psi"] for r in records])
         outside = np.concatenate([r["sizes"][size]["top_range"] for r in records])
+        mean_rows = np.mean([r["sizes"][size]["rows"] for r in records])
         rows.append(
             [
                 f"{size:,}",
+                f"{mean_rows:,.0f}",
                 f"{np.median(top):.3f}",
                 f"{np.percentile(top, 95):.3f}",
                 f"{np.mean(top > WARN):.0%}",
@@ -132,7 +134,8 @@ def report(args, records: list[dict], seconds: float) -> str:
     lines.append(
         markdown_table(
             [
-                "rows in window",
+                "lists in window",
+                "rows (mean)",
                 "largest PSI, median",
                 "largest PSI, 95th percentile",
                 f"windows with a feature past {WARN}",
@@ -149,16 +152,16 @@ def report(args, records: list[dict], seconds: float) -> str:
         "values fell outside the training range); pooled over folds.",
         "",
     ]
-    kinds = list(records[0]["sizes"][SIZES[0]]["caught"])
+    kinds = list(records[0]["sizes"][sizes[0]]["caught"])
     rows = []
     for kind in kinds:
         row = [kind]
-        for size in SIZES:
+        for size in sizes:
             psi_only = np.mean([r["sizes"][size]["caught"][kind] for r in records])
             either = np.mean([r["sizes"][size]["by_range"][kind] for r in records])
             row.append(f"{psi_only:.0%} / {either:.0%}")
         rows.append(row)
-    lines.append(markdown_table(["break", *(f"{s:,} rows" for s in SIZES)], rows))
+    lines.append(markdown_table(["break", *(f"{s:,} lists" for s in sizes)], rows))
     return "\n".join(lines)
 
 

@@ -136,9 +136,10 @@ class DriftConfig:
 
     window_rows: int = 20_000
     """Compare the last this many candidate rows (0 = do not monitor)."""
-    min_rows: int = 2_000
-    """Publish nothing (no PSI gauges, no warnings) until this many rows came in: a few
-    queries' rows differ from the training data by chance (``benchmarks/drift.py``)."""
+    min_lists: int = 100
+    """Publish nothing (no PSI gauges, no warnings) until this many lists came in (since start
+    or the last model swap): a few queries' rows differ from the training data by chance
+    (``benchmarks/drift.py``). The window should hold at least this many lists."""
     seconds: float = 30.0
     """How often to compare them and update the gauges."""
     warn_psi: float = 0.25
@@ -147,8 +148,8 @@ class DriftConfig:
     def __post_init__(self) -> None:
         if self.window_rows < 0:
             raise ConfigError(f"drift.window_rows must be >= 0, got {self.window_rows}")
-        if self.min_rows < 1:
-            raise ConfigError(f"drift.min_rows must be at least 1, got {self.min_rows}")
+        if self.min_lists < 1:
+            raise ConfigError(f"drift.min_lists must be at least 1, got {self.min_lists}")
         if self.seconds <= 0:
             raise ConfigError(f"drift.seconds must be > 0, got {self.seconds}")
         if self.warn_psi <= 0:

@@ -3,7 +3,7 @@
 Every batch hands the feature rows it scored to :meth:`DriftMonitor.observe` (a copy into a ring
 buffer of the last ``window_rows`` rows: no arithmetic on the serving path). Every
 ``drift.seconds`` the server calls :meth:`DriftMonitor.publish` off the event loop, which, once
-``drift.min_rows`` rows came in (a few queries' rows differ from the training data by chance),
+``drift.min_lists`` lists came in (a few queries' rows differ from the training data by chance),
 compares the window with the profile (:func:`ltr.drift.compare`) and reports it: per-feature
 PSI and out-of-range share as Prometheus gauges, and a warning in the log when the set of
 features past ``warn_psi`` changes. A model swap starts a new window against the new model's
@@ -36,19 +36,20 @@ class DriftMonitor:
         self,
         window_rows: int,
         *,
-        min_rows: int = 1,
+        min_lists: int = 1,
         warn_psi: float = 0.25,
         on_report: Report | None = None,
         on_waiting: Callable[[int], None] | None = None,
     ) -> None:
         self.window_rows = window_rows
-        self.min_rows = min(min_rows, window_rows)
+        self.min_lists = min_lists
         self.warn_psi = warn_psi
         self._on_waiting = on_waiting or (lambda rows: None)
         self._on_report = on_report or (lambda ref, report, rows: None)
         self._lock = threading.Lock()
         self._model: ServedModel | None = None
         self._window: RowWindow | None = None
+        self._lists = 0  # lists seen since the window started
         self._warned: frozenset[str] = frozenset()
 
     def observe(self, model: ServedModel, blocks: Sequence[np.ndarray]) -> None:
@@ -59,18 +60,20 @@ class DriftMonitor:
             if model is not self._model:  # a new model: a new window, held to its own profile
                 self._model = model
                 self._window = RowWindow(self.window_rows, len(model.profile.features))
+                self._lists = 0
                 self._warned = frozenset()
             assert self._window is not None
             for rows in blocks:
                 self._window.add(rows)
+            self._lists += len(blocks)
 
     def publish(self) -> list[FeatureDrift] | None:
-        """Compare the window with the profile and report it; None (and only the row count to
-        ``on_waiting``) while fewer than ``min_rows`` rows came in."""
+        """Compare the window with the profile and report it; None (and only the rows held, to
+        ``on_waiting``) while fewer than ``min_lists`` lists came in."""
         with self._lock:
             model, window = self._model, self._window
             held = 0 if window is None else window.count
-            if model is None or window is None or held < self.min_rows:
+            if model is None or window is None or self._lists < self.min_lists:
                 self._on_waiting(held)
                 return None
             rows = window.rows()

@@ -172,8 +172,8 @@ class ServerMetrics:
         self.drift_rows.set(rows)
 
     def drift_waiting(self, rows: int) -> None:
-        """Fewer rows than ``drift.min_rows`` so far (since start or the last model swap): no
-        PSI gauges, only the count."""
+        """Fewer lists than ``drift.min_lists`` so far (since start or the last model swap): no
+        PSI gauges, only the rows held."""
         if self._drift_features:
             self.psi.clear()
             self.out_of_range.clear()

@@ -151,7 +151,7 @@ class RerankServer:
         if cfg.drift.window_rows:
             self.drift = DriftMonitor(
                 cfg.drift.window_rows,
-                min_rows=cfg.drift.min_rows,
+                min_lists=cfg.drift.min_lists,
                 warn_psi=cfg.drift.warn_psi,
                 on_report=self.metrics.feature_drift,
                 on_waiting=self.metrics.drift_waiting,

@@ -106,7 +106,7 @@ def test_a_profile_that_cannot_be_used_costs_only_the_monitoring(tmp_path, s1, c
     assert load_served_model(str(model), backend="torch").profile is not None
 
 
-def test_nothing_is_published_before_min_rows_and_a_swap_starts_over(s1):
+def test_nothing_is_published_before_min_lists_and_a_swap_starts_over(s1):
     from types import SimpleNamespace
 
     from ltr.serve.drift import DriftMonitor
@@ -118,14 +118,14 @@ def test_nothing_is_published_before_min_rows_and_a_swap_starts_over(s1):
     reports, waiting = [], []
     monitor = DriftMonitor(
         500,
-        min_rows=300,
+        min_lists=3,
         on_report=lambda ref, report, rows: reports.append((ref, rows)),
         on_waiting=waiting.append,
     )
     assert monitor.publish() is None and waiting == [0]
-    monitor.observe(first, [s1.features[:200], s1.features[200:299]])
+    monitor.observe(first, [s1.features[:200], s1.features[200:299]])  # 2 lists
     assert monitor.publish() is None and waiting[-1] == 299 and not reports
-    monitor.observe(first, [s1.features[299:300]])
+    monitor.observe(first, [s1.features[299:300]])  # the third
     report = monitor.publish()
     assert reports == [(v1, 300)]
     want = compare(profile, s1.features[:300])
@@ -134,5 +134,5 @@ def test_nothing_is_published_before_min_rows_and_a_swap_starts_over(s1):
     assert [d.psi for d in monitor.publish()] == [
         d.psi for d in compare(profile, s1.features[400:900])
     ]
-    monitor.observe(second, [s1.features[:10]])  # a swap: a new window, below min_rows again
+    monitor.observe(second, [s1.features[:10]])  # a swap: a new window, below min_lists again
     assert monitor.publish() is None and waiting[-1] == 10
