@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "standard deviations; largest PSI first. DATA may be LETOR or ltr Parquet files, "
         "Parquet files with a column per feature named as the model's, or folders of Parquet "
         "files such as a server's impression log (files of other features are skipped). With "
-        "--fail-above the exit status is 1 when a feature drifted more, for a pipeline to stop "
-        "before scoring. --save-profile instead profiles DATA as the "
-        "model's training data and writes it into the artifact, for models made without one.",
+        "--fail-above (PSI) or --fail-out-of-range (share) the exit status is 1 when a feature "
+        "drifted more, for a pipeline to stop before scoring. --save-profile instead profiles "
+        "DATA as the model's training data and writes it into the artifact, for models made "
+        "without one.",
         epilog="example: ltr drift --model runs/demo/model_run/model --data impressions/ "
         "--fail-above 0.25",
     )
@@ -47,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="PSI",
         help="exit with status 1 when a feature's PSI is above this (0.25: a major shift)",
+    )
+    p.add_argument(
+        "--fail-out-of-range",
+        type=float,
+        metavar="SHARE",
+        help="exit with status 1 when more than this share of a feature's values fall outside "
+        "its training range (0.01: what a rescaled feature trips first)",
     )
     p.add_argument(
         "--save-profile",
@@ -222,11 +230,21 @@ def run(args: argparse.Namespace) -> int:
             f"{counts['moderate']} moderate (> {MODERATE})"
         )
         print(format_table(report, args.top))
-    if args.fail_above is not None and report and report[0].psi > args.fail_above:
+    failed = False
+    if args.fail_above is not None and report[0].psi > args.fail_above:
         worst = report[0]
         print(
             f"drift: {worst.name}'s PSI {worst.psi:.4f} is above --fail-above {args.fail_above}",
             file=sys.stderr,
         )
-        return DRIFT_FOUND
-    return 0
+        failed = True
+    if args.fail_out_of_range is not None:
+        outside = max(report, key=lambda d: d.out_of_range)
+        if outside.out_of_range > args.fail_out_of_range:
+            print(
+                f"drift: {outside.out_of_range:.2%} of {outside.name}'s values are outside its "
+                f"training range, more than --fail-out-of-range {args.fail_out_of_range}",
+                file=sys.stderr,
+            )
+            failed = True
+    return DRIFT_FOUND if failed else 0

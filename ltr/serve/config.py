@@ -144,6 +144,9 @@ class DriftConfig:
     """How often to compare them and update the gauges."""
     warn_psi: float = 0.25
     """Log a warning when a feature's PSI passes this (0.25: a major shift)."""
+    warn_out_of_range: float = 0.01
+    """... or when more than this share of a feature's values fall outside its training range
+    (what a rescaled feature trips first: ``benchmarks/drift.py``)."""
 
     def __post_init__(self) -> None:
         if self.window_rows < 0:
@@ -154,6 +157,10 @@ class DriftConfig:
             raise ConfigError(f"drift.seconds must be > 0, got {self.seconds}")
         if self.warn_psi <= 0:
             raise ConfigError(f"drift.warn_psi must be > 0, got {self.warn_psi}")
+        if not 0 <= self.warn_out_of_range <= 1:
+            raise ConfigError(
+                f"drift.warn_out_of_range must be in [0, 1], got {self.warn_out_of_range}"
+            )
 
 
 @dataclass

@@ -6,8 +6,8 @@ buffer of the last ``window_rows`` rows: no arithmetic on the serving path). Eve
 ``drift.min_lists`` lists came in (a few queries' rows differ from the training data by chance),
 compares the window with the profile (:func:`ltr.drift.compare`) and reports it: per-feature
 PSI and out-of-range share as Prometheus gauges, and a warning in the log when the set of
-features past ``warn_psi`` changes. A model swap starts a new window against the new model's
-profile; a model without a profile is not monitored.
+features past ``warn_psi`` or ``warn_out_of_range`` changes. A model swap starts a new window
+against the new model's profile; a model without a profile is not monitored.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ class DriftMonitor:
         *,
         min_lists: int = 1,
         warn_psi: float = 0.25,
+        warn_out_of_range: float = 0.01,
         on_report: Report | None = None,
         on_waiting: Callable[[int], None] | None = None,
     ) -> None:
         self.window_rows = window_rows
         self.min_lists = min_lists
         self.warn_psi = warn_psi
+        self.warn_out_of_range = warn_out_of_range
         self._on_waiting = on_waiting or (lambda rows: None)
         self._on_report = on_report or (lambda ref, report, rows: None)
         self._lock = threading.Lock()
@@ -80,21 +82,28 @@ class DriftMonitor:
         assert model.profile is not None
         report = compare(model.profile, rows)
         self._on_report(model.spec.ref, report, len(rows))
-        drifted = sorted((d for d in report if d.psi > self.warn_psi), key=lambda d: -d.psi)
+        drifted = sorted(
+            (d for d in report if d.psi > self.warn_psi or d.out_of_range > self.warn_out_of_range),
+            key=lambda d: (-d.psi, -d.out_of_range),
+        )
         names = frozenset(d.name for d in drifted)
         if names != self._warned:
             self._warned = names
             if drifted:
                 log.warning(
-                    "feature drift: %d feature(s) of the last %d rows are past PSI %.2f against "
-                    "the training data of %s %s: %s",
+                    "feature drift: %d feature(s) of the last %d rows are past PSI %.2f or have "
+                    "more than %.1f%% of their values outside the training range of %s %s: %s",
                     len(drifted),
                     len(rows),
                     self.warn_psi,
+                    100 * self.warn_out_of_range,
                     model.spec.ref.name,
                     model.spec.ref.version,
-                    ", ".join(f"{d.name} {d.psi:.2f}" for d in drifted[:10]),
+                    ", ".join(
+                        f"{d.name} (PSI {d.psi:.2f}, {d.out_of_range:.1%} out of range)"
+                        for d in drifted[:10]
+                    ),
                 )
             else:
-                log.info("feature drift: every feature is back below PSI %.2f", self.warn_psi)
+                log.info("feature drift: every feature is back within both bounds")
         return report

@@ -153,6 +153,7 @@ class RerankServer:
                 cfg.drift.window_rows,
                 min_lists=cfg.drift.min_lists,
                 warn_psi=cfg.drift.warn_psi,
+                warn_out_of_range=cfg.drift.warn_out_of_range,
                 on_report=self.metrics.feature_drift,
                 on_waiting=self.metrics.drift_waiting,
             )

@@ -83,6 +83,13 @@ def test_a_rescaled_feature_is_found_and_fails_the_pipeline(tmp_path, mq2008_dir
     assert top["psi"] == pytest.approx(want, rel=1e-9)
     above = np.mean(s5.features[:, 4] * 3 > s1.features[:, 4].max())
     assert top["out_of_range"] == pytest.approx(above)
+    # the same by its share outside the training range alone: f5's, not PSI's bound, fails it
+    code, _, err = _drift(capsys, "--model", str(model), "--data", moved_file,
+                          "--fail-out-of-range", f"{above * 0.99}")  # fmt: skip
+    assert code == 1 and "of f5's values are outside its training range" in err
+    code, _, _ = _drift(capsys, "--model", str(model), "--data", moved_file,
+                        "--fail-out-of-range", f"{above * 1.01}")  # fmt: skip
+    assert code == 0
     # every other feature reads as it did before the rescaling, and as computed by hand
     before = {f["name"]: f["psi"] for f in plain["features"]}
     for f in moved["features"][1:]:

@@ -136,3 +136,22 @@ def test_nothing_is_published_before_min_lists_and_a_swap_starts_over(s1):
     ]
     monitor.observe(second, [s1.features[:10]])  # a swap: a new window, below min_lists again
     assert monitor.publish() is None and waiting[-1] == 10
+
+
+def test_a_feature_out_of_its_training_range_is_warned_of_below_the_psi_bound(s1, caplog):
+    from types import SimpleNamespace
+
+    from ltr.serve.drift import DriftMonitor
+
+    profile = profile_features(s1.features, list(s1.feature_names))
+    model = SimpleNamespace(profile=profile, spec=SimpleNamespace(ref=ModelRef("ranker", "1")))
+    x = s1.features.copy()
+    x[:, 24] *= 1.2  # f25 rescaled a little: values near its top leave the training range
+    monitor = DriftMonitor(len(x), warn_psi=0.25, warn_out_of_range=0.01)
+    monitor.observe(model, [x])
+    report = {d.name: d for d in monitor.publish()}
+    assert report["f25"].psi < 0.25  # PSI alone would not say
+    outside = np.mean(x[:, 24] > s1.features[:, 24].max())
+    assert report["f25"].out_of_range == pytest.approx(outside) and outside > 0.01
+    assert "f25 (PSI" in caplog.text and "out of range" in caplog.text
+    assert "f24 (PSI" not in caplog.text and "f26 (PSI" not in caplog.text
