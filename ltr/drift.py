@@ -48,6 +48,19 @@ MAX_ROWS = 1_000_000
 """Most rows a profile is computed from (a seeded random sample of larger data)."""
 
 
+def _shares(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """Shares of ``values`` in the bins cut at ``edges`` (closed on the right), then the share
+    of NaN: ``[len(edges) + 2]``."""
+    counts = np.zeros(len(edges) + 2, dtype=np.float64)
+    if len(values) == 0:
+        return counts
+    nan = np.isnan(values)
+    index = np.searchsorted(np.asarray(edges), values[~nan], side="left")
+    counts[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
+    counts[-1] = nan.sum()
+    return counts / len(values)
+
+
 @dataclass(frozen=True)
 class FeatureStats:
     """One feature's training distribution.
@@ -72,15 +85,7 @@ class FeatureStats:
 
     def histogram(self, values: np.ndarray) -> np.ndarray:
         """Shares of ``values`` in this feature's bins, then the missing share: ``[bins + 1]``."""
-        counts = np.zeros(len(self.edges) + 2, dtype=np.float64)
-        if len(values) == 0:
-            return counts
-        nan = np.isnan(values)
-        present = values[~nan]
-        index = np.searchsorted(np.asarray(self.edges), present, side="left")
-        counts[: len(self.edges) + 1] = np.bincount(index, minlength=len(self.edges) + 1)
-        counts[-1] = nan.sum()
-        return counts / len(values)
+        return _shares(self.edges, values)
 
     @property
     def expected(self) -> np.ndarray:
@@ -143,17 +148,23 @@ class FeatureProfile:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> FeatureProfile | None:
-        """The profile in a model artifact folder, or None if it has none."""
+    def load(
+        cls, directory: str | Path, names: Sequence[str] | None = None
+    ) -> FeatureProfile | None:
+        """The profile in a model artifact folder, or None if it has none; with ``names``
+        (the model's features) a profile of other features is refused too."""
+        from ltr.artifact import ArtifactError  # (imports torch)
+
         path = Path(directory) / PROFILE
         if not path.exists():
             return None
         try:
-            return cls.from_json(json.loads(path.read_text()))
+            profile = cls.from_json(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
-            from ltr.artifact import ArtifactError  # (imports torch)
-
             raise ArtifactError(f"{path} is not a feature profile: {exc}") from None
+        if names is not None and profile.names != tuple(names):
+            raise ArtifactError(f"{path} names other features than the model reads")
+        return profile
 
 
 def _stats(name: str, values: np.ndarray, bins: int) -> FeatureStats:
@@ -166,8 +177,7 @@ def _stats(name: str, values: np.ndarray, bins: int) -> FeatureStats:
     finite = present[np.isfinite(present)]
     cuts = np.quantile(present, np.arange(1, bins) / bins, method="inverted_cdf")
     edges = tuple(float(x) for x in np.unique(cuts[np.isfinite(cuts)]))
-    stats = FeatureStats(name, edges, (), missing, 0.0, 0.0, 0.0, 0.0)
-    shares = stats.histogram(values)[:-1]
+    shares = _shares(edges, values)[:-1]
     moments = finite if len(finite) else np.zeros(1)
     return FeatureStats(
         name=name,

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 DRIFT_FOUND = 1
-"""Exit status when a feature's PSI is above ``--fail-above`` (errors exit 2)."""
+"""Exit status when a feature passes ``--fail-above`` or ``--fail-out-of-range`` (errors exit
+2)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,11 +82,11 @@ def read_feature_rows(
 ) -> tuple[object, list[str]]:
     """Every row's features ``[N, F]`` from ``paths``, and notes on files skipped.
 
-    Parquet files only need a ``features`` column of fixed-size lists (so an impression log
-    qualifies), whose feature names in the schema must be ``names``, or one column per feature
-    named as ``names``. A file of other features
-    inside a folder is skipped (an impression log holds one schema per file, and changes schema
-    when a model of other features is swapped in); given by name, it is an error."""
+    Parquet files need either a ``features`` column of fixed-size lists whose schema names
+    ``names`` (so an impression log qualifies), or one column per feature named as ``names``.
+    A file of other features inside a folder is skipped (an impression log holds one schema per
+    file, and changes schema when a model of other features is swapped in); given by name, it is
+    an error."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -191,15 +192,13 @@ def run(args: argparse.Namespace) -> int:
         where = profile.save(loaded.path)
         print(f"wrote the feature profile of {len(rows):,} rows to {where}")
         return 0
-    profile = FeatureProfile.load(loaded.path)
+    profile = FeatureProfile.load(loaded.path, names)
     if profile is None:
         raise ArtifactError(
             f"{args.model} carries no feature profile (models made by ltr lightgbm-model, "
             "xgboost-model or linear-model, or trained before profiles existed); write one "
             f"from its training data: ltr drift --model DIR --data TRAIN... --save-profile"
         )
-    if list(profile.names) != names:
-        raise ArtifactError(f"{args.model}'s feature profile names other features than it reads")
     report = sorted(compare(profile, rows), key=lambda d: -d.psi)
     counts = {name: sum(d.level == name for d in report) for name in ("major", "moderate")}
     if args.format == "json":

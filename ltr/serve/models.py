@@ -143,18 +143,10 @@ def load_served_model(
 def _profile(loaded: LoadedModel, spec: ModelSpec) -> FeatureProfile | None:
     """The artifact's feature profile; one that cannot be read only costs the drift gauges."""
     try:
-        profile = FeatureProfile.load(loaded.path)
+        return FeatureProfile.load(loaded.path, spec.feature_names)
     except ArtifactError as exc:
         log.error("feature drift is not monitored: %s", exc)
         return None
-    if profile is not None and profile.names != spec.feature_names:
-        log.error(
-            "feature drift is not monitored: %s's feature profile names other features than "
-            "the model reads",
-            loaded.source,
-        )
-        return None
-    return profile
 
 
 def warm_up(predictor: Predictor, spec: ModelSpec, lengths: tuple[int, ...] = (1, 16)) -> None:
