@@ -6,7 +6,12 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+PERIODS = ("hour", "day", "week")
+"""``--every``'s choices: those of :func:`ltr.drift.period_starts` (not imported here, so that
+building the parser does not import numpy)."""
 
 DRIFT_FOUND = 1
 """Exit status when a feature passes ``--fail-above`` or ``--fail-out-of-range`` (errors exit
@@ -27,9 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fail-above (PSI) or --fail-out-of-range (share) the exit status is 1 when a feature "
         "drifted more, for a pipeline to stop before scoring. --save-profile instead profiles "
         "DATA as the model's training data and writes it into the artifact, for models made "
-        "without one.",
-        epilog="example: ltr drift --model runs/demo/model_run/model --data impressions/ "
-        "--fail-above 0.25",
+        "without one. --every day reports each day of timestamped Parquet data (a server's "
+        "impression log) apart, to show a slow drift as a trend.",
+        epilog="examples: ltr drift --model runs/demo/model_run/model --data impressions/ "
+        "--fail-above 0.25; ltr drift --model runs/demo/model_run/model --data impressions/ "
+        "--every day",
     )
     p.add_argument(
         "--model", required=True, help="artifact dir, runs:/<id>/model or models:/<name>@<alias>"
@@ -58,6 +65,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its training range (0.01: what a rescaled feature trips first)",
     )
     p.add_argument(
+        "--every",
+        choices=PERIODS,
+        help="compare each hour, day or week (from Monday, UTC) of --time-column apart, oldest "
+        "first; --fail-above and --fail-out-of-range then apply to every period judged",
+    )
+    p.add_argument(
+        "--time-column",
+        default="served_at",
+        help="timestamp column that --every splits Parquet data by (default: served_at, the "
+        "impression log's)",
+    )
+    p.add_argument(
+        "--list-column",
+        help="column naming each row's list, to count a period's lists (default: session, the "
+        "impression log's, else qid)",
+    )
+    p.add_argument(
+        "--min-lists",
+        type=int,
+        default=100,
+        metavar="N",
+        help="with --every, periods of fewer lists are listed but not compared: PSI over a few "
+        "lists is noise (default: 100, as the server's drift.min_lists)",
+    )
+    p.add_argument(
         "--save-profile",
         action="store_true",
         help="profile DATA as the model's training data and write it into the artifact folder "
@@ -78,9 +110,13 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def read_feature_rows(
-    paths: list[Path], names: list[str], group_file: Path | None = None
-) -> tuple[object, list[str]]:
-    """Every row's features ``[N, F]`` from ``paths``, and notes on files skipped.
+    paths: list[Path],
+    names: list[str],
+    group_file: Path | None = None,
+    columns: Sequence[str] = (),
+) -> tuple[object, dict[str, object], list[str]]:
+    """Every row's features ``[N, F]`` from ``paths``, the values of ``columns`` for each row
+    (Parquet only; a timestamp column comes as ``datetime64``), and notes on files skipped.
 
     Parquet files need either a ``features`` column of fixed-size lists whose schema names
     ``names`` (so an impression log qualifies), or one column per feature named as ``names``.
@@ -95,11 +131,18 @@ def read_feature_rows(
     from ltr.data.parquet import META_FEATURE_NAMES, default_feature_names
     from ltr.errors import DataFormatError
 
+    columns = list(dict.fromkeys(columns))  # each once
     blocks, skipped = [], []
+    extras: dict[str, list] = {c: [] for c in columns}
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"no such data file or folder: {path}")
         if not path.is_dir() and path.suffix != ".parquet":  # LETOR/SVMlight
+            if columns:
+                raise DataFormatError(
+                    f"{path} is a LETOR file, which has no {', '.join(columns)} column: give "
+                    "Parquet files or folders (an impression log)"
+                )
             data = load_dataset(path, group_file=group_file, num_features=len(names))
             if data.num_features != len(names):
                 raise DataFormatError(
@@ -109,45 +152,51 @@ def read_feature_rows(
             continue
         for file in _parquet_files(path):
             schema = pq.read_schema(file)
+            absent = [c for c in columns if schema.get_field_index(c) < 0]
+            if absent:
+                raise DataFormatError(f"{file} has no {', '.join(absent)} column")
             index = schema.get_field_index("features")
             kind = schema.field(index).type if index >= 0 else None
             if kind is None and all(schema.get_field_index(n) >= 0 for n in names):
                 # one column per feature, named as the model's (`ltr score --feature-columns`)
-                table = pq.read_table(file, columns=names)
+                table = pq.read_table(file, columns=[*names, *columns])
                 blocks.append(
                     np.column_stack(
                         [table.column(n).to_numpy(zero_copy_only=False) for n in names]
                     ).astype(np.float32)
                 )
-                continue
-            if kind is None or not pa.types.is_fixed_size_list(kind):
-                raise DataFormatError(
-                    f"{file} has no 'features' column of fixed-size float lists (the ltr "
-                    "schema; convert LETOR files with `ltr convert`) nor a column for each of "
-                    f"the model's {len(names)} features"
+            else:
+                if kind is None or not pa.types.is_fixed_size_list(kind):
+                    raise DataFormatError(
+                        f"{file} has no 'features' column of fixed-size float lists (the ltr "
+                        "schema; convert LETOR files with `ltr convert`) nor a column for each "
+                        f"of the model's {len(names)} features"
+                    )
+                meta = schema.metadata or {}
+                theirs = (
+                    json.loads(meta[META_FEATURE_NAMES])
+                    if META_FEATURE_NAMES in meta
+                    else default_feature_names(kind.list_size)
                 )
-            meta = schema.metadata or {}
-            theirs = (
-                json.loads(meta[META_FEATURE_NAMES])
-                if META_FEATURE_NAMES in meta
-                else default_feature_names(kind.list_size)
-            )
-            if theirs != names:
-                why = f"{file} holds {len(theirs)} features other than the model's {len(names)}"
-                if not path.is_dir():
-                    raise DataFormatError(why)
-                skipped.append(why)
-                continue
-            column = pq.read_table(file, columns=["features"]).column("features")
-            values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            blocks.append(values.astype(np.float32, copy=False).reshape(-1, len(names)))
+                if theirs != names:
+                    why = f"{file} holds {len(theirs)} features other than the model's {len(names)}"
+                    if not path.is_dir():
+                        raise DataFormatError(why)
+                    skipped.append(why)
+                    continue
+                table = pq.read_table(file, columns=["features", *columns])
+                values = table.column("features").combine_chunks().flatten()
+                values = values.to_numpy(zero_copy_only=False)
+                blocks.append(values.astype(np.float32, copy=False).reshape(-1, len(names)))
+            for c in columns:
+                extras[c].append(table.column(c).to_numpy(zero_copy_only=False))
     if not blocks or sum(len(b) for b in blocks) == 0:
         raise DataFormatError(
             "no rows of the model's features in "
             + ", ".join(map(str, paths))
             + (f" ({len(skipped)} file(s) of other features skipped)" if skipped else "")
         )
-    return np.concatenate(blocks), skipped
+    return np.concatenate(blocks), {c: np.concatenate(v) for c, v in extras.items()}, skipped
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -172,6 +221,152 @@ def format_table(report, top: int | None) -> str:
     return "\n".join(lines)
 
 
+def _feature_json(d) -> dict:
+    return {
+        "name": d.name,
+        "psi": d.psi,
+        "level": d.level,
+        "out_of_range": d.out_of_range,
+        "missing": d.missing,
+        "mean_shift": None if math.isnan(d.mean_shift) else d.mean_shift,
+    }
+
+
+def _list_column(paths: list[Path]) -> str:
+    """``session`` (an impression log's list id) when the first Parquet file has it, else
+    ``qid``."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        if path.is_dir() or path.suffix == ".parquet":
+            names = pq.read_schema(_parquet_files(path)[0]).names
+            return "session" if "session" in names else "qid"
+    return "qid"
+
+
+def _period_label(start, every: str) -> str:
+    text = str(start)  # ISO 8601, seconds
+    return text[:13] + ":00" if every == "hour" else text[:10]
+
+
+def _fails(report, args: argparse.Namespace, where: str = "") -> list[str]:
+    """Why ``report`` (one comparison, largest PSI first) passes the --fail-* bounds."""
+    why = []
+    if args.fail_above is not None and report[0].psi > args.fail_above:
+        worst = report[0]
+        why.append(
+            f"drift{where}: {worst.name}'s PSI {worst.psi:.4f} is above --fail-above "
+            f"{args.fail_above}"
+        )
+    if args.fail_out_of_range is not None:
+        outside = max(report, key=lambda d: d.out_of_range)
+        if outside.out_of_range > args.fail_out_of_range:
+            why.append(
+                f"drift{where}: {outside.out_of_range:.2%} of {outside.name}'s values are "
+                f"outside its training range, more than --fail-out-of-range "
+                f"{args.fail_out_of_range}"
+            )
+    return why
+
+
+def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
+    import numpy as np
+
+    from ltr.drift import MAJOR, MODERATE, by_period
+    from ltr.errors import ConfigError, DataFormatError
+
+    if args.min_lists < 1:
+        raise ConfigError(f"--min-lists must be at least 1, got {args.min_lists}")
+    data = list(args.data)
+    lists_column = args.list_column or _list_column(data)
+    rows, extras, skipped = read_feature_rows(
+        data, names, args.group_file, columns=[args.time_column, lists_column]
+    )
+    for note in skipped:
+        print(f"skipped: {note}")
+    times = extras[args.time_column]
+    if not np.issubdtype(times.dtype, np.datetime64):
+        raise DataFormatError(
+            f"--time-column {args.time_column} holds {times.dtype} values, not timestamps"
+        )
+    dated = ~np.isnat(times)
+    if not dated.all():
+        print(f"left out: {int((~dated).sum()):,} row(s) with no {args.time_column}")
+        if not dated.any():
+            raise DataFormatError(f"no row has a {args.time_column}")
+    periods = by_period(
+        profile,
+        rows[dated],
+        times[dated],
+        extras[lists_column][dated],
+        args.every,
+        min_lists=args.min_lists,
+    )
+    reports = [sorted(p.features, key=lambda d: -d.psi) for p in periods]
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "every": args.every,
+                    "training_rows": profile.rows,
+                    "periods": [
+                        {
+                            "start": str(p.start) + "Z",
+                            "rows": p.rows,
+                            "lists": p.lists,
+                            "judged": p.judged,
+                            "features": [
+                                _feature_json(d) for d in (r if args.top is None else r[: args.top])
+                            ],
+                        }
+                        for p, r in zip(periods, reports, strict=True)
+                    ],
+                },
+                indent=1,
+            )
+        )
+    else:
+        judged = sum(p.judged for p in periods)
+        print(
+            f"{len(rows):,} rows in {len(periods)} {args.every}(s) (UTC) against the "
+            f"{profile.rows:,} training rows of {args.model}; {judged} with at least "
+            f"{args.min_lists} lists compared"
+        )
+        head = (
+            f"{args.every:<16} {'rows':>10} {'lists':>8} {'major':>6} {'moderate':>9}  "
+            f"{'largest PSI':<24} most out of range"
+        )
+        lines = [head, "-" * len(head)]
+        for p, r in zip(periods, reports, strict=True):
+            label = _period_label(p.start, args.every)
+            if not p.judged:
+                lines.append(
+                    f"{label:<16} {p.rows:>10,} {p.lists:>8,} {'-':>6} {'-':>9}  "
+                    f"too few lists to compare"
+                )
+                continue
+            major = sum(d.psi > MAJOR for d in r)
+            moderate = sum(MODERATE < d.psi <= MAJOR for d in r)
+            outside = max(r, key=lambda d: d.out_of_range)
+            lines.append(
+                f"{label:<16} {p.rows:>10,} {p.lists:>8,} {major:>6} {moderate:>9}  "
+                f"{f'{r[0].name} {r[0].psi:.4f}':<24} "
+                + (f"{outside.name} {outside.out_of_range:.2%}" if outside.out_of_range else "none")
+            )
+        print("\n".join(lines))
+    failures = [
+        why
+        for p, r in zip(periods, reports, strict=True)
+        if p.judged
+        for why in _fails(
+            r, args, f" in the {args.every} from {_period_label(p.start, args.every)}"
+        )
+    ]
+    for why in failures:
+        print(why, file=sys.stderr)
+    return DRIFT_FOUND if failures else 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ltr.artifact import ArtifactError, is_mlflow_uri, load_model
     from ltr.drift import MAJOR, MODERATE, FeatureProfile, compare, profile_features
@@ -182,9 +377,22 @@ def run(args: argparse.Namespace) -> int:
             "--save-profile writes into an artifact folder, not an MLflow model; save it into "
             "the local folder, then log or register that"
         )
+    if args.save_profile and args.every:
+        raise ConfigError("--save-profile profiles all of DATA at once; leave out --every")
     loaded = load_model(args.model)
     names = list(loaded.manifest.feature_names)
-    rows, skipped = read_feature_rows(list(args.data), names, args.group_file)
+    profile = None
+    if not args.save_profile:
+        profile = FeatureProfile.load(loaded.path, names)
+        if profile is None:
+            raise ArtifactError(
+                f"{args.model} carries no feature profile (models made by ltr lightgbm-model, "
+                "xgboost-model or linear-model, or trained before profiles existed); write one "
+                f"from its training data: ltr drift --model DIR --data TRAIN... --save-profile"
+            )
+    if args.every:
+        return _run_periods(args, profile, names)
+    rows, _, skipped = read_feature_rows(list(args.data), names, args.group_file)
     for note in skipped:
         print(f"skipped: {note}")
     if args.save_profile:
@@ -192,13 +400,6 @@ def run(args: argparse.Namespace) -> int:
         where = profile.save(loaded.path)
         print(f"wrote the feature profile of {len(rows):,} rows to {where}")
         return 0
-    profile = FeatureProfile.load(loaded.path, names)
-    if profile is None:
-        raise ArtifactError(
-            f"{args.model} carries no feature profile (models made by ltr lightgbm-model, "
-            "xgboost-model or linear-model, or trained before profiles existed); write one "
-            f"from its training data: ltr drift --model DIR --data TRAIN... --save-profile"
-        )
     report = sorted(compare(profile, rows), key=lambda d: -d.psi)
     counts = {name: sum(d.level == name for d in report) for name in ("major", "moderate")}
     if args.format == "json":
@@ -208,14 +409,7 @@ def run(args: argparse.Namespace) -> int:
                     "rows": len(rows),
                     "training_rows": profile.rows,
                     "features": [
-                        {
-                            "name": d.name,
-                            "psi": d.psi,
-                            "level": d.level,
-                            "out_of_range": d.out_of_range,
-                            "missing": d.missing,
-                            "mean_shift": None if math.isnan(d.mean_shift) else d.mean_shift,
-                        }
+                        _feature_json(d)
                         for d in (report if args.top is None else report[: args.top])
                     ],
                 },
@@ -229,21 +423,7 @@ def run(args: argparse.Namespace) -> int:
             f"{counts['moderate']} moderate (> {MODERATE})"
         )
         print(format_table(report, args.top))
-    failed = False
-    if args.fail_above is not None and report[0].psi > args.fail_above:
-        worst = report[0]
-        print(
-            f"drift: {worst.name}'s PSI {worst.psi:.4f} is above --fail-above {args.fail_above}",
-            file=sys.stderr,
-        )
-        failed = True
-    if args.fail_out_of_range is not None:
-        outside = max(report, key=lambda d: d.out_of_range)
-        if outside.out_of_range > args.fail_out_of_range:
-            print(
-                f"drift: {outside.out_of_range:.2%} of {outside.name}'s values are outside its "
-                f"training range, more than --fail-out-of-range {args.fail_out_of_range}",
-                file=sys.stderr,
-            )
-            failed = True
-    return DRIFT_FOUND if failed else 0
+    failures = _fails(report, args)
+    for why in failures:
+        print(why, file=sys.stderr)
+    return DRIFT_FOUND if failures else 0

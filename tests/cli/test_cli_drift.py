@@ -162,3 +162,106 @@ def test_one_column_per_feature_reads_as_the_ltr_schema(tmp_path, mq2008_dir, ca
     assert (
         code == 2 and "nor a column for each of the model's 46 features" in capsys.readouterr().err
     )
+
+
+def _log_file(path, features: np.ndarray, sessions: np.ndarray, times: list) -> None:
+    """A Parquet file shaped like the server's impression log (``session``, ``features``,
+    ``served_at`` as a UTC millisecond timestamp)."""
+    width = features.shape[1]
+    table = pa.table(
+        {
+            "session": pa.array(sessions.astype(str)),
+            "features": pa.FixedSizeListArray.from_arrays(
+                pa.array(features.ravel(), pa.float32()), width
+            ),
+            "served_at": pa.array(times, pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    meta = {b"ltr.feature_names": json.dumps([f"f{j + 1}" for j in range(width)]).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def test_every_day_of_an_impression_log_is_compared_apart(tmp_path, mq2008_dir, capsys):
+    """Three days of S5's lists: one as they are, one with f5 tripled, one of too few lists to
+    judge; each judged day's PSI is the hand PSI of that day's rows alone, and --fail-above
+    names the days that broke."""
+    from datetime import datetime, timedelta
+
+    s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    profile = FeatureProfile.load(model)
+    lists = np.repeat(np.arange(len(s5.list_lengths)), s5.list_lengths)  # each row's list
+    day = [lists < 60, (lists >= 60) & (lists < 120), (lists >= 120) & (lists < 123)]
+    x = s5.features.copy()
+    x[day[1], 4] *= 3.0  # f5 tripled on the second day
+    log = tmp_path / "impressions"
+    log.mkdir()
+    # Saturday 21, Sunday 22 and Monday 23 November; each day's rows in two files, the first
+    # at midnight and the second in the day's last millisecond
+    first = datetime(2026, 11, 21)
+    for d, rows in enumerate(day):
+        for half, picked in enumerate(np.array_split(np.flatnonzero(rows), 2)):
+            when = first + timedelta(days=d + half) - timedelta(milliseconds=half)
+            _log_file(log / f"impressions-{d}-{half}.parquet", x[picked], lists[picked],
+                      [when] * len(picked))  # fmt: skip
+    code, report, err = _drift(capsys, "--model", str(model), "--data", str(log),
+                               "--every", "day", "--min-lists", "20",
+                               "--fail-above", "0.25")  # fmt: skip
+    periods = report["periods"]
+    assert [p["start"] for p in periods] == [f"2026-11-{d}T00:00:00Z" for d in (21, 22, 23)]
+    assert [p["rows"] for p in periods] == [int(r.sum()) for r in day]
+    assert [p["lists"] for p in periods] == [60, 60, 3]
+    assert [p["judged"] for p in periods] == [True, True, False]
+    assert periods[-1]["features"] == []
+    hand = [
+        [_hand_psi(profile.features[j], x[rows, j]) for j in range(x.shape[1])] for rows in day[:2]
+    ]
+    for p, psi in zip(periods, hand, strict=False):
+        got = {f["name"]: f["psi"] for f in p["features"]}
+        assert [got[f"f{j + 1}"] for j in range(x.shape[1])] == pytest.approx(psi)
+    assert hand[1][4] > 0.25 and hand[1][4] == max(hand[1])  # the tripled f5 stands out
+    # exit status 1, and a line for each day with a feature past the bound, naming its worst
+    assert code == 1 and "in the day from 2026-11-22: f5's PSI" in err
+    assert err.count("\n") == sum(max(psi) > 0.25 for psi in hand)
+    assert ("2026-11-21" in err) == (max(hand[0]) > 0.25)
+
+    # weeks start on Monday: Saturday and Sunday in the week of the 16th, Monday in the next
+    code, weekly, _ = _drift(capsys, "--model", str(model), "--data", str(log),
+                             "--every", "week", "--min-lists", "1")  # fmt: skip
+    assert [(p["start"], p["rows"]) for p in weekly["periods"]] == [
+        ("2026-11-16T00:00:00Z", int(day[0].sum() + day[1].sum())),
+        ("2026-11-23T00:00:00Z", int(day[2].sum())),
+    ]
+    # by the hour, as a table: each day's two files fall in its first and last hour
+    assert main(["drift", "--model", str(model), "--data", str(log), "--every", "hour",
+                 "--min-lists", "20"]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    for d in (21, 22, 23):
+        assert f"2026-11-{d}T00:00" in table and f"2026-11-{d}T23:00" in table
+    assert "6 hour(s)" in table and table.count("too few lists to compare") == 2  # day 3's
+
+
+def test_every_needs_timestamps(tmp_path, mq2008_dir, capsys):
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    capsys.readouterr()
+    code = main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--every", "day"])  # fmt: skip
+    assert code == 2 and "LETOR file, which has no served_at" in capsys.readouterr().err
+    rows = s1.features[:50]
+    _log_file(tmp_path / "log.parquet", rows, np.zeros(50), [None] * 50)
+    code = main(["drift", "--model", str(model), "--data", str(tmp_path / "log.parquet"),
+                 "--every", "day"])  # fmt: skip
+    said = capsys.readouterr()
+    assert code == 2 and "50 row(s) with no served_at" in said.out
+    assert "no row has a served_at" in said.err
+    code = main(["drift", "--model", str(model), "--data", str(tmp_path / "log.parquet"),
+                 "--every", "day", "--time-column", "session"])  # fmt: skip
+    assert code == 2 and "holds object values, not timestamps" in capsys.readouterr().err
+    code = main(["drift", "--model", str(model), "--data", str(tmp_path / "log.parquet"),
+                 "--every", "day", "--time-column", "when"])  # fmt: skip
+    assert code == 2 and "log.parquet has no when column" in capsys.readouterr().err

@@ -137,3 +137,22 @@ def test_the_window_holds_the_last_rows_added(capacity, sizes):
     everything = np.concatenate(blocks)
     np.testing.assert_array_equal(window.rows(), everything[-capacity:])
     assert window.count == min(capacity, len(everything))
+
+
+def test_period_starts_by_the_calendar():
+    """Checked against ``datetime``'s own calendar: weeks start on Monday, across a new year."""
+    from datetime import datetime, timedelta
+
+    from ltr.drift import period_starts
+
+    moments = [datetime(2025, 12, 28, 23, 59) + timedelta(hours=7 * k) for k in range(60)]
+    times = np.array(moments, dtype="datetime64[ms]")
+    for every, start in (
+        ("hour", lambda t: t.replace(minute=0)),
+        ("day", lambda t: t.replace(hour=0, minute=0)),
+        ("week", lambda t: t.replace(hour=0, minute=0) - timedelta(days=t.weekday())),
+    ):
+        got = period_starts(times, every)
+        assert [g.astype(datetime) for g in got] == [start(t) for t in moments], every
+    with pytest.raises(ValueError, match="every must be one of hour, day, week"):
+        period_starts(times, "month")

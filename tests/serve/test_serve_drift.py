@@ -5,11 +5,14 @@ served as before, unmonitored."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from ltr.cli import main
 from ltr.drift import compare, profile_features
 from ltr.serve.client import RerankerClient, query_of
 from ltr.serve.domain import ModelRef, RerankQuery
@@ -33,13 +36,21 @@ def _gauges_once(server: ServerProcess, rows: int, timeout: float = 30.0) -> dic
     raise AssertionError(f"the drift gauges never covered {rows} rows:\n{server.log()}")
 
 
-def test_the_server_reports_each_features_drift(tmp_path, s1, s5):
+def test_the_server_reports_each_features_drift(tmp_path, s1, s5, capsys):
     model = make_artifact(tmp_path / "model", s1, seed=1)
     profile = profile_features(s1.features, list(s1.feature_names))
     profile.save(model)
     window = 3000  # more than S5's 2,874 rows
+    log = tmp_path / "impressions"
     server = ServerProcess(
-        tmp_path, model, "--drift.seconds", "0.2", "--drift.window_rows", str(window)
+        tmp_path,
+        model,
+        "--drift.seconds",
+        "0.2",
+        "--drift.window_rows",
+        str(window),
+        "--impressions",
+        str(log),
     ).wait_ready()
     assert "feature drift against the training data every 0.2 s" in server.log()
     try:
@@ -74,6 +85,29 @@ def test_the_server_reports_each_features_drift(tmp_path, s1, s5):
         assert sum(v > 0.25 for v in others) == 1  # f5 alone
     finally:
         assert server.stop() == 0
+
+    # the lists it answered, read back from its impression log hour by hour: each hour's
+    # comparison is that of the hour's rows, grouped here with datetime
+    table = pq.read_table(log, columns=["session", "served_at", "features"])
+    features = table.column("features").combine_chunks().flatten().to_numpy()
+    features = features.reshape(len(table), -1)
+    hours: dict = {}
+    for i, (session, at) in enumerate(
+        zip(table.column("session").to_pylist(), table.column("served_at").to_pylist(), strict=True)
+    ):
+        hours.setdefault(at.replace(minute=0, second=0, microsecond=0), []).append((i, session))
+    capsys.readouterr()
+    assert main(["drift", "--model", str(model), "--data", str(log), "--every", "hour",
+                 "--min-lists", "1", "--format", "json"]) == 0  # fmt: skip
+    periods = json.loads(capsys.readouterr().out)["periods"]
+    assert len(table) == 2 * len(s5.features)
+    assert [(p["start"], p["rows"], p["lists"]) for p in periods] == [
+        (h.strftime("%Y-%m-%dT%H:%M:%SZ"), len(v), len({s for _, s in v}))
+        for h, v in sorted(hours.items())
+    ]
+    for p, (_, v) in zip(periods, sorted(hours.items()), strict=True):
+        want = {d.name: d.psi for d in compare(profile, features[[i for i, _ in v]])}
+        assert {f["name"]: f["psi"] for f in p["features"]} == pytest.approx(want)
 
 
 def test_a_model_without_a_profile_is_served_unmonitored(tmp_path, tiny_artifact, s5):
