@@ -1,5 +1,6 @@
 """What ``ltr linear-model`` and ``ltr lightgbm-model`` share: the production ranker saved as a
-model artifact, optionally logged as an MLflow run and registered under a name and alias."""
+model artifact, with the feature profile of its training data when given, optionally logged as
+an MLflow run and registered under a name and alias."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ if TYPE_CHECKING:
     from ltr.artifact import Manifest
 
 
-def add_register_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
+def add_saved_model_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
+    """``--profile-data`` and the MLflow options (``--register``, ``--alias``, ...)."""
+    p.add_argument(
+        "--profile-data",
+        type=Path,
+        nargs="+",
+        metavar="DATA",
+        help="the data the model was trained on (LETOR or Parquet files, or folders): its "
+        "feature profile goes into the artifact, for `ltr drift` and the server's drift gauges",
+    )
     p.add_argument(
         "--register",
         metavar="NAME",
@@ -24,11 +34,28 @@ def add_register_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
 
 
-def check_register_arguments(args: argparse.Namespace) -> None:
+def check_saved_model_arguments(args: argparse.Namespace) -> None:
+    """Refuse what would fail after the artifact is written, before anything is."""
     from ltr.errors import ConfigError
 
     if args.alias and not args.register:
         raise ConfigError("--alias needs --register NAME")
+    for path in args.profile_data or ():
+        if not path.exists():
+            raise FileNotFoundError(f"no such --profile-data file or folder: {path}")
+
+
+def _write_profile(path: Path, names: list[str], data: list[Path]) -> None:
+    from ltr.cli.drift import read_feature_rows
+    from ltr.drift import profile_features
+
+    rows, _, skipped = read_feature_rows(data, names)
+    for note in skipped:
+        print(f"skipped: {note}")
+    where = profile_features(rows, names, source=[str(p) for p in data]).save(path)
+    print(
+        f"wrote the feature profile of {len(rows):,} rows of {', '.join(map(str, data))} to {where}"
+    )
 
 
 def save_and_register(
@@ -64,6 +91,8 @@ def save_and_register(
         path = save(facts)
         manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()), path)
         print(f"wrote {path}: {describe(manifest)}")
+        if args.profile_data:
+            _write_profile(path, list(manifest.feature_names), args.profile_data)
         if tracker is not None:
             tracker.log_params(params(manifest))
             logged = tracker.log_model(

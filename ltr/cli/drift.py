@@ -93,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--save-profile",
         action="store_true",
         help="profile DATA as the model's training data and write it into the artifact folder "
-        "(models from ltr lightgbm-model, xgboost-model, linear-model, or older artifacts)",
+        "(artifacts older than profiles, or made by ltr lightgbm-model, xgboost-model or "
+        "linear-model without --profile-data)",
     )
     p.set_defaults(func=run)
 
@@ -386,9 +387,10 @@ def run(args: argparse.Namespace) -> int:
         profile = FeatureProfile.load(loaded.path, names)
         if profile is None:
             raise ArtifactError(
-                f"{args.model} carries no feature profile (models made by ltr lightgbm-model, "
-                "xgboost-model or linear-model, or trained before profiles existed); write one "
-                f"from its training data: ltr drift --model DIR --data TRAIN... --save-profile"
+                f"{args.model} carries no feature profile (made by ltr lightgbm-model, "
+                "xgboost-model or linear-model without --profile-data, or trained before "
+                "profiles existed); write one from its training data: ltr drift --model DIR "
+                "--data TRAIN... --save-profile"
             )
     if args.every:
         return _run_periods(args, profile, names)

@@ -16,7 +16,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ltr.cli._saved_model import add_register_arguments, check_register_arguments, save_and_register
+from ltr.cli._saved_model import (
+    add_saved_model_arguments,
+    check_saved_model_arguments,
+    save_and_register,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +67,7 @@ def add_tree_command(
         "are found among them by name, or by position when the booster names none (default: "
         "the booster's own feature names)",
     )
-    add_register_arguments(p, f"ltr-{library.lower()}-models")
+    add_saved_model_arguments(p, f"ltr-{library.lower()}-models")
     p.set_defaults(func=run, save=save, run_type=command)
 
 
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ltr import artifact
     from ltr.cli.linear_model import features_like
 
-    check_register_arguments(args)
+    check_saved_model_arguments(args)
     names, featurizer = features_like(args.like) if args.like else (None, None)
     save = getattr(artifact, args.save)
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ltr.cli._saved_model import add_register_arguments, check_register_arguments, save_and_register
+from ltr.cli._saved_model import (
+    add_saved_model_arguments,
+    check_saved_model_arguments,
+    save_and_register,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where the feature names come from: a LETOR/Parquet file, a model (folder or "
         "MLflow URI) or a featurizer folder (ltr text-features' OUT/featurizer)",
     )
-    add_register_arguments(p, "ltr-linear-models")
+    add_saved_model_arguments(p, "ltr-linear-models")
     p.set_defaults(func=run)
 
 
@@ -88,7 +92,7 @@ def features_like(source: str) -> tuple[list[str], Path | None]:
 def run(args: argparse.Namespace) -> int:
     from ltr.artifact import check_weights, save_linear_model
 
-    check_register_arguments(args)
+    check_saved_model_arguments(args)
     weights = parse_weights(args.weight)
     names, featurizer = features_like(args.like)
     check_weights(names, weights)  # before a run is started for nothing

@@ -4,6 +4,8 @@ text featurizer; malformed weights and unknown features are refused with a reaso
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -36,6 +38,23 @@ def test_a_bm25_scorer_like_a_letor_file_scores_the_weighted_sum(tmp_path, mq200
     assert main(["linear-model", str(tmp_path / "b2"), "--weight", "f1=2", "--like",
                  str(model)]) == 0  # fmt: skip
     assert load_model(tmp_path / "b2").manifest.feature_names == list(s1.feature_names)
+
+    # with its "training data" profiled, `ltr drift` can watch it: S1 against itself is still
+    assert "carries no feature profile" in _drift_err(capsys, out, mq2008_dir / "S1.txt.xz")
+    assert main(["linear-model", str(out), "--weight", "f25=1", "--like", str(model),
+                 "--profile-data", str(mq2008_dir / "S1.txt.xz")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["drift", "--model", str(out), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--format", "json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == len(s1.features) and len(report["features"]) == 46
+    assert max(f["psi"] for f in report["features"]) == 0.0
+
+
+def _drift_err(capsys, model, data) -> str:
+    capsys.readouterr()
+    assert main(["drift", "--model", str(model), "--data", str(data)]) == 2
+    return capsys.readouterr().err
 
 
 def test_a_scorer_like_a_text_featurizer_carries_it(tmp_path):

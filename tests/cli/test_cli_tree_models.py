@@ -1,9 +1,11 @@
 """``ltr lightgbm-model`` and ``ltr xgboost-model``: a LambdaMART trained with LightGBM or
 XGBoost becomes an artifact that ``ltr evaluate`` rates exactly as it rates the library's own
-predictions, and that registers behind an alias on a real ``mlflow server``."""
+predictions, and that registers behind an alias on a real ``mlflow server``, carrying the
+feature profile of its training data."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import lightgbm
@@ -13,6 +15,7 @@ import pytest
 from ltr.artifact import load_model, save_linear_model
 from ltr.cli import main
 from ltr.data import load_dataset
+from ltr.drift import FeatureProfile
 from ltr.inference import score_lists
 
 
@@ -85,6 +88,9 @@ def test_bad_input_is_refused_in_one_line(tmp_path, mq2008_lambdamart, capsys):
     assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "c"),
                  "--alias", "champion"]) == 2  # fmt: skip
     assert "--alias needs --register NAME" in capsys.readouterr().err
+    assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "a"),
+                 "--profile-data", str(tmp_path / "train.txt")]) == 2  # fmt: skip
+    assert "no such --profile-data file or folder" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "abcd")
 
 
@@ -95,12 +101,24 @@ def test_register_serves_the_lambdamart_as_champion_from_the_registry(
 
     name = "lightgbm-cli-lambdamart"
     s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    train = [str(mq2008_dir / f"S{i}.txt.xz") for i in (1, 2)]
     assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "lm"),
                  "--like", str(mq2008_dir / "S1.txt.xz"), "--register", name,
-                 "--alias", "champion", "--tracking-uri", mlflow_server]) == 0  # fmt: skip
-    assert f"registered {name} version 1: models:/{name}@champion" in capsys.readouterr().out
+                 "--alias", "champion", "--tracking-uri", mlflow_server,
+                 "--profile-data", *train]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert f"registered {name} version 1: models:/{name}@champion" in said
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     loaded = load_model(f"models:/{name}@champion")
+    # the registered artifact carries the profile of S1 and S2's rows: shares counted by hand
+    x = np.concatenate([load_dataset(f).features for f in train])
+    profile = FeatureProfile.load(loaded.path)
+    assert profile is not None and profile.rows == len(x) and f"{len(x):,} rows" in said
+    for j in (0, 24):
+        stats = profile.features[j]
+        bounds = [-np.inf, *stats.edges, np.inf]
+        hand = [np.mean((x[:, j] > lo) & (x[:, j] <= hi)) for lo, hi in itertools.pairwise(bounds)]
+        assert stats.shares == pytest.approx(hand)
     assert loaded.manifest.version == "1" and loaded.manifest.architecture == "gbdt"
     predicted = lightgbm.Booster(model_file=str(mq2008_lambdamart)).predict(s1.features)
     np.testing.assert_allclose(score_lists(loaded.model, s1), predicted, rtol=1e-6, atol=1e-6)
