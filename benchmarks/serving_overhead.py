@@ -154,23 +154,13 @@ def _serve(rung: str, model: str, port: int, metrics_port: int, max_candidates: 
 
 
 def matmul_mflop(model: Path, lengths: list[int]) -> dict[int, float]:
-    """Millions of floating-point operations in the matrix products of one forward pass over one
-    list, per length (PyTorch's FlopCounterMode: a multiply-add counts 2)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """MFLOP of the matrix products of one forward pass over one list, per length
+    (:func:`ltr.inference.matmul_mflop`)."""
     from ltr.artifact import load_model
+    from ltr.inference import matmul_mflop as mflop
 
     loaded = load_model(str(model))
-    net = loaded.model.eval().requires_grad_(False)
-    out = {}
-    for n in lengths:
-        x = torch.zeros(1, n, loaded.manifest.num_features)
-        mask = torch.ones(1, n, dtype=torch.bool)
-        with FlopCounterMode(display=False) as counter:
-            net(x, mask)
-        out[n] = counter.get_total_flops() / 1e6
-    return out
+    return {n: mflop(loaded, n) for n in lengths}
 
 
 def thread_cpu(pid: int) -> tuple[float, float]:

@@ -120,6 +120,17 @@ class LoadedModel:
     source: str
 
     @property
+    def served_name(self) -> str:
+        """The model name a server answers with: the registry name, else the folder's."""
+        return self.manifest.name or self.path.name
+
+    @property
+    def served_version(self) -> str:
+        """The version a server answers with: the registry version, else the training run's
+        id, else ``unversioned``."""
+        return str(self.manifest.version or "unversioned")
+
+    @property
     def onnx_path(self) -> Path | None:
         p = self.path / ONNX
         return p if p.exists() else None

@@ -94,3 +94,28 @@ def score_frame(loaded, frame) -> np.ndarray:
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uniques, codes = np.unique(values.astype(str), return_inverse=True)
     return codes.astype(np.int64), uniques
+
+
+def matmul_mflop(loaded, length: int) -> float:
+    """Millions of floating-point operations in the matrix products of ``loaded``'s forward pass
+    over one list of ``length`` candidates (PyTorch's ``FlopCounterMode``; a multiply-add counts
+    2). Tree models (``gbdt``) walk their trees with gathers and count 0."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    manifest = loaded.manifest
+    features = torch.zeros(1, length, manifest.num_features)
+    mask = torch.ones(1, length, dtype=torch.bool)
+    rank = torch.arange(1, length + 1).unsqueeze(0) if manifest.uses_initial_rank else None
+    context = torch.zeros(1, manifest.context_dim) if manifest.context_dim else None
+    model = loaded.model.eval()
+    # Not under no_grad or inference_mode, whose tensors the counter's module hooks refuse:
+    # parameters are frozen for the pass instead, then given back their flags.
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(features, mask, rank, context)
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+    return counter.get_total_flops() / 1e6

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             f"evaluate it again   {bin_dir}ltr evaluate --model {result.alias_uri} "
             f"--data {files['test']}"
         )
+        print(f"describe it         {bin_dir}ltr info {result.alias_uri}")
     return 0
 
 

@@ -65,10 +65,7 @@ def model_spec(loaded: LoadedModel, backend: Backend, *, accepts_text: bool = Fa
     """The spec of a loaded artifact; version = registry version, else training run id."""
     manifest = loaded.manifest
     return ModelSpec(
-        ref=ModelRef(
-            name=manifest.name or loaded.path.name,
-            version=str(manifest.version or "unversioned"),
-        ),
+        ref=ModelRef(name=loaded.served_name, version=loaded.served_version),
         feature_names=tuple(manifest.feature_names),
         uses_initial_rank=manifest.uses_initial_rank,
         context_dim=manifest.context_dim,

@@ -1,0 +1,213 @@
+"""``ltr info``: what a model artifact is, before it is served, promoted or compared.
+
+    ltr info runs/demo/model_run/model
+    ltr info models:/ltr-mq2008-setrank@champion --format json
+
+It says what the manifest and the files beside it hold: the architecture and its settings, the
+parameters and the arithmetic of one list, the features, the training data, loss and test
+metrics, the MLflow run, and whether the artifact carries an ONNX graph (``ltr export``), a
+feature profile (``ltr drift``) and a text featurizer (``RerankText``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+LENGTHS = (10, 100, 1000)
+"""List lengths whose arithmetic ``ltr info`` reports."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="what a model artifact is: architecture, size, features, training, files",
+        description="Describe a model artifact (a folder, runs:/<id>/model or "
+        "models:/<name>@<alias>): its architecture and settings, parameters and the MFLOP of "
+        "the matrix products for one list of 10, 100 and 1,000 candidates, the features it "
+        "reads, how it was trained (data, loss, best epoch, test metrics, MLflow run), its "
+        "registry name and version, and which of the ONNX graph, the feature profile and a "
+        "text featurizer it carries.",
+        epilog="example: ltr info models:/ltr-mq2008-setrank@candidate",
+    )
+    p.add_argument(
+        "model", metavar="MODEL", help="artifact dir, runs:/<id>/model or models:/<name>@<alias>"
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=run)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mb(size: int) -> str:
+    if size >= 1e6:
+        return f"{size / 1e6:.2f} MB"
+    return f"{size / 1e3:.1f} kB" if size >= 1e3 else f"{size} bytes"
+
+
+def describe(loaded) -> dict[str, Any]:
+    """What :func:`run` prints, as a JSON-ready dict."""
+    from ltr.artifact import BUNDLED_FEATURIZER, ONNX, WEIGHTS
+    from ltr.drift import FeatureProfile
+    from ltr.inference import matmul_mflop
+    from ltr.models.ensemble import ENSEMBLE
+    from ltr.models.gbdt import GBDT
+
+    m = loaded.manifest
+    path = loaded.path
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    info: dict[str, Any] = {
+        "source": loaded.source,
+        "path": str(path),
+        "registered_model": m.name,
+        "served_name": loaded.served_name,
+        "version": loaded.served_version,
+        "architecture": m.architecture,
+        "model_config": {k: v for k, v in m.model_config.items() if k != "members"},
+        "parameters": parameters,
+        "mflop_per_list": (
+            None if m.architecture == GBDT else {n: matmul_mflop(loaded, n) for n in LENGTHS}
+        ),
+        "features": list(m.feature_names),
+        "uses_initial_rank": m.uses_initial_rank,
+        "context_dim": m.context_dim,
+        "normalizer": m.normalizer,
+        "training": {k: v for k, v in m.training.items() if k != "members"},
+        "ltr_version": m.ltr_version,
+        "files": {
+            "weights": _size(path / WEIGHTS),
+            "onnx": _size(path / ONNX) if (path / ONNX).is_file() else None,
+            "featurizer": (
+                _size(path / BUNDLED_FEATURIZER) if (path / BUNDLED_FEATURIZER).is_dir() else None
+            ),
+        },
+    }
+    try:
+        profile = FeatureProfile.load(path, m.feature_names)
+    except Exception as exc:  # a broken profile is worth reporting, not a failure of `info`
+        info["feature_profile"] = {"error": str(exc)}
+    else:
+        info["feature_profile"] = (
+            None if profile is None else {"rows": profile.rows, "source": list(profile.source)}
+        )
+    if m.architecture == ENSEMBLE:
+        info["members"] = m.training.get("members", [])
+        info["model_config"]["members"] = len(m.model_config.get("members", []))
+    return info
+
+
+def _settings(config: dict[str, Any]) -> str:
+    skip = {"num_features", "use_initial_rank", "context_dim"}
+    return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in skip) or "-"
+
+
+def _metrics(metrics: dict[str, Any] | None) -> str | None:
+    """The test metrics as one line: the ``empty=1`` convention (lists with no relevant item
+    count 1, the README's and ``make demo``'s headline), in ``ltr evaluate``'s order."""
+    from ltr.metrics import DEFAULT_METRICS
+
+    if not metrics:
+        return None
+    convention = "empty=1" if "empty=1" in metrics else next(iter(metrics))
+    values = metrics[convention]
+    if not isinstance(values, dict):  # a flat {metric: value}
+        convention, values = "", metrics
+    order = [m for m in DEFAULT_METRICS if m in values] + sorted(set(values) - set(DEFAULT_METRICS))
+    line = ", ".join(f"{name} {values[name]:.4f}" for name in order)
+    return f"{line} ({convention})" if convention else line
+
+
+def format_text(info: dict[str, Any]) -> str:
+    lines = [info["source"] if info["source"] == info["path"] else f"{info['source']}"]
+    if info["source"] != info["path"]:
+        lines.append(f"  {'folder':<14}{info['path']}")
+    lines.append(
+        f"  {'served as':<14}{info['served_name']}, version {info['version']} (the name and "
+        "version responses carry)"
+    )
+    lines.append(f"  {'architecture':<14}{info['architecture']}: {_settings(info['model_config'])}")
+    weights = info["training"].get("linear_weights")
+    if weights:  # `ltr linear-model`
+        formula = " + ".join(f"{w:g} x {f}" for f, w in weights.items())
+        lines.append(f"  {'':<14}a hand-set linear scorer: score = {formula}")
+    for member in info.get("members", []):
+        run = f", run {member['run_id']}" if member.get("run_id") else ""
+        lines.append(f"  {'':<14}member {member['source']} ({member['architecture']}{run})")
+    size = f"{info['parameters']:,} parameters"
+    if info["mflop_per_list"]:
+        size += "; MFLOP per list of " + ", ".join(
+            f"{n:,}: {v:.3g}" for n, v in info["mflop_per_list"].items()
+        )
+    lines.append(f"  {'size':<14}{size}")
+    names = info["features"]
+    shown = ", ".join(names) if len(names) <= 8 else f"{', '.join(names[:4])}, ..., {names[-1]}"
+    extra = []
+    if info["uses_initial_rank"]:
+        extra.append("initial rank")
+    if info["context_dim"]:
+        extra.append(f"a context vector of {info['context_dim']}")
+    also = f"; also reads {' and '.join(extra)}" if extra else ""
+    lines.append(f"  {'features':<14}{len(names)} ({shown}){also}")
+    norm = info["normalizer"]
+    if norm.get("enabled"):
+        text = "fitted on the training data" + (", after log1p" if norm.get("log1p") else "")
+    else:
+        text = "none (raw features)"
+    lines.append(f"  {'normaliser':<14}{text}")
+    training = info["training"]
+    data = training.get("data") or {}
+    for split in ("train", "valid", "test"):
+        if data.get(split):
+            lines.append(f"  {split + ' data':<14}{', '.join(map(str, data[split]))}")
+    if training.get("loss"):
+        loss = training["loss"]
+        name = loss.get("name", loss) if isinstance(loss, dict) else loss
+        epoch = training.get("best_epoch")
+        lines.append(
+            f"  {'loss':<14}{name}" + (f" (best epoch {epoch})" if epoch is not None else "")
+        )
+    metrics = _metrics(training.get("test_metrics"))
+    if metrics:
+        lines.append(f"  {'test':<14}{metrics}")
+    if training.get("run_id"):
+        lines.append(f"  {'MLflow run':<14}{training['run_id']}")
+    files = info["files"]
+    onnx = (
+        f"model.onnx, {_mb(files['onnx'])} (checked against PyTorch when exported)"
+        if files["onnx"]
+        else "not exported (`ltr export`, or `ltr serve` exports it)"
+    )
+    lines.append(f"  {'ONNX':<14}{onnx}")
+    profile = info["feature_profile"]
+    if profile is None:
+        text = "none: not drift-monitored (`ltr drift --save-profile` writes one)"
+    elif "error" in profile:
+        text = f"unusable: {profile['error']}"
+    else:
+        text = f"of {profile['rows']:,} training rows (`ltr drift`, the server's drift gauges)"
+    lines.append(f"  {'profile':<14}{text}")
+    if files["featurizer"]:
+        lines.append(f"  {'featurizer':<14}bundled, {_mb(files['featurizer'])} (reranks texts)")
+    lines.append(
+        f"  {'files':<14}weights {_mb(files['weights'])}; written by ltr {info['ltr_version']}"
+    )
+    wrap = {"width": 100, "subsequent_indent": " " * 16, "break_long_words": False}
+    return "\n".join(part for line in lines for part in textwrap.wrap(line, **wrap))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ltr.artifact import load_model
+
+    info = describe(load_model(args.model))
+    if args.format == "json":
+        print(json.dumps(info, indent=1, default=str))
+    else:
+        print(format_text(info))
+    return 0

@@ -1,0 +1,150 @@
+"""``ltr info``: what an artifact is. Parameters and arithmetic are checked against the formulas
+of an MLP (weights and biases of each layer; 2 operations per multiply-add), an ensemble against
+the sum of its members', and the files it reports against the folder's own."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from ltr.artifact import ONNX, Manifest, build_model, save_linear_model, save_model
+from ltr.cli import main
+from ltr.data import load_dataset
+from ltr.drift import profile_features
+
+F = 46
+
+
+def _mlp(directory, train, hidden: list[int], seed: int = 0):
+    """An MLP artifact with ``hidden`` layer widths and a normaliser fitted on ``train``."""
+    import torch
+
+    torch.manual_seed(seed)
+    manifest = Manifest(
+        architecture="mlp",
+        model_config={"num_features": F, "hidden_sizes": hidden, "dropout": 0.0},
+        feature_names=list(train.feature_names),
+        normalizer={"enabled": True, "log1p": True},
+        training={
+            "run_id": f"run-{seed}",
+            "loss": "listnet",
+            "best_epoch": 3,
+            "data": {"train": ["train.parquet"], "test": ["test.parquet"]},
+            "test_metrics": {
+                "empty=1": {"map": 0.5, "ndcg@10": 0.75},
+                "empty=0": {"map": 0.25, "ndcg@10": 0.5},
+            },
+        },
+    )
+    model = build_model(manifest)
+    model.normalizer.fit(train.features)
+    return save_model(model.eval(), manifest, directory)
+
+
+def _hand(hidden: list[int], length: int) -> tuple[int, float]:
+    """Parameters and MFLOP per list of ``length`` of an MLP F -> hidden... -> 1."""
+    widths = [F, *hidden, 1]
+    pairs = list(itertools.pairwise(widths))
+    parameters = sum(a * b + b for a, b in pairs)
+    mflop = 2 * length * sum(a * b for a, b in pairs) / 1e6
+    return parameters, mflop
+
+
+def _info(capsys, *argv: str) -> dict:
+    assert main(["info", *argv, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def s1(mq2008_dir):
+    return load_dataset(mq2008_dir / "S1.txt.xz")
+
+
+def test_an_mlp_is_described_by_its_formulas(tmp_path, s1, mq2008_dir, capsys):
+    model = _mlp(tmp_path / "mlp", s1, [8, 4])
+    info = _info(capsys, str(model))
+    parameters, _ = _hand([8, 4], 1)
+    assert info["parameters"] == parameters == 46 * 8 + 8 + 8 * 4 + 4 + 4 + 1
+    for length in (10, 100, 1000):
+        assert info["mflop_per_list"][str(length)] == pytest.approx(_hand([8, 4], length)[1])
+    assert info["features"] == list(s1.feature_names) and info["version"] == "run-0"
+    assert info["files"]["weights"] == (model / "model.pt").stat().st_size
+    assert info["files"]["onnx"] is None and info["feature_profile"] is None
+
+    # as text: what is missing says how to get it
+    assert main(["info", str(model)]) == 0
+    text = capsys.readouterr().out
+    assert "46 (f1, f2, f3, f4, ..., f46)" in text
+    assert f"{parameters:,} parameters" in text
+    assert "ndcg@10 0.7500, map 0.5000 (empty=1)" in text  # the headline convention
+    assert "listnet (best epoch 3)" in text and "train.parquet" in text
+    assert "not exported" in text and "ltr drift --save-profile" in text
+    assert all(len(line) <= 100 for line in text.splitlines())
+
+    # with a profile and an ONNX graph beside it
+    profile_features(s1.features[:500], list(s1.feature_names)).save(model)
+    assert main(["export", "--model", str(model), "--data", str(mq2008_dir / "S5.txt.xz")]) == 0
+    capsys.readouterr()
+    info = _info(capsys, str(model))
+    assert info["feature_profile"]["rows"] == 500
+    assert info["files"]["onnx"] == (model / ONNX).stat().st_size > 0
+    (model / "feature_profile.json").write_text("{")
+    info = _info(capsys, str(model))
+    assert "is not a feature profile" in info["feature_profile"]["error"]
+
+
+def test_an_ensemble_is_the_sum_of_its_members(tmp_path, s1, capsys):
+    a = _mlp(tmp_path / "a", s1, [8], seed=1)
+    b = _mlp(tmp_path / "b", s1, [16, 2], seed=2)
+    assert main(["ensemble", "--model", str(a), str(b), "--output", str(tmp_path / "ens"),
+                 "--no-mlflow", "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    info = _info(capsys, str(tmp_path / "ens"))
+    assert info["architecture"] == "ensemble" and info["model_config"]["members"] == 2
+    assert info["parameters"] == _hand([8], 1)[0] + _hand([16, 2], 1)[0]
+    want = _hand([8], 100)[1] + _hand([16, 2], 100)[1]
+    assert info["mflop_per_list"]["100"] == pytest.approx(want)
+    assert [m["run_id"] for m in info["members"]] == ["run-1", "run-2"]
+    assert main(["info", str(tmp_path / "ens")]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # lines wrapped at 100 characters
+    assert f"member {a} (mlp, run run-1)" in text and f"member {b} (mlp, run run-2)" in text
+    assert "served as ens, version unversioned" in text  # no run, no registry: as the server says
+
+
+def test_a_linear_scorer_and_a_lambdamart(tmp_path, s1, mq2008_lambdamart, mq2008_dir, capsys):
+    linear = save_linear_model(tmp_path / "bm25", list(s1.feature_names), {"f25": 1.0})
+    info = _info(capsys, str(linear))
+    assert info["parameters"] == F + 1 and info["normalizer"]["enabled"] is False
+    assert info["mflop_per_list"]["1000"] == pytest.approx(2 * 1000 * F / 1e6)
+    assert main(["info", str(linear)]) == 0
+    text = capsys.readouterr().out
+    assert "score = 1 x f25" in text and "none (raw features)" in text
+
+    assert main(["lightgbm-model", str(mq2008_lambdamart), str(tmp_path / "lm"),
+                 "--like", str(mq2008_dir / "S1.txt.xz")]) == 0  # fmt: skip
+    capsys.readouterr()
+    info = _info(capsys, str(tmp_path / "lm"))
+    assert info["architecture"] == "gbdt" and info["mflop_per_list"] is None
+    assert info["model_config"]["num_trees"] == 40  # as the fixture trained it
+    assert main(["info", str(tmp_path / "lm")]) == 0
+    assert "MFLOP" not in capsys.readouterr().out
+
+
+def test_what_is_no_model_is_refused(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nothing")]) == 2
+    assert "the path does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["info", str(tmp_path / "empty")]) == 2
+    assert "holds no model of this kind" in capsys.readouterr().err
+
+
+def test_counting_arithmetic_leaves_the_model_as_it_was(tmp_path, s1):
+    from ltr.artifact import load_model
+    from ltr.inference import matmul_mflop
+
+    loaded = load_model(_mlp(tmp_path / "m", s1, [4]))
+    before = [p.requires_grad for p in loaded.model.parameters()]
+    assert matmul_mflop(loaded, 7) == pytest.approx(_hand([4], 7)[1])
+    assert [p.requires_grad for p in loaded.model.parameters()] == before
