@@ -252,41 +252,81 @@ class FeatureDrift:
         return level(self.psi)
 
 
+class DriftCounts:
+    """What :func:`compare` needs from new rows, summed block by block: per feature the count
+    in each bin and of missing values, of values outside the training range, and the sum and
+    count of finite values. So data of any size is compared in bounded memory, and blocks may
+    come in any order (``ltr drift`` over a folder of Parquet files, a period at a time)."""
+
+    def __init__(self, profile: FeatureProfile) -> None:
+        self.profile = profile
+        self.rows = 0
+        self.bins = [np.zeros(len(f.edges) + 2, dtype=np.int64) for f in profile.features]
+        width = len(profile.features)
+        self.present = np.zeros(width, dtype=np.int64)
+        self.outside = np.zeros(width, dtype=np.int64)
+        self.finite = np.zeros(width, dtype=np.int64)
+        self.total = np.zeros(width, dtype=np.float64)
+
+    def add(self, features: np.ndarray) -> DriftCounts:
+        """Count the rows of ``features [n, F]`` (the profile's feature order)."""
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != len(self.profile.features):
+            raise DataFormatError(
+                f"features of shape {features.shape} for a profile of "
+                f"{len(self.profile.features)} features"
+            )
+        self.rows += len(features)
+        for j, stats in enumerate(self.profile.features):
+            values = features[:, j].astype(np.float64)
+            nan = np.isnan(values)
+            present = values[~nan]
+            index = np.searchsorted(np.asarray(stats.edges), present, side="left")
+            self.bins[j][: len(stats.edges) + 1] += np.bincount(
+                index, minlength=len(stats.edges) + 1
+            )
+            self.bins[j][-1] += int(nan.sum())
+            self.present[j] += len(present)
+            self.outside[j] += int(
+                np.count_nonzero((present < stats.minimum) | (present > stats.maximum))
+            )
+            finite = present[np.isfinite(present)]
+            self.finite[j] += len(finite)
+            self.total[j] += float(finite.sum())
+        return self
+
+    def report(self) -> list[FeatureDrift]:
+        """Each feature's drift over every row added."""
+        if self.rows == 0:
+            raise DataFormatError("no rows to compare with the feature profile")
+        out = []
+        for j, stats in enumerate(self.profile.features):
+            shares = self.bins[j] / self.rows
+            if self.present[j]:
+                outside = float(self.outside[j] / self.present[j])
+                mean = float(self.total[j] / self.finite[j]) if self.finite[j] else math.nan
+                delta = mean - stats.mean
+                if stats.std > 0:
+                    shift = delta / stats.std
+                else:
+                    shift = 0.0 if delta == 0 else math.copysign(math.inf, delta)
+            else:
+                outside, shift = 0.0, math.nan
+            out.append(
+                FeatureDrift(
+                    name=stats.name,
+                    psi=psi(stats.expected, shares),
+                    out_of_range=outside,
+                    missing=float(shares[-1]),
+                    mean_shift=shift,
+                )
+            )
+        return out
+
+
 def compare(profile: FeatureProfile, features: np.ndarray) -> list[FeatureDrift]:
     """Each feature of ``features [N, F]`` (the profile's feature order) against ``profile``."""
-    features = np.asarray(features)
-    if features.ndim != 2 or features.shape[1] != len(profile.features):
-        raise DataFormatError(
-            f"features of shape {features.shape} for a profile of {len(profile.features)} features"
-        )
-    if len(features) == 0:
-        raise DataFormatError("no rows to compare with the feature profile")
-    out = []
-    for j, stats in enumerate(profile.features):
-        values = features[:, j].astype(np.float64)
-        shares = stats.histogram(values)
-        present = values[~np.isnan(values)]
-        if len(present):
-            outside = float(np.mean((present < stats.minimum) | (present > stats.maximum)))
-            finite = present[np.isfinite(present)]
-            mean = float(finite.mean()) if len(finite) else math.nan
-            delta = mean - stats.mean
-            if stats.std > 0:
-                shift = delta / stats.std
-            else:
-                shift = 0.0 if delta == 0 else math.copysign(math.inf, delta)
-        else:
-            outside, shift = 0.0, math.nan
-        out.append(
-            FeatureDrift(
-                name=stats.name,
-                psi=psi(stats.expected, shares),
-                out_of_range=outside,
-                missing=float(shares[-1]),
-                mean_shift=shift,
-            )
-        )
-    return out
+    return DriftCounts(profile).add(features).report()
 
 
 class RowWindow:
@@ -338,7 +378,7 @@ def period_starts(times: np.ndarray, every: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PeriodDrift:
-    """The drift of the rows served in one period (:func:`by_period`)."""
+    """The drift of the rows served in one period (:class:`PeriodCounts`)."""
 
     start: np.datetime64
     rows: int
@@ -352,39 +392,49 @@ class PeriodDrift:
     draws), so it is counted but not compared."""
 
 
-def by_period(
-    profile: FeatureProfile,
-    features: np.ndarray,
-    times: np.ndarray,
-    lists: np.ndarray,
-    every: str,
-    min_lists: int = 100,
-) -> list[PeriodDrift]:
-    """``features [N, F]`` split by the ``every`` period of ``times [N]`` and each period
-    compared with ``profile``, oldest first. ``lists [N]`` names each row's list (an impression
-    log's ``session``), to count a period's lists; periods of fewer than ``min_lists`` are
-    reported unjudged."""
-    features = np.asarray(features)
-    if not len(features) == len(times) == len(lists):
-        raise DataFormatError(
-            f"{len(features)} feature rows, {len(times)} times and {len(lists)} list ids"
-        )
-    starts = period_starts(times, every)
-    order = np.argsort(starts, kind="stable")
-    unique, first = np.unique(starts[order], return_index=True)
-    bounds = [*first[1:], len(order)]
-    out = []
-    for start, lo, hi in zip(unique, first, bounds, strict=True):
-        rows = order[lo:hi]
-        count = len(np.unique(np.asarray(lists)[rows]))
-        judged = count >= min_lists
-        out.append(
-            PeriodDrift(
-                start=start,
-                rows=len(rows),
-                lists=count,
-                features=compare(profile, features[rows]) if judged else [],
-                judged=judged,
+class PeriodCounts:
+    """New rows split by the ``every`` period of their time, each period counted apart
+    (:class:`DriftCounts`), with the distinct lists it held; blocks may come in any order."""
+
+    def __init__(self, profile: FeatureProfile, every: str) -> None:
+        if every not in PERIODS:
+            raise ValueError(f"every must be one of {', '.join(PERIODS)}, got {every!r}")
+        self.profile = profile
+        self.every = every
+        self.counts: dict[np.datetime64, DriftCounts] = {}
+        self.lists: dict[np.datetime64, set] = {}
+
+    def add(self, features: np.ndarray, times: np.ndarray, lists: np.ndarray) -> PeriodCounts:
+        """Count ``features [n, F]`` served at ``times [n]`` (``datetime64``, UTC) in lists
+        named by ``lists [n]`` (an impression log's ``session``)."""
+        features, lists = np.asarray(features), np.asarray(lists)
+        if not len(features) == len(times) == len(lists):
+            raise DataFormatError(
+                f"{len(features)} feature rows, {len(times)} times and {len(lists)} list ids"
             )
-        )
-    return out
+        starts = period_starts(times, self.every)
+        for start in np.unique(starts):
+            pick = starts == start
+            if start not in self.counts:
+                self.counts[start] = DriftCounts(self.profile)
+                self.lists[start] = set()
+            self.counts[start].add(features[pick])
+            self.lists[start].update(np.unique(lists[pick]).tolist())
+        return self
+
+    def report(self, min_lists: int = 100) -> list[PeriodDrift]:
+        """Each period, oldest first; those of fewer than ``min_lists`` lists unjudged."""
+        out = []
+        for start in sorted(self.counts):
+            counts, lists = self.counts[start], len(self.lists[start])
+            judged = lists >= min_lists
+            out.append(
+                PeriodDrift(
+                    start=start,
+                    rows=counts.rows,
+                    lists=lists,
+                    features=counts.report() if judged else [],
+                    judged=judged,
+                )
+            )
+        return out

@@ -49,7 +49,7 @@ def _write_profile(path: Path, names: list[str], data: list[Path]) -> None:
     from ltr.cli.drift import read_feature_rows
     from ltr.drift import profile_features
 
-    rows, _, skipped = read_feature_rows(data, names)
+    rows, skipped = read_feature_rows(data, names)
     for note in skipped:
         print(f"skipped: {note}")
     where = profile_features(rows, names, source=[str(p) for p in data]).save(path)

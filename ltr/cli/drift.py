@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PERIODS = ("hour", "day", "week")
@@ -110,20 +110,29 @@ def _parquet_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_feature_rows(
+BLOCK_ROWS = 65_536
+"""Rows read from a Parquet file at a time: what ``ltr drift`` holds in memory, whatever the
+size of the data (``--save-profile`` excepted, which needs every row for the deciles)."""
+
+
+def feature_blocks(
     paths: list[Path],
     names: list[str],
     group_file: Path | None = None,
     columns: Sequence[str] = (),
-) -> tuple[object, dict[str, object], list[str]]:
-    """Every row's features ``[N, F]`` from ``paths``, the values of ``columns`` for each row
-    (Parquet only; a timestamp column comes as ``datetime64``), and notes on files skipped.
+    skipped: list[str] | None = None,
+    block_rows: int | None = None,
+) -> Iterator[tuple[object, dict[str, object]]]:
+    """The rows of ``paths`` a block at a time: features ``[n, F]`` and the values of
+    ``columns`` for each row (Parquet only; a timestamp column comes as ``datetime64``), at most
+    ``block_rows`` (:data:`BLOCK_ROWS`) from Parquet, a whole file from LETOR. Notes on files
+    skipped are appended to ``skipped``.
 
     Parquet files need either a ``features`` column of fixed-size lists whose schema names
     ``names`` (so an impression log qualifies), or one column per feature named as ``names``.
     A file of other features inside a folder is skipped (an impression log holds one schema per
     file, and changes schema when a model of other features is swapped in); given by name, it is
-    an error."""
+    an error. No rows at all is an error too."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -133,8 +142,9 @@ def read_feature_rows(
     from ltr.errors import DataFormatError
 
     columns = list(dict.fromkeys(columns))  # each once
-    blocks, skipped = [], []
-    extras: dict[str, list] = {c: [] for c in columns}
+    skipped = [] if skipped is None else skipped
+    block_rows = block_rows or BLOCK_ROWS
+    rows = 0
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"no such data file or folder: {path}")
@@ -149,7 +159,8 @@ def read_feature_rows(
                 raise DataFormatError(
                     f"{path} has {data.num_features} features but the model reads {len(names)}"
                 )
-            blocks.append(data.features)
+            rows += len(data.features)
+            yield data.features, {}
             continue
         for file in _parquet_files(path):
             schema = pq.read_schema(file)
@@ -158,15 +169,8 @@ def read_feature_rows(
                 raise DataFormatError(f"{file} has no {', '.join(absent)} column")
             index = schema.get_field_index("features")
             kind = schema.field(index).type if index >= 0 else None
-            if kind is None and all(schema.get_field_index(n) >= 0 for n in names):
-                # one column per feature, named as the model's (`ltr score --feature-columns`)
-                table = pq.read_table(file, columns=[*names, *columns])
-                blocks.append(
-                    np.column_stack(
-                        [table.column(n).to_numpy(zero_copy_only=False) for n in names]
-                    ).astype(np.float32)
-                )
-            else:
+            wide = kind is None and all(schema.get_field_index(n) >= 0 for n in names)
+            if not wide:
                 if kind is None or not pa.types.is_fixed_size_list(kind):
                     raise DataFormatError(
                         f"{file} has no 'features' column of fixed-size float lists (the ltr "
@@ -185,19 +189,35 @@ def read_feature_rows(
                         raise DataFormatError(why)
                     skipped.append(why)
                     continue
-                table = pq.read_table(file, columns=["features", *columns])
-                values = table.column("features").combine_chunks().flatten()
-                values = values.to_numpy(zero_copy_only=False)
-                blocks.append(values.astype(np.float32, copy=False).reshape(-1, len(names)))
-            for c in columns:
-                extras[c].append(table.column(c).to_numpy(zero_copy_only=False))
-    if not blocks or sum(len(b) for b in blocks) == 0:
+            wanted = [*names, *columns] if wide else ["features", *columns]
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=block_rows, columns=wanted):
+                if wide:  # one column per feature, named as the model's (`--feature-columns`)
+                    features = np.column_stack(
+                        [batch.column(n).to_numpy(zero_copy_only=False) for n in names]
+                    ).astype(np.float32)
+                else:
+                    values = batch.column("features").flatten().to_numpy(zero_copy_only=False)
+                    features = values.astype(np.float32, copy=False).reshape(-1, len(names))
+                rows += len(features)
+                yield features, {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns}
+    if rows == 0:
         raise DataFormatError(
             "no rows of the model's features in "
             + ", ".join(map(str, paths))
             + (f" ({len(skipped)} file(s) of other features skipped)" if skipped else "")
         )
-    return np.concatenate(blocks), {c: np.concatenate(v) for c, v in extras.items()}, skipped
+
+
+def read_feature_rows(
+    paths: list[Path], names: list[str], group_file: Path | None = None
+) -> tuple[object, list[str]]:
+    """Every row's features ``[N, F]`` from ``paths`` at once (:func:`feature_blocks`), and
+    notes on files skipped."""
+    import numpy as np
+
+    skipped: list[str] = []
+    blocks = [rows for rows, _ in feature_blocks(paths, names, group_file, skipped=skipped)]
+    return np.concatenate(blocks), skipped
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -273,36 +293,36 @@ def _fails(report, args: argparse.Namespace, where: str = "") -> list[str]:
 def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
     import numpy as np
 
-    from ltr.drift import MAJOR, MODERATE, by_period
+    from ltr.drift import MAJOR, MODERATE, PeriodCounts
     from ltr.errors import ConfigError, DataFormatError
 
     if args.min_lists < 1:
         raise ConfigError(f"--min-lists must be at least 1, got {args.min_lists}")
     data = list(args.data)
     lists_column = args.list_column or _list_column(data)
-    rows, extras, skipped = read_feature_rows(
-        data, names, args.group_file, columns=[args.time_column, lists_column]
+    counts = PeriodCounts(profile, args.every)
+    skipped: list[str] = []
+    rows = undated = 0
+    blocks = feature_blocks(
+        data, names, args.group_file, columns=[args.time_column, lists_column], skipped=skipped
     )
+    for block, extras in blocks:
+        times = extras[args.time_column]
+        if not np.issubdtype(times.dtype, np.datetime64):
+            raise DataFormatError(
+                f"--time-column {args.time_column} holds {times.dtype} values, not timestamps"
+            )
+        dated = ~np.isnat(times)
+        rows += int(dated.sum())
+        undated += int((~dated).sum())
+        counts.add(block[dated], times[dated], extras[lists_column][dated])
     for note in skipped:
         print(f"skipped: {note}")
-    times = extras[args.time_column]
-    if not np.issubdtype(times.dtype, np.datetime64):
-        raise DataFormatError(
-            f"--time-column {args.time_column} holds {times.dtype} values, not timestamps"
-        )
-    dated = ~np.isnat(times)
-    if not dated.all():
-        print(f"left out: {int((~dated).sum()):,} row(s) with no {args.time_column}")
-        if not dated.any():
+    if undated:
+        print(f"left out: {undated:,} row(s) with no {args.time_column}")
+        if not rows:
             raise DataFormatError(f"no row has a {args.time_column}")
-    periods = by_period(
-        profile,
-        rows[dated],
-        times[dated],
-        extras[lists_column][dated],
-        args.every,
-        min_lists=args.min_lists,
-    )
+    periods = counts.report(min_lists=args.min_lists)
     reports = [sorted(p.features, key=lambda d: -d.psi) for p in periods]
     if args.format == "json":
         print(
@@ -329,7 +349,7 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
     else:
         judged = sum(p.judged for p in periods)
         print(
-            f"{len(rows):,} rows in {len(periods)} {args.every}(s) (UTC) against the "
+            f"{rows:,} rows in {len(periods)} {args.every}(s) (UTC) against the "
             f"{profile.rows:,} training rows of {args.model}; {judged} with at least "
             f"{args.min_lists} lists compared"
         )
@@ -370,7 +390,7 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ltr.artifact import ArtifactError, is_mlflow_uri, load_model
-    from ltr.drift import MAJOR, MODERATE, FeatureProfile, compare, profile_features
+    from ltr.drift import MAJOR, MODERATE, DriftCounts, FeatureProfile, profile_features
     from ltr.errors import ConfigError
 
     if args.save_profile and is_mlflow_uri(args.model):
@@ -394,21 +414,27 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.every:
         return _run_periods(args, profile, names)
-    rows, _, skipped = read_feature_rows(list(args.data), names, args.group_file)
-    for note in skipped:
-        print(f"skipped: {note}")
     if args.save_profile:
+        rows, skipped = read_feature_rows(list(args.data), names, args.group_file)
+        for note in skipped:
+            print(f"skipped: {note}")
         profile = profile_features(rows, names, source=[str(p) for p in args.data])
         where = profile.save(loaded.path)
         print(f"wrote the feature profile of {len(rows):,} rows to {where}")
         return 0
-    report = sorted(compare(profile, rows), key=lambda d: -d.psi)
+    counted = DriftCounts(profile)
+    skipped = []
+    for block, _ in feature_blocks(list(args.data), names, args.group_file, skipped=skipped):
+        counted.add(block)
+    for note in skipped:
+        print(f"skipped: {note}")
+    report = sorted(counted.report(), key=lambda d: -d.psi)
     counts = {name: sum(d.level == name for d in report) for name in ("major", "moderate")}
     if args.format == "json":
         print(
             json.dumps(
                 {
-                    "rows": len(rows),
+                    "rows": counted.rows,
                     "training_rows": profile.rows,
                     "features": [
                         _feature_json(d)
@@ -420,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"{len(rows):,} rows against the {profile.rows:,} training rows of {args.model}: "
+            f"{counted.rows:,} rows against the {profile.rows:,} training rows of {args.model}: "
             f"{counts['major']} feature(s) with a major shift (PSI > {MAJOR}), "
             f"{counts['moderate']} moderate (> {MODERATE})"
         )

@@ -98,8 +98,12 @@ def test_a_rescaled_feature_is_found_and_fails_the_pipeline(tmp_path, mq2008_dir
     assert before["f25"] == pytest.approx(_hand_psi(profile.features[j], s5.features[:, j]))
 
 
-def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys):
-    """Only a ``features`` column is needed; a file of other features (a model swap) is skipped."""
+def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys, monkeypatch):
+    """Only a ``features`` column is needed; a file of other features (a model swap) is skipped.
+    Read in blocks of 128 rows, the folder's 1,000 rows compare as S1's first 1,000 do."""
+    import ltr.cli.drift
+
+    monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 128)
     s1 = load_dataset(mq2008_dir / "S1.txt.xz")
     model = make_artifact(tmp_path / "model", s1, seed=1)
     assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
@@ -120,6 +124,14 @@ def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys):
     write(log / ".impressions-3.parquet.tmp", s1.features[:5], names)  # being written: ignored
     code, report, _ = _drift(capsys, "--model", str(model), "--data", str(log))
     assert code == 0 and report["rows"] == 1000
+    profile = FeatureProfile.load(model)
+    for f in report["features"]:
+        j = names.index(f["name"])
+        assert f["psi"] == pytest.approx(_hand_psi(profile.features[j], s1.features[:1000, j]))
+        stats, x = profile.features[j], s1.features[:1000, j].astype(np.float64)
+        if stats.std > 0:  # (constant features: tests/data/test_data_drift.py)
+            shift = (x.mean() - stats.mean) / stats.std
+            assert f["mean_shift"] == pytest.approx(shift, rel=1e-9, abs=1e-12)
     code = main(["drift", "--model", str(model), "--data", str(log)])
     said = capsys.readouterr().out
     assert code == 0 and "skipped:" in said and "impressions-2.parquet" in said
@@ -181,11 +193,18 @@ def _log_file(path, features: np.ndarray, sessions: np.ndarray, times: list) -> 
     pq.write_table(table.replace_schema_metadata(meta), path)
 
 
-def test_every_day_of_an_impression_log_is_compared_apart(tmp_path, mq2008_dir, capsys):
+def test_every_day_of_an_impression_log_is_compared_apart(
+    tmp_path, mq2008_dir, capsys, monkeypatch
+):
     """Three days of S5's lists: one as they are, one with f5 tripled, one of too few lists to
     judge; each judged day's PSI is the hand PSI of that day's rows alone, and --fail-above
-    names the days that broke."""
+    names the days that broke. Files are read 97 rows at a time, so blocks end inside lists
+    and files."""
     from datetime import datetime, timedelta
+
+    import ltr.cli.drift
+
+    monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
 
     s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
     model = make_artifact(tmp_path / "model", s1, seed=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -156,3 +157,41 @@ def test_period_starts_by_the_calendar():
         assert [g.astype(datetime) for g in got] == [start(t) for t in moments], every
     with pytest.raises(ValueError, match="every must be one of hour, day, week"):
         period_starts(times, "month")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, 300), max_size=5),
+    order=st.randoms(use_true_random=False),
+)
+def test_counts_added_block_by_block_in_any_order_compare_as_the_whole(cuts, order):
+    """What ``ltr drift`` does with a folder read a block at a time, against one comparison of
+    every row: the same PSI, out-of-range share, missing share and mean shift."""
+    from ltr.drift import DriftCounts
+
+    rng = np.random.default_rng(7)
+    train = rng.normal(size=(500, 3))
+    profile = profile_features(train, ["a", "b", "c"])
+    new = rng.normal(0.3, 1.2, size=(300, 3))
+    new[::17, 0] = np.nan
+    new[5, 1] = np.inf
+    blocks = np.split(new, sorted(cuts))
+    order.shuffle(blocks)
+    counts = DriftCounts(profile)
+    for block in blocks:
+        counts.add(block)
+    whole = compare(profile, new)
+    for got, want in zip(counts.report(), whole, strict=True):
+        assert got.psi == pytest.approx(want.psi, rel=1e-12)
+        assert got.out_of_range == pytest.approx(want.out_of_range)
+        assert got.missing == pytest.approx(want.missing)
+        assert got.mean_shift == pytest.approx(want.mean_shift, rel=1e-9)
+    # and the whole against shares counted by hand for feature a (NaN in its own bin)
+    a = profile.features[0]
+    bounds = [-np.inf, *a.edges, np.inf]
+    x = new[:, 0]
+    hand = [np.mean((x > lo) & (x <= hi)) for lo, hi in itertools.pairwise(bounds)]
+    hand.append(np.mean(np.isnan(x)))
+    e = np.maximum([*a.shares, a.missing], PSI_FLOOR)
+    h = np.maximum(hand, PSI_FLOOR)
+    assert whole[0].psi == pytest.approx(float(np.sum((h - e) * np.log(h / e))))
