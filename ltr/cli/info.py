@@ -12,6 +12,7 @@ feature profile (``ltr drift``) and a text featurizer (``RerankText``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -24,7 +25,8 @@ LENGTHS = (10, 100, 1000)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
-        help="what a model artifact is: architecture, size, features, training, files",
+        help="what a model artifact is: architecture, size, features, training, files (rankers "
+        "and language models)",
         description="Describe a model artifact (a folder, runs:/<id>/model or "
         "models:/<name>@<alias>): its architecture and settings, parameters and the MFLOP of "
         "the matrix products for one list of 10, 100 and 1,000 candidates, the features it "
@@ -202,12 +204,77 @@ def format_text(info: dict[str, Any]) -> str:
     return "\n".join(part for line in lines for part in textwrap.wrap(line, **wrap))
 
 
+def describe_lm(loaded, source: str) -> dict[str, Any]:
+    """What :func:`run` prints for a language model (``ltr pretrain``, ``ltr finetune``)."""
+    from ltr.lm.artifact import LM_WEIGHTS
+
+    config = dataclasses.asdict(loaded.model.config)
+    return {
+        "source": source,
+        "path": str(loaded.path),
+        "architecture": "cross-encoder" if loaded.is_cross else f"{config['kind']} LM",
+        "model_config": config,
+        "parameters": sum(p.numel() for p in loaded.model.parameters())
+        + (sum(p.numel() for p in loaded.head.parameters()) if loaded.is_cross else 0),
+        "tokenizer": {"kind": loaded.tokenizer.kind, "vocab_size": loaded.tokenizer.vocab_size},
+        "training": loaded.training,
+        "files": {"weights": _size(loaded.path / LM_WEIGHTS)},
+    }
+
+
+def format_lm(info: dict[str, Any]) -> str:
+    lines = [info["source"]]
+    if info["source"] != info["path"]:
+        lines.append(f"  {'folder':<14}{info['path']}")
+    lines.append(f"  {'architecture':<14}{info['architecture']}: {_settings(info['model_config'])}")
+    lines.append(f"  {'size':<14}{info['parameters']:,} parameters")
+    tok = info["tokenizer"]
+    lines.append(f"  {'tokenizer':<14}{tok['kind']}, {tok['vocab_size']:,} tokens")
+    training = info["training"]
+    if training.get("data"):
+        lines.append(f"  {'train data':<14}{', '.join(map(str, training['data']))}")
+    for key, value in training.items():
+        if key == "data":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()
+            )
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        lines.append(f"  {key.replace('_', ' '):<14}{value}")
+    lines.append(f"  {'files':<14}weights {_mb(info['files']['weights'])}")
+    wrap = {"width": 100, "subsequent_indent": " " * 16, "break_long_words": False}
+    return "\n".join(part for line in lines for part in textwrap.wrap(line, **wrap))
+
+
+def _is_lm(source: str) -> bool:
+    """Whether ``source`` is a language model rather than a ranker; neither raises the
+    ranker's error (what most users look for)."""
+    from ltr.artifact import ArtifactError, resolve_artifact_dir
+    from ltr.lm.artifact import LM_MANIFEST
+
+    try:
+        resolve_artifact_dir(source)
+    except ArtifactError as ranker:
+        try:
+            resolve_artifact_dir(source, manifest=LM_MANIFEST)
+        except ArtifactError:
+            raise ranker from None
+        return True
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     from ltr.artifact import load_model
 
-    info = describe(load_model(args.model))
-    if args.format == "json":
-        print(json.dumps(info, indent=1, default=str))
+    if _is_lm(args.model):
+        from ltr.lm.artifact import load_lm
+
+        info = describe_lm(load_lm(args.model), args.model)
+        text = format_lm
     else:
-        print(format_text(info))
+        info = describe(load_model(args.model))
+        text = format_text
+    print(json.dumps(info, indent=1, default=str) if args.format == "json" else text(info))
     return 0

@@ -148,3 +148,34 @@ def test_counting_arithmetic_leaves_the_model_as_it_was(tmp_path, s1):
     before = [p.requires_grad for p in loaded.model.parameters()]
     assert matmul_mflop(loaded, 7) == pytest.approx(_hand([4], 7)[1])
     assert [p.requires_grad for p in loaded.model.parameters()] == before
+
+
+def test_a_language_model_and_a_cross_encoder(tmp_path, capsys):
+    """``ltr info`` tells a language model from a ranker; a cross-encoder is the same LM plus a
+    score head of d_model + 1 parameters; the vocabulary is the tokenizer file's."""
+    from tokenizers import Tokenizer
+
+    from ltr.lm.artifact import save_lm
+    from ltr.lm.model import LMConfig, TransformerLM
+    from ltr.lm.tokenizer import train_tokenizer
+    from ltr.text.cross import new_head
+
+    tokenizer = train_tokenizer(["to be or not to be, that is the question"], kind="char")
+    config = LMConfig(kind="causal", vocab_size=tokenizer.vocab_size, block_size=16, d_model=8,
+                      num_heads=2, num_layers=1, d_ff=16, dropout=0.0)  # fmt: skip
+    model = TransformerLM(config).eval()
+    facts = {"data": ["play.txt"], "best_epoch": 2, "valid_metrics": {"perplexity": 3.5}}
+    lm = save_lm(model, tokenizer, tmp_path / "lm", facts)
+    info = _info(capsys, str(lm))
+    vocab = Tokenizer.from_file(str(lm / "tokenizer.json")).get_vocab_size()
+    assert info["architecture"] == "causal LM" and info["tokenizer"]["vocab_size"] == vocab
+    assert info["model_config"]["d_model"] == 8
+    assert main(["info", str(lm)]) == 0
+    text = capsys.readouterr().out
+    assert f"char, {vocab:,} tokens" in text and "play.txt" in text
+    assert "perplexity 3.5000" in text and "best epoch    2" in text
+
+    cross = save_lm(model, tokenizer, tmp_path / "cross", head=new_head(8, seed=0))
+    crossed = _info(capsys, str(cross))
+    assert crossed["architecture"] == "cross-encoder"
+    assert crossed["parameters"] - info["parameters"] == 8 + 1
