@@ -43,9 +43,11 @@ def ltr(*args):
 
 
 def test_clicks_to_a_trained_model(tmp_path, mq2008_dir):
+    """From simulated clicks to a trained model; the last step, training, runs as its own
+    process, as a user runs it."""
     s1, s2, s3 = (mq2008_dir / f"S{i}.txt.xz" for i in (1, 2, 3))
     for name, data, seed in (("train", s1, 0), ("valid", s2, 1)):
-        done = ltr_process(
+        done = ltr(
             "clicks",
             "simulate",
             data,
@@ -60,14 +62,14 @@ def test_clicks_to_a_trained_model(tmp_path, mq2008_dir):
         )
         assert done.returncode == 0, done.stderr
         assert "impressions" in done.stdout
-    done = ltr_process(
+    done = ltr(
         "clicks", "propensity", tmp_path / "train-log.parquet", "--out", tmp_path / "prop.json"
     )
     assert done.returncode == 0, done.stderr
     assert "true theta_k" in done.stdout and "converged" in done.stdout
     assert "warning" not in done.stderr  # 30 sessions per query are enough for plain EM
 
-    done = ltr_process(
+    done = ltr(
         "clicks",
         "labels",
         tmp_path / "train-log.parquet",
@@ -88,7 +90,7 @@ def test_clicks_to_a_trained_model(tmp_path, mq2008_dir):
     assert len(out) == len(expected)
     np.testing.assert_allclose(out.label.loc[expected.index], expected, rtol=1e-6)
 
-    done = ltr_process(
+    done = ltr(
         "clicks",
         "labels",
         tmp_path / "valid-log.parquet",
