@@ -48,17 +48,22 @@ MAX_ROWS = 1_000_000
 """Most rows a profile is computed from (a seeded random sample of larger data)."""
 
 
-def _shares(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
-    """Shares of ``values`` in the bins cut at ``edges`` (closed on the right), then the share
+def _counts(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in the bins cut at ``edges`` (closed on the right), then the count
     of NaN: ``[len(edges) + 2]``."""
-    counts = np.zeros(len(edges) + 2, dtype=np.float64)
-    if len(values) == 0:
-        return counts
+    counts = np.zeros(len(edges) + 2, dtype=np.int64)
     nan = np.isnan(values)
     index = np.searchsorted(np.asarray(edges), values[~nan], side="left")
     counts[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
     counts[-1] = nan.sum()
-    return counts / len(values)
+    return counts
+
+
+def _shares(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """:func:`_counts` as shares of ``len(values)`` (all 0 for no values)."""
+    if len(values) == 0:
+        return np.zeros(len(edges) + 2, dtype=np.float64)
+    return _counts(edges, values) / len(values)
 
 
 @dataclass(frozen=True)
@@ -279,13 +284,8 @@ class DriftCounts:
         self.rows += len(features)
         for j, stats in enumerate(self.profile.features):
             values = features[:, j].astype(np.float64)
-            nan = np.isnan(values)
-            present = values[~nan]
-            index = np.searchsorted(np.asarray(stats.edges), present, side="left")
-            self.bins[j][: len(stats.edges) + 1] += np.bincount(
-                index, minlength=len(stats.edges) + 1
-            )
-            self.bins[j][-1] += int(nan.sum())
+            self.bins[j] += _counts(stats.edges, values)
+            present = values[~np.isnan(values)]
             self.present[j] += len(present)
             self.outside[j] += int(
                 np.count_nonzero((present < stats.minimum) | (present > stats.maximum))
@@ -357,7 +357,7 @@ class RowWindow:
 
 
 PERIODS = ("hour", "day", "week")
-"""Lengths of the periods :func:`by_period` splits data into (weeks start on Monday, UTC)."""
+"""Lengths of the periods :class:`PeriodCounts` splits data into (weeks start on Monday, UTC)."""
 
 
 def period_starts(times: np.ndarray, every: str) -> np.ndarray:
