@@ -126,10 +126,22 @@ def _metrics(metrics: dict[str, Any] | None) -> str | None:
     return f"{line} ({convention})" if convention else line
 
 
-def format_text(info: dict[str, Any]) -> str:
-    lines = [info["source"] if info["source"] == info["path"] else f"{info['source']}"]
+def _head(info: dict[str, Any]) -> list[str]:
+    """The source, and the local folder it resolved to when that differs (an MLflow URI)."""
+    lines = [info["source"]]
     if info["source"] != info["path"]:
         lines.append(f"  {'folder':<14}{info['path']}")
+    return lines
+
+
+def _wrapped(lines: list[str]) -> str:
+    """``lines`` wrapped at 100 characters, continuations under the values."""
+    wrap = {"width": 100, "subsequent_indent": " " * 16, "break_long_words": False}
+    return "\n".join(part for line in lines for part in textwrap.wrap(line, **wrap))
+
+
+def format_text(info: dict[str, Any]) -> str:
+    lines = _head(info)
     lines.append(
         f"  {'served as':<14}{info['served_name']}, version {info['version']} (the name and "
         "version responses carry)"
@@ -200,8 +212,7 @@ def format_text(info: dict[str, Any]) -> str:
     lines.append(
         f"  {'files':<14}weights {_mb(files['weights'])}; written by ltr {info['ltr_version']}"
     )
-    wrap = {"width": 100, "subsequent_indent": " " * 16, "break_long_words": False}
-    return "\n".join(part for line in lines for part in textwrap.wrap(line, **wrap))
+    return _wrapped(lines)
 
 
 def describe_lm(loaded, source: str) -> dict[str, Any]:
@@ -223,9 +234,7 @@ def describe_lm(loaded, source: str) -> dict[str, Any]:
 
 
 def format_lm(info: dict[str, Any]) -> str:
-    lines = [info["source"]]
-    if info["source"] != info["path"]:
-        lines.append(f"  {'folder':<14}{info['path']}")
+    lines = _head(info)
     lines.append(f"  {'architecture':<14}{info['architecture']}: {_settings(info['model_config'])}")
     lines.append(f"  {'size':<14}{info['parameters']:,} parameters")
     tok = info["tokenizer"]
@@ -244,8 +253,7 @@ def format_lm(info: dict[str, Any]) -> str:
             value = f"{value:,}"
         lines.append(f"  {key.replace('_', ' '):<14}{value}")
     lines.append(f"  {'files':<14}weights {_mb(info['files']['weights'])}")
-    wrap = {"width": 100, "subsequent_indent": " " * 16, "break_long_words": False}
-    return "\n".join(part for line in lines for part in textwrap.wrap(line, **wrap))
+    return _wrapped(lines)
 
 
 def _is_lm(source: str) -> bool:
