@@ -17,6 +17,12 @@ The comparison per feature:
 * the share of new values **outside the training range** (a rescaled feature shows here
   first), and the **mean shift** in training standard deviations.
 
+The profile also holds the distribution of the **model's own scores** on its training lists
+(:attr:`FeatureProfile.score`), compared the same way with the scores it gives new lists. Not
+every feature shift matters to a model: score drift says whether the model's output moved, which
+is what the rankings are made of. (A shift of every score of a list by the same amount leaves its
+ranking alone and still shows here; read it beside the features' table.)
+
 Bins are the deciles of the training values, cut at values the data holds and merged where
 they coincide, so a feature that is 0 on 70 % of rows gets a bin ``(-inf, 0]`` holding 70 %
 and the rest split at its upper deciles. A bin is closed on the right: ``(edge[i-1],
@@ -46,6 +52,8 @@ MODERATE, MAJOR = 0.1, 0.25
 """PSI above which a feature's shift is called moderate, and major."""
 MAX_ROWS = 1_000_000
 """Most rows a profile is computed from (a seeded random sample of larger data)."""
+SCORE = "score"
+"""The name :attr:`FeatureProfile.score` is reported under."""
 
 
 def _counts(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
@@ -107,10 +115,21 @@ class FeatureProfile:
     """Rows the profile was computed from."""
     source: tuple[str, ...] = field(default=())
     """Where those rows came from (file names), for the record."""
+    score: FeatureStats | None = None
+    """The distribution of the model's scores on those rows, each list scored whole (None in
+    profiles made without the model's scores, such as those written before they were kept)."""
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+    def scores(self) -> FeatureProfile | None:
+        """The model's score as a profile of one feature, :data:`SCORE`, so that scores
+        ``[n, 1]`` are compared as features are (:class:`DriftCounts`, :class:`PeriodCounts`);
+        None when the profile has no scores."""
+        if self.score is None:
+            return None
+        return FeatureProfile((self.score,), self.rows, self.source)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,29 +139,19 @@ class FeatureProfile:
             "rows": self.rows,
             "source": list(self.source),
             "features": [asdict(f) for f in self.features],
+            "score": None if self.score is None else asdict(self.score),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureProfile:
-        features = tuple(
-            FeatureStats(
-                name=str(f["name"]),
-                edges=tuple(float(x) for x in f["edges"]),
-                shares=tuple(float(x) for x in f["shares"]),
-                missing=float(f["missing"]),
-                minimum=float(f["minimum"]),
-                maximum=float(f["maximum"]),
-                mean=float(f["mean"]),
-                std=float(f["std"]),
-            )
-            for f in data["features"]
+        features = tuple(_stats_from_json(f) for f in data["features"])
+        score = data.get("score")
+        return cls(
+            features,
+            int(data["rows"]),
+            tuple(data.get("source", ())),
+            None if score is None else _stats_from_json(score),
         )
-        for f in features:
-            if len(f.shares) != len(f.edges) + 1:
-                raise ValueError(
-                    f"feature {f.name!r} has {len(f.edges)} edges but {len(f.shares)} shares"
-                )
-        return cls(features, int(data["rows"]), tuple(data.get("source", ())))
 
     def save(self, directory: str | Path) -> Path:
         """Write the profile into a model artifact folder (atomically)."""
@@ -170,6 +179,24 @@ class FeatureProfile:
         if names is not None and profile.names != tuple(names):
             raise ArtifactError(f"{path} names other features than the model reads")
         return profile
+
+
+def _stats_from_json(f: dict[str, Any]) -> FeatureStats:
+    stats = FeatureStats(
+        name=str(f["name"]),
+        edges=tuple(float(x) for x in f["edges"]),
+        shares=tuple(float(x) for x in f["shares"]),
+        missing=float(f["missing"]),
+        minimum=float(f["minimum"]),
+        maximum=float(f["maximum"]),
+        mean=float(f["mean"]),
+        std=float(f["std"]),
+    )
+    if len(stats.shares) != len(stats.edges) + 1:
+        raise ValueError(
+            f"feature {stats.name!r} has {len(stats.edges)} edges but {len(stats.shares)} shares"
+        )
+    return stats
 
 
 def _stats(name: str, values: np.ndarray, bins: int) -> FeatureStats:
@@ -204,9 +231,11 @@ def profile_features(
     source: Sequence[str] = (),
     max_rows: int = MAX_ROWS,
     seed: int = 0,
+    scores: np.ndarray | None = None,
 ) -> FeatureProfile:
-    """The profile of ``features [N, F]`` (columns named ``names``); data of more than
-    ``max_rows`` rows is profiled from a seeded random sample of that many."""
+    """The profile of ``features [N, F]`` (columns named ``names``) and, when given, of the
+    model's ``scores [N]`` of those rows; data of more than ``max_rows`` rows is profiled from a
+    seeded random sample of that many."""
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] != len(names):
         raise DataFormatError(
@@ -215,14 +244,20 @@ def profile_features(
         )
     if len(features) == 0:
         raise DataFormatError("no rows to profile")
+    if scores is not None:
+        scores = np.asarray(scores).reshape(-1)
+        if len(scores) != len(features):
+            raise DataFormatError(f"{len(scores)} scores for {len(features)} feature rows")
     rows = len(features)
     if rows > max_rows:
-        pick = np.random.default_rng(seed).choice(rows, size=max_rows, replace=False)
-        features = features[np.sort(pick)]
+        pick = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+        features = features[pick]
+        scores = None if scores is None else scores[pick]
     return FeatureProfile(
         tuple(_stats(name, features[:, j], bins) for j, name in enumerate(names)),
         rows=rows,
         source=tuple(str(s) for s in source),
+        score=None if scores is None else _stats(SCORE, scores, bins),
     )
 
 

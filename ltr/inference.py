@@ -65,12 +65,8 @@ def score_frame(loaded, frame) -> np.ndarray:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         extra = " (the per-query context vector)" if set(missing) & set(context_columns) else ""
         raise DataFormatError(f"the input lacks column(s) {shown} that the model needs{extra}")
-    codes, uniques = _factorize(frame["qid"].to_numpy())
-    order = np.argsort(codes, kind="stable")
+    order, offsets, uniques = _group(frame["qid"].to_numpy())
     features = frame[names].to_numpy(dtype=np.float32)[order]
-    labels = np.zeros(len(frame), dtype=np.float32)
-    counts = np.bincount(codes, minlength=len(uniques))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
     context = None
     if context_columns:
         inputs = list_inputs.resolve(
@@ -82,18 +78,44 @@ def score_frame(loaded, frame) -> np.ndarray:
         table = pa.Table.from_pandas(frame[context_columns].iloc[order], preserve_index=False)
         list_inputs.check_columns(inputs, table.schema, "the input")
         _, context = list_inputs.extract(inputs, table, offsets, lambda q: uniques[q])
+    return _score_grouped(loaded.model, features, order, offsets, uniques, context)
+
+
+def score_rows(loaded, features: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """Score rows ``features [N, F]`` grouped into lists by ``lists [N]`` (any ids; a list's
+    rows need not be contiguous), each list whole: ``[N]`` float32 scores in row order. For a
+    model without a per-query context vector (:func:`score_frame` takes one from a frame)."""
+    from ltr.errors import DataFormatError
+
+    if frame_context_columns(loaded.manifest):
+        raise DataFormatError("the model reads a per-query context vector, which rows lack")
+    features = np.asarray(features, dtype=np.float32)
+    if len(lists) != len(features):
+        raise DataFormatError(f"{len(lists)} list ids for {len(features)} feature rows")
+    order, offsets, uniques = _group(np.asarray(lists))
+    return _score_grouped(loaded.model, features[order], order, offsets, uniques, None)
+
+
+def _group(lists: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The row order that puts each list's rows together (stably), the lists' offsets in it,
+    and the list ids in that order."""
+    uniques, codes = np.unique(lists.astype(str), return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=len(uniques))
+    return order, np.concatenate([[0], np.cumsum(counts)]), uniques
+
+
+def _score_grouped(model, features, order, offsets, uniques, context) -> np.ndarray:
+    """Score ``features`` (rows in ``order``, lists at ``offsets``); scores in the original
+    row order."""
+    labels = np.zeros(len(features), dtype=np.float32)
     dataset = ListDataset(
         features, labels, offsets, np.asarray(uniques, dtype=object), context=context
     )
-    sorted_scores = score_lists(loaded.model, dataset)
+    sorted_scores = score_lists(model, dataset)
     scores = np.empty_like(sorted_scores)
     scores[order] = sorted_scores
     return scores
-
-
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniques, codes = np.unique(values.astype(str), return_inverse=True)
-    return codes.astype(np.int64), uniques
 
 
 def matmul_mflop(loaded, length: int) -> float:

@@ -45,16 +45,17 @@ def check_saved_model_arguments(args: argparse.Namespace) -> None:
             raise FileNotFoundError(f"no such --profile-data file or folder: {path}")
 
 
-def _write_profile(path: Path, names: list[str], data: list[Path]) -> None:
-    from ltr.cli.drift import read_feature_rows
-    from ltr.drift import profile_features
+def _write_profile(path: Path, data: list[Path]) -> None:
+    from ltr.artifact import load_model
+    from ltr.cli.drift import _scored, profile_data
 
-    rows, skipped = read_feature_rows(data, names)
-    for note in skipped:
-        print(f"skipped: {note}")
-    where = profile_features(rows, names, source=[str(p) for p in data]).save(path)
+    profile, notes = profile_data(load_model(str(path)), data)
+    for note in notes:
+        print(note)
+    where = profile.save(path)
     print(
-        f"wrote the feature profile of {len(rows):,} rows of {', '.join(map(str, data))} to {where}"
+        f"wrote the feature profile of {profile.rows:,} rows{_scored(profile)} of "
+        f"{', '.join(map(str, data))} to {where}"
     )
 
 
@@ -92,7 +93,7 @@ def save_and_register(
         manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()), path)
         print(f"wrote {path}: {describe(manifest)}")
         if args.profile_data:
-            _write_profile(path, list(manifest.feature_names), args.profile_data)
+            _write_profile(path, args.profile_data)
         if tracker is not None:
             tracker.log_params(params(manifest))
             logged = tracker.log_model(

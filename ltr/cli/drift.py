@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(feature_profile.json, written by `ltr train`): per feature, the population stability "
         "index over the training deciles (below 0.1 stable, 0.1-0.25 moderate, above 0.25 "
         "major), the share of values outside the training range and the mean shift in training "
-        "standard deviations; largest PSI first. DATA may be LETOR or ltr Parquet files, "
+        "standard deviations; largest PSI first. When DATA is an impression log (with the "
+        "model's score column) and the profile holds the model's scores of its training lists, "
+        "the scores are compared too (--fail-score-above). DATA may be LETOR or ltr Parquet files, "
         "Parquet files with a column per feature named as the model's, or folders of Parquet "
         "files such as a server's impression log (files of other features are skipped). With "
         "--fail-above (PSI) or --fail-out-of-range (share) the exit status is 1 when a feature "
@@ -63,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SHARE",
         help="exit with status 1 when more than this share of a feature's values fall outside "
         "its training range (0.01: what a rescaled feature trips first)",
+    )
+    p.add_argument(
+        "--fail-score-above",
+        type=float,
+        metavar="PSI",
+        help="exit with status 1 when the PSI of the model's logged scores (an impression log's "
+        "score column) against its scores of its training lists is above this",
     )
     p.add_argument(
         "--every",
@@ -124,7 +133,8 @@ def feature_blocks(
     block_rows: int | None = None,
 ) -> Iterator[tuple[object, dict[str, object]]]:
     """The rows of ``paths`` a block at a time: features ``[n, F]`` and the values of
-    ``columns`` for each row (Parquet only; a timestamp column comes as ``datetime64``), at most
+    ``columns`` for each row (Parquet only, but for ``qid``, which LETOR files have too; a
+    timestamp column comes as ``datetime64``), at most
     ``block_rows`` (:data:`BLOCK_ROWS`) from Parquet, a whole file from LETOR. Notes on files
     skipped are appended to ``skipped``.
 
@@ -149,9 +159,10 @@ def feature_blocks(
         if not path.exists():
             raise FileNotFoundError(f"no such data file or folder: {path}")
         if not path.is_dir() and path.suffix != ".parquet":  # LETOR/SVMlight
-            if columns:
+            absent = [c for c in columns if c != "qid"]
+            if absent:
                 raise DataFormatError(
-                    f"{path} is a LETOR file, which has no {', '.join(columns)} column: give "
+                    f"{path} is a LETOR file, which has no {', '.join(absent)} column: give "
                     "Parquet files or folders (an impression log)"
                 )
             data = load_dataset(path, group_file=group_file, num_features=len(names))
@@ -160,7 +171,8 @@ def feature_blocks(
                     f"{path} has {data.num_features} features but the model reads {len(names)}"
                 )
             rows += len(data.features)
-            yield data.features, {}
+            qids = np.repeat(data.qids.astype(str), np.diff(data.offsets))
+            yield data.features, {c: qids for c in columns}
             continue
         for file in _parquet_files(path):
             schema = pq.read_schema(file)
@@ -208,16 +220,44 @@ def feature_blocks(
         )
 
 
-def read_feature_rows(
-    paths: list[Path], names: list[str], group_file: Path | None = None
-) -> tuple[object, list[str]]:
-    """Every row's features ``[N, F]`` from ``paths`` at once (:func:`feature_blocks`), and
-    notes on files skipped."""
+def profile_data(loaded, paths: list[Path], group_file: Path | None = None) -> tuple:
+    """The feature profile of ``paths`` as ``loaded``'s training data, with the model's scores
+    of its lists (grouped by ``session``, an impression log's, else ``qid``), and notes on files
+    skipped and on why the scores could not be profiled (no list column, or a model that needs
+    a per-query context vector). Reads every row at once: the deciles need them."""
     import numpy as np
 
+    from ltr.drift import profile_features
+    from ltr.errors import DataFormatError
+    from ltr.inference import score_rows
+
+    names = list(loaded.manifest.feature_names)
+    column = _list_column(paths)
     skipped: list[str] = []
-    blocks = [rows for rows, _ in feature_blocks(paths, names, group_file, skipped=skipped)]
-    return np.concatenate(blocks), skipped
+    why = None  # the scores are not profiled
+    try:
+        blocks = list(feature_blocks(paths, names, group_file, columns=[column], skipped=skipped))
+    except DataFormatError as exc:  # no list column: a profile of the features alone
+        if not str(exc).endswith(f"has no {column} column"):
+            raise
+        why, skipped = str(exc), []
+        blocks = [(b, {}) for b, _ in feature_blocks(paths, names, group_file, skipped=skipped)]
+    rows = np.concatenate([b for b, _ in blocks])
+    scores = None
+    if why is None:
+        try:
+            scores = score_rows(loaded, rows, np.concatenate([e[column] for _, e in blocks]))
+        except DataFormatError as exc:
+            why = str(exc)
+    profile = profile_features(rows, names, source=[str(p) for p in paths], scores=scores)
+    notes = [f"skipped: {note}" for note in skipped]
+    if why is not None:
+        notes.append(f"the model's scores are not profiled: {why}")
+    return profile, notes
+
+
+def _scored(profile) -> str:
+    return "" if profile.score is None else " and the model's scores of them"
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -265,14 +305,114 @@ def _list_column(paths: list[Path]) -> str:
     return "qid"
 
 
+class _LoggedScores:
+    """The model's scores an impression log recorded (its ``score`` column), counted against
+    the scores of its training lists the profile holds: only rows the model itself scored
+    (``model_name`` and ``model_version``, when the data has them, name it as a server
+    does), since another version's scores are not comparable. ``why`` says why scores are not
+    compared at all (no scores in the profile, data without a ``score`` column)."""
+
+    def __init__(self, paths: list[Path], profile, loaded, every: str | None = None) -> None:
+        from ltr.drift import DriftCounts, PeriodCounts
+
+        self.columns: list[str] = []
+        self.why: str | None = None
+        self.scored = 0  # rows the model scored, counted
+        self.other = 0  # rows scored by other models, left out
+        self.name, self.version = loaded.served_name, loaded.served_version
+        scores = profile.scores()
+        present = _parquet_columns(paths)
+        if scores is None:
+            self.why = (
+                "the model's profile holds no scores of its training lists (written before they "
+                "were kept, or from data without list ids); write it again with --save-profile"
+            )
+        elif present is None or "score" not in present:
+            self.why = "DATA has no score column (a server's impression log has one)"
+        else:
+            self.columns = ["score"] + [c for c in ("model_name", "model_version") if c in present]
+        self.counts = None
+        if not self.why:
+            self.counts = DriftCounts(scores) if every is None else PeriodCounts(scores, every)
+
+    def add(self, extras: dict, keep, *more) -> None:
+        """Count the scores of the rows ``keep`` picks (all when None) that the model scored;
+        ``more`` are a :class:`~ltr.drift.PeriodCounts`' times and lists of those rows."""
+        import numpy as np
+
+        if self.counts is None:
+            return
+        score = extras["score"] if keep is None else extras["score"][keep]
+        ours = np.ones(len(score), dtype=bool)
+        for column, value in (("model_name", self.name), ("model_version", self.version)):
+            if column in extras:
+                ours &= (extras[column] if keep is None else extras[column][keep]) == value
+        self.other += int((~ours).sum())
+        self.scored += int(ours.sum())
+        values = np.asarray(score[ours], dtype=np.float32).reshape(-1, 1)
+        self.counts.add(values, *(m[ours] for m in more))
+
+    def not_compared(self) -> str | None:
+        """Why no score was compared, once every row was added (None = some were)."""
+        if self.why is None and not self.scored:
+            return f"none of the {self.other:,} scores logged is {self.name} {self.version}'s"
+        return self.why
+
+    def describe_other(self) -> str:
+        return f" ({self.other:,} rows scored by other models left out)" if self.other else ""
+
+
+def _check_scores(args: argparse.Namespace, tally: _LoggedScores) -> None:
+    """--fail-score-above cannot be met silently by data without the model's scores."""
+    from ltr.errors import DataFormatError
+
+    why = tally.not_compared()
+    if args.fail_score_above is not None and why:
+        raise DataFormatError(f"--fail-score-above needs the model's logged scores, but {why}")
+
+
+def _score_json(score, tally: _LoggedScores, rows: int | None = None) -> dict:
+    return {
+        "score": None
+        if score is None
+        else {**_feature_json(score), "rows": tally.scored if rows is None else rows},
+        "score_not_compared": tally.not_compared(),
+        "score_rows_of_other_models": tally.other,
+    }
+
+
+def _parquet_columns(paths: list[Path]) -> list[str] | None:
+    """The columns of the first Parquet file of ``paths``; None when one is a LETOR file."""
+    import pyarrow.parquet as pq
+
+    if any(not p.is_dir() and p.suffix != ".parquet" for p in paths):
+        return None
+    return pq.read_schema(_parquet_files(paths[0])[0]).names
+
+
+def _score_line(d, rows: int, tally: _LoggedScores) -> str:
+    return (
+        f"the model's scores: PSI {d.psi:.4f} ({d.level}), {d.out_of_range:.2%} outside their "
+        f"training range, mean shift {_number(d.mean_shift)} sd, over {rows:,} rows scored by "
+        f"{tally.name} {tally.version}{tally.describe_other()}"
+    )
+
+
 def _period_label(start, every: str) -> str:
     text = str(start)  # ISO 8601, seconds
     return text[:13] + ":00" if every == "hour" else text[:10]
 
 
-def _fails(report, args: argparse.Namespace, where: str = "") -> list[str]:
-    """Why ``report`` (one comparison, largest PSI first) passes the --fail-* bounds."""
+def _fails(report, args: argparse.Namespace, where: str = "", score=None) -> list[str]:
+    """Why ``report`` (one comparison, largest PSI first) and the model's ``score`` drift
+    (None = not compared) pass the --fail-* bounds."""
     why = []
+    bound = args.fail_score_above
+    if bound is not None and score is not None and score.psi > bound:
+        why.append(
+            f"drift{where}: the model's scores' PSI {score.psi:.4f} is above --fail-score-above "
+            f"{bound}"
+        )
     if args.fail_above is not None and report[0].psi > args.fail_above:
         worst = report[0]
         why.append(
@@ -290,7 +430,7 @@ def _fails(report, args: argparse.Namespace, where: str = "") -> list[str]:
     return why
 
 
-def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
+def _run_periods(args: argparse.Namespace, profile, loaded) -> int:
     import numpy as np
 
     from ltr.drift import MAJOR, MODERATE, PeriodCounts
@@ -299,12 +439,18 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
     if args.min_lists < 1:
         raise ConfigError(f"--min-lists must be at least 1, got {args.min_lists}")
     data = list(args.data)
+    names = list(loaded.manifest.feature_names)
     lists_column = args.list_column or _list_column(data)
     counts = PeriodCounts(profile, args.every)
+    tally = _LoggedScores(data, profile, loaded, args.every)
     skipped: list[str] = []
     rows = undated = 0
     blocks = feature_blocks(
-        data, names, args.group_file, columns=[args.time_column, lists_column], skipped=skipped
+        data,
+        names,
+        args.group_file,
+        columns=[args.time_column, lists_column, *tally.columns],
+        skipped=skipped,
     )
     for block, extras in blocks:
         times = extras[args.time_column]
@@ -316,14 +462,23 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
         rows += int(dated.sum())
         undated += int((~dated).sum())
         counts.add(block[dated], times[dated], extras[lists_column][dated])
+        tally.add(extras, dated, times[dated], extras[lists_column][dated])
     for note in skipped:
         print(f"skipped: {note}")
     if undated:
         print(f"left out: {undated:,} row(s) with no {args.time_column}")
         if not rows:
             raise DataFormatError(f"no row has a {args.time_column}")
+    _check_scores(args, tally)
     periods = counts.report(min_lists=args.min_lists)
     reports = [sorted(p.features, key=lambda d: -d.psi) for p in periods]
+    scored = {} if tally.counts is None else {
+        p.start: p for p in tally.counts.report(min_lists=args.min_lists)
+    }  # fmt: skip
+    scores = [
+        scored[p.start].features[0] if p.start in scored and scored[p.start].judged else None
+        for p in periods
+    ]
     if args.format == "json":
         print(
             json.dumps(
@@ -339,9 +494,14 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
                             "features": [
                                 _feature_json(d) for d in (r if args.top is None else r[: args.top])
                             ],
+                            "score": None
+                            if score is None
+                            else {**_feature_json(score), "rows": scored[p.start].rows},
                         }
-                        for p, r in zip(periods, reports, strict=True)
+                        for p, r, score in zip(periods, reports, scores, strict=True)
                     ],
+                    "score_not_compared": tally.not_compared(),
+                    "score_rows_of_other_models": tally.other,
                 },
                 indent=1,
             )
@@ -354,15 +514,15 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
             f"{args.min_lists} lists compared"
         )
         head = (
-            f"{args.every:<16} {'rows':>10} {'lists':>8} {'major':>6} {'moderate':>9}  "
-            f"{'largest PSI':<24} most out of range"
+            f"{args.every:<16} {'rows':>10} {'lists':>8} {'major':>6} {'moderate':>9} "
+            f"{'score PSI':>10}  {'largest PSI':<24} most out of range"
         )
         lines = [head, "-" * len(head)]
-        for p, r in zip(periods, reports, strict=True):
+        for p, r, score in zip(periods, reports, scores, strict=True):
             label = _period_label(p.start, args.every)
             if not p.judged:
                 lines.append(
-                    f"{label:<16} {p.rows:>10,} {p.lists:>8,} {'-':>6} {'-':>9}  "
+                    f"{label:<16} {p.rows:>10,} {p.lists:>8,} {'-':>6} {'-':>9} {'-':>10}  "
                     f"too few lists to compare"
                 )
                 continue
@@ -370,17 +530,26 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
             moderate = sum(MODERATE < d.psi <= MAJOR for d in r)
             outside = max(r, key=lambda d: d.out_of_range)
             lines.append(
-                f"{label:<16} {p.rows:>10,} {p.lists:>8,} {major:>6} {moderate:>9}  "
+                f"{label:<16} {p.rows:>10,} {p.lists:>8,} {major:>6} {moderate:>9} "
+                f"{'-' if score is None else f'{score.psi:.4f}':>10}  "
                 f"{f'{r[0].name} {r[0].psi:.4f}':<24} "
                 + (f"{outside.name} {outside.out_of_range:.2%}" if outside.out_of_range else "none")
             )
         print("\n".join(lines))
+        why = tally.not_compared()
+        print(
+            f"the model's scores: not compared: {why}"
+            if why
+            else f"score PSI: the model's scores of the period's rows against its scores of its "
+            f"training lists, over {tally.scored:,} rows scored by {tally.name} "
+            f"{tally.version}{tally.describe_other()}"
+        )
     failures = [
         why
-        for p, r in zip(periods, reports, strict=True)
+        for p, r, score in zip(periods, reports, scores, strict=True)
         if p.judged
         for why in _fails(
-            r, args, f" in the {args.every} from {_period_label(p.start, args.every)}"
+            r, args, f" in the {args.every} from {_period_label(p.start, args.every)}", score
         )
     ]
     for why in failures:
@@ -390,7 +559,7 @@ def _run_periods(args: argparse.Namespace, profile, names: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ltr.artifact import ArtifactError, is_mlflow_uri, load_model
-    from ltr.drift import MAJOR, MODERATE, DriftCounts, FeatureProfile, profile_features
+    from ltr.drift import MAJOR, MODERATE, DriftCounts, FeatureProfile
     from ltr.errors import ConfigError
 
     if args.save_profile and is_mlflow_uri(args.model):
@@ -413,22 +582,29 @@ def run(args: argparse.Namespace) -> int:
                 "--data TRAIN... --save-profile"
             )
     if args.every:
-        return _run_periods(args, profile, names)
+        return _run_periods(args, profile, loaded)
     if args.save_profile:
-        rows, skipped = read_feature_rows(list(args.data), names, args.group_file)
-        for note in skipped:
-            print(f"skipped: {note}")
-        profile = profile_features(rows, names, source=[str(p) for p in args.data])
+        profile, notes = profile_data(loaded, list(args.data), args.group_file)
+        for note in notes:
+            print(note)
         where = profile.save(loaded.path)
-        print(f"wrote the feature profile of {len(rows):,} rows to {where}")
+        print(f"wrote the feature profile of {profile.rows:,} rows{_scored(profile)} to {where}")
         return 0
     counted = DriftCounts(profile)
+    tally = _LoggedScores(list(args.data), profile, loaded)
     skipped = []
-    for block, _ in feature_blocks(list(args.data), names, args.group_file, skipped=skipped):
+    blocks = feature_blocks(
+        list(args.data), names, args.group_file, columns=tally.columns, skipped=skipped
+    )
+    for block, extras in blocks:
         counted.add(block)
+        tally.add(extras, None)
     for note in skipped:
         print(f"skipped: {note}")
     report = sorted(counted.report(), key=lambda d: -d.psi)
+    _check_scores(args, tally)
+    why = tally.not_compared()
+    score = None if why else tally.counts.report()[0]
     counts = {name: sum(d.level == name for d in report) for name in ("major", "moderate")}
     if args.format == "json":
         print(
@@ -440,6 +616,7 @@ def run(args: argparse.Namespace) -> int:
                         _feature_json(d)
                         for d in (report if args.top is None else report[: args.top])
                     ],
+                    **_score_json(score, tally),
                 },
                 indent=1,
             )
@@ -451,7 +628,12 @@ def run(args: argparse.Namespace) -> int:
             f"{counts['moderate']} moderate (> {MODERATE})"
         )
         print(format_table(report, args.top))
-    failures = _fails(report, args)
+        print(
+            _score_line(score, tally.scored, tally)
+            if score
+            else f"the model's scores: not compared: {why}"
+        )
+    failures = _fails(report, args, score=score)
     for why in failures:
         print(why, file=sys.stderr)
     return DRIFT_FOUND if failures else 0

@@ -97,7 +97,13 @@ def describe(loaded) -> dict[str, Any]:
         info["feature_profile"] = {"error": str(exc)}
     else:
         info["feature_profile"] = (
-            None if profile is None else {"rows": profile.rows, "source": list(profile.source)}
+            None
+            if profile is None
+            else {
+                "rows": profile.rows,
+                "source": list(profile.source),
+                "scores": profile.score is not None,
+            }
         )
     if m.architecture == ENSEMBLE:
         info["members"] = m.training.get("members", [])
@@ -205,7 +211,10 @@ def format_text(info: dict[str, Any]) -> str:
     elif "error" in profile:
         text = f"unusable: {profile['error']}"
     else:
-        text = f"of {profile['rows']:,} training rows (`ltr drift`, the server's drift gauges)"
+        scores = " and the model's scores of them" if profile["scores"] else ""
+        text = (
+            f"of {profile['rows']:,} training rows{scores} (`ltr drift`, the server's drift gauges)"
+        )
     lines.append(f"  {'profile':<14}{text}")
     if files["featurizer"]:
         lines.append(f"  {'featurizer':<14}bundled, {_mb(files['featurizer'])} (reranks texts)")

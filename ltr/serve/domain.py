@@ -179,6 +179,8 @@ class RankedList:
             each candidate (0 = ``model``, 1 = ``challenger``); None when not interleaved.
             ``scores`` are then ``model``'s, and the order is the interleaving's, not theirs.
         challenger: the model interleaved with ``model`` (None when not interleaved).
+        all_scores: ``[n]`` ``model``'s score of every candidate, in request order, ``top_k``
+            or not (score drift, :mod:`ltr.serve.drift`).
     """
 
     query_id: str
@@ -189,3 +191,4 @@ class RankedList:
     impression_id: str = ""
     teams: np.ndarray | None = None
     challenger: ModelRef | None = None
+    all_scores: np.ndarray | None = None

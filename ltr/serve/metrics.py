@@ -18,7 +18,9 @@ Metric families (all in a registry of their own, so several servers can live in 
 * ``ltr_feature_psi{feature}`` / ``ltr_feature_out_of_range{feature}`` -- each feature's
   population stability index against the model's training profile, and the share of its values
   outside the training range, over the last ``ltr_drift_rows`` candidate rows
-  (:mod:`ltr.serve.drift`).
+  (:mod:`ltr.serve.drift`);
+* ``ltr_score_psi`` / ``ltr_score_out_of_range`` -- the same for the model's scores of those rows,
+  against its scores of its training lists (NaN while there are none to compare).
 """
 
 from __future__ import annotations
@@ -111,8 +113,21 @@ class ServerMetrics:
             ["feature"],
             registry=r,
         )
+        self.score_psi = Gauge(
+            "ltr_score_psi",
+            "Population stability index of the model's scores of the last ltr_drift_rows "
+            "candidate rows against its scores of its training lists (NaN when the model's "
+            "profile has no scores, or too few lists came in).",
+            registry=r,
+        )
+        self.score_out_of_range = Gauge(
+            "ltr_score_out_of_range",
+            "Share of the model's scores of the last ltr_drift_rows candidate rows outside the "
+            "range of its scores of its training lists.",
+            registry=r,
+        )
         self.drift_rows = Gauge(
-            "ltr_drift_rows", "Candidate rows behind ltr_feature_psi.", registry=r
+            "ltr_drift_rows", "Candidate rows behind ltr_feature_psi and ltr_score_psi.", registry=r
         )
         self._drift_features: tuple[str, ...] = ()
         self._http = None
@@ -159,7 +174,13 @@ class ServerMetrics:
     def impressions_dropped(self, reason: str, rows: int) -> None:
         self.impressions_lost.labels(reason).inc(rows)
 
-    def feature_drift(self, model: ModelRef, report: list[FeatureDrift], rows: int) -> None:
+    def feature_drift(
+        self,
+        model: ModelRef,
+        report: list[FeatureDrift],
+        rows: int,
+        score: FeatureDrift | None = None,
+    ) -> None:
         """The drift gauges from a :class:`~ltr.serve.drift.DriftMonitor` report."""
         names = tuple(d.name for d in report)
         if names != self._drift_features:  # another model's features: no stale series
@@ -169,7 +190,17 @@ class ServerMetrics:
         for d in report:
             self.psi.labels(d.name).set(d.psi)
             self.out_of_range.labels(d.name).set(d.out_of_range)
+        if score is None:
+            self._clear_score()
+        else:
+            self.score_psi.set(score.psi)
+            self.score_out_of_range.set(score.out_of_range)
         self.drift_rows.set(rows)
+
+    def _clear_score(self) -> None:
+        """No score gauges (a model without scores in its profile, or too few lists)."""
+        for gauge in (self.score_psi, self.score_out_of_range):
+            gauge.set(float("nan"))
 
     def drift_waiting(self, rows: int) -> None:
         """Fewer lists than ``drift.min_lists`` so far (since start or the last model swap): no
@@ -178,6 +209,7 @@ class ServerMetrics:
             self.psi.clear()
             self.out_of_range.clear()
             self._drift_features = ()
+        self._clear_score()
         self.drift_rows.set(rows)
 
     def reload(self, outcome: str) -> None:

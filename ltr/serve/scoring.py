@@ -62,6 +62,7 @@ def rank(query: ValidQuery, scores: np.ndarray, model: ModelRef) -> RankedList:
         scores=scores[order],
         request_indices=order.astype(np.int64),
         model=model,
+        all_scores=scores,
     )
 
 
@@ -174,6 +175,7 @@ def interleave_batch(
                 model=model,
                 teams=team,
                 challenger=other,
+                all_scores=scores,
             )
         )
     return results

@@ -61,7 +61,7 @@ def make_batcher(
     challenger: ModelHolder | None = None,
     interleave_share: float = 1.0,
     on_interleaved: Callable[[int], None] | None = None,
-    on_rows: Callable[[ServedModel, list[np.ndarray]], None] | None = None,
+    on_rows: Callable[[ServedModel, list[np.ndarray], list[np.ndarray]], None] | None = None,
 ) -> DynamicBatcher[ValidQuery | ValidTextQuery, RankedList | Featurized]:
     """A batcher that scores each batch with the holder's current model; ``on_documents``
     hears how many text candidates of each batch came from each source (``cache``, ``recent``,
@@ -74,8 +74,8 @@ def make_batcher(
     is interleaved when both models read the same features; while they do not (a challenger of
     other text features, or after a reload), feature lists are answered by the model alone.
     ``on_interleaved`` hears how many lists of each batch were interleaved. ``on_rows`` gets
-    the feature rows ``[n, F]`` of each list the model scored, with that model (drift
-    monitoring, :mod:`ltr.serve.drift`).
+    the model, and the feature rows ``[n, F]`` and the model's scores ``[n]`` of each list it
+    scored (drift monitoring, :mod:`ltr.serve.drift`).
     """
     rng = random.Random()
     warned: set[tuple[str, str]] = set()
@@ -110,11 +110,6 @@ def make_batcher(
         results: list = list(queries)  # the errors stay; every ValidQuery gets its ranking
         if fit:
             lists = [queries[i] for i in fit]
-            if on_rows is not None:
-                try:
-                    on_rows(model, [q.features for q in lists])
-                except Exception:  # monitoring must never fail the lists it watches
-                    log.exception("keeping the batch's rows for drift monitoring failed")
             if rival is None or not (features_ok or texts_ok):
                 scored = score_batch(model.predictor, model.spec.ref, lists)
             else:
@@ -141,6 +136,16 @@ def make_batcher(
                     on_interleaved(
                         sum(isinstance(r, RankedList) and r.teams is not None for r in scored)
                     )
+            if on_rows is not None:
+                done = [
+                    (q.features, r.all_scores)
+                    for q, r in zip(lists, scored, strict=True)
+                    if isinstance(r, RankedList) and r.all_scores is not None
+                ]
+                try:
+                    on_rows(model, [rows for rows, _ in done], [s for _, s in done])
+                except Exception:  # monitoring must never fail the lists it watches
+                    log.exception("keeping the batch's rows for drift monitoring failed")
             for i, result in zip(fit, scored, strict=True):
                 if isinstance(items[i], ValidTextQuery) and isinstance(result, RankedList):
                     # the impression log keeps the features this model computed, by its names

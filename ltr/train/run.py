@@ -464,9 +464,12 @@ def train(
         save_model(model, manifest, result.artifact_dir)
         train_set = datamodule.train_set  # what the server's and `ltr drift`'s inputs are held to
         trained_on = manifest.training["data"].get("train", [])
-        profile_features(train_set.features, train_set.feature_names, source=trained_on).save(
-            result.artifact_dir
-        )
+        profile_features(
+            train_set.features,
+            train_set.feature_names,
+            source=trained_on,
+            scores=score_lists(model, train_set, batch_size=config.data.eval_batch_size),
+        ).save(result.artifact_dir)
         if featurizer is not None:
             from ltr.text.featurizer import bundle_featurizer
 

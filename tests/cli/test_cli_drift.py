@@ -5,19 +5,18 @@ told how to get one."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ltr.artifact import load_model
 from ltr.cli import main
 from ltr.data import load_dataset
-from ltr.drift import PROFILE, PSI_FLOOR, FeatureProfile
-from tests.serve._helpers import make_artifact
+from ltr.drift import PROFILE, FeatureProfile, profile_features
+from tests.serve._helpers import hand_psi, list_by_list_scores, make_artifact
 
 
 def _drift(capsys, *argv: str) -> tuple[int, dict, str]:
@@ -25,17 +24,6 @@ def _drift(capsys, *argv: str) -> tuple[int, dict, str]:
     code = main(["drift", *argv, "--format", "json"])
     said = capsys.readouterr()
     return code, json.loads(said.out[said.out.index("{") :]), said.err
-
-
-def _hand_psi(stats, x: np.ndarray) -> float:
-    """PSI over the profile's bins, shares counted bin by bin with comparisons."""
-    bounds = [-np.inf, *stats.edges, np.inf]
-    shares = [np.mean((x > lo) & (x <= hi)) for lo, hi in itertools.pairwise(bounds)]
-    total = 0.0
-    for e, a in zip([*stats.shares, stats.missing], [*shares, 0.0], strict=True):
-        e, a = max(e, PSI_FLOOR), max(a, PSI_FLOOR)
-        total += (a - e) * math.log(a / e)
-    return total
 
 
 def _rescaled(source, target, column: int, factor: float) -> None:
@@ -79,7 +67,7 @@ def test_a_rescaled_feature_is_found_and_fails_the_pipeline(tmp_path, mq2008_dir
     assert code == 1 and "f5's PSI" in err
     top = moved["features"][0]
     assert top["name"] == "f5" and top["level"] == "major"
-    want = _hand_psi(profile.features[4], s5.features[:, 4] * 3.0)
+    want = hand_psi(profile.features[4], s5.features[:, 4] * 3.0)
     assert top["psi"] == pytest.approx(want, rel=1e-9)
     above = np.mean(s5.features[:, 4] * 3 > s1.features[:, 4].max())
     assert top["out_of_range"] == pytest.approx(above)
@@ -95,7 +83,7 @@ def test_a_rescaled_feature_is_found_and_fails_the_pipeline(tmp_path, mq2008_dir
     for f in moved["features"][1:]:
         assert f["psi"] == before[f["name"]]
     j = 24  # f25
-    assert before["f25"] == pytest.approx(_hand_psi(profile.features[j], s5.features[:, j]))
+    assert before["f25"] == pytest.approx(hand_psi(profile.features[j], s5.features[:, j]))
 
 
 def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys, monkeypatch):
@@ -127,7 +115,7 @@ def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys, monkeypat
     profile = FeatureProfile.load(model)
     for f in report["features"]:
         j = names.index(f["name"])
-        assert f["psi"] == pytest.approx(_hand_psi(profile.features[j], s1.features[:1000, j]))
+        assert f["psi"] == pytest.approx(hand_psi(profile.features[j], s1.features[:1000, j]))
         stats, x = profile.features[j], s1.features[:1000, j].astype(np.float64)
         if stats.std > 0:  # (constant features: tests/data/test_data_drift.py)
             shift = (x.mean() - stats.mean) / stats.std
@@ -176,9 +164,9 @@ def test_one_column_per_feature_reads_as_the_ltr_schema(tmp_path, mq2008_dir, ca
     )
 
 
-def _log_file(path, features: np.ndarray, sessions: np.ndarray, times: list) -> None:
+def _log_file(path, features: np.ndarray, sessions: np.ndarray, times: list, **more) -> None:
     """A Parquet file shaped like the server's impression log (``session``, ``features``,
-    ``served_at`` as a UTC millisecond timestamp)."""
+    ``served_at`` as a UTC millisecond timestamp, and ``more`` columns)."""
     width = features.shape[1]
     table = pa.table(
         {
@@ -187,6 +175,7 @@ def _log_file(path, features: np.ndarray, sessions: np.ndarray, times: list) -> 
                 pa.array(features.ravel(), pa.float32()), width
             ),
             "served_at": pa.array(times, pa.timestamp("ms", tz="UTC")),
+            **{name: pa.array(values) for name, values in more.items()},
         }
     )
     meta = {b"ltr.feature_names": json.dumps([f"f{j + 1}" for j in range(width)]).encode()}
@@ -235,7 +224,7 @@ def test_every_day_of_an_impression_log_is_compared_apart(
     assert [p["judged"] for p in periods] == [True, True, False]
     assert periods[-1]["features"] == []
     hand = [
-        [_hand_psi(profile.features[j], x[rows, j]) for j in range(x.shape[1])] for rows in day[:2]
+        [hand_psi(profile.features[j], x[rows, j]) for j in range(x.shape[1])] for rows in day[:2]
     ]
     for p, psi in zip(periods, hand, strict=False):
         got = {f["name"]: f["psi"] for f in p["features"]}
@@ -284,3 +273,86 @@ def test_every_needs_timestamps(tmp_path, mq2008_dir, capsys):
     code = main(["drift", "--model", str(model), "--data", str(tmp_path / "log.parquet"),
                  "--every", "day", "--time-column", "when"])  # fmt: skip
     assert code == 2 and "log.parquet has no when column" in capsys.readouterr().err
+
+
+def test_the_models_logged_scores_are_compared_with_its_training_scores(
+    tmp_path, mq2008_dir, capsys, monkeypatch
+):
+    """An impression log's scores, against the scores the model gave its training lists: only
+    rows this model scored count (version 7's are left out); a day at a time with --every;
+    --fail-score-above fails the pipeline, and refuses data that has no scores to judge."""
+    from datetime import datetime
+
+    import ltr.cli.drift
+
+    monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
+    s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    profile = FeatureProfile.load(model)
+    assert profile.score is not None
+    loaded = load_model(str(model))
+    scores = list_by_list_scores(loaded.model, s5).astype(np.float64)
+    lists = np.repeat(np.arange(len(s5.list_lengths)), s5.list_lengths)
+    first, second, theirs = lists < 60, (lists >= 60) & (lists < 120), lists >= 120
+    logged = scores.copy()
+    logged[second] += 2 * profile.score.std  # the second day's scores moved up
+    logged[theirs] = -100.0  # another version's, far off: they must not count
+    version = np.where(theirs, "7", loaded.served_version)  # as the server logs this artifact
+    days = np.where(first, datetime(2026, 11, 21), datetime(2026, 11, 22))
+    log = tmp_path / "impressions"
+    log.mkdir()
+    _log_file(log / "impressions-a.parquet", s5.features, lists, list(days), score=logged,
+              model_name=[loaded.served_name] * len(lists), model_version=version)  # fmt: skip
+    ours = first | second
+
+    code, report, _ = _drift(capsys, "--model", str(model), "--data", str(log))
+    assert code == 0
+    assert report["score"]["psi"] == pytest.approx(hand_psi(profile.score, logged[ours]))
+    outside = np.mean(
+        (logged[ours] < profile.score.minimum) | (logged[ours] > profile.score.maximum)
+    )
+    assert report["score"]["out_of_range"] == pytest.approx(outside)
+    assert report["score"]["rows"] == ours.sum()
+    assert report["score_rows_of_other_models"] == theirs.sum()
+    assert report["rows"] == len(lists)  # the features of every row are compared
+
+    code, daily, err = _drift(capsys, "--model", str(model), "--data", str(log), "--every",
+                              "day", "--min-lists", "20", "--fail-score-above", "0.25")  # fmt: skip
+    hand = [hand_psi(profile.score, logged[rows]) for rows in (first, second)]
+    assert [p["score"]["psi"] for p in daily["periods"]] == pytest.approx(hand)
+    assert [p["score"]["rows"] for p in daily["periods"]] == [first.sum(), second.sum()]
+    assert hand[1] > 0.25 and code == 1
+    assert "in the day from 2026-11-22: the model's scores' PSI" in err
+    assert ("2026-11-21" in err) == (hand[0] > 0.25)
+
+    # the table says the same
+    assert main(["drift", "--model", str(model), "--data", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert f"the model's scores: PSI {hand_psi(profile.score, logged[ours]):.4f}" in out
+    assert f"({theirs.sum():,} rows scored by other models left out)" in out
+
+    # no scores to judge: LETOR data, or a profile without them
+    code = main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S5.txt.xz"),
+                 "--fail-score-above", "0.25"])  # fmt: skip
+    assert code == 2 and "needs the model's logged scores, but DATA has no score column" in (
+        capsys.readouterr().err
+    )
+    profile_features(s1.features, list(s1.feature_names)).save(model)
+    code, report, _ = _drift(capsys, "--model", str(model), "--data", str(log))
+    assert report["score"] is None
+    assert "profile holds no scores" in report["score_not_compared"]
+
+
+def test_a_profile_of_rows_without_lists_has_no_scores(tmp_path, mq2008_dir, capsys):
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    columns = {n: pa.array(s1.features[:, j]) for j, n in enumerate(s1.feature_names)}
+    pq.write_table(pa.table(columns), tmp_path / "wide.parquet")  # no qid: no lists to score
+    assert main(["drift", "--model", str(model), "--data", str(tmp_path / "wide.parquet"),
+                 "--save-profile"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "the model's scores are not profiled:" in out and "has no qid column" in out
+    profile = FeatureProfile.load(model)
+    assert profile.score is None and profile.rows == len(s1.features)

@@ -88,7 +88,11 @@ def test_an_mlp_is_described_by_its_formulas(tmp_path, s1, mq2008_dir, capsys):
     assert main(["export", "--model", str(model), "--data", str(mq2008_dir / "S5.txt.xz")]) == 0
     capsys.readouterr()
     info = _info(capsys, str(model))
-    assert info["feature_profile"]["rows"] == 500
+    assert info["feature_profile"]["rows"] == 500 and not info["feature_profile"]["scores"]
+    profile_features(s1.features[:500], list(s1.feature_names), scores=s1.labels[:500]).save(model)
+    assert main(["info", str(model)]) == 0
+    assert "500 training rows and the model's scores of them" in capsys.readouterr().out
+    assert _info(capsys, str(model))["feature_profile"]["scores"]
     assert info["files"]["onnx"] == (model / ONNX).stat().st_size > 0
     (model / "feature_profile.json").write_text("{")
     info = _info(capsys, str(model))

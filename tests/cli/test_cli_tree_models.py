@@ -17,6 +17,7 @@ from ltr.cli import main
 from ltr.data import load_dataset
 from ltr.drift import FeatureProfile
 from ltr.inference import score_lists
+from tests.serve._helpers import hand_stats
 
 
 def _evaluate(capsys, *argv: str) -> dict:
@@ -119,8 +120,15 @@ def test_register_serves_the_lambdamart_as_champion_from_the_registry(
         bounds = [-np.inf, *stats.edges, np.inf]
         hand = [np.mean((x[:, j] > lo) & (x[:, j] <= hi)) for lo, hi in itertools.pairwise(bounds)]
         assert stats.shares == pytest.approx(hand)
+    # ...and of LightGBM's own predictions of those rows, as the scores the model gave them
+    booster = lightgbm.Booster(model_file=str(mq2008_lambdamart))
+    want = hand_stats(booster.predict(x))
+    assert "and the model's scores of them" in said
+    np.testing.assert_allclose(profile.score.edges, want["edges"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(profile.score.shares, want["shares"], atol=2 / len(x))
+    assert profile.score.std == pytest.approx(want["std"], rel=1e-5)
     assert loaded.manifest.version == "1" and loaded.manifest.architecture == "gbdt"
-    predicted = lightgbm.Booster(model_file=str(mq2008_lambdamart)).predict(s1.features)
+    predicted = booster.predict(s1.features)
     np.testing.assert_allclose(score_lists(loaded.model, s1), predicted, rtol=1e-6, atol=1e-6)
     version = MlflowClient(tracking_uri=mlflow_server).get_model_version(name, "1")
     run = MlflowClient(tracking_uri=mlflow_server).get_run(version.run_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import signal
 import socket
@@ -19,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ltr.artifact import Manifest, build_model, save_model
 from ltr.data.dataset import ListDataset
+from ltr.drift import PSI_FLOOR
 
 LTR = Path(sys.executable).with_name("ltr")
 TINY = {"d_model": 16, "num_heads": 2, "num_blocks": 1, "d_ff": 32}
@@ -50,6 +53,54 @@ def make_artifact(
     model = build_model(manifest)
     model.normalizer.fit(train.features)
     return save_model(model.eval(), manifest, directory)
+
+
+def list_by_list_scores(model: torch.nn.Module, data: ListDataset) -> np.ndarray:
+    """``model``'s score of every row of ``data``, each list scored alone by its own forward
+    pass (no batching, padding or reordering of lists), initial ranks in file order."""
+    out = np.empty(data.num_rows, dtype=np.float32)
+    model.eval()
+    with torch.no_grad():
+        for i in range(len(data)):
+            item = data[i]
+            n = len(item.rows)
+            scores = model(
+                torch.from_numpy(item.features)[None],
+                torch.ones(1, n, dtype=torch.bool),
+                torch.from_numpy(item.ranks())[None],
+                None,
+            )
+            out[item.rows] = scores[0].numpy()
+    return out
+
+
+def hand_stats(values: np.ndarray) -> dict:
+    """A profile's statistics of ``values``, by hand: the distinct deciles (values of the data,
+    ``inverted_cdf``) as edges, the share at or below each edge and above the last, and the
+    moments."""
+    x = np.sort(values.astype(np.float64))
+    cuts = [x[int(np.ceil(q * len(x))) - 1] for q in np.arange(1, 10) / 10]  # inverted CDF
+    edges = sorted(set(cuts))
+    below = [np.mean(x <= e) for e in edges] + [1.0]
+    return {
+        "edges": edges,
+        "shares": np.diff([0.0, *below]),
+        "mean": x.mean(),
+        "std": x.std(),
+        "minimum": x[0],
+        "maximum": x[-1],
+    }
+
+
+def hand_psi(stats, x: np.ndarray) -> float:
+    """PSI over the profile's bins, shares counted bin by bin with comparisons."""
+    bounds = [-np.inf, *stats.edges, np.inf]
+    shares = [np.mean((x > lo) & (x <= hi)) for lo, hi in itertools.pairwise(bounds)]
+    total = 0.0
+    for e, a in zip([*stats.shares, stats.missing], [*shares, 0.0], strict=True):
+        e, a = max(e, PSI_FLOOR), max(a, PSI_FLOOR)
+        total += (a - e) * math.log(a / e)
+    return total
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,6 +13,7 @@ from ltr.data import load_dataset
 from ltr.drift import FeatureProfile
 from ltr.inference import score_lists
 from ltr.train.run import train
+from tests.serve._helpers import hand_stats, list_by_list_scores
 
 
 def _client(cfg) -> MlflowClient:
@@ -46,7 +47,8 @@ def test_run_logs_config_metrics_and_registered_model(tiny_config, mq2008_dir, m
     assert registered.manifest.version == "1" and registered.manifest.name == "tiny"
     np.testing.assert_array_equal(score_lists(registered.model, test), local)
     # Both carry the training features' profile: each feature's share of S1's rows in each bin
-    train_rows = load_dataset(mq2008_dir / "S1.txt.xz").features
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    train_rows = s1.features
     for folder in (result.artifact_dir, registered.path):
         profile = FeatureProfile.load(folder)
         assert profile is not None and profile.rows == len(train_rows)
@@ -57,6 +59,14 @@ def test_run_logs_config_metrics_and_registered_model(tiny_config, mq2008_dir, m
             below = [np.mean(x <= e) for e in edges] + [1.0]
             shares = np.diff([0.0, *below])
             np.testing.assert_allclose(profile.features[j].shares, shares, atol=1e-12)
+        # and the model's own scores of S1, each list scored alone here
+        want = hand_stats(list_by_list_scores(registered.model, s1))
+        got = profile.score
+        assert got is not None and got.name == "score"
+        np.testing.assert_allclose(got.edges, want["edges"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.shares, want["shares"], atol=2 / len(train_rows))
+        for key in ("mean", "std", "minimum", "maximum"):
+            assert getattr(got, key) == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
     # ...and through MLflow's own pyfunc interface
     frame = _frame(test, registered.manifest.feature_names)
     pyfunc = mlflow.pyfunc.load_model("models:/tiny@candidate")
