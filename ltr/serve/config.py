@@ -131,8 +131,9 @@ class InterleavingConfig:
 
 @dataclass
 class DriftConfig:
-    """Feature drift (:mod:`ltr.serve.drift`): the features of the lists answered lately against
-    the model's training profile (``feature_profile.json``, written by ``ltr train``)."""
+    """Feature and score drift (:mod:`ltr.serve.drift`): the features of the lists answered
+    lately, and the model's scores of them, against the model's training profile
+    (``feature_profile.json``, written by ``ltr train``)."""
 
     window_rows: int = 20_000
     """Compare the last this many candidate rows (0 = do not monitor)."""
@@ -143,7 +144,8 @@ class DriftConfig:
     seconds: float = 30.0
     """How often to compare them and update the gauges."""
     warn_psi: float = 0.25
-    """Log a warning when a feature's PSI passes this (0.25: a major shift)."""
+    """Log a warning when a feature's PSI, or the model's scores', passes this (0.25: a major
+    shift)."""
     warn_out_of_range: float = 0.01
     """... or when more than this share of a feature's values fall outside its training range
     (what a rescaled feature trips first: ``benchmarks/drift.py``)."""
