@@ -33,10 +33,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reads, how it was trained (data, loss, best epoch, test metrics, MLflow run), its "
         "registry name and version, and which of the ONNX graph, the feature profile and a "
         "text featurizer it carries.",
-        epilog="example: ltr info models:/ltr-mq2008-setrank@candidate",
+        epilog="examples: ltr info models:/ltr-mq2008-setrank@candidate; ltr info "
+        "models:/ltr-mq2008-setrank@candidate --compare models:/ltr-mq2008-setrank@champion",
     )
     p.add_argument(
         "model", metavar="MODEL", help="artifact dir, runs:/<id>/model or models:/<name>@<alias>"
+    )
+    p.add_argument(
+        "--compare",
+        metavar="OTHER",
+        help="instead, what differs from OTHER to MODEL (settings, size, features, training data, "
+        "test metrics with their change, files), e.g. the champion against a candidate before "
+        "promoting it",
     )
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=run)
@@ -282,16 +290,93 @@ def _is_lm(source: str) -> bool:
     return False
 
 
-def run(args: argparse.Namespace) -> int:
+def _describe(source: str) -> tuple[dict[str, Any], Any]:
+    """What ``source`` is (a ranker's or a language model's facts), and its text formatter."""
     from ltr.artifact import load_model
 
-    if _is_lm(args.model):
+    if _is_lm(source):
         from ltr.lm.artifact import load_lm
 
-        info = describe_lm(load_lm(args.model), args.model)
-        text = format_lm
-    else:
-        info = describe(load_model(args.model))
-        text = format_text
+        return describe_lm(load_lm(source), source), format_lm
+    return describe(load_model(source)), format_text
+
+
+UNCOMPARED = ("source", "path")
+"""Facts that differ between any two sources, and are in the comparison's head instead."""
+
+
+def _flat(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``info``'s facts as ``{dotted.key: value}``; lists stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{name}."))
+        elif name not in UNCOMPARED:
+            out[name] = value
+    return out
+
+
+def compare_infos(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The facts that differ from ``old`` to ``new`` (:func:`describe`'s dicts):
+    ``{"differ": {key: [old, new]}, "same": count}``; a fact one side lacks is None there."""
+    a, b = _flat(old), _flat(new)
+    keys = list(dict.fromkeys([*a, *b]))
+    differ = {k: [a.get(k), b.get(k)] for k in keys if a.get(k) != b.get(k)}
+    return {"differ": differ, "same": len(keys) - len(differ)}
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1 else f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list) and len(value) > 4:
+        return f"{len(value)} items ({', '.join(map(str, value[:3]))}, ...)"
+    return json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+
+
+def _change(old: Any, new: Any) -> str:
+    """``old -> new``, with the difference of two numbers and the names a list of names
+    (features, files) gained and lost."""
+    text = f"{_value(old)} -> {_value(new)}"
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+    if numbers:
+        delta = new - old
+        text += f" ({delta:+.4f})" if isinstance(delta, float) else f" ({delta:+,})"
+    elif all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (old, new)):
+        gained = [x for x in new if x not in old]
+        lost = [x for x in old if x not in new]
+        parts = [f"{label} {', '.join(map(str, items[:5]))}" + (", ..." if len(items) > 5 else "")
+                 for label, items in (("gains", gained), ("loses", lost)) if items]  # fmt: skip
+        text += f" ({'; '.join(parts) or 'the same items, reordered'})"
+    return text
+
+
+def format_comparison(old: dict[str, Any], new: dict[str, Any], diff: dict[str, Any]) -> str:
+    head = [
+        f"from {old['source']}",
+        f"to   {new['source']}",
+        f"{len(diff['differ'])} fact(s) differ, {diff['same']} are the same",
+    ]
+    width = max((len(k) for k in diff["differ"]), default=0) + 2
+    lines = [f"  {key:<{width}}{_change(a, b)}" for key, (a, b) in diff["differ"].items()]
+    wrap = {"width": 100, "subsequent_indent": " " * (width + 2), "break_long_words": False}
+    return "\n".join(head + [part for line in lines for part in textwrap.wrap(line, **wrap)])
+
+
+def run(args: argparse.Namespace) -> int:
+    info, text = _describe(args.model)
+    if args.compare:
+        other, _ = _describe(args.compare)
+        diff = compare_infos(other, info)
+        if args.format == "json":
+            print(json.dumps({"from": args.compare, "to": args.model, **diff}, indent=1,
+                             default=str))  # fmt: skip
+        else:
+            print(format_comparison(other, info, diff))
+        return 0
     print(json.dumps(info, indent=1, default=str) if args.format == "json" else text(info))
     return 0

@@ -183,3 +183,68 @@ def test_a_language_model_and_a_cross_encoder(tmp_path, capsys):
     crossed = _info(capsys, str(cross))
     assert crossed["architecture"] == "cross-encoder"
     assert crossed["parameters"] - info["parameters"] == 8 + 1
+
+
+def test_compare_names_what_differs_and_by_how_much(tmp_path, s1, capsys):
+    """A champion against a candidate with wider layers, better metrics on more data and one
+    feature renamed: exactly those facts are listed, numbers with their hand differences."""
+    import json as _json
+
+    from ltr.artifact import MANIFEST
+
+    old = _mlp(tmp_path / "champion", s1, [8, 4], seed=1)
+    new = _mlp(tmp_path / "candidate", s1, [16, 4], seed=2)
+    manifest = _json.loads((new / MANIFEST).read_text())
+    manifest["training"]["test_metrics"]["empty=1"]["ndcg@10"] = 0.8
+    manifest["training"]["data"]["train"] = ["train.parquet", "more.parquet"]
+    manifest["feature_names"][2] = "bm25"
+    (new / MANIFEST).write_text(_json.dumps(manifest))
+    assert main(["info", str(new), "--compare", str(old), "--format", "json"]) == 0
+    diff = _json.loads(capsys.readouterr().out)
+    differ = diff["differ"]
+    assert set(differ) == {
+        "served_name",  # the folder's name, for models not in a registry
+        "features",
+        "version",
+        "model_config.hidden_sizes",
+        "parameters",
+        "mflop_per_list.10",
+        "mflop_per_list.100",
+        "mflop_per_list.1000",
+        "training.run_id",
+        "training.data.train",
+        "training.test_metrics.empty=1.ndcg@10",
+        "files.weights",
+    }
+    before, _ = _hand([8, 4], 1)
+    after, _ = _hand([16, 4], 1)
+    assert differ["parameters"] == [before, after]
+    assert differ["mflop_per_list.100"] == pytest.approx(
+        [_hand([8, 4], 100)[1], _hand([16, 4], 100)[1]]
+    )
+    assert differ["training.test_metrics.empty=1.ndcg@10"] == [0.75, 0.8]
+    info = _info(capsys, str(new))
+    assert diff["same"] + len(differ) == len(_flat_keys(info)) - 2  # all but source and path
+
+    assert main(["info", str(new), "--compare", str(old)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"from {old}\nto   {new}\n12 fact(s) differ")
+    assert f"{before:,} -> {after:,} (+{after - before:,})" in text
+    assert "(gains bm25; loses f3)" in text
+    assert "0.7500 -> 0.8000 (+0.0500)" in text
+    assert '["train.parquet"] -> ["train.parquet", "more.parquet"]' in text
+    assert "(gains more.parquet)" in text and "[8, 4] -> [16, 4]\n" in text
+    assert all(len(line) <= 100 for line in text.splitlines()[2:])  # all but the two sources
+    # a model compared with itself: nothing differs
+    assert main(["info", str(new), "--compare", str(new), "--format", "json"]) == 0
+    assert _json.loads(capsys.readouterr().out)["differ"] == {}
+
+
+def _flat_keys(info: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in info.items():
+        if isinstance(v, dict) and v:
+            keys += _flat_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
