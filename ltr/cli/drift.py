@@ -74,6 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score column) against its scores of its training lists is above this",
     )
     p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score DATA's lists with the model (grouped by --list-column, each list's rows "
+        "together, as in LETOR and ltr Parquet files) and compare those scores with its scores "
+        "of its training lists, for data without logged scores: a batch job's input, a new "
+        "data set",
+    )
+    p.add_argument(
         "--every",
         choices=PERIODS,
         help="compare each hour, day or week (from Monday, UTC) of --time-column apart, oldest "
@@ -87,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--list-column",
-        help="column naming each row's list, to count a period's lists (default: session, the "
-        "impression log's, else qid)",
+        help="column naming each row's list, to count a period's lists or --rescore them "
+        "(default: session, the impression log's, else qid)",
     )
     p.add_argument(
         "--min-lists",
@@ -361,6 +369,12 @@ class _LoggedScores:
     def describe_other(self) -> str:
         return f" ({self.other:,} rows scored by other models left out)" if self.other else ""
 
+    def add_block(self, block, extras: dict) -> None:
+        self.add(extras, None)
+
+    def finish(self) -> None:
+        pass
+
 
 def _check_scores(args: argparse.Namespace, tally: _LoggedScores) -> None:
     """--fail-score-above cannot be met silently by data without the model's scores."""
@@ -379,6 +393,77 @@ def _score_json(score, tally: _LoggedScores, rows: int | None = None) -> dict:
         "score_not_compared": tally.not_compared(),
         "score_rows_of_other_models": tally.other,
     }
+
+
+class _Rescored:
+    """``--rescore``: DATA's lists scored with the model, a block at a time, counted against
+    the scores of its training lists. A block's last list waits for the next block (its rows
+    may go on there); a list whose rows come apart (its id again after another list's) is
+    refused, since scoring its pieces apart would give other scores."""
+
+    def __init__(self, loaded, profile, column: str) -> None:
+        from ltr.drift import DriftCounts
+
+        self.loaded, self.column = loaded, column
+        self.columns = [column]
+        self.name, self.version = loaded.served_name, loaded.served_version
+        self.scored, self.other = 0, 0
+        scores = profile.scores()
+        self.why = (
+            None
+            if scores is not None
+            else "the model's profile holds no scores of its training lists; write it again "
+            "with --save-profile"
+        )
+        self.counts = None if scores is None else DriftCounts(scores)
+        self._pending: tuple | None = None  # (rows, ids) of the last list of the last block
+        self._done: set = set()
+
+    def add_block(self, block, extras: dict) -> None:
+        import numpy as np
+
+        if self.counts is None:
+            return
+        ids = np.asarray(extras[self.column]).astype(str)
+        if self._pending is not None:
+            block = np.concatenate([self._pending[0], block])
+            ids = np.concatenate([self._pending[1], ids])
+        changes = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+        last = changes[-1] if len(changes) else 0  # where the block's last list starts
+        self._pending = (block[last:], ids[last:])
+        self._score(block[:last], ids[:last])
+
+    def finish(self) -> None:
+        if self._pending is not None:
+            self._score(*self._pending)
+            self._pending = None
+
+    def _score(self, rows, ids) -> None:
+        import numpy as np
+
+        from ltr.errors import DataFormatError
+        from ltr.inference import score_rows
+
+        if not len(rows):
+            return
+        starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1])
+        for name in ids[starts].tolist():
+            if name in self._done:
+                raise DataFormatError(
+                    f"--rescore: the rows of list {name!r} ({self.column}) are not together; "
+                    f"each list is scored whole, so sort DATA by {self.column}"
+                )
+            self._done.add(name)
+        runs = np.cumsum(np.isin(np.arange(len(ids)), starts)) - 1  # each row's list, 0..
+        scores = score_rows(self.loaded, rows, runs)
+        self.counts.add(scores.reshape(-1, 1))
+        self.scored += len(scores)
+
+    def not_compared(self) -> str | None:
+        return self.why
+
+    def describe_other(self) -> str:
+        return " (lists scored here, by --rescore)"
 
 
 def _parquet_columns(paths: list[Path]) -> list[str] | None:
@@ -569,6 +654,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.save_profile and args.every:
         raise ConfigError("--save-profile profiles all of DATA at once; leave out --every")
+    if args.rescore and (args.every or args.save_profile):
+        raise ConfigError(
+            "--rescore compares DATA as a whole: leave out --every (an impression log has the "
+            "model's scores already) and --save-profile (which scores its lists anyway)"
+        )
     loaded = load_model(args.model)
     names = list(loaded.manifest.feature_names)
     profile = None
@@ -591,14 +681,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the feature profile of {profile.rows:,} rows{_scored(profile)} to {where}")
         return 0
     counted = DriftCounts(profile)
-    tally = _LoggedScores(list(args.data), profile, loaded)
+    tally = (
+        _Rescored(loaded, profile, args.list_column or _list_column(list(args.data)))
+        if args.rescore
+        else _LoggedScores(list(args.data), profile, loaded)
+    )
     skipped = []
     blocks = feature_blocks(
         list(args.data), names, args.group_file, columns=tally.columns, skipped=skipped
     )
     for block, extras in blocks:
         counted.add(block)
-        tally.add(extras, None)
+        tally.add_block(block, extras)
+    tally.finish()
     for note in skipped:
         print(f"skipped: {note}")
     report = sorted(counted.report(), key=lambda d: -d.psi)

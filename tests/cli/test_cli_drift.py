@@ -356,3 +356,36 @@ def test_a_profile_of_rows_without_lists_has_no_scores(tmp_path, mq2008_dir, cap
     assert "the model's scores are not profiled:" in out and "has no qid column" in out
     profile = FeatureProfile.load(model)
     assert profile.score is None and profile.rows == len(s1.features)
+
+
+def test_rescore_scores_each_list_whole_across_blocks(tmp_path, mq2008_dir, capsys, monkeypatch):
+    """--rescore on data without logged scores: S5 as Parquet read 97 rows at a time (lists
+    split between blocks) gives the hand PSI of the model's scores of each list scored alone,
+    as the LETOR file does; a list whose rows come apart is refused."""
+    import ltr.cli.drift
+
+    monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
+    s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    profile = FeatureProfile.load(model)
+    want = hand_psi(profile.score, list_by_list_scores(load_model(str(model)).model, s5))
+    columns = {"qid": pa.array(np.repeat(s5.qids.astype(str), s5.list_lengths))}
+    columns.update({n: pa.array(s5.features[:, j]) for j, n in enumerate(s5.feature_names)})
+    table = pa.table(columns)
+    pq.write_table(table, tmp_path / "s5.parquet")
+    for data in (tmp_path / "s5.parquet", mq2008_dir / "S5.txt.xz"):
+        code, report, _ = _drift(capsys, "--model", str(model), "--data", str(data), "--rescore")
+        assert code == 0 and report["score"]["rows"] == len(s5.features)
+        assert report["score"]["psi"] == pytest.approx(want, rel=1e-9), data
+    # the first row moved to the end: its list's rows are no longer together
+    order = np.r_[1 : len(table), 0]
+    pq.write_table(table.take(order), tmp_path / "apart.parquet")
+    code = main(["drift", "--model", str(model), "--data", str(tmp_path / "apart.parquet"),
+                 "--rescore"])  # fmt: skip
+    assert code == 2
+    assert f"the rows of list '{s5.qids[0]}' (qid) are not together" in capsys.readouterr().err
+    code = main(["drift", "--model", str(model), "--data", str(tmp_path / "s5.parquet"),
+                 "--rescore", "--every", "day"])  # fmt: skip
+    assert code == 2 and "--rescore compares DATA as a whole" in capsys.readouterr().err
