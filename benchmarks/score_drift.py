@@ -1,0 +1,311 @@
+"""Score drift: false alarms of score PSI by window size, and which upstream breaks it catches.
+
+The server compares the model's scores of the lists it answers with its scores of its training
+lists (``ltr_score_psi``, a warning past ``drift.warn_psi`` = 0.25 once ``drift.min_lists`` = 100
+lists came in): the thresholds chosen for features by :mod:`benchmarks.drift`. This measures them
+on scores. For each official LETOR fold, a LightGBM LambdaMART (100 trees, every other parameter
+at LightGBM's default) is trained on the training partition, and the profile of its scores of
+those rows (what ``ltr train`` keeps in ``feature_profile.json``) is compared with its scores of
+windows of held-out lists (the validation and test partitions: other queries, no drift), each
+window N whole lists drawn at random, as in :mod:`benchmarks.drift`. Per window size N:
+
+* **no drift**: the scores' PSI (median, 95th percentile, share of windows past 0.25 and 0.1)
+  and the share of scores outside the training scores' range;
+* **breaks** upstream (:func:`benchmarks.drift._breaks`: set to 0, scaled by 2 and by 1.2,
+  shifted by 0.1 of its training range, swapped with the next watched feature), applied to one
+  watched feature of every held-out row at a time: the share of (window, feature) pairs whose
+  score PSI passed 0.25 (and 0.1), for the model's 5 most important features (total gain) and for
+  the other watched features, beside the share whose broken feature's own PSI passed 0.25, and
+  what the break costs the rankings (the change in mean NDCG@10 of the held-out lists).
+
+A tree model scores each row alone, so the held-out rows are scored once per break, not per
+window.
+
+Run: ``python -m benchmarks.score_drift [--dataset mq2008|ohsumed] [--folds 1 2 3 4 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._report import command_line, markdown_table, write_section
+from benchmarks.drift import MODERATE, SIZES, WARN, _breaks, _window
+from benchmarks.quality_cv import DEFAULT_DATA_ROOT, FoldData, dataset_root, load_fold
+
+TOP = 5  # the model's most important features, by total gain
+GROUPS = (f"{TOP} most important", "other watched")
+
+
+@dataclass
+class Fold:
+    """One fold's model, its training profile, and the held-out rows scored as they are and
+    under every break."""
+
+    model: object  # lightgbm.LGBMRanker
+    profile: object  # ltr.drift.FeatureProfile, with the scores' distribution
+    held: np.ndarray  # [rows, F] validation and test features, one pool
+    offsets: np.ndarray  # [lists + 1] into held
+    scores: np.ndarray  # [rows] the model's scores of held
+    watched: list[int]  # features with at least 5 decile bins in training
+    top: set[int]  # the model's TOP features by total gain
+    pairs: list[tuple[int, str]]  # (watched feature, break)
+    broken: list[np.ndarray]  # per pair: the broken feature's values on held
+    broken_scores: list[np.ndarray]  # per pair: the model's scores of held with that break
+    ndcg: float  # mean NDCG@10 of the held-out lists with a relevant row, as they are
+    broken_ndcg: list[float]  # per pair: the same with that break
+    train_rows: int
+
+
+def prepare(data: FoldData) -> Fold:
+    """Train the fold's model, profile its training scores, score the held-out pool under each
+    break."""
+    import lightgbm
+
+    from ltr.drift import profile_features
+    from ltr.metrics import evaluate_grouped_per_query
+
+    train, valid, test = data.train, data.valid, data.test
+    model = lightgbm.LGBMRanker(
+        objective="lambdarank", n_estimators=100, random_state=0, n_jobs=2, verbose=-1
+    )
+    model.fit(train.features, train.labels, group=np.diff(train.offsets))
+    names = list(train.feature_names)
+    profile = profile_features(train.features, names, scores=model.predict(train.features))
+    held = np.concatenate([valid.features, test.features])
+    offsets = np.concatenate([valid.offsets[:-1], test.offsets + valid.offsets[-1]])
+    watched = [j for j, f in enumerate(profile.features) if len(f.edges) >= 4]
+    gain = model.booster_.feature_importance("gain")
+    top = {int(j) for j in np.argsort(-gain, kind="stable")[:TOP]}
+    labels = np.concatenate([valid.labels, test.labels])
+
+    def ndcg(scores: np.ndarray) -> float:
+        per_list = evaluate_grouped_per_query(
+            scores.astype(np.float64), labels, offsets, metrics=["ndcg@10"], empty="drop"
+        )
+        return float(np.nanmean(per_list["ndcg@10"]))
+
+    pairs, broken, broken_scores = [], [], []
+    for k, j in enumerate(watched):
+        nxt = watched[(k + 1) % len(watched)]
+        for name, values in _breaks(profile.features[j], held[:, j], held[:, nxt]).items():
+            x = held.copy()
+            x[:, j] = values
+            pairs.append((j, name))
+            broken.append(x[:, j].copy())  # as the model reads it (float32)
+            broken_scores.append(model.predict(x))
+    scores = model.predict(held)
+    return Fold(
+        model,
+        profile,
+        held,
+        offsets,
+        scores,
+        watched,
+        top,
+        pairs,
+        broken,
+        broken_scores,
+        ndcg(scores),
+        [ndcg(s) for s in broken_scores],
+        len(train.features),
+    )
+
+
+def measure(fold: Fold, picked: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per window (row indices into ``fold.held``): the scores' PSI and out-of-range share
+    without drift, and per pair the scores' PSI and the broken feature's PSI:
+    ``score_psi [W]``, ``score_range [W]``, ``break_score_psi [W, pairs]``,
+    ``break_feature_psi [W, pairs]``."""
+    from ltr.drift import psi
+
+    stats = fold.profile.score
+    expected = stats.expected
+    score_psi, score_range = np.zeros(len(picked)), np.zeros(len(picked))
+    break_score = np.zeros((len(picked), len(fold.pairs)))
+    break_feature = np.zeros((len(picked), len(fold.pairs)))
+    for w, rows in enumerate(picked):
+        s = fold.scores[rows]
+        score_psi[w] = psi(expected, stats.histogram(s))
+        score_range[w] = np.mean((s < stats.minimum) | (s > stats.maximum))
+        for p, (j, _) in enumerate(fold.pairs):
+            break_score[w, p] = psi(expected, stats.histogram(fold.broken_scores[p][rows]))
+            feature = fold.profile.features[j]
+            break_feature[w, p] = psi(feature.expected, feature.histogram(fold.broken[p][rows]))
+    return {
+        "score_psi": score_psi,
+        "score_range": score_range,
+        "break_score_psi": break_score,
+        "break_feature_psi": break_feature,
+    }
+
+
+def run_fold(root: Path, fold_number: int, windows: int, seed: int) -> dict:
+    from ltr.drift import psi
+
+    fold = prepare(load_fold(root, fold_number))
+    stats = fold.profile.score
+    rng = np.random.default_rng(seed + fold_number)
+    pool = len(fold.offsets) - 1
+    kinds = list(dict.fromkeys(name for _, name in fold.pairs))
+    groups = {  # (break, group): the pairs' columns
+        (kind, group): [
+            p
+            for p, (j, name) in enumerate(fold.pairs)
+            if name == kind and (j in fold.top) == (group == GROUPS[0])
+        ]
+        for kind in kinds
+        for group in GROUPS
+    }
+    out: dict = {
+        "watched": len(fold.watched),
+        "top_watched": len(fold.top & set(fold.watched)),
+        "rows": fold.train_rows,
+        "pool": pool,
+        "pool_psi": psi(stats.expected, stats.histogram(fold.scores)),
+        "ndcg": fold.ndcg,
+        "ndcg_change": {
+            key: float(np.mean([fold.broken_ndcg[p] - fold.ndcg for p in cols]))
+            for key, cols in groups.items()
+        },
+        "sizes": {},
+    }
+    for size in (s for s in SIZES if s <= pool // 2):  # windows far from all of the pool
+        picked = [_window(fold.offsets, size, rng) for _ in range(windows)]
+        m = measure(fold, picked)
+        caught = {
+            key: (
+                float(np.mean(m["break_score_psi"][:, cols] > WARN)),
+                float(np.mean(m["break_score_psi"][:, cols] > MODERATE)),
+                float(np.mean(m["break_feature_psi"][:, cols] > WARN)),
+            )
+            for key, cols in groups.items()
+        }
+        out["sizes"][size] = {
+            "rows": float(np.mean([len(r) for r in picked])),
+            "score_psi": m["score_psi"],
+            "score_range": m["score_range"],
+            "caught": caught,
+        }
+    return out
+
+
+def report(args, records: list[dict], seconds: float) -> str:
+    name = "MQ2008" if args.dataset == "mq2008" else "OHSUMED"
+    folds = ", ".join(str(f) for f in args.folds)
+    first = records[0]
+    pool_psi = [r["pool_psi"] for r in records]
+    lines = [
+        f"{name} folds {folds}: per fold, a LightGBM LambdaMART (100 trees) trained on the "
+        f"training partition ({first['rows']:,} rows in fold {args.folds[0]}); the profile of its "
+        "scores of those rows (what `ltr train` keeps in `feature_profile.json`) against its "
+        f"scores of {args.windows} windows per fold and size, each as many whole held-out lists "
+        "as shown (from the validation and test partitions: other queries, no drift; "
+        f"{first['pool']} lists in fold {args.folds[0]}, and no window takes more than half of "
+        "them), drawn at random. All held-out lists together give a score PSI of "
+        f"{min(pool_psi):.3f} to {max(pool_psi):.3f} over the folds (the gap between the model's "
+        "scores of the rows it learned on and of other queries'). Breaks are applied to one "
+        f"watched feature at a time ({first['watched']} of them in fold {args.folds[0]}: those "
+        f"with at least 5 decile bins in training; the model's {TOP} most important by total "
+        f"gain are among them in {sum(r['top_watched'] == TOP for r in records)} of "
+        f"{len(records)} folds). Total {seconds:.0f} s.",
+        "",
+        "No drift: how often chance alone passes the thresholds (the scores' PSI in a window; "
+        "pooled over folds).",
+        "",
+    ]
+    sizes = [s for s in SIZES if all(s in r["sizes"] for r in records)]
+    rows = []
+    for size in sizes:
+        values = np.concatenate([r["sizes"][size]["score_psi"] for r in records])
+        outside = np.concatenate([r["sizes"][size]["score_range"] for r in records])
+        mean_rows = np.mean([r["sizes"][size]["rows"] for r in records])
+        rows.append(
+            [
+                f"{size:,}",
+                f"{mean_rows:,.0f}",
+                f"{np.median(values):.3f}",
+                f"{np.percentile(values, 95):.3f}",
+                f"{np.mean(values > WARN):.0%}",
+                f"{np.mean(values > MODERATE):.0%}",
+                f"{np.percentile(outside, 95):.2%}",
+            ]
+        )
+    lines.append(
+        markdown_table(
+            [
+                "lists in window",
+                "rows (mean)",
+                "score PSI, median",
+                "score PSI, 95th percentile",
+                f"windows past {WARN}",
+                f"past {MODERATE}",
+                "scores out of range, 95th percentile",
+            ],
+            rows,
+        )
+    )
+    lines += [
+        "",
+        f"Breaks: share of (window, feature) pairs where the scores' PSI passed {WARN} (in "
+        f"brackets: passed {MODERATE}; after the slash: where the broken feature's own PSI passed "
+        f"{WARN}, the check of feature drift), for the model's {TOP} most "
+        "important features and for the other watched features; mean of the folds' shares. "
+        "What the break does to the rankings: the change in mean NDCG@10 of all held-out lists "
+        "with a relevant document (mean over the group's features and the folds; "
+        f"{np.mean([r['ndcg'] for r in records]):.3f} unbroken).",
+        "",
+    ]
+    rows = []
+    for kind, group in records[0]["sizes"][sizes[0]]["caught"]:
+        change = np.mean([r["ndcg_change"][kind, group] for r in records])
+        row = [kind, group, f"{change:+.3f}"]
+        for size in sizes:
+            score, moderate, feature = np.mean(
+                [r["sizes"][size]["caught"][kind, group] for r in records], axis=0
+            )
+            row.append(f"{score:.0%} ({moderate:.0%}) / {feature:.0%}")
+        rows.append(row)
+    lines.append(
+        markdown_table(
+            ["break", "features", "NDCG@10 change", *(f"{s:,} lists" for s in sizes)], rows
+        )
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=["mq2008", "ohsumed"], default="mq2008")
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--windows", type=int, default=200, help="windows per fold and size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-write", action="store_true", help="print, do not write the docs")
+    args = p.parse_args(argv)
+    root = dataset_root(args.dataset, args.data_root)
+    started = time.perf_counter()
+    records = []
+    for fold in args.folds:
+        print(f"{args.dataset} fold {fold}", flush=True)
+        records.append(run_fold(root, fold, args.windows, args.seed))
+    body = report(args, records, time.perf_counter() - started)
+    print(body)
+    if not args.no_write:
+        suffix = "" if args.dataset == "mq2008" else f"-{args.dataset}"
+        write_section(
+            f"score_drift{suffix}",
+            f"Score drift: false alarms by window size, and breaks caught "
+            f"({'MQ2008' if args.dataset == 'mq2008' else 'OHSUMED'})",
+            command_line("score_drift", argv),
+            body,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
