@@ -19,6 +19,15 @@ from ltr.drift import PROFILE, FeatureProfile, profile_features
 from tests.serve._helpers import hand_psi, list_by_list_scores, make_artifact
 
 
+def _profiled(tmp_path, mq2008_dir, s1):
+    """A model artifact (seeded weights) given the profile of S1 by `ltr drift --save-profile`,
+    the model's scores of S1's lists included."""
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
+                 "--save-profile"]) == 0  # fmt: skip
+    return model
+
+
 def _drift(capsys, *argv: str) -> tuple[int, dict, str]:
     """Exit status, the JSON report and what went to stderr."""
     code = main(["drift", *argv, "--format", "json"])
@@ -93,9 +102,7 @@ def test_a_folder_like_an_impression_log(tmp_path, mq2008_dir, capsys, monkeypat
 
     monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 128)
     s1 = load_dataset(mq2008_dir / "S1.txt.xz")
-    model = make_artifact(tmp_path / "model", s1, seed=1)
-    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
-                 "--save-profile"]) == 0  # fmt: skip
+    model = _profiled(tmp_path, mq2008_dir, s1)
     log = tmp_path / "impressions"
     log.mkdir()
     names = list(s1.feature_names)
@@ -148,9 +155,7 @@ def test_save_profile_refuses_a_registry_model(capsys):
 
 def test_one_column_per_feature_reads_as_the_ltr_schema(tmp_path, mq2008_dir, capsys):
     s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
-    model = make_artifact(tmp_path / "model", s1, seed=1)
-    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
-                 "--save-profile"]) == 0  # fmt: skip
+    model = _profiled(tmp_path, mq2008_dir, s1)
     columns = {"qid": pa.array(np.repeat(s5.qids.astype(str), s5.list_lengths))}
     columns.update({n: pa.array(s5.features[:, j]) for j, n in enumerate(s5.feature_names)})
     pq.write_table(pa.table(columns), tmp_path / "wide.parquet")
@@ -196,9 +201,7 @@ def test_every_day_of_an_impression_log_is_compared_apart(
     monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
 
     s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
-    model = make_artifact(tmp_path / "model", s1, seed=1)
-    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
-                 "--save-profile"]) == 0  # fmt: skip
+    model = _profiled(tmp_path, mq2008_dir, s1)
     profile = FeatureProfile.load(model)
     lists = np.repeat(np.arange(len(s5.list_lengths)), s5.list_lengths)  # each row's list
     day = [lists < 60, (lists >= 60) & (lists < 120), (lists >= 120) & (lists < 123)]
@@ -253,9 +256,7 @@ def test_every_day_of_an_impression_log_is_compared_apart(
 
 def test_every_needs_timestamps(tmp_path, mq2008_dir, capsys):
     s1 = load_dataset(mq2008_dir / "S1.txt.xz")
-    model = make_artifact(tmp_path / "model", s1, seed=1)
-    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
-                 "--save-profile"]) == 0  # fmt: skip
+    model = _profiled(tmp_path, mq2008_dir, s1)
     capsys.readouterr()
     code = main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
                  "--every", "day"])  # fmt: skip
@@ -287,9 +288,7 @@ def test_the_models_logged_scores_are_compared_with_its_training_scores(
 
     monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
     s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
-    model = make_artifact(tmp_path / "model", s1, seed=1)
-    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
-                 "--save-profile"]) == 0  # fmt: skip
+    model = _profiled(tmp_path, mq2008_dir, s1)
     profile = FeatureProfile.load(model)
     assert profile.score is not None
     loaded = load_model(str(model))
@@ -366,9 +365,7 @@ def test_rescore_scores_each_list_whole_across_blocks(tmp_path, mq2008_dir, caps
 
     monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
     s1, s5 = (load_dataset(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
-    model = make_artifact(tmp_path / "model", s1, seed=1)
-    assert main(["drift", "--model", str(model), "--data", str(mq2008_dir / "S1.txt.xz"),
-                 "--save-profile"]) == 0  # fmt: skip
+    model = _profiled(tmp_path, mq2008_dir, s1)
     profile = FeatureProfile.load(model)
     want = hand_psi(profile.score, list_by_list_scores(load_model(str(model)).model, s5))
     columns = {"qid": pa.array(np.repeat(s5.qids.astype(str), s5.list_lengths))}
