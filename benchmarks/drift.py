@@ -165,8 +165,11 @@ def report(args, records: list[dict], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_benchmark(argv, *, name: str, what: str, doc: str, run_fold, report) -> int:
+    """The command line both drift benchmarks share: ``run_fold(root, fold, windows, seed)``
+    per fold, ``report(args, records, seconds)`` printed and written as section ``name``
+    (``name-ohsumed`` for OHSUMED) titled ``what``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--dataset", choices=["mq2008", "ohsumed"], default="mq2008")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -185,13 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         suffix = "" if args.dataset == "mq2008" else f"-{args.dataset}"
         write_section(
-            f"drift{suffix}",
-            f"Feature drift: false alarms by window size, and breaks caught "
+            f"{name}{suffix}",
+            f"{what}: false alarms by window size, and breaks caught "
             f"({'MQ2008' if args.dataset == 'mq2008' else 'OHSUMED'})",
-            command_line("drift", argv),
+            command_line(name, argv),
             body,
         )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_benchmark(
+        argv, name="drift", what="Feature drift", doc=__doc__, run_fold=run_fold, report=report
+    )
 
 
 if __name__ == "__main__":

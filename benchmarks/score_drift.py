@@ -26,16 +26,14 @@ Run: ``python -m benchmarks.score_drift [--dataset mq2008|ohsumed] [--folds 1 2 
 
 from __future__ import annotations
 
-import argparse
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import command_line, markdown_table, write_section
-from benchmarks.drift import MODERATE, SIZES, WARN, _breaks, _window
-from benchmarks.quality_cv import DEFAULT_DATA_ROOT, FoldData, dataset_root, load_fold
+from benchmarks._report import markdown_table
+from benchmarks.drift import MODERATE, SIZES, WARN, _breaks, _window, run_benchmark
+from benchmarks.quality_cv import FoldData, load_fold
 
 TOP = 5  # the model's most important features, by total gain
 GROUPS = (f"{TOP} most important", "other watched")
@@ -279,32 +277,14 @@ def report(args, records: list[dict], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=["mq2008", "ohsumed"], default="mq2008")
-    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    p.add_argument("--windows", type=int, default=200, help="windows per fold and size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-write", action="store_true", help="print, do not write the docs")
-    args = p.parse_args(argv)
-    root = dataset_root(args.dataset, args.data_root)
-    started = time.perf_counter()
-    records = []
-    for fold in args.folds:
-        print(f"{args.dataset} fold {fold}", flush=True)
-        records.append(run_fold(root, fold, args.windows, args.seed))
-    body = report(args, records, time.perf_counter() - started)
-    print(body)
-    if not args.no_write:
-        suffix = "" if args.dataset == "mq2008" else f"-{args.dataset}"
-        write_section(
-            f"score_drift{suffix}",
-            f"Score drift: false alarms by window size, and breaks caught "
-            f"({'MQ2008' if args.dataset == 'mq2008' else 'OHSUMED'})",
-            command_line("score_drift", argv),
-            body,
-        )
-    return 0
+    return run_benchmark(
+        argv,
+        name="score_drift",
+        what="Score drift",
+        doc=__doc__,
+        run_fold=run_fold,
+        report=report,
+    )
 
 
 if __name__ == "__main__":

@@ -454,8 +454,7 @@ class _Rescored:
                     f"each list is scored whole, so sort DATA by {self.column}"
                 )
             self._done.add(name)
-        runs = np.cumsum(np.isin(np.arange(len(ids)), starts)) - 1  # each row's list, 0..
-        scores = score_rows(self.loaded, rows, runs)
+        scores = score_rows(self.loaded, rows, ids)  # each id one run of rows, checked above
         self.counts.add(scores.reshape(-1, 1))
         self.scored += len(scores)
 
