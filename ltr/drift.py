@@ -229,36 +229,108 @@ def profile_features(
     *,
     bins: int = BINS,
     source: Sequence[str] = (),
-    max_rows: int = MAX_ROWS,
+    max_rows: int | None = None,
     seed: int = 0,
     scores: np.ndarray | None = None,
 ) -> FeatureProfile:
     """The profile of ``features [N, F]`` (columns named ``names``) and, when given, of the
-    model's ``scores [N]`` of those rows; data of more than ``max_rows`` rows is profiled from a
-    seeded random sample of that many."""
-    features = np.asarray(features)
-    if features.ndim != 2 or features.shape[1] != len(names):
-        raise DataFormatError(
-            f"features of shape {features.shape} for {len(names)} feature names; expected "
-            f"[rows, {len(names)}]"
+    model's ``scores [N]`` of those rows; data of more than ``max_rows`` (:data:`MAX_ROWS`) rows
+    is profiled from a seeded random sample of that many (:class:`ProfileSample`)."""
+    sample = ProfileSample(max_rows=max_rows, seed=seed)
+    sample.add(features, scores)
+    return sample.profile(names, bins=bins, source=source)
+
+
+class ProfileSample:
+    """A seeded uniform sample of at most ``max_rows`` rows (features, and the model's scores
+    when given) of data that comes a block at a time, in memory bounded by 1.25 times
+    ``max_rows`` rows plus one block: every row draws a random key, and the rows with the
+    ``max_rows`` smallest keys are kept. The keys are drawn in row order from one generator, so
+    the sample is the same however the data is cut into blocks, and data of at most
+    ``max_rows`` (:data:`MAX_ROWS`) rows is kept whole."""
+
+    def __init__(self, *, max_rows: int | None = None, seed: int = 0) -> None:
+        max_rows = MAX_ROWS if max_rows is None else max_rows
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+        self.max_rows = max_rows
+        self.rows = 0
+        """Rows added so far."""
+        self._rng = np.random.default_rng(seed)
+        self._parts: list[tuple[np.ndarray, ...]] = []  # (keys, row numbers, features, scores)
+        self._held = 0
+        self._bound = math.inf  # a row whose key is not below it can no longer be kept
+        self._scored: bool | None = None
+
+    def add(self, features: np.ndarray, scores: np.ndarray | None = None) -> None:
+        """Add ``features [n, F]`` (and ``scores [n]``): give scores with every block or none."""
+        features = np.asarray(features)
+        if features.ndim != 2:
+            raise DataFormatError(f"features of shape {features.shape}; expected [rows, features]")
+        if self._scored is not None and self._scored != (scores is not None):
+            raise DataFormatError("scores were given with some blocks of rows and not others")
+        self._scored = scores is not None
+        if scores is not None:
+            scores = np.asarray(scores).reshape(-1)
+            if len(scores) != len(features):
+                raise DataFormatError(f"{len(scores)} scores for {len(features)} feature rows")
+        keys = self._rng.random(len(features))
+        numbers = np.arange(self.rows, self.rows + len(features))
+        self.rows += len(features)
+        keep = np.flatnonzero(keys < self._bound)
+        if not len(keep):
+            return
+        part = (keys[keep], numbers[keep], features[keep])
+        self._parts.append(part + ((scores[keep],) if scores is not None else ()))
+        self._held += len(keep)
+        if self._held > self.max_rows + self.max_rows // 4:
+            self._shrink()  # about 4 ln(rows / max_rows) times: fewer and fewer rows get in
+
+    def _shrink(self) -> None:
+        """Keep only the rows of the ``max_rows`` smallest keys, in row order, gathered part by
+        part (at most one copy of the kept rows beside the parts)."""
+        keys = np.concatenate([part[0] for part in self._parts])
+        pick = np.arange(len(keys))
+        if len(keys) > self.max_rows:
+            pick = np.argpartition(keys, self.max_rows - 1)[: self.max_rows]
+            self._bound = float(keys[pick].max())
+            pick.sort()  # the parts are in row order: so is the sample
+        ends = np.cumsum([len(part[0]) for part in self._parts])
+        starts, cuts = np.r_[0, ends[:-1]], np.searchsorted(pick, ends)
+        columns = []
+        for j, first in enumerate(self._parts[0]):
+            out = np.empty((len(pick), *first.shape[1:]), dtype=first.dtype)
+            spans = zip(self._parts, starts, np.r_[0, cuts[:-1]], cuts, strict=True)
+            for part, start, lo, hi in spans:  # pick[lo:hi] falls in this part
+                out[lo:hi] = part[j][pick[lo:hi] - start]
+            columns.append(out)
+        self._parts, self._held = [tuple(columns)], len(pick)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The sampled rows' features ``[m, F]`` and scores ``[m]`` (None without scores), in
+        the order they were added."""
+        if not self._parts:
+            raise DataFormatError("no rows to profile")
+        self._shrink()
+        (part,) = self._parts
+        return part[2], (part[3] if self._scored else None)
+
+    def profile(
+        self, names: Sequence[str], *, bins: int = BINS, source: Sequence[str] = ()
+    ) -> FeatureProfile:
+        """The profile of the sample, its features named ``names``."""
+        features, scores = self.sample()
+        if features.shape[1] != len(names):
+            raise DataFormatError(
+                f"features of shape {features.shape} for {len(names)} feature names; expected "
+                f"[rows, {len(names)}]"
+            )
+        return FeatureProfile(
+            tuple(_stats(name, features[:, j], bins) for j, name in enumerate(names)),
+            rows=self.rows,
+            source=tuple(str(s) for s in source),
+            score=None if scores is None else _stats(SCORE, scores, bins),
         )
-    if len(features) == 0:
-        raise DataFormatError("no rows to profile")
-    if scores is not None:
-        scores = np.asarray(scores).reshape(-1)
-        if len(scores) != len(features):
-            raise DataFormatError(f"{len(scores)} scores for {len(features)} feature rows")
-    rows = len(features)
-    if rows > max_rows:
-        pick = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
-        features = features[pick]
-        scores = None if scores is None else scores[pick]
-    return FeatureProfile(
-        tuple(_stats(name, features[:, j], bins) for j, name in enumerate(names)),
-        rows=rows,
-        source=tuple(str(s) for s in source),
-        score=None if scores is None else _stats(SCORE, scores, bins),
-    )
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> float:

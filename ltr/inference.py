@@ -87,13 +87,21 @@ def score_rows(loaded, features: np.ndarray, lists: np.ndarray) -> np.ndarray:
     model without a per-query context vector (:func:`score_frame` takes one from a frame)."""
     from ltr.errors import DataFormatError
 
-    if frame_context_columns(loaded.manifest):
-        raise DataFormatError("the model reads a per-query context vector, which rows lack")
+    why = rows_unscorable(loaded)
+    if why is not None:
+        raise DataFormatError(why)
     features = np.asarray(features, dtype=np.float32)
     if len(lists) != len(features):
         raise DataFormatError(f"{len(lists)} list ids for {len(features)} feature rows")
     order, offsets, uniques = _group(np.asarray(lists))
     return _score_grouped(loaded.model, features[order], order, offsets, uniques, None)
+
+
+def rows_unscorable(loaded) -> str | None:
+    """Why :func:`score_rows` cannot score ``loaded``'s rows, or None when it can."""
+    if frame_context_columns(loaded.manifest):
+        return "the model reads a per-query context vector, which rows lack"
+    return None
 
 
 def _group(lists: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

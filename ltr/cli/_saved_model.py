@@ -49,7 +49,7 @@ def _write_profile(path: Path, data: list[Path]) -> None:
     from ltr.artifact import load_model
     from ltr.cli.drift import _scored, profile_data
 
-    profile, notes = profile_data(load_model(str(path)), data)
+    profile, notes = profile_data(load_model(str(path)), data, option="--profile-data")
     for note in notes:
         print(note)
     where = profile.save(path)

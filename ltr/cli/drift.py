@@ -95,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--list-column",
-        help="column naming each row's list, to count a period's lists or --rescore them "
-        "(default: session, the impression log's, else qid)",
+        help="column naming each row's list, to count a period's lists, or to score them "
+        "with --rescore and --save-profile (default: session, the impression log's, else qid)",
     )
     p.add_argument(
         "--min-lists",
@@ -111,7 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="profile DATA as the model's training data and write it into the artifact folder "
         "(artifacts older than profiles, or made by ltr lightgbm-model, xgboost-model or "
-        "linear-model without --profile-data)",
+        "linear-model without --profile-data): its features and the model's scores of its "
+        "lists (each list's rows together), from a seeded sample of at most a million rows "
+        "(ltr.drift.MAX_ROWS) taken as DATA is read a block at a time",
     )
     p.set_defaults(func=run)
 
@@ -129,7 +131,8 @@ def _parquet_files(path: Path) -> list[Path]:
 
 BLOCK_ROWS = 65_536
 """Rows read from a Parquet file at a time: what ``ltr drift`` holds in memory, whatever the
-size of the data (``--save-profile`` excepted, which needs every row for the deciles)."""
+size of the data (with ``--save-profile``, beside a sample of at most
+:data:`ltr.drift.MAX_ROWS` rows)."""
 
 
 def feature_blocks(
@@ -228,40 +231,122 @@ def feature_blocks(
         )
 
 
-def profile_data(loaded, paths: list[Path], group_file: Path | None = None) -> tuple:
+def profile_data(
+    loaded,
+    paths: list[Path],
+    group_file: Path | None = None,
+    *,
+    column: str | None = None,
+    option: str = "--save-profile",
+    block_rows: int | None = None,
+) -> tuple:
     """The feature profile of ``paths`` as ``loaded``'s training data, with the model's scores
-    of its lists (grouped by ``session``, an impression log's, else ``qid``), and notes on files
-    skipped and on why the scores could not be profiled (no list column, or a model that needs
-    a per-query context vector). Reads every row at once: the deciles need them."""
-    import numpy as np
+    of its lists (grouped by ``column``: by default ``session``, an impression log's, else
+    ``qid``), and notes on files skipped and on why the scores could not be profiled (no list
+    column, or a model that needs a per-query context vector).
 
-    from ltr.drift import profile_features
+    Reads the data a block at a time and keeps a sample of at most :data:`ltr.drift.MAX_ROWS`
+    rows (:class:`ltr.drift.ProfileSample`), so memory holds the sample, one block and the
+    list ids seen, whatever the size of the data. Each list is scored whole: a block's last
+    list waits for the next block, and a list whose rows are not together is refused
+    (``option`` names the command-line option in that error)."""
     from ltr.errors import DataFormatError
-    from ltr.inference import score_rows
+    from ltr.inference import rows_unscorable
 
-    names = list(loaded.manifest.feature_names)
-    column = _list_column(paths)
+    column = column or _list_column(paths)
+    why = rows_unscorable(loaded)  # the scores are not profiled
     skipped: list[str] = []
-    why = None  # the scores are not profiled
-    try:
-        blocks = list(feature_blocks(paths, names, group_file, columns=[column], skipped=skipped))
-    except DataFormatError as exc:  # no list column: a profile of the features alone
-        if not str(exc).endswith(f"has no {column} column"):
-            raise
-        why, skipped = str(exc), []
-        blocks = [(b, {}) for b, _ in feature_blocks(paths, names, group_file, skipped=skipped)]
-    rows = np.concatenate([b for b, _ in blocks])
-    scores = None
+    sample = None
     if why is None:
         try:
-            scores = score_rows(loaded, rows, np.concatenate([e[column] for _, e in blocks]))
-        except DataFormatError as exc:
-            why = str(exc)
-    profile = profile_features(rows, names, source=[str(p) for p in paths], scores=scores)
+            sample = _sample(loaded, paths, group_file, column, option, block_rows, skipped)
+        except DataFormatError as exc:  # no list column: a profile of the features alone
+            if not str(exc).endswith(f"has no {column} column"):
+                raise
+            why, skipped = str(exc), []
+    if sample is None:
+        sample = _sample(loaded, paths, group_file, None, option, block_rows, skipped)
+    profile = sample.profile(loaded.manifest.feature_names, source=[str(p) for p in paths])
     notes = [f"skipped: {note}" for note in skipped]
     if why is not None:
         notes.append(f"the model's scores are not profiled: {why}")
     return profile, notes
+
+
+def _sample(loaded, paths, group_file, column, option, block_rows, skipped):
+    """:func:`profile_data`'s sample of the rows of ``paths``, scored by ``loaded`` list by
+    list when ``column`` names the lists, else of the features alone."""
+    from ltr.drift import ProfileSample
+    from ltr.inference import score_rows
+
+    sample = ProfileSample()
+    names = list(loaded.manifest.feature_names)
+    columns = [] if column is None else [column]
+    lists = None if column is None else _WholeLists(column, option)
+
+    def add(rows, ids) -> None:
+        if len(rows):
+            sample.add(rows, score_rows(loaded, rows, ids))
+
+    for block, extras in feature_blocks(paths, names, group_file, columns, skipped, block_rows):
+        if lists is None:
+            sample.add(block)
+        else:
+            add(*lists.add(block, extras[column]))
+    if lists is not None:
+        add(*lists.finish())
+    return sample
+
+
+class _WholeLists:
+    """Rows that come a block at a time, given back as whole lists: a block's last list waits
+    for the next block (its rows may go on there), and a list whose rows come apart (its id
+    again after another list's) is refused, since scoring its pieces apart would give other
+    scores than scoring it whole. ``option`` names the command-line option in that error."""
+
+    def __init__(self, column: str, option: str) -> None:
+        self.column, self.option = column, option
+        self._pending: tuple | None = None  # (rows, ids) of the last list of the last block
+        self._done: set[str] = set()
+
+    def add(self, block, ids) -> tuple:
+        """``block``'s rows and ids up to its last list (with the last block's last list in
+        front), every list among them whole."""
+        import numpy as np
+
+        ids = np.asarray(ids).astype(str)
+        if self._pending is not None:
+            block = np.concatenate([self._pending[0], block])
+            ids = np.concatenate([self._pending[1], ids])
+        changes = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+        last = changes[-1] if len(changes) else 0  # where the block's last list starts
+        self._pending = (block[last:], ids[last:])
+        return self._checked(block[:last], ids[:last])
+
+    def finish(self) -> tuple:
+        """The last list's rows and ids."""
+        import numpy as np
+
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return np.empty((0, 0), dtype=np.float32), np.empty(0, dtype=str)
+        return self._checked(*pending)
+
+    def _checked(self, rows, ids) -> tuple:
+        import numpy as np
+
+        from ltr.errors import DataFormatError
+
+        if len(ids):
+            starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1])
+            for name in ids[starts].tolist():
+                if name in self._done:
+                    raise DataFormatError(
+                        f"{self.option}: the rows of list {name!r} ({self.column}) are not "
+                        f"together; each list is scored whole, so sort DATA by {self.column}"
+                    )
+                self._done.add(name)
+        return rows, ids
 
 
 def _scored(profile) -> str:
@@ -396,10 +481,8 @@ def _score_json(score, tally: _LoggedScores, rows: int | None = None) -> dict:
 
 
 class _Rescored:
-    """``--rescore``: DATA's lists scored with the model, a block at a time, counted against
-    the scores of its training lists. A block's last list waits for the next block (its rows
-    may go on there); a list whose rows come apart (its id again after another list's) is
-    refused, since scoring its pieces apart would give other scores."""
+    """``--rescore``: DATA's lists scored with the model, a block at a time, each list whole
+    (:class:`_WholeLists`), counted against the scores of its training lists."""
 
     def __init__(self, loaded, profile, column: str) -> None:
         from ltr.drift import DriftCounts
@@ -416,45 +499,22 @@ class _Rescored:
             "with --save-profile"
         )
         self.counts = None if scores is None else DriftCounts(scores)
-        self._pending: tuple | None = None  # (rows, ids) of the last list of the last block
-        self._done: set = set()
+        self._lists = _WholeLists(column, "--rescore")
 
     def add_block(self, block, extras: dict) -> None:
-        import numpy as np
-
-        if self.counts is None:
-            return
-        ids = np.asarray(extras[self.column]).astype(str)
-        if self._pending is not None:
-            block = np.concatenate([self._pending[0], block])
-            ids = np.concatenate([self._pending[1], ids])
-        changes = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-        last = changes[-1] if len(changes) else 0  # where the block's last list starts
-        self._pending = (block[last:], ids[last:])
-        self._score(block[:last], ids[:last])
+        if self.counts is not None:
+            self._score(*self._lists.add(block, extras[self.column]))
 
     def finish(self) -> None:
-        if self._pending is not None:
-            self._score(*self._pending)
-            self._pending = None
+        if self.counts is not None:
+            self._score(*self._lists.finish())
 
     def _score(self, rows, ids) -> None:
-        import numpy as np
-
-        from ltr.errors import DataFormatError
         from ltr.inference import score_rows
 
         if not len(rows):
             return
-        starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1])
-        for name in ids[starts].tolist():
-            if name in self._done:
-                raise DataFormatError(
-                    f"--rescore: the rows of list {name!r} ({self.column}) are not together; "
-                    f"each list is scored whole, so sort DATA by {self.column}"
-                )
-            self._done.add(name)
-        scores = score_rows(self.loaded, rows, ids)  # each id one run of rows, checked above
+        scores = score_rows(self.loaded, rows, ids)  # each id one run of rows (_WholeLists)
         self.counts.add(scores.reshape(-1, 1))
         self.scored += len(scores)
 
@@ -673,7 +733,9 @@ def run(args: argparse.Namespace) -> int:
     if args.every:
         return _run_periods(args, profile, loaded)
     if args.save_profile:
-        profile, notes = profile_data(loaded, list(args.data), args.group_file)
+        profile, notes = profile_data(
+            loaded, list(args.data), args.group_file, column=args.list_column
+        )
         for note in notes:
             print(note)
         where = profile.save(loaded.path)

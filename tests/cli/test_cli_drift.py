@@ -16,7 +16,7 @@ from ltr.artifact import load_model
 from ltr.cli import main
 from ltr.data import load_dataset
 from ltr.drift import PROFILE, FeatureProfile, profile_features
-from tests.serve._helpers import hand_psi, list_by_list_scores, make_artifact
+from tests.serve._helpers import hand_psi, hand_stats, list_by_list_scores, make_artifact
 
 
 def _profiled(tmp_path, mq2008_dir, s1):
@@ -386,3 +386,46 @@ def test_rescore_scores_each_list_whole_across_blocks(tmp_path, mq2008_dir, caps
     code = main(["drift", "--model", str(model), "--data", str(tmp_path / "s5.parquet"),
                  "--rescore", "--every", "day"])  # fmt: skip
     assert code == 2 and "--rescore compares DATA as a whole" in capsys.readouterr().err
+
+
+def test_save_profile_samples_data_a_block_at_a_time(tmp_path, mq2008_dir, capsys, monkeypatch):
+    """--save-profile over S1 as Parquet read 97 rows at a time, with room for 500 rows: the
+    profile holds the 500 rows whose keys (uniform draws in row order, seed 0) are the smallest,
+    with the model's scores of their lists each scored whole; a list whose rows come apart is
+    refused, and no profile is written."""
+    import ltr.cli.drift
+    import ltr.drift
+
+    monkeypatch.setattr(ltr.cli.drift, "BLOCK_ROWS", 97)
+    monkeypatch.setattr(ltr.drift, "MAX_ROWS", 500)
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    model = make_artifact(tmp_path / "model", s1, seed=1)
+    columns = {"qid": pa.array(np.repeat(s1.qids.astype(str), s1.list_lengths))}
+    columns.update({n: pa.array(s1.features[:, j]) for j, n in enumerate(s1.feature_names)})
+    table = pa.table(columns)
+    pq.write_table(table, tmp_path / "s1.parquet")
+    assert main(["drift", "--model", str(model), "--data", str(tmp_path / "s1.parquet"),
+                 "--save-profile"]) == 0  # fmt: skip
+    assert f"{len(s1.features):,} rows and the model's scores" in capsys.readouterr().out
+    profile = FeatureProfile.load(model)
+    assert profile.rows == len(s1.features)
+    keys = np.random.default_rng(0).random(len(s1.features))
+    picked = np.sort(np.argsort(keys)[:500])
+    scores = list_by_list_scores(load_model(str(model)).model, s1)
+    for got, values in (
+        (profile.score, scores[picked]),
+        *((profile.features[j], s1.features[picked, j]) for j in (0, 10, 45)),
+    ):
+        want = hand_stats(values)
+        np.testing.assert_allclose(got.edges, want["edges"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.shares, want["shares"], atol=1e-12)
+        for key in ("mean", "std", "minimum", "maximum"):
+            assert getattr(got, key) == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+    # the first row moved to the end: its list's rows are no longer together
+    other = make_artifact(tmp_path / "other", s1, seed=1)
+    pq.write_table(table.take(np.r_[1 : len(table), 0]), tmp_path / "apart.parquet")
+    code = main(["drift", "--model", str(other), "--data", str(tmp_path / "apart.parquet"),
+                 "--save-profile"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and f"--save-profile: the rows of list '{s1.qids[0]}' (qid)" in err
+    assert FeatureProfile.load(other) is None

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ltr.drift import (
     PSI_FLOOR,
     FeatureProfile,
+    ProfileSample,
     RowWindow,
     compare,
     level,
@@ -109,6 +110,61 @@ def test_large_data_is_profiled_from_a_sample_and_saved_whole(tmp_path):
     profile.save(tmp_path)
     assert FeatureProfile.load(tmp_path) == profile
     assert FeatureProfile.load(tmp_path / "elsewhere") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    max_rows=st.integers(1, 40),
+    sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
+    seed=st.integers(0, 3),
+)
+def test_a_sample_is_the_rows_of_the_smallest_keys_however_the_data_is_cut(max_rows, sizes, seed):
+    """Rows added a block at a time: the sample is the rows (and their scores) whose keys, drawn
+    here in row order from the seed, are the ``max_rows`` smallest, in row order."""
+    total = sum(sizes)
+    rows = np.arange(total * 2, dtype=np.float32).reshape(total, 2)
+    scores = -np.arange(total, dtype=np.float32)
+    sample = ProfileSample(max_rows=max_rows, seed=seed)
+    for lo, hi in itertools.pairwise(np.cumsum([0, *sizes])):
+        sample.add(rows[lo:hi], scores[lo:hi])
+    assert sample.rows == total
+    if total == 0:
+        with pytest.raises(DataFormatError, match="no rows"):
+            sample.sample()
+        return
+    keys = np.random.default_rng(seed).random(total)
+    picked = np.sort(np.argsort(keys)[:max_rows])
+    features, kept = sample.sample()
+    np.testing.assert_array_equal(features, rows[picked])
+    np.testing.assert_array_equal(kept, scores[picked])
+
+
+def test_a_sample_keeps_rows_uniformly():
+    """Each of 2,000 rows is kept in a sample of 100 with probability 1/20: over 400 seeds a row
+    is kept 20 times on average, and no row far more or less often than the binomial allows."""
+    kept = np.zeros(2000)
+    for seed in range(400):
+        sample = ProfileSample(max_rows=100, seed=seed)
+        for lo in range(0, 2000, 300):  # blocks of 300: the shrinking runs mid-stream
+            sample.add(np.arange(lo, min(lo + 300, 2000), dtype=np.float64)[:, None])
+        kept[sample.sample()[0][:, 0].astype(int)] += 1
+    assert kept.sum() == 400 * 100
+    # binomial(400, 0.05): sd 4.36; 2,000 rows stay within 5.5 sd of 20 but by chance 1e-7
+    assert np.abs(kept - 20).max() < 5.5 * math.sqrt(400 * 0.05 * 0.95)
+    # the first and last thirds are kept as often as each other (a sample biased to early or
+    # late blocks would not)
+    assert abs(kept[:667].mean() - kept[-667:].mean()) < 1.0
+
+
+def test_a_sample_refuses_scores_for_some_blocks_only():
+    sample = ProfileSample(max_rows=5)
+    sample.add(np.zeros((3, 2)), np.zeros(3))
+    with pytest.raises(DataFormatError, match="some blocks of rows and not others"):
+        sample.add(np.zeros((3, 2)))
+    with pytest.raises(DataFormatError, match="2 scores for 3 feature rows"):
+        sample.add(np.zeros((3, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="at least 1"):
+        ProfileSample(max_rows=0)
 
 
 def test_shapes_that_do_not_fit_are_refused():
