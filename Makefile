@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# One pytest worker per core, at most 4 (each worker may start Spark, servers and DDP children);
+# One pytest worker per logical core (`auto` would count physical cores when psutil is installed),
+# at most 4: each worker may start Spark, servers and DDP children;
 # a test module stays on one worker, so its module fixtures are built once.
 # `$(PY) -m pytest tests/...` alone still runs in one process, for debugging one test.
-TEST_WORKERS ?= auto --maxprocesses 4 --dist loadscope
+TEST_WORKERS ?= logical --maxprocesses 4 --dist loadscope
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
