@@ -238,7 +238,6 @@ def profile_data(
     *,
     column: str | None = None,
     option: str = "--save-profile",
-    block_rows: int | None = None,
 ) -> tuple:
     """The feature profile of ``paths`` as ``loaded``'s training data, with the model's scores
     of its lists (grouped by ``column``: by default ``session``, an impression log's, else
@@ -259,13 +258,13 @@ def profile_data(
     sample = None
     if why is None:
         try:
-            sample = _sample(loaded, paths, group_file, column, option, block_rows, skipped)
+            sample = _sample(loaded, paths, group_file, column, option, skipped)
         except DataFormatError as exc:  # no list column: a profile of the features alone
             if not str(exc).endswith(f"has no {column} column"):
                 raise
             why, skipped = str(exc), []
     if sample is None:
-        sample = _sample(loaded, paths, group_file, None, option, block_rows, skipped)
+        sample = _sample(loaded, paths, group_file, None, option, skipped)
     profile = sample.profile(loaded.manifest.feature_names, source=[str(p) for p in paths])
     notes = [f"skipped: {note}" for note in skipped]
     if why is not None:
@@ -273,7 +272,7 @@ def profile_data(
     return profile, notes
 
 
-def _sample(loaded, paths, group_file, column, option, block_rows, skipped):
+def _sample(loaded, paths, group_file, column, option, skipped):
     """:func:`profile_data`'s sample of the rows of ``paths``, scored by ``loaded`` list by
     list when ``column`` names the lists, else of the features alone."""
     from ltr.drift import ProfileSample
@@ -288,7 +287,7 @@ def _sample(loaded, paths, group_file, column, option, block_rows, skipped):
         if len(rows):
             sample.add(rows, score_rows(loaded, rows, ids))
 
-    for block, extras in feature_blocks(paths, names, group_file, columns, skipped, block_rows):
+    for block, extras in feature_blocks(paths, names, group_file, columns, skipped):
         if lists is None:
             sample.add(block)
         else:
