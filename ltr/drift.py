@@ -257,7 +257,7 @@ class ProfileSample:
         self.rows = 0
         """Rows added so far."""
         self._rng = np.random.default_rng(seed)
-        self._parts: list[tuple[np.ndarray, ...]] = []  # (keys, row numbers, features, scores)
+        self._parts: list[tuple[np.ndarray, ...]] = []  # (keys, features, scores), row order
         self._held = 0
         self._bound = math.inf  # a row whose key is not below it can no longer be kept
         self._scored: bool | None = None
@@ -275,12 +275,11 @@ class ProfileSample:
             if len(scores) != len(features):
                 raise DataFormatError(f"{len(scores)} scores for {len(features)} feature rows")
         keys = self._rng.random(len(features))
-        numbers = np.arange(self.rows, self.rows + len(features))
         self.rows += len(features)
         keep = np.flatnonzero(keys < self._bound)
         if not len(keep):
             return
-        part = (keys[keep], numbers[keep], features[keep])
+        part = (keys[keep], features[keep])
         self._parts.append(part + ((scores[keep],) if scores is not None else ()))
         self._held += len(keep)
         if self._held > self.max_rows + self.max_rows // 4:
@@ -313,7 +312,7 @@ class ProfileSample:
             raise DataFormatError("no rows to profile")
         self._shrink()
         (part,) = self._parts
-        return part[2], (part[3] if self._scored else None)
+        return part[1], (part[2] if self._scored else None)
 
     def profile(
         self, names: Sequence[str], *, bins: int = BINS, source: Sequence[str] = ()
