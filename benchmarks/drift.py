@@ -97,6 +97,30 @@ def run_fold(root: Path, fold: int, windows: int, seed: int) -> dict:
     return out
 
 
+def quiet_rows(records: list[dict], sizes: list[int], psi: str, outside: str) -> list[list[str]]:
+    """The no-drift table's rows, one per window size, pooled over the folds' ``records``: mean
+    rows, the median and 95th percentile of the PSI under ``psi``, the windows past
+    :data:`WARN` and :data:`MODERATE`, and the 95th percentile of the out-of-range share under
+    ``outside``."""
+    rows = []
+    for size in sizes:
+        values = np.concatenate([r["sizes"][size][psi] for r in records])
+        shares = np.concatenate([r["sizes"][size][outside] for r in records])
+        mean_rows = np.mean([r["sizes"][size]["rows"] for r in records])
+        rows.append(
+            [
+                f"{size:,}",
+                f"{mean_rows:,.0f}",
+                f"{np.median(values):.3f}",
+                f"{np.percentile(values, 95):.3f}",
+                f"{np.mean(values > WARN):.0%}",
+                f"{np.mean(values > MODERATE):.0%}",
+                f"{np.percentile(shares, 95):.2%}",
+            ]
+        )
+    return rows
+
+
 def report(args, records: list[dict], seconds: float) -> str:
     name = "MQ2008" if args.dataset == "mq2008" else "OHSUMED"
     folds = ", ".join(str(f) for f in args.folds)
@@ -115,22 +139,7 @@ def report(args, records: list[dict], seconds: float) -> str:
         "",
     ]
     sizes = [s for s in SIZES if all(s in r["sizes"] for r in records)]
-    rows = []
-    for size in sizes:
-        top = np.concatenate([r["sizes"][size]["top_psi"] for r in records])
-        outside = np.concatenate([r["sizes"][size]["top_range"] for r in records])
-        mean_rows = np.mean([r["sizes"][size]["rows"] for r in records])
-        rows.append(
-            [
-                f"{size:,}",
-                f"{mean_rows:,.0f}",
-                f"{np.median(top):.3f}",
-                f"{np.percentile(top, 95):.3f}",
-                f"{np.mean(top > WARN):.0%}",
-                f"{np.mean(top > MODERATE):.0%}",
-                f"{np.percentile(outside, 95):.2%}",
-            ]
-        )
+    rows = quiet_rows(records, sizes, "top_psi", "top_range")
     lines.append(
         markdown_table(
             [

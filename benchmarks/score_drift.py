@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import markdown_table
-from benchmarks.drift import MODERATE, SIZES, WARN, _breaks, _window, run_benchmark
+from benchmarks.drift import MODERATE, SIZES, WARN, _breaks, _window, quiet_rows, run_benchmark
 from benchmarks.quality_cv import FoldData, load_fold
 
 TOP = 5  # the model's most important features, by total gain
@@ -217,22 +217,7 @@ def report(args, records: list[dict], seconds: float) -> str:
         "",
     ]
     sizes = [s for s in SIZES if all(s in r["sizes"] for r in records)]
-    rows = []
-    for size in sizes:
-        values = np.concatenate([r["sizes"][size]["score_psi"] for r in records])
-        outside = np.concatenate([r["sizes"][size]["score_range"] for r in records])
-        mean_rows = np.mean([r["sizes"][size]["rows"] for r in records])
-        rows.append(
-            [
-                f"{size:,}",
-                f"{mean_rows:,.0f}",
-                f"{np.median(values):.3f}",
-                f"{np.percentile(values, 95):.3f}",
-                f"{np.mean(values > WARN):.0%}",
-                f"{np.mean(values > MODERATE):.0%}",
-                f"{np.percentile(outside, 95):.2%}",
-            ]
-        )
+    rows = quiet_rows(records, sizes, "score_psi", "score_range")
     lines.append(
         markdown_table(
             [
