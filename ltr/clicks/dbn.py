@@ -69,7 +69,8 @@ class Sessions:
     """A click log laid out column by column: column ``j`` holds the ``j``-th shown document of
     every session that long. Sessions are sorted longest first, so column ``j`` is the first
     ``counts[j]`` sessions, stored at ``offsets[j]:offsets[j + 1]`` of the flat arrays (one
-    entry per impression)."""
+    entry per impression). The fields after ``last`` depend only on the clicks, not on the
+    parameters, and are kept here so that each EM step does not find them again."""
 
     rows: np.ndarray  # [N] the impression's row in the log
     doc: np.ndarray  # [N] pair code
@@ -79,9 +80,21 @@ class Sessions:
     counts: np.ndarray  # [m] sessions with a document in column j
     offsets: np.ndarray  # [m + 1]
     last: np.ndarray  # [S] column of the session's last click, -1 = none
+    columns: tuple[slice, ...]  # [m] column j's impressions, offsets[j]:offsets[j + 1]
+    known: np.ndarray  # [N] bool: at or above the session's last click (examined for sure)
+    clicked: np.ndarray  # [C] the sessions with a click
+    last_at: np.ndarray  # [C] their last click's impression
+    tail_sessions: np.ndarray  # [T] the sessions with a document just below their last click
+    tail_at: np.ndarray  # [T] that document's impression (column last + 1, or 0 without a click)
+    reads_on_after_last: np.ndarray  # [C] bool: the clicked session goes on below its last click
+    open_at: np.ndarray  # impressions not at a last click with a document below them
+    click_doc: np.ndarray  # pair codes of every click
+    unsatisfied_doc: np.ndarray  # pair codes of the clicks above a last click
+    skipped_doc: np.ndarray  # pair codes of the documents skipped above a last click
+    above: int  # impressions above a last click (each read on for sure)
 
     def at(self, j: int) -> slice:
-        return slice(int(self.offsets[j]), int(self.offsets[j + 1]))
+        return self.columns[j]
 
 
 def sessions_of(log: ClickLog) -> Sessions:
@@ -95,22 +108,42 @@ def sessions_of(log: ClickLog) -> Sessions:
     column = np.arange(len(order)) - np.repeat(starts, length)
     rank = np.empty(len(length), dtype=np.int64)
     rank[np.argsort(-length, kind="stable")] = np.arange(len(length))  # longest first
-    session = rank[session]
+    session, length = rank[session], length[np.argsort(-length, kind="stable")]
     flat = np.lexsort((session, column))  # column-major
     order, session, column = order[flat], session[flat], column[flat]
     counts = np.bincount(column)
+    offsets = np.r_[0, np.cumsum(counts)]
     click = log.click[order] == 1
-    last = np.full(len(length), -1, dtype=np.int64)
+    doc = log.doc[order]
+    num = len(length)
+    last = np.full(num, -1, dtype=np.int64)
     np.maximum.at(last, session[click], column[click])
+    # The impression of session i at column j is offsets[j] + i (column j holds sessions 0..).
+    clicked = np.flatnonzero(last >= 0)
+    tail_sessions = np.flatnonzero(last + 1 < length)
+    below = column - last[session]  # < 0 above the last click, 0 at it
+    has_next = session < np.r_[counts[1:], 0][column]
     return Sessions(
         rows=order,
-        doc=log.doc[order],
+        doc=doc,
         click=click,
         session=session,
         column=column,
         counts=counts,
-        offsets=np.r_[0, np.cumsum(counts)],
+        offsets=offsets,
         last=last,
+        columns=tuple(slice(int(offsets[j]), int(offsets[j + 1])) for j in range(len(counts))),
+        known=below <= 0,
+        clicked=clicked,
+        last_at=offsets[last[clicked]] + clicked,
+        tail_sessions=tail_sessions,
+        tail_at=offsets[last[tail_sessions] + 1] + tail_sessions,
+        reads_on_after_last=last[clicked] + 1 < length[clicked],
+        open_at=np.flatnonzero(has_next & (below != 0)),
+        click_doc=doc[click],
+        unsatisfied_doc=doc[click & (below < 0)],
+        skipped_doc=doc[~click & (below < 0)],
+        above=int((below < 0).sum()),
     )
 
 
@@ -126,50 +159,61 @@ class Expectations:
     log_likelihood: float  # sum over sessions of log P(the session's clicks)
 
 
+def _log(x: np.ndarray | float) -> np.ndarray:
+    return np.log(np.maximum(x, _TINY))
+
+
 def expectations(sessions: Sessions, a: np.ndarray, s: np.ndarray, gamma: float) -> Expectations:
     """The DBN's E-step (see the module doc) for attractiveness ``a``, satisfaction ``s`` (by
     pair code) and perseverance ``gamma``."""
-    att, sat = a[sessions.doc], s[sessions.doc]
-    last, counts = sessions.last, sessions.counts
-    num = len(last)
-    tail = last + 1  # the first column after the last click (0 without a click)
-    has_click = last >= 0
+    skip = 1.0 - a[sessions.doc]  # [N] 1 - a_j
+    counts, columns, num = sessions.counts, sessions.columns, len(sessions.last)
     # Backward: R (examining j) and G (unsatisfied just above j) of clicking nothing from j
     # on; G is 1 past the end of a session.
-    r = np.empty(len(att))
-    g_next = np.ones(num)
-    g_tail = np.ones(num)  # G at each session's tail column
+    r = np.empty(len(skip))
+    g = np.ones(num)
     for j in range(len(counts) - 1, -1, -1):
-        c, at = int(counts[j]), sessions.at(j)
-        r[at] = (1.0 - att[at]) * g_next[:c]
-        g_next[:c] = (1.0 - gamma) + gamma * r[at]
-        here = tail[:c] == j
-        g_tail[:c][here] = g_next[:c][here]
-    first = sessions.at(0)  # every session has column 0
-    last_flat = sessions.offsets[np.maximum(last, 0)] + np.arange(num)
-    s_last = np.where(has_click, sat[last_flat], 0.0)
-    z = np.maximum(np.where(has_click, s_last + (1.0 - s_last) * g_tail, r[first]), _TINY)
-    # Forward: alpha, the chance of examining j with nothing clicked since the last click.
-    examined = np.empty(len(att))
-    alpha = np.where(has_click, (1.0 - s_last) * gamma, 1.0)
+        c, rj = int(counts[j]), r[columns[j]]
+        np.multiply(skip[columns[j]], g[:c], out=rj)
+        np.multiply(rj, gamma, out=g[:c])
+        g[:c] += 1.0 - gamma
+    g_tail = np.ones(num)  # G at the column just below each session's last click
+    g_tail[sessions.tail_sessions] = (1.0 - gamma) + gamma * r[sessions.tail_at]
+    clicked, last_at = sessions.clicked, sessions.last_at
+    s_last = s[sessions.doc[last_at]]  # [C]
+    z = r[:num].copy()  # R(1) without a click (column 0 holds every session, in order)
+    z[clicked] = s_last + (1.0 - s_last) * g_tail[clicked]
+    z = np.maximum(z, _TINY)
+    # Forward: alpha / Z, the chance of examining j with nothing clicked since the last click,
+    # over Z; it is kept as it stands before column j and takes column j's skip after it.
+    alpha = 1.0 / z
+    alpha[clicked] *= (1.0 - s_last) * gamma
+    step = np.where(sessions.known, 1.0, skip * gamma)
+    examined = np.empty(len(skip))
     for j in range(len(counts)):
-        c, at = int(counts[j]), sessions.at(j)
-        examined[at] = np.where(j <= last[:c], 1.0, alpha[:c] * r[at] / z[:c])
-        alpha[:c] = np.where(j >= tail[:c], alpha[:c] * (1.0 - att[at]) * gamma, alpha[:c])
-    satisfied = np.zeros(len(att))
-    satisfied[last_flat[has_click]] = s_last[has_click] / z[has_click]
+        c = int(counts[j])
+        examined[columns[j]] = alpha[:c]
+        alpha[:c] *= step[columns[j]]
+    examined *= r
+    examined[sessions.known] = 1.0
+    satisfied_last = s_last / z[clicked]  # [C]
+    satisfied = np.zeros(len(skip))
+    satisfied[last_at] = satisfied_last
     # Chances to read on: examined and unsatisfied at j, with a document at j + 1 (clicks
     # above the last one were unsatisfied for sure, and examined there is 1).
-    has_next = sessions.session < np.r_[counts[1:], 0][sessions.column]
-    chance = np.where(sessions.column == last[sessions.session], 1.0 - satisfied, examined)
-    chances = float(chance[has_next].sum())
+    at_last = 1.0 - satisfied_last[sessions.reads_on_after_last]
+    chances = float(examined[sessions.open_at].sum() + at_last.sum())
     read_on = float(examined[int(sessions.offsets[1]) :].sum()) if len(counts) > 1 else 0.0
-    # P(clicks) = P(everything down to the last click) * Z: there every skip and click is known.
-    below = sessions.column - last[sessions.session]  # < 0 above the last click
-    known = np.where(sessions.click, att, 1.0 - att)
-    known = known * np.where(below < 0, gamma * np.where(sessions.click, 1.0 - sat, 1.0), 1.0)
-    known = np.where(below <= 0, known, 1.0)
-    log_likelihood = float(np.log(np.maximum(known, _TINY)).sum() + np.log(z).sum())
+    # P(clicks) = P(everything down to the last click) * Z: there every skip and click is known
+    # (each click attracted, each one above the last unsatisfied, each skip not attracted, and
+    # the user read on below each of them).
+    log_likelihood = float(
+        _log(a[sessions.click_doc]).sum()
+        + _log(1.0 - s[sessions.unsatisfied_doc]).sum()
+        + _log(1.0 - a[sessions.skipped_doc]).sum()
+        + sessions.above * _log(gamma)
+        + np.log(z).sum()
+    )
     return Expectations(examined, satisfied, read_on, chances, log_likelihood)
 
 

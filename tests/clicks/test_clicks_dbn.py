@@ -121,11 +121,17 @@ def _enumerated(log, sessions, a, s, gamma):
     return examined, satisfied, predicted, read_on, chances, log_likelihood
 
 
-def test_e_step_and_predictions_match_an_enumeration_of_every_hidden_path(tmp_path):
+@pytest.mark.parametrize("seed", [3, 4, 5, 7])
+def test_e_step_and_predictions_match_an_enumeration_of_every_hidden_path(tmp_path, seed):
     # Random parameters; the exact posteriors are sums over every path of attracted /
     # satisfied / reads on at each position (the E-step lays sessions out longest first).
-    rng = np.random.default_rng(3)
+    # The seeds give sessions without a click, with a last click at the end and above it, and
+    # with more than one click.
+    rng = np.random.default_rng(seed)
     log, sessions = _random_sessions(tmp_path, rng)
+    clicks = [c for _, c in sessions]
+    assert any(sum(c) == 0 for c in clicks) and any(sum(c) > 1 for c in clicks)
+    assert any(c[-1] for c in clicks) and any(sum(c) and not c[-1] for c in clicks)
     a, s, gamma = rng.uniform(0.05, 0.95, 6), rng.uniform(0.0, 1.0, 6), 0.7
     examined, satisfied, predicted, read_on, chances, log_likelihood = _enumerated(
         log, sessions, a, s, gamma
