@@ -59,8 +59,10 @@ def _breaks(stats, values: np.ndarray, other: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-def run_fold(root: Path, fold: int, windows: int, seed: int) -> dict:
+def run_fold(root: Path, fold: int, args: argparse.Namespace) -> dict:
     from ltr.drift import compare, profile_features
+
+    windows, seed = args.windows, args.seed
 
     data = load_fold(root, fold)
     train, valid, test = data.train, data.valid, data.test
@@ -174,10 +176,22 @@ def report(args, records: list[dict], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(argv, *, name: str, what: str, doc: str, run_fold, report) -> int:
-    """The command line both drift benchmarks share: ``run_fold(root, fold, windows, seed)``
-    per fold, ``report(args, records, seconds)`` printed and written as section ``name``
-    (``name-ohsumed`` for OHSUMED) titled ``what``."""
+def run_benchmark(
+    argv,
+    *,
+    name: str,
+    what: str,
+    doc: str,
+    run_fold,
+    report,
+    add_options=None,
+    variant=None,
+) -> int:
+    """The command line both drift benchmarks share: ``run_fold(root, fold, args)`` per fold,
+    ``report(args, records, seconds)`` printed and written as section ``name`` (``name-ohsumed``
+    for OHSUMED) titled ``what``. ``add_options(parser)`` adds a benchmark's own options;
+    ``variant(args)`` returns a (section suffix, title words) pair for a run that is not the
+    default one (``("", "")`` for the default)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--dataset", choices=["mq2008", "ohsumed"], default="mq2008")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
@@ -185,21 +199,23 @@ def run_benchmark(argv, *, name: str, what: str, doc: str, run_fold, report) -> 
     p.add_argument("--windows", type=int, default=200, help="windows per fold and size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-write", action="store_true", help="print, do not write the docs")
+    if add_options is not None:
+        add_options(p)
     args = p.parse_args(argv)
     root = dataset_root(args.dataset, args.data_root)
     started = time.perf_counter()
     records = []
     for fold in args.folds:
         print(f"{args.dataset} fold {fold}", flush=True)
-        records.append(run_fold(root, fold, args.windows, args.seed))
+        records.append(run_fold(root, fold, args))
     body = report(args, records, time.perf_counter() - started)
     print(body)
     if not args.no_write:
-        suffix = "" if args.dataset == "mq2008" else f"-{args.dataset}"
+        suffix, words = variant(args) if variant is not None else ("", "")
+        dataset = "MQ2008" if args.dataset == "mq2008" else "OHSUMED"
         write_section(
-            f"{name}{suffix}",
-            f"{what}: false alarms by window size, and breaks caught "
-            f"({'MQ2008' if args.dataset == 'mq2008' else 'OHSUMED'})",
+            f"{name}{suffix}{'' if args.dataset == 'mq2008' else f'-{args.dataset}'}",
+            f"{what}: false alarms by window size, and breaks caught ({dataset}{words})",
             command_line(name, argv),
             body,
         )

@@ -18,14 +18,20 @@ window N whole lists drawn at random, as in :mod:`benchmarks.drift`. Per window 
   the other watched features, beside the share whose broken feature's own PSI passed 0.25, and
   what the break costs the rankings (the change in mean NDCG@10 of the held-out lists).
 
-A tree model scores each row alone, so the held-out rows are scored once per break, not per
-window.
+``--model setrank`` measures the same with the default SetRank (``configs/setrank_imsab.yaml``)
+trained by ``ltr train``'s code on each fold, whose profile is the one that run saved; its most
+important features are found by permutation importance on the validation partition. Either model
+scores each list whole and alone (a tree model each row alone), so the held-out lists are scored
+once per break, and a window's scores are its lists' scores in the pool.
 
-Run: ``python -m benchmarks.score_drift [--dataset mq2008|ohsumed] [--folds 1 2 3 4 5]``
+Run: ``python -m benchmarks.score_drift [--dataset mq2008|ohsumed] [--folds 1 2 3 4 5]
+[--model lightgbm|setrank]``
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +39,82 @@ import numpy as np
 
 from benchmarks._report import markdown_table
 from benchmarks.drift import MODERATE, SIZES, WARN, _breaks, _window, quiet_rows, run_benchmark
-from benchmarks.quality_cv import FoldData, load_fold
+from benchmarks.quality_cv import REPO_ROOT, FoldData, load_fold, ltr_overrides
 
-TOP = 5  # the model's most important features, by total gain
+TOP = 5  # the model's most important features
+SETRANK = REPO_ROOT / "configs" / "setrank_imsab.yaml"
+MODELS = {
+    "lightgbm": ("a LightGBM LambdaMART (100 trees)", "by total gain"),
+    "setrank": (
+        "the default SetRank (`configs/setrank_imsab.yaml`, trained by `ltr train`'s code with "
+        "early stopping on the validation partition)",
+        "by permutation importance on the validation partition",
+    ),
+}
 GROUPS = (f"{TOP} most important", "other watched")
+
+
+@dataclass
+class Ranker:
+    """A fold's trained model as the benchmark uses it."""
+
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (features, list offsets) -> scores
+    profile: object  # ltr.drift.FeatureProfile of the training rows, with the scores'
+    top: set[int]  # the model's TOP most important features
+    model: object = None  # lightgbm.LGBMRanker, or the SetRank module
+
+
+def lightgbm_ranker(data: FoldData) -> Ranker:
+    """A LightGBM LambdaMART (100 trees); the profile of its scores of the training rows as
+    ``ltr train`` keeps one; its most important features by total gain."""
+    import lightgbm
+
+    from ltr.drift import profile_features
+
+    train = data.train
+    model = lightgbm.LGBMRanker(
+        objective="lambdarank", n_estimators=100, random_state=0, n_jobs=2, verbose=-1
+    )
+    model.fit(train.features, train.labels, group=np.diff(train.offsets))
+    names = list(train.feature_names)
+    profile = profile_features(train.features, names, scores=model.predict(train.features))
+    gain = model.booster_.feature_importance("gain")
+    top = {int(j) for j in np.argsort(-gain, kind="stable")[:TOP]}
+    return Ranker(lambda x, offsets: model.predict(x), profile, top, model)
+
+
+def setrank_ranker(data: FoldData, root: Path, overrides: dict | None = None) -> Ranker:
+    """The default SetRank (``configs/setrank_imsab.yaml``) trained by ``ltr train``'s code on
+    the fold (validation early stopping, tracking off); the profile is the one that run saved
+    in its artifact, as the server reads it; its most important features by permutation
+    importance (NDCG@10's drop, 2 shuffles) on the validation partition. ``overrides`` are
+    dotted config entries (``{"trainer.max_epochs": 1}``)."""
+    from ltr.artifact import load_model
+    from ltr.data.dataset import ListDataset
+    from ltr.drift import FeatureProfile
+    from ltr.importance import permutation_importance
+    from ltr.inference import score_lists
+    from ltr.train.config import load_train_config
+    from ltr.train.run import train
+
+    with tempfile.TemporaryDirectory(prefix="ltr-score-drift-") as tmp:
+        config = load_train_config(
+            SETRANK, {**ltr_overrides(root, data.number, tmp), **(overrides or {})}
+        )
+        result = train(config, verbose=False)
+        model = load_model(result.artifact_dir).model
+        profile = FeatureProfile.load(result.artifact_dir)
+
+    def score(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        lists = ListDataset(x, np.zeros(len(x)), offsets, np.arange(len(offsets) - 1))
+        return score_lists(model, lists)
+
+    valid = data.valid
+    importance = permutation_importance(
+        lambda x: score(x, valid.offsets), valid.features, valid.labels, valid.offsets, repeats=2
+    )
+    top = {i.indices[0] for i in importance.features[:TOP]}
+    return Ranker(score, profile, top, model)
 
 
 @dataclass
@@ -44,13 +122,11 @@ class Fold:
     """One fold's model, its training profile, and the held-out rows scored as they are and
     under every break."""
 
-    model: object  # lightgbm.LGBMRanker
-    profile: object  # ltr.drift.FeatureProfile, with the scores' distribution
+    ranker: Ranker
     held: np.ndarray  # [rows, F] validation and test features, one pool
     offsets: np.ndarray  # [lists + 1] into held
     scores: np.ndarray  # [rows] the model's scores of held
     watched: list[int]  # features with at least 5 decile bins in training
-    top: set[int]  # the model's TOP features by total gain
     pairs: list[tuple[int, str]]  # (watched feature, break)
     broken: list[np.ndarray]  # per pair: the broken feature's values on held
     broken_scores: list[np.ndarray]  # per pair: the model's scores of held with that break
@@ -58,27 +134,35 @@ class Fold:
     broken_ndcg: list[float]  # per pair: the same with that break
     train_rows: int
 
+    @property
+    def profile(self):
+        return self.ranker.profile
 
-def prepare(data: FoldData) -> Fold:
-    """Train the fold's model, profile its training scores, score the held-out pool under each
-    break."""
-    import lightgbm
+    @property
+    def top(self) -> set[int]:
+        return self.ranker.top
 
-    from ltr.drift import profile_features
+
+def prepare(
+    data: FoldData, model: str = "lightgbm", root: Path | None = None, overrides: dict | None = None
+) -> Fold:
+    """Train the fold's model (``lightgbm``, or ``setrank`` from the LETOR partitions under
+    ``root``, with ``overrides`` of its config), profile its training scores, score the
+    held-out pool under each break. Each list is scored whole and alone, so a window's scores
+    are its lists' scores in the pool."""
     from ltr.metrics import evaluate_grouped_per_query
 
-    train, valid, test = data.train, data.valid, data.test
-    model = lightgbm.LGBMRanker(
-        objective="lambdarank", n_estimators=100, random_state=0, n_jobs=2, verbose=-1
-    )
-    model.fit(train.features, train.labels, group=np.diff(train.offsets))
-    names = list(train.feature_names)
-    profile = profile_features(train.features, names, scores=model.predict(train.features))
+    if model == "lightgbm":
+        ranker = lightgbm_ranker(data)
+    elif model == "setrank" and root is not None:
+        ranker = setrank_ranker(data, root, overrides)
+    else:
+        raise ValueError(f"model must be lightgbm, or setrank with a root; got {model!r}")
+    profile = ranker.profile
+    valid, test = data.valid, data.test
     held = np.concatenate([valid.features, test.features])
     offsets = np.concatenate([valid.offsets[:-1], test.offsets + valid.offsets[-1]])
     watched = [j for j, f in enumerate(profile.features) if len(f.edges) >= 4]
-    gain = model.booster_.feature_importance("gain")
-    top = {int(j) for j in np.argsort(-gain, kind="stable")[:TOP]}
     labels = np.concatenate([valid.labels, test.labels])
 
     def ndcg(scores: np.ndarray) -> float:
@@ -95,22 +179,20 @@ def prepare(data: FoldData) -> Fold:
             x[:, j] = values
             pairs.append((j, name))
             broken.append(x[:, j].copy())  # as the model reads it (float32)
-            broken_scores.append(model.predict(x))
-    scores = model.predict(held)
+            broken_scores.append(ranker.score(x, offsets))
+    scores = ranker.score(held, offsets)
     return Fold(
-        model,
-        profile,
+        ranker,
         held,
         offsets,
         scores,
         watched,
-        top,
         pairs,
         broken,
         broken_scores,
         ndcg(scores),
         [ndcg(s) for s in broken_scores],
-        len(train.features),
+        len(data.train.features),
     )
 
 
@@ -142,10 +224,11 @@ def measure(fold: Fold, picked: list[np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def run_fold(root: Path, fold_number: int, windows: int, seed: int) -> dict:
+def run_fold(root: Path, fold_number: int, args) -> dict:
     from ltr.drift import psi
 
-    fold = prepare(load_fold(root, fold_number))
+    windows, seed = args.windows, args.seed
+    fold = prepare(load_fold(root, fold_number), args.model, root)
     stats = fold.profile.score
     rng = np.random.default_rng(seed + fold_number)
     pool = len(fold.offsets) - 1
@@ -196,9 +279,10 @@ def report(args, records: list[dict], seconds: float) -> str:
     name = "MQ2008" if args.dataset == "mq2008" else "OHSUMED"
     folds = ", ".join(str(f) for f in args.folds)
     first = records[0]
+    what, how = MODELS[args.model]
     pool_psi = [r["pool_psi"] for r in records]
     lines = [
-        f"{name} folds {folds}: per fold, a LightGBM LambdaMART (100 trees) trained on the "
+        f"{name} folds {folds}: per fold, {what} trained on the "
         f"training partition ({first['rows']:,} rows in fold {args.folds[0]}); the profile of its "
         "scores of those rows (what `ltr train` keeps in `feature_profile.json`) against its "
         f"scores of {args.windows} windows per fold and size, each as many whole held-out lists "
@@ -208,9 +292,9 @@ def report(args, records: list[dict], seconds: float) -> str:
         f"{min(pool_psi):.3f} to {max(pool_psi):.3f} over the folds (the gap between the model's "
         "scores of the rows it learned on and of other queries'). Breaks are applied to one "
         f"watched feature at a time ({first['watched']} of them in fold {args.folds[0]}: those "
-        f"with at least 5 decile bins in training; the model's {TOP} most important by total "
-        f"gain are among them in {sum(r['top_watched'] == TOP for r in records)} of "
-        f"{len(records)} folds). Total {seconds:.0f} s.",
+        f"with at least 5 decile bins in training; of the model's {TOP} most important features "
+        f"{how}, {', '.join(str(r['top_watched']) for r in records)} are among them in folds "
+        f"{folds}; the others cannot be broken this way). Total {seconds:.0f} s.",
         "",
         "No drift: how often chance alone passes the thresholds (the scores' PSI in a window; "
         "pooled over folds).",
@@ -269,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         doc=__doc__,
         run_fold=run_fold,
         report=report,
+        add_options=lambda p: p.add_argument(
+            "--model", choices=list(MODELS), default="lightgbm", help="the model whose scores"
+        ),
+        variant=lambda args: ("", "") if args.model == "lightgbm" else ("-setrank", ", SetRank"),
     )
 
 
