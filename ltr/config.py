@@ -77,7 +77,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
             elif not isinstance(child, dict):
                 raise ConfigError(f"cannot set {dotted}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = value
+        node[parts[-1]] = _deep_copy(value)  # a section given whole stays the caller's
     return out
 
 

@@ -86,7 +86,7 @@ def pretrain(
     files = [resolve_data_path(p) for p in config.data.files]
     output = Path(config.output_dir)
     resume_dir = output / RESUME_DIR
-    ckpt_path, run_id = resume_point(resume_dir, resume)
+    ckpt_path, run_id = resume_point(resume_dir, resume, to_dict(config), verbose=verbose)
     saved = resume_dir / TOKENIZER
     # A resumed run keeps the tokenizer it started with; the processes Lightning starts for
     # the other local ranks of a DDP run (after this one saved its tokenizer) take this one's.

@@ -399,7 +399,7 @@ def _fit(
     ``resume``; on return the best epoch's weights are loaded (rank zero) and the MLflow run is
     still open."""
     output = Path(config.output_dir)
-    ckpt_path, run_id = resume_point(output / RESUME_DIR, resume)
+    ckpt_path, run_id = resume_point(output / RESUME_DIR, resume, to_dict(config), verbose=verbose)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = FinetuneDataModule(
         config.data,

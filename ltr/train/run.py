@@ -9,6 +9,7 @@ registered model with an alias. In distributed runs only global rank 0 talks to 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -223,25 +224,80 @@ def run_callbacks(
     return RunCallbacks(checkpoint, tracking, callbacks)
 
 
-def resume_point(directory: Path, resume: bool) -> tuple[str | None, str | None]:
+RESUME_CONFIG = "config.json"
+# What may change between the killed run and its resume without changing what is computed.
+RESUME_FREE = ("trainer.progress_bar",)
+
+
+def resume_point(
+    directory: Path, resume: bool, config: dict[str, Any] | None = None, *, verbose: bool = False
+) -> tuple[str | None, str | None]:
     """``(checkpoint, MLflow run id)`` to go on from, or ``(None, None)`` for a fresh run.
 
+    With ``config`` (the run's settings, :func:`ltr.config.to_dict`) a fresh run writes it to
+    ``directory``, and a resumed one is refused if its settings differ from those the run
+    started with (beyond :data:`RESUME_FREE`): a checkpoint of another model or schedule
+    cannot be gone on from. ``verbose`` says which epoch a resumed run goes on from.
+
     Raises:
-        ConfigError: ``resume`` is asked for but ``directory`` holds no resume checkpoint.
+        ConfigError: ``resume`` is asked for but ``directory`` holds no resume checkpoint, or
+            the settings differ from the interrupted run's.
     """
+    directory = Path(directory)
+    saved_config = directory / RESUME_CONFIG
     if not resume:
+        if config is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{RESUME_CONFIG}.{os.getpid()}.tmp"  # one per DDP process
+            tmp.write_text(json.dumps(config, indent=1, sort_keys=True, default=str))
+            os.replace(tmp, saved_config)
         return None, None
-    path = Path(directory) / RESUME_CHECKPOINT
+    path = directory / RESUME_CHECKPOINT
     if not path.exists():
         raise ConfigError(
             f"nothing to resume: {path} does not exist (the run finished, or it stopped before "
             "its first epoch ended); start it again without --resume"
         )
-    run_file = Path(directory) / RUN_ID_FILE
+    if config is not None and saved_config.exists():  # (runs started before it was kept: none)
+        _check_same_settings(json.loads(saved_config.read_text()), config, saved_config)
+    run_file = directory / RUN_ID_FILE
     run_id = run_file.read_text().strip() if run_file.exists() else None
+    if verbose:
+        done = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"] + 1
+        print(f"resuming {directory.parent} after its epoch {done} ({path})", flush=True)
     # the best checkpoint of the first part is expected there: it is what the run goes on from
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     return str(path), run_id or None
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {
+            k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()
+        }
+    return {prefix[:-1]: value}
+
+
+def _check_same_settings(then: dict[str, Any], now: dict[str, Any], where: Path) -> None:
+    """Refuse to resume with settings other than those the run started with."""
+    before = _flat(then)
+    after = _flat(json.loads(json.dumps(now, default=str)))  # as they were written
+    changed = [
+        key
+        for key in sorted(set(before) | set(after))
+        if key not in RESUME_FREE and before.get(key, "(unset)") != after.get(key, "(unset)")
+    ]
+    if changed:
+        shown = "; ".join(
+            f"{key} is {after.get(key, '(unset)')!r}, was {before.get(key, '(unset)')!r}"
+            for key in changed[:5]
+        )
+        more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+        raise ConfigError(
+            f"--resume: the settings differ from those the interrupted run started with "
+            f"({where}): {shown}{more}. Resume with the same config and options, or start "
+            "again without --resume (in another output_dir to keep this run's checkpoints)"
+        )
 
 
 def finish_resumable(directory: Path) -> None:
@@ -396,7 +452,7 @@ def train(
             f"{config.eval.metrics}"
         )
     output = Path(config.output_dir)
-    ckpt_path, run_id = resume_point(output / RESUME_DIR, resume)
+    ckpt_path, run_id = resume_point(output / RESUME_DIR, resume, to_dict(config), verbose=verbose)
     has_valid = datamodule.valid_set is not None
     monitor = f"val/{config.trainer.monitor}"
     run = run_callbacks(

@@ -33,6 +33,15 @@ def test_yaml_plus_overrides(tmp_path):
     assert isinstance(cfg, TrainConfig)
 
 
+def test_overrides_leave_the_callers_dict_alone():
+    # A section given whole, then one of its keys: the second lands in the config's copy, not
+    # in the caller's dict (which a second config built from it would otherwise inherit).
+    overrides = {"model": {"name": "setrank", "num_blocks": 1}, "model.num_blocks": 3}
+    assert load_train_config(None, overrides).model["num_blocks"] == 3
+    assert overrides["model"] == {"name": "setrank", "num_blocks": 1}
+    assert load_train_config(None, {"model": overrides["model"]}).model["num_blocks"] == 1
+
+
 def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
     """PyYAML (YAML 1.1) reads ``1e-3`` as a string; a float option takes it as 0.001, from a
     file and from the command line alike, and still refuses words."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def test_pretrain_resumes_after_sigkill_to_the_uninterrupted_weights(tmp_path, s
 
 
 def test_train_resumes_after_sigkill_to_the_uninterrupted_weights(
-    tmp_path, mq2008_dir, monkeypatch
+    tmp_path, mq2008_dir, monkeypatch, capsys
 ):
     extra = {"trainer.max_epochs": 5, "trainer.early_stopping_patience": None}
     whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
@@ -106,7 +107,17 @@ def test_train_resumes_after_sigkill_to_the_uninterrupted_weights(
     options = tiny_overrides(cut_dir, mq2008_dir, **extra)
     run_id = run_and_kill("train", options, cut_dir / "out", cwd=cut_dir)
     monkeypatch.chdir(cut_dir)
-    resumed = train(load_train_config(None, options), verbose=False, resume=True)
+    # Other settings than the killed run's are refused, naming them, and the run can still go
+    # on; a progress bar may be turned on (loader processes, say, would change the draws).
+    changed = {**options, "model.num_blocks": 2, "optim.lr": 0.5}
+    with pytest.raises(
+        ConfigError, match=r"--resume: .*model\.num_blocks is 2, was 1; optim\.lr is 0\.5, was "
+    ):
+        train(load_train_config(None, changed), verbose=False, resume=True)
+    free = {**options, "trainer.progress_bar": True}
+    resumed = train(load_train_config(None, free), verbose=True, resume=True)
+    said = re.search(r"resuming (\S+) after its epoch (\d+) ", capsys.readouterr().out)
+    assert said and said[1] == str(cut_dir / "out") and 1 <= int(said[2]) < 5
     assert resumed.epochs == whole.epochs == 5
     assert resumed.run_id == run_id and resumed.best_epoch == whole.best_epoch
     assert_same_weights(
