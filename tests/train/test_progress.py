@@ -1,6 +1,8 @@
 """The throttled progress bar draws the first and last batch of a loop and skips the rest
 when batches end faster than its interval."""
 
+import importlib.util
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -66,3 +68,43 @@ def test_validation_last_batch_always_drawn(clock):
 def test_negative_interval_rejected():
     with pytest.raises(ValueError, match="interval"):
         _Bar(interval=-1)
+
+
+def test_without_a_terminal_each_epoch_is_one_line(tiny_config, capsys, monkeypatch):
+    # Output to a file or a pipe gets a line per epoch instead of a bar's redraws; its
+    # validation values are the ones MLflow recorded for the run, and its best is theirs.
+    from mlflow import MlflowClient
+
+    from ltr.train.progress import EpochLines, ThrottledTQDMProgressBar, progress_bar
+    from ltr.train.run import train
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    assert isinstance(progress_bar(), EpochLines)  # pytest's captured streams are no terminal
+    with monkeypatch.context() as m:
+        m.setattr("sys.stderr", Terminal())
+        m.setattr("sys.stdout", Terminal())
+        assert isinstance(progress_bar(), ThrottledTQDMProgressBar | EpochLines)
+        if importlib.util.find_spec("rich") is None:
+            assert isinstance(progress_bar(), ThrottledTQDMProgressBar)
+    config = tiny_config(**{"trainer.max_epochs": 4, "trainer.progress_bar": True})
+    result = train(config, verbose=True)
+    out = capsys.readouterr().out
+    lines = re.findall(
+        r"^epoch (\d+) of 4  loss [0-9.]+  val/ndcg@10 ([0-9.]+)  "
+        r"\(best ([0-9.]+) at epoch (\d+)\)  \([0-9.]+ s\)$",
+        out,
+        re.M,
+    )
+    assert [int(e) for e, *_ in lines] == [0, 1, 2, 3]
+    history = MlflowClient(config.tracking.tracking_uri).get_metric_history(
+        result.run_id,
+        "val/ndcg_at_10",  # MLflow names cannot hold "@"
+    )
+    logged = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert [float(v) for _, v, _, _ in lines] == pytest.approx(logged, abs=5e-5)
+    best, at = float(lines[-1][2]), int(lines[-1][3])
+    assert best == pytest.approx(max(logged), abs=5e-5) and at == result.best_epoch
+    assert "\r" not in out
