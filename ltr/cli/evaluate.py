@@ -70,21 +70,42 @@ def read_scores(path: Path, expected: int):
     """One float per line; errors name the line. Returns float64 ``[expected]``."""
     import numpy as np
 
+    from ltr.data.svmlight import binary_kind
     from ltr.errors import DataFormatError
 
+    if not path.exists():
+        raise FileNotFoundError(f"no such scores file: {path}")
+    wanted = "a text file of one score per line"
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder, not {wanted}; give that file")
+    with path.open("rb") as fh:
+        kind = binary_kind(fh.read(4096))
+    if kind is not None:
+        raise DataFormatError(
+            f"{path} is not {wanted} ({kind} content); write the scores as plain text, one per "
+            "data row in the data's order"
+        )
     values = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                value = float(text.split()[0])
-            except ValueError:
-                raise DataFormatError(f"{path}, line {lineno}: {text!r} is not a number") from None
-            if not math.isfinite(value):
-                raise DataFormatError(f"{path}, line {lineno}: score is not finite ({text})")
-            values.append(value)
+    lineno = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    value = float(text.split()[0])
+                except ValueError:
+                    raise DataFormatError(
+                        f"{path}, line {lineno}: {text!r} is not a number"
+                    ) from None
+                if not math.isfinite(value):
+                    raise DataFormatError(f"{path}, line {lineno}: score is not finite ({text})")
+                values.append(value)
+    except UnicodeDecodeError:  # decoded in blocks: the fault is after, not at, lineno
+        raise DataFormatError(
+            f"{path} is not {wanted}: not valid UTF-8 text after line {lineno}"
+        ) from None
     if len(values) != expected:
         raise DataFormatError(
             f"{path} holds {len(values)} scores but the data has {expected} rows; "

@@ -154,6 +154,25 @@ def test_bad_score_files_are_reported(mq2008_dir, tmp_path, capsys, content, mes
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("S5.txt.xz", "S5.txt.xz is not a text file of one score per line (xz-compressed content)"),
+        ("missing.txt", "no such scores file: "),
+        ("folder", "folder is a folder, not a text file of one score per line"),
+        ("latin1.txt", "latin1.txt is not a text file of one score per line: not valid UTF-8"),
+    ],
+)
+def test_unreadable_score_files_are_named(mq2008_dir, tmp_path, capsys, name, message):
+    (tmp_path / "S5.txt.xz").write_bytes((mq2008_dir / "S5.txt.xz").read_bytes())
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.txt").write_bytes(b"0.5\n" * 5000 + b"0.5 caf\xe9\n")
+    argv = ["evaluate", "--scores", str(tmp_path / name), "--data", str(mq2008_dir / "S5.txt.xz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
 def test_unknown_model_path_is_reported(mq2008_dir, tmp_path, capsys):
     argv = ["evaluate", "--model", str(tmp_path / "nope"), "--data", str(mq2008_dir / "S5.txt.xz")]
     assert main(argv) == 2
