@@ -40,7 +40,16 @@ MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
 class ArtifactError(LtrError):
-    """A model artifact is missing, incomplete or of an unknown format."""
+    """A model artifact is missing, incomplete or of an unknown format.
+
+    Attributes:
+        nearby: artifact folders found next to the path that was no artifact (above or below
+            it), which the message names.
+    """
+
+    def __init__(self, message: str, *, nearby: list[Path] | None = None) -> None:
+        super().__init__(message)
+        self.nearby = list(nearby or [])
 
 
 @dataclass
@@ -466,10 +475,61 @@ def resolve_artifact_dir(
     # An MLflow pyfunc model directory keeps the ltr artifact in a folder under artifacts/.
     for candidate in sorted(local.glob(f"artifacts/*/{manifest}")):
         return candidate.parent, info
+    if not is_mlflow_uri(text):
+        _refuse_near_miss(local, manifest)
     writer = "`ltr train`" if manifest == MANIFEST else "`ltr pretrain`"
+    what = "is a file, not a model folder" if local.is_file() else "holds no model of this kind"
     raise ArtifactError(
-        f"{text} holds no model of this kind (no {manifest}); pass a directory written by "
-        f"{writer} or an MLflow URI of one"
+        f"{text} {what} (no {manifest}); pass a directory written by {writer} or an MLflow URI "
+        "of one"
+    )
+
+
+NEAR_MISS_DEPTH = 3
+"""How far above and below a path that is no artifact folder :func:`resolve_artifact_dir` looks
+for one, to name it."""
+
+
+def _refuse_near_miss(path: Path, manifest: str, shown: int = 4, scanned: int = 2000) -> None:
+    """Raise naming the artifact folder ``path`` lies inside (a file such as its model.onnx),
+    else the artifact folders below ``path`` (at most ``NEAR_MISS_DEPTH`` levels down, ``shown``
+    of them named, at most ``scanned`` folders looked into); return when there is neither."""
+    for parent in [path.parent, *path.parent.parents][:NEAR_MISS_DEPTH]:
+        if (parent / manifest).is_file():
+            what = "a file" if path.is_file() else "a folder"
+            raise ArtifactError(
+                f"{path} is {what} inside the model folder {parent}; pass the folder: {parent}",
+                nearby=[parent],
+            )
+    found: list[Path] = []
+    level, looked = [path], 0
+    for _ in range(NEAR_MISS_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                children = sorted(c for c in folder.iterdir() if c.is_dir())
+            except OSError:  # unreadable: nothing to name there
+                continue
+            for child in children:
+                looked += 1
+                if looked > scanned:
+                    break
+                if (child / manifest).is_file():
+                    found.append(child)
+                elif not child.name.startswith("."):
+                    below.append(child)
+        level = below
+    if not found:
+        return
+    names = ", ".join(map(str, found[:shown])) + (
+        f" and {len(found) - shown} more" if len(found) > shown else ""
+    )
+    if len(found) == 1:
+        hint = f"the model folder {names} is below it; pass that folder"
+    else:
+        hint = f"model folders are below it: {names}; pass one of them"
+    raise ArtifactError(
+        f"{path} holds no model of this kind (no {manifest}), but {hint}", nearby=found
     )
 
 
