@@ -21,12 +21,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ltr import __version__
 from ltr.errors import LtrError
+
+if TYPE_CHECKING:  # torch is imported where it is used: resolving a path needs none of it
+    import torch
 
 MANIFEST = "ltr_model.json"
 WEIGHTS = "model.pt"
@@ -197,6 +198,8 @@ def build_model(manifest: Manifest) -> torch.nn.Module:
 
 def save_model(model: torch.nn.Module, manifest: Manifest, directory: str | Path) -> Path:
     """Write ``model`` and its manifest to ``directory`` (created; files replaced atomically)."""
+    import torch
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp_weights = directory / f".{WEIGHTS}.tmp"
@@ -249,6 +252,8 @@ def save_linear_model(
         training={"run_id": directory.name, "linear_weights": dict(weights), "data": {}}
         | dict(facts or {}),
     )
+    import torch
+
     model = build_model(manifest)
     (linear,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
@@ -535,6 +540,8 @@ def _refuse_near_miss(path: Path, manifest: str, shown: int = 4, scanned: int = 
 
 def load_model(source: str | Path) -> LoadedModel:
     """Load a model artifact from a directory or an MLflow URI, ready for inference."""
+    import torch
+
     path, info = resolve_artifact_dir(source)
     manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()), path)
     manifest.name = info.get("name") or manifest.training.get("registered_model")
