@@ -114,16 +114,23 @@ def read_scores(path: Path, expected: int):
     return np.asarray(values, dtype=np.float64)
 
 
-def load_model_and_data(args: argparse.Namespace):
+def load_model_and_data(args: argparse.Namespace, what: str = "these metrics"):
     """``(loaded model, dataset)`` from ``args.model``, ``args.data``, ``args.group_file`` and
-    ``args.context_columns``; the data must have the model's feature count."""
+    ``args.context_columns``; the data must have the model's feature count. Warns on stderr when
+    the model saw a data file in training (``what``: the results, for the warning)."""
+    import sys
+
     from ltr.artifact import load_model
     from ltr.data.dataset import load_dataset
     from ltr.data.list_inputs import resolve
     from ltr.errors import DataFormatError
+    from ltr.heldout import not_held_out_warning
 
     loaded = load_model(args.model)
     manifest = loaded.manifest
+    warning = not_held_out_warning(manifest.training, args.data, what)
+    if warning:
+        print(warning, file=sys.stderr)
     width = manifest.num_features
     context = resolve(
         manifest.model_config,
