@@ -21,12 +21,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ltr import __version__
 from ltr.errors import LtrError
+
+if TYPE_CHECKING:  # torch is imported where it is used: resolving a path needs none of it
+    import torch
 
 MANIFEST = "ltr_model.json"
 WEIGHTS = "model.pt"
@@ -40,7 +41,16 @@ MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
 class ArtifactError(LtrError):
-    """A model artifact is missing, incomplete or of an unknown format."""
+    """A model artifact is missing, incomplete or of an unknown format.
+
+    Attributes:
+        nearby: artifact folders found next to the path that was no artifact (above or below
+            it), which the message names.
+    """
+
+    def __init__(self, message: str, *, nearby: list[Path] | None = None) -> None:
+        super().__init__(message)
+        self.nearby = list(nearby or [])
 
 
 @dataclass
@@ -188,6 +198,8 @@ def build_model(manifest: Manifest) -> torch.nn.Module:
 
 def save_model(model: torch.nn.Module, manifest: Manifest, directory: str | Path) -> Path:
     """Write ``model`` and its manifest to ``directory`` (created; files replaced atomically)."""
+    import torch
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp_weights = directory / f".{WEIGHTS}.tmp"
@@ -240,6 +252,8 @@ def save_linear_model(
         training={"run_id": directory.name, "linear_weights": dict(weights), "data": {}}
         | dict(facts or {}),
     )
+    import torch
+
     model = build_model(manifest)
     (linear,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
@@ -466,15 +480,68 @@ def resolve_artifact_dir(
     # An MLflow pyfunc model directory keeps the ltr artifact in a folder under artifacts/.
     for candidate in sorted(local.glob(f"artifacts/*/{manifest}")):
         return candidate.parent, info
+    if not is_mlflow_uri(text):
+        _refuse_near_miss(local, manifest)
     writer = "`ltr train`" if manifest == MANIFEST else "`ltr pretrain`"
+    what = "is a file, not a model folder" if local.is_file() else "holds no model of this kind"
     raise ArtifactError(
-        f"{text} holds no model of this kind (no {manifest}); pass a directory written by "
-        f"{writer} or an MLflow URI of one"
+        f"{text} {what} (no {manifest}); pass a directory written by {writer} or an MLflow URI "
+        "of one"
+    )
+
+
+NEAR_MISS_DEPTH = 3
+"""How far above and below a path that is no artifact folder :func:`resolve_artifact_dir` looks
+for one, to name it."""
+
+
+def _refuse_near_miss(path: Path, manifest: str, shown: int = 4, scanned: int = 2000) -> None:
+    """Raise naming the artifact folder ``path`` lies inside (a file such as its model.onnx),
+    else the artifact folders below ``path`` (at most ``NEAR_MISS_DEPTH`` levels down, ``shown``
+    of them named, at most ``scanned`` folders looked into); return when there is neither."""
+    for parent in [path.parent, *path.parent.parents][:NEAR_MISS_DEPTH]:
+        if (parent / manifest).is_file():
+            what = "a file" if path.is_file() else "a folder"
+            raise ArtifactError(
+                f"{path} is {what} inside the model folder {parent}; pass the folder: {parent}",
+                nearby=[parent],
+            )
+    found: list[Path] = []
+    level, looked = [path], 0
+    for _ in range(NEAR_MISS_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                children = sorted(c for c in folder.iterdir() if c.is_dir())
+            except OSError:  # unreadable: nothing to name there
+                continue
+            for child in children:
+                looked += 1
+                if looked > scanned:
+                    break
+                if (child / manifest).is_file():
+                    found.append(child)
+                elif not child.name.startswith("."):
+                    below.append(child)
+        level = below
+    if not found:
+        return
+    names = ", ".join(map(str, found[:shown])) + (
+        f" and {len(found) - shown} more" if len(found) > shown else ""
+    )
+    if len(found) == 1:
+        hint = f"the model folder {names} is below it; pass that folder"
+    else:
+        hint = f"model folders are below it: {names}; pass one of them"
+    raise ArtifactError(
+        f"{path} holds no model of this kind (no {manifest}), but {hint}", nearby=found
     )
 
 
 def load_model(source: str | Path) -> LoadedModel:
     """Load a model artifact from a directory or an MLflow URI, ready for inference."""
+    import torch
+
     path, info = resolve_artifact_dir(source)
     manifest = Manifest.from_json(json.loads((path / MANIFEST).read_text()), path)
     manifest.name = info.get("name") or manifest.training.get("registered_model")

@@ -191,3 +191,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def asks_for_gpu(device: str) -> bool:
+    """Whether a ``device`` setting names a GPU outright (``cuda``, ``cuda:N``); ``cpu`` and
+    ``auto`` do not, so they suit the CPU-only ONNX backend too. Here, not beside the device
+    code, so that settings are checked without importing torch."""
+    return device.strip().lower() not in ("cpu", "auto")

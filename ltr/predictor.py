@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ltr.artifact import LoadedModel, load_model
+from ltr.config import asks_for_gpu
 from ltr.errors import ConfigError
 
 Backend = Literal["torch", "onnx", "auto"]
@@ -53,12 +54,6 @@ class Predictor(Protocol):
         initial_rank: np.ndarray | None = None,
         context: np.ndarray | None = None,
     ) -> np.ndarray: ...
-
-
-def asks_for_gpu(device: str) -> bool:
-    """Whether ``device`` names a GPU outright (``cuda``, ``cuda:N``); ``cpu`` and ``auto`` do
-    not, so they suit the CPU-only ONNX backend too."""
-    return device.strip().lower() not in ("cpu", "auto")
 
 
 def resolve_device(device: str) -> torch.device:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ltr.data.dataset import ListDataset, load_dataset
 from ltr.errors import ConfigError, DataFormatError
+from ltr.heldout import not_held_out_warning
 from ltr.metrics import CONVENTIONS, DEFAULT_METRICS, evaluate_grouped_per_query
 from pipelines import stats
 from pipelines.plots import plot_delta_histogram, plot_ndcg_at_k, safe_name
@@ -90,6 +91,8 @@ class ReportResult:
     output_dir: Path
     report: dict
     run_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Lines for stderr: models evaluated on data they saw in training."""
 
 
 def model_scores(predictor, data: ListDataset, *, batch_size: int) -> np.ndarray:
@@ -356,6 +359,15 @@ def run_report(config: ReportConfig) -> ReportResult:
     from pipelines.report_md import render_markdown
 
     predictors = [load_predictor(src, config.backend) for _, src in config.models]
+    warnings = [
+        line
+        for (name, _), p in zip(config.models, predictors, strict=True)
+        if (
+            line := not_held_out_warning(
+                p.loaded.manifest.training, config.data, "its metrics", f"model {name!r}"
+            )
+        )
+    ]
     width = predictors[0].loaded.manifest.num_features if predictors else None
     data = load_dataset(
         config.data,
@@ -382,7 +394,7 @@ def run_report(config: ReportConfig) -> ReportResult:
     report["plots"] = plots
     (out / "metrics.json").write_text(json.dumps(_json_safe(report), indent=1))
     (out / "report.md").write_text(render_markdown(report))
-    result = ReportResult(out, report)
+    result = ReportResult(out, report, warnings=warnings)
     if config.mlflow:
         result.run_id = _log_to_mlflow(config, report, out)
     return result

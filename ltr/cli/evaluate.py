@@ -70,21 +70,42 @@ def read_scores(path: Path, expected: int):
     """One float per line; errors name the line. Returns float64 ``[expected]``."""
     import numpy as np
 
+    from ltr.data.svmlight import binary_kind
     from ltr.errors import DataFormatError
 
+    if not path.exists():
+        raise FileNotFoundError(f"no such scores file: {path}")
+    wanted = "a text file of one score per line"
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder, not {wanted}; give that file")
+    with path.open("rb") as fh:
+        kind = binary_kind(fh.read(4096))
+    if kind is not None:
+        raise DataFormatError(
+            f"{path} is not {wanted} ({kind} content); write the scores as plain text, one per "
+            "data row in the data's order"
+        )
     values = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                value = float(text.split()[0])
-            except ValueError:
-                raise DataFormatError(f"{path}, line {lineno}: {text!r} is not a number") from None
-            if not math.isfinite(value):
-                raise DataFormatError(f"{path}, line {lineno}: score is not finite ({text})")
-            values.append(value)
+    lineno = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    value = float(text.split()[0])
+                except ValueError:
+                    raise DataFormatError(
+                        f"{path}, line {lineno}: {text!r} is not a number"
+                    ) from None
+                if not math.isfinite(value):
+                    raise DataFormatError(f"{path}, line {lineno}: score is not finite ({text})")
+                values.append(value)
+    except UnicodeDecodeError:  # decoded in blocks: the fault is after, not at, lineno
+        raise DataFormatError(
+            f"{path} is not {wanted}: not valid UTF-8 text after line {lineno}"
+        ) from None
     if len(values) != expected:
         raise DataFormatError(
             f"{path} holds {len(values)} scores but the data has {expected} rows; "
@@ -93,16 +114,23 @@ def read_scores(path: Path, expected: int):
     return np.asarray(values, dtype=np.float64)
 
 
-def load_model_and_data(args: argparse.Namespace):
+def load_model_and_data(args: argparse.Namespace, what: str = "these metrics"):
     """``(loaded model, dataset)`` from ``args.model``, ``args.data``, ``args.group_file`` and
-    ``args.context_columns``; the data must have the model's feature count."""
+    ``args.context_columns``; the data must have the model's feature count. Warns on stderr when
+    the model saw a data file in training (``what``: the results, for the warning)."""
+    import sys
+
     from ltr.artifact import load_model
     from ltr.data.dataset import load_dataset
     from ltr.data.list_inputs import resolve
     from ltr.errors import DataFormatError
+    from ltr.heldout import not_held_out_warning
 
     loaded = load_model(args.model)
     manifest = loaded.manifest
+    warning = not_held_out_warning(manifest.training, args.data, what)
+    if warning:
+        print(warning, file=sys.stderr)
     width = manifest.num_features
     context = resolve(
         manifest.model_config,

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
     if args.tracking_uri and not args.mlflow:
         raise ConfigError("--tracking-uri is for --mlflow; add --mlflow or leave it out")
-    loaded, data = load_model_and_data(args)
+    loaded, data = load_model_and_data(args, what="these importances")
     names = list(loaded.manifest.feature_names)
     run_id = None
     if args.mlflow:  # before the work, so a run that cannot be found costs nothing

@@ -275,7 +275,8 @@ def format_lm(info: dict[str, Any]) -> str:
 
 def _is_lm(source: str) -> bool:
     """Whether ``source`` is a language model rather than a ranker; neither raises the
-    ranker's error (what most users look for)."""
+    ranker's error (what most users look for), unless only the language model's names an
+    artifact folder nearby."""
     from ltr.artifact import ArtifactError, resolve_artifact_dir
     from ltr.lm.artifact import LM_MANIFEST
 
@@ -284,8 +285,8 @@ def _is_lm(source: str) -> bool:
     except ArtifactError as ranker:
         try:
             resolve_artifact_dir(source, manifest=LM_MANIFEST)
-        except ArtifactError:
-            raise ranker from None
+        except ArtifactError as lm:
+            raise (lm if lm.nearby and not ranker.nearby else ranker) from None
         return True
     return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         run_name=args.run_name,
     )
     result = run_report(config)
+    for line in result.warnings:
+        print(line, file=sys.stderr)
     report = result.report
     conv = config.convention
     print(f"report: {result.output_dir / 'report.md'} (baseline: {report['baseline']})")

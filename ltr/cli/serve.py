@@ -79,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(config), sort_keys=False))
         return 0
+    from ltr.artifact import is_mlflow_uri, resolve_artifact_dir
+
+    for source in (config.model, config.interleaving.challenger):
+        if source and not is_mlflow_uri(source):
+            resolve_artifact_dir(source)  # a wrong path is told now, not after ~10 s of imports
     from ltr.serve.server import run as run_server
 
     return run_server(config)

@@ -119,7 +119,9 @@ def simulate_served_clicks(
         try:
             return [client.rerank_query(query) for _ in range(sessions)]
         except RerankError as exc:
-            raise RerankError(exc.code, f"query {data.qids[q]!r}: {exc.details}") from None
+            raise RerankError(
+                exc.code, f"query {data.qids[q]!r}: {exc.details}", exc.hint
+            ) from None
 
     def shown_sessions(pool: ThreadPoolExecutor) -> Iterator[Shown]:
         for q, answers in enumerate(pool.map(serve, range(len(data)))):

@@ -18,6 +18,7 @@ what was wrong; nothing is skipped silently.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import lzma
@@ -36,16 +37,85 @@ _NAN_TOKENS = frozenset({"null", "nan", "none", "na"})
 DEFAULT_CHUNK_ROWS = 65_536
 
 
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a plain, xz- or gzip-compressed text file for reading, by its magic bytes."""
-    path = Path(path)
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    """Open a plain, xz- or gzip-compressed file for reading its (decompressed) bytes."""
     with path.open("rb") as fh:
         head = fh.read(6)
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(path, "rt", encoding="utf-8")
+        return lzma.open(path, "rb")
     if head.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("rt", encoding="utf-8")
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def open_text(path: str | Path) -> io.TextIOBase:
+    """Open a plain, xz- or gzip-compressed text file for reading, by its magic bytes."""
+    return io.TextIOWrapper(_open_bytes(Path(path)), encoding="utf-8")
+
+
+# Binary formats a user may hand over where text is wanted, by their first bytes.
+_MAGIC = (
+    (b"PAR1", "Parquet"),
+    (b"\xfd7zXZ\x00", "xz-compressed"),
+    (b"\x1f\x8b", "gzip-compressed"),
+    (b"PK\x03\x04", "zip"),
+    (b"BZh", "bzip2-compressed"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+)
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a file whose first bytes are ``head`` holds, when it is not UTF-8 text.
+
+    Returns None for text (no NUL byte, valid UTF-8 but for a character cut at the end of
+    ``head``), else the format its magic bytes name (``"Parquet"``, ``"xz-compressed"``, ...), else
+    ``"binary"``.
+    """
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        text = b"\x00" not in head
+    except UnicodeDecodeError:
+        text = False
+    if text:
+        return None
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "binary")
+
+
+def _not_svmlight(path: Path, kind: str) -> DataFormatError:
+    if kind == "Parquet":
+        return DataFormatError(
+            f"{path} is a Parquet file (it starts with b'PAR1'), not LETOR/SVMlight text; "
+            "commands that take data read Parquet files named *.parquet directly, so it needs "
+            "no conversion"
+        )
+    return DataFormatError(
+        f"{path} is not a LETOR/SVMlight text file ({kind} content); give a text file of "
+        "'<label> qid:<id> <index>:<value> ...' lines, plain or compressed with xz or gzip"
+    )
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a LETOR/SVMlight (or group-size) text file, plain or
+    compressed. Every reader of these files goes through here.
+
+    Raises:
+        DataFormatError: the file is binary (Parquet, another compression, ...) or its text is
+            not UTF-8.
+    """
+    path = Path(path)
+    with _open_bytes(path) as raw:
+        kind = binary_kind(raw.read(4096))
+    if kind is not None:
+        raise _not_svmlight(path, kind)
+    lineno = 0
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                yield lineno, line
+    except UnicodeDecodeError:  # text is decoded in blocks: the fault is after, not at, lineno
+        raise DataFormatError(
+            f"{path}: not valid UTF-8 text after line {lineno}; re-encode the file as UTF-8"
+        ) from None
 
 
 @dataclass
@@ -70,35 +140,31 @@ class RowChunk:
 
 def _read_group_sizes(path: str | Path) -> list[int]:
     sizes = []
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                size = int(text)
-            except ValueError:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: group size {text!r} is not an integer"
-                ) from None
-            if size <= 0:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: group size must be positive, got {size}"
-                )
-            sizes.append(size)
+    for lineno, line in _lines(path):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            size = int(text)
+        except ValueError:
+            raise DataFormatError(
+                f"{path}, line {lineno}: group size {text!r} is not an integer"
+            ) from None
+        if size <= 0:
+            raise DataFormatError(f"{path}, line {lineno}: group size must be positive, got {size}")
+        sizes.append(size)
     return sizes
 
 
 def scan_num_features(path: str | Path) -> int:
     """Return the largest feature index used in the file (one fast pass, no full parse)."""
     largest = 0
-    with open_text(path) as fh:
-        for line in fh:
-            data = line.split("#", 1)[0]
-            for token in data.split()[1:]:
-                key, sep, _ = token.partition(":")
-                if sep and key != "qid" and key.isdigit():
-                    largest = max(largest, int(key))
+    for _, line in _lines(path):
+        data = line.split("#", 1)[0]
+        for token in data.split()[1:]:
+            key, sep, _ = token.partition(":")
+            if sep and key != "qid" and key.isdigit():
+                largest = max(largest, int(key))
     return largest
 
 
@@ -231,48 +297,47 @@ def iter_svmlight(
             buffer.clear()
         return chunk
 
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            label, qid, doc_id, idx, val = parser.parse(line, lineno)
-            if groups is not None:
-                if qid is not None:
-                    raise DataFormatError(
-                        f"{path}, line {lineno}: the row carries 'qid:' but a group-size file "
-                        "was given too; use one or the other"
-                    )
-                if group_left == 0:
-                    group_index += 1
-                    if group_index >= len(groups):
-                        raise DataFormatError(
-                            f"{path}, line {lineno}: more rows than the group file "
-                            f"{group_file} accounts for ({sum(groups)} rows)"
-                        )
-                    group_left = groups[group_index]
-                group_left -= 1
-                qid = str(group_index)
-            elif qid is None:
+    for lineno, line in _lines(path):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        label, qid, doc_id, idx, val = parser.parse(line, lineno)
+        if groups is not None:
+            if qid is not None:
                 raise DataFormatError(
-                    f"{path}, line {lineno}: no 'qid:' on the line and no group-size file was "
-                    "given (pass the group file for LightGBM-style data)"
+                    f"{path}, line {lineno}: the row carries 'qid:' but a group-size file "
+                    "was given too; use one or the other"
                 )
-            if qid != current:
-                if qid in seen:
+            if group_left == 0:
+                group_index += 1
+                if group_index >= len(groups):
                     raise DataFormatError(
-                        f"{path}, line {lineno}: query {qid!r} appears again after other "
-                        "queries; rows of a query must be contiguous"
+                        f"{path}, line {lineno}: more rows than the group file "
+                        f"{group_file} accounts for ({sum(groups)} rows)"
                     )
-                seen.add(qid)
-                # The buffer now holds whole queries only: a good place to cut a chunk.
-                if len(labels) >= chunk_rows:
-                    yield flush()
-                current = qid
-            qids.append(qid)
-            doc_ids.append(doc_id)
-            labels.append(label)
-            rows.append((idx, val))
-            row_number += 1
+                group_left = groups[group_index]
+            group_left -= 1
+            qid = str(group_index)
+        elif qid is None:
+            raise DataFormatError(
+                f"{path}, line {lineno}: no 'qid:' on the line and no group-size file was "
+                "given (pass the group file for LightGBM-style data)"
+            )
+        if qid != current:
+            if qid in seen:
+                raise DataFormatError(
+                    f"{path}, line {lineno}: query {qid!r} appears again after other "
+                    "queries; rows of a query must be contiguous"
+                )
+            seen.add(qid)
+            # The buffer now holds whole queries only: a good place to cut a chunk.
+            if len(labels) >= chunk_rows:
+                yield flush()
+            current = qid
+        qids.append(qid)
+        doc_ids.append(doc_id)
+        labels.append(label)
+        rows.append((idx, val))
+        row_number += 1
     if groups is not None and (group_index != len(groups) - 1 or group_left != 0):
         raise DataFormatError(
             f"{path}: the group file {group_file} accounts for {sum(groups)} rows but the data "

@@ -46,12 +46,14 @@ from ltr.serve.tls import channel_credentials
 
 
 class RerankError(LtrError):
-    """A call to the reranker failed; ``code`` is the gRPC status code."""
+    """A call to the reranker failed; ``code`` is the gRPC status code, ``details`` gRPC's text
+    and ``hint`` what to check (may be empty), which the message adds after them."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
+    def __init__(self, code: grpc.StatusCode, details: str, hint: str = "") -> None:
+        super().__init__(f"{code.name}: {details}" + (f"; {hint}" if hint else ""))
         self.code = code
         self.details = details
+        self.hint = hint
 
 
 RETRYABLE = ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
@@ -115,6 +117,8 @@ class RerankerClient:
             self.channel = grpc.secure_channel(target, creds, options=options)
         self.stub = pb_grpc.RerankerStub(self.channel)
         self.timeout = timeout
+        self.target = target
+        self.tls = ca is not None or cert is not None
 
     def __enter__(self) -> RerankerClient:
         return self
@@ -129,7 +133,18 @@ class RerankerClient:
         try:
             return method(request, timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as exc:
-            raise RerankError(exc.code(), exc.details() or "") from None
+            hint = self.unavailable_hint() if exc.code() == grpc.StatusCode.UNAVAILABLE else ""
+            raise RerankError(exc.code(), exc.details() or "", hint) from None
+
+    def unavailable_hint(self) -> str:
+        """What to check when the server is not reachable (``UNAVAILABLE``)."""
+        where = f"check that `ltr serve` is running and listening on {self.target}"
+        if self.tls:
+            return (
+                f"{where} with TLS, its certificate signed by the CA given as --ca (and, for "
+                "mutual TLS, that --cert and --key are a client certificate and key it accepts)"
+            )
+        return f"{where} without TLS (a server with TLS needs --ca)"
 
     def rerank(
         self,

@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from ltr.config import apply_overrides, from_dict, load_yaml
+from ltr.config import apply_overrides, asks_for_gpu, from_dict, load_yaml
 from ltr.errors import ConfigError
-from ltr.predictor import asks_for_gpu
 
 ENV_PREFIX = "LTR_SERVE_"
 

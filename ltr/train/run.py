@@ -497,7 +497,10 @@ def train(
             normalizer={"enabled": config.normalizer.enabled, "log1p": config.normalizer.log1p},
             training={
                 "loss": config.loss,
-                "data": {k: [str(p) for p in v] for k, v in datamodule.files.items()},
+                # absolute: a relative path would mean nothing outside this run's folder
+                "data": {
+                    k: [str(Path(p).absolute()) for p in v] for k, v in datamodule.files.items()
+                },
                 "best_epoch": best_epoch,
                 "test_metrics": result.test_metrics,
                 "max_grade": max_grade,

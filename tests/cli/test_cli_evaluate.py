@@ -154,6 +154,25 @@ def test_bad_score_files_are_reported(mq2008_dir, tmp_path, capsys, content, mes
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("S5.txt.xz", "S5.txt.xz is not a text file of one score per line (xz-compressed content)"),
+        ("missing.txt", "no such scores file: "),
+        ("folder", "folder is a folder, not a text file of one score per line"),
+        ("latin1.txt", "latin1.txt is not a text file of one score per line: not valid UTF-8"),
+    ],
+)
+def test_unreadable_score_files_are_named(mq2008_dir, tmp_path, capsys, name, message):
+    (tmp_path / "S5.txt.xz").write_bytes((mq2008_dir / "S5.txt.xz").read_bytes())
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.txt").write_bytes(b"0.5\n" * 5000 + b"0.5 caf\xe9\n")
+    argv = ["evaluate", "--scores", str(tmp_path / name), "--data", str(mq2008_dir / "S5.txt.xz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
 def test_unknown_model_path_is_reported(mq2008_dir, tmp_path, capsys):
     argv = ["evaluate", "--model", str(tmp_path / "nope"), "--data", str(mq2008_dir / "S5.txt.xz")]
     assert main(argv) == 2
@@ -182,3 +201,67 @@ def test_err_max_grade_scales_err_as_the_formula_says(tmp_path, capsys):
     assert four["empty=1"]["ndcg@10"] == default["empty=1"]["ndcg@10"]  # only ERR changes
     assert main([*base, "--err-max-grade", "0"]) == 2
     assert "--err-max-grade must be > 0" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mq2008_dir):
+    """Tiny SetRanks trained by ``ltr train``'s code for one epoch, in a folder where ``data``
+    links to the bundled MQ2008: on S1 (S4 validation, S5 test), and on LETOR fold 1 (S1-S3,
+    S4, S5) from ``letor_root``; both name their data relative to that folder."""
+    from ltr.train.config import load_train_config
+    from ltr.train.run import train
+    from tests.train.conftest import tiny_overrides
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "data").symlink_to(mq2008_dir)
+    splits = {"train": "S1", "valid": "S4", "test": "S5"}
+    runs = {
+        "s1": {f"data.{split}": [f"data/{name}.txt.xz"] for split, name in splits.items()},
+        "fold1": {f"data.{split}": [] for split in splits}
+        | {"data.letor_root": "data", "data.fold": 1},
+    }
+    models = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name, data in runs.items():
+            extra = {**data, "trainer.max_epochs": 1, "tracking.enabled": False}
+            extra["output_dir"] = str(root / name)
+            config = load_train_config(None, tiny_overrides(root, mq2008_dir, **extra))
+            models[name] = str(train(config, verbose=False).artifact_dir)
+    return models
+
+
+@pytest.mark.parametrize("run", ["s1", "fold1"])
+def test_evaluating_on_data_the_model_saw_in_training_warns(trained, run, mq2008_dir, capsys):
+    s1, s4, s5 = (str(mq2008_dir / f"S{i}.txt.xz") for i in (1, 4, 5))
+    model = trained[run]
+    assert main(["evaluate", "--model", model, "--data", s1]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"warning: the model was trained with {s1} (its training data), so these metrics are "
+        "not a held-out estimate; evaluate on its test data or other unseen data for one\n"
+    )
+    assert main(["evaluate", "--model", model, "--data", s5]) == 0
+    assert capsys.readouterr().err == ""  # its test data: held out
+    assert main(["evaluate", "--model", model, "--data", s5, s4]) == 0
+    assert f"trained with {s4} (its validation data), so" in capsys.readouterr().err
+
+
+def test_importance_and_report_on_training_data_warn(trained, mq2008_dir, tmp_path, capsys):
+    s1, s5 = (str(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
+    model = trained["s1"]
+    for data, warned in ((s1, True), (s5, False)):
+        argv = ["importance", "--model", model, "--data", data, "--repeats", "1", "--quiet",
+                "--features", *[f"f{i}" for i in range(1, 4)]]  # fmt: skip
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert (f"trained with {s1} (its training data), so these importances are not" in err) is (
+            warned
+        ), err
+        argv = ["report", "--data", data, "--model", f"tiny={model}", "--no-mlflow", "--output",
+                str(tmp_path / "report"), "--bootstrap", "10", "--permutations", "10"]  # fmt: skip
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert (f"warning: model 'tiny' was trained with {s1} (its training data)" in err) is (
+            warned
+        ), err

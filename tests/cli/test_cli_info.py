@@ -144,6 +144,31 @@ def test_what_is_no_model_is_refused(tmp_path, capsys):
     assert "holds no model of this kind" in capsys.readouterr().err
 
 
+def test_a_path_next_to_an_artifact_names_the_artifact_folder(tmp_path, s1, mq2008_dir, capsys):
+    names = list(s1.feature_names)
+    model = save_linear_model(tmp_path / "runs" / "demo" / "model_run" / "model", names, {"f1": 1})
+    inside = model / "ltr_model.json"
+    assert main(["info", str(inside)]) == 2
+    err = capsys.readouterr().err
+    assert f"{inside} is a file inside the model folder {model}; pass the folder" in err
+    # a folder with an artifact two levels down; and the same resolver behind --model elsewhere
+    for argv in (["info"], ["evaluate", "--data", str(mq2008_dir / "S5.txt.xz"), "--model"]):
+        assert main([*argv, str(tmp_path / "runs" / "demo")]) == 2
+        err = capsys.readouterr().err
+        assert f"but the model folder {model} is below it; pass that folder" in err, err
+    # several: the first few are named, the rest counted; four levels down is too deep to look
+    for i in range(6):
+        save_linear_model(tmp_path / "many" / f"run{i}" / "model", names, {"f1": 1})
+    save_linear_model(tmp_path / "deep" / "a" / "b" / "c" / "model", names, {"f1": 1})
+    assert main(["info", str(tmp_path / "many")]) == 2
+    shown = ", ".join(str(tmp_path / "many" / f"run{i}" / "model") for i in range(4))
+    assert f"model folders are below it: {shown} and 2 more; pass one" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "deep")]) == 2
+    assert "holds no model of this kind (no ltr_model.json); pass a directory" in (
+        capsys.readouterr().err
+    )
+
+
 def test_counting_arithmetic_leaves_the_model_as_it_was(tmp_path, s1):
     from ltr.artifact import load_model
     from ltr.inference import matmul_mflop
@@ -178,6 +203,8 @@ def test_a_language_model_and_a_cross_encoder(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"char, {vocab:,} tokens" in text and "play.txt" in text
     assert "perplexity 3.5000" in text and "best epoch    2" in text
+    assert main(["info", str(lm / "tokenizer.json")]) == 2  # the language model's folder named
+    assert f"inside the model folder {lm}; pass the folder" in capsys.readouterr().err
 
     cross = save_lm(model, tokenizer, tmp_path / "cross", head=new_head(8, seed=0))
     crossed = _info(capsys, str(cross))

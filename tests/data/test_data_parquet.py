@@ -88,3 +88,14 @@ def test_crash_mid_write_keeps_previous_output(mq2008_dir, tmp_path):
 def test_output_must_be_parquet(mq2008_dir, tmp_path, capsys):
     assert main(["convert", str(mq2008_dir / "S1.txt.xz"), str(tmp_path / "x.csv")]) == 2
     assert "must be a .parquet file" in capsys.readouterr().err
+
+
+def test_parquet_given_as_letor_input_is_named_not_decoded(mq2008_dir, tmp_path, capsys):
+    parquet = tmp_path / "s1.parquet"
+    convert_files([mq2008_dir / "S1.txt.xz"], parquet)
+    out = tmp_path / "out.parquet"
+    assert main(["convert", str(parquet), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    assert f"{parquet} is a Parquet file" in err and "needs no conversion" in err
+    assert not out.exists()

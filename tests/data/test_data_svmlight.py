@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_svmlight_file
 
-from ltr.data.svmlight import iter_svmlight, read_svmlight
+from ltr.data.svmlight import iter_svmlight, read_svmlight, scan_num_features
 from ltr.errors import DataFormatError
 
 
@@ -132,3 +132,55 @@ def test_qid_and_group_file_together_is_an_error(tmp_path):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such data file"):
         read_svmlight(tmp_path / "absent.txt")
+
+
+def _parquet_file(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": list(range(1000))}), path)
+    return path
+
+
+@pytest.mark.parametrize("reader", ["read_svmlight", "scan_num_features", "group_file"])
+def test_parquet_is_refused_by_every_reader_as_parquet(reader, tmp_path):
+    parquet = _parquet_file(tmp_path / "d.parquet")
+    (tmp_path / "d.txt").write_text("1 1:1\n")
+    with pytest.raises(DataFormatError, match=r"d\.parquet is a Parquet file .*b'PAR1'") as info:
+        if reader == "read_svmlight":
+            read_svmlight(parquet)
+        elif reader == "scan_num_features":
+            scan_num_features(parquet)
+        else:
+            read_svmlight(tmp_path / "d.txt", group_file=parquet)
+    assert "read Parquet files named *.parquet directly" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (bytes(range(256)) * 4, "binary content"),
+        (lzma.compress(lzma.compress(b"1 qid:1 1:1\n")), "xz-compressed content"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(128, 256)), "zip content"),
+    ],
+)
+def test_binary_input_is_named_not_decoded(content, kind, tmp_path):
+    path = tmp_path / "d.bin"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError, match=f"d.bin is not a LETOR/SVMlight text file \\({kind}"):
+        read_svmlight(path)
+
+
+def test_invalid_utf8_after_the_first_block_names_the_file(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_bytes(b"1 qid:1 1:1\n" * 2000 + b"1 qid:1 1:1 # caf\xe9\n")
+    with pytest.raises(DataFormatError, match=r"d\.txt: not valid UTF-8 text after line \d+"):
+        read_svmlight(path)
+
+
+def test_utf8_character_cut_by_the_sniffed_block_is_text(tmp_path):
+    path = tmp_path / "d.txt"
+    line = "1 qid:1 1:1 # docid = é\n".encode()
+    cut = 4096 - line.index("é".encode()) - 1  # the first sniffed block ends inside the é
+    path.write_bytes(b" " * cut + line)
+    assert read_svmlight(path).doc_ids.tolist() == ["é"]

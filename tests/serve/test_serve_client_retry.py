@@ -100,3 +100,22 @@ def test_retries_are_bounded_by_what_grpc_allows() -> None:
         retry_service_config(5)
     with pytest.raises(ValueError, match="between 0 and 4"):
         RerankerClient("127.0.0.1:1", retries=-1)
+
+
+@pytest.mark.parametrize("command", ["rerank", "evaluate", "rerank-text"])
+def test_an_unreachable_server_is_reported_with_what_to_check(
+    command, mq2008_dir, tmp_path, capsys
+):
+    from ltr.cli import main
+    from tests.serve._helpers import free_port
+
+    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+    docs = tmp_path / "hits.jsonl"
+    docs.write_text('{"doc_id": "a", "text": "flow past a cylinder"}\n')
+    data = ["--data", str(mq2008_dir / "S5.txt.xz")]
+    rest = {"rerank": data, "evaluate": data, "rerank-text": ["--query", "q", "--docs", str(docs)]}
+    assert main([command, "--server", target, "--timeout", "5", *rest[command]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ltr {command}: error: UNAVAILABLE: ") and err.count("\n") == 1, err
+    assert "Connection refused" in err  # gRPC's own detail is kept
+    assert f"; check that `ltr serve` is running and listening on {target} without TLS" in err

@@ -65,3 +65,36 @@ def test_serve_without_a_model_is_a_one_line_error(capsys, monkeypatch) -> None:
         err
         == "ltr serve: error: no model to serve; pass --model DIR_OR_URI or set model in the config"
     )
+
+
+@pytest.mark.parametrize("missing", ["model", "challenger"])
+def test_a_missing_model_folder_is_told_before_the_heavy_imports(tmp_path, missing) -> None:
+    """The loader's own message, from a process that has not imported torch, gRPC or ONNX
+    Runtime (seconds of imports before it used to come)."""
+    import os
+    import subprocess
+    import sys
+
+    from ltr.artifact import save_linear_model
+
+    model = save_linear_model(tmp_path / "model", ["f1", "f2"], {"f1": 1.0})
+    absent = tmp_path / "nosuch" / "model"
+    argv = ["serve", "--model", str(absent if missing == "model" else model)]
+    if missing == "challenger":
+        argv += ["--challenger", str(absent)]
+    code = (
+        "import sys; from ltr.cli import main; rc = main(sys.argv[1:]); "
+        "print(rc, *sorted(m for m in ('torch', 'grpc', 'onnxruntime') if m in sys.modules))"
+    )
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LTR_SERVE_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": repo},
+        timeout=120,
+    )
+    assert proc.stdout.split() == ["2"], proc.stdout + proc.stderr
+    assert proc.stderr == f"ltr serve: error: no model at {absent}: the path does not exist\n"

@@ -158,3 +158,6 @@ def test_ltr_rerank_speaks_mutual_tls(servers, pki, mq2008_dir) -> None:
     assert no_cert.returncode == 2
     assert no_cert.stderr.startswith("ltr rerank: error: UNAVAILABLE")
     assert len(no_cert.stderr.strip().splitlines()) == 1
+    assert f"listening on {mtls.target} with TLS, its certificate signed by the CA" in (
+        no_cert.stderr
+    )
