@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from ltr.config import parse_overrides
+from ltr.config import load_config, parse_overrides
 from ltr.errors import ConfigError
 from ltr.models import build_scorer
+from ltr.models._validate import check_int
 from ltr.train.config import TrainConfig, load_train_config
 from ltr.train.datamodule import split_files
 
@@ -70,6 +72,26 @@ def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
 def test_invalid_values_say_what_is_wrong(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_train_config(None, overrides)
+
+
+@dataclass
+class _Inner:
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        check_int(type(self).__name__, "n", self.n, 1)  # as the model configs check fields
+
+
+@dataclass
+class _Outer:
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_errors_name_sections_by_the_users_keys_not_the_classes():
+    with pytest.raises(ConfigError, match=r"^inner\.n must be >= 1, got 0$"):
+        load_config(_Outer, None, {"inner.n": 0})
+    with pytest.raises(ConfigError, match=r"^unknown key\(s\) 'foo' in the config; valid keys"):
+        load_train_config(None, {"foo": 1})
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
