@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, ConfigFieldError
 
 T = TypeVar("T")
 
@@ -92,25 +92,30 @@ def _deep_copy(data: Any) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, checking keys and coercing simple types."""
     data = data or {}
+    section = where or "the config"  # the user's name for it, never the dataclass's
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {data!r}")
+        raise ConfigError(f"{section} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(
             f"unknown key(s) {', '.join(repr(k) for k in unknown)} in "
-            f"{where or cls.__name__}; valid keys: {', '.join(sorted(known))}"
+            f"{section}; valid keys: {', '.join(sorted(known))}"
         )
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
     try:
         return cls(**kwargs)
+    except ConfigFieldError as exc:
+        if where and exc.owner == cls.__name__:  # a field of cls: name it by the user's key
+            raise exc.under(where) from None
+        raise
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+        raise ConfigError(f"{section}: {exc}") from None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

@@ -15,6 +15,27 @@ class ConfigError(LtrError, ValueError):
     """A configuration value or command-line option is invalid."""
 
 
+class ConfigFieldError(ConfigError):
+    """One field of a config dataclass is invalid: ``"{owner}.{key} {problem}"``.
+
+    A dataclass checks its own fields (``__post_init__``) and can only name itself as the owner
+    (``SetRankConfig.block ...``); whoever builds it from a section a user wrote re-raises the
+    error :meth:`under` that section's name, so that the message names the user's key
+    (``model.block ...``).
+    """
+
+    def __init__(self, owner: str, key: str, problem: str) -> None:
+        super().__init__(f"{owner}.{key} {problem}")
+        self.owner, self.key, self.problem = owner, key, problem
+
+    def __reduce__(self):  # pickled with its three parts (the message alone cannot rebuild it)
+        return type(self), (self.owner, self.key, self.problem)
+
+    def under(self, section: str) -> ConfigFieldError:
+        """The same error, its key named as part of ``section`` (e.g. ``model``)."""
+        return ConfigFieldError(section, self.key, self.problem)
+
+
 class RegistryError(LtrError, KeyError):
     """An unknown name was asked of a registry (losses, models, metrics)."""
 

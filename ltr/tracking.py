@@ -32,7 +32,7 @@ import pandas as pd
 
 from ltr import __version__
 from ltr.data.list_inputs import CONTEXT
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, LtrError
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -48,6 +48,59 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     if env:
         return env
     return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file or folder a local tracking URI keeps its store in (``sqlite:///x.db`` ->
+    ``x.db``, ``file:///x`` or a plain path -> ``x``); None for a server or an in-memory
+    store."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :].split("?", 1)[0]
+        return Path(path) if path and path != ":memory:" else None
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    if "://" not in uri and not uri.startswith(("databricks", "sqlite:")):
+        return Path(uri)
+    return None
+
+
+def require_store(
+    tracking_uri: str | None = None,
+    error: type[LtrError] = ConfigError,
+    *,
+    option: str | None = "--tracking-uri",
+) -> None:
+    """Refuse a local tracking store that does not exist, before MLflow is asked anything:
+    MLflow creates an empty store for any URI it opens, so a read (a registry listing, a
+    model download) from the wrong folder would leave an empty ``mlflow.db`` behind and then
+    report that the model is missing, rather than that the store is. ``option`` is the
+    command's own option for the URI, if it has one (for the message).
+
+    Raises:
+        error: the URI (``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``)
+            names a local file or folder that does not exist.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    path = local_store_path(uri)
+    if path is None or path.exists():
+        return
+    if tracking_uri:
+        source, fix = "the URI given", "give the URI of the store that holds it"
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        source, fix = "from $MLFLOW_TRACKING_URI", "set MLFLOW_TRACKING_URI to the store's URI"
+    else:
+        source = "the default, mlflow.db in the current folder"
+        name = f"{option} or the" if option else "the"
+        fix = (
+            f"run in the folder that holds mlflow.db, or name the store with {name} "
+            "MLFLOW_TRACKING_URI environment variable"
+        )
+    raise error(
+        f"there is no MLflow tracking store at {uri} ({source}): {path.absolute()} does not "
+        f"exist; {fix}"
+    )
 
 
 def _configure(tracking_uri: str | None = None) -> None:
@@ -228,8 +281,16 @@ class RunTracker:
         return logged
 
 
-def check_run(run_id: str, tracking_uri: str | None = None, *, doing: str = "log to") -> None:
-    """Raise a :class:`ConfigError` naming the store unless it holds run ``run_id``."""
+def check_run(
+    run_id: str,
+    tracking_uri: str | None = None,
+    *,
+    doing: str = "log to",
+    option: str = "--tracking-uri",
+) -> None:
+    """Raise a :class:`ConfigError` naming the store unless it holds run ``run_id``
+    (``option``: how the command names the store, for the message)."""
+    require_store(tracking_uri, option=option)
     _configure(tracking_uri)
     try:
         mlflow.get_run(run_id)
@@ -260,7 +321,7 @@ def start_run(
     """
     _configure(tracking_uri)
     if run_id is not None:
-        check_run(run_id, tracking_uri, doing="resume")
+        check_run(run_id, tracking_uri, doing="resume", option="--tracking.tracking_uri")
         with mlflow.start_run(run_id=run_id, nested=nested) as run:
             yield RunTracker(run)
         return
@@ -318,6 +379,9 @@ def download_model(uri: str, tracking_uri: str | None = None) -> tuple[Path, dic
     """
     from ltr.artifact import ArtifactError
 
+    if uri.startswith(("models:/", "runs:/")):  # read from the tracking store
+        # a model is loaded by its URI alone: only the environment names another store
+        require_store(tracking_uri, ArtifactError, option=None)
     _configure(tracking_uri)
     info: dict[str, str] = {}
     immutable: str | None = None
@@ -371,6 +435,7 @@ def _registry_facts(uri: str) -> dict[str, str]:
 
 def resolve_alias(name: str, alias: str, tracking_uri: str | None = None) -> str:
     """Current version number behind ``models:/name@alias`` (for servers that poll)."""
+    require_store(tracking_uri, option=None)
     _configure(tracking_uri)
     return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
 
@@ -390,8 +455,10 @@ def list_versions(name: str, tracking_uri: str | None = None) -> list[Registered
     """Every version of the registered model ``name``, newest first.
 
     Raises:
-        ConfigError: the registry has no model of that name (the names it has are listed).
+        ConfigError: the registry has no model of that name (the names it has are listed), or
+            the tracking URI names a local store that does not exist (:func:`require_store`).
     """
+    require_store(tracking_uri)
     _configure(tracking_uri)
     client = mlflow.MlflowClient()
     found = client.search_model_versions(f"name = '{_quoted(name)}'")
@@ -466,6 +533,7 @@ def _quoted(name: str) -> str:
 
 def get_run(run_id: str, tracking_uri: str | None = None):
     """The MLflow run object (params, metrics, tags) for ``run_id``."""
+    require_store(tracking_uri)
     _configure(tracking_uri)
     return mlflow.MlflowClient().get_run(run_id)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +67,28 @@ def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> dict | Non
         if entry.name.startswith(".part-") and entry.name.endswith(".tmp"):
             entry.unlink()  # a partition that a crash left half-written
     return json.loads((output / MANIFEST).read_text())
+
+
+@contextmanager
+def removed_if_left_empty(output: Path) -> Iterator[None]:
+    """Around a job that writes ``output``: if it fails, remove the folders it made for
+    ``output`` (``output`` and any missing parents :func:`prepare_output` creates) that are
+    still empty, so a job that failed before writing anything leaves nothing behind. A folder
+    that was there before, or that holds anything, is never removed."""
+    made = []
+    folder = output
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)  # deepest first
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # fails unless the folder is empty
+            except OSError:
+                break
+        raise
 
 
 def _is_job_file(name: str) -> bool:

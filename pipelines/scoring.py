@@ -58,6 +58,7 @@ from pipelines.jobdir import (
     model_digest,
     prepare_output,
     read_scored,
+    removed_if_left_empty,
     write_json,
 )
 from pipelines.lists import DEFAULT_BATCH_SIZE, offsets_of
@@ -180,7 +181,21 @@ def score_to_parquet(
         output: output directory.
         options: see :class:`ScoreOptions`.
         predictor: an already loaded predictor (benchmarks, tests).
+
+    A job that fails before writing anything removes the ``output`` folder it made.
     """
+    output = Path(output)
+    with removed_if_left_empty(output):
+        return _score_to_parquet(model, input_path, output, options, predictor)
+
+
+def _score_to_parquet(
+    model: str | Path,
+    input_path: str | Path,
+    output: Path,
+    options: ScoreOptions | None,
+    predictor: Predictor | None,
+) -> ScoreResult:
     options = options or ScoreOptions()
     started = time.perf_counter()
     if predictor is None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ltr.config import load_config
-from ltr.errors import ConfigError
-from ltr.lm.model import LMConfig
+from ltr.errors import ConfigError, RegistryError
+from ltr.lm.model import LMConfig, check_buildable
 from ltr.train.config import LightningConfig, OptimConfig, TrackingConfig
 
 
@@ -79,6 +79,14 @@ class PretrainConfig:
     """Checkpoints and the model directory (``<output_dir>/model``) go here."""
     sample_tokens: int = 200
     """A causal model writes this many tokens after training (``sample.txt``, logged); 0 = none."""
+
+    def __post_init__(self) -> None:
+        # What pretraining checks of the model's settings, now, not after the tokenizer is
+        # trained and the corpus encoded; the layers' messages name the key, not its section.
+        try:
+            check_buildable(self.model)
+        except (ConfigError, RegistryError) as exc:
+            raise ConfigError(f"model: {exc}") from None
 
 
 def load_pretrain_config(

@@ -17,7 +17,7 @@ text encoder feeds to the reranker.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -211,6 +211,15 @@ class TransformerLM(nn.Module):
             for a masked model it predicts the original token at ``t``.
         """
         return self.head(self.hidden(ids, mask, cache=cache))  # (B, T, V)
+
+
+def check_buildable(config: LMConfig) -> None:
+    """Raise the error that building a model of ``config`` would (an unknown activation, heads
+    that do not divide ``d_model``, an odd rotary head size), without building one: the layers
+    are made on the meta device (shapes only, no memory). ``vocab_size`` 0 (taken from the
+    tokenizer later) stands for any size."""
+    with torch.device("meta"):
+        TransformerLM(replace(config, vocab_size=config.vocab_size or 1))
 
 
 def token_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from ltr.train.module import (
     TrainingDivergedError,
     WeightedMean,
     adamw_with_schedule,
+    log_reduced,
     stepping_batches,
 )
 
@@ -78,8 +79,7 @@ class LMModule(L.LightningModule):
             log["train/loss"] = float(self.train_loss.compute())
             self.train_loss.reset()
             log["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
-        for key, value in log.items():
-            self.log(key, value, prog_bar=key == "val/loss", sync_dist=False)
+        log_reduced(self, log, prog_bar="val/loss")
         self.epoch_log = log
 
     def configure_optimizers(self):

@@ -152,6 +152,15 @@ def build_loss(spec: str | Mapping[str, float | Mapping[str, Any]]) -> LossFn:
     :class:`CombinedLoss` (see the module docstring for the format).
     """
     if isinstance(spec, str):
+        if spec not in LOSSES and any(c in spec for c in "{}[]:,"):
+            # e.g. --loss '{lambdaloss: 1.0, mse: 0.1' (a brace missing): the command line keeps
+            # a value that does not parse as YAML as it was written, a string
+            raise ConfigError(
+                f"loss {spec!r} is neither a loss name nor valid YAML; write a name "
+                f"({', '.join(sorted(LOSSES))}), or a mapping of names to weights such as "
+                "'{lambdaloss: 1.0, mse: 0.1}' or '{neural_ndcg: {weight: 1.0, temperature: "
+                "0.5}}', its braces closed"
+            )
         return get_loss(spec)
     if isinstance(spec, Mapping):
         return CombinedLoss(spec)

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ltr.errors import ConfigError, unknown_name
+from ltr.errors import ConfigError, ConfigFieldError, unknown_name
 from ltr.models.mlp import MLPConfig, MLPScorer
 from ltr.models.ranker import RankingModel
 from ltr.models.setrank import SetRank, SetRankConfig
@@ -30,8 +30,11 @@ def _lookup(name: str) -> tuple[type[Any], type[nn.Module]]:
     return MODELS[name]
 
 
-def config_from_dict(name: str, d: Mapping[str, Any]) -> Any:
+def config_from_dict(name: str, d: Mapping[str, Any], *, where: str = "model") -> Any:
     """Build the config dataclass of scorer ``name`` from a mapping (e.g. parsed YAML).
+
+    Errors name the keys as the user wrote them, under ``where`` (``model.block``), not as
+    fields of the config class (``SetRankConfig.block``).
 
     Raises:
         RegistryError: ``name`` is not in :data:`MODELS`.
@@ -43,7 +46,7 @@ def config_from_dict(name: str, d: Mapping[str, Any]) -> Any:
     unknown = sorted(set(d) - set(valid))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} for model {name!r}; "
+            f"unknown key(s) {', '.join(map(repr, unknown))} in {where} ({name}); "
             f"valid keys: {', '.join(valid)}"
         )
     required = [
@@ -52,8 +55,13 @@ def config_from_dict(name: str, d: Mapping[str, Any]) -> Any:
         if f.default is MISSING and f.default_factory is MISSING and f.name not in d
     ]
     if required:
-        raise ConfigError(f"model {name!r} needs key(s) {', '.join(required)} in its config")
-    return config_cls(**d)
+        raise ConfigError(f"model {name!r} needs key(s) {', '.join(required)} in {where}")
+    try:
+        return config_cls(**d)
+    except ConfigFieldError as exc:
+        if exc.owner != config_cls.__name__:
+            raise
+        raise exc.under(where) from None
 
 
 def build_scorer(name: str, config: Mapping[str, Any] | Any) -> nn.Module:

@@ -1,9 +1,11 @@
 """Checks shared by the scorer configs (``__post_init__``) and the scorers' ``forward``.
 
-Config errors are :class:`~ltr.errors.ConfigError`. At ``forward`` time, an input that disagrees
-with the configuration (feature count, context size, a missing initial rank) is also a
-``ConfigError`` (the model and the data were set up differently); inputs that are inconsistent with
-each other (mask shape, tensor ranks, dtypes) are ``ValueError``, like :class:`ltr.types.ListBatch`.
+Config errors are :class:`~ltr.errors.ConfigFieldError`, which name ``owner.field`` (the config
+class; :func:`ltr.models.config_from_dict` names the user's section instead). At ``forward``
+time, an input that disagrees with the configuration (feature count, context size, a missing
+initial rank) is a ``ConfigError`` (the model and the data were set up differently); inputs that
+are inconsistent with each other (mask shape, tensor ranks, dtypes) are ``ValueError``, like
+:class:`ltr.types.ListBatch`.
 """
 
 from __future__ import annotations
@@ -13,34 +15,34 @@ from collections.abc import Collection
 import torch
 from torch import Tensor
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, ConfigFieldError
 
 
 def check_int(owner: str, name: str, value: object, minimum: int) -> None:
     """Require ``value`` to be an ``int`` (not a bool) ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{owner}.{name} must be an integer, got {value!r}")
+        raise ConfigFieldError(owner, name, f"must be an integer, got {value!r}")
     if value < minimum:
-        raise ConfigError(f"{owner}.{name} must be >= {minimum}, got {value}")
+        raise ConfigFieldError(owner, name, f"must be >= {minimum}, got {value}")
 
 
 def check_bool(owner: str, name: str, value: object) -> None:
     """Require ``value`` to be a ``bool``."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{owner}.{name} must be true or false, got {value!r}")
+        raise ConfigFieldError(owner, name, f"must be true or false, got {value!r}")
 
 
 def check_dropout(owner: str, name: str, value: object) -> None:
     """Require a probability in ``[0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{owner}.{name} must be a number in [0, 1), got {value!r}")
+        raise ConfigFieldError(owner, name, f"must be a number in [0, 1), got {value!r}")
 
 
 def check_choice(owner: str, name: str, value: object, valid: Collection[str]) -> None:
     """Require ``value`` to be one of ``valid``."""
     if value not in valid:
-        raise ConfigError(
-            f"{owner}.{name} must be one of {', '.join(sorted(valid))}; got {value!r}"
+        raise ConfigFieldError(
+            owner, name, f"must be one of {', '.join(sorted(valid))}; got {value!r}"
         )
 
 

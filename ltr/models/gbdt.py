@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, ConfigFieldError
 from ltr.models._validate import check_bool, check_int, check_scorer_inputs
 
 GBDT = "gbdt"
@@ -75,11 +75,11 @@ class GBDTConfig:
         check_bool(owner, "average_output", self.average_output)
         check_bool(owner, "zero_missing", self.zero_missing)
         if isinstance(self.bias, bool) or not isinstance(self.bias, int | float):
-            raise ConfigError(f"{owner}.bias must be a number, got {self.bias!r}")
+            raise ConfigFieldError(owner, "bias", f"must be a number, got {self.bias!r}")
         if not np.isfinite(self.bias):
-            raise ConfigError(f"{owner}.bias must be finite, got {self.bias!r}")
+            raise ConfigFieldError(owner, "bias", f"must be finite, got {self.bias!r}")
         if self.context_dim != 0:
-            raise ConfigError(f"{owner}.context_dim must be 0, got {self.context_dim!r}")
+            raise ConfigFieldError(owner, "context_dim", f"must be 0, got {self.context_dim!r}")
 
 
 class GBDTScorer(nn.Module):

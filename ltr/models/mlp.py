@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigFieldError
 from ltr.models._validate import check_choice, check_dropout, check_int, check_scorer_inputs
 from ltr.nn.blocks import ACTIVATIONS, make_activation
 
@@ -38,8 +38,8 @@ class MLPConfig:
         owner = "MLPConfig"
         check_int(owner, "num_features", self.num_features, 1)
         if not isinstance(self.hidden_sizes, list | tuple):
-            raise ConfigError(
-                f"{owner}.hidden_sizes must be a list of layer widths, got {self.hidden_sizes!r}"
+            raise ConfigFieldError(
+                owner, "hidden_sizes", f"must be a list of layer widths, got {self.hidden_sizes!r}"
             )
         for i, size in enumerate(self.hidden_sizes):
             check_int(owner, f"hidden_sizes[{i}]", size, 1)

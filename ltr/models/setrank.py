@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigFieldError
 from ltr.models._validate import (
     check_bool,
     check_choice,
@@ -87,10 +87,11 @@ class SetRankConfig:
         check_int(owner, "d_model", self.d_model, 1)
         check_int(owner, "num_heads", self.num_heads, 1)
         if self.d_model % self.num_heads != 0:
-            raise ConfigError(
-                f"{owner}.d_model ({self.d_model}) must be divisible by num_heads "
-                f"({self.num_heads}); e.g. d_model="
-                f"{self.num_heads * max(1, round(self.d_model / self.num_heads))}"
+            raise ConfigFieldError(
+                owner,
+                "d_model",
+                f"({self.d_model}) must be divisible by num_heads ({self.num_heads}); e.g. "
+                f"d_model={self.num_heads * max(1, round(self.d_model / self.num_heads))}",
             )
         check_int(owner, "num_blocks", self.num_blocks, 1)
         check_choice(owner, "block", self.block, BLOCKS)

@@ -127,6 +127,9 @@ class FinetuneConfig:
             raise ConfigError(
                 f"crossfit_folds must be 0 (off) or at least 2, got {self.crossfit_folds}"
             )
+        from ltr.losses import get_loss
+
+        get_loss(self.loss)  # now, not once the encoder and the collection are loaded
 
 
 def load_finetune_config(

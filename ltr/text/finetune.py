@@ -52,7 +52,12 @@ from ltr.text.candidates import CandidateLists, TextTask
 from ltr.text.config import FinetuneConfig, TextDataConfig, check_finetune_config
 from ltr.text.cross import new_head, pair_row, pair_scores
 from ltr.text.encoder import NDCG_K, TokenizedTexts, encode, encoder_scores, mean_ndcg
-from ltr.train.module import TrainingDivergedError, adamw_with_schedule, stepping_batches
+from ltr.train.module import (
+    TrainingDivergedError,
+    adamw_with_schedule,
+    log_reduced,
+    stepping_batches,
+)
 from ltr.train.run import (
     RESUME_CHECKPOINT,
     RESUME_DIR,
@@ -306,8 +311,7 @@ class FinetuneModule(L.LightningModule):
                     f"{log['train/loss']}; lower optim.lr or raise temperature"
                 )
             log["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
-        for key, value in log.items():
-            self.log(key, value, prog_bar=key.startswith("val/"), sync_dist=False)
+        log_reduced(self, log, prog_bar=f"val/ndcg@{NDCG_K}")
         self.epoch_log = log
 
     def configure_optimizers(self):

@@ -189,6 +189,35 @@ class TrainConfig:
             raise ConfigError("model must be a mapping with a 'name' (e.g. setrank or mlp)")
         if not isinstance(self.loss, str | dict):
             raise ConfigError("loss must be a name or a mapping of names to weights")
+        check_training_settings(self)
+
+
+def check_training_settings(config: TrainConfig) -> None:
+    """Check what training checks of the config itself (not of its data) before it reads any:
+    the model's settings (its layers built on the meta device, which takes no memory), the loss,
+    the metrics and the monitored one; a config that fails here fails at once when loaded (and
+    ``--print-config`` never prints it), not after the data have been read.
+
+    Raises:
+        ConfigError, RegistryError: the first invalid setting, named by its key (``model.block``).
+    """
+    import torch
+
+    from ltr.losses import build_loss
+    from ltr.metrics import resolve_metrics
+    from ltr.models import build_scorer
+
+    params = {k: v for k, v in config.model.items() if k != "name"}
+    params.setdefault("num_features", 1)  # training takes it from the data
+    with torch.device("meta"):
+        build_scorer(config.model["name"], params)
+    build_loss(config.loss)
+    resolve_metrics(config.eval.metrics)
+    if config.trainer.monitor not in config.eval.metrics:
+        raise ConfigError(
+            f"trainer.monitor {config.trainer.monitor!r} must be one of eval.metrics "
+            f"{config.eval.metrics}"
+        )
 
 
 def load_train_config(

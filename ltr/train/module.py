@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
@@ -154,16 +157,14 @@ class RankingModule(L.LightningModule):
             return
         if self.train_loss.update_count:
             log["train/loss"] = self._epoch_train_loss()
-        for key, value in log.items():
-            self.log(key, value, prog_bar=key == f"val/{self.monitor}", sync_dist=False)
+        log_reduced(self, log, prog_bar=f"val/{self.monitor}")
         self.epoch_log = log
 
     def on_train_epoch_end(self) -> None:
         # Without validation data the epoch's loss is reported here instead.
         if self.train_loss.update_count:
-            value = self._epoch_train_loss()
-            self.log("train/loss", value)
-            self.epoch_log = {"train/loss": value}
+            self.epoch_log = {"train/loss": self._epoch_train_loss()}
+            log_reduced(self, self.epoch_log)
 
     def _epoch_train_loss(self) -> float:
         value = float(self.train_loss.compute())
@@ -177,6 +178,24 @@ class RankingModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_schedule(self.model, self.optim, stepping_batches(self, self.total_steps))
+
+
+def log_reduced(
+    module: L.LightningModule, values: Mapping[str, float], *, prog_bar: str | None = None
+) -> None:
+    """``module.log`` epoch values that are already the same on every process: the means of
+    torchmetrics meters, whose ``compute()`` reduces their states over all processes of a
+    distributed run, and what follows from them alone (a perplexity, the learning rate).
+
+    Lightning cannot tell, and in a distributed run it advises at every epoch's end to log
+    each of them with ``sync_dist=True`` (a ``PossibleUserWarning`` per key); that would only
+    average equal numbers once more, so the advice is silenced for exactly these keys.
+    """
+    for key in values:
+        advice = f"It is recommended to use `self.log({key!r}, ..., sync_dist=True)`"
+        warnings.filterwarnings("ignore", re.escape(advice), PossibleUserWarning)
+    for key, value in values.items():
+        module.log(key, value, prog_bar=key == prog_bar, sync_dist=False)
 
 
 def stepping_batches(module: L.LightningModule, fallback: int | None) -> int | None:

@@ -446,11 +446,6 @@ def train(
         distill_weight=config.distill.weight,
         temperature=config.distill.temperature,
     )
-    if config.trainer.monitor not in config.eval.metrics:
-        raise ConfigError(
-            f"trainer.monitor {config.trainer.monitor!r} must be one of eval.metrics "
-            f"{config.eval.metrics}"
-        )
     output = Path(config.output_dir)
     ckpt_path, run_id = resume_point(output / RESUME_DIR, resume, to_dict(config), verbose=verbose)
     has_valid = datamodule.valid_set is not None

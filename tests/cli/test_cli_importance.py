@@ -131,6 +131,10 @@ def test_mlflow_logs_the_result_and_a_chart_to_the_models_training_run(
     # a store without the run, or a model without one, is refused before any scoring
     other = f"sqlite:///{tmp_path / 'other.db'}"
     assert main([*argv, "--mlflow", "--tracking-uri", other]) == 2
+    assert f"there is no MLflow tracking store at {other}" in capsys.readouterr().err
+    assert not (tmp_path / "other.db").exists()  # not created by looking
+    MlflowClient(other).search_experiments()  # now there is one, without the run
+    assert main([*argv, "--mlflow", "--tracking-uri", other]) == 2
     assert f"cannot log to MLflow run {run_id}" in capsys.readouterr().err
     assert main([*argv[:-2], "--mlflow", "--model", str(model_dir)]) == 2
     assert "records no training run" in capsys.readouterr().err

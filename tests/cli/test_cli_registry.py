@@ -79,3 +79,26 @@ def test_registry_refusals_name_what_is_there(registry, capsys):
     )
     refused("promote", NAME, "--from", "champion", "--to", "champion", why="name two aliases")
     assert client.get_model_version_by_alias(NAME, "champion").version == "1"  # untouched
+
+
+def test_reading_commands_do_not_create_a_missing_store(tmp_path, monkeypatch, capsys):
+    """Run from a folder with no mlflow.db, a registry command (or ``ltr info models:/...``,
+    which downloads through the same module) says there is no store there, and which URI it
+    used, instead of creating an empty one and saying the model is not in it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for argv in (["list", NAME], ["promote", NAME], ["alias", NAME, "champion", "1"]):
+        assert main(["registry", *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"there is no MLflow tracking store at {default} (the default" in err
+        assert "--tracking-uri or the MLFLOW_TRACKING_URI environment variable" in err
+    given = f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"
+    assert main(["registry", "list", NAME, "--tracking-uri", given]) == 2
+    assert f"no MLflow tracking store at {given} (the URI given)" in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///other.db")
+    assert main(["info", f"models:/{NAME}@champion"]) == 2
+    err = capsys.readouterr().err
+    assert "no MLflow tracking store at sqlite:///other.db (from $MLFLOW_TRACKING_URI)" in err
+    assert "set MLFLOW_TRACKING_URI" in err
+    assert list(tmp_path.iterdir()) == []  # no store, no folder, nothing was created

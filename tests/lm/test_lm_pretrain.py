@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,25 @@ def test_cli_pretrain_prints_the_resolved_config(capsys) -> None:
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["kind"] == "masked"
     assert printed["data"]["files"] == ["data/tinyshakespeare/input.txt.xz"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--model.activation", "gelux"], "model: unknown activation 'gelux'; valid names"),
+        (["--model.d_model", "10"], r"model: d_model \(10\) must be divisible by num_heads"),
+        (
+            ["--model.positional", "rotary", "--model.d_model", "12", "--model.num_heads", "4"],
+            "model: rotary positions .* must be even, got 3",
+        ),
+    ],
+)
+def test_cli_pretrain_print_config_refuses_a_model_it_could_not_build(options, message, capsys):
+    """Checked when the config is loaded (the layers built on the meta device), not after the
+    tokenizer is trained and the corpus encoded; ``--print-config`` prints no such config."""
+    assert main(["pretrain", "--print-config", *options]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and re.search(message, err), err
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -37,6 +37,21 @@ def test_unknown_name_lists_valid_names() -> None:
         build_loss({"nope": 1.0})
 
 
+def test_a_mapping_that_is_not_valid_yaml_is_called_so() -> None:
+    """``--loss '{lambdaloss: 1.0, mse: 0.1'`` (a brace missing) reaches build_loss as the string
+    the user wrote: it is called not valid YAML, with the forms a loss takes, not an unknown
+    name."""
+    with pytest.raises(ConfigError) as info:
+        build_loss("{lambdaloss: 1.0, mse: 0.1")
+    message = str(info.value)
+    assert "'{lambdaloss: 1.0, mse: 0.1' is neither a loss name nor valid YAML" in message
+    assert "'{lambdaloss: 1.0, mse: 0.1}'" in message  # the mapping form, closed
+    for name in LOSSES:
+        assert name in message
+    with pytest.raises(RegistryError, match="unknown loss 'listmel'"):  # a name: as before
+        build_loss("listmel")
+
+
 def test_get_loss_binds_kwargs() -> None:
     ranknet = get_loss("ranknet", sigma=3.0)
     expected = math.log(1 + math.exp(-3.0 * 1.0))  # softplus(-sigma * (1 - 0))

@@ -35,6 +35,21 @@ def test_unknown_config_key_lists_valid_keys() -> None:
         build_scorer("setrank", {"num_features": 3, "d_modle": 32})
 
 
+def test_invalid_values_are_named_by_the_users_key() -> None:
+    """A config class checks its own fields and can only call them ``SetRankConfig.block``;
+    built from a user's section, the error names the key the user wrote."""
+    with pytest.raises(
+        ConfigError, match=r"^model\.block must be one of imsab, msab; got 'imsabb'"
+    ):
+        config_from_dict("setrank", {"num_features": 3, "block": "imsabb"})
+    with pytest.raises(ConfigError, match=r"^teacher\.hidden_sizes\[1\] must be >= 1, got 0"):
+        config_from_dict("mlp", {"num_features": 3, "hidden_sizes": [4, 0]}, where="teacher")
+    with pytest.raises(ConfigError, match=r"^model\.d_model \(10\) must be divisible"):
+        build_scorer("setrank", {"num_features": 3, "d_model": 10, "num_heads": 4})
+    with pytest.raises(ConfigError, match=r"^SetRankConfig\.block must be one of"):
+        SetRankConfig(num_features=3, block="imsabb")  # built in Python: the class is the name
+
+
 def test_missing_required_key() -> None:
     with pytest.raises(ConfigError, match=r"model 'mlp' needs key.*num_features"):
         config_from_dict("mlp", {"hidden_sizes": [4]})

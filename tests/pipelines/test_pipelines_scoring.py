@@ -93,6 +93,22 @@ def test_non_contiguous_query_is_a_clear_error(model_dir, straddled_parquet, tmp
     assert not list((tmp_path / "out").glob("part-*"))
 
 
+def test_a_job_that_fails_before_writing_removes_the_folders_it_made(model_dir, tmp_path, capsys):
+    """Scoring a file that is not LETOR fails before any output is written: the output folder
+    (and the parent it made) go with it; a folder that was there already is left as it was."""
+    not_letor = tmp_path / "README.md"
+    not_letor.write_text("# A title\n\nOn one line, words.\n")
+    out = tmp_path / "scoredy" / "run1"
+    argv = ["score", "--model", str(model_dir), "--input", str(not_letor), "--quiet"]
+    assert main([*argv, "--output", str(out)]) == 2
+    assert "line 3: label 'On' is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "scoredy").exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    assert main([*argv, "--output", str(kept)]) == 2
+    assert kept.is_dir() and list(kept.iterdir()) == []
+
+
 def test_existing_output_needs_resume_or_overwrite(model_dir, aligned_parquet, tmp_path):
     out = tmp_path / "out"
     options = ScoreOptions(partition_rows=2000, progress=False)

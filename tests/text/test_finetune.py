@@ -58,6 +58,16 @@ LABELS = np.array(
 )
 
 
+def test_cli_finetune_print_config_refuses_an_unknown_loss(capsys):
+    """The loss is checked when the config is loaded, not once the encoder and the collection
+    are; ``--print-config`` prints no such config."""
+    assert main(["finetune", "--print-config", "--loss", "listmel"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "unknown loss 'listmel'; valid names" in err
+    assert main(["finetune", "--print-config", "--loss", "listnet"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["loss"] == "listnet"
+
+
 def test_training_lists_put_relevant_candidates_first():
     lists = lists_of(LABELS)
     ds = TrainingLists(lists, list_size=5, seed=0)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from ltr.config import parse_overrides
-from ltr.errors import ConfigError
+from ltr.cli import main
+from ltr.config import load_config, parse_overrides
+from ltr.errors import ConfigError, RegistryError
 from ltr.models import build_scorer
+from ltr.models._validate import check_int
 from ltr.train.config import TrainConfig, load_train_config
 from ltr.train.datamodule import split_files
 
@@ -70,6 +74,75 @@ def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
 def test_invalid_values_say_what_is_wrong(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_train_config(None, overrides)
+
+
+# What a user audit typed: a typo'd model key, loss and block, and a loss missing its brace.
+AUDIT = [
+    (
+        ["--model.num_block", "4"],
+        r"unknown key\(s\) 'num_block' in model \(setrank\); valid keys: .*num_blocks",
+    ),
+    (["--loss", "listmel"], r"unknown loss 'listmel'; valid names: .*listmle"),
+    (["--model.block", "imsabb"], r"model\.block must be one of imsab, msab; got 'imsabb'"),
+    (
+        ["--loss", "{lambdaloss: 1.0, mse: 0.1"],
+        r"loss '\{lambdaloss: 1\.0, mse: 0\.1' is neither a loss name nor valid YAML",
+    ),
+]
+SETRANK = str(Path(__file__).resolve().parents[2] / "configs" / "setrank_imsab.yaml")
+
+
+@pytest.mark.parametrize(("options", "message"), AUDIT)
+def test_print_config_refuses_what_training_would(options, message, capsys):
+    """``--print-config`` prints only a config that training would take: the model's keys and
+    values, the loss, the metrics are checked when the config is loaded, before any data."""
+    assert main(["train", "--config", SETRANK, "--print-config", *options]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(message, err), err
+
+
+@pytest.mark.parametrize(("options", "message"), AUDIT)
+def test_training_refuses_a_bad_setting_before_reading_data(options, message, tmp_path):
+    """The config fails to load, so ``ltr train`` stops before its data (here: none) are read."""
+    overrides = {**parse_overrides(options), "data.train": [str(tmp_path / "absent.txt")]}
+    with pytest.raises((ConfigError, RegistryError), match=message):
+        load_train_config(SETRANK, overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"eval.metrics": ["ndcg@10", "mapp"]}, "unknown metric 'mapp'"),
+        ({"trainer.monitor": "err@3"}, r"trainer\.monitor 'err@3' must be one of eval\.metrics"),
+        ({"model.d_model": 10, "model.num_heads": 4}, r"model\.d_model \(10\) must be divisible"),
+        ({"model.name": "transformer"}, "unknown model 'transformer'"),
+    ],
+)
+def test_metrics_and_model_are_checked_when_loaded(overrides, message):
+    with pytest.raises((ConfigError, RegistryError), match=message):
+        load_train_config(SETRANK, overrides)
+
+
+@dataclass
+class _Inner:
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        check_int(type(self).__name__, "n", self.n, 1)  # as the model configs check fields
+
+
+@dataclass
+class _Outer:
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_errors_name_sections_by_the_users_keys_not_the_classes():
+    with pytest.raises(ConfigError, match=r"^inner\.n must be >= 1, got 0$"):
+        load_config(_Outer, None, {"inner.n": 0})
+    with pytest.raises(ConfigError, match=r"^unknown key\(s\) 'foo' in the config; valid keys"):
+        load_train_config(None, {"foo": 1})
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
