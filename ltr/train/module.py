@@ -42,13 +42,20 @@ class WeightedMean(Metric):
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("weight", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
-    def update(self, value: Tensor, weight: Tensor | float) -> None:
+    def update(self, value: Tensor, weight: Tensor | float | None = None) -> None:
+        """Add ``value`` with ``weight``; without one, add every element of ``value`` with weight
+        1 (none at all is an update too, so that every process of a DDP run reaches the same
+        ``compute``, which gathers over them)."""
+        if weight is None:
+            self.total += value.to(self.total.dtype).sum()
+            self.weight += value.numel()
+            return
         weight = torch.as_tensor(weight, dtype=self.total.dtype, device=self.total.device)
         self.total += value.to(self.total.dtype) * weight
         self.weight += weight
 
     def compute(self) -> Tensor:
-        return self.total / self.weight
+        return self.total / self.weight  # NaN when no process added anything
 
 
 def distill_loss(scores: Tensor, teacher_scores: Tensor, batch: ListBatch, temperature: float):
@@ -102,8 +109,8 @@ class RankingModule(L.LightningModule):
         # No per-step NaN check (it would force a GPU sync every step); the epoch mean is checked.
         self.train_loss = WeightedMean()
         self.val_loss = MeanMetric()
-        # MeanMetric keys cannot hold '@' or '.', so index them by position.
-        self.val_metrics = nn.ModuleList(MeanMetric() for _ in self.metric_names)
+        # Metric keys cannot hold '@' or '.', so index them by position.
+        self.val_metrics = nn.ModuleList(WeightedMean() for _ in self.metric_names)
         self.epoch_log: dict[str, float] = {}
 
     def forward(self, batch: ListBatch) -> Tensor:
@@ -144,13 +151,14 @@ class RankingModule(L.LightningModule):
         for meter, name in zip(self.val_metrics, self.metric_names, strict=True):
             per_list = values[name]
             kept = per_list[~torch.isnan(per_list)]  # dropped lists (empty="drop") and padding
-            if kept.numel():
-                meter.update(kept)
+            meter.update(kept)
 
     def on_validation_epoch_end(self) -> None:
         log: dict[str, float] = {"val/loss": float(self.val_loss.compute())}
         self.val_loss.reset()
         for meter, name in zip(self.val_metrics, self.metric_names, strict=True):
+            # Every process computes (a gather under DDP), even one whose lists were all
+            # dropped: skipping it there would leave the others waiting.
             log[f"val/{name}"] = float(meter.compute()) if meter.update_count else math.nan
             meter.reset()
         if self.trainer.sanity_checking:

@@ -21,3 +21,17 @@ def test_weighted_mean_matches_numpy_and_resets():
     meter.update(torch.tensor(2.0), 3)
     meter.update(torch.tensor(5.0), 1)
     assert float(meter.compute()) == pytest.approx((2 * 3 + 5) / 4)
+
+
+def test_without_weights_every_value_counts_once_and_none_is_an_update():
+    # The validation metrics' use: per-list values of each batch, some batches with none.
+    rng = np.random.default_rng(1)
+    batches = [rng.random(5), np.array([]), rng.random(3)]
+    meter = WeightedMean()
+    for values in batches:
+        meter.update(torch.tensor(values, dtype=torch.float32))
+    assert meter.update_count == 3
+    assert float(meter.compute()) == pytest.approx(np.concatenate(batches).mean(), rel=1e-6)
+    meter.reset()
+    meter.update(torch.tensor([]))
+    assert meter.update_count == 1 and np.isnan(float(meter.compute()))
