@@ -99,10 +99,18 @@ class LightningConfig:
     deterministic: bool = True
     progress_bar: bool = True
     log_every_n_steps: int = 10
+    threads: int | None = None
+    """PyTorch's intra-op threads in each training process (``torch.set_num_threads``, and
+    ``OMP_NUM_THREADS`` for the processes a DDP run starts); null = PyTorch's default, one per
+    core. On a CPU that other processes keep busy, 1 is far faster: the threads of one operation
+    wait for each other, and one that is not scheduled holds up the rest (*Training epochs by
+    thread count* in ``docs/BENCHMARKS.md``)."""
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
             raise ConfigError(f"trainer.max_epochs must be at least 1, got {self.max_epochs}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"trainer.threads must be at least 1 (or null), got {self.threads}")
 
 
 @dataclass

@@ -317,6 +317,10 @@ def build_trainer(
     tc: LightningConfig, callbacks: list[Callback], output: Path, *, verbose: bool = True
 ) -> L.Trainer:
     """A ``lightning.Trainer`` from the trainer section (a progress bar when ``verbose``)."""
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)
+        # DDP processes started after this one read it, and Lightning then leaves it alone.
+        os.environ["OMP_NUM_THREADS"] = str(tc.threads)
     show_progress = tc.progress_bar and verbose
     if show_progress:
         callbacks = [*callbacks, progress_bar()]

@@ -108,3 +108,7 @@ def test_without_a_terminal_each_epoch_is_one_line(tiny_config, capsys, monkeypa
     best, at = float(lines[-1][2]), int(lines[-1][3])
     assert best == pytest.approx(max(logged), abs=5e-5) and at == result.best_epoch
     assert "\r" not in out
+    # benchmarks.train_threads reads each epoch's seconds from these lines
+    from benchmarks.train_threads import EPOCH
+
+    assert [int(e) for e, _ in EPOCH.findall(out)] == [0, 1, 2, 3]

@@ -177,3 +177,27 @@ def test_the_text_preset_is_the_default_setrank_with_the_softmax_loss():
     assert text.data.batch_size == default.data.batch_size and text.data.letor_root is None
     with pytest.raises(ConfigError, match="no training data"):
         split_files(text.data)
+
+
+def test_trainer_threads_set_torch_and_the_processes_it_starts(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from ltr.train.config import LightningConfig
+    from ltr.train.run import build_trainer
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        build_trainer(LightningConfig(threads=1, accelerator="cpu"), [], tmp_path, verbose=False)
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+        torch.set_num_threads(2)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        build_trainer(LightningConfig(accelerator="cpu"), [], tmp_path, verbose=False)
+        assert torch.get_num_threads() == 2 and "OMP_NUM_THREADS" not in os.environ
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match=r"trainer\.threads must be at least 1"):
+        load_train_config(None, {"trainer.threads": 0})
