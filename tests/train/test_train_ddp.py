@@ -20,8 +20,8 @@ def _flags(overrides: dict) -> list[str]:
     return flags
 
 
-def test_ddp_on_two_cpu_processes(tmp_path, mq2008_dir):
-    overrides = tiny_overrides(tmp_path, mq2008_dir)
+def _train_on_two_processes(tmp_path: Path, overrides: dict, timeout: float):
+    """``ltr train --quiet`` with ``overrides`` as DDP on two CPU processes; it must succeed."""
     overrides.update(
         {"trainer.strategy": "ddp", "trainer.devices": 2, "trainer.accelerator": "cpu"}
     )
@@ -31,9 +31,15 @@ def test_ddp_on_two_cpu_processes(tmp_path, mq2008_dir):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_ddp_on_two_cpu_processes(tmp_path, mq2008_dir):
+    overrides = tiny_overrides(tmp_path, mq2008_dir)
+    proc = _train_on_two_processes(tmp_path, overrides, timeout=600)
     # The epoch's values come from meters that compute() reduces over both processes, so
     # Lightning's advice to log them with sync_dist=True is silenced (a second reduction would
     # only average equal numbers); nothing else about logging may be said.
@@ -72,24 +78,13 @@ def test_ddp_validation_with_a_process_whose_lists_are_all_dropped(tmp_path, mq2
     overrides = tiny_overrides(tmp_path, mq2008_dir)
     overrides.update(
         {
-            "trainer.strategy": "ddp",
-            "trainer.devices": 2,
-            "trainer.accelerator": "cpu",
             "trainer.max_epochs": 1,
             "data.valid": [str(valid)],
             "data.eval_batch_size": 1,
             "eval.empty": "drop",
         }
     )
-    ltr = Path(sys.executable).with_name("ltr")
-    proc = subprocess.run(
-        [str(ltr), "train", "--quiet", *_flags(overrides)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _train_on_two_processes(tmp_path, overrides, timeout=180)
     client = MlflowClient(tracking_uri=overrides["tracking.tracking_uri"])
     run = client.search_runs([client.get_experiment_by_name("tests").experiment_id])[0]
     (logged,) = client.get_metric_history(run.info.run_id, "val/ndcg_at_10")
