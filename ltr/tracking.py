@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ltr import __version__
+from ltr.config import flatten
 from ltr.data.list_inputs import CONTEXT
 from ltr.errors import ConfigError, LtrError
 
@@ -152,7 +153,7 @@ class RunTracker:
     def log_config(self, config: Mapping[str, Any]) -> None:
         """Log the resolved config as ``config.yaml`` and its flattened entries as parameters."""
         mlflow.log_dict(dict(config), "config.yaml")
-        flat = _flatten(config)
+        flat = flatten(config)
         params = {k: _param_value(v) for k, v in flat.items()}
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow caps a batch at 100 parameters
@@ -536,17 +537,6 @@ def get_run(run_id: str, tracking_uri: str | None = None):
     require_store(tracking_uri)
     _configure(tracking_uri)
     return mlflow.MlflowClient().get_run(run_id)
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def _param_value(value: Any) -> str:

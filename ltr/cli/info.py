@@ -306,16 +306,11 @@ UNCOMPARED = ("source", "path")
 """Facts that differ between any two sources, and are in the comparison's head instead."""
 
 
-def _flat(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``info``'s facts as ``{dotted.key: value}``; lists stay whole."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{name}."))
-        elif name not in UNCOMPARED:
-            out[name] = value
-    return out
+def _flat(info: dict[str, Any]) -> dict[str, Any]:
+    """``info``'s facts as ``{dotted.key: value}`` (lists stay whole), less :data:`UNCOMPARED`."""
+    from ltr.config import flatten
+
+    return {key: value for key, value in flatten(info).items() if key not in UNCOMPARED}
 
 
 def compare_infos(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

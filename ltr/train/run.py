@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ltr.artifact import BUNDLED_FEATURIZER, Manifest, save_model
-from ltr.config import to_dict
+from ltr.config import flatten, to_dict
 from ltr.data.dataset import ListDataset
 from ltr.data.normalize import FeatureNormalizer
 from ltr.drift import profile_features
@@ -270,18 +270,10 @@ def resume_point(
     return str(path), run_id or None
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        return {
-            k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()
-        }
-    return {prefix[:-1]: value}
-
-
 def _check_same_settings(then: dict[str, Any], now: dict[str, Any], where: Path) -> None:
     """Refuse to resume with settings other than those the run started with."""
-    before = _flat(then)
-    after = _flat(json.loads(json.dumps(now, default=str)))  # as they were written
+    before = flatten(then)
+    after = flatten(json.loads(json.dumps(now, default=str)))  # as they were written
     changed = [
         key
         for key in sorted(set(before) | set(after))
