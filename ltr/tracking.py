@@ -393,7 +393,8 @@ def download_model(uri: str, tracking_uri: str | None = None) -> tuple[Path, dic
         elif uri.startswith("runs:/"):
             immutable = uri
     except mlflow.exceptions.MlflowException as exc:
-        raise ArtifactError(f"cannot resolve model {uri}: {exc.message}") from None
+        hint = _registry_hint(uri, exc, tracking_uri)
+        raise ArtifactError(f"cannot resolve model {uri}: {hint}") from None
     if immutable is not None:
         key = f"{resolve_tracking_uri(tracking_uri)}|{immutable}"
         final = model_cache_dir() / hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -432,6 +433,29 @@ def _registry_facts(uri: str) -> dict[str, str]:
         name, _, version = rest.partition("/")
         mv = client.get_model_version(name, version)
     return {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id or ""}
+
+
+def _registry_hint(uri: str, exc: Exception, tracking_uri: str | None) -> str:
+    """MLflow's message for a ``models:/`` URI it could not resolve, with what the registry has
+    instead: the model's aliases and versions, or the registered names when the name is wrong."""
+    message = str(getattr(exc, "message", exc)).rstrip(". ")
+    rest = uri[len("models:/") :]
+    name = rest.split("@", 1)[0].partition("/")[0]
+    try:
+        versions = list_versions(name, tracking_uri)
+    except ConfigError as missing:  # no such model: the names the registry has
+        return f"{message}; {str(missing).split('; ', 1)[-1]}"
+    except Exception:  # the store itself failed: MLflow's message is all there is
+        return message
+    if "@" in rest:
+        aliases = sorted(f"{a} (version {v.version})" for v in versions for a in v.aliases)
+        has = ", ".join(aliases) if aliases else "none"
+        return (
+            f"{message}; {name} has aliases: {has}; point one at a version with "
+            f"`ltr registry alias {name} ALIAS VERSION` or `ltr registry promote`"
+        )
+    shown = ", ".join(v.version for v in sorted(versions, key=lambda v: int(v.version)))
+    return f"{message}; {name} has versions {shown}"
 
 
 def resolve_alias(name: str, alias: str, tracking_uri: str | None = None) -> str:

@@ -214,6 +214,10 @@ def run_callbacks(
         save_weights_only=True,
         enable_version_counter=False,
     )
+    # One file, overwritten by design: a resumed run goes on from the one there, and a run again
+    # in the same output_dir replaces it at its first epoch, so Lightning's warning that the
+    # folder is not empty says nothing useful.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     resume_dir = output / RESUME_DIR
     tracking = TrackingCallback(
         tracking_config, resolved, run_id=run_id, run_id_file=resume_dir / RUN_ID_FILE
@@ -265,8 +269,6 @@ def resume_point(
     if verbose:
         done = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"] + 1
         print(f"resuming {directory.parent} after its epoch {done} ({path})", flush=True)
-    # the best checkpoint of the first part is expected there: it is what the run goes on from
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     return str(path), run_id or None
 
 

@@ -150,8 +150,15 @@ def test_registry_models_are_cached_and_missing_ones_reported(tiny_config, monke
     shutil.rmtree(tmp_path / "mlartifacts")
     second = load_model("models:/tiny@candidate")
     assert second.path == first.path and second.manifest.version == result.registered_version
-    with pytest.raises(ArtifactError, match="cannot resolve model models:/tiny@nope"):
+    # A missing alias, version or name says what the registry has instead.
+    v = result.registered_version
+    with pytest.raises(ArtifactError, match="cannot resolve model models:/tiny@nope") as missing:
         load_model("models:/tiny@nope")
+    assert f"tiny has aliases: candidate (version {v}); point one" in str(missing.value)
+    with pytest.raises(ArtifactError, match=rf"; tiny has versions {v}$"):
+        load_model(f"models:/tiny/{int(v) + 1}")
+    with pytest.raises(ArtifactError, match=r"; it has tiny$"):
+        load_model("models:/tiyn@candidate")
 
 
 def test_rank_aware_model_trains_on_input_order(tiny_config):
@@ -220,3 +227,17 @@ def test_a_grade_only_the_validation_data_holds_sets_errs_top_grade(tiny_config,
         value, relevant = err(list(scores[a:b]), list(labels[a:b]), k=10, max_grade=4.0)
         per_list.append(value if relevant else 1.0)  # the "empty=1" convention
     assert result.valid_metrics["empty=1"]["err@10"] == pytest.approx(np.mean(per_list), abs=1e-5)
+
+
+def test_training_again_in_the_same_folder_does_not_warn_of_old_checkpoints(tiny_config):
+    """The best checkpoint is one file a new run overwrites: Lightning's 'exists and is not
+    empty' warning would only alarm a user who runs ``make demo`` twice."""
+    import warnings
+
+    cfg = tiny_config(**{"trainer.max_epochs": 1, "tracking.enabled": False})
+    first = train(cfg, verbose=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second = train(cfg, verbose=False)
+    assert second.artifact_dir == first.artifact_dir
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
