@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -213,16 +214,14 @@ class RunTracker:
             for name in context_columns:
                 example[name] = np.zeros(2, dtype=np.float64)
         signature = infer_signature(example, pd.DataFrame({"score": np.zeros(2)}))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # advice to log models as code
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=LtrPyfuncModel(),
-                artifacts={PYFUNC_ARTIFACT_KEY: str(artifact_dir)},
-                signature=signature,
-                pip_requirements=[f"ltr=={__version__}", "torch", "pandas"],
-                registered_model_name=registered_name,
-            )
+        info = _log_pyfunc(
+            name="model",
+            python_model=LtrPyfuncModel(),
+            artifacts={PYFUNC_ARTIFACT_KEY: str(artifact_dir)},
+            signature=signature,
+            pip_requirements=[f"ltr=={__version__}", "torch", "pandas"],
+            registered_model_name=registered_name,
+        )
         return self._logged(info, "model", registered_name, alias)
 
     def log_lm(
@@ -253,16 +252,14 @@ class RunTracker:
             signature = infer_signature(
                 pd.DataFrame({"text": ["a", "b"]}), np.zeros((2, d_model), dtype=np.float32)
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # advice to log models as code
-            info = mlflow.pyfunc.log_model(
-                name="lm",
-                python_model=LtrTextEncoderModel(),
-                artifacts={LM_ARTIFACT_KEY: str(artifact_dir)},
-                signature=signature,
-                pip_requirements=[f"ltr=={__version__}", "torch", "tokenizers", "pandas"],
-                registered_model_name=registered_name,
-            )
+        info = _log_pyfunc(
+            name="lm",
+            python_model=LtrTextEncoderModel(),
+            artifacts={LM_ARTIFACT_KEY: str(artifact_dir)},
+            signature=signature,
+            pip_requirements=[f"ltr=={__version__}", "torch", "tokenizers", "pandas"],
+            registered_model_name=registered_name,
+        )
         return self._logged(info, "lm", registered_name, alias)
 
     def _logged(self, info, name: str, registered_name: str | None, alias: str | None):
@@ -280,6 +277,34 @@ class RunTracker:
                 client.set_registered_model_alias(registered_name, alias, version)
                 logged.alias_uri = f"models:/{registered_name}@{alias}"
         return logged
+
+
+# What MLflow prints on registering a version; every command that registers one says so itself
+# (the models:/ URI and version), so these lines only repeat it.
+_REGISTRY_CHATTER = (
+    "Successfully registered model ",
+    "Registered model ",  # "... already exists. Creating a new version of this model..."
+    "Created version ",
+)
+
+
+def _log_pyfunc(**kwargs: Any):
+    """``mlflow.pyfunc.log_model(**kwargs)`` without MLflow's advice to log models as code and
+    without its registration messages (:data:`_REGISTRY_CHATTER`); anything else it writes to
+    stderr is passed on, all of it when the call fails."""
+    import io
+
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(captured):
+            warnings.simplefilter("ignore", UserWarning)
+            info = mlflow.pyfunc.log_model(**kwargs)
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
+    lines = captured.getvalue().splitlines(keepends=True)
+    sys.stderr.write("".join(line for line in lines if not line.startswith(_REGISTRY_CHATTER)))
+    return info
 
 
 def check_run(

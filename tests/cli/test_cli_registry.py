@@ -102,3 +102,23 @@ def test_reading_commands_do_not_create_a_missing_store(tmp_path, monkeypatch, c
     assert "no MLflow tracking store at sqlite:///other.db (from $MLFLOW_TRACKING_URI)" in err
     assert "set MLFLOW_TRACKING_URI" in err
     assert list(tmp_path.iterdir()) == []  # no store, no folder, nothing was created
+
+
+def test_registering_a_version_does_not_repeat_mlflows_messages(
+    registry, tmp_path, mq2008_dir, capfd
+):
+    """Every command that registers a model prints its models:/ URI and version itself;
+    MLflow's "Created version ..." lines are not printed a second time."""
+    uri, client, _ = registry
+    s1 = load_dataset(mq2008_dir / "S1.txt.xz")
+    folder = make_artifact(tmp_path / "v3", s1, seed=3)
+    capfd.readouterr()
+    for name in (NAME, "registry-cli-new-model"):  # a new version, and a new model
+        with start_run(experiment="registry-cli", tracking_uri=uri) as run:
+            logged = run.log_model(
+                folder, feature_names=list(s1.feature_names), registered_name=name
+            )
+        assert client.get_model_version(name, logged.registered_version).run_id == run.run_id
+    printed = capfd.readouterr()
+    assert "Created version" not in printed.err + printed.out
+    assert "registered model" not in (printed.err + printed.out).lower()
