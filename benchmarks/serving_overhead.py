@@ -160,7 +160,7 @@ def matmul_mflop(model: Path, lengths: list[int]) -> dict[int, float]:
     from ltr.inference import matmul_mflop as mflop
 
     loaded = load_model(str(model))
-    return {n: mflop(loaded, n) for n in lengths}
+    return {n: mflop(loaded.model, loaded.manifest, n) for n in lengths}
 
 
 def thread_cpu(pid: int) -> tuple[float, float]:

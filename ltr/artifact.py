@@ -75,6 +75,9 @@ class Manifest:
     ltr_version: str = __version__
     name: str | None = None
     version: str | None = None
+    mflop_per_list: dict[str, float] | None = None
+    """Arithmetic of one forward pass by list length (:func:`ltr.inference.mflop_per_list`),
+    when the writer counted it (``ltr train`` does); ``ltr info`` counts it otherwise."""
 
     @property
     def num_features(self) -> int:
@@ -91,7 +94,9 @@ class Manifest:
         return bool(self.model_config.get("use_initial_rank", False))
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.mflop_per_list is None else {"mflop_per_list": self.mflop_per_list}
         return {
+            **extra,
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "architecture": self.architecture,
@@ -117,6 +122,7 @@ class Manifest:
             normalizer=data.get("normalizer", {"enabled": False}),
             training=data.get("training", {}),
             ltr_version=data.get("ltr_version", "unknown"),
+            mflop_per_list=data.get("mflop_per_list"),
         )
 
 

@@ -126,18 +126,31 @@ def _score_grouped(model, features, order, offsets, uniques, context) -> np.ndar
     return scores
 
 
-def matmul_mflop(loaded, length: int) -> float:
-    """Millions of floating-point operations in the matrix products of ``loaded``'s forward pass
+MFLOP_LENGTHS = (10, 100, 1000)
+"""The list lengths ``ltr info`` gives a model's arithmetic for (:func:`mflop_per_list`)."""
+
+
+def matmul_mflop(model: torch.nn.Module, manifest, length: int) -> float:
+    """Millions of floating-point operations in the matrix products of ``model``'s forward pass
     over one list of ``length`` candidates (PyTorch's ``FlopCounterMode``; a multiply-add counts
-    2). Tree models (``gbdt``) walk their trees with gathers and count 0."""
+    2); ``manifest`` says what inputs it takes. Tree models (``gbdt``) walk their trees with
+    gathers and count 0. The model is left in the mode (train/eval) it was in.
+
+    The counter's first use imports ``torch._dynamo`` (about 2 s here), which training has
+    loaded already: ``ltr train`` keeps the counts in the manifest (:func:`mflop_per_list`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    manifest = loaded.manifest
-    features = torch.zeros(1, length, manifest.num_features)
-    mask = torch.ones(1, length, dtype=torch.bool)
-    rank = torch.arange(1, length + 1).unsqueeze(0) if manifest.uses_initial_rank else None
-    context = torch.zeros(1, manifest.context_dim) if manifest.context_dim else None
-    model = loaded.model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    features = torch.zeros(1, length, manifest.num_features, device=device)
+    mask = torch.ones(1, length, dtype=torch.bool, device=device)
+    rank = (
+        torch.arange(1, length + 1, device=device).unsqueeze(0)
+        if manifest.uses_initial_rank
+        else None
+    )
+    context = torch.zeros(1, manifest.context_dim, device=device) if manifest.context_dim else None
+    training = model.training
+    model.eval()
     # Not under no_grad or inference_mode, whose tensors the counter's module hooks refuse:
     # parameters are frozen for the pass instead, then given back their flags.
     flags = [p.requires_grad for p in model.parameters()]
@@ -148,4 +161,11 @@ def matmul_mflop(loaded, length: int) -> float:
     finally:
         for p, flag in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(flag)
+        model.train(training)
     return counter.get_total_flops() / 1e6
+
+
+def mflop_per_list(model: torch.nn.Module, manifest) -> dict[str, float]:
+    """:func:`matmul_mflop` at each of :data:`MFLOP_LENGTHS`, keyed by the length as text (as
+    the manifest keeps it)."""
+    return {str(n): matmul_mflop(model, manifest, n) for n in MFLOP_LENGTHS}

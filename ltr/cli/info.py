@@ -18,9 +18,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-LENGTHS = (10, 100, 1000)
-"""List lengths whose arithmetic ``ltr info`` reports."""
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -66,7 +63,7 @@ def describe(loaded) -> dict[str, Any]:
     """What :func:`run` prints, as a JSON-ready dict."""
     from ltr.artifact import BUNDLED_FEATURIZER, ONNX, WEIGHTS
     from ltr.drift import FeatureProfile
-    from ltr.inference import matmul_mflop
+    from ltr.inference import mflop_per_list
     from ltr.models.ensemble import ENSEMBLE
     from ltr.models.gbdt import GBDT
 
@@ -83,7 +80,9 @@ def describe(loaded) -> dict[str, Any]:
         "model_config": {k: v for k, v in m.model_config.items() if k != "members"},
         "parameters": parameters,
         "mflop_per_list": (
-            None if m.architecture == GBDT else {n: matmul_mflop(loaded, n) for n in LENGTHS}
+            None
+            if m.architecture == GBDT
+            else (m.mflop_per_list or mflop_per_list(loaded.model, m))
         ),
         "features": list(m.feature_names),
         "uses_initial_rank": m.uses_initial_rank,
@@ -171,7 +170,7 @@ def format_text(info: dict[str, Any]) -> str:
     size = f"{info['parameters']:,} parameters"
     if info["mflop_per_list"]:
         size += "; MFLOP per list of " + ", ".join(
-            f"{n:,}: {v:.3g}" for n, v in info["mflop_per_list"].items()
+            f"{int(n):,}: {v:.3g}" for n, v in info["mflop_per_list"].items()
         )
     lines.append(f"  {'size':<14}{size}")
     names = info["features"]

@@ -34,7 +34,7 @@ from ltr.data.dataset import ListDataset
 from ltr.data.normalize import FeatureNormalizer
 from ltr.drift import profile_features
 from ltr.errors import ConfigError
-from ltr.inference import frame_context_columns, score_lists
+from ltr.inference import frame_context_columns, mflop_per_list, score_lists
 from ltr.losses import build_loss
 from ltr.metrics import evaluate_all_conventions
 from ltr.models import RankingModel, build_scorer
@@ -513,6 +513,7 @@ def train(
         if tracking.tracker is not None:
             manifest.training["run_id"] = tracking.tracker.run_id
             manifest.training["registered_model"] = config.tracking.registered_model
+        manifest.mflop_per_list = mflop_per_list(model, manifest)  # for `ltr info`, at no cost
         save_model(model, manifest, result.artifact_dir)
         train_set = datamodule.train_set  # what the server's and `ltr drift`'s inputs are held to
         trained_on = manifest.training["data"].get("train", [])

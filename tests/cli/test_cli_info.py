@@ -175,7 +175,7 @@ def test_counting_arithmetic_leaves_the_model_as_it_was(tmp_path, s1):
 
     loaded = load_model(_mlp(tmp_path / "m", s1, [4]))
     before = [p.requires_grad for p in loaded.model.parameters()]
-    assert matmul_mflop(loaded, 7) == pytest.approx(_hand([4], 7)[1])
+    assert matmul_mflop(loaded.model, loaded.manifest, 7) == pytest.approx(_hand([4], 7)[1])
     assert [p.requires_grad for p in loaded.model.parameters()] == before
 
 

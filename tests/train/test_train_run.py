@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pytest
@@ -241,3 +243,30 @@ def test_training_again_in_the_same_folder_does_not_warn_of_old_checkpoints(tiny
         second = train(cfg, verbose=False)
     assert second.artifact_dir == first.artifact_dir
     assert not [w for w in caught if "exists and is not empty" in str(w.message)]
+
+
+def test_a_trained_model_keeps_its_arithmetic_for_ltr_info(tiny_config, capsys):
+    """``ltr train`` counts the matrix products (PyTorch's counter is loaded by then), so ``ltr
+    info`` need not: an MLP 46 -> 8 -> 1 costs 2 * n * (46*8 + 8*1) FLOP per list of n."""
+    from ltr.cli import main
+
+    cfg = tiny_config(
+        **{
+            "model": {"name": "mlp", "hidden_sizes": [8]},
+            "trainer.max_epochs": 1,
+            "tracking.enabled": False,
+        }
+    )
+    result = train(cfg, verbose=False)
+    manifest = load_model(result.artifact_dir).manifest
+    hand = {str(n): 2 * n * (46 * 8 + 8) / 1e6 for n in (10, 100, 1000)}
+    assert manifest.mflop_per_list == pytest.approx(hand)
+    assert main(["info", str(result.artifact_dir)]) == 0
+    assert "MFLOP per list of 10: 0.00752, 100: 0.0752, 1,000: 0.752" in capsys.readouterr().out
+    # what `ltr info` shows is the manifest's count, not one it made again
+    path = result.artifact_dir / "ltr_model.json"
+    written = json.loads(path.read_text())
+    written["mflop_per_list"]["10"] = 123.0
+    path.write_text(json.dumps(written))
+    assert main(["info", str(result.artifact_dir)]) == 0
+    assert "MFLOP per list of 10: 123, 100: 0.0752" in capsys.readouterr().out
