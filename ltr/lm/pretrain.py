@@ -33,9 +33,9 @@ from ltr.train.run import (
     build_trainer,
     finish_resumable,
     load_best_weights,
-    quiet_lightning,
     resume_point,
     run_callbacks,
+    start_lightning,
 )
 
 
@@ -81,7 +81,7 @@ def pretrain(
     last complete epoch, in the same MLflow run, with the tokenizer it started with.
     """
     started = time.perf_counter()
-    quiet_lightning()
+    start_lightning(config.trainer)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     files = [resolve_data_path(p) for p in config.data.files]
     output = Path(config.output_dir)

@@ -64,9 +64,9 @@ from ltr.train.run import (
     build_trainer,
     finish_resumable,
     load_best_weights,
-    quiet_lightning,
     resume_point,
     run_callbacks,
+    start_lightning,
 )
 
 
@@ -543,7 +543,7 @@ def finetune(
     """
     check_finetune_config(config)
     started = time.perf_counter()
-    quiet_lightning()
+    start_lightning(config.trainer)
     output = Path(config.output_dir)
     if config.crossfit_folds:
         if resume and not (output / CROSSFIT_DIR).is_dir() and not _has_resume_point(output):

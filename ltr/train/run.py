@@ -9,6 +9,7 @@ registered model with an alias. In distributed runs only global rank 0 talks to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -17,7 +18,7 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,23 +319,20 @@ def build_trainer(
     show_progress = tc.progress_bar and verbose
     if show_progress:
         callbacks = [*callbacks, progress_bar()]
-    return L.Trainer(
-        max_epochs=tc.max_epochs,
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        strategy=tc.strategy,
-        num_nodes=tc.num_nodes,
-        precision=resolve_precision(tc.precision, tc.accelerator),
-        gradient_clip_val=tc.gradient_clip_val,
-        deterministic=tc.deterministic,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=show_progress,
-        enable_model_summary=verbose,
-        log_every_n_steps=tc.log_every_n_steps,
-        num_sanity_val_steps=0,
-        default_root_dir=str(output),
-    )
+    with _trainer_errors(tc):
+        return L.Trainer(
+            max_epochs=tc.max_epochs,
+            **_hardware(tc),
+            gradient_clip_val=tc.gradient_clip_val,
+            deterministic=tc.deterministic,
+            callbacks=callbacks,
+            logger=False,
+            enable_progress_bar=show_progress,
+            enable_model_summary=verbose,
+            log_every_n_steps=tc.log_every_n_steps,
+            num_sanity_val_steps=0,
+            default_root_dir=str(output),
+        )
 
 
 def build_ranking_model(config: TrainConfig, train_set: ListDataset) -> RankingModel:
@@ -387,11 +385,70 @@ def teacher_scores(config: TrainConfig, train_set: ListDataset) -> torch.Tensor 
     return out
 
 
-def quiet_lightning() -> None:
+def start_lightning(tc: LightningConfig) -> None:
+    """What every training command does first: Lightning's info lines and two warnings that
+    do not apply here silenced, and the trainer's hardware settings checked
+    (:func:`check_trainer_settings`) before any data is read."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    check_trainer_settings(tc)
+
+
+# The LightningConfig fields Lightning checks when a Trainer is made, as its messages name them.
+_HARDWARE = ("accelerator", "devices", "strategy", "num_nodes", "precision")
+
+
+def check_trainer_settings(tc: LightningConfig) -> None:
+    """Let Lightning judge ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` and
+    ``precision`` on this machine (it does when a Trainer is made, which starts nothing), so
+    that a GPU asked for where there is none fails at once, as a :class:`ConfigError` naming the
+    setting, not as a traceback after the data were read."""
+    with _trainer_errors(tc):
+        L.Trainer(
+            **_hardware(tc),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+
+
+def _hardware(tc: LightningConfig) -> dict[str, Any]:
+    return {
+        "accelerator": tc.accelerator,
+        "devices": tc.devices,
+        "strategy": tc.strategy,
+        "num_nodes": tc.num_nodes,
+        "precision": resolve_precision(tc.precision, tc.accelerator),
+    }
+
+
+@contextlib.contextmanager
+def _trainer_errors(tc: LightningConfig) -> Iterator[None]:
+    """Lightning's refusal of the hardware settings as a :class:`ConfigError` that names them."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        text = str(exc).rstrip(". !")
+        said = text.lower().replace("_", "")
+        named = [k for k in _HARDWARE if k.replace("_", "") in said]
+        if tc.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            named = ["accelerator"]
+            text += (
+                "; PyTorch sees no CUDA GPU here"
+                + (
+                    f" (torch {torch.__version__} is a CPU build)"
+                    if torch.version.cuda is None
+                    else ""
+                )
+                + "; leave trainer.accelerator at auto to use a GPU only where there is one"
+            )
+        given = ", ".join(f"trainer.{k}={getattr(tc, k)!r}" for k in named or _HARDWARE)
+        raise ConfigError(f"{given}: {text}") from None
 
 
 def train(
@@ -408,7 +465,7 @@ def train(
     beside the command's own (e.g. ``ltr tune``'s pruning, which may stop the run early).
     """
     started = time.perf_counter()
-    quiet_lightning()
+    start_lightning(config.trainer)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     context_dim = int(config.model.get("context_dim") or 0)
     datamodule = ListDataModule(config.data, seed=config.trainer.seed, context_dim=context_dim)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import mlflow
 import numpy as np
@@ -270,3 +271,24 @@ def test_a_trained_model_keeps_its_arithmetic_for_ltr_info(tiny_config, capsys):
     path.write_text(json.dumps(written))
     assert main(["info", str(result.artifact_dir)]) == 0
     assert "MFLOP per list of 10: 123, 100: 0.0752" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("trainer.accelerator", "tpux", "trainer.accelerator='tpux': "),
+        ("trainer.strategy", "ddpx", "trainer.strategy='ddpx': "),
+        ("trainer.precision", "17", "trainer.precision='17': "),
+        ("trainer.devices", 0, "trainer.devices=0: "),
+    ],
+)
+def test_trainer_settings_lightning_refuses_fail_before_the_data_is_read(
+    tiny_config, tmp_path, setting, value, named
+):
+    """Lightning's own refusal, as a ConfigError naming the setting, before training opens a
+    file: the training file here does not exist, and that is not what is reported."""
+    from ltr.errors import ConfigError
+
+    cfg = tiny_config(**{setting: value, "data.train": [str(tmp_path / "missing.txt")]})
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        train(cfg, verbose=False)
