@@ -124,7 +124,7 @@ def load_model_and_data(args: argparse.Namespace, what: str = "these metrics"):
     from ltr.data.dataset import load_dataset
     from ltr.data.list_inputs import resolve
     from ltr.errors import DataFormatError
-    from ltr.heldout import not_held_out_warning
+    from ltr.heldout import list_fingerprints, not_held_out_warning, seen_lists_warning
 
     loaded = load_model(args.model)
     manifest = loaded.manifest
@@ -142,6 +142,11 @@ def load_model_and_data(args: argparse.Namespace, what: str = "these metrics"):
         raise DataFormatError(
             f"the data has {data.num_features} features but the model expects {width}"
         )
+    if not warning:  # the same lists in another file: found by their features
+        fingerprints = list_fingerprints(data.features, data.offsets)
+        warning = seen_lists_warning(manifest.training, fingerprints, what)
+        if warning:
+            print(warning, file=sys.stderr)
     return loaded, data
 
 

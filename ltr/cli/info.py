@@ -88,7 +88,7 @@ def describe(loaded) -> dict[str, Any]:
         "uses_initial_rank": m.uses_initial_rank,
         "context_dim": m.context_dim,
         "normalizer": m.normalizer,
-        "training": {k: v for k, v in m.training.items() if k != "members"},
+        "training": {k: v for k, v in m.training.items() if k not in ("members", "data_sketch")},
         "ltr_version": m.ltr_version,
         "files": {
             "weights": _size(path / WEIGHTS),

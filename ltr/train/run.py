@@ -35,6 +35,7 @@ from ltr.data.dataset import ListDataset
 from ltr.data.normalize import FeatureNormalizer
 from ltr.drift import profile_features
 from ltr.errors import ConfigError
+from ltr.heldout import data_sketch
 from ltr.inference import frame_context_columns, mflop_per_list, score_lists
 from ltr.losses import build_loss
 from ltr.metrics import evaluate_all_conventions
@@ -556,6 +557,11 @@ def train(
                 "max_grade": max_grade,
             },
         )
+        manifest.training["data_sketch"] = {  # `ltr evaluate` finds copies of them by these
+            split: data_sketch(ds.features, ds.offsets)
+            for split, ds in (("train", datamodule.train_set), ("valid", datamodule.valid_set))
+            if ds is not None
+        }
         if datamodule.context.context_dim:
             manifest.training["context_columns"] = list(datamodule.context.context_columns)
         if config.distill.teacher:

@@ -247,6 +247,50 @@ def test_evaluating_on_data_the_model_saw_in_training_warns(trained, run, mq2008
     assert f"trained with {s4} (its validation data), so" in capsys.readouterr().err
 
 
+def _renamed_copy(source, target):
+    """``source`` (LETOR, xz) as plain text with every query id changed."""
+    import lzma
+    import re
+
+    with lzma.open(source, "rt") as f:
+        text = f.read()
+    target.write_text(re.sub(r"qid:(\S+)", r"qid:copy-\1", text))
+    return str(target)
+
+
+def test_copies_of_training_lists_are_found_by_their_features(
+    trained, mq2008_dir, tmp_path, capsys
+):
+    """A copy under another name, format and query ids is not caught by its path; its lists'
+    fingerprints find it. S1's 157 lists are fewer than the 256 fingerprints kept, so the share
+    is exact; fold 1's training split has 471 lists, of which 256 are kept."""
+    s1, s2, s5 = (mq2008_dir / f"S{i}.txt.xz" for i in (1, 2, 5))
+    n1, n5 = (len(load_dataset(p)) for p in (s1, s5))
+    copy = _renamed_copy(s1, tmp_path / "renamed.txt")
+    assert main(["convert", copy, str(tmp_path / "s1.parquet"), "--quiet"]) == 0
+    parquet = str(tmp_path / "s1.parquet")
+    for data in ([copy], [parquet]):
+        assert main(["evaluate", "--model", trained["s1"], "--data", *data]) == 0
+        assert capsys.readouterr().err == (
+            f"warning: about 100% of the data's {n1} lists are in its training data ({n1} of "
+            f"the {n1} training lists it keeps fingerprints of have the same features as a list "
+            "here), so these metrics are not a held-out estimate for the model; evaluate on its "
+            "test data or other unseen data for one\n"
+        )
+    assert main(["evaluate", "--model", trained["s1"], "--data", parquet, str(s5)]) == 0
+    assert f"about {n1 / (n1 + n5):.0%} of the data's {n1 + n5} lists are in its training" in (
+        capsys.readouterr().err
+    )
+    assert main(["evaluate", "--model", trained["s1"], "--data", str(s5)]) == 0
+    assert capsys.readouterr().err == ""  # held out
+    # fold 1 trained on S1-S3: a renamed S2 is found from the sample of its lists
+    copy2 = _renamed_copy(s2, tmp_path / "renamed2.txt")
+    assert main(["evaluate", "--model", trained["fold1"], "--data", copy2]) == 0
+    err = capsys.readouterr().err
+    assert "% of the data's" in err and "lists are in its training data (" in err
+    assert "of the 256 training lists it keeps fingerprints of" in err
+
+
 def test_importance_and_report_on_training_data_warn(trained, mq2008_dir, tmp_path, capsys):
     s1, s5 = (str(mq2008_dir / f"S{i}.txt.xz") for i in (1, 5))
     model = trained["s1"]
