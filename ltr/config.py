@@ -46,16 +46,25 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
     """Turn ``["--a.b", "1", "--c=x"]`` into ``{"a.b": 1, "c": "x"}`` (values parsed as YAML)."""
     result: dict[str, Any] = {}
     i = 0
+    previous: tuple[str, str] | None = None  # the last option and its value
     while i < len(tokens):
         token = tokens[i]
         if not token.startswith("--") or len(token) == 2:
-            raise ConfigError(f"expected an option like --section.key, got {token!r}")
+            hint = ""
+            if previous is not None:  # most likely a second value for the option before
+                option, first = previous
+                hint = (
+                    f"; --{option} takes one value: give several as a YAML list, "
+                    f"--{option} '[{first}, {token}]'"
+                )
+            raise ConfigError(f"expected an option like --section.key, got {token!r}{hint}")
         key, eq, value = token[2:].partition("=")
         if not eq:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
                 raise ConfigError(f"option --{key} needs a value")
             value = tokens[i + 1]
             i += 1
+        previous = (key, value)
         try:
             result[key.replace("-", "_")] = yaml.safe_load(value)
         except yaml.YAMLError:

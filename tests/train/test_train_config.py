@@ -26,6 +26,14 @@ def test_overrides_parse_yaml_values():
     assert parsed == {"model.num_blocks": 4, "trainer.deterministic": False, "loss": {"mse": 0.5}}
     with pytest.raises(ConfigError, match="needs a value"):
         parse_overrides(["--trainer.max_epochs"])
+    # two values for one option: the error shows the YAML list that works
+    argv = ["--data.batch_size", "8", "--data.files", "a.txt", "b.txt"]
+    with pytest.raises(ConfigError, match=r"got 'b.txt'; --data.files takes one value") as e:
+        parse_overrides(argv)
+    shown = str(e.value).rsplit(", --data.files ", 1)[1].strip("'")
+    assert parse_overrides(["--data.files", shown]) == {"data.files": ["a.txt", "b.txt"]}
+    with pytest.raises(ConfigError, match=r"^expected an option like --section.key, got 'x'$"):
+        parse_overrides(["x"])
 
 
 def test_yaml_plus_overrides(tmp_path):
