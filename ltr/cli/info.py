@@ -259,17 +259,29 @@ def format_lm(info: dict[str, Any]) -> str:
     if training.get("data"):
         lines.append(f"  {'train data':<14}{', '.join(map(str, training['data']))}")
     for key, value in training.items():
-        if key == "data":
+        if key in ("data", "architecture"):  # the head's architecture line says it
             continue
-        if isinstance(value, dict):
-            value = ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()
-            )
-        elif isinstance(value, int) and not isinstance(value, bool):
-            value = f"{value:,}"
-        lines.append(f"  {key.replace('_', ' '):<14}{value}")
+        # a label as long as the column still gets a space before its value
+        lines.append(f"  {key.replace('_', ' ') + ' ':<14}{_fact(value)}")
     lines.append(f"  {'files':<14}weights {_mb(info['files']['weights'])}")
     return _wrapped(lines)
+
+
+def _fact(value: Any, shown: int = 5) -> str:
+    """A training fact on one line: floats to 4 significant digits, integers with separators,
+    mappings as ``key value`` pairs, and lists longer than ``shown`` (a cross-fitted model's
+    held-out query ids) by their length and first items."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fact(v, shown)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        items = [_fact(v, shown) for v in value[:shown]]
+        more = f", ... ({len(value):,} in all)" if len(value) > shown else ""
+        return f"[{', '.join(items)}{more}]"
+    return str(value)
 
 
 def _is_lm(source: str) -> bool:

@@ -193,7 +193,9 @@ def test_a_language_model_and_a_cross_encoder(tmp_path, capsys):
     config = LMConfig(kind="causal", vocab_size=tokenizer.vocab_size, block_size=16, d_model=8,
                       num_heads=2, num_layers=1, d_ff=16, dropout=0.0)  # fmt: skip
     model = TransformerLM(config).eval()
-    facts = {"data": ["play.txt"], "best_epoch": 2, "valid_metrics": {"perplexity": 3.5}}
+    facts = {"data": ["play.txt"], "best_epoch": 2, "valid_metrics": {"perplexity": 3.5},
+             "finetuned_from": "runs/lm/model", "architecture": "bi",
+             "crossfit": {"held_out": [list(range(1, 69)), [2, 3]]}}  # fmt: skip
     lm = save_lm(model, tokenizer, tmp_path / "lm", facts)
     info = _info(capsys, str(lm))
     vocab = Tokenizer.from_file(str(lm / "tokenizer.json")).get_vocab_size()
@@ -202,7 +204,12 @@ def test_a_language_model_and_a_cross_encoder(tmp_path, capsys):
     assert main(["info", str(lm)]) == 0
     text = capsys.readouterr().out
     assert f"char, {vocab:,} tokens" in text and "play.txt" in text
-    assert "perplexity 3.5000" in text and "best epoch    2" in text
+    assert "perplexity 3.5" in text and "best epoch    2" in text
+    # a label as wide as its column keeps a space; the architecture is said once; the ids of a
+    # cross-fitted model's held-out queries are counted, not listed
+    assert "  finetuned from runs/lm/model\n" in text
+    assert text.count("architecture") == 1 and "bi" not in text.split()
+    assert "held_out [[1, 2, 3, 4, 5, ... (68 in all)], [2, 3]]" in text
     assert main(["info", str(lm / "tokenizer.json")]) == 2  # the language model's folder named
     assert f"inside the model folder {lm}; pass the folder" in capsys.readouterr().err
 
