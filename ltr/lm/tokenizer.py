@@ -147,17 +147,19 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> TextTokenizer:
-        """Read a tokenizer JSON file written by :meth:`save`.
+        """Read a tokenizer JSON file written by :meth:`save` (or the ``tokenizer.json`` of the
+        model folder ``path`` names).
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
             DataFormatError: ``path`` is not a tokenizer file made by :func:`train_tokenizer`.
         """
         path = Path(path)
+        if path.is_dir() and (path / "tokenizer.json").is_file():  # a model folder: its file
+            path = path / "tokenizer.json"
         if not path.is_file():
-            raise FileNotFoundError(
-                f"tokenizer file {path} does not exist or is not a file; check the path"
-            )
+            what = "is a folder with no tokenizer.json" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"tokenizer file {path} {what}; check the path")
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception for every failure

@@ -211,6 +211,17 @@ def test_load_missing_file_names_the_path(tmp_path):
         TextTokenizer.load(path)
 
 
+def test_load_a_model_folder_reads_its_tokenizer_file(tmp_path):
+    """``--data.tokenizer runs/x/model`` means that model's tokenizer.json; a folder without
+    one is named as such."""
+    tok = train_tokenizer(["to be or not to be"], kind="char")
+    (tmp_path / "model").mkdir()
+    tok.save(tmp_path / "model" / "tokenizer.json")
+    assert TextTokenizer.load(tmp_path / "model").to_str() == tok.to_str()
+    with pytest.raises(FileNotFoundError, match=r"is a folder with no tokenizer\.json"):
+        TextTokenizer.load(tmp_path)
+
+
 def test_load_non_tokenizer_file_names_the_path(tmp_path):
     path = tmp_path / "garbage.json"
     path.write_text("{not json", encoding="utf-8")
