@@ -17,9 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="model directory or MLflow URI")
     p.add_argument("--prompt", default="", help="text to continue (causal) or to fill (masked)")
-    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N")
     p.add_argument(
-        "--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)"
+        "--max-new-tokens", type=int, default=None, metavar="N", help="(causal; default 200)"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=None, help="0 = greedy (causal; default 0.8)"
     )
     p.add_argument(
         "--top-k",
@@ -27,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="sample among the K likeliest tokens (default 50); a masked model lists K (default 5)",
     )
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
-    p.add_argument("--num-samples", type=int, default=1, metavar="N")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (causal)")
+    p.add_argument("--num-samples", type=int, default=None, metavar="N", help="(causal; default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--device",
@@ -71,6 +73,10 @@ def encode_prompt(tok, prompt: str, *, masks: bool) -> list[int]:
     return ids
 
 
+CAUSAL_ONLY = ("max_new_tokens", "temperature", "top_p", "num_samples", "no_cache")
+"""Options that shape sampling, which a masked model does not do."""
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -81,11 +87,22 @@ def run(args: argparse.Namespace) -> int:
     from ltr.lm.generate import fill_mask, generate, start_tokens
     from ltr.predictor import resolve_device
 
-    if args.num_samples < 1:
+    if args.num_samples is not None and args.num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
     device = resolve_device(args.device)
     loaded = load_lm(args.model)
     model, tok = loaded.model.to(device), loaded.tokenizer
+    sampling = [
+        f"--{name.replace('_', '-')}"
+        for name in CAUSAL_ONLY
+        if getattr(args, name) is not None and getattr(args, name) is not False
+    ]
+    if not model.is_causal and sampling:
+        raise ConfigError(
+            f"{', '.join(sampling)}: {args.model} is a masked model, which lists the likeliest "
+            "tokens for each [MASK] (--top-k of them) and samples nothing; these options are for "
+            "causal models"
+        )
     ids = encode_prompt(tok, args.prompt, masks=not model.is_causal)
     if tok.unk_id in ids:
         text = args.prompt.replace(MASK, "")
@@ -97,26 +114,30 @@ def run(args: argparse.Namespace) -> int:
         )
     if not model.is_causal:
         top_k = 5 if args.top_k is None else args.top_k
-        found, probs = fill_mask(model, torch.tensor(ids, device=device), tok.mask_id, top_k=top_k)
+        found, probs = fill_mask(
+            model, torch.tensor(ids, device=device), tok.mask_id, top_k=top_k,
+            exclude=tok.special_ids,
+        )  # fmt: skip
         for n, (row, p) in enumerate(zip(found.tolist(), probs.tolist(), strict=True), 1):
             options = ", ".join(f"{tok.decode([i])!r} {q:.3f}" for i, q in zip(row, p, strict=True))
             print(f"[MASK] {n}: {options}")
         return 0
     start, skip = start_tokens(tok, ids)
-    prompt = torch.tensor([start] * args.num_samples, device=device)  # (N, T0)
+    samples = args.num_samples or 1
+    prompt = torch.tensor([start] * samples, device=device)  # (N, T0)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     out = generate(
         model,
         prompt,
-        args.max_new_tokens,
-        temperature=args.temperature,
+        200 if args.max_new_tokens is None else args.max_new_tokens,
+        temperature=0.8 if args.temperature is None else args.temperature,
         top_k=50 if args.top_k is None else args.top_k,
         top_p=args.top_p,
         generator=generator,
         use_cache=not args.no_cache,
     )
     for n, row in enumerate(out.tolist()):
-        if args.num_samples > 1:
+        if samples > 1:
             print(f"--- sample {n + 1}")
         print(tok.decode(row[skip:]))
     return 0

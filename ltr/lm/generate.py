@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -142,13 +144,20 @@ def generate(
 
 @torch.no_grad()
 def fill_mask(
-    model: TransformerLM, ids: Tensor, mask_id: int, *, top_k: int = 5
+    model: TransformerLM,
+    ids: Tensor,
+    mask_id: int,
+    *,
+    top_k: int = 5,
+    exclude: Sequence[int] = (),
 ) -> tuple[Tensor, Tensor]:
     """The ``top_k`` most likely tokens, with probabilities, for every ``[MASK]`` of one sequence.
 
     Args:
         model: a masked :class:`TransformerLM`.
         ids: ``[T]`` int64 token ids containing ``mask_id`` at least once.
+        exclude: token ids never proposed (the tokenizer's special tokens, which are not text);
+            the probabilities of the others are the model's, not renormalised.
 
     Returns:
         ``(token_ids, probabilities)``, both ``[M, top_k]`` for the ``M`` masks in order, each row
@@ -165,5 +174,7 @@ def fill_mask(
         probs = torch.softmax(model(ids[None, :])[0, positions].float(), dim=-1)  # (M, V)
     finally:
         model.train(was_training)
-    top = torch.topk(probs, min(top_k, probs.shape[-1]), dim=-1)
+    if exclude:
+        probs[:, list(exclude)] = -1.0  # below every probability: never among the top
+    top = torch.topk(probs, min(top_k, probs.shape[-1] - len(set(exclude))), dim=-1)
     return top.indices, top.values  # (M, k), (M, k)

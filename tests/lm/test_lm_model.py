@@ -276,6 +276,17 @@ def test_fill_mask_recovers_a_hidden_cycle_token() -> None:
     assert float(probs[:, 0].min()) > 0.5
 
 
+def test_fill_mask_leaves_out_the_tokens_it_is_told_to() -> None:
+    """The special tokens are never proposed; the others keep the model's probabilities."""
+    model = cycle_model("masked", PERIOD, steps=50)
+    ids = torch.tensor((PERIOD * 2)[:BLOCK])
+    ids[5] = 2
+    every, every_p = fill_mask(model, ids, mask_id=2, top_k=V)
+    some, some_p = fill_mask(model, ids, mask_id=2, top_k=V, exclude=range(6))
+    kept = [(t, p) for t, p in zip(every[0].tolist(), every_p[0].tolist(), strict=True) if t >= 6]
+    assert list(zip(some[0].tolist(), some_p[0].tolist(), strict=True)) == kept
+
+
 def test_decoding_refuses_the_wrong_kind_of_model() -> None:
     with pytest.raises(ConfigError, match="causal"):
         generate(small_lm("masked"), torch.tensor([[1]]), 3)

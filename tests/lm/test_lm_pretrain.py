@@ -166,6 +166,15 @@ def test_masked_model_with_rotary_positions_pretrains_and_fills_masks(
     out = capsys.readouterr().out
     assert out.startswith("[MASK] 1: ") and out.count("\n") == 1
     assert out.count(", ") == 4  # five candidates by default
+    # every candidate the vocabulary has, but no special token (they decode to '')
+    vocab = result_vocab(result)
+    argv = ["generate", "--model", str(result.artifact_dir), "--prompt", "Fir[MASK]t"]
+    assert main([*argv, "--top-k", str(vocab)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(", ") == vocab - 6 - 1 and "'' " not in out
+    # sampling options do nothing for a masked model: said, not ignored
+    assert main([*argv, "--temperature", "0", "--num-samples", "3"]) == 2
+    assert "--temperature, --num-samples: " in capsys.readouterr().err
 
 
 def result_vocab(result) -> int:
