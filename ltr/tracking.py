@@ -484,10 +484,23 @@ def _registry_hint(uri: str, exc: Exception, tracking_uri: str | None) -> str:
 
 
 def resolve_alias(name: str, alias: str, tracking_uri: str | None = None) -> str:
-    """Current version number behind ``models:/name@alias`` (for servers that poll)."""
-    require_store(tracking_uri, option=None)
+    """Current version number behind ``models:/name@alias`` (for servers that poll).
+
+    Raises:
+        ArtifactError: the store is missing, or has no such model or alias (the message lists
+            the model's aliases, or the registered names), as :func:`download_model` says.
+    """
+    from ltr.artifact import ArtifactError
+
+    require_store(tracking_uri, ArtifactError, option=None)
     _configure(tracking_uri)
-    return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException as exc:
+        uri = f"models:/{name}@{alias}"
+        raise ArtifactError(
+            f"cannot resolve model {uri}: {_registry_hint(uri, exc, tracking_uri)}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["onnx", "torch"], help="inference engine (default onnx)")
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, help="gRPC port (default 50051)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9090, 0 = off)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus port (default 9090, 0 = off); every server on a machine needs its own",
+    )
+    p.add_argument("--metrics-host", help="address of the Prometheus port (default: --host's)")
     p.add_argument("--threads", type=int, help="compute threads per forward pass (default 1)")
     p.add_argument("--device", help="torch backend: cpu (default), cuda, cuda:N or auto")
     p.add_argument(
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": args.backend,
         "host": args.host,
         "port": args.port,
+        "metrics_host": args.metrics_host,
         "metrics_port": args.metrics_port,
         "threads": args.threads,
         "device": args.device,

@@ -184,9 +184,12 @@ class ServeConfig:
     """``onnx`` runs model.onnx on ONNX Runtime; ``torch`` runs the PyTorch module."""
     host: str = "0.0.0.0"
     port: int = 50051
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str | None = None
+    """Address of the metrics endpoint (None = ``host``: a server told to listen on loopback
+    keeps its metrics there too)."""
     metrics_port: int = 9090
-    """Prometheus metrics on http://metrics_host:metrics_port/metrics (0 = off)."""
+    """Prometheus metrics on http://metrics_host:metrics_port/metrics (0 = off). Every server
+    on one machine needs its own."""
     max_candidates: int = 1000
     """Most candidates per list."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -236,6 +239,11 @@ class ServeConfig:
     impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
     interleaving: InterleavingConfig = field(default_factory=InterleavingConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+
+    @property
+    def metrics_address_host(self) -> str:
+        """The address the metrics endpoint listens on: ``metrics_host``, else ``host``."""
+        return self.host if self.metrics_host is None else self.metrics_host
 
     def __post_init__(self) -> None:
         for name in ("port", "metrics_port"):

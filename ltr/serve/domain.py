@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from ltr.errors import InputError
+
 Backend = Literal["onnx", "torch"]
 
 
@@ -92,16 +94,32 @@ class RerankQuery:
         top_k: int | None = None,
         model_name: str = "",
     ) -> RerankQuery:
-        """Build from a dense ``[n, F]`` feature matrix."""
+        """Build from a dense ``[n, F]`` feature matrix, one row per candidate id.
+
+        Raises:
+            InputError: ``features`` is not a matrix, or its rows, the ids and the initial
+                ranks (when given) differ in number.
+        """
         x = np.ascontiguousarray(features, dtype=np.float32)  # (n, F)
         if x.ndim != 2:
-            raise ValueError(f"features must be [candidates, features], got shape {x.shape}")
+            raise InputError(f"features must be [candidates, features], got shape {x.shape}")
+        ids = list(candidate_ids)
+        if len(ids) != x.shape[0]:
+            raise InputError(
+                f"{len(ids)} candidate ids but {x.shape[0]} feature rows; give one row per id"
+            )
+        ranks = None if initial_ranks is None else np.asarray(initial_ranks, np.int64)  # (n,)
+        if ranks is not None and ranks.shape != (len(ids),):
+            raise InputError(
+                f"initial_ranks has shape {ranks.shape} for {len(ids)} candidate ids; give one "
+                "rank per id"
+            )
         return cls(
             query_id=query_id,
-            candidate_ids=list(candidate_ids),
+            candidate_ids=ids,
             features=x.reshape(-1),
             feature_counts=np.full(x.shape[0], x.shape[1], dtype=np.int64),
-            initial_ranks=None if initial_ranks is None else np.asarray(initial_ranks, np.int64),
+            initial_ranks=ranks,
             context=np.zeros(0, np.float32) if context is None else np.asarray(context, np.float32),
             top_k=top_k,
             model_name=model_name,

@@ -228,7 +228,15 @@ class RerankServer:
             raise ConfigError(f"cannot listen on {where}; is the port in use?")
         self.server = server
         if cfg.metrics_port:
-            self.metrics.serve_http(cfg.metrics_host, cfg.metrics_port)
+            metrics_where = address(cfg.metrics_address_host, cfg.metrics_port)
+            try:
+                self.metrics.serve_http(cfg.metrics_address_host, cfg.metrics_port)
+            except OSError as exc:  # in use (another server, Prometheus itself), or no such host
+                raise ConfigError(
+                    f"cannot serve metrics on {metrics_where} ({exc.strerror or exc}); give this "
+                    "server a free port with --metrics-port PORT (every server on a machine "
+                    "needs its own), or turn metrics off with --metrics-port 0"
+                ) from None
         self.batcher.start()
         await server.start()
         for name in ("", SERVICE_NAME):
@@ -313,7 +321,7 @@ class RerankServer:
             else " (plaintext)"
         )
         metrics = (
-            f"; metrics on http://{address(cfg.metrics_host, cfg.metrics_port)}/metrics"
+            f"; metrics on http://{address(cfg.metrics_address_host, cfg.metrics_port)}/metrics"
             if cfg.metrics_port
             else ""
         )

@@ -128,6 +128,7 @@ class ServerProcess:
         *args: str,
         env: dict[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        metrics_host: str | None = "127.0.0.1",
     ) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         self.log_path = tmp / f"serve-{self.port}.log"
@@ -135,7 +136,7 @@ class ServerProcess:
         argv = [
             str(LTR), "serve", "--model", str(model), "--host", "127.0.0.1",
             "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-            "--metrics_host", "127.0.0.1", *args,
+            *(() if metrics_host is None else ("--metrics_host", metrics_host)), *args,
         ]  # fmt: skip
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(

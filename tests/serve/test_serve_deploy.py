@@ -94,5 +94,11 @@ def test_dockerfile_pins_cpu_torch_first_and_runs_unprivileged() -> None:
 
 
 def test_healthcheck_fails_when_nothing_listens(capsys) -> None:
-    assert healthcheck([f"127.0.0.1:{free_port()}", "--timeout", "1"]) == 1
-    assert capsys.readouterr().out.strip() == "UNREACHABLE"
+    port = free_port()
+    assert healthcheck([f"127.0.0.1:{port}", "--timeout", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == "UNREACHABLE"
+    assert err.strip() == (
+        f"python -m ltr.serve.healthcheck: nothing listens on 127.0.0.1:{port}; is the server "
+        "running, on that port?"
+    )

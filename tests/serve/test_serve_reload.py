@@ -8,7 +8,9 @@ old one serving, and SIGHUP must reload on demand.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -20,7 +22,14 @@ from ltr.artifact import load_model
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
 from ltr.tracking import start_run
-from tests.serve._helpers import ServerProcess, make_artifact, metric, offline_scores
+from tests.serve._helpers import (
+    LTR,
+    ServerProcess,
+    free_port,
+    make_artifact,
+    metric,
+    offline_scores,
+)
 
 NAME = "tiny-ranker"
 
@@ -127,3 +136,28 @@ def test_alias_moves_reload_failures_and_sighup(registry, s5) -> None:
         assert server.stop() == 0
     finally:
         server.kill()
+
+
+def test_a_missing_alias_or_model_is_a_one_line_error_naming_what_is_there(registry) -> None:
+    root, uri, _, _ = registry
+
+    def refused(*argv: str) -> str:
+        done = subprocess.run(
+            [str(LTR), "serve", *argv, "--backend", "torch", "--host", "127.0.0.1",
+             "--port", str(free_port()), "--metrics-port", "0"],
+            capture_output=True, text=True, timeout=300, cwd=root,
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    line = refused("--model", f"models:/{NAME}@nope")
+    assert line.startswith(f"ltr serve: error: cannot resolve model models:/{NAME}@nope: ")
+    assert line.endswith(
+        f"; {NAME} has aliases: live (version 1); point one at a version with "
+        f"`ltr registry alias {NAME} ALIAS VERSION` or `ltr registry promote`"
+    )
+    line = refused("--model", f"models:/{NAME}@live", "--challenger", "models:/no-such@live")
+    assert line.startswith("ltr serve: error: cannot resolve model models:/no-such@live: ")
+    assert NAME in line  # the names the registry has

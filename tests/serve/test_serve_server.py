@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from ltr.artifact import load_model
+from ltr.errors import InputError
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
 from ltr.serve.client import RerankerClient
@@ -250,6 +251,17 @@ def test_python_client_and_ltr_rerank_command(server, s5, offline, mq2008_dir) -
     assert reply["model"] == {"name": "tiny-model", "version": "run-seed1"}
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=ATOL)
+
+
+def test_python_client_refuses_ids_and_rows_that_differ_in_number(server, s5) -> None:
+    x = s5[10].features[:3]  # 3 rows
+    with RerankerClient(server.target) as client:
+        for ids in (["a", "b"], ["a", "b", "c", "d"]):  # was: 2 results, or a bare IndexError
+            with pytest.raises(InputError, match=rf"^{len(ids)} candidate ids but 3 feature rows"):
+                client.rerank(ids, x)
+        with pytest.raises(InputError, match=r"initial_ranks has shape \(2,\) for 3 candidate"):
+            client.rerank(["a", "b", "c"], x, initial_ranks=np.array([1, 2]))
+        assert len(client.rerank(["a", "b", "c"], x, initial_ranks=np.array([1, 2, 3])).ids) == 3
 
 
 def test_evaluate_through_the_live_server_equals_offline_evaluation(

@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2 as pb
 from ltr.serve._proto.ltr.reranker.v1 import reranker_pb2_grpc as pb_grpc
+from ltr.serve.healthcheck import main as healthcheck
 from tests.serve._helpers import LTR, ServerProcess
 
 
@@ -161,3 +162,32 @@ def test_ltr_rerank_speaks_mutual_tls(servers, pki, mq2008_dir) -> None:
     assert f"listening on {mtls.target} with TLS, its certificate signed by the CA" in (
         no_cert.stderr
     )
+
+
+def test_healthcheck_says_why_a_tls_server_did_not_answer(servers, pki, capsys) -> None:
+    tls, mtls = servers
+    ca, cert, key = str(pki["ca"]), str(pki["client_cert"]), str(pki["client_key"])
+
+    def unreachable(*argv: str) -> str:
+        assert healthcheck([*argv, "--timeout", "10"]) == 1
+        out, err = capsys.readouterr()
+        assert out.strip() == "UNREACHABLE"
+        (line,) = err.strip().splitlines()
+        return line
+
+    assert healthcheck([mtls.target, "--ca", ca, "--cert", cert, "--key", key]) == 0
+    assert capsys.readouterr().out.strip() == "SERVING"
+    assert unreachable(mtls.target, "--ca", ca) == (
+        f"python -m ltr.serve.healthcheck: the server at {mtls.target} closed the connection "
+        "during the TLS handshake: it requires a client certificate (mutual TLS); pass --cert "
+        "and --key"
+    )
+    assert unreachable(tls.target).endswith("it speaks TLS; pass --ca (and --cert and --key if "
+                                             "it requires a client certificate)")  # fmt: skip
+    assert "is not signed by the CA given as --ca" in unreachable(
+        tls.target, "--ca", str(pki["rogue_ca"])
+    )
+    with pytest.raises(SystemExit) as usage:  # a certificate without its key: a usage error
+        healthcheck([mtls.target, "--ca", ca, "--cert", cert])
+    assert usage.value.code == 2
+    assert "a client certificate and its key must be given together" in capsys.readouterr().err
