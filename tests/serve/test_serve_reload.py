@@ -139,7 +139,8 @@ def test_alias_moves_reload_failures_and_sighup(registry, s5) -> None:
 
 
 def test_a_missing_alias_or_model_is_a_one_line_error_naming_what_is_there(registry) -> None:
-    root, uri, _, _ = registry
+    root, uri, client, _ = registry
+    live = client.get_model_version_by_alias(NAME, "live").version  # the module's tests move it
 
     def refused(*argv: str) -> str:
         done = subprocess.run(
@@ -155,7 +156,7 @@ def test_a_missing_alias_or_model_is_a_one_line_error_naming_what_is_there(regis
     line = refused("--model", f"models:/{NAME}@nope")
     assert line.startswith(f"ltr serve: error: cannot resolve model models:/{NAME}@nope: ")
     assert line.endswith(
-        f"; {NAME} has aliases: live (version 1); point one at a version with "
+        f"; {NAME} has aliases: live (version {live}); point one at a version with "
         f"`ltr registry alias {NAME} ALIAS VERSION` or `ltr registry promote`"
     )
     line = refused("--model", f"models:/{NAME}@live", "--challenger", "models:/no-such@live")
