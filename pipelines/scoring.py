@@ -125,7 +125,8 @@ class ScoreOptions:
     of reading a column."""
     context_columns: list[str] | None = None
     """Models with ``context_dim`` C: one list column of C numbers, or C numeric columns, the
-    same on every row of a query; ``None`` = the list column ``context``."""
+    same on every row of a query; ``None`` = the columns the model was trained with, else the
+    list column ``context``."""
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:
