@@ -101,6 +101,13 @@ def _is_job_file(name: str) -> bool:
 
 def check_same_job(existing: dict, job: dict, output: Path) -> None:
     """Raise unless the manifest of the job being resumed describes the same job."""
+    if "backend" in existing and existing["backend"] != job.get("backend"):
+        # before the model: its digest covers model.onnx only for the onnx backend
+        raise ConfigError(
+            f"cannot resume {output}: its job was started with the {existing['backend']} backend, "
+            f"not {job.get('backend')}; pass --backend {existing['backend']} to resume it or "
+            "--overwrite to start over"
+        )
     for key, value in job.items():
         if existing.get(key) != value:
             raise ConfigError(

@@ -154,39 +154,82 @@ def context_inputs(config: ReportConfig, predictors: Sequence):
 
 
 def file_scores(path: str, data: ListDataset) -> np.ndarray:
-    """External scores aligned with the data rows: a text file (one per line) or Parquet with a
-    ``score`` column (a file, or an ``ltr score`` output directory), ``[N]`` float64."""
+    """External scores for the data rows, ``[N]`` float64: a text file (one per line, in the
+    data's row order) or Parquet with a ``score`` column (a file, or an ``ltr score`` output
+    directory, local or Spark).
+
+    Parquet scores with ``qid`` and ``doc_id`` columns are matched to the data's rows by
+    (query id, document id) when the data has document ids and they are unique, so their row
+    order does not matter; each key must occur once. Otherwise the scores must follow the data's
+    row order, and a ``qid`` (and ``doc_id``) column is checked row by row.
+    """
     p = Path(path)
-    if p.is_dir() or p.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    if not (p.is_dir() or p.suffix == ".parquet"):
+        from ltr.cli.evaluate import read_scores
 
-        files = sorted(p.glob("part-*.parquet")) if p.is_dir() else [p]
-        if not files:
-            files = sorted(x for x in p.glob("*.parquet") if not x.name.startswith(("_", ".")))
-        table = pq.ParquetFile(files[0]).schema_arrow
-        if table.get_field_index("score") < 0:
-            raise DataFormatError(f"{path} has no 'score' column")
-        import pyarrow as pa
+        return read_scores(p, data.num_rows)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        columns = ["score"] + (["qid"] if table.get_field_index("qid") >= 0 else [])
-        t = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
-        if len(t) != data.num_rows:
-            raise DataFormatError(
-                f"{path} holds {len(t)} scores but the test data has {data.num_rows} rows"
-            )
-        if "qid" in columns:
-            qids = np.asarray(t.column("qid").to_pylist(), dtype=object).astype(str)
-            expected = np.repeat(data.qids.astype(str), data.list_lengths)
-            if not np.array_equal(qids, expected):
-                bad = int(np.flatnonzero(qids != expected)[0])
-                raise DataFormatError(
-                    f"{path}: row {bad} is query {qids[bad]!r} but the test data has "
-                    f"{expected[bad]!r} there; scores must follow the data's row order"
-                )
-        return t.column("score").to_numpy().astype(np.float64)
-    from ltr.cli.evaluate import read_scores
+    files = sorted(p.glob("part-*.parquet")) if p.is_dir() else [p]
+    if not files:
+        files = sorted(x for x in p.glob("*.parquet") if not x.name.startswith(("_", ".")))
+    if not files:
+        raise DataFormatError(f"{path} holds no Parquet files")
+    schema = pq.ParquetFile(files[0]).schema_arrow
+    if schema.get_field_index("score") < 0:
+        raise DataFormatError(f"{path} has no 'score' column")
+    columns = ["score"] + [c for c in ("qid", "doc_id") if schema.get_field_index(c) >= 0]
+    t = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    if len(t) != data.num_rows:
+        raise DataFormatError(
+            f"{path} holds {len(t)} scores but the test data has {data.num_rows} rows"
+        )
+    scores = t.column("score").to_numpy().astype(np.float64)
+    if "qid" not in columns:
+        return scores
+    qids = np.asarray(t.column("qid").to_pylist(), dtype=object).astype(str)
+    expected = np.repeat(data.qids.astype(str), data.list_lengths)
+    has_docs = "doc_id" in columns and all(d is not None for d in data.doc_ids)
+    if not has_docs:
+        _check_row_order(path, "query", qids, expected)
+        return scores
+    docs = np.asarray(t.column("doc_id").to_pylist(), dtype=object).astype(str)
+    data_docs = data.doc_ids.astype(str)
+    import pandas as pd
 
-    return read_scores(p, data.num_rows)
+    wanted = pd.MultiIndex.from_arrays([expected, data_docs])
+    if not wanted.is_unique:  # keys cannot place the scores: the row order must
+        _check_row_order(path, "query", qids, expected)
+        _check_row_order(path, "document", docs, data_docs)
+        return scores
+    given = pd.MultiIndex.from_arrays([qids, docs])
+    twice = given.duplicated()
+    if twice.any():
+        bad = int(np.flatnonzero(twice)[0])
+        raise DataFormatError(
+            f"{path}: query {str(qids[bad])!r} document {str(docs[bad])!r} has more than one score "
+            f"(row {bad}); give one score per (qid, doc_id) of the test data"
+        )
+    position = given.get_indexer(wanted)  # data row -> its row in the scores
+    if (position < 0).any():
+        bad = int(np.flatnonzero(position < 0)[0])
+        qid, doc = str(expected[bad]), str(data_docs[bad])
+        raise DataFormatError(
+            f"{path} has no score for query {qid!r} document {doc!r} (test data row {bad}); "
+            "the scores must cover the test data's (qid, doc_id) pairs"
+        )
+    return scores[position]
+
+
+def _check_row_order(path: str, what: str, got: np.ndarray, expected: np.ndarray) -> None:
+    """Raise unless the scores' ``got`` ids equal the data's, row by row."""
+    if not np.array_equal(got, expected):
+        bad = int(np.flatnonzero(got != expected)[0])
+        raise DataFormatError(
+            f"{path}: row {bad} is {what} {str(got[bad])!r} but the test data has "
+            f"{str(expected[bad])!r} there; scores must follow the data's row order"
+        )
 
 
 def lightgbm_scores(

@@ -125,7 +125,8 @@ class ScoreOptions:
     of reading a column."""
     context_columns: list[str] | None = None
     """Models with ``context_dim`` C: one list column of C numbers, or C numeric columns, the
-    same on every row of a query; ``None`` = the list column ``context``."""
+    same on every row of a query; ``None`` = the columns the model was trained with, else the
+    list column ``context``."""
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:
@@ -241,8 +242,17 @@ def _score_to_parquet(
         "model": {"source": str(model), "sha256": model_digest(predictor)},
         "backend": predictor.backend,
     }
+    # The options that shape the output: a finished job with other ones is refused, as an
+    # unfinished one is (the partition plan below follows from the input and partition_rows).
+    settings = {
+        "qid_column": options.qid_column,
+        "feature_columns": feature_columns,
+        "drop_features": options.drop_features,
+        "partition_rows": options.partition_rows,
+    }
+    list_inputs = {"list_inputs": inputs.describe()} if inputs.needed else {}
     if existing is not None and (output / SUCCESS).exists():
-        check_same_job(existing, job, output)
+        check_same_job(existing, job | settings | list_inputs, output)
         done = json.loads((output / SUCCESS).read_text())
         return ScoreResult(
             output,
@@ -262,16 +272,11 @@ def _score_to_parquet(
         plan = _plan(source, manifest.num_features, options.qid_column, feature_columns)
     ranges = plan_partitions(plan, options.partition_rows)
     expected = [owned_rows(plan, a, b) for a, b in ranges]
-    job |= {
-        "qid_column": options.qid_column,
-        "feature_columns": feature_columns,
-        "drop_features": options.drop_features,
-        "partition_rows": options.partition_rows,
+    job |= settings | {
         "partitions": [[a, b, n] for (a, b), n in zip(ranges, expected, strict=True)],
         "rows": plan.total_rows,
     }
-    if inputs.needed:  # absent for other models: their manifests stay as they were
-        job["list_inputs"] = inputs.describe()
+    job |= list_inputs  # absent for other models: their manifests stay as they were
     if existing is not None:
         check_same_job(existing, job, output)
     else:

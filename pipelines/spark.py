@@ -34,8 +34,10 @@ On a cluster, run this module with ``spark-submit`` (see ``docs/PIPELINES.md``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -48,8 +50,14 @@ from typing import Any
 import numpy as np
 
 from ltr.data.list_inputs import ListInputs
+from pipelines.jobdir import removed_if_left_empty
 
 ROW = "_ltr_row"
+RANK_FROM_ORDER_REFUSED = (
+    "--initial-rank-from-order needs the local engine: Spark does not keep the input order of a "
+    "query's rows across file splits; write the ranks into a column and name it with "
+    "--initial-rank-column"
+)
 _PREDICTORS: dict[str, Any] = {}  # per Python worker: artifact digest -> predictor
 
 
@@ -225,7 +233,8 @@ def score_dataframe(
 
     ``initial_rank_column`` and ``context_columns`` name the inputs of a model that takes
     initial ranks or a context vector (see :mod:`ltr.data.list_inputs`; defaults
-    ``initial_rank`` and ``context``). ``initial_rank_from_order`` is refused here.
+    ``initial_rank``, and the columns the model was trained with, else ``context``).
+    ``initial_rank_from_order`` is refused here.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -244,11 +253,7 @@ def score_dataframe(
         trained_context_columns=manifest.training.get("context_columns"),
     )
     if inputs.rank_from_order:
-        raise ConfigError(
-            "--initial-rank-from-order needs the local engine: Spark does not keep the input "
-            "order of a query's rows across file splits; write the ranks into a column and name "
-            "it with --initial-rank-column"
-        )
+        raise ConfigError(RANK_FROM_ORDER_REFUSED)
     if inputs.columns:
         from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -321,8 +326,38 @@ def score_spark(
     df = spark.read.parquet(str(input_path))
     rows = df.count() if count_rows else -1
     scored = score_dataframe(df, model, **kwargs)
-    scored.write.mode("overwrite" if overwrite else "errorifexists").parquet(str(output))
+    local = "://" not in str(output)
+    try:  # a failed job leaves no empty output folder behind (a re-run would be refused)
+        with removed_if_left_empty(Path(output)) if local else contextlib.nullcontext():
+            scored.write.mode("overwrite" if overwrite else "errorifexists").parquet(str(output))
+    except Exception as exc:
+        ours = task_error(exc)
+        if ours is None:
+            raise
+        raise ours from None
     return SparkScoreResult(str(output), rows, time.perf_counter() - started)
+
+
+_LTR_ERROR = re.compile(r"^ltr\.errors\.(\w+): (.+)$", re.MULTILINE)
+
+
+def task_error(exc: BaseException):
+    """The ltr error (a bad rank or context, say) that failed a Spark task, rebuilt on the
+    driver from the Python traceback that PySpark's exception carries; ``None`` for any other
+    failure."""
+    from ltr import errors
+
+    if not type(exc).__module__.startswith(("pyspark", "py4j")):
+        return None
+    found = _LTR_ERROR.findall(str(exc))
+    if not found:
+        return None
+    name, message = found[-1]
+    kind = getattr(errors, name, None)
+    simple = isinstance(kind, type) and issubclass(kind, errors.LtrError)
+    if not simple or issubclass(kind, errors.ConfigFieldError):  # takes its message whole
+        kind = errors.LtrError
+    return kind(message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, help="shuffle partitions for the scoring stage")
     parser.add_argument("--threads-per-task", type=int, default=1)
     parser.add_argument("--initial-rank-column", help="initial ranks (default: initial_rank)")
-    parser.add_argument("--context-columns", nargs="+", help="context (default: context)")
+    parser.add_argument(
+        "--context-columns",
+        nargs="+",
+        help="context vector (default: the columns the model was trained with, else context)",
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     from pyspark.sql import SparkSession

@@ -242,6 +242,21 @@ def base_values(config: TrainConfig, space: Sequence[Param]) -> dict[str, Any]:
     return values
 
 
+def outside_space(config: TrainConfig, space: Sequence[Param]) -> list[str]:
+    """The base config's values of the space's keys that the space does not hold, described
+    (``model.dropout = 0.1 (the space: ...)``); empty when the base config is a point of it."""
+    flat = to_dict(config)
+    outside = []
+    for param in space:
+        node: Any = flat
+        for part in param.key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or not param.contains(node):
+            value = "not set" if node is None else f"= {node!r}"
+            outside.append(f"{param.key} {value} (the space: {param.describe()})")
+    return outside
+
+
 def trial_config(
     config: TrainConfig,
     params: Mapping[str, Any],
@@ -428,11 +443,11 @@ def open_study(
     known = study.user_attrs.get("ltr.fingerprint")
     if known is None:
         study.set_user_attr("ltr.fingerprint", fingerprint)
-        base = base_values(config, space)
-        if base and not study.trials:
+        if not study.trials and not outside_space(config, space):
             # The first trial is the base config itself: the study then measures its
             # candidates against it, and its best is never one it scored below the base.
-            study.enqueue_trial(base, user_attrs={"ltr.base": True})
+            # A base config outside the space cannot be a trial (run_tuning says so).
+            study.enqueue_trial(base_values(config, space), user_attrs={"ltr.base": True})
     elif known != fingerprint:
         raise ConfigError(
             f"study {study_name!r} in {url} was started with another base config, search "
@@ -526,6 +541,14 @@ def run_tuning(
         seeds=seeds,
         folds=folds,
     )
+    outside = outside_space(config, space)
+    if outside and not study.trials:  # a new study without a base-config trial
+        print(
+            "ltr tune: note: no trial of the base config itself, whose "
+            f"{'; '.join(outside)} lies outside the search space; the study's best is not "
+            "measured against the base config (widen the space to hold its values to get one)",
+            file=sys.stderr,
+        )
     convention, metric = objective_key(config)
     monitor = f"val/{metric}"
     result = TuneResult(study_name=study_name, metric=metric, trials=[], space=list(space))

@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=FILE",
-        help="external scores aligned with the data rows: text, one per line, or Parquet with a "
-        "`score` column such as an `ltr score` output (repeatable)",
+        help="external scores for the data rows: text, one per line in the data's row order, or "
+        "Parquet with a `score` column such as an `ltr score` output, matched to the data's rows "
+        "by its qid and doc_id columns when it has them (repeatable)",
     )
     p.add_argument(
         "--lightgbm-baseline",

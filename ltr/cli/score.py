@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--partition-rows",
         type=int,
-        default=1_000_000,
-        help="input rows per output partition, the unit of --resume (local engine)",
+        help="input rows per output partition, the unit of --resume (local engine; default "
+        "1,000,000)",
     )
     p.add_argument("--qid-column", default="qid", help="query-id column (default: qid)")
     p.add_argument(
@@ -69,9 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--compression",
-        default="snappy",
         choices=["snappy", "zstd", "lz4", "gzip", "none"],
-        help="Parquet codec of the output (local engine)",
+        help="Parquet codec of the output (local engine; default snappy)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     extra = p.add_argument_group("models with initial ranks or a context vector")
@@ -117,19 +116,21 @@ def run(args: argparse.Namespace) -> int:
         return _run_spark(args)
     if args.spark_conf or args.spark_partitions:
         raise ConfigError("--spark-conf and --spark-partitions need --engine spark")
-    from pipelines.scoring import ScoreOptions, score_to_parquet
+    from pipelines.scoring import DEFAULT_PARTITION_ROWS, ScoreOptions, score_to_parquet
 
     options = ScoreOptions(
         backend=args.backend,
         batch_size=args.batch_size,
-        partition_rows=args.partition_rows,
+        partition_rows=(
+            DEFAULT_PARTITION_ROWS if args.partition_rows is None else args.partition_rows
+        ),
         qid_column=args.qid_column,
         feature_columns=args.feature_columns,
         group_file=args.group_file,
         resume=args.resume,
         overwrite=args.overwrite,
         progress=False if args.quiet else None,
-        compression=args.compression,
+        compression=args.compression or "snappy",
         drop_features=args.drop_features,
         threads=args.threads,
         device=args.device,
@@ -160,6 +161,30 @@ def _run_spark(args: argparse.Namespace) -> int:
             "--resume applies to the local engine; a failed Spark job is re-run (its output "
             "committer never leaves partial results under the final name)"
         )
+    # Refused before the Spark session starts (which takes a while), as everything else here.
+    local_only = [
+        flag
+        for flag, given in (
+            ("--drop-features", args.drop_features),
+            ("--compression", args.compression is not None),
+            ("--partition-rows", args.partition_rows is not None),
+        )
+        if given
+    ]
+    if local_only:
+        raise ConfigError(
+            f"{' and '.join(local_only)} apply to the local engine only; leave "
+            f"{'them' if len(local_only) > 1 else 'it'} out with --engine spark (Spark writes "
+            "snappy Parquet with every input column; --spark-partitions sets its partitions)"
+        )
+    if args.initial_rank_from_order:
+        from pipelines.spark import RANK_FROM_ORDER_REFUSED
+
+        raise ConfigError(RANK_FROM_ORDER_REFUSED)
+    if "://" not in args.output and Path(args.output).exists() and not args.overwrite:
+        raise ConfigError(
+            f"the output {args.output} already exists; pass --overwrite to replace it"
+        )
     local = Path(args.input)
     if args.group_file or ("://" not in args.input and local.is_file()):
         from pipelines.source import is_parquet
@@ -174,9 +199,17 @@ def _run_spark(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError(f"--spark-conf takes KEY=VALUE, got {item!r}")
         conf[key] = value
+    import sys
+
     from pipelines.spark import score_spark, spark_session
 
+    # Spark's stage bars only on a terminal: elsewhere they run into the lines after them.
+    show = sys.stderr.isatty() and not args.quiet
+    conf.setdefault("spark.ui.showConsoleProgress", "true" if show else "false")
     spark = spark_session(args.spark_master, conf)
+    # A task that fails logs its traceback several times over (executor, task set, writer);
+    # the error reaches Python anyway, and an input error is printed as one line below.
+    spark.sparkContext.setLogLevel("FATAL")
     result = score_spark(
         spark,
         args.model,
