@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ltr.artifact import ONNX, LoadedModel
 from ltr.data.list_inputs import ListInputs, resolve
-from ltr.errors import ConfigError, LtrError
+from ltr.errors import ConfigError, DataFormatError, LtrError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_MAX_LISTS = 64
@@ -207,13 +207,22 @@ def lists_from_files(
     max_lists: int = DEFAULT_MAX_LISTS,
     *,
     context: ListInputs | None = None,
+    num_features: int | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Up to ``max_lists`` candidate lists ``[n, F]`` from LETOR/Parquet files, spread evenly
     over the data and always including the longest list, with their ``[lists, C]`` context
-    vectors when ``context`` names the Parquet columns that hold them (else None)."""
+    vectors when ``context`` names the Parquet columns that hold them (else None).
+
+    Raises:
+        DataFormatError: ``num_features`` is given and the data has another feature count.
+    """
     from ltr.data.dataset import load_dataset
 
-    data = load_dataset(list(paths), context=context)
+    data = load_dataset(list(paths), context=context, num_features=num_features)
+    if num_features is not None and data.num_features != num_features:
+        raise DataFormatError(
+            f"the data has {data.num_features} features but the model expects {num_features}"
+        )
     count = min(max_lists, len(data))
     picks = set(np.linspace(0, len(data) - 1, count).round().astype(int).tolist())
     picks.add(int(np.argmax(data.list_lengths)))
@@ -246,7 +255,7 @@ def parity_lists(
             raise ConfigError(
                 "--context-columns needs Parquet data; LETOR files carry no context vector"
             )
-        lists, _ = lists_from_files(paths, max_lists)
+        lists, _ = lists_from_files(paths, max_lists, num_features=loaded.manifest.num_features)
         batches = parity_batches_from_lists(loaded, lists)
         return batches, f"{described} (context vectors drawn at random: LETOR carries none)"
     inputs = None
@@ -258,7 +267,9 @@ def parity_lists(
         )
     elif context_columns:
         raise ConfigError("this model takes no context vector; leave out --context-columns")
-    lists, contexts = lists_from_files(paths, max_lists, context=inputs)
+    lists, contexts = lists_from_files(
+        paths, max_lists, context=inputs, num_features=loaded.manifest.num_features
+    )
     return parity_batches_from_lists(loaded, lists, contexts=contexts), described
 
 
