@@ -717,6 +717,9 @@ def run(args: argparse.Namespace) -> int:
             "--rescore compares DATA as a whole: leave out --every (an impression log has the "
             "model's scores already) and --save-profile (which scores its lists anyway)"
         )
+    for path in args.data:  # before pyarrow reads a schema, whose errors say less
+        if not path.exists():
+            raise FileNotFoundError(f"no such data file or folder: {path}")
     loaded = load_model(args.model)
     names = list(loaded.manifest.feature_names)
     profile = None
