@@ -732,6 +732,15 @@ def run(args: argparse.Namespace) -> int:
                 "profiles existed); write one from its training data: ltr drift --model DIR "
                 "--data TRAIN... --save-profile"
             )
+    if args.rescore:
+        from ltr.inference import rows_unscorable
+
+        why = rows_unscorable(loaded)
+        if why is not None:  # before any data is read
+            raise ConfigError(
+                f"--rescore cannot score {args.model}: {why}; leave out --rescore (an impression "
+                "log's recorded scores are compared without it)"
+            )
     if args.every:
         return _run_periods(args, profile, loaded)
     if args.save_profile:
