@@ -99,8 +99,12 @@ def score_rows(loaded, features: np.ndarray, lists: np.ndarray) -> np.ndarray:
 
 def rows_unscorable(loaded) -> str | None:
     """Why :func:`score_rows` cannot score ``loaded``'s rows, or None when it can."""
-    if frame_context_columns(loaded.manifest):
-        return "the model reads a per-query context vector, which rows lack"
+    columns = frame_context_columns(loaded.manifest)
+    if columns:
+        return (
+            f"the model reads a per-query context vector (from {', '.join(columns)}), which "
+            "ltr drift does not read: it scores feature rows alone"
+        )
     return None
 
 

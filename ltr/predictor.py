@@ -26,8 +26,8 @@ from ltr.errors import ConfigError
 
 Backend = Literal["torch", "onnx", "auto"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
-"""``auto`` = ``onnx`` when the artifact holds ``model.onnx`` (written by ``ltr export``), else
-``torch``."""
+"""``auto`` = ``onnx`` when the artifact holds ``model.onnx`` (written by ``ltr export``; for a
+registry version or run, exported into its model-cache folder on first use), else ``torch``."""
 
 
 def resolve_backend(loaded: LoadedModel, backend: str, device: str = "cpu") -> str:
@@ -115,7 +115,7 @@ def load_predictor(
     *,
     threads: int | None = None,
     device: str = "cpu",
-    export_missing_onnx: bool = False,
+    export_missing_onnx: bool | None = None,
     parity_data: Sequence[str | Path] = (),
 ) -> Predictor:
     """Load a model (directory, MLflow URI or an already loaded model) on ``backend``.
@@ -123,13 +123,18 @@ def load_predictor(
     Args:
         source: artifact directory, MLflow URI or :class:`~ltr.artifact.LoadedModel`.
         backend: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime when the artifact has
-            ``model.onnx``, else PyTorch).
+            ``model.onnx``, else PyTorch). A registry version or run without one gets it
+            exported (with the parity check) into its folder in the model cache on first use,
+            see :func:`ltr.export.onnx.export_into_cache`; for ``auto`` a failed export means
+            PyTorch.
         threads: ONNX Runtime intra-op threads (default 1). PyTorch's thread count is
             process-wide; set it with ``torch.set_num_threads``.
         device: for ``torch``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ONNX Runtime runs on
             the CPU (the CPU build is the dependency); asking it for another device is an error.
-        export_missing_onnx: for ``onnx``, export (with the parity check) into a temporary
-            folder when the artifact has no ``model.onnx``, instead of raising.
+        export_missing_onnx: for ``onnx``, export (with the parity check) when the artifact
+            has no ``model.onnx``, instead of raising: a registry version or run into its
+            model-cache folder, a local artifact into a temporary folder. None (default): only
+            a registry version or run; False: never (a missing graph is an error).
         parity_data: LETOR/Parquet files for that parity check (default: the data recorded in
             the manifest, else synthetic lists; see :func:`ltr.export.onnx.ensure_onnx`).
     """
@@ -140,6 +145,10 @@ def load_predictor(
             f"the onnx backend runs on the CPU; for device {device!r} use the torch backend"
         )
     loaded = source if isinstance(source, LoadedModel) else load_model(source)
+    if backend in ("auto", "onnx") and not asks_for_gpu(device) and export_missing_onnx is None:
+        from ltr.export.onnx import export_into_cache
+
+        export_into_cache(loaded, parity_data, required=backend == "onnx")
     backend = resolve_backend(loaded, backend, device)
     if backend == "torch":
         return TorchPredictor(loaded, device)

@@ -394,6 +394,17 @@ def model_cache_dir() -> Path:
     return Path(root) / "models"
 
 
+def cached_download(path: str | Path) -> Path | None:
+    """The :func:`model_cache_dir` entry (one immutable version or run) that ``path`` lies in,
+    or None for a path outside the cache (a local artifact, a temporary download)."""
+    root = model_cache_dir().resolve()
+    path = Path(path).resolve()
+    for parent in [path, *path.parents]:
+        if parent.parent == root:
+            return parent if (parent / ".complete").is_file() else None
+    return None
+
+
 def download_model(uri: str, tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
     """Download an MLflow model URI to a local folder; return it with registry facts.
 

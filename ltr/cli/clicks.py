@@ -152,15 +152,18 @@ def run_interleaving(args: argparse.Namespace) -> int:
         print(json.dumps([v.to_dict(effect) for v in verdicts], indent=1))
         return outcome
     anytime = "" if effect is None else f" {'anytime p':>9}"
+    # as wide as the longest name: a version may be a 32-character run id
+    wm = max(24, *(len(v.model) for v in verdicts))
+    wc = max(24, *(len(v.challenger) for v in verdicts))
     header = (
-        f"{'model':<24} {'challenger':<24} {'sessions':>9} {'clicked':>8} {'model wins':>10} "
+        f"{'model':<{wm}} {'challenger':<{wc}} {'sessions':>9} {'clicked':>8} {'model wins':>10} "
         f"{'chall. wins':>11} {'ties':>6} {'preference':>10} {'p-value':>9}{anytime}"
     )
     print(header)
     for v in verdicts:
         anytime = "" if effect is None else f" {v.anytime_p_value(effect):>9.2g}"
         print(
-            f"{v.model:<24} {v.challenger:<24} {v.sessions:>9,} {v.clicked:>8,} "
+            f"{v.model:<{wm}} {v.challenger:<{wc}} {v.sessions:>9,} {v.clicked:>8,} "
             f"{v.model_wins:>10,} {v.challenger_wins:>11,} {v.ties:>6,} {v.preference:>+10.4f} "
             f"{v.p_value:>9.2g}{anytime}"
         )

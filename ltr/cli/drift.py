@@ -717,6 +717,9 @@ def run(args: argparse.Namespace) -> int:
             "--rescore compares DATA as a whole: leave out --every (an impression log has the "
             "model's scores already) and --save-profile (which scores its lists anyway)"
         )
+    for path in args.data:  # before pyarrow reads a schema, whose errors say less
+        if not path.exists():
+            raise FileNotFoundError(f"no such data file or folder: {path}")
     loaded = load_model(args.model)
     names = list(loaded.manifest.feature_names)
     profile = None
@@ -728,6 +731,15 @@ def run(args: argparse.Namespace) -> int:
                 "xgboost-model or linear-model without --profile-data, or trained before "
                 "profiles existed); write one from its training data: ltr drift --model DIR "
                 "--data TRAIN... --save-profile"
+            )
+    if args.rescore:
+        from ltr.inference import rows_unscorable
+
+        why = rows_unscorable(loaded)
+        if why is not None:  # before any data is read
+            raise ConfigError(
+                f"--rescore cannot score {args.model}: {why}; leave out --rescore (an impression "
+                "log's recorded scores are compared without it)"
             )
     if args.every:
         return _run_periods(args, profile, loaded)

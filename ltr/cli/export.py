@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output",
         type=Path,
-        help="folder for the exported artifact (default: the artifact folder itself; required "
-        "for MLflow URIs, whose artifact is a temporary download)",
+        help="folder for the exported artifact (default: the artifact folder itself; for a "
+        "registry version or run, its folder in the model cache, where ltr score and ltr serve "
+        "find the graph; required for other MLflow URIs, whose artifact is a temporary download)",
     )
     p.add_argument("--atol", type=float, default=1e-5, help="largest score difference allowed")
     p.add_argument("--max-lists", type=int, default=64, help="lists to check (default 64)")
@@ -43,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ltr.artifact import ONNX, is_mlflow_uri, load_model
     from ltr.errors import ConfigError
-    from ltr.export.onnx import export_checked, parity_lists, recorded_data
+    from ltr.export.onnx import REFUSED, cached_folder, export_checked, parity_lists, recorded_data
 
-    if args.output is None and is_mlflow_uri(args.model):
-        raise ConfigError(f"{args.model} is a registry model; pass --output DIR for the export")
     loaded = load_model(args.model)
+    cached = cached_folder(loaded)
+    if args.output is None and is_mlflow_uri(args.model) and cached is None:
+        raise ConfigError(f"{args.model} is a temporary download; pass --output DIR for the export")
     files = list(args.data or recorded_data(loaded))
     if not files:
         raise ConfigError(
@@ -62,8 +64,18 @@ def run(args: argparse.Namespace) -> int:
         loaded, files, args.max_lists, context_columns=args.context_columns
     )
     report = export_checked(loaded, out, batches, atol=args.atol, data=data)
+    where = ""
+    if cached is not None and out.resolve() == cached.resolve():
+        (out / REFUSED).unlink(missing_ok=True)
+        version = f"version {loaded.manifest.version} of {loaded.manifest.name}"
+        if not loaded.manifest.name:  # a run's model
+            version = args.model
+        where = (
+            f" (the model cache's copy of {version}: ltr score and ltr serve on this machine "
+            "run it on ONNX Runtime)"
+        )
     print(
-        f"wrote {out / ONNX}: ONNX Runtime matches PyTorch on {report.lists} lists "
+        f"wrote {out / ONNX}{where}: ONNX Runtime matches PyTorch on {report.lists} lists "
         f"({report.candidates:,} candidates) of {data}; largest difference "
         f"{report.max_abs_diff:.2g} (allowed {report.atol:g})"
     )

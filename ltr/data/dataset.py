@@ -285,6 +285,10 @@ def load_dataset(
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such data file: {path}")
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md")
+            example = f", e.g. {inside[0]}" if inside else ""
+            raise DataFormatError(f"{path} is a folder; pass the data file(s) in it{example}")
         if path.suffix == ".parquet":
             chunk, file_names, file_context = _read_parquet_lists(path, inputs)
             if names is not None and file_names != names:

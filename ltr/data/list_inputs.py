@@ -202,7 +202,7 @@ def extract(
     """Check and convert a table's initial ranks and context vectors for the model.
 
     Args:
-        inputs: see :func:`resolve`; the columns must pass :func:`check_columns`.
+        inputs: see :func:`resolve`; the columns are checked with :func:`check_columns`.
         table: whole queries, rows of a query contiguous (it may hold other columns too).
         offsets: ``[Q + 1]`` row offsets of the queries.
         query_id: the id of query ``q`` (for messages).
@@ -215,6 +215,7 @@ def extract(
         DataFormatError: a missing, negative or fractional rank; a context vector that is missing,
             of the wrong length, not finite or not the same on every row of its query.
     """
+    check_columns(inputs, table.schema, "the table")  # a missing column: no bare KeyError
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)  # [Q]
 

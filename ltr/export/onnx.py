@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ltr.artifact import ONNX, LoadedModel
 from ltr.data.list_inputs import ListInputs, resolve
-from ltr.errors import ConfigError, LtrError
+from ltr.errors import ConfigError, DataFormatError, LtrError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_MAX_LISTS = 64
@@ -207,13 +207,22 @@ def lists_from_files(
     max_lists: int = DEFAULT_MAX_LISTS,
     *,
     context: ListInputs | None = None,
+    num_features: int | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Up to ``max_lists`` candidate lists ``[n, F]`` from LETOR/Parquet files, spread evenly
     over the data and always including the longest list, with their ``[lists, C]`` context
-    vectors when ``context`` names the Parquet columns that hold them (else None)."""
+    vectors when ``context`` names the Parquet columns that hold them (else None).
+
+    Raises:
+        DataFormatError: ``num_features`` is given and the data has another feature count.
+    """
     from ltr.data.dataset import load_dataset
 
-    data = load_dataset(list(paths), context=context)
+    data = load_dataset(list(paths), context=context, num_features=num_features)
+    if num_features is not None and data.num_features != num_features:
+        raise DataFormatError(
+            f"the data has {data.num_features} features but the model expects {num_features}"
+        )
     count = min(max_lists, len(data))
     picks = set(np.linspace(0, len(data) - 1, count).round().astype(int).tolist())
     picks.add(int(np.argmax(data.list_lengths)))
@@ -246,7 +255,7 @@ def parity_lists(
             raise ConfigError(
                 "--context-columns needs Parquet data; LETOR files carry no context vector"
             )
-        lists, _ = lists_from_files(paths, max_lists)
+        lists, _ = lists_from_files(paths, max_lists, num_features=loaded.manifest.num_features)
         batches = parity_batches_from_lists(loaded, lists)
         return batches, f"{described} (context vectors drawn at random: LETOR carries none)"
     inputs = None
@@ -258,7 +267,9 @@ def parity_lists(
         )
     elif context_columns:
         raise ConfigError("this model takes no context vector; leave out --context-columns")
-    lists, contexts = lists_from_files(paths, max_lists, context=inputs)
+    lists, contexts = lists_from_files(
+        paths, max_lists, context=inputs, num_features=loaded.manifest.num_features
+    )
     return parity_batches_from_lists(loaded, lists, contexts=contexts), described
 
 
@@ -342,9 +353,15 @@ def export_checked(
     """
     if not batches:
         raise ExportError("no lists to check ONNX parity on; give a data file with lists")
+    import os
+    import tempfile
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{ONNX}.tmp"
+    # a name of its own: processes exporting the same model at once never share a file
+    handle, name = tempfile.mkstemp(prefix=f".{ONNX}.", suffix=".tmp", dir=out_dir)
+    os.close(handle)
+    tmp = Path(name)
     try:
         export_graph(loaded, tmp)
         report = check_parity(loaded, tmp, batches, atol=atol, data=data)
@@ -374,19 +391,96 @@ def parity_data_for(
     return parity_batches_from_lists(loaded, lists), "synthetic lists (no data file found)"
 
 
+REFUSED = ".onnx-refused"
+"""In a cached registry version: why its export failed, so that backend ``auto`` does not try
+again on every load (``ltr export`` and the onnx backend do)."""
+
+
+def cached_folder(loaded: LoadedModel) -> Path | None:
+    """The folder of a registry version or run downloaded into the model cache (one per tracking
+    URI and version: :func:`ltr.tracking.download_model`), else None."""
+    from ltr.artifact import is_mlflow_uri
+
+    if not is_mlflow_uri(loaded.source):
+        return None
+    from ltr.tracking import cached_download
+
+    return loaded.path if cached_download(loaded.path) is not None else None
+
+
+def export_into_cache(
+    loaded: LoadedModel,
+    paths: Sequence[str | Path] = (),
+    *,
+    atol: float = DEFAULT_ATOL,
+    required: bool = True,
+) -> Path | None:
+    """``model.onnx`` of a registry version or run, exported (with the parity check) into its
+    folder in the model cache the first time it is needed, and reused afterwards.
+
+    Parity is checked on ``paths``, else the manifest's recorded data, else synthetic lists. The
+    graph is written under a temporary name and renamed, so concurrent processes each find a
+    whole graph or none. Returns None for a model outside the cache; when the export fails,
+    raises if ``required``, else logs why (remembered in the folder) and returns None.
+    """
+    if loaded.onnx_path is not None:
+        return loaded.onnx_path
+    folder = cached_folder(loaded)
+    if folder is None:
+        return None
+    refused = folder / REFUSED
+    log = logging.getLogger("ltr.export")
+    if not required and refused.is_file():
+        return None
+    batches, data = parity_data_for(loaded, paths)
+    try:
+        report = export_checked(loaded, folder, batches, atol=atol, data=data)
+    except ExportError as exc:
+        if required:
+            raise
+        _write_atomically(refused, str(exc))
+        log.warning("%s runs on PyTorch: %s", loaded.source, exc)
+        return None
+    refused.unlink(missing_ok=True)
+    log.info(
+        "%s has no %s: exported into the model cache (%s); ONNX Runtime matches PyTorch to "
+        "%.2g on %d lists of %s",
+        loaded.source,
+        ONNX,
+        folder,
+        report.max_abs_diff,
+        report.lists,
+        data,
+    )
+    return folder / ONNX
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(handle, "w") as f:
+        f.write(text)
+    Path(name).replace(path)
+
+
 def ensure_onnx(
     loaded: LoadedModel, paths: Sequence[str | Path] = (), *, atol: float = DEFAULT_ATOL
 ) -> Path:
-    """The artifact's ``model.onnx``, or one exported now into a fresh temporary folder.
+    """The artifact's ``model.onnx``, or one exported now (the server's default for artifacts
+    without a graph, e.g. a version just registered by training).
 
-    Export on load (the server's default for artifacts without a graph, e.g. a version just
-    registered by training) checks parity like ``ltr export`` does, on ``paths``, else the
-    manifest's recorded data, else synthetic lists; the artifact folder itself is never written.
+    Export on load checks parity like ``ltr export`` does, on ``paths``, else the manifest's
+    recorded data, else synthetic lists. A registry version or run goes into its folder in the
+    model cache (:func:`export_into_cache`), where later loads find it; a local artifact folder
+    is never written: its graph goes to a fresh temporary folder.
     """
     import tempfile
 
-    if loaded.onnx_path is not None:
-        return loaded.onnx_path
+    cached = export_into_cache(loaded, paths, atol=atol)
+    if cached is not None:
+        return cached
     batches, data = parity_data_for(loaded, paths)
     out = Path(tempfile.mkdtemp(prefix="ltr-onnx-"))
     try:

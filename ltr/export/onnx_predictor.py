@@ -64,9 +64,16 @@ class OnnxPredictor:
     ) -> None:
         path = Path(onnx_path) if onnx_path is not None else loaded.onnx_path
         if path is None or not path.exists():
+            from ltr.artifact import is_mlflow_uri
+            from ltr.export.onnx import cached_folder
+
+            export = f"ltr export --model {loaded.source}"
+            if is_mlflow_uri(loaded.source) and cached_folder(loaded) is None:
+                export += " --output DIR` and use DIR"  # a temporary download: export elsewhere
+            else:  # the artifact folder, or the version's folder in the model cache
+                export += "` first"
             raise ArtifactError(
-                f"{loaded.source} has no {ONNX}; run `ltr export --model {loaded.source}` first "
-                "or use the torch backend"
+                f"{loaded.source} has no {ONNX}; run `{export} or use the torch backend"
             )
         self.loaded = loaded
         self.onnx_path = path

@@ -162,8 +162,3 @@ def test_a_context_model_is_checked_on_the_datas_own_context_vectors(
     plain = load_model(make_artifact(tmp_path / "p", s1_data, seed=32))
     with pytest.raises(ConfigError, match="takes no context vector"):
         parity_lists(plain, [data], context_columns=["context"])
-
-
-def test_registry_models_need_an_output_folder(capsys) -> None:
-    assert main(["export", "--model", "models:/some-model@candidate"]) == 2
-    assert "pass --output DIR" in capsys.readouterr().err
