@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "torch", "onnx"],
         default="auto",
         help="predictor backend; auto (default) = ONNX Runtime when the artifact has model.onnx "
-        "(written by ltr export; the faster one in docs/BENCHMARKS.md), else PyTorch",
+        "(written by ltr export, or for a models:/ or runs:/ model exported once into its cache "
+        "folder; the faster one in docs/BENCHMARKS.md), else PyTorch",
     )
     p.add_argument("--resume", action="store_true", help="complete an interrupted job")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
