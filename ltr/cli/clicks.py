@@ -547,6 +547,8 @@ def run_compare(args: argparse.Namespace) -> int:
             f"  {score.model:<8} {score.log_likelihood:>14.5f} {score.perplexity:>10.4f}  "
             f"{score.summary}"
         )
+    for model, why in result.not_fitted:
+        print(f"  {model:<8} {'-':>14} {'-':>10}  not fitted: {why}")
     best = result.scores[0].model
     verdict = f"best explained by {result.recommended}"
     if result.recommended != best:
