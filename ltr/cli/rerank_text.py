@@ -57,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
+    if not args.docs.is_file():
+        what = "is a folder" if args.docs.is_dir() else "does not exist"
+        raise ConfigError(
+            f"--docs {args.docs} {what}; give the candidates as a JSON-lines file (doc_id, "
+            "optional title, text)"
+        )
     docs = read_texts(args.docs, "doc_id")
     ids, texts = list(docs), list(docs.values())
     if args.server:

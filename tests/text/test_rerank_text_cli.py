@@ -74,3 +74,14 @@ def test_help_examples_name_the_presets_run_folders():
         assert runs, name
         for run in runs:
             assert run.removesuffix("/model") in written, (name, run)
+
+
+def test_rerank_text_names_a_missing_docs_file(tmp_path, capsys):
+    argv = ["rerank-text", "--model", str(tmp_path / "m"), "--query", "q", "--docs"]
+    for docs, what in ((tmp_path / "hits.jsonl", "does not exist"), (tmp_path, "is a folder")):
+        assert main([*argv, str(docs)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"ltr rerank-text: error: --docs {docs} {what}; give the candidates as a JSON-lines "
+            "file (doc_id, optional title, text)\n"
+        )
