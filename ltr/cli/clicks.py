@@ -550,6 +550,8 @@ def run_compare(args: argparse.Namespace) -> int:
             f"  {score.model:<8} {score.log_likelihood:>14.5f} {score.perplexity:>10.4f}  "
             f"{score.summary}"
         )
+    for model, why in result.not_fitted:
+        print(f"  {model:<8} {'-':>14} {'-':>10}  not fitted: {why}")
     best = result.scores[0].model
     verdict = f"best explained by {result.recommended}"
     if result.recommended != best:
@@ -581,6 +583,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     from ltr.errors import ConfigError
 
     started = time.perf_counter()
+    if args.out.suffix not in ("", ".parquet"):  # e.g. .csv: the file would be Parquet anyway
+        raise ConfigError(
+            f"--out {args.out}: the click log is written as Parquet; give a .parquet path "
+            "(`ltr clicks join` reads a front end's CSV clicks)"
+        )
     _check_click_model_args(args)
     if args.server is not None:
         return _simulate_served(args, started)
@@ -833,6 +840,14 @@ def run_labels(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-propensity clips propensities; --{session_model} uses none")
     if args.perseverance is not None and not args.dbn:
         raise ConfigError("--perseverance is a parameter of --dbn")
+    for path in args.features:
+        if path.is_dir():
+            raise ConfigError(
+                f"--features {path} is a folder; give the LETOR or Parquet feature files in "
+                "it, each by name"
+            )
+        if not path.exists():
+            raise ConfigError(f"--features {path}: no such file")
     log = read_log(args.log)
     features = load_dataset(args.features)
     rows = match_rows(log, features)  # the join, once for the prior and the output

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "entry can be overridden with a dotted option, e.g. --lm_weight 0 --trainer.max_epochs 5. "
         "Runs are tracked in MLflow (experiment ltr-text).",
         epilog="example: ltr finetune --config configs/text/cranfield.yaml "
-        "--encoder runs/cranfield_bert/model",
+        "--encoder runs/pretrain-cranfield/model",
     )
     add_training_arguments(p, "configs/text/")
     p.set_defaults(func=run, accepts_overrides=True)

@@ -18,8 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--featurizer names another. On a server (--server): one RerankText call, the server "
         "featurizes with its model's featurizer. The candidates are a JSON-lines file like a "
         "collection's docs.jsonl (doc_id, optional title, text), in the first stage's order; "
-        "documents the collection never held are welcome.",
-        epilog="examples: ltr rerank-text --model runs/cranfield_setrank/model "
+        "documents the collection never held are welcome. Each row: rank (1 = best), id, "
+        "score, and given, the candidate's 1-based place in --docs (--format json: the same "
+        "four fields).",
+        epilog="examples: ltr rerank-text --model runs/setrank-text/model "
         '--query "flow past a cylinder" --docs hits.jsonl; ltr rerank-text --server '
         'localhost:50051 --query "flow past a cylinder" --docs hits.jsonl --top-k 10',
     )
@@ -55,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
+    if not args.docs.is_file():
+        what = "is a folder" if args.docs.is_dir() else "does not exist"
+        raise ConfigError(
+            f"--docs {args.docs} {what}; give the candidates as a JSON-lines file (doc_id, "
+            "optional title, text)"
+        )
     docs = read_texts(args.docs, "doc_id")
     ids, texts = list(docs), list(docs.values())
     if args.server:
@@ -72,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
         )
         hits, source = reranker.rerank(args.query, texts, ids, top_k=args.top_k), None
     if args.format == "json":
-        out: list | dict = [{"id": h.id, "score": h.score, "position": h.position} for h in hits]
+        out: list | dict = [  # the table's columns: both ranks 1-based
+            {"rank": rank, "id": h.id, "score": h.score, "given": h.position + 1}
+            for rank, h in enumerate(hits, 1)
+        ]
         if source is not None:
             out = {"model": source, "candidates": out}
         print(json.dumps(out))

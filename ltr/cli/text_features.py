@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "carries the featurizer), then rerank new queries' texts with ltr rerank-text "
         "--model ... or ltr serve --model ...",
         epilog="example: ltr text-features --config configs/text/cranfield.yaml "
-        "--encoder ft=runs/cranfield_finetune/model --out runs/cranfield_features",
+        "--encoder ft=runs/finetune-cranfield/model --out runs/cranfield-features",
     )
     p.add_argument("--config", type=Path, help="YAML config; its data section is used")
     p.add_argument("--out", type=Path, required=True, help="folder for the feature files")
@@ -59,6 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "it)",
     )
     p.add_argument(
+        "--allow-query-overlap",
+        action="store_true",
+        help="write the features of an encoder fine-tuned on some of this run's validation or "
+        "test queries (another query split of the same collection) anyway, with a warning; by "
+        "default such an encoder is refused, since its column would look better there than on "
+        "new queries",
+    )
+    p.add_argument(
         "--device",
         default="cpu",
         help="where the encoders run: cpu (default), cuda, cuda:N or auto",
@@ -84,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         context_encoder=args.context_encoder,
         device=args.device,
         progress=not args.quiet,
+        allow_query_overlap=args.allow_query_overlap,
     )
     if result.resumed_documents:
         print(
@@ -109,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             f"  context: {result.context_dim} values per query, the query's vector from "
             f"{result.context_encoder}; train with --model.context_dim {result.context_dim}"
         )
-    for warning in result.leak_warnings():
+    for warning in result.overlap_warnings() + result.leak_warnings():
         print(f"warning: {warning}", file=sys.stderr)
     featurizer = result.directory / "featurizer"
     print(

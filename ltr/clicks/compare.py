@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ltr.clicks.cascade import _shrunk
-from ltr.clicks.log import ClickLog, Counts, aggregate
+from ltr.clicks.log import ClickLog, Counts, UnidentifiableError, aggregate
 from ltr.clicks.propensity import TRUST_POOL_AFTER, Propensity, _trust_posterior
 from ltr.errors import ConfigError, DataFormatError
 
@@ -88,6 +88,10 @@ class Comparison:
     train_sessions: int
     test_sessions: int
     test_impressions: int
+    not_fitted: tuple[tuple[str, str], ...] = ()
+    """``(model, why)`` for each model asked for that this log cannot fit (a log of fixed
+    rankings: the PBM, trust bias and the UBM cannot tell a position from a document's
+    worth); they have no score and are never recommended."""
 
 
 def compare_click_models(
@@ -101,10 +105,14 @@ def compare_click_models(
     """Fit each click model to a random ``1 - test_share`` of the sessions and score its
     predictions of the rest (see the module doc).
 
+    A model whose estimator finds the log cannot separate where documents were shown from
+    what they are worth (:class:`UnidentifiableError`: every document shown at one position)
+    is left out of the scores and listed in ``not_fitted`` with the reason.
+
     Raises:
         ConfigError: an unknown model, or a ``test_share`` that leaves no session on a side.
-        DataFormatError: what a model's estimator refuses (e.g. no click among the training
-            sessions, or documents never shown at two positions).
+        DataFormatError: what a model's estimator refuses otherwise (e.g. no click among the
+            training sessions), or no model asked for can be fitted to this log.
     """
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
@@ -117,12 +125,23 @@ def compare_click_models(
         )
     test_rows = held_out[log.session]
     train, test = log.subset(~test_rows), log.subset(test_rows)
-    scores = []
+    scores, not_fitted = [], []
     for model in models:
         if progress:
             print(f"fitting {model} to {int((~held_out).sum()):,} sessions", file=sys.stderr)
-        probability, summary = _FITS[model](train, test, progress)
+        try:
+            probability, summary = _FITS[model](train, test, progress)
+        except UnidentifiableError as exc:
+            not_fitted.append((model, exc.reason))
+            continue
         scores.append(_score(model, test, probability, summary))
+    if not scores:
+        raise DataFormatError(
+            f"none of the models ({', '.join(models)}) can be fitted to this log: "
+            f"{not_fitted[0][1]}; compare on a log whose rankings vary between sessions (e.g. "
+            "`ltr clicks simulate --temperature 1`, or a randomised slice of traffic), or "
+            "compare the cascade models, which can (--models cascade dbn)"
+        )
     scores.sort(key=lambda s: -s.log_likelihood)
     best = scores[0].log_likelihood
     level = [s for s in scores if best - s.log_likelihood < SAME_FIT]  # best first
@@ -133,6 +152,7 @@ def compare_click_models(
         train_sessions=int((~held_out).sum()),
         test_sessions=int(held_out.sum()),
         test_impressions=len(test),
+        not_fitted=tuple(not_fitted),
     )
 
 

@@ -35,6 +35,22 @@ INTEGER_SESSIONS = pa.int64()
 STRING_SESSIONS = pa.string()
 
 
+class UnidentifiableError(DataFormatError):
+    """Every document of the log was shown in one place only (fixed rankings), so a model that
+    separates where a document was shown from what it is worth cannot be fitted.
+
+    ``reason`` says so without advice, for a caller that names its own remedies (``ltr clicks
+    compare`` reports the model as not fitted); the message is the reason and the advice.
+    """
+
+    def __init__(self, reason: str, advice: str) -> None:
+        super().__init__(f"{reason}; {advice}")
+        self.reason, self.advice = reason, advice
+
+    def __reduce__(self):  # pickled with its two parts (the message alone cannot rebuild it)
+        return type(self), (self.reason, self.advice)
+
+
 def log_schema(
     metadata: dict | None = None, session_type: pa.DataType = INTEGER_SESSIONS
 ) -> pa.Schema:

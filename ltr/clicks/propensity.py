@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltr.clicks.log import Counts
+from ltr.clicks.log import Counts, UnidentifiableError
 from ltr.clicks.model import TrustBiasModel
 from ltr.errors import ConfigError, DataFormatError
 
@@ -209,8 +209,9 @@ def estimate_em(
         progress: show a progress bar of the steps and the last change (stderr).
 
     Raises:
-        DataFormatError: no click, or no document shown at two positions (nothing separates
-            position from relevance), or positions with gaps.
+        DataFormatError: no click, or positions with gaps.
+        UnidentifiableError: no document shown at two positions (nothing separates position
+            from relevance; a :class:`DataFormatError`).
     """
     if click_model not in CLICK_MODELS:
         raise ConfigError(
@@ -225,12 +226,13 @@ def estimate_em(
         if len(np.unique(counts.position)) < 2:
             raise DataFormatError("the log shows one position only; nothing to estimate")
     elif not np.any(np.bincount(counts.doc) > 1):  # cells are unique (document, position) pairs
-        raise DataFormatError(
+        raise UnidentifiableError(
             "every document in the log was shown at one position only, so position and "
-            "relevance cannot be told apart; estimate from a log whose rankings vary between "
-            "sessions (e.g. `ltr clicks simulate --temperature 1`, or a randomised slice of "
-            "traffic), give the features so that documents share relevance (regression EM, "
-            "--features), or give the propensities by formula (--eta)"
+            "relevance cannot be told apart",
+            "estimate from a log whose rankings vary between sessions (e.g. `ltr clicks "
+            "simulate --temperature 1`, or a randomised slice of traffic), give the features so "
+            "that documents share relevance (regression EM, --features), or make labels with "
+            "propensities by formula instead (`ltr clicks labels --eta 1`)",
         )
     n_pos = np.bincount(counts.position - 1, weights=counts.impressions)
     seen = n_pos > 0

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ltr.clicks.cascade import _shrunk
-from ltr.clicks.log import ClickLog
+from ltr.clicks.log import ClickLog, UnidentifiableError
 from ltr.clicks.squarem import squarem
 from ltr.errors import ConfigError, DataFormatError
 
@@ -143,10 +143,11 @@ def estimate_ubm(
     n = np.bincount(inverse, minlength=len(key)).astype(np.float64)
     c = np.bincount(inverse, weights=log.click, minlength=len(key))
     if not np.any(np.bincount(doc, minlength=size) > 1):
-        raise DataFormatError(
+        raise UnidentifiableError(
             "every document in the log was shown in one (position, distance to the last click) "
             "cell only, so where a document was shown and what it is worth cannot be told "
-            "apart; estimate from a log whose rankings vary between sessions"
+            "apart",
+            "estimate from a log whose rankings vary between sessions",
         )
     n_doc = np.bincount(doc, weights=n, minlength=size)
     n_cell = np.bincount(cell, weights=n, minlength=width)

@@ -25,7 +25,7 @@ from ltr.data.svmlight import RowChunk
 from ltr.errors import ConfigError
 from ltr.lm.artifact import LM_MANIFEST, LoadedLM, load_lm
 from ltr.text.candidates import CandidateLists, TextTask
-from ltr.text.collection import TextCollection
+from ltr.text.collection import TextCollection, split_queries
 from ltr.text.config import TextDataConfig
 from ltr.text.encoder import mean_ndcg
 from ltr.text.featurizer import (
@@ -100,6 +100,18 @@ class FeatureFiles:
     """C, the values per query in the ``context`` column (a model's ``context_dim``)."""
     resumed_documents: int = 0
     """Documents whose vectors an interrupted earlier run had encoded and this one read back."""
+    overlap: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Encoder name -> {split: its fine-tuning queries among this run's queries of that split}
+    for encoders let through with ``allow_query_overlap`` (empty otherwise: such encoders are
+    refused)."""
+
+    def overlap_warnings(self) -> list[str]:
+        """One sentence per encoder fine-tuned on some of this run's validation or test queries."""
+        return [
+            f"{self.encoder_columns[name]}: encoder {name} was fine-tuned on "
+            f"{_overlap_counts(counts)}; their metrics overstate it on new queries"
+            for name, counts in self.overlap.items()
+        ]
 
     def leak_warnings(self, gap: float = LEAK_GAP) -> list[str]:
         """One sentence per encoder column that ranks the training lists far better than the
@@ -138,6 +150,67 @@ def parse_encoders(specs: list[str]) -> dict[str, str]:
             raise ConfigError(f"encoder name {name!r} given twice")
         encoders[name] = source
     return encoders
+
+
+def finetuning_queries(
+    lm: LoadedLM, config: TextDataConfig, collection: TextCollection
+) -> list[str] | None:
+    """The queries of ``collection`` that ``ltr finetune`` trained ``lm`` on, or None when it
+    was not fine-tuned on this collection (a pretrained encoder, or another collection).
+
+    The collection is the same when its folder has the same name and the collection's own
+    split (``data.split``) is the same. The queries are those its manifest lists
+    (``training.train_queries``); for an encoder fine-tuned before they were listed, the
+    training part of this collection's queries split by its recorded ``split`` (fractions and
+    seed), and only when this run reads no split of the collection's own (``data.split``
+    unset: the encoder's was not recorded either).
+    """
+    facts = lm.training
+    recorded = facts.get("split")
+    if not isinstance(recorded, dict) or "collection" not in facts:
+        return None
+    if Path(str(facts["collection"])).name != Path(config.collection).name:
+        return None
+    if "train_queries" in facts:
+        if facts.get("data_split") != config.split:
+            return None
+        return [str(q) for q in facts["train_queries"]]
+    if config.split is not None:
+        return None
+    fractions = recorded.get("fractions", config.query_fractions)
+    seed = int(recorded.get("seed", config.split_seed))
+    return split_queries(collection.query_ids, tuple(fractions), seed=seed)[0]
+
+
+def _overlap_counts(counts: Mapping[str, int]) -> str:
+    return " and ".join(f"{n} of this run's {part} queries" for part, n in counts.items() if n)
+
+
+def check_overlap(
+    name: str, lm: LoadedLM, config: TextDataConfig, task: TextTask
+) -> dict[str, int]:
+    """How many of this run's validation and test queries encoder ``name`` was fine-tuned on
+    (``{"valid": n, "test": m}``, both 0 when none or when it was not fine-tuned here)."""
+    seen = finetuning_queries(lm, config, task.collection)
+    if seen is None:
+        return {"valid": 0, "test": 0}
+    seen_set = set(seen)
+    return {
+        "valid": sum(q in seen_set for q in task.split.valid),
+        "test": sum(q in seen_set for q in task.split.test),
+    }
+
+
+def overlap_error(name: str, lm: LoadedLM, counts: Mapping[str, int]) -> ConfigError:
+    recorded = lm.training.get("split", {})
+    return ConfigError(
+        f"encoder {name} was fine-tuned on {_overlap_counts(counts)} (it was fine-tuned with "
+        f"query_fractions {recorded.get('fractions')} and split_seed {recorded.get('seed')}), "
+        "so its features there would overstate it; use the data section it was fine-tuned "
+        "with (e.g. --data.split_seed "
+        f"{recorded.get('seed')}), fine-tune it again with this one, or pass "
+        "--allow-query-overlap to write them anyway"
+    )
 
 
 @dataclass
@@ -187,7 +260,8 @@ class CrossFit:
             f"{len(held)} queries, this split has {len(train_queries)} training queries "
             f"({len(missing)} of them in no fold, {len(extra)} held-out queries not among them); "
             "fine-tune it with the same data section (collection, split, query_fractions, "
-            "split_seed) or pass --no-crossfit"
+            "split_seed), or pass --no-crossfit to give the training rows the similarities of "
+            "the encoder trained on all its training queries"
         )
 
     def folds_of(self, lists: CandidateLists) -> Iterator[tuple[np.ndarray, LoadedLM]]:
@@ -233,12 +307,16 @@ def build_text_features(
     context_encoder: str | None = None,
     device: str = "cpu",
     progress: bool = False,
+    allow_query_overlap: bool = False,
 ) -> FeatureFiles:
     """Retrieve every split's candidates, compute their features and write
     ``<output_dir>/{train,valid,test}.parquet`` and ``features.json``.
 
     The query split and the candidates follow ``config`` exactly as ``ltr finetune`` does, so an
     encoder fine-tuned with the same data section never saw the queries of ``valid`` / ``test``.
+    An encoder (or cross-encoder) fine-tuned on this collection with another split is refused
+    when its fine-tuning queries (:func:`finetuning_queries`) include any validation or test
+    query of this one.
 
     Args:
         cache_documents: analyse and encode the whole collection once and save the results
@@ -257,6 +335,12 @@ def build_text_features(
         device: where the encoders run (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         progress: show progress bars while the collection is encoded and while
             cross-encoders score each split's (query, candidate) pairs.
+        allow_query_overlap: write the features of an encoder fine-tuned on some of the
+            validation or test queries anyway (``FeatureFiles.overlap`` counts them).
+
+    Raises:
+        ConfigError: an encoder was fine-tuned on validation or test queries of this split
+            (without ``allow_query_overlap``), or cross-fitted on another training split.
     """
     if not config.collection:
         raise ConfigError("no collection given: set --collection (a text collection folder)")
@@ -266,7 +350,14 @@ def build_text_features(
         docs, encoders, k1=config.bm25_k1, b=config.bm25_b, context_encoder=context_encoder
     )
     featurizer.to(device)
-    folds: dict[str, CrossFit] = {}  # checked before the long work below
+    overlap: dict[str, dict[str, int]] = {}  # checked before the long work below
+    for name, lm in featurizer.encoders.items():
+        counts = check_overlap(name, lm, config, task)
+        if any(counts.values()):
+            if not allow_query_overlap:
+                raise overlap_error(name, lm, counts)
+            overlap[name] = counts
+    folds: dict[str, CrossFit] = {}
     for name, lm in featurizer.encoders.items() if crossfit else ():
         fit = CrossFit.of(name, lm)
         if fit is not None:
@@ -279,7 +370,7 @@ def build_text_features(
     if cache_documents:
         resumed = featurizer.cache_documents(docs, progress=progress, partial_dir=partial)
     names = featurizer.feature_names
-    out = FeatureFiles(out_dir, feature_names=names, resumed_documents=resumed)
+    out = FeatureFiles(out_dir, feature_names=names, resumed_documents=resumed, overlap=overlap)
     out.crossfit = {name: len(fit.encoders) for name, fit in folds.items()}
     out.encoder_columns = {
         name: encoder_column(name, lm.is_cross) for name, lm in featurizer.encoders.items()
@@ -318,6 +409,7 @@ def build_text_features(
             "encoders": dict(encoders),
             "document_cache": cache_documents,
             "crossfit": out.crossfit,
+            "finetuning_query_overlap": out.overlap,
             "feature_names": names,
             "context_encoder": out.context_encoder,
             "context_dim": out.context_dim,

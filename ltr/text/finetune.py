@@ -620,6 +620,8 @@ def finetune(
             "architecture": config.architecture,
             "collection": str(config.data.collection),
             "split": {"fractions": config.data.query_fractions, "seed": config.data.split_seed},
+            "data_split": config.data.split,
+            "train_queries": list(task.split.train),
             "loss": config.loss,
             "lm_weight": config.lm_weight,
             "best_epoch": best_epoch,

@@ -21,7 +21,7 @@ import numpy as np
 
 from ltr.artifact import BUNDLED_FEATURIZER, LoadedModel, Manifest
 from ltr.data.list_inputs import CONTEXT
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, InputError
 from ltr.inference import frame_context_columns
 from ltr.predictor import Predictor, load_predictor
 from ltr.text.featurizer import TextFeaturizer
@@ -114,6 +114,8 @@ class TextReranker:
             raise ConfigError("texts must be a sequence of candidate texts, not one string")
         if len(texts) == 0:
             raise ConfigError("there are no candidates to rerank")
+        if not query.strip():  # as the server refuses it (ltr.serve.validation)
+            raise InputError("the query text is empty; give the query's words")
         k = len(texts)
         features = self.featurizer.list_features([query], [list(texts)])[0][None]  # (1, K, F)
         mask = np.ones((1, k), dtype=bool)

@@ -310,8 +310,10 @@ def test_fold_encoders_travel_with_the_registered_encoder(
 
 def test_folds_made_for_another_split_are_refused(crossfit_run, tmp_path):
     config, result, _ = crossfit_run
+    # a larger training share, same seed: the encoder saw none of the validation and test
+    # queries, but its folds do not cover this split's training queries
     other = load_finetune_config(
-        None, {"data.collection": config.data.collection, "data.split_seed": 1}
+        None, {"data.collection": config.data.collection, "data.query_fractions": [0.8, 0.1, 0.1]}
     )
     with pytest.raises(ConfigError, match="cross-fitted on another query split"):
         build_text_features(other.data, {"ft": str(result.artifact_dir)}, tmp_path / "f")
@@ -320,6 +322,20 @@ def test_folds_made_for_another_split_are_refused(crossfit_run, tmp_path):
         other.data, {"ft": str(result.artifact_dir)}, tmp_path / "g", crossfit=False
     )
     assert files.crossfit == {}
+
+
+def test_no_crossfit_does_not_let_validation_queries_in(crossfit_run, tmp_path):
+    """Another seed puts some of the encoder's training queries among the validation and test
+    queries: refused, cross-fitted or not."""
+    config, result, _ = crossfit_run
+    other = load_finetune_config(
+        None, {"data.collection": config.data.collection, "data.split_seed": 1}
+    )
+    for crossfit in (True, False):
+        with pytest.raises(ConfigError, match=r"was fine-tuned on .* of this run's"):
+            build_text_features(
+                other.data, {"ft": str(result.artifact_dir)}, tmp_path / "f", crossfit=crossfit
+            )
 
 
 def test_missing_fold_encoders_are_named(crossfit_run, tmp_path):

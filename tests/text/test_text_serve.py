@@ -248,7 +248,7 @@ def test_cli_rerank_text_on_the_server(server, reranker, synthetic, tmp_path, ca
         "zorbax mepron", [doc_text(d) for d in docs], [d["doc_id"] for d in docs]
     )
     assert [c["id"] for c in printed["candidates"]] == [h.id for h in expected]
-    assert [c["position"] for c in printed["candidates"]] == [h.position for h in expected]
+    assert [c["given"] for c in printed["candidates"]] == [h.position + 1 for h in expected]
     np.testing.assert_allclose(
         [c["score"] for c in printed["candidates"]], [h.score for h in expected], atol=1e-5
     )
