@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rerank",
         help="send one query's candidates from a data file to a running server",
         description="Read one query's candidates from a LETOR or Parquet file, send them to an "
-        "ltr serve process and print them in the order it returns (with their labels from the "
-        "file, for a quick look). Candidate ids are the file's doc ids, else row numbers. A "
+        "ltr serve process and print them in the order it returns (with the file's labels, when "
+        "it has them, for a quick look; a Parquet file of candidates needs no label column). "
+        "Candidate ids are the file's doc ids, else row numbers. A "
         "model that uses initial ranks is sent the file's order as the initial ranking, as in "
         "training and ltr evaluate; a model with a context vector gets the query's vector from "
         "--context-columns (Parquet data).",
@@ -65,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         # the served model says which inputs beyond features it takes
         spec = client.model_info().spec
         data = load_served_data(
-            spec, args.data, group_file=args.group_file, context_columns=args.context_columns
+            spec,
+            args.data,
+            group_file=args.group_file,
+            context_columns=args.context_columns,
+            labels=False,  # candidates to rank need none; the file's are shown when it has them
         )
+        labelled = _labelled(args.data)
         qids = [str(q) for q in data.qids]
         if args.query is None:
             index = 0
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         ids = [
             str(d) if d is not None else f"row{r}" for d, r in zip(doc_ids, item.rows, strict=True)
         ]
-        labels = dict(zip(ids, item.labels.tolist(), strict=True))
+        labels = dict(zip(ids, item.labels.tolist(), strict=True)) if labelled else None
         # as in training and `ltr evaluate`: the file's order is the initial ranking
         query = query_of(data, index, uses_initial_rank=spec.uses_initial_rank, ids=ids)
         ranked = client.rerank_query(replace(query, top_k=args.top_k))
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             if ranked.challenger is None
             else {"name": ranked.challenger.name, "version": ranked.challenger.version},
             "candidates": [
-                {"id": i, "score": float(s)}
+                {"id": i, "score": float(s)} | ({"label": labels[i]} if labels else {})
                 for i, s in zip(ranked.ids, ranked.scores.tolist(), strict=True)
             ],
         }
@@ -109,7 +115,20 @@ def run(args: argparse.Namespace) -> int:
         )
         + (f" (impression {ranked.impression_id})" if ranked.impression_id else "")
     )
-    print(f"{'rank':>4}  {'score':>10}  {'label':>5}  id")
+    print(
+        f"{'rank':>4}  {'score':>10}  {'label':>5}  id"
+        if labels
+        else f"{'rank':>4}  {'score':>10}  id"
+    )
     for r, (cid, score) in enumerate(zip(ranked.ids, ranked.scores.tolist(), strict=True), 1):
-        print(f"{r:>4}  {score:>10.4f}  {labels[cid]:>5g}  {cid}")
+        label = f"{labels[cid]:>5g}  " if labels else ""
+        print(f"{r:>4}  {score:>10.4f}  {label}{cid}")
     return 0
+
+
+def _labelled(path: Path) -> bool:
+    """Whether the data carries labels: a LETOR file always does, a Parquet file when it has a
+    ``label`` column."""
+    import pyarrow.parquet as pq
+
+    return path.suffix != ".parquet" or "label" in pq.read_schema(path).names

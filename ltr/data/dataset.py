@@ -259,6 +259,7 @@ def load_dataset(
     group_file: str | Path | None = None,
     num_features: int | None = None,
     context: ListInputs | None = None,
+    labels: bool = True,
 ) -> ListDataset:
     """Load one or more LETOR/SVMlight (plain, .xz, .gz) or ltr Parquet files as one dataset.
 
@@ -266,6 +267,8 @@ def load_dataset(
     query id may not occur in two of them.
 
     Args:
+        labels: whether the data must carry labels; without, a Parquet file may lack the
+            ``label`` column (candidates to rank, whose rows get label 0).
         context: for a model with a context vector (``context.context_dim > 0``, see
             :func:`ltr.data.list_inputs.resolve`): the Parquet columns each query's vector is
             read from. LETOR/SVMlight files cannot carry one.
@@ -290,7 +293,7 @@ def load_dataset(
             example = f", e.g. {inside[0]}" if inside else ""
             raise DataFormatError(f"{path} is a folder; pass the data file(s) in it{example}")
         if path.suffix == ".parquet":
-            chunk, file_names, file_context = _read_parquet_lists(path, inputs)
+            chunk, file_names, file_context = _read_parquet_lists(path, inputs, labels)
             if names is not None and file_names != names:
                 raise DataFormatError(f"{path}: its feature names differ from the other files'")
             names = file_names
@@ -341,12 +344,15 @@ def _check_new_queries(chunk: RowChunk, path: Path, owners: dict[object, Path]) 
 
 
 def _read_parquet_lists(
-    path: Path, inputs: ListInputs | None
+    path: Path, inputs: ListInputs | None, labels: bool = True
 ) -> tuple[RowChunk, list[str], np.ndarray | None]:
     """A Parquet file's rows, feature names and (with ``inputs``) ``[Q, C]`` context vectors."""
     table = pq.read_table(path)
-    chunk = table_to_chunk(table)
-    names = feature_names_of(table.schema)
+    try:
+        chunk = table_to_chunk(table, labels=labels)
+    except DataFormatError as exc:
+        raise DataFormatError(f"{path}: {exc}") from None
+    names = feature_names_of(table.schema, chunk.features.shape[1])
     if inputs is None or len(chunk) == 0:
         return chunk, names, None
     starts = query_starts(chunk.qids)

@@ -203,16 +203,19 @@ def query_starts(qids: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def feature_names_of(file_schema: pa.Schema) -> list[str]:
-    """Feature names recorded in a file's schema (``f1..fF`` when absent)."""
+def feature_names_of(file_schema: pa.Schema, width: int | None = None) -> list[str]:
+    """Feature names recorded in a file's schema (``f1..fF`` when absent; ``width`` gives F for
+    a variable-length ``features`` list, whose schema does not)."""
     meta = file_schema.metadata or {}
     if META_FEATURE_NAMES in meta:
         return list(json.loads(meta[META_FEATURE_NAMES]))
-    return default_feature_names(features_width(file_schema))
+    return default_feature_names(width if width is not None else features_width(file_schema))
 
 
-def features_width(file_schema: pa.Schema) -> int:
-    """Width F of the ``features`` column; raises if the file does not follow the schema."""
+def features_width(file_schema: pa.Schema, *, labels: bool = True) -> int | None:
+    """Width F of the ``features`` column (None for a variable-length list, such as Spark
+    writes, whose rows say it); raises if the file does not follow the schema, whose ``label``
+    column may be missing when not ``labels``."""
     try:
         field = file_schema.field("features")
     except KeyError:
@@ -220,21 +223,46 @@ def features_width(file_schema: pa.Schema) -> int:
             "the Parquet file has no 'features' column (expected the ltr schema: qid, doc_id, "
             "label, features; convert LETOR files with `ltr convert`)"
         ) from None
-    if not pa.types.is_fixed_size_list(field.type):
+    kind = field.type
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    if not (pa.types.is_fixed_size_list(kind) or is_list) or not (
+        pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)
+    ):
+        raise DataFormatError(f"column 'features' must be a list of numbers, got {kind}")
+    if file_schema.get_field_index("qid") < 0:
+        raise DataFormatError("the Parquet file has no 'qid' column")
+    if labels and file_schema.get_field_index("label") < 0:
         raise DataFormatError(
-            f"column 'features' must be a fixed-size list of floats, got {field.type}"
+            "the Parquet file has no 'label' column, which this command needs (graded relevance "
+            "of each row); `ltr rerank` and `ltr score` take unlabelled candidates"
         )
-    for required in ("qid", "label"):
-        if file_schema.get_field_index(required) < 0:
-            raise DataFormatError(f"the Parquet file has no {required!r} column")
-    return int(field.type.list_size)
+    return int(kind.list_size) if pa.types.is_fixed_size_list(kind) else None
 
 
-def table_to_chunk(table: pa.Table) -> RowChunk:
-    """Convert an Arrow table in the ltr schema to a :class:`RowChunk`."""
-    width = features_width(table.schema)
-    feats = table.column("features").combine_chunks()
+def _feature_rows(column: pa.ChunkedArray, width: int | None) -> np.ndarray:
+    """``[rows, F]`` float32 from a ``features`` list column, fixed-size or not (every row of a
+    variable-length one must hold as many values as the first)."""
+    feats = column.combine_chunks()
+    if feats.null_count:
+        raise DataFormatError("the 'features' column holds a null list; every row needs features")
+    if width is None:
+        lengths = feats.value_lengths().to_numpy(zero_copy_only=False)
+        width = int(lengths[0]) if len(lengths) else 0
+        bad = np.flatnonzero(lengths != width)
+        if bad.size:
+            raise DataFormatError(
+                f"row {int(bad[0])} has {int(lengths[bad[0]])} features but row 0 has {width}; "
+                "every row needs the same features"
+            )
     values = feats.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return values.reshape(-1, width)
+
+
+def table_to_chunk(table: pa.Table, *, labels: bool = True) -> RowChunk:
+    """Convert an Arrow table in the ltr schema to a :class:`RowChunk`; without ``labels`` a
+    table may lack the ``label`` column (its rows get 0)."""
+    width = features_width(table.schema, labels=labels)
+    features = _feature_rows(table.column("features"), width)
     doc = (
         table.column("doc_id").to_numpy(zero_copy_only=False)
         if table.schema.get_field_index("doc_id") >= 0
@@ -243,8 +271,12 @@ def table_to_chunk(table: pa.Table) -> RowChunk:
     return RowChunk(
         qids=table.column("qid").cast(pa.string()).to_numpy(zero_copy_only=False).astype(object),
         doc_ids=doc.astype(object),
-        labels=table.column("label").to_numpy(zero_copy_only=False).astype(np.float32),
-        features=values.reshape(-1, width),
+        labels=(
+            table.column("label").to_numpy(zero_copy_only=False).astype(np.float32)
+            if table.schema.get_field_index("label") >= 0
+            else np.zeros(table.num_rows, dtype=np.float32)
+        ),
+        features=features,
     )
 
 
@@ -261,4 +293,5 @@ def read_parquet(path: str | Path) -> tuple[RowChunk, list[str]]:
     if not path.exists():
         raise FileNotFoundError(f"no such data file: {path}")
     table = pq.read_table(path)
-    return table_to_chunk(table), feature_names_of(table.schema)
+    chunk = table_to_chunk(table)
+    return chunk, feature_names_of(table.schema, chunk.features.shape[1])

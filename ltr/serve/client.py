@@ -244,8 +244,10 @@ def load_served_data(
     *,
     group_file: str | Path | None = None,
     context_columns: Sequence[str] | None = None,
+    labels: bool = True,
 ):
-    """A LETOR/Parquet :class:`~ltr.data.dataset.ListDataset` for the model a server reports.
+    """A LETOR/Parquet :class:`~ltr.data.dataset.ListDataset` for the model a server reports
+    (``labels``: whether the data must carry labels, as for evaluation).
 
     The context vector, if the model takes one, comes from ``context_columns``, else the columns
     the model was trained with (``spec.context_columns``), else the list column ``context``.
@@ -262,7 +264,11 @@ def load_served_data(
         config, context_columns=context_columns, trained_context_columns=spec.context_columns
     )
     data = load_dataset(
-        paths, group_file=group_file, num_features=spec.num_features, context=context
+        paths,
+        group_file=group_file,
+        num_features=spec.num_features,
+        context=context,
+        labels=labels,
     )
     if data.num_features != spec.num_features:
         raise DataFormatError(

@@ -251,6 +251,48 @@ def test_python_client_and_ltr_rerank_command(server, s5, offline, mq2008_dir) -
     assert reply["model"] == {"name": "tiny-model", "version": "run-seed1"}
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=ATOL)
+    file_labels = dict(zip(map(str, s5.doc_ids[s5[q].rows]), s5[q].labels.tolist(), strict=True))
+    assert {c["id"]: c["label"] for c in reply["candidates"]} == file_labels
+
+
+def test_ltr_rerank_takes_unlabelled_candidates_with_variable_length_feature_lists(
+    server, s5, offline, tmp_path
+) -> None:
+    """What ltr score takes (and Spark writes): no label column, features as list<float>."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    q = 10
+    rows = s5[q].rows
+    table = pa.table(
+        {
+            "qid": [str(s5.qids[q])] * len(rows),
+            "doc_id": [str(d) for d in s5.doc_ids[rows]],
+            "features": pa.array(s5.features[rows].tolist(), type=pa.list_(pa.float32())),
+        }
+    )
+    path = tmp_path / "candidates.parquet"
+    pq.write_table(table, path)
+    argv = [str(LTR), "rerank", "--server", server.target, "--data", str(path)]
+    out = subprocess.run(
+        [*argv, "--format", "json"], capture_output=True, text=True, timeout=120, check=True
+    )
+    reply = json.loads(out.stdout)
+    want = expected_by_id(s5, offline, q)
+    got = {c["id"]: c["score"] for c in reply["candidates"]}
+    assert got.keys() == want.keys() and all("label" not in c for c in reply["candidates"])
+    np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=ATOL)
+    table_out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    assert table_out.stdout.splitlines()[1].split() == ["rank", "score", "id"]
+    # evaluation needs labels: said so, naming the file
+    done = subprocess.run(
+        [str(LTR), "evaluate", "--server", server.target, "--data", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"{path}: the Parquet file has no 'label' column, which this command needs" in (
+        done.stderr
+    )
 
 
 def test_python_client_refuses_ids_and_rows_that_differ_in_number(server, s5) -> None:
