@@ -99,6 +99,10 @@ def _is_job_file(name: str) -> bool:
     )
 
 
+UNRECORDED = {"compression": "snappy"}
+"""What a job manifest written before a setting was recorded had it at (the default then)."""
+
+
 def check_same_job(existing: dict, job: dict, output: Path) -> None:
     """Raise unless the manifest of the job being resumed describes the same job."""
     if "backend" in existing and existing["backend"] != job.get("backend"):
@@ -109,7 +113,7 @@ def check_same_job(existing: dict, job: dict, output: Path) -> None:
             "--overwrite to start over"
         )
     for key, value in job.items():
-        if existing.get(key) != value:
+        if existing.get(key, UNRECORDED.get(key)) != value:
             raise ConfigError(
                 f"cannot resume {output}: its job was started with another {key.replace('_', ' ')}"
                 " (input, model or options changed); pass --overwrite to start over"

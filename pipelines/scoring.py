@@ -249,6 +249,7 @@ def _score_to_parquet(
         "feature_columns": feature_columns,
         "drop_features": options.drop_features,
         "partition_rows": options.partition_rows,
+        "compression": options.compression,  # one codec for all of a job's partitions
     }
     list_inputs = {"list_inputs": inputs.describe()} if inputs.needed else {}
     if existing is not None and (output / SUCCESS).exists():

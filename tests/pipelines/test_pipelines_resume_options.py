@@ -18,6 +18,7 @@ from tests.pipelines.helpers import ltr
         ({"partition_rows": 1000}, "partition rows"),
         ({"qid_column": "doc_id"}, "qid column"),
         ({"feature_columns": ["model"]}, "feature columns"),
+        ({"compression": "zstd"}, "compression"),
     ],
 )
 def test_resume_of_a_finished_job_with_other_options_is_refused(
@@ -52,3 +53,31 @@ def test_resume_with_another_backend_says_so(model_dir, mq2008_dir, aligned_parq
             "not torch; pass --backend onnx to resume it or --overwrite to start over\n"
         )
         assert ltr(*argv, "--backend", "onnx", "--resume").returncode == 0
+
+
+def test_an_unfinished_job_keeps_one_codec(model_dir, aligned_parquet, tmp_path):
+    """Resuming with another --compression would write the rest of the partitions in another
+    codec: refused. A manifest written before the codec was recorded had the default."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    score_to_parquet(model_dir, aligned_parquet, out, ScoreOptions(partition_rows=2000))
+    parts = sorted(out.glob("part-*.parquet"))
+    assert len(parts) > 1
+    (out / "_SUCCESS").unlink()
+    parts[-1].unlink()  # as if killed before the last partition
+    with pytest.raises(ConfigError, match="started with another compression"):
+        score_to_parquet(
+            model_dir, aligned_parquet, out,
+            ScoreOptions(partition_rows=2000, resume=True, compression="zstd"),
+        )  # fmt: skip
+    manifest = out / "_manifest.json"
+    job = json.loads(manifest.read_text())
+    del job["compression"]  # an older ltr's manifest
+    manifest.write_text(json.dumps(job))
+    resumed = ScoreOptions(partition_rows=2000, resume=True)
+    score_to_parquet(model_dir, aligned_parquet, out, resumed)
+    codecs = {pq.ParquetFile(p).metadata.row_group(0).column(0).compression for p in parts}
+    assert codecs == {"SNAPPY"}
