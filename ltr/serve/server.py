@@ -133,7 +133,20 @@ class RerankServer:
             self.metrics.challenger_in_use(self.challenger.current.spec)
 
     async def start(self) -> None:
-        """Load the model and start serving (returns once the port is open)."""
+        """Load the model and start serving (returns once the port is open). A start that fails
+        part-way (a busy port, a challenger that does not load) leaves nothing behind: the
+        models' temporary downloads and exported graphs are deleted, the metrics port closed."""
+        try:
+            await self._start()
+        except BaseException:
+            self.metrics.stop_http()
+            self.compute.shutdown(wait=False)
+            for holder in self._holders():
+                if holder.loaded:
+                    holder.current.retire()
+            raise
+
+    async def _start(self) -> None:
         cfg = self.config
         _set_torch_threads(cfg.threads)
         sys.setswitchinterval(cfg.switch_interval_ms / 1000.0)

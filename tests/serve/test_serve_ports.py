@@ -49,6 +49,27 @@ def test_a_busy_metrics_port_is_a_one_line_error(tiny_artifact, tmp_path) -> Non
     )
 
 
+def test_a_start_that_fails_leaves_no_exported_graph_behind(tiny_artifact, tmp_path) -> None:
+    """A folder without model.onnx is exported on load into a temporary folder; when the
+    server then cannot start (its port is busy) that folder goes too."""
+    import os
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = subprocess.run(
+            [str(LTR), "serve", "--model", str(tiny_artifact), "--backend", "onnx",
+             "--host", "127.0.0.1", "--port", str(busy.getsockname()[1]), "--metrics-port", "0"],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            env={**os.environ, "TMPDIR": str(scratch)},
+        )  # fmt: skip
+    assert done.returncode == 2 and "is the port in use?" in done.stderr, done.stderr
+    assert "exported on load" in done.stderr  # there was a graph to clean up
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("ltr-onnx-")] == []
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, tiny_artifact):
     """Two servers on 127.0.0.1: one with metrics where --host says, one with --metrics-host."""
