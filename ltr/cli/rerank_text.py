@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.server:
         if args.featurizer is not None:
             raise ConfigError("--featurizer is for --model; a server uses its model's own")
-        hits, source = _on_server(args, ids, texts)
+        hits, model = _on_server(args, ids, texts)
     else:
         tls = [f"--{n}" for n in ("ca", "cert", "key") if getattr(args, n) is not None]
         if tls:
@@ -78,18 +78,18 @@ def run(args: argparse.Namespace) -> int:
         reranker = TextReranker.load(
             args.model, args.featurizer, backend=args.backend, device=args.device
         )
-        hits, source = reranker.rerank(args.query, texts, ids, top_k=args.top_k), None
-    if args.format == "json":
-        out: list | dict = [  # the table's columns: both ranks 1-based
+        hits = reranker.rerank(args.query, texts, ids, top_k=args.top_k)
+        loaded = reranker.predictor.loaded
+        model = {"name": loaded.served_name, "version": loaded.served_version}
+    if args.format == "json":  # the same shape in-process and from a server
+        candidates = [  # the table's columns: both ranks 1-based
             {"rank": rank, "id": h.id, "score": h.score, "given": h.position + 1}
             for rank, h in enumerate(hits, 1)
         ]
-        if source is not None:
-            out = {"model": source, "candidates": out}
-        print(json.dumps(out))
+        print(json.dumps({"model": model, "candidates": candidates}))
         return 0
-    if source is not None:
-        print(f"ranked by {source['name']} version {source['version']} at {args.server}")
+    if args.server:
+        print(f"ranked by {model['name']} version {model['version']} at {args.server}")
     width = max(len(h.id) for h in hits)
     print(f"{'rank':>4}  {'id':<{width}}  {'score':>10}  given")
     for rank, hit in enumerate(hits, 1):

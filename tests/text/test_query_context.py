@@ -147,7 +147,7 @@ def test_cli_text_features_and_rerank_text_with_a_context_encoder(
     texts = [f"{d['title']}\n{d['text']}" for d in synthetic.docs[:5]]
     scores = reranker.scores("the zorbax", texts)
     want = dict(zip([d["doc_id"] for d in synthetic.docs[:5]], scores, strict=True))
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)["candidates"]
     assert [hit["id"] for hit in printed] == sorted(want, key=lambda d: -want[d])
     np.testing.assert_allclose([hit["score"] for hit in printed], sorted(want.values())[::-1])
 

@@ -33,7 +33,7 @@ def test_json_and_table_give_the_same_ranks(trained, synthetic, hits_file, capsy
     argv = ["rerank-text", "--model", str(model_dir), "--query", "the zorbax",
             "--docs", str(hits_file), "--backend", "torch"]  # fmt: skip
     assert main([*argv, "--format", "json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)["candidates"]
     assert main(argv) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["rank", "id", "score", "given"]

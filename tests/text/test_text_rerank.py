@@ -80,6 +80,8 @@ def test_cli_rerank_text(trained, synthetic, tmp_path, capsys):
             "--query", "the zorbax", "--docs", str(hits_file)]  # fmt: skip
     assert main([*argv, "--format", "json", "--backend", "torch"]) == 0
     printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == {"name": model_dir.name, "version": "unversioned"}
+    printed = printed["candidates"]
     reranker = TextReranker.load(model_dir, backend="torch")
     expected = reranker.rerank(
         "the zorbax", [doc_text(d) for d in docs], [d["doc_id"] for d in docs]
