@@ -30,6 +30,7 @@ from ltr.text.config import TextDataConfig
 from ltr.text.encoder import mean_ndcg
 from ltr.text.featurizer import (
     LEXICAL_FEATURES,
+    LOWER_IS_BETTER,
     TextFeaturizer,
     encoder_column,
     encoder_similarities,
@@ -392,9 +393,11 @@ def build_text_features(
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names, context)
         out.files[part] = path
         out.recall[part] = lists.recall()
-        out.column_ndcg[part] = {
-            name: mean_ndcg(features[..., j], lists.labels) for j, name in enumerate(names)
-        }
+        out.column_ndcg[part] = {  # each column in its own direction (a rank: smallest first)
+            name: mean_ndcg(-features[..., j] if name in LOWER_IS_BETTER else features[..., j],
+                            lists.labels)
+            for j, name in enumerate(names)
+        }  # fmt: skip
     featurizer.save(out.directory / FEATURIZER_DIR)
     shutil.rmtree(partial, ignore_errors=True)  # the cache is saved: nothing left to resume
     write_manifest(

@@ -63,6 +63,9 @@ from ltr.text.cross import cross_scores
 from ltr.text.encoder import similarities, token_vectors, tokenize_texts
 
 LEXICAL_FEATURES = ["bm25", "bm25_log_rank", "tfidf_cosine", "query_coverage", "doc_log_length"]
+LOWER_IS_BETTER = frozenset({"bm25_log_rank"})
+"""Columns whose smaller values mean a better candidate (a rank): a column's NDCG alone ranks
+them ascending."""
 FEATURIZER_MANIFEST = "featurizer.json"
 FEATURIZER_FORMAT = "ltr-text-featurizer"
 FEATURIZER_FORMAT_VERSION = 2  # 2: the document cache is a folder of memory-mapped arrays

@@ -175,7 +175,8 @@ def test_features_json_records_how_the_files_were_made(features, synthetic, enco
 
 def test_each_columns_ndcg_alone_is_recorded(features):
     """features.json's per-split NDCG@10 of each column, against NDCG written out by hand over
-    the file's lists (all lists here hold the same number of candidates)."""
+    the file's lists (all lists here hold the same number of candidates). The BM25 rank column
+    ranks smallest first: it is BM25's order, the candidates' order in the file."""
     _, result = features
     recorded = json.loads((result.directory / "features.json").read_text())["column_ndcg@10"]
     assert recorded == result.column_ndcg
@@ -184,8 +185,13 @@ def test_each_columns_ndcg_alone_is_recorded(features):
         q = len(dict.fromkeys(chunk.qids))
         labels = chunk.labels.reshape(q, -1)
         for j, name in enumerate(names):
-            want = hand_ndcg(chunk.features[:, j].reshape(q, -1), labels)
+            column = chunk.features[:, j].reshape(q, -1)
+            want = hand_ndcg(-column if name == "bm25_log_rank" else column, labels)
             assert result.column_ndcg[part][name] == pytest.approx(want, abs=1e-6)
+        first_stage = -np.tile(np.arange(labels.shape[1], dtype=float), (q, 1))
+        assert result.column_ndcg[part]["bm25_log_rank"] == pytest.approx(
+            hand_ndcg(first_stage, labels), abs=1e-6
+        )
 
 
 def test_leak_warning_names_a_column_far_better_on_training_lists():
