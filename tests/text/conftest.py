@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ltr.lm.artifact import save_lm
 from ltr.lm.model import LMConfig, TransformerLM
@@ -132,6 +133,24 @@ def encoder_dir(tmp_path_factory, synthetic) -> Path:
     tokenizer = train_tokenizer(["\n".join(texts)], kind="bpe", vocab_size=400)
     model = tiny_lm(tokenizer.vocab_size)
     return save_lm(model, tokenizer, tmp_path_factory.mktemp("encoder") / "model")
+
+
+@pytest.fixture
+def config_file(tmp_path, synthetic, encoder_dir) -> Path:
+    """A one-epoch ``ltr finetune`` config of the synthetic collection, writing to
+    ``tmp_path/ft``."""
+    config = {
+        "encoder": str(encoder_dir),
+        "data": {"collection": str(synthetic.root), "candidates": 6, "list_size": 4},
+        "lm_weight": 0,
+        "optim": {"lr": 1e-3, "warmup_steps": 0},
+        "trainer": {"max_epochs": 1, "progress_bar": False, "accelerator": "cpu"},
+        "tracking": {"enabled": False},
+        "output_dir": str(tmp_path / "ft"),
+    }
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def train_setrank(files: dict, output: Path, epochs: int, **options) -> Path:

@@ -340,20 +340,6 @@ def test_run_is_tracked_and_the_best_epoch_is_saved(run):
 
 
 # ---------------------------------------------------------------------------- the commands
-@pytest.fixture
-def config_file(tmp_path, synthetic, encoder_dir) -> Path:
-    config = {
-        "encoder": str(encoder_dir),
-        "data": {"collection": str(synthetic.root), "candidates": 6, "list_size": 4},
-        "lm_weight": 0,
-        "optim": {"lr": 1e-3, "warmup_steps": 0},
-        "trainer": {"max_epochs": 1, "progress_bar": False, "accelerator": "cpu"},
-        "tracking": {"enabled": False},
-        "output_dir": str(tmp_path / "ft"),
-    }
-    path = tmp_path / "finetune.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_cli_finetune_then_text_features(config_file, tmp_path, capsys):

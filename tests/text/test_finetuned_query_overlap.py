@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ltr.cli import main
 from ltr.errors import ConfigError
@@ -91,19 +90,9 @@ def test_allow_query_overlap_writes_with_a_warning(tmp_path, synthetic, encoder_
 
 
 def test_real_finetune_records_its_queries_and_is_refused_on_another_split(
-    tmp_path, synthetic, encoder_dir, capsys
+    tmp_path, synthetic, config_file, capsys
 ):
-    config = {
-        "encoder": str(encoder_dir),
-        "data": {"collection": str(synthetic.root), "candidates": 6, "list_size": 4},
-        "lm_weight": 0,
-        "optim": {"lr": 1e-3, "warmup_steps": 0},
-        "trainer": {"max_epochs": 1, "progress_bar": False, "accelerator": "cpu"},
-        "tracking": {"enabled": False},
-        "output_dir": str(tmp_path / "ft"),
-    }
-    path = tmp_path / "finetune.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = config_file
     assert main(["finetune", "--config", str(path), "--quiet"]) == 0
     training = load_lm(tmp_path / "ft" / "model").training
     ids = load_collection(synthetic.root).query_ids
