@@ -119,7 +119,12 @@ def metric(samples: dict, family: str, **labels: str) -> float:
 
 
 class ServerProcess:
-    """``ltr serve`` as a subprocess on loopback; ``wait_ready`` polls the gRPC health service."""
+    """``ltr serve`` as a subprocess on loopback; ``wait_ready`` polls the gRPC health service.
+
+    Its ports are free when chosen but not held: another process (a worker's server, or a
+    client's outgoing connection, which takes its port from the same range) may bind one
+    before the server does. ``wait_ready`` then starts it again on other ports, twice at most.
+    """
 
     def __init__(
         self,
@@ -130,9 +135,14 @@ class ServerProcess:
         credentials: grpc.ChannelCredentials | None = None,
         metrics_host: str | None = "127.0.0.1",
     ) -> None:
+        self.credentials = credentials
+        self._launch = (tmp, model, args, env, metrics_host)
+        self._start()
+
+    def _start(self) -> None:
+        tmp, model, args, env, metrics_host = self._launch
         self.port, self.metrics_port = free_port(), free_port()
         self.log_path = tmp / f"serve-{self.port}.log"
-        self.credentials = credentials
         argv = [
             str(LTR), "serve", "--model", str(model), "--host", "127.0.0.1",
             "--port", str(self.port), "--metrics-port", str(self.metrics_port),
@@ -159,8 +169,16 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = 180.0) -> ServerProcess:
         deadline = time.monotonic() + timeout
+        restarts = 2
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                log = self.log()
+                taken = "is the port in use?" in log or "Address already in use" in log
+                if self.proc.returncode == 2 and taken and restarts:
+                    restarts -= 1
+                    self._log.close()
+                    self._start()
+                    continue
                 raise RuntimeError(f"ltr serve exited {self.proc.returncode}:\n{self.log()}")
             try:
                 with self.channel() as channel:

@@ -97,3 +97,25 @@ def test_metrics_listen_where_host_says_unless_metrics_host_is_given(servers) ->
     )
     assert connects("127.0.0.2", everywhere.metrics_port)  # any address of this machine
     assert not connects("127.0.0.2", everywhere.port)  # gRPC itself stays on --host
+
+
+def test_the_test_server_starts_again_when_its_port_was_taken(
+    tiny_artifact, tmp_path, monkeypatch
+) -> None:
+    """ServerProcess's ports are free when chosen, not held: when another process binds one
+    first, the server refuses to start (exit 2) and the helper starts it on other ports."""
+    import tests.serve._helpers as helpers
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        chosen = iter([taken])
+        real = helpers.free_port
+        monkeypatch.setattr(helpers, "free_port", lambda: next(chosen, None) or real())
+        server = ServerProcess(tmp_path, tiny_artifact, "--backend", "torch")
+        try:
+            server.wait_ready()
+            assert server.port != taken and connects("127.0.0.1", server.port)
+        finally:
+            server.kill()
