@@ -228,33 +228,37 @@ def check_space(config: TrainConfig, space: Sequence[Param]) -> None:
                 ) from None
 
 
-def base_values(config: TrainConfig, space: Sequence[Param]) -> dict[str, Any]:
-    """The base config's own values of the space's keys, those that lie in the space (the
-    first trial of a new study)."""
+def _config_values(config: TrainConfig, space: Sequence[Param]) -> list[tuple[Param, Any]]:
+    """Each parameter of the space with the base config's value of its key (None: not set)."""
     flat = to_dict(config)
-    values = {}
+    found = []
     for param in space:
         node: Any = flat
         for part in param.key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if node is not None and param.contains(node):
-            values[param.key] = node
-    return values
+        found.append((param, node))
+    return found
+
+
+def base_values(config: TrainConfig, space: Sequence[Param]) -> dict[str, Any]:
+    """The base config's own values of the space's keys, those that lie in the space (the
+    first trial of a new study)."""
+    return {
+        param.key: value
+        for param, value in _config_values(config, space)
+        if value is not None and param.contains(value)
+    }
 
 
 def outside_space(config: TrainConfig, space: Sequence[Param]) -> list[str]:
     """The base config's values of the space's keys that the space does not hold, described
     (``model.dropout = 0.1 (the space: ...)``); empty when the base config is a point of it."""
-    flat = to_dict(config)
-    outside = []
-    for param in space:
-        node: Any = flat
-        for part in param.key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None or not param.contains(node):
-            value = "not set" if node is None else f"= {node!r}"
-            outside.append(f"{param.key} {value} (the space: {param.describe()})")
-    return outside
+    return [
+        f"{param.key} {'not set' if value is None else f'= {value!r}'} "
+        f"(the space: {param.describe()})"
+        for param, value in _config_values(config, space)
+        if value is None or not param.contains(value)
+    ]
 
 
 def trial_config(

@@ -187,10 +187,8 @@ def _overlap_counts(counts: Mapping[str, int]) -> str:
     return " and ".join(f"{n} of this run's {part} queries" for part, n in counts.items() if n)
 
 
-def check_overlap(
-    name: str, lm: LoadedLM, config: TextDataConfig, task: TextTask
-) -> dict[str, int]:
-    """How many of this run's validation and test queries encoder ``name`` was fine-tuned on
+def check_overlap(lm: LoadedLM, config: TextDataConfig, task: TextTask) -> dict[str, int]:
+    """How many of this run's validation and test queries encoder ``lm`` was fine-tuned on
     (``{"valid": n, "test": m}``, both 0 when none or when it was not fine-tuned here)."""
     seen = finetuning_queries(lm, config, task.collection)
     if seen is None:
@@ -353,7 +351,7 @@ def build_text_features(
     featurizer.to(device)
     overlap: dict[str, dict[str, int]] = {}  # checked before the long work below
     for name, lm in featurizer.encoders.items():
-        counts = check_overlap(name, lm, config, task)
+        counts = check_overlap(lm, config, task)
         if any(counts.values()):
             if not allow_query_overlap:
                 raise overlap_error(name, lm, counts)
@@ -393,11 +391,11 @@ def build_text_features(
         out.rows[part] = write_feature_file(path, task.collection, lists, features, names, context)
         out.files[part] = path
         out.recall[part] = lists.recall()
-        out.column_ndcg[part] = {  # each column in its own direction (a rank: smallest first)
-            name: mean_ndcg(-features[..., j] if name in LOWER_IS_BETTER else features[..., j],
-                            lists.labels)
+        labels = lists.labels
+        out.column_ndcg[part] = {  # each column its own way round: a rank, smallest first
+            name: mean_ndcg((-1.0 if name in LOWER_IS_BETTER else 1.0) * features[..., j], labels)
             for j, name in enumerate(names)
-        }  # fmt: skip
+        }
     featurizer.save(out.directory / FEATURIZER_DIR)
     shutil.rmtree(partial, ignore_errors=True)  # the cache is saved: nothing left to resume
     write_manifest(
